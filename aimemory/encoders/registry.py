@@ -1,0 +1,85 @@
+"""Which encoder a model spec means: ``"auto"``, ``"aimemory-mini"``, a hub id, a local folder, or an
+:class:`Encoder` instance. The library never falls back to a fake encoder: a spec resolves to a real
+model or raises :class:`ModelNotAvailableError`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from ..errors import ModelError, ModelNotAvailableError
+from .base import Encoder
+
+log = logging.getLogger("aimemory.encoders")
+
+MINI_MODEL = "aimemory-mini"
+DEFAULT_PRETRAINED = "openai/clip-vit-base-patch32"
+_announced = False
+
+
+def configured_pretrained() -> str:
+    """The pretrained CLIP that ``model="auto"`` prefers (``AIMEMORY_MODEL`` overrides it)."""
+    return os.environ.get("AIMEMORY_MODEL", DEFAULT_PRETRAINED)
+
+
+def _announce_mini(reason: str) -> None:
+    global _announced
+    if not _announced:
+        print(f"aimemory: using the built-in model {MINI_MODEL!r} ({reason}). "
+              f"For full CLIP quality run `aimemory models download {configured_pretrained()}`.",
+              file=sys.stderr)
+        _announced = True
+
+
+def _pretrained_available(model_id: str) -> bool:
+    try:
+        from ..weights.hub import is_cached
+    except ImportError:  # pragma: no cover - hub module missing in a partial install
+        return False
+    return bool(is_cached(model_id))
+
+
+def load_encoder(spec: "str | os.PathLike | Encoder", *, precision: str = "fp32") -> Encoder:
+    """Resolve a model spec into a loaded :class:`Encoder`."""
+    if isinstance(spec, Encoder):
+        return spec
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if not isinstance(spec, str):
+        raise ModelError(f"model= must be a name, a folder path or an Encoder; got {type(spec).__name__}")
+    if spec == "auto":
+        pretrained = configured_pretrained()
+        if _pretrained_available(pretrained):
+            return load_encoder(pretrained, precision=precision)
+        _announce_mini(f"{pretrained} is not cached")
+        spec = MINI_MODEL
+    if spec in (MINI_MODEL, "aimemory-mini-v1"):
+        from .mini import MiniEncoder
+
+        return MiniEncoder.load()
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return _load_clip(path, precision)
+    if path.suffix in (".pt", ".bin", ".safetensors") and path.is_file():
+        return _load_clip(path, precision)
+    if "/" in spec and not path.exists():
+        from ..weights.hub import resolve_checkpoint
+
+        return _load_clip(resolve_checkpoint(spec), precision, model_id=spec)
+    raise ModelNotAvailableError(
+        f"unknown model {spec!r}: pass 'auto', {MINI_MODEL!r}, a hub id such as "
+        f"{DEFAULT_PRETRAINED!r}, or the path of a local checkpoint folder")
+
+
+def _load_clip(path: Path, precision: str, model_id: str | None = None) -> Encoder:
+    from .clip import ClipEncoder
+
+    kwargs = {"precision": precision}
+    if model_id is not None:
+        kwargs["model_id"] = model_id
+    try:
+        return ClipEncoder.from_pretrained(path, **kwargs)
+    except TypeError:  # an encoder without a model_id override names itself
+        return ClipEncoder.from_pretrained(path, precision=precision)

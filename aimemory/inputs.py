@@ -1,0 +1,359 @@
+"""Turning what users hand us into decoded items: modality sniffing and decoding.
+
+``str`` is text; ``pathlib.Path`` is a file whose modality is sniffed from its bytes; PIL images and
+uint8 ``HxW`` / ``HxWx3`` arrays are images; :class:`Audio` is a waveform; ``bytes`` are sniffed.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DecodeError, InputError, InputTooLargeError, UnsupportedInputError
+
+TARGET_SAMPLE_RATE = 16_000
+
+
+@dataclass(eq=False)
+class Audio:
+    """A waveform: ``samples`` (n,) or (n, channels) float, ``sample_rate`` in Hz."""
+
+    samples: np.ndarray
+    sample_rate: int
+    source: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        arr = np.asarray(self.samples)
+        if arr.ndim == 2:  # (n, channels) -> mono
+            arr = arr.mean(axis=1) if arr.shape[1] <= 16 else arr.mean(axis=0)
+        if arr.ndim != 1:
+            raise InputError(f"Audio samples must be 1-D or (n, channels); got shape {arr.shape}")
+        if np.issubdtype(arr.dtype, np.integer):
+            arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
+        self.samples = np.ascontiguousarray(arr, dtype=np.float32)
+        if not isinstance(self.sample_rate, (int, np.integer)) or self.sample_rate <= 0:
+            raise InputError(f"Audio sample_rate must be a positive int; got {self.sample_rate!r}")
+        self.sample_rate = int(self.sample_rate)
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return len(self.samples) / self.sample_rate
+
+    def resampled(self, rate: int = TARGET_SAMPLE_RATE) -> "Audio":
+        """Mono float32 at ``rate`` Hz (librosa's soxr resampler)."""
+        if rate == self.sample_rate:
+            return self
+        import librosa
+
+        y = librosa.resample(self.samples, orig_sr=self.sample_rate, target_sr=rate, res_type="soxr_hq")
+        return Audio(y.astype(np.float32), rate, source=self.source)
+
+
+# -- limits: refuse bombs and accidents with a clear error instead of exhausting memory ------------
+MAX_FILE_BYTES = 256 * 1024 * 1024
+MAX_TEXT_CHARS = 2_000_000
+MAX_IMAGE_PIXELS = 80_000_000
+MAX_AUDIO_SECONDS = 4 * 3600
+MIN_AUDIO_SECONDS = 0.05
+
+MODALITIES = ("image", "audio", "text")
+
+_IMAGE_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"BM", "image/bmp"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+)
+_AUDIO_MAGIC = (
+    (b"fLaC", "audio/flac"),
+    (b"OggS", "audio/ogg"),
+    (b"ID3", "audio/mpeg"),
+    (b"\xff\xfb", "audio/mpeg"),
+    (b"\xff\xf3", "audio/mpeg"),
+    (b"\xff\xf2", "audio/mpeg"),
+)
+
+
+@dataclass(eq=False)
+class Item:
+    """A decoded input: ``payload`` is an RGB PIL image, an :class:`Audio` at 16 kHz, or a str.
+    ``content`` is the original bytes to keep (None for text, whose payload is the content)."""
+
+    modality: str
+    payload: object
+    content: bytes | None
+    mime: str
+    source: str | None
+    content_hash: str
+
+
+def sniff(data: bytes) -> tuple[str, str]:
+    """bytes -> (modality, mime) from magic numbers, falling back to UTF-8 text."""
+    head = data[:64]
+    for magic, mime in _IMAGE_MAGIC:
+        if head.startswith(magic):
+            return "image", mime
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image", "image/webp"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "audio", "audio/wav"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "audio", "audio/aiff"
+    for magic, mime in _AUDIO_MAGIC:
+        if head.startswith(magic):
+            return "audio", mime
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"M4A ", b"M4B ", b"mp42", b"isom", b"dash"):
+            return "audio", "audio/mp4"
+        if brand in (b"heic", b"heix", b"avif", b"mif1"):
+            return "image", "image/" + brand.decode().strip()
+    if b"\x00" not in data[:4096]:
+        try:
+            data[:65536].decode("utf-8")
+            return "text", "text/plain"
+        except UnicodeDecodeError as exc:
+            # a multi-byte character cut at the 64 KiB boundary is still text
+            if exc.start >= 65536 - 4:
+                return "text", "text/plain"
+    raise _unsupported("bytes are not a recognised image, audio or UTF-8 text format")
+
+
+def _unsupported(message: str) -> Exception:
+
+    return UnsupportedInputError(
+        message + "; supported: PNG/JPEG/GIF/BMP/TIFF/WebP images, WAV/FLAC/OGG/MP3/M4A audio, "
+        "UTF-8 text"
+    )
+
+
+def _sha256(*parts: bytes) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p)
+    return h.hexdigest()
+
+
+def text_item(text: str, source: str | None = None) -> Item:
+
+    if len(text) > MAX_TEXT_CHARS:
+        raise InputTooLargeError(
+            f"text of {len(text):,} characters is over the {MAX_TEXT_CHARS:,} limit; split it into "
+            "several memories", item=text[:80])
+    if not text.strip():
+        raise InputError("text is empty; pass some words to remember", item=text)
+    return Item("text", text, None, "text/plain", source, _sha256(b"text:", text.encode("utf-8")))
+
+
+def _decode_image_bytes(data: bytes, source: str | None) -> "object":
+    import warnings
+    from PIL import Image
+
+
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise Image.DecompressionBombError("too many pixels")
+            img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputTooLargeError(
+            f"image {source or ''} is over the {MAX_IMAGE_PIXELS:,}-pixel limit; downscale it first",
+            item=source) from exc
+    except Exception as exc:
+        raise DecodeError(f"image {source or '<bytes>'} does not decode ({exc}); is the file complete?",
+                          item=source) from exc
+    return _to_rgb(img)
+
+
+def _to_rgb(img):
+    from PIL import Image
+
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("RGBA", "LA", "P", "PA") or "transparency" in img.info:
+        # composite on white, as a viewer would show it, rather than dropping alpha to black
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGB", rgba.size, (255, 255, 255))
+        bg.paste(rgba, mask=rgba.getchannel("A"))
+        return bg
+    return img.convert("RGB")
+
+
+def _encode_png(img) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def image_item(img, source: str | None = None) -> Item:
+    """A PIL image (any mode) -> Item; content is lossless PNG."""
+
+    if img.width * img.height > MAX_IMAGE_PIXELS:
+        raise InputTooLargeError(f"image of {img.width}x{img.height} is over the pixel limit", item=source)
+    if img.width < 1 or img.height < 1:
+        raise InputError("image has no pixels", item=source)
+    rgb = _to_rgb(img)
+    png = _encode_png(img if img.mode in ("RGB", "RGBA", "L", "LA", "P") else rgb)
+    return Item("image", rgb, png, "image/png", source,
+                _sha256(b"image:", f"{rgb.size}".encode(), rgb.tobytes()))
+
+
+def array_item(arr: np.ndarray, source: str | None = None) -> Item:
+    from PIL import Image
+
+
+    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
+        raise UnsupportedInputError(
+            f"arrays are read as images and must be uint8 HxW or HxWx3/4; got {arr.dtype} {arr.shape}. "
+            "For audio wrap samples in aimemory.Audio(samples, sample_rate)", item=source)
+    return image_item(Image.fromarray(np.ascontiguousarray(arr)), source)
+
+
+def _decode_audio_bytes(data: bytes, mime: str, source: str | None) -> Audio:
+
+    samples, rate = None, None
+    try:
+        import soundfile as sf
+
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            if f.frames / max(f.samplerate, 1) > MAX_AUDIO_SECONDS:
+                _too_long(f.frames / f.samplerate, source)
+            samples, rate = f.read(dtype="float32", always_2d=True), f.samplerate
+    except DecodeError:
+        raise
+    except Exception:
+        samples = None
+    if samples is None:
+        samples, rate = _decode_with_ffmpeg(data, source)
+    else:
+        samples = samples.mean(axis=1)
+    return _check_audio(Audio(samples, rate, source=source), source)
+
+
+def _too_long(seconds: float, source):
+
+    raise InputTooLargeError(
+        f"audio {source or ''} lasts {seconds:,.0f} s, over the {MAX_AUDIO_SECONDS:,} s limit; "
+        "split it first", item=source)
+
+
+def _decode_with_ffmpeg(data: bytes, source: str | None) -> tuple[np.ndarray, int]:
+    """Compressed formats soundfile cannot read (mp3 in old libsndfile, m4a): ffmpeg in a subprocess
+    with a timeout, so a hostile file cannot hang the process."""
+    import shutil
+    import subprocess
+
+
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise DecodeError(f"audio {source or '<bytes>'} needs ffmpeg to decode; install ffmpeg "
+                          "(e.g. apt-get install ffmpeg) or convert it to WAV/FLAC", item=source)
+    cmd = [ffmpeg, "-nostdin", "-v", "error", "-i", "pipe:0", "-t", str(MAX_AUDIO_SECONDS + 1),
+           "-f", "f32le", "-ac", "1", "-ar", str(TARGET_SAMPLE_RATE), "pipe:1"]
+    try:
+        proc = subprocess.run(cmd, input=data, capture_output=True, timeout=120)
+    except subprocess.TimeoutExpired as exc:
+        raise DecodeError(f"audio {source or '<bytes>'} took too long to decode", item=source) from exc
+    if proc.returncode != 0 or not proc.stdout:
+        msg = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no audio stream"]
+        raise DecodeError(f"audio {source or '<bytes>'} does not decode: {msg[0]}", item=source)
+    samples = np.frombuffer(proc.stdout, dtype="<f4").copy()
+    if len(samples) / TARGET_SAMPLE_RATE > MAX_AUDIO_SECONDS:
+        _too_long(len(samples) / TARGET_SAMPLE_RATE, source)
+    return samples, TARGET_SAMPLE_RATE
+
+
+def _check_audio(audio: Audio, source: str | None) -> Audio:
+
+    if audio.duration > MAX_AUDIO_SECONDS:
+        _too_long(audio.duration, source)
+    if audio.duration < MIN_AUDIO_SECONDS:
+        raise InputError(f"audio {source or ''} is empty or shorter than {MIN_AUDIO_SECONDS} s",
+                         item=source)
+    if not np.isfinite(audio.samples).all():
+        raise DecodeError(f"audio {source or ''} holds NaN/inf samples", item=source)
+    return audio
+
+
+def _encode_flac(audio: Audio) -> bytes:
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(audio.samples, -1.0, 1.0), audio.sample_rate, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def audio_item(audio: Audio, source: str | None = None) -> Item:
+    audio = _check_audio(audio, source or audio.source)
+    content = _encode_flac(audio)
+    return Item("audio", audio.resampled(TARGET_SAMPLE_RATE), content, "audio/flac",
+                source or audio.source, _sha256(b"audio:", content))
+
+
+def bytes_item(data: bytes, source: str | None = None) -> Item:
+
+    if not data:
+        raise InputError(f"{source or 'bytes'} is empty", item=source)
+    if len(data) > MAX_FILE_BYTES:
+        raise InputTooLargeError(f"{source or 'bytes'} is {len(data):,} bytes, over the "
+                                 f"{MAX_FILE_BYTES:,}-byte limit", item=source)
+    modality, mime = sniff(data)
+    if modality == "text":
+        return text_item(data.decode("utf-8", errors="strict"), source)
+    if modality == "image":
+        img = _decode_image_bytes(data, source)
+        return Item("image", img, data, mime, source, _sha256(data))
+    audio = _decode_audio_bytes(data, mime, source)
+    return Item("audio", audio.resampled(TARGET_SAMPLE_RATE), data, mime, source, _sha256(data))
+
+
+def path_item(path: Path) -> Item:
+
+    if not path.exists():
+        raise InputError(f"no such file: {path}", item=str(path))
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; pass its files (remember_many) or use the CLI's "
+                         "`aimemory remember FOLDER`", item=str(path))
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise InputTooLargeError(f"{path} is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
+                                 item=str(path))
+    return bytes_item(path.read_bytes(), str(path))
+
+
+def to_item(x: object, *, source: str | None = None) -> Item:
+    """Any supported input -> a decoded :class:`Item`; unsupported types raise a typed error."""
+
+    if isinstance(x, Item):
+        return x
+    if isinstance(x, str):
+        return text_item(x, source)
+    if isinstance(x, Path):
+        return path_item(x)
+    if isinstance(x, Audio):
+        return audio_item(x, source)
+    if isinstance(x, (bytes, bytearray, memoryview)):
+        return bytes_item(bytes(x), source)
+    if isinstance(x, np.ndarray):
+        return array_item(x, source)
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        Image = None
+    if Image is not None and isinstance(x, Image.Image):
+        return image_item(x, source)
+    raise UnsupportedInputError(
+        f"cannot remember a {type(x).__name__}; pass str (text), pathlib.Path (a file), "
+        "PIL.Image / uint8 array (image), aimemory.Audio (waveform) or bytes", item=x)

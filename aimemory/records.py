@@ -1,0 +1,155 @@
+"""What users get back: :class:`Memory` and :class:`Hit`, and the Arrow schema of the table behind them.
+
+One table row is one *view* (one vector). Row 0 of a memory (``view == 0``) also carries the memory's
+content and metadata, so a memory and all its vectors are written by a single Lance commit.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Callable
+
+import pyarrow as pa
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL.Image import Image
+
+    from .inputs import Audio
+
+SCHEMA_VERSION = 1
+
+
+def table_schema(dim: int) -> pa.Schema:
+    """The Lance table schema for vectors of width ``dim``."""
+    return pa.schema([
+        pa.field("vkey", pa.int64(), nullable=False),  # FAISS id of this view; never reused
+        pa.field("id", pa.string(), nullable=False),  # memory id shown to users
+        pa.field("view", pa.int32(), nullable=False),  # 0 = the memory's primary row
+        pa.field("namespace", pa.string(), nullable=False),
+        pa.field("modality", pa.string(), nullable=False),  # of the memory: image | audio | text
+        pa.field("kind", pa.string(), nullable=False),  # of the view: image, text.chunk, audio.sound...
+        pa.field("vector", pa.list_(pa.float32(), dim), nullable=False),
+        pa.field("start", pa.float64()),
+        pa.field("end", pa.float64()),
+        pa.field("snippet", pa.string()),
+        pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        # primary-row-only columns (null on other views)
+        pa.field("text", pa.string()),  # text content or transcript: full-text indexed
+        pa.field("content", pa.large_binary()),
+        pa.field("mime", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("content_hash", pa.string()),
+        pa.field("tags", pa.list_(pa.string())),
+        pa.field("metadata", pa.string()),  # JSON object
+    ])
+
+
+# Columns the in-memory catalog mirrors (no vectors, no content).
+CATALOG_COLUMNS = ["vkey", "id", "view", "namespace", "modality", "kind", "created_at", "start", "end",
+                   "snippet", "source", "content_hash", "tags", "metadata", "mime"]
+
+
+@dataclass(eq=False)
+class Memory:
+    """One remembered item. ``content`` (bytes or str) is loaded on first access."""
+
+    id: str
+    modality: str
+    namespace: str
+    created_at: datetime
+    source: str | None
+    metadata: dict[str, Any]
+    mime: str | None = None
+    transcript: str | None = None
+    _content: Any = field(default=None, repr=False)
+    _loader: Callable[[], Any] | None = field(default=None, repr=False)
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self.metadata.get("tags", []))
+
+    @property
+    def content(self) -> bytes | str | None:
+        """The original bytes (image/audio) or the text; None if the store keeps no content."""
+        if self._content is None and self._loader is not None:
+            self._content = self._loader()
+            self._loader = None
+        return self._content
+
+    @property
+    def text(self) -> str | None:
+        """The text of a text memory, the transcript of an audio memory, else None."""
+        if self.modality == "text":
+            c = self.content
+            return c if isinstance(c, str) else None
+        return self.transcript
+
+    def image(self) -> "Image":
+        """The image as PIL (image memories only)."""
+        from PIL import Image
+
+        if self.modality != "image" or not isinstance(self.content, (bytes, bytearray)):
+            raise ValueError(f"memory {self.id} is a {self.modality} memory without image content")
+        return Image.open(io.BytesIO(self.content))
+
+    def audio(self) -> "Audio":
+        """The waveform (audio memories only)."""
+        from .inputs import bytes_item
+
+        if self.modality != "audio" or not isinstance(self.content, (bytes, bytearray)):
+            raise ValueError(f"memory {self.id} is a {self.modality} memory without audio content")
+        return bytes_item(bytes(self.content)).payload  # type: ignore[return-value]
+
+    def _repr_html_(self) -> str:
+        from .display import memory_html
+
+        return memory_html(self)
+
+
+@dataclass(eq=False)
+class Hit:
+    """One recall result: ``score`` is the cosine of the best-matching view (higher is closer);
+    ``kind`` is that view's tag; ``start``/``end`` locate it in time-coded memories."""
+
+    id: str
+    score: float
+    modality: str
+    memory: Memory
+    kind: str = ""
+    start: float | None = None
+    end: float | None = None
+    snippet: str | None = None
+
+    def _repr_html_(self) -> str:
+        from .display import hit_html
+
+        return hit_html(self)
+
+
+class Hits(list):
+    """A list of :class:`Hit` with notebook and dataframe helpers."""
+
+    def to_arrow(self) -> pa.Table:
+        return pa.table({
+            "rank": list(range(1, len(self) + 1)),
+            "id": [h.id for h in self],
+            "score": [h.score for h in self],
+            "modality": [h.modality for h in self],
+            "kind": [h.kind for h in self],
+            "source": [h.memory.source for h in self],
+            "start": [h.start for h in self],
+            "end": [h.end for h in self],
+            "snippet": [h.snippet for h in self],
+            "metadata": [json.dumps(h.memory.metadata) for h in self],
+        })
+
+    def to_pandas(self):
+        return self.to_arrow().to_pandas()
+
+    def _repr_html_(self) -> str:
+        from .display import hits_html
+
+        return hits_html(self)

@@ -67,6 +67,10 @@ class Memory:
     _content: Any = field(default=None, repr=False)
     _loader: Callable[[], Any] | None = field(default=None, repr=False)
 
+    def __repr__(self) -> str:
+        src = f", source={self.source!r}" if self.source else ""
+        return f"Memory(id={self.id!r}, {self.modality}, namespace={self.namespace!r}{src})"
+
     @property
     def tags(self) -> list[str]:
         return list(self.metadata.get("tags", []))
@@ -122,6 +126,11 @@ class Hit:
     start: float | None = None
     end: float | None = None
     snippet: str | None = None
+
+    def __repr__(self) -> str:
+        span = f", {self.start:.1f}-{self.end:.1f}s" if self.start is not None and self.end is not None else ""
+        src = f", source={self.memory.source!r}" if self.memory.source else ""
+        return f"Hit(score={self.score:.3f}, {self.modality}/{self.kind}, id={self.id!r}{span}{src})"
 
     def _repr_html_(self) -> str:
         from .display import hit_html

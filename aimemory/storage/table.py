@@ -5,6 +5,7 @@ never by pasting values into SQL."""
 from __future__ import annotations
 
 import logging
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Iterable
@@ -21,7 +22,9 @@ TABLE_NAME = "memories"
 COMPACT_EVERY_COMMITS = 64  # small appends make many fragments; compact past this many commits
 KEEP_VERSIONS_FOR = timedelta(hours=1)  # old versions kept for readers and crash recovery
 FTS_REFRESH_ROWS = 2_000  # rebuild the text index when this many rows are not yet indexed
-SCAN_BATCH = 65_536
+
+# Lance logs from Rust to stderr; keep its deprecation chatter out of users' terminals.
+os.environ.setdefault("LANCE_LOG", "error")
 
 
 class VectorTable:
@@ -95,8 +98,10 @@ class VectorTable:
         from lancedb.expr import col, lit
 
         self._ensure_fts()
-        return (self._table.search(query, query_type="fts")
-                .where(col("namespace") == lit(namespace))
+        search = self._table.search(query, query_type="fts")
+        if hasattr(search, "disable_scoring_autoprojection"):
+            search = search.disable_scoring_autoprojection()
+        return (search.where(col("namespace") == lit(namespace))
                 .select(["vkey", "id"]).limit(limit).to_arrow())
 
     # -- writes --------------------------------------------------------------------------------

@@ -1,0 +1,40 @@
+# Two entry points: `make demo` and `make test`. Both create .venv and install CPU torch first,
+# so pip never resolves a multi-GB CUDA build.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+TORCH  := torch==2.13.0
+
+.PHONY: demo test soak bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml $(VENV)/.runtime
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.runtime
+	$(BIN)/aimemory demo
+
+test: $(VENV)/.test
+	$(BIN)/python -m pytest -q
+
+soak: $(VENV)/.test
+	$(BIN)/python -m pytest -q -m slow
+
+bench: $(VENV)/.test
+	$(BIN)/python benchmarks/bench_store.py
+	$(BIN)/python benchmarks/bench_clip.py
+
+lint: $(VENV)/.test
+	$(BIN)/python -m ruff check aimemory tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,93 @@
+"""Recall: rank views by cosine inside the allowed set, collapse them to memories, optionally fuse
+with full-text ranks. Namespaces are enforced twice: inside FAISS (an id selector) and again on the
+way out, so a bug in one layer cannot leak another tenant's memory."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from .inputs import Item
+from .records import Hit, Hits
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import MemoryStore
+
+OVERFETCH = 4  # views fetched per wanted memory: memories with several views need more
+RRF_K = 60  # reciprocal-rank fusion constant (Cormack, Clarke & Buettcher, SIGIR 2009)
+
+
+def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
+               modalities: Sequence[str] | None, where: Mapping[str, Any] | None,
+               since: float | None, until: float | None, hybrid: bool) -> Hits:
+    catalog = store.catalog
+    mask = catalog.mask(namespace, modalities, since, until, where)
+    n_allowed = int(mask.sum())
+    if n_allowed == 0:
+        return Hits()
+    query = store.encoder.query_vectors(item.modality, [item.payload])  # (1, dim)
+    allowed = None if n_allowed == store.index.ntotal else catalog.array("vkey")[mask]
+    best = _vector_ranking(store, query, k if not hybrid else max(k, 20), allowed, n_allowed)
+    if hybrid and item.modality == "text":
+        best = _fuse_with_full_text(store, query, item.payload, namespace, mask, best)  # type: ignore[arg-type]
+    hits = Hits()
+    for memory_id, (score, position) in list(best.items())[:k]:
+        row = catalog.row(position)
+        if row.namespace != namespace:  # defence in depth; the mask already excluded it
+            continue
+        hits.append(Hit(id=memory_id, score=float(score), modality=row.modality,
+                        memory=store._memory(memory_id, namespace), kind=row.kind,
+                        start=_nan_to_none(row.start), end=_nan_to_none(row.end), snippet=row.snippet))
+    return hits
+
+
+def _nan_to_none(x):
+    return None if x is None or (isinstance(x, float) and np.isnan(x)) else x
+
+
+def _vector_ranking(store: "MemoryStore", query: np.ndarray, k: int, allowed: np.ndarray | None,
+                    n_allowed: int) -> dict[str, tuple[float, int]]:
+    """memory id -> (best cosine, catalog position of the best view), best first, >= k memories
+    when that many are allowed."""
+    catalog = store.catalog
+    fetch = min(n_allowed, k * OVERFETCH)
+    while True:
+        scores, keys = store.index.search(query, fetch, allowed)
+        valid = keys[0] >= 0
+        positions = catalog.position_of_vkeys(keys[0][valid])
+        best: dict[str, tuple[float, int]] = {}
+        ids = catalog.array("id")
+        for score, p in zip(scores[0][valid], positions):
+            mid = ids[p]
+            if mid not in best and catalog.alive[p]:
+                best[mid] = (float(score), int(p))
+        if len(best) >= k or fetch >= n_allowed:
+            return best
+        fetch = min(n_allowed, fetch * 4)
+
+
+def _fuse_with_full_text(store: "MemoryStore", query_vec: np.ndarray, text: str, namespace: str,
+                         mask: np.ndarray, vector_best: dict[str, tuple[float, int]]
+                         ) -> dict[str, tuple[float, int]]:
+    """Reciprocal-rank fusion of vector and BM25 rankings; scores become fused scores."""
+    catalog = store.catalog
+    limit = max(50, 2 * len(vector_best))
+    fts = store.table.full_text(text, namespace, limit)
+    fused: dict[str, float] = {}
+    position_of: dict[str, int] = {}
+    for rank, (mid, (_, p)) in enumerate(vector_best.items()):
+        fused[mid] = 1.0 / (RRF_K + rank + 1)
+        position_of[mid] = p
+    keys = np.asarray(fts.column("vkey").to_numpy(), dtype=np.int64)
+    positions = catalog.position_of_vkeys(keys)
+    rank = 0
+    for key, p in zip(keys, positions):
+        if p >= len(mask) or catalog.array("vkey")[p] != key or not mask[p]:
+            continue  # filtered out, forgotten, or in another namespace
+        mid = catalog.array("id")[p]
+        fused[mid] = fused.get(mid, 0.0) + 1.0 / (RRF_K + rank + 1)
+        position_of.setdefault(mid, int(p))
+        rank += 1
+    order = sorted(fused, key=lambda m: -fused[m])
+    return {mid: (fused[mid], position_of[mid]) for mid in order}

@@ -1,0 +1,505 @@
+"""``MemoryStore``: remember / recall / forget, top to bottom.
+
+inputs (sniff + decode) -> encoder (views) -> one Lance commit per batch -> catalog + FAISS index.
+The Lance table is the source of truth; the catalog and the index are rebuilt or caught up from it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from . import index as index_mod
+from .encoders.base import Encoder
+from .errors import InputError, NotFoundError, StoreClosedError, UnsupportedInputError
+from .inputs import MODALITIES, Item, to_item
+from .records import Hit, Hits, Memory, table_schema
+from .storage import Catalog, Manifest, VectorTable
+from .storage.manifest import MANIFEST_NAME
+
+log = logging.getLogger("aimemory")
+
+DEFAULT_NAMESPACE = "default"
+NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@/-]{0,127}$")
+INDEX_DIR = "index"
+SAVE_INDEX_AFTER_CHANGES = 20_000  # vectors added/removed since the last save
+RRF_K = 60  # reciprocal-rank-fusion constant (Cormack et al. 2009)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _new_id() -> str:
+    """24 hex chars: 12 of milliseconds (so ids sort by time) + 12 random."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
+
+
+def _check_namespace(namespace: str) -> str:
+    if not isinstance(namespace, str) or not NAMESPACE_RE.match(namespace):
+        raise InputError(f"namespace {namespace!r} is not valid: use 1-128 letters, digits, and . _ : @ / -")
+    return namespace
+
+
+def _timestamp(value: datetime | float | str | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
+
+
+def _metadata(metadata: Mapping[str, Any] | None) -> tuple[dict, list[str]]:
+    meta = dict(metadata or {})
+    tags = meta.get("tags", [])
+    if isinstance(tags, str):
+        tags = [tags]
+    if not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
+        raise InputError("metadata['tags'] must be a string or a list of strings")
+    meta["tags"] = list(tags)
+    try:
+        json.dumps(meta)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"metadata must be JSON-serialisable: {exc}") from exc
+    return meta, list(tags)
+
+
+class MemoryList(list):
+    """What ``remember_many`` returns: the memories, plus ``skipped`` [(index, item, error)]."""
+
+    skipped: list
+
+
+class MemoryStore:
+    """A multimodal memory on disk at ``path``.
+
+    >>> store = MemoryStore("./memory", model="auto")
+    >>> store.remember("the cat sleeps on the sofa", metadata={"tags": ["pets"]})
+    >>> store.recall("a cat", k=5)
+    """
+
+    def __init__(self, path: str | os.PathLike, model: "str | os.PathLike | Encoder" = "auto", *,
+                 precision: str = "fp32", keep_content: bool = True,
+                 ann_threshold: int = index_mod.ANN_THRESHOLD):
+        from .encoders.registry import load_encoder
+
+        self.path = Path(path).expanduser()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.keep_content = keep_content
+        self.ann_threshold = ann_threshold
+        self._lock = threading.RLock()
+        self._closed = False
+        manifest = Manifest.read(self.path)
+        if manifest is not None and model == "auto":
+            model = manifest.extra.get("model_source", manifest.model_id)
+        self.encoder: Encoder = load_encoder(model, precision=precision)
+        if manifest is None:
+            manifest = Manifest(self.encoder.model_id, self.encoder.dim, precision=precision,
+                                created_with=_version(),
+                                extra={"model_source": _model_source(model, self.encoder)})
+            manifest.write(self.path)
+        manifest.check_model(self.encoder.model_id, self.encoder.dim, self.path)
+        self.manifest = manifest
+        self.model_id = manifest.model_id
+        self.table = VectorTable(self.path, manifest.dim)
+        self._unsaved_changes = 0
+        self._load_catalog_and_index()
+
+    # -- opening -------------------------------------------------------------------------------
+    def _load_catalog_and_index(self) -> None:
+        self.catalog = Catalog()
+        self.catalog.append_arrow(self.table.catalog_rows())
+        self._table_version = self.table.version
+        next_vkey = max(self.manifest.next_vkey, int(self.catalog.array("vkey").max(initial=0)) + 1)
+        if next_vkey != self.manifest.next_vkey:
+            self.manifest.next_vkey = next_vkey
+            self.manifest.write(self.path)
+        self.index = self._open_index()
+
+    def _open_index(self) -> index_mod.VectorIndex:
+        """The saved index, verified and caught up with the table; rebuilt if it cannot be."""
+        folder = self.path / INDEX_DIR
+        table_keys = self.catalog.alive_vkeys()
+        loaded = index_mod.VectorIndex.load(folder)
+        if loaded is not None:
+            index, sidecar = loaded
+            if sidecar.dim == self.manifest.dim:
+                if (sidecar.table_version == self._table_version
+                        and sidecar.keys_checksum == index_mod.keys_checksum(table_keys)):
+                    return index
+                index_keys = index.keys()
+                missing = np.setdiff1d(table_keys, index_keys)
+                extra = np.setdiff1d(index_keys, table_keys)
+                index.remove(extra)
+                keys, vectors = self.table.vectors_for(missing)
+                index.add(vectors, keys)
+                log.info("index caught up with the table: +%d -%d vectors", len(missing), len(extra))
+                return index
+        return self._rebuild_index()
+
+    def _rebuild_index(self) -> index_mod.VectorIndex:
+        keys, vectors = self.table.vectors_for(None)
+        alive = np.isin(keys, self.catalog.alive_vkeys())
+        index = index_mod.VectorIndex.build(vectors[alive], keys[alive], ann_threshold=self.ann_threshold)
+        index.dirty = True
+        return index
+
+    def rebuild_index(self) -> None:
+        """Rebuild the vector index from the table (e.g. after changing ``ann_threshold``)."""
+        with self._write_lock():
+            self.index = self._rebuild_index()
+            self._save_index()
+
+    # -- concurrency ---------------------------------------------------------------------------
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """One writer at a time, across threads (RLock) and processes (flock on a lock file)."""
+        self._check_open()
+        with self._lock:
+            with open(self.path / ".write.lock", "a+b") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                try:
+                    self._refresh_if_changed()
+                    yield
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _refresh_if_changed(self) -> None:
+        """Another process committed since we last looked: reload the catalog and catch up."""
+        self.table._table.checkout_latest()
+        if self.table.version != self._table_version:
+            self.manifest = Manifest.read(self.path) or self.manifest
+            self._load_catalog_and_index()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError("this MemoryStore is closed; open a new one")
+
+    # -- remember ------------------------------------------------------------------------------
+    def remember(self, x: object, metadata: Mapping[str, Any] | None = None,
+                 namespace: str = DEFAULT_NAMESPACE, *, dedup: bool = True,
+                 source: str | None = None) -> Memory:
+        """Store one image / audio clip / text and return its :class:`Memory` (the existing one when
+        identical content is already stored in this namespace and ``dedup`` is on)."""
+        return self.remember_many([x], metadata=metadata, namespace=namespace, dedup=dedup,
+                                  sources=[source])[0]
+
+    def remember_many(self, items: Iterable[object], *, batch_size: int = 32,
+                      metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+                      namespace: str = DEFAULT_NAMESPACE, dedup: bool = True, errors: str = "raise",
+                      sources: Sequence[str | None] | None = None, progress=None) -> MemoryList:
+        """Store many items: batched encoding, one commit per batch.
+
+        ``errors="raise"`` decodes every item first and writes nothing if any is bad;
+        ``errors="skip"`` streams, skips bad items and lists them in ``result.skipped``.
+        ``progress`` is called with the number of items done after each batch."""
+        _check_namespace(namespace)
+        if errors not in ("raise", "skip"):
+            raise ValueError("errors= must be 'raise' or 'skip'")
+        items = list(items)
+        metas = self._per_item(metadata, len(items), "metadata")
+        srcs = list(sources) if sources is not None else [None] * len(items)
+        result = MemoryList()
+        result.skipped = []
+        decoded: list[tuple[int, Item]] = []
+        for i, x in enumerate(items):
+            try:
+                decoded.append((i, to_item(x, source=srcs[i])))
+            except InputError as exc:
+                if errors == "raise":
+                    exc.index = i
+                    exc.args = (f"{exc.args[0]} (item #{i}); nothing was stored",)
+                    raise
+                result.skipped.append((i, x, exc))
+            if errors == "skip" and len(decoded) >= batch_size:
+                result.extend(self._commit_batch(decoded, metas, namespace, dedup))
+                decoded = []
+                if progress:
+                    progress(i + 1)
+        for start in range(0, len(decoded), batch_size):
+            result.extend(self._commit_batch(decoded[start:start + batch_size], metas, namespace, dedup))
+            if progress:
+                progress(min(len(items), decoded[min(start + batch_size, len(decoded)) - 1][0] + 1))
+        return result
+
+    @staticmethod
+    def _per_item(value, n: int, name: str) -> list:
+        if value is None or isinstance(value, Mapping):
+            return [value] * n
+        value = list(value)
+        if len(value) != n:
+            raise InputError(f"{name}= has {len(value)} entries for {n} items")
+        return value
+
+    def _commit_batch(self, batch: list[tuple[int, Item]], metas: list, namespace: str,
+                      dedup: bool) -> list[Memory]:
+        if not batch:
+            return []
+        with self._write_lock():
+            out: list[Memory | None] = [None] * len(batch)
+            todo: list[tuple[int, Item, dict, list[str]]] = []
+            seen: dict[str, int] = {}
+            for slot, (i, item) in enumerate(batch):
+                meta, tags = _metadata(metas[i])
+                if dedup:
+                    existing = self.catalog.find_duplicate(namespace, item.content_hash)
+                    if existing is not None:
+                        out[slot] = self._memory(existing, namespace)
+                        continue
+                    if item.content_hash in seen:  # the same content twice in one batch
+                        out[slot] = -seen[item.content_hash] - 1  # type: ignore[assignment]
+                        continue
+                    seen[item.content_hash] = slot
+                todo.append((slot, item, meta, tags))
+            if todo:
+                views = self._encode([t[1] for t in todo])
+                rows, new_ids = self._rows(todo, views, namespace)
+                self.table.add(rows)
+                self.manifest.next_vkey = int(rows.column("vkey")[-1].as_py()) + 1
+                self.manifest.write(self.path)
+                self._table_version = self.table.version
+                self.catalog.append_arrow(rows.select(self.table_catalog_columns()))
+                vectors = rows.column("vector").combine_chunks().flatten().to_numpy()
+                self.index.add(vectors.reshape(-1, self.manifest.dim), rows.column("vkey").to_numpy())
+                self._note_changes(rows.num_rows)
+                for (slot, *_), mid in zip(todo, new_ids):
+                    out[slot] = self._memory(mid, namespace)
+            for slot, m in enumerate(out):
+                if isinstance(m, int):
+                    out[slot] = out[-m - 1]
+            return out  # type: ignore[return-value]
+
+    @staticmethod
+    def table_catalog_columns() -> list[str]:
+        from .records import CATALOG_COLUMNS
+
+        return CATALOG_COLUMNS
+
+    def _encode(self, items: list[Item]) -> list[list]:
+        """Items -> per item, its views; one encoder call per modality."""
+        views: list[list | None] = [None] * len(items)
+        for modality in MODALITIES:
+            idx = [i for i, it in enumerate(items) if it.modality == modality]
+            if not idx:
+                continue
+            if modality not in self.encoder.modalities:
+                raise UnsupportedInputError(
+                    f"model {self.model_id!r} cannot embed {modality}; nothing was stored. Use a "
+                    "store whose model supports it (e.g. model='aimemory-mini')")
+            for i, v in zip(idx, self.encoder.views(modality, [items[i].payload for i in idx])):
+                if not v:
+                    raise InputError(f"{items[i].source or modality} produced no vectors", item=items[i].source)
+                views[i] = v
+        return views  # type: ignore[return-value]
+
+    def _rows(self, todo, views, namespace: str) -> tuple[pa.Table, list[str]]:
+        cols: dict[str, list] = {f.name: [] for f in table_schema(self.manifest.dim)}
+        vkey = self.manifest.next_vkey
+        now = _now()
+        ids = []
+        for (_, item, meta, tags), item_views in zip(todo, views):
+            mid = _new_id()
+            ids.append(mid)
+            text = item.payload if item.modality == "text" else getattr(item, "transcript", None)
+            for n, view in enumerate(item_views):
+                primary = n == 0
+                row = {
+                    "vkey": vkey, "id": mid, "view": n, "namespace": namespace,
+                    "modality": item.modality, "kind": view.kind,
+                    "vector": np.asarray(view.vector, dtype=np.float32), "start": view.start,
+                    "end": view.end, "snippet": view.text, "created_at": now,
+                    "text": text if primary else None,
+                    "content": item.content if (primary and self.keep_content) else None,
+                    "mime": item.mime if primary else None,
+                    "source": item.source if primary else None,
+                    "content_hash": item.content_hash if primary else None,
+                    "tags": tags if primary else None,
+                    "metadata": json.dumps(meta) if primary else None,
+                }
+                for name, value in row.items():
+                    cols[name].append(value)
+                vkey += 1
+        cols["vector"] = pa.FixedSizeListArray.from_arrays(
+            pa.array(np.concatenate(cols["vector"]).astype(np.float32)), self.manifest.dim)
+        return pa.table(cols, schema=table_schema(self.manifest.dim)), ids
+
+    def _note_changes(self, n: int) -> None:
+        self._unsaved_changes += n
+        if self._unsaved_changes >= SAVE_INDEX_AFTER_CHANGES:
+            self._save_index()
+
+    def _save_index(self) -> None:
+        self.index.save(self.path / INDEX_DIR, self.table.version)
+        self._unsaved_changes = 0
+
+    # -- read ----------------------------------------------------------------------------------
+    def _memory(self, memory_id: str, namespace: str | None) -> Memory:
+        positions = self.catalog.positions(memory_id, namespace)
+        if not positions:
+            where = f" in namespace {namespace!r}" if namespace is not None else ""
+            raise NotFoundError(f"no memory {memory_id!r}{where}")
+        p = positions[0]
+        c = self.catalog
+        vkey = int(c.get(p, "vkey"))
+        modality = c.get(p, "modality")
+        return Memory(
+            id=memory_id, modality=modality, namespace=c.get(p, "namespace"),
+            created_at=datetime.fromtimestamp(c.get(p, "created"), tz=timezone.utc),
+            source=c.get(p, "source"), metadata=dict(c.metadata(p)), mime=c.get(p, "mime"),
+            _loader=lambda: self._load_content(vkey, modality))
+
+    def _load_content(self, vkey: int, modality: str):
+        self._check_open()
+        row = self.table.primary_rows([vkey], ["content", "text"]).to_pylist()
+        if not row:
+            return None
+        return row[0]["text"] if modality == "text" else row[0]["content"]
+
+    def get(self, memory_id: str, namespace: str = DEFAULT_NAMESPACE) -> Memory:
+        """The memory with this id in this namespace, or :class:`NotFoundError`."""
+        self._check_open()
+        if not isinstance(memory_id, str):
+            raise NotFoundError(f"memory ids are strings; got {type(memory_id).__name__}")
+        with self._lock:
+            return self._memory(memory_id, _check_namespace(namespace))
+
+    def __contains__(self, memory_id: object) -> bool:
+        return isinstance(memory_id, str) and memory_id in self.catalog.by_id
+
+    def __len__(self) -> int:
+        return len(self.catalog)
+
+    def count(self, namespace: str | None = None) -> int:
+        """Memories in one namespace (all namespaces when None)."""
+        return self.catalog.count(namespace)
+
+    # -- forget --------------------------------------------------------------------------------
+    def forget(self, memory_id: str | Iterable[str], namespace: str = DEFAULT_NAMESPACE) -> int:
+        """Delete memories (table and index) by id; returns how many were deleted. Unknown ids
+        raise :class:`NotFoundError` and nothing is deleted."""
+        ids = [memory_id] if isinstance(memory_id, str) else list(memory_id)
+        _check_namespace(namespace)
+        with self._write_lock():
+            for mid in ids:
+                if not isinstance(mid, str) or not self.catalog.positions(mid, namespace):
+                    raise NotFoundError(f"no memory {mid!r} in namespace {namespace!r}; nothing was deleted")
+            vkeys = [int(self.catalog.get(p, "vkey")) for mid in ids for p in self.catalog.positions(mid, namespace)]
+            self.table.delete_vkeys(vkeys)
+            self._table_version = self.table.version
+            self.catalog.remove_ids(ids)
+            self.index.remove(np.asarray(vkeys, dtype=np.int64))
+            self._note_changes(len(vkeys))
+        return len(ids)
+
+    # -- recall --------------------------------------------------------------------------------
+    def recall(self, query: object, k: int = 5, modality: str | Sequence[str] | None = None,
+               where: Mapping[str, Any] | None = None, namespace: str = DEFAULT_NAMESPACE, *,
+               since: datetime | float | str | None = None, until: datetime | float | str | None = None,
+               hybrid: bool = False) -> Hits:
+        """The ``k`` memories closest to ``query`` (text, image, audio, a file...), best first."""
+        from .recall import run_recall
+
+        self._check_open()
+        _check_namespace(namespace)
+        if not isinstance(k, int) or k < 1:
+            raise InputError(f"k must be a positive int; got {k!r}")
+        modalities = None
+        if modality is not None:
+            modalities = [modality] if isinstance(modality, str) else list(modality)
+            bad = [m for m in modalities if m not in MODALITIES]
+            if bad:
+                raise InputError(f"modality={bad[0]!r} is not one of {MODALITIES}")
+        item = to_item(query)
+        with self._lock:
+            return run_recall(self, item, k, namespace, modalities, where,
+                              _timestamp(since), _timestamp(until), hybrid)
+
+    def embed(self, x: object) -> np.ndarray:
+        """The query vector of ``x`` in this store's space: (dim,) float32, unit norm."""
+        item = to_item(x)
+        return self.encoder.query_vectors(item.modality, [item.payload])[0]
+
+    def classify(self, x: object, labels: Sequence[str], templates: Sequence[str] | None = None
+                 ) -> dict[str, float]:
+        """Zero-shot: probabilities of ``labels`` for an image (or any item) via the text tower."""
+        from .encoders.zero_shot import zero_shot
+
+        item = to_item(x)
+        if item.modality != "image":
+            raise UnsupportedInputError("classify() takes an image")
+        return zero_shot(self.encoder, [item.payload], list(labels), templates=templates)[0]
+
+    # -- maintenance ---------------------------------------------------------------------------
+    def compact(self) -> None:
+        """Merge table fragments and drop old versions now (also automatic past thresholds)."""
+        with self._write_lock():
+            self.table.compact()
+            self._table_version = self.table.version
+            self._save_index()
+
+    def stats(self) -> dict[str, Any]:
+        kinds, counts = np.unique(self.catalog.array("kind")[self.catalog.alive].astype(str),
+                                  return_counts=True)
+        return {
+            "path": str(self.path), "model": self.model_id, "dim": self.manifest.dim,
+            "precision": self.manifest.precision, "memories": len(self),
+            "vectors": int(self.catalog.alive.sum()), "namespaces": self.catalog.namespaces(),
+            "views": dict(zip(kinds.tolist(), counts.tolist())),
+            "index": {"kind": self.index.kind, "vectors": self.index.ntotal, "nprobe": self.index.nprobe},
+            "table_version": self.table.version,
+        }
+
+    def close(self) -> None:
+        """Save the index and release the store; safe to call twice."""
+        if self._closed:
+            return
+        with self._lock:
+            try:
+                if self.index.dirty:
+                    self._save_index()
+            finally:
+                self.table.close()
+                self._closed = True
+
+    def __enter__(self) -> "MemoryStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self)} memories"
+        return f"MemoryStore({str(self.path)!r}, model={self.model_id!r}, {state})"
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _model_source(model, encoder: Encoder) -> str:
+    if isinstance(model, Encoder):
+        return encoder.model_id
+    return os.fspath(model) if model != "auto" else encoder.model_id
+
+
+def is_store(path: str | os.PathLike) -> bool:
+    return (Path(path) / MANIFEST_NAME).exists()

@@ -1,0 +1,98 @@
+"""Shared fixtures. ``ColourEncoder`` is a deterministic test encoder (never used by the library):
+images embed by their mean colour, texts by colour words, audio by pitch, so cross-modal tests can
+assert semantics without a trained model; a content hash adds a small unique component so every
+distinct item has its own vector."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from aimemory.encoders.base import Encoder, View, l2_normalize
+
+DIM = 16
+COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
+PITCH = {"red": 440.0, "green": 880.0, "blue": 1760.0}
+UNIQUE_WEIGHT = 0.3
+
+
+def _unique(data: bytes) -> np.ndarray:
+    seed = int.from_bytes(hashlib.sha256(data).digest()[:8], "little")
+    v = np.random.default_rng(seed).standard_normal(DIM - 3).astype(np.float32)
+    return v / np.linalg.norm(v) * UNIQUE_WEIGHT
+
+
+class ColourEncoder(Encoder):
+    model_id = "test-colour-v1"
+    dim = DIM
+    modalities = frozenset({"image", "text", "audio"})
+    logit_scale = 10.0
+
+    def __init__(self):
+        self.calls = 0
+
+    def _vec(self, rgb: np.ndarray, data: bytes) -> np.ndarray:
+        return np.concatenate([rgb / max(np.linalg.norm(rgb), 1e-6), _unique(data)])
+
+    def embed_images(self, images):
+        self.calls += 1
+        rows = [self._vec(np.asarray(im.convert("RGB"), np.float32).reshape(-1, 3).mean(0), im.tobytes())
+                for im in images]
+        return l2_normalize(np.stack(rows))
+
+    def embed_texts(self, texts):
+        self.calls += 1
+        rows = []
+        for t in texts:
+            rgb = np.zeros(3, np.float32)
+            for name, c in COLOURS.items():
+                if name in t.lower():
+                    rgb += np.asarray(c, np.float32)
+            rows.append(self._vec(rgb, t.encode()))
+        return l2_normalize(np.stack(rows))
+
+    def embed_audio(self, clips):
+        self.calls += 1
+        out = []
+        for clip in clips:
+            spectrum = np.abs(np.fft.rfft(clip.samples))
+            freq = np.argmax(spectrum) * clip.sample_rate / len(clip.samples)
+            rgb = np.zeros(3, np.float32)
+            name = min(PITCH, key=lambda n: abs(PITCH[n] - freq))
+            rgb += np.asarray(COLOURS[name], np.float32)
+            vec = l2_normalize(self._vec(rgb, clip.samples.tobytes())[None])[0]
+            out.append([View("audio.sound", vec, 0.0, clip.duration)])
+        return out
+
+
+@pytest.fixture
+def encoder():
+    return ColourEncoder()
+
+
+@pytest.fixture
+def store(tmp_path, encoder):
+    from aimemory import MemoryStore
+
+    s = MemoryStore(tmp_path / "mem", model=encoder)
+    yield s
+    s.close()
+
+
+def solid(colour: str, size=(32, 24), noise_seed: int | None = None):
+    from PIL import Image
+
+    arr = np.zeros((size[1], size[0], 3), np.uint8) + np.asarray(COLOURS[colour], np.uint8)
+    if noise_seed is not None:
+        arr = np.clip(arr.astype(int) + np.random.default_rng(noise_seed).integers(-20, 20, arr.shape), 0, 255)
+        arr = arr.astype(np.uint8)
+    return Image.fromarray(arr)
+
+
+def tone(colour: str, seconds=0.5, rate=16000):
+    from aimemory import Audio
+
+    t = np.arange(int(seconds * rate)) / rate
+    return Audio((0.5 * np.sin(2 * np.pi * PITCH[colour] * t)).astype(np.float32), rate)

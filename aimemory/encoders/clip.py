@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -27,6 +28,7 @@ from .base import Encoder, l2_normalize
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 BATCH_SIZE = 32
 OLD_HF_EOS = 2  # HF configs before transformers#24773 carry eos_token_id=2 and pool by argmax
+HUB_ID = re.compile(r"\w[\w.-]*/\w[\w.-]*")  # "openai/clip-vit-base-patch32"
 CACHE_ENV = "AIMEMORY_WEIGHTS_CACHE"
 CACHE_VERSION = 1  # bump when the native names or the Arrow layout change
 WEIGHT_FORMATS = ("arrow", "safetensors")  # "safetensors" = read the checkpoint itself every time
@@ -52,8 +54,8 @@ def _config_kwargs(folder: Path, fmt: str, act: str | None) -> tuple[dict, str |
         kw = dict(vision_heads=v.get("num_attention_heads"), text_heads=t.get("num_attention_heads"),
                   act=act or t.get("hidden_act", "quick_gelu"), eps=t.get("layer_norm_eps", 1e-5),
                   pool=POOL_ARGMAX if eos == OLD_HF_EOS else POOL_EOS, eos_token_id=int(eos))
-        name = cfg.get("_name_or_path") or None
-        return kw, name if name and not Path(name).is_absolute() else None
+        name = cfg.get("_name_or_path") or ""
+        return kw, name if HUB_ID.fullmatch(name) else None  # a local path is not a stable id
     if fmt == OPEN_CLIP:  # open_clip marks OpenAI-style activations with quick_gelu; its default is GELU
         model_cfg = _read_json(folder / "open_clip_config.json").get("model_cfg", {})
         v, t = model_cfg.get("vision_cfg", {}), model_cfg.get("text_cfg", {})
@@ -84,13 +86,15 @@ class ClipEncoder(Encoder):
     @classmethod
     def from_pretrained(cls, path: str | Path, precision: str = "fp32", *, weights: str = "arrow",
                         cache_dir: str | Path | None = None, act: str | None = None, tokenizer=None,
-                        batch_size: int = BATCH_SIZE) -> "ClipEncoder":
+                        batch_size: int = BATCH_SIZE, model_id: str | None = None) -> "ClipEncoder":
         """Load a local HF folder, OpenAI ``.pt`` or open_clip checkpoint.
 
         ``weights="arrow"`` converts once into an Arrow file under ``cache_dir`` (default
         ``$AIMEMORY_WEIGHTS_CACHE`` or ``~/.cache/aimemory/weights``) and maps it on later loads;
         ``"safetensors"`` reads the checkpoint every time. ``act`` overrides the activation for
-        checkpoints that do not record it (open_clip without its config)."""
+        checkpoints that do not record it (open_clip without its config). ``model_id`` (e.g. the hub
+        id it was downloaded as) replaces the name read from the config / folder; a non-fp32
+        precision is always appended, since it changes the vectors slightly."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         if weights not in WEIGHT_FORMATS:
@@ -123,7 +127,7 @@ class ClipEncoder(Encoder):
         if precision != "fp32":
             model = model.to(PRECISIONS[precision])
         preprocess = ImagePreprocessor.from_folder(folder, dims.image_size)
-        base = extra.get("repo") or (path.name if path.is_dir() else path.stem)
+        base = model_id or extra.get("repo") or (path.name if path.is_dir() else path.stem)
         model_id = base if precision == "fp32" else f"{base}@{precision}"
         return cls(model, preprocess, model_id=model_id, tokenizer=tokenizer, tokenizer_folder=folder,
                    precision=precision, batch_size=batch_size)

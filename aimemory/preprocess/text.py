@@ -1,4 +1,4 @@
-"""CLIP's byte-level BPE tokenizer, read from the vocabulary that ships with a checkpoint.
+r"""CLIP's byte-level BPE tokenizer, read from the vocabulary that ships with a checkpoint.
 
 Text clean-up (in this order): Unicode NFC, ``html.unescape`` twice, whitespace runs collapsed to one
 space and stripped, lower-casing. Then the CLIP pre-token pattern splits the text into words, every
@@ -11,8 +11,14 @@ Differences with the references, on purpose:
   that the HF tokenizer also does (NFC). Not done: mojibake repair, curly-quote straightening,
   ligature / full-width folding, control-character removal. Text that needs those tokenizes as it
   does in ``transformers.CLIPTokenizer``.
-* ``transformers.CLIPTokenizer`` does not unescape HTML; OpenAI's does (twice) and so do we, so
-  ``"&amp;amp;"`` becomes ``"&"`` here and in OpenAI's tokenizer but stays four words in HF's.
+* ``transformers.CLIPTokenizer`` (5.x, Rust) differs from OpenAI's -- and from us, who follow OpenAI
+  here -- in three ways: it does not unescape HTML (``"&amp;amp;"`` stays four words there, ``"&"``
+  here); it lower-cases letter by letter, so a word-final capital sigma becomes ``σ`` there and ``ς``
+  here (Python's ``str.lower``); its ``\s`` excludes the ASCII separators ``\x1c``-``\x1f``, which
+  Python treats as whitespace. Everything else matches it id for id (see the tests).
+* OpenAI's word pattern is compiled with IGNORECASE, which makes U+0345 (combining ypogegrammeni,
+  case-folds to iota) a letter; we follow HF and treat it as a mark. ``\p{L}``/``\p{N}`` come from
+  this Python's ``unicodedata``, so characters newer than its Unicode version may split differently.
 * The slow HF tokenizer of transformers 4.x, without ftfy, fell back to BERT's ``BasicTokenizer``
   (control characters dropped, accents kept, every CJK ideograph made its own word). That changes the
   ids of CJK text relative to OpenAI's, so we do not imitate it; transformers 5 removed it.

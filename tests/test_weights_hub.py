@@ -166,6 +166,7 @@ def test_download_then_cache_hit(fake_hub, tmp_path, capsys):
                                   "model.safetensors"}
     err = capsys.readouterr().err
     assert "model.safetensors" in err and "/s" in err and "100.0%" in err
+    assert "vocab.json" not in err  # no bar for tiny files
 
     seen = len(fake_hub.requests)
     assert hub.resolve_checkpoint(REPO) == path
@@ -234,6 +235,15 @@ def test_truncated_download_leaves_no_half_file_and_resumes(fake_hub, capsys):
     ranges = [r for m, p, r in fake_hub.requests if m == "GET" and r and p.startswith("/cdn/")]
     assert ranges == [f"bytes={len(WEIGHTS) // 2}-"]
     assert not any(p.name.endswith(".incomplete") for p in (repo_dir / "blobs").iterdir())
+
+
+def test_partial_written_in_full_before_a_crash_is_verified_not_refetched(fake_hub):
+    blobs = hub.hub_cache_dir() / "models--org--clip-tiny" / "blobs"
+    blobs.mkdir(parents=True)
+    (blobs / (hashlib.sha256(WEIGHTS).hexdigest() + ".incomplete")).write_bytes(WEIGHTS)
+    path = hub.download(REPO, progress=False)
+    assert (path / "model.safetensors").read_bytes() == WEIGHTS
+    assert not any(p.startswith("/cdn/") for _, p, _ in fake_hub.requests)
 
 
 def test_hash_mismatch_is_refused(fake_hub):

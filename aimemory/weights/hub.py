@@ -39,6 +39,8 @@ from typing import Iterator
 
 from ..errors import CheckpointError, ModelNotAvailableError
 
+__all__ = ["download", "hub_cache_dir", "is_cached", "is_offline", "list_cached", "resolve_checkpoint"]
+
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_REVISION = "main"
 # small files a CLIP checkpoint folder may carry; missing ones are fine
@@ -52,6 +54,7 @@ MAX_HUB_REDIRECTS = 5
 TRUE_VALUES = {"1", "true", "yes", "on"}
 PROGRESS_INTERVAL_TTY_S = 0.1
 PROGRESS_INTERVAL_LOG_S = 5.0  # when stderr is a file, a line every few seconds, not a flood
+PROGRESS_MIN_BYTES = 100_000  # no bar for the small json/txt files
 USER_AGENT = "aimemory (python urllib)"
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -184,10 +187,6 @@ class _Meta:
     size: int | None
 
 
-class _Missing(Exception):
-    """The hub has no such file (404 / EntryNotFound)."""
-
-
 def _download(model_id: str, revision: str, repo_dir: Path, progress: bool, force: bool) -> Path:
     first = _head_or_missing(model_id, revision, REQUIRED_FILE)
     if first is None:
@@ -300,35 +299,43 @@ def _fetch_blob(url: str, name: str, meta: _Meta, blobs: Path, progress: bool) -
         have = partial.stat().st_size if partial.exists() else 0
         if meta.size is not None and have > meta.size:
             have = 0  # a stale partial from other content: start over
-        headers = {"Accept-Encoding": "identity"}
         total = meta.size
-        if have:
-            headers["Range"] = f"bytes={have}-"
-        try:
-            with urllib.request.urlopen(_request(url, "GET", headers), timeout=TIMEOUT_S) as resp:
-                if resp.status != 206:
-                    have = 0  # the server ignored the Range: take the whole body
-                length = resp.headers.get("Content-Length")
-                total = meta.size or (have + int(length) if length else None)
-                bar = _Progress(name, total, have) if progress else None
-                with open(partial, "ab" if have else "wb") as out:
-                    while chunk := resp.read(CHUNK_BYTES):
-                        out.write(chunk)
-                        if bar:
-                            bar.update(len(chunk))
-                    out.flush()
-                    os.fsync(out.fileno())  # the rename below must never publish unwritten data
-                if bar:
-                    bar.close(complete=total is None or bar.done == total)
-        except (OSError, http.client.HTTPException) as exc:  # resets, timeouts, IncompleteRead, URLError
-            raise _interrupted(name, partial, total, exc) from exc
-        done = partial.stat().st_size
-        if total is not None and done != total:
+        if not (have and have == total):  # else: fully written before a crash; a Range would get 416
+            total = _stream_to(url, partial, have, total, name, progress)
+        if total is not None and partial.stat().st_size != total:
             raise _interrupted(name, partial, total, None)
         _verify(partial, meta.etag, name)
         os.replace(partial, blob)
         _fsync_dir(blobs)
     return blob
+
+
+def _stream_to(url: str, partial: Path, have: int, total: int | None, name: str, progress: bool) -> int | None:
+    """GET ``url`` into ``partial``: appended after ``have`` bytes if the server honours the Range,
+    else rewritten whole; fsynced. Returns the expected full size where known."""
+    headers = {"Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    try:
+        with urllib.request.urlopen(_request(url, "GET", headers), timeout=TIMEOUT_S) as resp:
+            if resp.status != 206:
+                have = 0  # the server ignored the Range: take the whole body
+            length = resp.headers.get("Content-Length")
+            total = total or (have + int(length) if length else None)
+            show = progress and (total is None or total >= PROGRESS_MIN_BYTES)
+            bar = _Progress(name, total, have) if show else None
+            with open(partial, "ab" if have else "wb") as out:
+                while chunk := resp.read(CHUNK_BYTES):
+                    out.write(chunk)
+                    if bar:
+                        bar.update(len(chunk))
+                out.flush()
+                os.fsync(out.fileno())  # the rename that follows must never publish unwritten data
+            if bar:
+                bar.close(complete=total is None or bar.done == total)
+    except (OSError, http.client.HTTPException) as exc:  # resets, timeouts, IncompleteRead, URLError
+        raise _interrupted(name, partial, total, exc) from exc
+    return total
 
 
 def _interrupted(name: str, partial: Path, total: int | None, exc: Exception | None) -> ModelNotAvailableError:
@@ -358,7 +365,7 @@ def _verify(path: Path, etag: str | None, name: str) -> None:
 
 def _link(blob: Path, target: Path) -> None:
     """Point ``target`` at ``blob`` atomically: a relative symlink, else a copy (Windows)."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp = target.with_name(f".{target.name}.{os.urandom(6).hex()}.tmp")
     tmp.unlink(missing_ok=True)
     try:
         os.symlink(os.path.relpath(blob, target.parent), tmp)
@@ -369,7 +376,7 @@ def _link(blob: Path, target: Path) -> None:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
 

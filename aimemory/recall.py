@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .store import MemoryStore
 
 OVERFETCH = 4  # views fetched per wanted memory: memories with several views need more
+SNIPPET_CHARS = 160
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack, Clarke & Buettcher, SIGIR 2009)
 
 
@@ -39,7 +40,30 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
         hits.append(Hit(id=memory_id, score=float(score), modality=row.modality,
                         memory=store._memory(memory_id, namespace), kind=row.kind,
                         start=_nan_to_none(row.start), end=_nan_to_none(row.end), snippet=row.snippet))
+    _attach_texts(store, hits)
     return hits
+
+
+def _attach_texts(store: "MemoryStore", hits: Hits) -> None:
+    """One read for the texts and transcripts of all hits: text memories get their content (no
+    second read later), audio memories their transcript, and every hit a snippet."""
+    wanted = [h for h in hits if h.modality in ("text", "audio")]
+    if not wanted:
+        return
+    catalog = store.catalog
+    primary = {h.id: int(catalog.get(catalog.positions(h.id, None)[0], "vkey")) for h in wanted}
+    rows = store.table.primary_rows(primary.values(), ["text"]).to_pylist()
+    text_of = {r["vkey"]: r["text"] for r in rows}
+    for h in wanted:
+        text = text_of.get(primary[h.id])
+        if text is None:
+            continue
+        if h.modality == "text":
+            h.memory._content, h.memory._loader = text, None
+        else:
+            h.memory.transcript = text
+        if h.snippet is None:
+            h.snippet = text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS - 1] + "…"
 
 
 def _nan_to_none(x):

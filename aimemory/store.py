@@ -26,17 +26,17 @@ from . import index as index_mod
 from .encoders.base import Encoder
 from .errors import InputError, NotFoundError, StoreClosedError, UnsupportedInputError
 from .inputs import MODALITIES, Item, to_item
-from .records import Hit, Hits, Memory, table_schema
+from .records import Hits, Memory, table_schema
 from .storage import Catalog, Manifest, VectorTable
 from .storage.manifest import MANIFEST_NAME
 
 log = logging.getLogger("aimemory")
 
 DEFAULT_NAMESPACE = "default"
-NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@/-]{0,127}$")
+NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}$")
 INDEX_DIR = "index"
 SAVE_INDEX_AFTER_CHANGES = 20_000  # vectors added/removed since the last save
-RRF_K = 60  # reciprocal-rank-fusion constant (Cormack et al. 2009)
+REFRESH_INTERVAL_S = 0.5  # how stale a reader's view of other processes' writes may be
 
 
 def _now() -> datetime:
@@ -49,8 +49,9 @@ def _new_id() -> str:
 
 
 def _check_namespace(namespace: str) -> str:
-    if not isinstance(namespace, str) or not NAMESPACE_RE.match(namespace):
-        raise InputError(f"namespace {namespace!r} is not valid: use 1-128 letters, digits, and . _ : @ / -")
+    if not isinstance(namespace, str) or not NAMESPACE_RE.match(namespace) or ".." in namespace:
+        raise InputError(f"namespace {namespace!r} is not valid: use 1-128 letters, digits and . _ : @ - "
+                         "(no '/' and no '..')")
     return namespace
 
 
@@ -120,6 +121,7 @@ class MemoryStore:
         self.model_id = manifest.model_id
         self.table = VectorTable(self.path, manifest.dim)
         self._unsaved_changes = 0
+        self._last_refresh = time.monotonic()
         self._load_catalog_and_index()
 
     # -- opening -------------------------------------------------------------------------------
@@ -187,6 +189,13 @@ class MemoryStore:
         if self.table.version != self._table_version:
             self.manifest = Manifest.read(self.path) or self.manifest
             self._load_catalog_and_index()
+
+    def _refresh_if_stale(self) -> None:
+        """Readers notice other processes' commits, checking at most every REFRESH_INTERVAL_S."""
+        now = time.monotonic()
+        if now - self._last_refresh >= REFRESH_INTERVAL_S:
+            self._last_refresh = now
+            self._refresh_if_changed()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -428,6 +437,7 @@ class MemoryStore:
                 raise InputError(f"modality={bad[0]!r} is not one of {MODALITIES}")
         item = to_item(query)
         with self._lock:
+            self._refresh_if_stale()
             return run_recall(self, item, k, namespace, modalities, where,
                               _timestamp(since), _timestamp(until), hybrid)
 

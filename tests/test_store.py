@@ -265,8 +265,21 @@ def test_concurrent_writer_is_seen(tmp_path):
     assert len(b) == 2
     a.remember("blue from a")
     assert len(a) == 3
+    import aimemory.store as store_mod
+
+    b._last_refresh -= store_mod.REFRESH_INTERVAL_S  # a reader re-checks after the interval
+    assert b.recall("blue", k=1)[0].memory.content == "blue from a"
     a.close()
     b.close()
+
+
+def test_hits_carry_snippets(store):
+    long = "red " + "words " * 100
+    store.remember(long)
+    store.remember("a short red note")
+    hits = store.recall("red note", k=2)
+    assert {h.snippet for h in hits} >= {"a short red note"}
+    assert all(h.snippet and len(h.snippet) <= 160 for h in hits)
 
 
 def test_ann_index_past_threshold(tmp_path):

@@ -498,6 +498,19 @@ class MemoryStore:
         state = "closed" if self._closed else f"{len(self)} memories"
         return f"MemoryStore({str(self.path)!r}, model={self.model_id!r}, {state})"
 
+    # -- tables (see aimemory.export) ----------------------------------------------------------
+    def to_arrow(self, namespace: str | None = None, vectors: bool = False, *, content: bool = False) -> pa.Table:
+        """One row per memory (all namespaces when None); vectors/content opt-in."""
+        from .export import to_arrow
+
+        return to_arrow(self, namespace, vectors, content)
+
+    def to_pandas(self, namespace: str | None = None, vectors: bool = False, *, content: bool = False):
+        """:meth:`to_arrow` as a pandas DataFrame (metadata parsed into dicts)."""
+        from .export import to_pandas
+
+        return to_pandas(self, namespace, vectors, content)
+
 
 def _version() -> str:
     from . import __version__

@@ -48,8 +48,6 @@ def _attach_texts(store: "MemoryStore", hits: Hits) -> None:
     """One read for the texts and transcripts of all hits: text memories get their content (no
     second read later), audio memories their transcript, and every hit a snippet."""
     wanted = [h for h in hits if h.modality in ("text", "audio")]
-    if not wanted:
-        return
     catalog = store.catalog
     primary = {h.id: int(catalog.get(catalog.positions(h.id, None)[0], "vkey")) for h in wanted}
     rows = store.table.primary_rows(primary.values(), ["text"]).to_pylist()
@@ -63,7 +61,10 @@ def _attach_texts(store: "MemoryStore", hits: Hits) -> None:
         else:
             h.memory.transcript = text
         if h.snippet is None:
-            h.snippet = text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS - 1] + "…"
+            h.snippet = text
+    for h in hits:
+        if h.snippet is not None and len(h.snippet) > SNIPPET_CHARS:
+            h.snippet = h.snippet[:SNIPPET_CHARS - 1] + "…"
 
 
 def _nan_to_none(x):

@@ -50,7 +50,7 @@ def _attach_texts(store: "MemoryStore", hits: Hits) -> None:
     wanted = [h for h in hits if h.modality in ("text", "audio")]
     catalog = store.catalog
     primary = {h.id: int(catalog.get(catalog.positions(h.id, None)[0], "vkey")) for h in wanted}
-    rows = store.table.primary_rows(primary.values(), ["text"]).to_pylist()
+    rows = store.table.primary_rows(primary.values(), ["text"]).to_pylist() if primary else []
     text_of = {r["vkey"]: r["text"] for r in rows}
     for h in wanted:
         text = text_of.get(primary[h.id])

@@ -1,0 +1,340 @@
+"""Commands of the ``aimemory`` CLI and the ``main`` that maps errors to exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+try:  # typer >= 0.2x vendors click; older releases use the click package
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exc
+
+EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_MODEL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+# Set only by in-process tests (an Encoder instance used instead of --model); never read from the
+# environment, so an installed CLI cannot be pointed at a fake encoder.
+_TEST_MODEL = None
+
+app = typer.Typer(
+    name="aimemory",
+    help="A multimodal memory: remember images, audio and text; recall them across modalities.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+models_app = typer.Typer(help="List or download embedding models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+class CliError(Exception):
+    """An error to print as one line and exit with ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_USER):
+        super().__init__(message)
+        self.code = code
+
+
+# -- shared options --------------------------------------------------------------------------------
+StoreOpt = Annotated[Optional[Path], typer.Option(
+    "--store", "-s", help="Store folder (default: $AIMEMORY_HOME, else $XDG_DATA_HOME/aimemory or "
+    "~/.local/share/aimemory).", show_default=False)]
+ModelOpt = Annotated[str, typer.Option(
+    "--model", "-m", help="'auto', 'aimemory-mini', a hub id or a checkpoint folder (an existing "
+    "store keeps the model it was made with).")]
+NamespaceOpt = Annotated[str, typer.Option(
+    "--namespace", "-n", envvar="AIMEMORY_NAMESPACE", help="Namespace (one per agent or user).")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def default_store_path() -> Path:
+    """$AIMEMORY_HOME, else the per-user data dir ($XDG_DATA_HOME or ~/.local/share) / aimemory."""
+    home = os.environ.get("AIMEMORY_HOME")
+    if home:
+        return Path(home).expanduser()
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join("~", ".local", "share")
+    return Path(data).expanduser() / "aimemory"
+
+
+def open_store(store: Path | None, model: str, *, create: bool = False):
+    """Open the store; commands that only read refuse to create an empty one by accident."""
+    from ..store import MemoryStore, is_store
+
+    path = (store or default_store_path()).expanduser()
+    if not create and not is_store(path):
+        raise CliError(f"no memory store at {path}; create one with `aimemory remember ... --store {path}`")
+    if path.exists() and not path.is_dir():
+        raise CliError(f"{path} is a file, not a store folder")
+    return MemoryStore(path, model=_TEST_MODEL if _TEST_MODEL is not None else model)
+
+
+def parse_pairs(pairs: list[str] | None, option: str) -> dict:
+    """``key=value`` strings -> dict; values that are JSON scalars (2024, true, 1.5) keep their type,
+    so ``--meta year=2024`` and ``--where year=2024`` agree."""
+    import json
+
+    out: dict = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected key=value, got {pair!r}", param_hint=option)
+        try:
+            value = json.loads(raw)
+            if isinstance(value, (dict, list)):
+                value = raw
+        except ValueError:
+            value = raw
+        key = key.strip()
+        if key in out:  # repeated keys mean "any of"
+            prev = out[key] if isinstance(out[key], list) else [out[key]]
+            value = prev + [value]
+        out[key] = value
+    return out
+
+
+# -- commands --------------------------------------------------------------------------------------
+@app.command()
+def remember(
+    inputs: Annotated[Optional[list[str]], typer.Argument(
+        help="Files, folders (recursive), globs, or - to read text from stdin.", show_default=False)] = None,
+    text: Annotated[Optional[list[str]], typer.Option("--text", "-t", help="Remember this text (repeatable).")] = None,
+    tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Tag every memory (repeatable).")] = None,
+    meta: Annotated[Optional[list[str]], typer.Option("--meta", help="Metadata key=value (repeatable).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per atomic commit.")] = 32,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
+) -> None:
+    """Remember files, folders, globs, - (stdin) or --text.
+
+    Content already in the store is recognised by hash and not encoded again, so an interrupted
+    run resumes where it stopped."""
+    from .ingest import collect, ingest
+
+    metadata = parse_pairs(meta, "--meta")
+    if tag:
+        metadata["tags"] = list(dict.fromkeys(tag))
+    entries, problems = collect(inputs or [], text or [])
+    if not entries and not problems:
+        raise typer.BadParameter("nothing to remember: pass files, folders, globs, - or --text")
+    with open_store(store, model, create=True) as st:
+        code = ingest(st, entries, problems, metadata=metadata, namespace=namespace,
+                      batch_size=batch_size, as_json=as_json)
+    raise typer.Exit(code)
+
+
+@app.command()
+def recall(
+    query: Annotated[Optional[str], typer.Argument(help="What to look for (text).", show_default=False)] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Query by an image/audio/text file.")] = None,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many results.")] = 5,
+    modality: Annotated[Optional[list[str]], typer.Option(
+        "--modality", help="Only image, audio or text (repeatable).")] = None,
+    tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Only memories with any of these tags.")] = None,
+    where: Annotated[Optional[list[str]], typer.Option("--where", help="Metadata key=value filter.")] = None,
+    hybrid: Annotated[bool, typer.Option("--hybrid", help="Fuse with full-text search (text queries).")] = False,
+    since: Annotated[Optional[str], typer.Option(help="Remembered at/after: ISO date or 30m, 2h, 7d, 4w ago.")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Remembered before: ISO date or 30m, 2h, 7d, 4w ago.")] = None,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
+) -> None:
+    """Recall memories closest to a query or --file."""
+    from . import output
+
+    if (query is None) == (file is None):
+        raise typer.BadParameter("pass a text QUERY or --file PATH (one of them)")
+    if file is not None and not file.is_file():
+        raise CliError(f"no such file: {file}")
+    for m in modality or []:
+        if m not in ("image", "audio", "text"):
+            raise typer.BadParameter(f"{m!r} is not one of image, audio, text", param_hint="--modality")
+    filters = parse_pairs(where, "--where")
+    if tag:
+        filters["tags"] = list(tag)
+    with open_store(store, model) as st:
+        hits = st.recall(file if file is not None else query, k=k, modality=modality or None,
+                         where=filters or None, namespace=namespace, since=output.when(since, "--since"),
+                         until=output.when(until, "--until"), hybrid=hybrid)
+        output.print_hits(hits, as_json)
+
+
+@app.command()
+def forget(
+    ids: Annotated[list[str], typer.Argument(help="Memory ids.", show_default=False)],
+    store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
+) -> None:
+    """Forget memories by id (all or nothing)."""
+    with open_store(store, model) as st:
+        n = st.forget(list(dict.fromkeys(ids)), namespace=namespace)
+    typer.echo(f"forgot {n} memor{'y' if n == 1 else 'ies'}")
+
+
+@app.command()
+def show(
+    memory_id: Annotated[str, typer.Argument(metavar="ID", help="Memory id.", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the content to this file.")] = None,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
+) -> None:
+    """Show a memory; --out writes its content."""
+    from . import output
+
+    with open_store(store, model) as st:
+        memory = st.get(memory_id, namespace=namespace)
+        if out is not None:
+            output.write_content(memory, out)
+        else:
+            output.print_memory(memory, as_json)
+
+
+@app.command()
+def stats(
+    as_json: JsonOpt = False,
+    store: StoreOpt = None, model: ModelOpt = "auto", debug: DebugOpt = False,
+) -> None:
+    """Counts, namespaces, model and index."""
+    from . import output
+
+    with open_store(store, model) as st:
+        output.print_stats(st.stats(), as_json)
+
+
+@app.command()
+def export(
+    path: Annotated[Path, typer.Argument(metavar="FILE.parquet", help="Parquet file to write.", show_default=False)],
+    vectors: Annotated[bool, typer.Option("--vectors", help="Include each memory's primary vector.")] = False,
+    content: Annotated[bool, typer.Option("--content/--no-content", help="Include image/audio bytes.")] = True,
+    namespace: Annotated[Optional[str], typer.Option(
+        "--namespace", "-n", help="Only this namespace [default: all].", show_default=False)] = None,
+    store: StoreOpt = None, model: ModelOpt = "auto", debug: DebugOpt = False,
+) -> None:
+    """Export memories to Parquet (one row each).
+
+    Content is included unless --no-content; vectors only with --vectors."""
+    import pyarrow.parquet as pq
+
+    from ..export import to_arrow
+
+    with open_store(store, model) as st:
+        table = to_arrow(st, namespace=namespace, vectors=vectors, content=content)
+    path = path.expanduser()
+    if path.parent and not path.parent.is_dir():
+        raise CliError(f"folder {path.parent} does not exist")
+    tmp = path.with_name(path.name + ".partial")
+    pq.write_table(table, tmp)
+    tmp.replace(path)  # a reader never sees a half-written file
+    typer.echo(f"exported {table.num_rows} memories to {path}")
+
+
+@models_app.command("list")
+def models_list(as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Models available offline: the built-in mini model and hub downloads in the cache."""
+    from . import output
+
+    output.print_models(as_json)
+
+
+@models_app.command("download")
+def models_download(
+    model_id: Annotated[str, typer.Argument(metavar="ID", help="Hub id, e.g. openai/clip-vit-base-patch32.")],
+    force: Annotated[bool, typer.Option("--force", help="Download again even if cached.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Download a CLIP checkpoint from the Hugging Face hub into the shared cache."""
+    from ..encoders.registry import MINI_MODEL
+    from ..weights.hub import download
+
+    if model_id in (MINI_MODEL, "aimemory-mini-v1"):
+        typer.echo(f"{MINI_MODEL} is built in; nothing to download")
+        return
+    folder = download(model_id, progress=True, force=force)
+    typer.echo(f"{model_id} is ready in {folder}")
+
+
+@app.command()
+def demo(store: StoreOpt = None, debug: DebugOpt = False) -> None:
+    """Run the offline demo on bundled samples."""
+    try:
+        from ..demo import run_demo
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("aimemory.demo",):
+            raise
+        raise CliError("the demo is not part of this installation (aimemory.demo is missing)") from exc
+    raise typer.Exit(int(run_demo(str(store) if store is not None else None) or 0))
+
+
+@app.command()
+def mcp(
+    store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
+) -> None:
+    """Serve one namespace to agents over MCP (stdio)."""
+    try:
+        import mcp as _sdk  # noqa: F401
+    except ImportError as exc:
+        raise CliError("`aimemory mcp` needs the MCP SDK: pip install 'aimemory[mcp]'") from exc
+    from ..mcp_server import serve
+
+    serve(open_store(store, model, create=True), namespace)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    if version:
+        from .. import __version__
+
+        typer.echo(f"aimemory {__version__}")
+        raise typer.Exit(0)
+
+
+# -- entry point -----------------------------------------------------------------------------------
+def _exit_code(exc: BaseException) -> int:
+    from ..errors import ModelError, ModelMismatchError
+
+    if isinstance(exc, ModelError) and not isinstance(exc, ModelMismatchError):
+        return EXIT_MODEL
+    return EXIT_USER
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI on ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    from ..errors import AimemoryError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("AIMEMORY_DEBUG", "") not in ("", "0")
+    command = typer.main.get_command(app)
+    try:
+        rc = command.main(args=args, prog_name="aimemory", standalone_mode=False)
+    except click_exc.UsageError as exc:  # includes BadParameter
+        exc.show()
+        return EXIT_USAGE
+    except click_exc.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        print("\naimemory: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (CliError, AimemoryError) as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"aimemory: error: {exc}", file=sys.stderr)
+        return exc.code if isinstance(exc, CliError) else _exit_code(exc)
+    except BrokenPipeError:  # `aimemory recall ... | head`
+        sys.stderr.close()
+        return EXIT_OK
+    except OSError as exc:  # unreadable files, full disks: a message, not a traceback
+        if debug:
+            raise
+        print(f"aimemory: error: {exc}", file=sys.stderr)
+        return EXIT_USER
+    return rc if isinstance(rc, int) else EXIT_OK

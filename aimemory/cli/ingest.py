@@ -1,0 +1,178 @@
+"""``aimemory remember``: expand inputs, store them batch by batch with a progress bar, report.
+
+Each batch is one ``remember_many`` call, i.e. one atomic commit, so Ctrl-C leaves every finished
+batch stored and nothing half-written. A rerun resumes cheaply: the store recognises content it
+already holds by hash and returns the existing memory without encoding it again.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import typer
+
+GLOB_CHARS = set("*?[")
+LIST_EACH_UP_TO = 20  # below this many items, print one line per item
+
+
+@dataclass
+class Entry:
+    """One thing to remember: a file (Path) or a text (str), and how to name it to the user."""
+
+    item: object
+    label: str
+    source: str | None = None
+
+
+@dataclass
+class Tally:
+    new: list = field(default_factory=list)  # (label, id)
+    existing: list = field(default_factory=list)  # (label, id)
+    skipped: list = field(default_factory=list)  # (label, reason)
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Files under ``folder``, sorted, skipping hidden files and folders (.git, .DS_Store...)."""
+    out = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        out.extend(Path(root) / f for f in sorted(files) if not f.startswith("."))
+    return out
+
+
+def collect(inputs: list[str], texts: list[str]) -> tuple[list[Entry], list[tuple[str, str]]]:
+    """Arguments -> entries to remember, plus (label, reason) for arguments that name nothing."""
+    entries: list[Entry] = []
+    problems: list[tuple[str, str]] = []
+    seen: set[Path] = set()
+
+    def add_file(p: Path) -> None:
+        p = p.absolute()
+        if p not in seen:
+            seen.add(p)
+            entries.append(Entry(p, str(p)))
+
+    for arg in inputs:
+        if arg == "-":
+            data = sys.stdin.read()
+            entries.append(Entry(data, "<stdin>", "stdin"))
+            continue
+        path = Path(arg).expanduser()
+        if path.is_dir():
+            for f in _walk(path):
+                add_file(f)
+        elif path.is_file():
+            add_file(path)
+        elif GLOB_CHARS & set(arg):  # quoted globs ('photos/**/*.jpg') are expanded here
+            matches = sorted(glob.glob(os.path.expanduser(arg), recursive=True))
+            files = [Path(m) for m in matches if Path(m).is_file()]
+            if not files:
+                problems.append((arg, "no files match this pattern"))
+            for f in files:
+                add_file(f)
+        elif path.exists():
+            problems.append((arg, "not a regular file"))
+        else:
+            problems.append((arg, "no such file or folder"))
+    for t in texts:
+        entries.append(Entry(t, _short(t)))
+    return entries, problems
+
+
+def _short(text: str, n: int = 60) -> str:
+    one_line = " ".join(text.split())
+    return one_line if len(one_line) <= n else one_line[: n - 1] + "…"
+
+
+def _progress(total: int):
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("-- items/s" if speed is None else f"{speed:.1f} items/s", style="cyan")
+
+    console = Console(stderr=True)
+    return Progress(TextColumn("remembering"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
+                    transient=True, disable=not console.is_terminal or total < 2)
+
+
+def ingest(store, entries: list[Entry], problems: list[tuple[str, str]], *, metadata: dict,
+           namespace: str, batch_size: int, as_json: bool) -> int:
+    """Remember ``entries`` in batches; print a summary; return the exit code."""
+    tally = Tally(skipped=list(problems))
+    run_start = datetime.now(timezone.utc)
+    seen_ids: set[str] = set()
+    interrupted = False
+    with _progress(len(entries)) as bar:
+        task = bar.add_task("remember", total=len(entries))
+        try:
+            for start in range(0, len(entries), batch_size):
+                batch = entries[start:start + batch_size]
+                done_before = start
+                result = store.remember_many(
+                    [e.item for e in batch], batch_size=batch_size, metadata=metadata, namespace=namespace,
+                    errors="skip", sources=[e.source for e in batch],
+                    progress=lambda n, base=done_before: bar.update(task, completed=base + n))
+                _count(result, batch, tally, run_start, seen_ids)
+                bar.update(task, completed=start + len(batch))
+        except KeyboardInterrupt:
+            interrupted = True
+    _report(tally, as_json, interrupted)
+    if interrupted:
+        return 130
+    return 1 if tally.skipped and not (tally.new or tally.existing) else 0
+
+
+def _count(result, batch: list[Entry], tally: Tally, run_start: datetime, seen_ids: set[str]) -> None:
+    skipped = {i: err for i, _, err in result.skipped}
+    memories = iter(result)
+    for i, entry in enumerate(batch):
+        if i in skipped:
+            tally.skipped.append((entry.label, _reason(skipped[i])))
+            continue
+        m = next(memories)
+        # a memory made before this run started, or earlier in this run, was already stored
+        fresh = m.created_at >= run_start and m.id not in seen_ids
+        seen_ids.add(m.id)
+        (tally.new if fresh else tally.existing).append((entry.label, m.id))
+
+
+def _reason(err: BaseException) -> str:
+    msg = str(err)
+    return msg[:300] + ("…" if len(msg) > 300 else "")
+
+
+def _report(tally: Tally, as_json: bool, interrupted: bool) -> None:
+    if as_json:
+        rows = ([{"id": mid, "input": label, "status": "new"} for label, mid in tally.new]
+                + [{"id": mid, "input": label, "status": "already stored"} for label, mid in tally.existing]
+                + [{"id": None, "input": label, "status": "skipped", "reason": why} for label, why in tally.skipped])
+        typer.echo(json.dumps({"new": len(tally.new), "already_stored": len(tally.existing),
+                               "skipped": len(tally.skipped), "interrupted": interrupted, "items": rows},
+                              indent=2))
+    else:
+        if len(tally.new) + len(tally.existing) <= LIST_EACH_UP_TO:
+            for label, mid in tally.new:
+                typer.echo(f"new             {mid}  {label}")
+            for label, mid in tally.existing:
+                typer.echo(f"already stored  {mid}  {label}")
+        typer.echo(f"{len(tally.new)} new, {len(tally.existing)} already stored, "
+                   f"{len(tally.skipped)} skipped (errors)")
+    if tally.skipped and not as_json:
+        typer.echo("skipped:", err=True)
+        for label, why in tally.skipped:
+            typer.echo(f"  {label}: {why}", err=True)
+    if interrupted:
+        typer.echo("interrupted: the batches above are stored; run the same command again to resume "
+                   "(stored files are recognised and not encoded again)", err=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,8 +19,8 @@ from .storage.manifest import atomic_write_bytes
 
 log = logging.getLogger("aimemory.index")
 
-INDEX_FILE = "vectors.faiss"
-SIDECAR_FILE = "vectors.faiss.json"
+INDEX_STEM = "vectors"
+SIDECAR_FILE = "vectors.json"
 ANN_THRESHOLD = 200_000  # vectors; below it exact search is fast enough (about 15 ms at 100k x 512)
 TARGET_RECALL = 0.95
 NPROBE_CANDIDATES = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
@@ -47,6 +46,7 @@ class Sidecar:
     kind: str
     dim: int
     nprobe: int = 0
+    file: str = ""
 
 
 def _faiss():
@@ -182,11 +182,18 @@ class VectorIndex:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         data = faiss.serialize_index(self._index).tobytes()
-        atomic_write_bytes(folder / INDEX_FILE, data)
+        digest = hashlib.sha256(data).hexdigest()
+        # A new file name per save: the sidecar switches to it in one atomic rename, so a crash
+        # at any point leaves a matching (sidecar, index) pair behind.
+        name = f"{INDEX_STEM}-{digest[:16]}.faiss"
+        atomic_write_bytes(folder / name, data)
         keys = self.keys()
-        sidecar = Sidecar(table_version, len(keys), keys_checksum(keys),
-                          hashlib.sha256(data).hexdigest(), self.kind, self.dim, self.nprobe)
+        sidecar = Sidecar(table_version, len(keys), keys_checksum(keys), digest, self.kind, self.dim,
+                          self.nprobe, name)
         atomic_write_bytes(folder / SIDECAR_FILE, json.dumps(asdict(sidecar)).encode())
+        for old in folder.glob(f"{INDEX_STEM}-*.faiss"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
         self.dirty = False
 
     @classmethod
@@ -194,12 +201,12 @@ class VectorIndex:
         """The saved index, or None (with a warning) when it is missing, torn or unreadable."""
         faiss = _faiss()
         folder = Path(folder)
-        index_path, sidecar_path = folder / INDEX_FILE, folder / SIDECAR_FILE
-        if not index_path.exists() or not sidecar_path.exists():
+        sidecar_path = folder / SIDECAR_FILE
+        if not sidecar_path.exists():
             return None
         try:
             sidecar = Sidecar(**json.loads(sidecar_path.read_text()))
-            data = index_path.read_bytes()
+            data = (folder / sidecar.file).read_bytes()
             if hashlib.sha256(data).hexdigest() != sidecar.file_sha256:
                 raise ValueError("index file checksum does not match its sidecar")
             raw = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
@@ -216,8 +223,6 @@ class VectorIndex:
 
 
 def remove_files(folder: Path) -> None:
-    for name in (INDEX_FILE, SIDECAR_FILE):
-        try:
-            os.unlink(Path(folder) / name)
-        except FileNotFoundError:
-            pass
+    """Delete the saved index (it is rebuilt from the table on the next open)."""
+    for path in [Path(folder) / SIDECAR_FILE, *Path(folder).glob(f"{INDEX_STEM}-*.faiss")]:
+        path.unlink(missing_ok=True)

@@ -241,8 +241,8 @@ def test_index_rebuilt_from_damaged_file(tmp_path, damage, caplog):
     enc = ColourEncoder()
     with MemoryStore(tmp_path / "m", model=enc) as s:
         mems = [s.remember(solid(c, noise_seed=i)) for i, c in enumerate(["red", "green", "blue"] * 3)]
-    index_file = tmp_path / "m" / "index" / "vectors.faiss"
-    sidecar = tmp_path / "m" / "index" / "vectors.faiss.json"
+    sidecar = tmp_path / "m" / "index" / "vectors.json"
+    (index_file,) = (tmp_path / "m" / "index").glob("vectors-*.faiss")
     if damage == "delete":
         index_file.unlink()
     elif damage == "truncate":

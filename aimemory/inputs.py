@@ -92,6 +92,7 @@ class Item:
     mime: str
     source: str | None
     content_hash: str
+    transcript: str | None = None  # filled in by the speech model for audio
 
 
 def sniff(data: bytes) -> tuple[str, str]:
@@ -156,6 +157,7 @@ def text_item(text: str, source: str | None = None) -> Item:
 
 def _decode_image_bytes(data: bytes, source: str | None) -> "object":
     import warnings
+
     from PIL import Image
 
 

@@ -98,7 +98,7 @@ class MemoryStore:
 
     def __init__(self, path: str | os.PathLike, model: "str | os.PathLike | Encoder" = "auto", *,
                  precision: str = "fp32", keep_content: bool = True,
-                 ann_threshold: int = index_mod.ANN_THRESHOLD):
+                 ann_threshold: int = index_mod.ANN_THRESHOLD, speech_model: object = "auto"):
         from .encoders.registry import load_encoder
 
         self.path = Path(path).expanduser()
@@ -119,6 +119,8 @@ class MemoryStore:
         manifest.check_model(self.encoder.model_id, self.encoder.dim, self.path)
         self.manifest = manifest
         self.model_id = manifest.model_id
+        self._speech_spec = speech_model
+        self._speech = None
         self.table = VectorTable(self.path, manifest.dim)
         self._unsaved_changes = 0
         self._last_refresh = time.monotonic()
@@ -288,8 +290,9 @@ class MemoryStore:
                 vectors = rows.column("vector").combine_chunks().flatten().to_numpy()
                 self.index.add(vectors.reshape(-1, self.manifest.dim), rows.column("vkey").to_numpy())
                 self._note_changes(rows.num_rows)
-                for (slot, *_), mid in zip(todo, new_ids):
+                for (slot, item, *_), mid in zip(todo, new_ids):
                     out[slot] = self._memory(mid, namespace)
+                    out[slot].transcript = item.transcript
             for slot, m in enumerate(out):
                 if isinstance(m, int):
                     out[slot] = out[-m - 1]
@@ -308,15 +311,54 @@ class MemoryStore:
             idx = [i for i, it in enumerate(items) if it.modality == modality]
             if not idx:
                 continue
-            if modality not in self.encoder.modalities:
+            can_hear = modality == "audio" and self.speech is not None
+            if modality not in self.encoder.modalities and not can_hear:
                 raise UnsupportedInputError(
                     f"model {self.model_id!r} cannot embed {modality}; nothing was stored. Use a "
                     "store whose model supports it (e.g. model='aimemory-mini')")
-            for i, v in zip(idx, self.encoder.views(modality, [items[i].payload for i in idx])):
-                if not v:
-                    raise InputError(f"{items[i].source or modality} produced no vectors", item=items[i].source)
-                views[i] = v
+            if modality == "audio" and self.speech is not None:
+                speech_views = self._speech_views([items[i] for i in idx])
+            else:
+                speech_views = [[] for _ in idx]
+            if modality in self.encoder.modalities:
+                own = self.encoder.views(modality, [items[i].payload for i in idx])
+            else:
+                own = [[] for _ in idx]
+            for i, v, extra in zip(idx, own, speech_views):
+                # the primary view comes first: the sound view when there is one
+                views[i] = list(v) + list(extra)
+                if not views[i]:
+                    raise InputError(f"{items[i].source or modality} produced no vectors "
+                                     "(no speech was heard and the model has no sound tower)",
+                                     item=items[i].source)
         return views  # type: ignore[return-value]
+
+    @property
+    def speech(self):
+        """The speech recognizer (loaded on first use), or None when transcripts are off."""
+        if self._speech is None and self._speech_spec is not None:
+            self._speech = _load_speech(self._speech_spec)
+            if self._speech is None:
+                self._speech_spec = None  # "auto" found nothing; do not look again
+        return self._speech
+
+    def _speech_views(self, items: list[Item]) -> list[list]:
+        """Transcribe audio items; each transcript segment becomes an ``audio.speech`` view embedded
+        with the text tower, time-coded, and the full transcript is stored as searchable text."""
+        from .encoders.base import View
+
+        out = []
+        for item in items:
+            transcript = self.speech.transcribe(item.payload)
+            segments = [s for s in transcript.segments if s.text.strip()]
+            if getattr(transcript, "no_speech", False) or not segments:
+                out.append([])
+                continue
+            item.transcript = transcript.text.strip()
+            vectors = self.encoder.embed_texts([s.text.strip() for s in segments])
+            out.append([View("audio.speech", v, float(s.start), float(s.end), s.text.strip())
+                        for v, s in zip(vectors, segments)])
+        return out
 
     def _rows(self, todo, views, namespace: str) -> tuple[pa.Table, list[str]]:
         cols: dict[str, list] = {f.name: [] for f in table_schema(self.manifest.dim)}
@@ -359,7 +401,7 @@ class MemoryStore:
         self._unsaved_changes = 0
 
     # -- read ----------------------------------------------------------------------------------
-    def _memory(self, memory_id: str, namespace: str | None) -> Memory:
+    def _memory(self, memory_id: str, namespace: str | None, load_transcript: bool = False) -> Memory:
         positions = self.catalog.positions(memory_id, namespace)
         if not positions:
             where = f" in namespace {namespace!r}" if namespace is not None else ""
@@ -368,11 +410,15 @@ class MemoryStore:
         c = self.catalog
         vkey = int(c.get(p, "vkey"))
         modality = c.get(p, "modality")
+        transcript = None
+        if modality == "audio" and load_transcript:
+            rows = self.table.primary_rows([vkey], ["text"]).to_pylist()
+            transcript = rows[0]["text"] if rows else None
         return Memory(
             id=memory_id, modality=modality, namespace=c.get(p, "namespace"),
             created_at=datetime.fromtimestamp(c.get(p, "created"), tz=timezone.utc),
             source=c.get(p, "source"), metadata=dict(c.metadata(p)), mime=c.get(p, "mime"),
-            _loader=lambda: self._load_content(vkey, modality))
+            transcript=transcript, _loader=lambda: self._load_content(vkey, modality))
 
     def _load_content(self, vkey: int, modality: str):
         self._check_open()
@@ -387,7 +433,7 @@ class MemoryStore:
         if not isinstance(memory_id, str):
             raise NotFoundError(f"memory ids are strings; got {type(memory_id).__name__}")
         with self._lock:
-            return self._memory(memory_id, _check_namespace(namespace))
+            return self._memory(memory_id, _check_namespace(namespace), load_transcript=True)
 
     def __contains__(self, memory_id: object) -> bool:
         return isinstance(memory_id, str) and memory_id in self.catalog.by_id
@@ -510,6 +556,27 @@ class MemoryStore:
         from .export import to_pandas
 
         return to_pandas(self, namespace, vectors, content)
+
+
+def _load_speech(spec: object):
+    """``speech_model``: None (no transcripts), "auto" (a locally available Whisper, else none),
+    a checkpoint id / folder, or an object with ``transcribe(Audio) -> Transcript``."""
+    if spec is None:
+        return None
+    if hasattr(spec, "transcribe"):
+        return spec
+    try:
+        from .speech import SpeechRecognizer, find_local_speech_model
+    except ImportError:  # speech support not installed in this build
+        if spec == "auto":
+            return None
+        raise
+    if spec == "auto":
+        if os.environ.get("AIMEMORY_SPEECH", "1") == "0":
+            return None
+        found = find_local_speech_model()
+        return SpeechRecognizer.from_pretrained(found) if found else None
+    return SpeechRecognizer.from_pretrained(os.fspath(spec))  # type: ignore[arg-type]
 
 
 def _version() -> str:

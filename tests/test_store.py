@@ -376,3 +376,47 @@ def test_stats_and_memory_repr(store):
     assert st["memories"] == 1 and st["model"] == "test-colour-v1" and st["index"]["kind"] == "flat"
     assert m.id in repr(m)
     assert Path(st["path"]).exists()
+
+
+# -- speech views ----------------------------------------------------------------------------------
+class FakeSpeech:
+    """Stands in for Whisper in store tests: a red tone 'says' two sentences, other clips nothing."""
+
+    def transcribe(self, audio):
+        from types import SimpleNamespace as NS
+
+        spectrum = np.abs(np.fft.rfft(audio.samples))
+        freq = np.argmax(spectrum) * audio.sample_rate / len(audio.samples)
+        if abs(freq - 440) > 50:
+            return NS(text="", segments=[], no_speech=True, language=None)
+        segs = [NS(start=0.0, end=0.4, text=" the parrot is green"),
+                NS(start=0.4, end=0.9, text=" invoice number 4471 is due")]
+        return NS(text="the parrot is green invoice number 4471 is due", segments=segs,
+                  no_speech=False, language="en")
+
+
+def test_speech_views_are_time_coded_and_searchable(tmp_path):
+    with MemoryStore(tmp_path / "m", model=ColourEncoder(), speech_model=FakeSpeech()) as s:
+        talk = s.remember(tone("red", seconds=1.0))
+        quiet = s.remember(tone("blue", seconds=1.0))
+        assert talk.transcript.startswith("the parrot") and quiet.transcript is None
+        assert s.get(talk.id).transcript == talk.transcript
+        assert s.stats()["views"] == {"audio.sound": 2, "audio.speech": 2}
+        hit = s.recall("the parrot is green", k=1, modality="audio")[0]
+        assert hit.id == talk.id and hit.kind == "audio.speech"
+        assert (hit.start, hit.end) == (0.0, 0.4) and "parrot" in hit.snippet
+        assert hit.memory.transcript == talk.transcript
+        assert s.recall("4471", k=1, hybrid=True)[0].id == talk.id
+
+
+def test_speech_only_store_without_sound_tower(tmp_path):
+    class TextOnly(ColourEncoder):
+        modalities = frozenset({"image", "text"})
+
+    with MemoryStore(tmp_path / "m", model=TextOnly(), speech_model=FakeSpeech()) as s:
+        talk = s.remember(tone("red", seconds=1.0))
+        assert s.stats()["views"] == {"audio.speech": 2}
+        assert s.recall("parrot green", k=1)[0].id == talk.id
+        with pytest.raises(InputError, match="no speech"):
+            s.remember(tone("blue", seconds=1.0))
+        assert len(s) == 1

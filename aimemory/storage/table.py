@@ -44,8 +44,8 @@ class VectorTable:
                 self._table = self._db.create_table(TABLE_NAME, schema=table_schema(dim))
         except Exception as exc:
             raise StoreCorruptError(
-                f"the table in {self.folder} cannot be opened ({exc}); a crash may have torn its "
-                "newest version: `aimemory repair` rolls back to the last good version") from exc
+                f"the table in {self.folder} cannot be opened ({exc}); restore the folder from a "
+                "backup, or export what is readable with an older aimemory version") from exc
         vector_field = self._table.schema.field("vector")
         if vector_field.type.list_size != dim:
             raise StoreCorruptError(f"table vectors have width {vector_field.type.list_size}, "

@@ -16,9 +16,10 @@ except ImportError:  # pragma: no cover
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_MODEL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
-# Set only by in-process tests (an Encoder instance used instead of --model); never read from the
-# environment, so an installed CLI cannot be pointed at a fake encoder.
-_TEST_MODEL = None
+# Set only by in-process tests (MemoryStore keyword arguments, e.g. a fixture encoder as model=, that
+# override the command line); never read from the environment, so an installed CLI cannot be pointed
+# at a fake encoder.
+_TEST_STORE_KWARGS: dict | None = None
 
 app = typer.Typer(
     name="aimemory",
@@ -63,7 +64,7 @@ def default_store_path() -> Path:
     return Path(data).expanduser() / "aimemory"
 
 
-def open_store(store: Path | None, model: str, *, create: bool = False):
+def open_store(store: Path | None, model: str, *, create: bool = False, speech: str = "auto"):
     """Open the store; commands that only read refuse to create an empty one by accident."""
     from ..store import MemoryStore, is_store
 
@@ -72,7 +73,8 @@ def open_store(store: Path | None, model: str, *, create: bool = False):
         raise CliError(f"no memory store at {path}; create one with `aimemory remember ... --store {path}`")
     if path.exists() and not path.is_dir():
         raise CliError(f"{path} is a file, not a store folder")
-    return MemoryStore(path, model=_TEST_MODEL if _TEST_MODEL is not None else model)
+    kwargs = {"model": model, "speech_model": None if speech.lower() == "none" else speech}
+    return MemoryStore(path, **{**kwargs, **(_TEST_STORE_KWARGS or {})})
 
 
 def parse_pairs(pairs: list[str] | None, option: str) -> dict:
@@ -108,6 +110,9 @@ def remember(
     tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Tag every memory (repeatable).")] = None,
     meta: Annotated[Optional[list[str]], typer.Option("--meta", help="Metadata key=value (repeatable).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per atomic commit.")] = 32,
+    speech: Annotated[str, typer.Option(
+        "--speech", help="Transcribe speech in audio: 'auto' (a local Whisper if any), 'none', or a "
+        "checkpoint id/folder.")] = "auto",
     as_json: JsonOpt = False,
     store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
 ) -> None:
@@ -123,7 +128,7 @@ def remember(
     entries, problems = collect(inputs or [], text or [])
     if not entries and not problems:
         raise typer.BadParameter("nothing to remember: pass files, folders, globs, - or --text")
-    with open_store(store, model, create=True) as st:
+    with open_store(store, model, create=True, speech=speech) as st:
         code = ingest(st, entries, problems, metadata=metadata, namespace=namespace,
                       batch_size=batch_size, as_json=as_json)
     raise typer.Exit(code)
@@ -157,10 +162,10 @@ def recall(
     filters = parse_pairs(where, "--where")
     if tag:
         filters["tags"] = list(tag)
+    start, end = output.when(since, "--since"), output.when(until, "--until")
     with open_store(store, model) as st:
         hits = st.recall(file if file is not None else query, k=k, modality=modality or None,
-                         where=filters or None, namespace=namespace, since=output.when(since, "--since"),
-                         until=output.when(until, "--until"), hybrid=hybrid)
+                         where=filters or None, namespace=namespace, since=start, until=end, hybrid=hybrid)
         output.print_hits(hits, as_json)
 
 

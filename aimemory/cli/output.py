@@ -37,7 +37,10 @@ def when(value: str | None, option: str) -> datetime | None:
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    console = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if not console.is_terminal and "COLUMNS" not in __import__("os").environ:
+        console.width = 160  # piped to a file or a pager: wrap less than rich's 80-column default
+    return console
 
 
 def _one_line(text: str | None, n: int = 100) -> str:

@@ -1,0 +1,286 @@
+"""The ``aimemory`` CLI: in-process through ``main(argv)`` with the ColourEncoder fixture, plus real
+subprocesses for start-up cost and (when its weights are installed) the built-in mini model."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import aimemory.cli.commands as commands
+from aimemory.cli import main
+from conftest import ColourEncoder, solid, tone
+
+MINI_DIR = Path(commands.__file__).resolve().parent.parent / "models" / "aimemory-mini"
+needs_mini = pytest.mark.skipif(not (MINI_DIR.is_dir() and any(MINI_DIR.iterdir())),
+                                reason="aimemory-mini weights are not installed (aimemory/models/aimemory-mini)")
+
+
+@pytest.fixture
+def enc(monkeypatch):
+    encoder = ColourEncoder()
+    monkeypatch.setattr(commands, "_TEST_STORE_KWARGS", {"model": encoder, "speech_model": None})
+    return encoder
+
+
+@pytest.fixture
+def files(tmp_path):
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    solid("red").save(d / "red.png")
+    solid("blue").save(d / "sub" / "blue.png")
+    t = tone("green")
+    sf.write(d / "green.wav", t.samples, t.sample_rate)
+    (d / "note.txt").write_text("a green leaf")
+    (d / ".hidden.txt").write_text("red secret")
+    return d
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_starts_fast_without_heavy_imports():
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "aimemory", "--help"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    elapsed = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stderr
+    assert "remember" in proc.stdout and "recall" in proc.stdout
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "import time:" in line}
+    for heavy in ("mcp", "pandas", "torch", "lancedb", "numpy", "pyarrow", "PIL"):
+        assert heavy not in imported, f"--help imported {heavy}"
+    assert elapsed < 10  # generous: a loaded CI box; typically ~0.3 s
+
+
+def test_remember_folder_then_recall_json(capsys, enc, files, tmp_path):
+    store = tmp_path / "s"
+    code, out, err = run(capsys, "remember", files, "--store", store, "--tag", "trip", "--meta", "year=2024")
+    assert code == 0, err
+    assert "4 new, 0 already stored, 0 skipped" in out  # the hidden file is not walked
+    code, out, _ = run(capsys, "recall", "red", "--store", store, "--json", "-k", "2")
+    assert code == 0
+    hits = json.loads(out)
+    assert [h["rank"] for h in hits] == [1, 2]
+    top = hits[0]
+    assert top["modality"] == "image" and top["source"].endswith("red.png")
+    assert {"id", "score", "modality", "source", "metadata", "kind", "start", "end", "snippet"} <= set(top)
+    assert top["metadata"]["year"] == 2024 and top["tags"] == ["trip"]
+    code, out, _ = run(capsys, "recall", "green", "--store", store, "--json", "--modality", "audio")
+    hits = json.loads(out)
+    assert [h["modality"] for h in hits] == ["audio"] and hits[0]["end"] == pytest.approx(0.5)
+    code, out, _ = run(capsys, "recall", "red", "--store", store, "--json", "--where", "year=1999")
+    assert code == 0 and json.loads(out) == []
+    code, out, _ = run(capsys, "recall", "--file", files / "sub" / "blue.png", "--store", store, "--json",
+                       "--tag", "trip", "--since", "1h", "--until", "2999-01-01")
+    assert json.loads(out)[0]["source"].endswith("blue.png")
+
+
+def test_rerun_resumes_without_encoding_again(capsys, enc, files, tmp_path):
+    store = tmp_path / "s"
+    assert run(capsys, "remember", files, "--store", store)[0] == 0
+    calls = enc.calls
+    code, out, _ = run(capsys, "remember", files, "--store", store)
+    assert code == 0
+    assert "0 new, 4 already stored, 0 skipped" in out
+    assert enc.calls == calls  # dedup by content hash: nothing was encoded
+
+
+def test_skipped_files_are_listed_with_reasons(capsys, enc, files, tmp_path):
+    (files / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (files / "blob.bin").write_bytes(b"\x00\x01\x02\x03" * 10)
+    code, out, err = run(capsys, "remember", files, files / "nope.jpg", "--store", tmp_path / "s")
+    assert code == 0
+    assert "4 new, 0 already stored, 3 skipped (errors)" in out
+    assert "broken.png: image" in err and "does not decode" in err
+    assert "blob.bin" in err and "nope.jpg: no such file or folder" in err
+    assert "Traceback" not in err
+    # nothing usable at all -> exit 1
+    code, out, err = run(capsys, "remember", files / "broken.png", "--store", tmp_path / "s")
+    assert code == 1 and "broken.png" in err
+
+
+def test_text_stdin_and_glob(capsys, enc, files, tmp_path, monkeypatch):
+    store = tmp_path / "s"
+    monkeypatch.setattr(sys, "stdin", io.StringIO("blue whale notes\n"))
+    code, out, _ = run(capsys, "remember", "-", "--text", "red apple", str(files / "**" / "*.png"),
+                       "--store", store, "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["new"] == 4 and report["skipped"] == 0
+    assert {i["input"] for i in report["items"]} >= {"<stdin>", "red apple"}
+    code, out, _ = run(capsys, "recall", "blue", "--store", store, "--json", "--modality", "text")
+    assert json.loads(out)[0]["text"] == "blue whale notes\n"
+    code, _, err = run(capsys, "remember", str(tmp_path / "*.nothing"), "--store", store)
+    assert code == 1 and "no files match" in err
+
+
+def test_ctrl_c_between_batches_keeps_finished_batches_and_rerun_resumes(capsys, enc, tmp_path, monkeypatch):
+    from aimemory.store import MemoryStore
+
+    d = tmp_path / "many"
+    d.mkdir()
+    for i in range(5):
+        solid("red", noise_seed=i).save(d / f"img{i}.png")
+    real = MemoryStore.remember_many
+    calls = {"n": 0}
+
+    def flaky(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(MemoryStore, "remember_many", flaky)
+    code, out, err = run(capsys, "remember", d, "--store", tmp_path / "s", "--batch-size", "2")
+    assert code == 130
+    assert "2 new" in out and "interrupted" in err
+    monkeypatch.setattr(MemoryStore, "remember_many", real)
+    code, out, _ = run(capsys, "remember", d, "--store", tmp_path / "s", "--batch-size", "2")
+    assert code == 0 and "3 new, 2 already stored, 0 skipped" in out
+
+
+def test_show_out_forget(capsys, enc, files, tmp_path):
+    store = tmp_path / "s"
+    run(capsys, "remember", files / "red.png", "--text", "<b>[bold]loud[/bold]</b>", "--store", store)
+    hits = json.loads(run(capsys, "recall", "red", "--store", store, "--json", "--modality", "image")[1])
+    mid = hits[0]["id"]
+    code, out, _ = run(capsys, "show", mid, "--store", store, "--json")
+    assert code == 0 and json.loads(out)["source"].endswith("red.png")
+    target = tmp_path / "copy.png"
+    assert run(capsys, "show", mid, "--store", store, "--out", target)[0] == 0
+    assert target.read_bytes() == (files / "red.png").read_bytes()
+    # markup inside memories is printed literally, never interpreted
+    code, out, _ = run(capsys, "recall", "loud", "--store", store, "--modality", "text")
+    assert "[bold]loud[/bold]" in out
+    code, out, _ = run(capsys, "forget", mid, "--store", store)
+    assert code == 0 and "forgot 1" in out
+    code, _, err = run(capsys, "show", mid, "--store", store)
+    assert code == 1 and "no memory" in err and "Traceback" not in err
+    assert run(capsys, "forget", mid, "--store", store)[0] == 1
+
+
+def test_stats_and_export(capsys, enc, files, tmp_path):
+    import pyarrow.parquet as pq
+
+    store = tmp_path / "s"
+    run(capsys, "remember", files, "--store", store)
+    run(capsys, "remember", "--text", "red in b", "--store", store, "--namespace", "b")
+    code, out, _ = run(capsys, "stats", "--store", store, "--json")
+    stats = json.loads(out)
+    assert code == 0 and stats["memories"] == 5 and stats["namespaces"] == {"b": 1, "default": 4}
+    assert run(capsys, "stats", "--store", store)[0] == 0
+    target = tmp_path / "out.parquet"
+    assert run(capsys, "export", target, "--store", store)[0] == 0
+    table = pq.read_table(target)
+    assert table.num_rows == 5 and "vector" not in table.column_names
+    assert {"id", "namespace", "modality", "source", "tags", "metadata", "content"} <= set(table.column_names)
+    assert run(capsys, "export", target, "--store", store, "--vectors", "--namespace", "b")[0] == 0
+    table = pq.read_table(target)
+    assert table.num_rows == 1
+    vec = np.asarray(table.column("vector")[0].as_py())
+    assert vec.shape == (16,) and abs(np.linalg.norm(vec) - 1) < 1e-4
+
+
+def test_namespaces_are_separate(capsys, enc, tmp_path):
+    store = tmp_path / "s"
+    run(capsys, "remember", "--text", "red secret", "--store", store, "--namespace", "alice")
+    assert json.loads(run(capsys, "recall", "red", "--store", store, "--json", "-n", "bob")[1]) == []
+    assert len(json.loads(run(capsys, "recall", "red", "--store", store, "--json", "-n", "alice")[1])) == 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["recall"],
+    ["recall", "x", "--file", "y.png"],
+    ["recall", "x", "--modality", "video"],
+    ["recall", "x", "--since", "yesterday"],
+    ["remember", "--text", "x", "--meta", "novalue"],
+    ["remember"],
+    ["frobnicate"],
+    ["recall", "x", "-k", "0"],
+])
+def test_usage_errors_exit_2(capsys, enc, tmp_path, argv):
+    code, _, err = run(capsys, *argv, "--store", tmp_path / "s") if argv[0] != "frobnicate" else run(capsys, *argv)
+    assert code == 2, err
+    assert "Traceback" not in err
+
+
+def test_missing_store_and_unknown_model(capsys, tmp_path, monkeypatch):
+    code, _, err = run(capsys, "recall", "x", "--store", tmp_path / "absent")
+    assert code == 1 and "no memory store at" in err
+    assert not (tmp_path / "absent").exists()
+    code, _, err = run(capsys, "remember", "--text", "x", "--store", tmp_path / "s", "--model", "no-such-model")
+    assert code == 3 and "unknown model" in err and "Traceback" not in err
+    code, _, err = run(capsys, "remember", "--text", "x", "--store", tmp_path / "s", "--model", "no-such-model",
+                       "--debug")
+    assert code == 3 and "Traceback" in err
+
+
+def test_default_store_path(monkeypatch, tmp_path):
+    monkeypatch.setenv("AIMEMORY_HOME", str(tmp_path / "home"))
+    assert commands.default_store_path() == tmp_path / "home"
+    monkeypatch.delenv("AIMEMORY_HOME")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert commands.default_store_path() == tmp_path / "xdg" / "aimemory"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert commands.default_store_path() == Path("~/.local/share/aimemory").expanduser()
+
+
+def test_store_from_environment(capsys, enc, tmp_path, monkeypatch):
+    monkeypatch.setenv("AIMEMORY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("AIMEMORY_NAMESPACE", "agent7")
+    assert run(capsys, "remember", "--text", "blue note")[0] == 0
+    stats = json.loads(run(capsys, "stats", "--json")[1])
+    assert stats["namespaces"] == {"agent7": 1}
+
+
+def test_demo_calls_run_demo(capsys, monkeypatch, tmp_path):
+    seen = {}
+    fake = types.ModuleType("aimemory.demo")
+    fake.run_demo = lambda store_path: seen.setdefault("path", store_path) and 0
+    monkeypatch.setitem(sys.modules, "aimemory.demo", fake)
+    assert run(capsys, "demo", "--store", tmp_path / "d")[0] == 0
+    assert seen["path"] == str(tmp_path / "d")
+    monkeypatch.setitem(sys.modules, "aimemory.demo", None)  # import fails like a missing module
+    code, _, err = run(capsys, "demo")
+    assert code == 1 and "demo" in err
+
+
+def test_models_list_json(capsys):
+    code, out, _ = run(capsys, "models", "list", "--json")
+    assert code == 0 and json.loads(out)[0]["id"] == "aimemory-mini"
+    code, out, _ = run(capsys, "models", "download", "aimemory-mini")
+    assert code == 0 and "built in" in out
+
+
+@needs_mini
+def test_real_entry_point_with_mini_model(tmp_path, files):
+    exe = Path(sys.executable).parent / "aimemory"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "aimemory"]
+    store = str(tmp_path / "real")
+    env = {**os.environ, "AIMEMORY_OFFLINE": "1"}
+
+    def cli(*args):
+        return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+
+    p = cli("remember", files, "--text", "a photo of a red square", "--store", store, "--model", "aimemory-mini")
+    assert p.returncode == 0, p.stderr
+    assert "5 new" in p.stdout
+    p = cli("recall", "red", "--store", store, "--json", "-k", "3")
+    assert p.returncode == 0, p.stderr
+    hits = json.loads(p.stdout)
+    assert len(hits) == 3 and all({"id", "score", "modality", "source"} <= set(h) for h in hits)
+    p = cli("remember", files, "--store", store)
+    assert p.returncode == 0 and "0 new, 4 already stored" in p.stdout

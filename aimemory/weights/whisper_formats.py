@@ -70,7 +70,8 @@ _OPENAI_RULES = [
     (r"decoder\.blocks\.(\d+)\.cross_attn\.out\.(weight|bias)", r"decoder.blocks.\1.cross.out.\2"),
     (r"decoder\.blocks\.(\d+)\.cross_attn_ln\.(weight|bias)", r"decoder.blocks.\1.ln_x.\2"),
     (r"(encoder|decoder)\.blocks\.(\d+)\.mlp_ln\.(weight|bias)", r"\1.blocks.\2.ln_2.\3"),
-    (r"(encoder|decoder)\.blocks\.(\d+)\.mlp\.(0|2)\.(weight|bias)", r"\1.blocks.\2.mlp.fc\3.\4"),
+    (r"(encoder|decoder)\.blocks\.(\d+)\.mlp\.0\.(weight|bias)", r"\1.blocks.\2.mlp.fc1.\3"),
+    (r"(encoder|decoder)\.blocks\.(\d+)\.mlp\.2\.(weight|bias)", r"\1.blocks.\2.mlp.fc2.\3"),
 ]
 _CT2_LN = r"(gamma|beta)"
 _CT2_RULES = [
@@ -81,7 +82,8 @@ _CT2_RULES = [
     (r"encoder/layer_(\d+)/self_attention/linear_0/(weight|bias)", r"encoder.blocks.\1.attn.qkv.\2"),
     (r"encoder/layer_(\d+)/self_attention/linear_1/(weight|bias)", r"encoder.blocks.\1.attn.out.\2"),
     (r"(encoder|decoder)/layer_(\d+)/ffn/layer_norm/" + _CT2_LN, r"\1.blocks.\2.ln_2.\3"),
-    (r"(encoder|decoder)/layer_(\d+)/ffn/linear_(0|1)/(weight|bias)", r"\1.blocks.\2.mlp.fc\3.\4"),
+    (r"(encoder|decoder)/layer_(\d+)/ffn/linear_0/(weight|bias)", r"\1.blocks.\2.mlp.fc1.\3"),
+    (r"(encoder|decoder)/layer_(\d+)/ffn/linear_1/(weight|bias)", r"\1.blocks.\2.mlp.fc2.\3"),
     (r"decoder/embeddings/weight", "decoder.token_embed.weight"),
     (r"decoder/position_encodings/encodings", "decoder.pos_embed"),
     (r"decoder/layer_norm/" + _CT2_LN, r"decoder.ln.\1"),
@@ -134,6 +136,9 @@ def _fuse(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor
         if m:
             groups.setdefault(m.group(1), {})[f"{m.group(2)}.{m.group(3)}"] = state.pop(name)
     for prefix, parts in groups.items():
+        if set(parts) <= {"q.weight", "q.bias"}:  # already fused (CTranslate2 cross: q + kv)
+            state.update({f"{prefix}.{k}": v for k, v in parts.items()})
+            continue
         try:
             w = [parts[f"{p}.weight"] for p in "qkv"]
         except KeyError as exc:
@@ -229,6 +234,27 @@ def _ct2_weights(state: dict[str, torch.Tensor], where) -> dict[str, torch.Tenso
 
 
 # -- finding and reading ---------------------------------------------------------------------------
+def _part_number(p: Path) -> int:
+    return int(re.sub(r"\D", "", p.suffix) or 0)
+
+
+def ct2_parts(folder: Path) -> list[Path]:
+    """``model.bin.partN`` files in order. Model-data wheels split one model over sibling packages
+    (``<name>_part1/data``, ``<name>_part2/data``, ...), so siblings of a ``*_part1`` package are
+    searched too; a gap in the numbering is an error, not a silently truncated model."""
+    parts = {_part_number(p): p for p in folder.glob("model.bin.part*")}
+    pkg = folder.parent if folder.name == "data" else folder
+    m = re.match(r"(.*_part)\d+$", pkg.name)
+    if m:
+        for sib in pkg.parent.glob(m.group(1) + "*"):
+            for p in (sib / folder.name if folder.name == "data" else sib).glob("model.bin.part*"):
+                parts.setdefault(_part_number(p), p)
+    if parts and sorted(parts) != list(range(1, len(parts) + 1)):
+        raise CheckpointError(f"{folder}: CTranslate2 model parts {sorted(parts)} are not 1..N; "
+                              "is a model-data package missing?")
+    return [parts[k] for k in sorted(parts)]
+
+
 def find_checkpoint(path: str | Path) -> tuple[list[Path], str]:
     """A folder or file -> (files to read, format)."""
     path = Path(path)
@@ -241,7 +267,7 @@ def find_checkpoint(path: str | Path) -> tuple[list[Path], str]:
     for name, fmt in FOLDER_FILES:
         if (path / name).is_file():
             return [path / name], fmt
-    parts = sorted(path.glob("model.bin.part*"), key=lambda p: int(re.sub(r"\D", "", p.suffix) or 0))
+    parts = ct2_parts(path)
     if parts:
         return parts, CT2
     raise CheckpointError(f"no Whisper checkpoint in {path} (looked for "

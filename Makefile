@@ -18,6 +18,9 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 
 $(VENV)/.test: pyproject.toml $(VENV)/.runtime
 	$(BIN)/pip install -q -e '.[test]'
+	# test-only: OpenAI's BPE vocabulary and reference tokenizer as open_clip ships them; --no-deps
+	# because its torchvision dependency would replace the CPU torch build
+	$(BIN)/pip install -q --no-deps open_clip_torch==3.3.0
 	touch $@
 
 demo: $(VENV)/.runtime

@@ -59,8 +59,19 @@ def _summary(memory, status: str | None = None) -> dict[str, Any]:
     return rec
 
 
-def build_server(store: "MemoryStore", namespace: str = "default") -> "MCPServer":
-    """An MCPServer whose tools act on ``store`` inside ``namespace`` only."""
+def _allowed(path: Path, roots: list[Path]) -> bool:
+    """Inside one of ``roots`` (after resolving symlinks) and not under a hidden folder or file
+    (.ssh, .env, .aws...): an agent talked into "remember ~/.ssh/id_rsa" must not get it back."""
+    for root in roots:
+        if path.is_relative_to(root):
+            return not any(part.startswith(".") for part in path.relative_to(root).parts)
+    return False
+
+
+def build_server(store: "MemoryStore", namespace: str = "default",
+                 files_roots: list[str | Path] | None = None) -> "MCPServer":
+    """An MCPServer whose tools act on ``store`` inside ``namespace`` only; ``remember_file`` reads
+    files under ``files_roots`` only (default: the current working directory)."""
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
     from mcp.types import ImageContent, TextContent
@@ -70,6 +81,7 @@ def build_server(store: "MemoryStore", namespace: str = "default") -> "MCPServer
     from .store import _check_namespace
 
     _check_namespace(namespace)
+    roots = [Path(r).expanduser().resolve() for r in (files_roots or [Path.cwd()])]
     server = MCPServer("aimemory", instructions=INSTRUCTIONS, version=_version(), log_level="WARNING")
 
     def guarded(fn):
@@ -93,8 +105,11 @@ def build_server(store: "MemoryStore", namespace: str = "default") -> "MCPServer
         return store_one(text, tags)
 
     def remember_file(path: str, tags: list[str] | None = None) -> str:
-        """Remember an image, audio or text file readable by the server (absolute path)."""
-        p = Path(path).expanduser()
+        """Remember an image, audio or text file (a path under the server's allowed folders)."""
+        p = Path(path).expanduser().resolve()
+        if not _allowed(p, roots):
+            raise ToolError(f"{path} is outside the folders this server may read "
+                            f"({', '.join(map(str, roots))}) or hidden")
         if not p.is_file():
             raise ToolError(f"no such file: {path}")
         return store_one(p, tags)
@@ -158,9 +173,10 @@ def build_server(store: "MemoryStore", namespace: str = "default") -> "MCPServer
     return server
 
 
-def serve(store: "MemoryStore", namespace: str = "default") -> None:
+def serve(store: "MemoryStore", namespace: str = "default",
+          files_roots: list[str | Path] | None = None) -> None:
     """Run the server on stdio until the client disconnects; closes the store."""
-    server = build_server(store, namespace)
+    server = build_server(store, namespace, files_roots)
     try:
         server.run("stdio")
     finally:

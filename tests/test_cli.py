@@ -284,3 +284,9 @@ def test_real_entry_point_with_mini_model(tmp_path, files):
     assert len(hits) == 3 and all({"id", "score", "modality", "source"} <= set(h) for h in hits)
     p = cli("remember", files, "--store", store)
     assert p.returncode == 0 and "0 new, 4 already stored" in p.stdout
+
+
+def test_mcp_rejects_a_bad_namespace_before_serving(capsys, enc, tmp_path):
+    code, _, err = run(capsys, "mcp", "--store", tmp_path / "s", "--namespace", "no spaces allowed")
+    assert code == 1 and "namespace" in err
+    assert not (tmp_path / "s").exists()

@@ -86,7 +86,7 @@ async def _session_round_trip(client, tmp_path):
 
 def test_tools_round_trip_in_process(mem, tmp_path):
     async def go():
-        async with Client(build_server(mem, "agent1")) as client:
+        async with Client(build_server(mem, "agent1", files_roots=[tmp_path])) as client:
             await _session_round_trip(client, tmp_path)
     asyncio.run(go())
 
@@ -101,6 +101,15 @@ def test_errors_are_tool_errors(mem, tmp_path):
             assert bad.is_error and "not an image" in bad.content[0].text
             bad = await client.call_tool("remember_image", {"data_base64": "%%%"})
             assert bad.is_error and "base64" in bad.content[0].text
+            bad = await client.call_tool("remember_file", {"path": str(tmp_path / "absent.png")})
+            assert bad.is_error and "outside the folders" in bad.content[0].text  # default root: cwd
+            (tmp_path / ".ssh").mkdir()
+            (tmp_path / ".ssh" / "id_rsa").write_text("PRIVATE KEY")
+            (tmp_path / "link.txt").symlink_to(tmp_path / ".ssh" / "id_rsa")
+        async with Client(build_server(mem, "agent1", files_roots=[tmp_path])) as client:
+            for name in (".ssh/id_rsa", "link.txt", "../outside.txt"):
+                bad = await client.call_tool("remember_file", {"path": str(tmp_path / name)})
+                assert bad.is_error and "outside the folders" in bad.content[0].text, name
             bad = await client.call_tool("remember_file", {"path": str(tmp_path / "absent.png")})
             assert bad.is_error and "no such file" in bad.content[0].text
             bad = await client.call_tool("remember_text", {"text": "   "})
@@ -131,7 +140,7 @@ def test_stdio_server_with_mini_model(tmp_path):
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "aimemory", "mcp", "--store", str(tmp_path / "m"), "--model", "aimemory-mini",
-              "--namespace", "agent1"],
+              "--namespace", "agent1", "--files-root", str(tmp_path)],
         env={**os.environ, "AIMEMORY_OFFLINE": "1"})
 
     async def go():
@@ -155,14 +164,15 @@ sys.path.insert(0, {tests!r})
 from conftest import ColourEncoder
 from aimemory import MemoryStore
 from aimemory.mcp_server import serve
-serve(MemoryStore({store!r}, model=ColourEncoder(), speech_model=None), "agent1")
+serve(MemoryStore({store!r}, model=ColourEncoder(), speech_model=None), "agent1", [{root!r}])
 """
 
 
 def test_stdio_transport_with_fixture_encoder(tmp_path):
     """The real stdio transport (a subprocess speaking JSON-RPC on stdin/stdout); the model is the
     test fixture, injected by this test's own launcher script, never by the library."""
-    code = SERVE_WITH_FIXTURE.format(tests=str(Path(__file__).parent), store=str(tmp_path / "m"))
+    code = SERVE_WITH_FIXTURE.format(tests=str(Path(__file__).parent), store=str(tmp_path / "m"),
+                                     root=str(tmp_path))
     params = StdioServerParameters(command=sys.executable, args=["-c", code], env=dict(os.environ))
 
     async def go():

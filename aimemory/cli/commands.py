@@ -276,6 +276,9 @@ def demo(store: StoreOpt = None, debug: DebugOpt = False) -> None:
 
 @app.command()
 def mcp(
+    files_root: Annotated[Optional[list[Path]], typer.Option(
+        "--files-root", help="Folder remember_file may read (repeatable; default: the working "
+        "directory); hidden files and folders are always refused.", show_default=False)] = None,
     store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
 ) -> None:
     """Serve one namespace to agents over MCP (stdio)."""
@@ -285,7 +288,10 @@ def mcp(
         raise CliError("`aimemory mcp` needs the MCP SDK: pip install 'aimemory[mcp]'") from exc
     from ..mcp_server import serve
 
-    serve(open_store(store, model, create=True), namespace)
+    from ..store import _check_namespace
+
+    _check_namespace(namespace)  # a bad name fails here, before the client connects
+    serve(open_store(store, model, create=True), namespace, files_root)
 
 
 @app.callback(invoke_without_command=True)

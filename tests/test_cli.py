@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import ColourEncoder, solid, tone
 
 import aimemory.cli.commands as commands
 from aimemory.cli import main
-from conftest import ColourEncoder, solid, tone
 
 MINI_DIR = Path(commands.__file__).resolve().parent.parent / "models" / "aimemory-mini"
 needs_mini = pytest.mark.skipif(not (MINI_DIR.is_dir() and any(MINI_DIR.iterdir())),

@@ -8,9 +8,9 @@ import re
 
 import numpy as np
 import pytest
+from conftest import ColourEncoder, solid, tone
 
 from aimemory import Audio, MemoryStore, display
-from conftest import ColourEncoder, solid, tone
 
 XSS = '<script>alert("x")</script>'
 

@@ -15,11 +15,11 @@ import pytest
 
 pytest.importorskip("mcp")
 
+from conftest import ColourEncoder, solid  # noqa: E402
 from mcp import Client, StdioServerParameters  # noqa: E402
 
 from aimemory import MemoryStore  # noqa: E402
 from aimemory.mcp_server import UNTRUSTED_NOTE, build_server  # noqa: E402
-from conftest import ColourEncoder, solid  # noqa: E402
 
 TOOLS = {"remember_text", "remember_file", "remember_image", "recall", "forget", "list_recent"}
 MINI_DIR = Path(__file__).resolve().parent.parent / "aimemory" / "models" / "aimemory-mini"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -43,7 +43,7 @@ class CliError(Exception):
 
 
 # -- shared options --------------------------------------------------------------------------------
-StoreOpt = Annotated[Optional[Path], typer.Option(
+StoreOpt = Annotated[Path | None, typer.Option(
     "--store", "-s", help="Store folder (default: $AIMEMORY_HOME, else $XDG_DATA_HOME/aimemory or "
     "~/.local/share/aimemory).", show_default=False)]
 ModelOpt = Annotated[str, typer.Option(
@@ -104,11 +104,11 @@ def parse_pairs(pairs: list[str] | None, option: str) -> dict:
 # -- commands --------------------------------------------------------------------------------------
 @app.command()
 def remember(
-    inputs: Annotated[Optional[list[str]], typer.Argument(
+    inputs: Annotated[list[str] | None, typer.Argument(
         help="Files, folders (recursive), globs, or - to read text from stdin.", show_default=False)] = None,
-    text: Annotated[Optional[list[str]], typer.Option("--text", "-t", help="Remember this text (repeatable).")] = None,
-    tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Tag every memory (repeatable).")] = None,
-    meta: Annotated[Optional[list[str]], typer.Option("--meta", help="Metadata key=value (repeatable).")] = None,
+    text: Annotated[list[str] | None, typer.Option("--text", "-t", help="Remember this text (repeatable).")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag every memory (repeatable).")] = None,
+    meta: Annotated[list[str] | None, typer.Option("--meta", help="Metadata key=value (repeatable).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per atomic commit.")] = 32,
     speech: Annotated[str, typer.Option(
         "--speech", help="Transcribe speech in audio: 'auto' (a local Whisper if any), 'none', or a "
@@ -136,16 +136,16 @@ def remember(
 
 @app.command()
 def recall(
-    query: Annotated[Optional[str], typer.Argument(help="What to look for (text).", show_default=False)] = None,
-    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Query by an image/audio/text file.")] = None,
+    query: Annotated[str | None, typer.Argument(help="What to look for (text).", show_default=False)] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Query by an image/audio/text file.")] = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many results.")] = 5,
-    modality: Annotated[Optional[list[str]], typer.Option(
+    modality: Annotated[list[str] | None, typer.Option(
         "--modality", help="Only image, audio or text (repeatable).")] = None,
-    tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Only memories with any of these tags.")] = None,
-    where: Annotated[Optional[list[str]], typer.Option("--where", help="Metadata key=value filter.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Only memories with any of these tags.")] = None,
+    where: Annotated[list[str] | None, typer.Option("--where", help="Metadata key=value filter.")] = None,
     hybrid: Annotated[bool, typer.Option("--hybrid", help="Fuse with full-text search (text queries).")] = False,
-    since: Annotated[Optional[str], typer.Option(help="Remembered at/after: ISO date or 30m, 2h, 7d, 4w ago.")] = None,
-    until: Annotated[Optional[str], typer.Option(help="Remembered before: ISO date or 30m, 2h, 7d, 4w ago.")] = None,
+    since: Annotated[str | None, typer.Option(help="Remembered at/after: ISO date or 30m, 2h, 7d, 4w ago.")] = None,
+    until: Annotated[str | None, typer.Option(help="Remembered before: ISO date or 30m, 2h, 7d, 4w ago.")] = None,
     as_json: JsonOpt = False,
     store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
 ) -> None:
@@ -183,7 +183,7 @@ def forget(
 @app.command()
 def show(
     memory_id: Annotated[str, typer.Argument(metavar="ID", help="Memory id.", show_default=False)],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the content to this file.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the content to this file.")] = None,
     as_json: JsonOpt = False,
     store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
 ) -> None:
@@ -215,7 +215,7 @@ def export(
     path: Annotated[Path, typer.Argument(metavar="FILE.parquet", help="Parquet file to write.", show_default=False)],
     vectors: Annotated[bool, typer.Option("--vectors", help="Include each memory's primary vector.")] = False,
     content: Annotated[bool, typer.Option("--content/--no-content", help="Include image/audio bytes.")] = True,
-    namespace: Annotated[Optional[str], typer.Option(
+    namespace: Annotated[str | None, typer.Option(
         "--namespace", "-n", help="Only this namespace [default: all].", show_default=False)] = None,
     store: StoreOpt = None, model: ModelOpt = "auto", debug: DebugOpt = False,
 ) -> None:
@@ -276,7 +276,7 @@ def demo(store: StoreOpt = None, debug: DebugOpt = False) -> None:
 
 @app.command()
 def mcp(
-    files_root: Annotated[Optional[list[Path]], typer.Option(
+    files_root: Annotated[list[Path] | None, typer.Option(
         "--files-root", help="Folder remember_file may read (repeatable; default: the working "
         "directory); hidden files and folders are always refused.", show_default=False)] = None,
     store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
@@ -287,7 +287,6 @@ def mcp(
     except ImportError as exc:
         raise CliError("`aimemory mcp` needs the MCP SDK: pip install 'aimemory[mcp]'") from exc
     from ..mcp_server import serve
-
     from ..store import _check_namespace
 
     _check_namespace(namespace)  # a bad name fails here, before the client connects

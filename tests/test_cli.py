@@ -88,7 +88,9 @@ def test_remember_folder_then_recall_json(capsys, enc, files, tmp_path):
     assert json.loads(out)[0]["source"].endswith("blue.png")
 
 
-def test_rerun_resumes_without_encoding_again(capsys, enc, files, tmp_path):
+def test_rerun_resumes_without_encoding_again(capsys, enc, files, tmp_path, monkeypatch):
+    from aimemory.store import MemoryStore
+
     store = tmp_path / "s"
     assert run(capsys, "remember", files, "--store", store)[0] == 0
     calls = enc.calls
@@ -96,6 +98,18 @@ def test_rerun_resumes_without_encoding_again(capsys, enc, files, tmp_path):
     assert code == 0
     assert "0 new, 4 already stored, 0 skipped" in out
     assert enc.calls == calls  # dedup by content hash: nothing was encoded
+
+    def must_not_run(*a, **kw):
+        raise AssertionError("stored files were decoded again")
+
+    monkeypatch.setattr(MemoryStore, "remember_many", must_not_run)  # not even decoded
+    code, out, _ = run(capsys, "remember", files, "--store", store, "--json")
+    assert code == 0 and json.loads(out)["already_stored"] == 4
+    # the same files in another namespace are new there
+    monkeypatch.undo()
+    monkeypatch.setattr(commands, "_TEST_STORE_KWARGS", {"model": enc, "speech_model": None})
+    code, out, _ = run(capsys, "remember", files, "--store", store, "-n", "other")
+    assert "4 new, 0 already stored" in out
 
 
 def test_skipped_files_are_listed_with_reasons(capsys, enc, files, tmp_path):

@@ -114,6 +114,28 @@ def _progress(total: int):
                     transient=True, disable=not console.is_terminal or total < 2)
 
 
+def _stored_id(store, namespace: str, path: Path) -> str | None:
+    """The id of a memory holding exactly this file's content, found by hashing its bytes, without
+    decoding it: a rerun over a big folder of audio skips decoding and resampling as well as
+    encoding. Mirrors the store's content hash (sha256 of the file's bytes for images and audio,
+    of ``text:`` + the bytes for UTF-8 text); if the store's internals differ, the store's own
+    dedup still recognises the file after decoding."""
+    import hashlib
+
+    find = getattr(getattr(store, "catalog", None), "find_duplicate", None)
+    if find is None:
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None  # remember_many reports the error with its reason
+    for prefix in (b"", b"text:"):
+        mid = find(namespace, hashlib.sha256(prefix + data).hexdigest())
+        if mid is not None:
+            return mid
+    return None
+
+
 def ingest(store, entries: list[Entry], problems: list[tuple[str, str]], *, metadata: dict,
            namespace: str, batch_size: int, as_json: bool) -> int:
     """Remember ``entries`` in batches; print a summary; return the exit code."""
@@ -125,14 +147,24 @@ def ingest(store, entries: list[Entry], problems: list[tuple[str, str]], *, meta
         task = bar.add_task("remember", total=len(entries))
         try:
             for start in range(0, len(entries), batch_size):
-                batch = entries[start:start + batch_size]
-                done_before = start
+                batch = []
+                for e in entries[start:start + batch_size]:
+                    known = _stored_id(store, namespace, e.item) if isinstance(e.item, Path) else None
+                    if known is not None:
+                        tally.existing.append((e.label, known))
+                        seen_ids.add(known)
+                    else:
+                        batch.append(e)
+                bar.update(task, completed=start + batch_size - len(batch))
+                if not batch:
+                    continue
+                done_before = start + batch_size - len(batch)
                 result = store.remember_many(
                     [e.item for e in batch], batch_size=batch_size, metadata=metadata, namespace=namespace,
                     errors="skip", sources=[e.source for e in batch],
                     progress=lambda n, base=done_before: bar.update(task, completed=base + n))
                 _count(result, batch, tally, run_start, seen_ids)
-                bar.update(task, completed=start + len(batch))
+                bar.update(task, completed=min(start + batch_size, len(entries)))
         except KeyboardInterrupt:
             interrupted = True
     _report(tally, as_json, interrupted)

@@ -48,6 +48,10 @@ class Catalog:
         self.by_id: dict[str, list[int]] = {}
         self.by_hash: dict[tuple[str, str], str] = {}
         self._parsed_meta: dict[int, dict] = {}
+        # namespaces as small ints, so the per-query namespace mask is an int compare rather than
+        # one Python string compare per view (about 25 ms per recall at 1M views)
+        self._ns_code: dict[str, int] = {}
+        self._ns_codes: list[int] = []
 
     # -- building ------------------------------------------------------------------------------
     def append_arrow(self, table: pa.Table) -> None:
@@ -62,6 +66,8 @@ class Catalog:
             raise AssertionError("catalog rows must arrive in increasing vkey order")
         for name, values in self._cols.items():
             values.extend(created.tolist() if name == "created" else cols[name])
+        codes = self._ns_code
+        self._ns_codes.extend(codes.setdefault(ns, len(codes)) for ns in cols["namespace"])
         self._arrays.clear()
         self.alive = np.concatenate([self.alive, np.ones(table.num_rows, dtype=bool)])
         for offset, (mid, view, ns, h) in enumerate(zip(cols["id"], cols["view"], cols["namespace"],
@@ -99,6 +105,14 @@ class Catalog:
             self._arrays[name] = arr
         return arr
 
+    def namespace_is(self, namespace: str) -> np.ndarray:
+        """Boolean mask: the view's namespace is ``namespace`` (cached until the next append)."""
+        codes = self._arrays.get("_ns_code")
+        if codes is None:
+            codes = self._arrays["_ns_code"] = np.asarray(self._ns_codes, dtype=np.int32)
+        code = self._ns_code.get(namespace)
+        return codes == code if code is not None else np.zeros(len(codes), dtype=bool)
+
     # -- lookups -------------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.by_id)
@@ -106,7 +120,7 @@ class Catalog:
     def count(self, namespace: str | None = None) -> int:
         if namespace is None:
             return len(self.by_id)
-        primary = self.alive & (self.array("view") == 0) & (self.array("namespace") == namespace)
+        primary = self.alive & (self.array("view") == 0) & self.namespace_is(namespace)
         return int(primary.sum())
 
     def namespaces(self) -> dict[str, int]:
@@ -154,7 +168,7 @@ class Catalog:
              until: float | None = None, where: Mapping[str, Any] | None = None,
              kinds: Iterable[str] | None = None) -> np.ndarray:
         """Boolean mask over views a query may see. ``namespace`` always applies (hard boundary)."""
-        mask = self.alive & (self.array("namespace") == namespace)
+        mask = self.alive & self.namespace_is(namespace)
         if modalities is not None:
             mask &= np.isin(self.array("modality"), list(modalities))
         if kinds is not None:

@@ -304,3 +304,30 @@ def test_mcp_rejects_a_bad_namespace_before_serving(capsys, enc, tmp_path):
     code, _, err = run(capsys, "mcp", "--store", tmp_path / "s", "--namespace", "no spaces allowed")
     assert code == 1 and "namespace" in err
     assert not (tmp_path / "s").exists()
+
+
+def test_download_offline_is_model_not_available(capsys, monkeypatch):
+    monkeypatch.setenv("AIMEMORY_OFFLINE", "1")
+    code, _, err = run(capsys, "models", "download", "openai/clip-vit-base-patch32-not-cached")
+    assert code == 3 and "offline" in err and "Traceback" not in err
+
+
+def test_error_mid_ingest_reports_what_is_stored(capsys, enc, tmp_path, monkeypatch):
+    from aimemory.errors import CheckpointError
+    from aimemory.store import MemoryStore
+
+    for i in range(3):
+        (tmp_path / f"n{i}.txt").write_text(f"red note {i}")
+    real = MemoryStore.remember_many
+    calls = {"n": 0}
+
+    def failing(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise CheckpointError("speech model is corrupt")
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(MemoryStore, "remember_many", failing)
+    code, out, err = run(capsys, "remember", *sorted(tmp_path.glob("n*.txt")), "--store", tmp_path / "s",
+                         "--batch-size", "1")
+    assert code == 3 and "1 new" in out and "speech model is corrupt" in err

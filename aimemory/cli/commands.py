@@ -159,6 +159,9 @@ def recall(
     for m in modality or []:
         if m not in ("image", "audio", "text"):
             raise typer.BadParameter(f"{m!r} is not one of image, audio, text", param_hint="--modality")
+    if query is not None and len(query) < 4096 and Path(query).expanduser().is_file():
+        typer.echo(f"note: searching for the text {query!r}; use --file {query} to search with the file",
+                   err=True)
     filters = parse_pairs(where, "--where")
     if tag:
         filters["tags"] = list(tag)

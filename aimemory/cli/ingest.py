@@ -167,6 +167,11 @@ def ingest(store, entries: list[Entry], problems: list[tuple[str, str]], *, meta
                 bar.update(task, completed=min(start + batch_size, len(entries)))
         except KeyboardInterrupt:
             interrupted = True
+        except Exception:
+            if tally.new or tally.existing:  # say what is safely stored before the error is shown
+                bar.stop()
+                _report(tally, False, False)
+            raise
     _report(tally, as_json, interrupted)
     if interrupted:
         return 130

@@ -266,15 +266,24 @@ def models_download(
 
 
 @app.command()
-def demo(store: StoreOpt = None, debug: DebugOpt = False) -> None:
+def demo(
+    store: StoreOpt = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Model to run the demo with.")] = "aimemory-mini",
+    debug: DebugOpt = False,
+) -> None:
     """Run the offline demo on bundled samples."""
+    import inspect
+
     try:
         from ..demo import run_demo
     except ModuleNotFoundError as exc:
         if exc.name not in ("aimemory.demo",):
             raise
         raise CliError("the demo is not part of this installation (aimemory.demo is missing)") from exc
-    raise typer.Exit(int(run_demo(str(store) if store is not None else None) or 0))
+    kwargs = {"model": model} if "model" in inspect.signature(run_demo).parameters else {}
+    wrong = int(run_demo(str(store) if store is not None else None, **kwargs) or 0)
+    if wrong:  # run_demo returns how many answers were wrong
+        raise CliError(f"demo: {wrong} answer{'s were' if wrong != 1 else ' was'} wrong")
 
 
 @app.command()

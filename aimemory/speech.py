@@ -90,7 +90,13 @@ def compression_ratio(text: str) -> float:
 
 
 class SpeechRecognizer:
-    """Whisper speech-to-text. Build with :meth:`from_pretrained`; call :meth:`transcribe`."""
+    """Whisper speech-to-text. Build with :meth:`from_pretrained`; call :meth:`transcribe`.
+
+    ``temperatures``: the fallback schedule (``(0.0,)`` = greedy only); ``max_new_tokens``: per 30 s
+    window (default: half the decoder context, 224, as the reference)."""
+
+    temperatures: tuple[float, ...] = TEMPERATURES
+    max_new_tokens: int | None = None
 
     def __init__(self, model: WhisperModel, tokenizer: WhisperTokenizer, *, suppress: list[int] | None = None,
                  suppress_begin: list[int] | None = None, name: str = "whisper", bf16: bool = False):
@@ -223,7 +229,7 @@ class SpeechRecognizer:
 
         gen = torch.Generator().manual_seed(SAMPLING_SEED)
         dec = None
-        for temperature in TEMPERATURES:
+        for temperature in self.temperatures:
             dec = self._decode(DecoderState(state_kv.cross_kv), language, temperature, gen)
             if dec.no_speech_prob > NO_SPEECH_THRESHOLD and dec.avg_logprob < LOGPROB_THRESHOLD:
                 return dec  # silence: the gate will skip it, sampling would only invent words
@@ -240,7 +246,7 @@ class SpeechRecognizer:
         cur = logits[-1]
         tokens: list[int] = []
         sum_logprob = 0.0
-        max_new = self.model.dims.n_text_ctx // 2 - len(prompt)
+        max_new = self.max_new_tokens or self.model.dims.n_text_ctx // 2 - len(prompt)
         for _ in range(max_new):
             scores = self._apply_rules(cur.clone(), tokens)
             logprobs = scores.log_softmax(-1)

@@ -338,3 +338,9 @@ def test_error_mid_ingest_reports_what_is_stored(capsys, enc, tmp_path, monkeypa
     code, out, err = run(capsys, "remember", *sorted(tmp_path.glob("n*.txt")), "--store", tmp_path / "s",
                          "--batch-size", "1")
     assert code == 3 and "1 new" in out and "speech model is corrupt" in err
+
+
+def test_nothing_found_does_not_create_a_store(capsys, enc, tmp_path):
+    code, out, err = run(capsys, "remember", tmp_path / "missing.png", "--store", tmp_path / "s")
+    assert code == 1 and "0 new, 0 already stored, 1 skipped" in out and "missing.png" in err
+    assert not (tmp_path / "s").exists()

@@ -120,7 +120,7 @@ def remember(
 
     Content already in the store is recognised by hash and not encoded again, so an interrupted
     run resumes where it stopped."""
-    from .ingest import collect, ingest
+    from .ingest import Tally, collect, ingest, report
 
     metadata = parse_pairs(meta, "--meta")
     if tag:
@@ -128,6 +128,9 @@ def remember(
     entries, problems = collect(inputs or [], text or [])
     if not entries and not problems:
         raise typer.BadParameter("nothing to remember: pass files, folders, globs, - or --text")
+    if not entries:  # every argument named nothing: do not create an empty store for it
+        report(Tally(skipped=problems), as_json, False)
+        raise typer.Exit(EXIT_USER)
     with open_store(store, model, create=True, speech=speech) as st:
         code = ingest(st, entries, problems, metadata=metadata, namespace=namespace,
                       batch_size=batch_size, as_json=as_json)

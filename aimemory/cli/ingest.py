@@ -170,9 +170,9 @@ def ingest(store, entries: list[Entry], problems: list[tuple[str, str]], *, meta
         except Exception:
             if tally.new or tally.existing:  # say what is safely stored before the error is shown
                 bar.stop()
-                _report(tally, False, False)
+                report(tally, False, False)
             raise
-    _report(tally, as_json, interrupted)
+    report(tally, as_json, interrupted)
     if interrupted:
         return 130
     return 1 if tally.skipped and not (tally.new or tally.existing) else 0
@@ -197,7 +197,7 @@ def _reason(err: BaseException) -> str:
     return msg[:300] + ("…" if len(msg) > 300 else "")
 
 
-def _report(tally: Tally, as_json: bool, interrupted: bool) -> None:
+def report(tally: Tally, as_json: bool, interrupted: bool) -> None:
     if as_json:
         rows = ([{"id": mid, "input": label, "status": "new"} for label, mid in tally.new]
                 + [{"id": mid, "input": label, "status": "already stored"} for label, mid in tally.existing]

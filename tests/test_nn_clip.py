@@ -288,3 +288,71 @@ def test_wrong_architecture_names_keys(tmp_path):
     save_file(sd, folder / "model.safetensors")
     with pytest.raises(CheckpointError, match=r"text\.ln_final\.bias.*text\.ln_final\.weight"):
         ClipEncoder.from_pretrained(folder, weights="safetensors")
+
+
+# -- end to end through the BPE tokenizer ------------------------------------------------------------
+
+def _write_small_vocab(folder, words=("a", "photo", "of", "the", "cat", "dog", "on", "beach")):
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    base = [chr(c) for c in cs]
+    vocab, merges = base + [c + "</w>" for c in base], []
+    for w in words:
+        parts = list(w[:-1]) + [w[-1] + "</w>"]
+        while len(parts) > 1:
+            if parts[0] + parts[1] not in vocab:
+                vocab.append(parts[0] + parts[1])
+                merges.append(f"{parts[0]} {parts[1]}")
+            parts = [parts[0] + parts[1]] + parts[2:]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    return len(vocab)
+
+
+def test_embed_texts_through_tokenizer_matches_hf(tmp_path):
+    pytest.importorskip("aimemory.preprocess.text")
+    config = tiny_config()
+    config.text_config.vocab_size = 600
+    config.text_config.max_position_embeddings = 77
+    model, folder = make_hf(tmp_path, config)
+    assert _write_small_vocab(folder) <= 600
+    tok = transformers.CLIPTokenizer.from_pretrained(folder)
+    texts = ["a photo of the cat", "dog", "a dog on the beach " * 20, "zebra! ünïcode 🐱"]  # one over 77 tokens
+    enc = ClipEncoder.from_pretrained(folder, cache_dir=tmp_path / "c")
+    enc.batch_size = 2
+    native = enc.embed_texts(texts)
+    with torch.no_grad():
+        ref = features(model.get_text_features(**tok(texts, padding=True, truncation=True, max_length=77,
+                                                      return_tensors="pt"))).numpy()
+    assert native.shape == (4, 24) and cosines(native, ref).min() >= FP32_COS
+    assert enc.embed_texts([]).shape == (0, 24)
+
+
+# -- the shared core ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("padded", [False, True])
+def test_core_pooled_forward_equals_full_forward(causal, padded):
+    from aimemory.nn.core import Transformer, key_padding_mask
+
+    torch.manual_seed(0)
+    net = Transformer(width=32, layers=3, heads=4, mlp_hidden=64, act="gelu").eval()
+    x = torch.randn(3, 9, 32)
+    lengths = torch.tensor([9, 4, 1])
+    mask = key_padding_mask(lengths, 9, causal=causal) if padded else None
+    rows = lengths - 1 if padded else torch.tensor([8, 3, 0])
+    with torch.no_grad():
+        full = net(x, mask, causal=causal and not padded)[torch.arange(3), rows]
+        pooled = net.forward_pooled(x, rows, mask, causal=causal and not padded)
+    assert torch.allclose(full, pooled, atol=1e-5)
+    if padded:  # padding never leaks into real tokens
+        x2 = x.clone()
+        x2[1, 4:] = 100.0
+        with torch.no_grad():
+            assert torch.allclose(net.forward_pooled(x2, rows, mask), net.forward_pooled(x, rows, mask), atol=1e-5)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, ModelNotAvailableError
-from ..nn.clip import POOL_ARGMAX, POOL_EOS, ClipDims, ClipModel
+from ..nn.clip import POOL_ARGMAX, POOL_EOS, ClipDims, ClipModel, fold_quick_gelu
 from ..preprocess.image import ImagePreprocessor
 from ..weights.formats import HF, OPEN_CLIP, find_checkpoint, read_checkpoint, to_native
 from ..weights.loader import assign_weights
@@ -30,7 +30,7 @@ BATCH_SIZE = 32
 OLD_HF_EOS = 2  # HF configs before transformers#24773 carry eos_token_id=2 and pool by argmax
 HUB_ID = re.compile(r"\w[\w.-]*/\w[\w.-]*")  # "openai/clip-vit-base-patch32"
 CACHE_ENV = "AIMEMORY_WEIGHTS_CACHE"
-CACHE_VERSION = 1  # bump when the native names or the Arrow layout change
+CACHE_VERSION = 2  # bump when the native names or the Arrow layout change
 WEIGHT_FORMATS = ("arrow", "safetensors")  # "safetensors" = read the checkpoint itself every time
 
 
@@ -117,7 +117,8 @@ class ClipEncoder(Encoder):
             raw, fmt = read_checkpoint(path)
             state = to_native(raw, fmt, source=str(file))
             kw, repo = _config_kwargs(folder, fmt, act)
-            extra = {"dims": ClipDims.from_state_dict(state, **kw).__dict__, "repo": repo, "format": fmt}
+            state, dims = fold_quick_gelu(state, ClipDims.from_state_dict(state, **kw))
+            extra = {"dims": dims.__dict__, "repo": repo, "format": fmt}
             if cache is not None:
                 _try_save(state, cache, extra)
         dims = ClipDims(**extra["dims"])

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 import torch
 from torch import nn
 
-from .core import LAYER_NORM_EPS, Transformer
+from .core import LAYER_NORM_EPS, QUICK_GELU_ALPHA, Transformer
 
 HEAD_WIDTH = 64  # every released CLIP uses 64-wide heads; configs override when they say otherwise
 MLP_RATIO = 4
@@ -90,6 +90,24 @@ class ClipDims:
         )
 
 
+def fold_quick_gelu(state: dict[str, torch.Tensor], dims: ClipDims) -> tuple[dict[str, torch.Tensor], ClipDims]:
+    """Rewrite a quick_gelu checkpoint for a SiLU MLP computing the same function.
+
+    ``fc2(h * sigmoid(a h))`` with ``h = fc1(x)`` equals ``(fc2 / a)(silu(a fc1(x)))``: scaling fc1 by
+    ``a`` and fc2's weight by ``1 / a`` turns three elementwise passes (mul, sigmoid, mul) over the
+    widest activation into one fused ``silu``. Done once at conversion; outputs agree to float
+    rounding."""
+    if dims.act != "quick_gelu":
+        return state, dims
+    out = dict(state)
+    for key, t in state.items():
+        if key.endswith(".mlp.fc1.weight") or key.endswith(".mlp.fc1.bias"):
+            out[key] = t * QUICK_GELU_ALPHA
+        elif key.endswith(".mlp.fc2.weight"):
+            out[key] = t / QUICK_GELU_ALPHA
+    return out, replace(dims, act="silu")
+
+
 class VisionTower(nn.Module):
     """Patchify -> [CLS] + patches + positions -> ln_pre -> blocks -> ln_post(CLS) -> projection."""
 
@@ -110,8 +128,9 @@ class VisionTower(nn.Module):
         x = x.flatten(2).transpose(1, 2)  # (b, g*g, w)
         cls = self.class_embed.to(x.dtype).expand(x.shape[0], 1, -1)  # (b, 1, w)
         x = torch.cat([cls, x], dim=1) + self.pos_embed  # (b, 1+g*g, w)
-        x = self.transformer(self.ln_pre(x))
-        return self.proj(self.ln_post(x[:, 0]))  # (b, e)
+        cls_rows = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)  # (b,) pool the CLS token
+        x = self.transformer.forward_pooled(self.ln_pre(x), cls_rows)  # (b, w)
+        return self.proj(self.ln_post(x))  # (b, e)
 
 
 class TextTower(nn.Module):
@@ -121,7 +140,8 @@ class TextTower(nn.Module):
         super().__init__()
         w = d.text_width
         self.pool, self.eos_token_id = d.pool, d.eos_token_id
-        self.token_embed = nn.Embedding(d.vocab_size, w)
+        # an explicit (uninitialised) weight: normal_() init, even on the meta device, costs ~70 MB RSS
+        self.token_embed = nn.Embedding(d.vocab_size, w, _weight=torch.empty(d.vocab_size, w))
         self.pos_embed = nn.Parameter(torch.zeros(d.context_length, w))
         self.transformer = Transformer(w, d.text_layers, d.text_heads, d.text_mlp, d.act, d.eps)
         self.ln_final = nn.LayerNorm(w, eps=d.eps)
@@ -140,10 +160,9 @@ class TextTower(nn.Module):
         it, which are all real, so trailing padding needs no key-padding mask and can be any id."""
         n = ids.shape[1]
         x = self.token_embed(ids) + self.pos_embed[:n]  # (b, L, w)
-        x = self.transformer(x, causal=True)
         eot = self.eot_positions(ids)  # (b,)
         # LayerNorm is per token, so normalising only the pooled rows is the same and cheaper
-        x = x[torch.arange(x.shape[0], device=x.device), eot]  # (b, w)
+        x = self.transformer.forward_pooled(x, eot, causal=True)  # (b, w)
         return self.proj(self.ln_final(x))  # (b, e)
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 #: activation names as written in checkpoint configs -> callables
 QUICK_GELU_ALPHA = 1.702  # OpenAI's sigmoid approximation of GELU: x * sigmoid(1.702 x)
-ACTIVATIONS = ("quick_gelu", "gelu", "gelu_tanh")
+ACTIVATIONS = ("quick_gelu", "gelu", "gelu_tanh", "silu")
 LAYER_NORM_EPS = 1e-5
 
 
@@ -27,6 +27,8 @@ def activation(name: str):
         return F.gelu  # exact erf form, what HF "gelu" and nn.GELU() compute
     if name in ("gelu_tanh", "gelu_new", "gelu_pytorch_tanh"):
         return lambda x: F.gelu(x, approximate="tanh")
+    if name == "silu":  # also quick_gelu with 1.702 folded into the weights: one fused op, not three
+        return F.silu
     raise ValueError(f"unsupported activation {name!r}; expected one of {ACTIVATIONS}")
 
 
@@ -62,6 +64,19 @@ class Attention(nn.Module):
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
         return self.out(o.transpose(1, 2).reshape(b, n, d))  # (b, n, d)
 
+    def forward_rows(self, x: torch.Tensor, rows: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention output for ONE query row per sample (``rows`` (b,)), keys/values from all of
+        ``x`` (b, n, d) -> (b, d). Used by the last block of pooled models: the other rows' outputs
+        would be thrown away, so their q, out-projection and MLP are never computed."""
+        b, n, d = x.shape
+        w, bias = self.qkv.weight, self.qkv.bias  # (3d, d), (3d,)
+        q = F.linear(x[torch.arange(b, device=x.device), rows], w[:d], bias[:d])  # (b, d)
+        kv = F.linear(x, w[d:], bias[d:]).view(b, n, 2, self.heads, d // self.heads)  # (b, n, 2, h, hd)
+        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # 2 x (b, h, n, hd)
+        q = q.view(b, self.heads, 1, d // self.heads)  # (b, h, 1, hd)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (b, h, 1, hd)
+        return self.out(o.reshape(b, d))  # (b, d)
+
 
 class Mlp(nn.Module):
     """Linear -> activation -> Linear."""
@@ -90,6 +105,12 @@ class Block(nn.Module):
         x = x + self.attn(self.ln_1(x), mask, causal)
         return x + self.mlp(self.ln_2(x))
 
+    def forward_rows(self, x: torch.Tensor, rows: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(b, n, d) -> (b, d): the block's output at ``rows`` only (see :meth:`Attention.forward_rows`)."""
+        y = x[torch.arange(x.shape[0], device=x.device), rows]  # (b, d) residual of the kept rows
+        y = y + self.attn.forward_rows(self.ln_1(x), rows, mask)
+        return y + self.mlp(self.ln_2(y))
+
 
 class Transformer(nn.Module):
     """A stack of :class:`Block` s sharing one mask."""
@@ -103,3 +124,18 @@ class Transformer(nn.Module):
         for block in self.blocks:
             x = block(x, mask, causal)
         return x
+
+    def forward_pooled(self, x: torch.Tensor, rows: torch.Tensor, mask: torch.Tensor | None = None,
+                       causal: bool = False) -> torch.Tensor:
+        """(b, n, d) -> (b, d): the final hidden state of one token per sample (CLS, EOT), exactly
+        as ``forward(x)[arange(b), rows]`` but without the last block's work on the other tokens."""
+        for block in self.blocks[:-1]:
+            x = block(x, mask, causal)
+        n = x.shape[1]
+        row_mask = None
+        if mask is not None:  # (b|1, 1, q, k) -> the kept queries' rows (b, 1, 1, k)
+            row_mask = mask.expand(x.shape[0], -1, n, -1)[torch.arange(x.shape[0]), :, rows].unsqueeze(2)
+        if causal:  # the kept query sees keys up to its own position
+            seen = (torch.arange(n, device=x.device)[None, :] <= rows[:, None])[:, None, None, :]  # (b, 1, 1, k)
+            row_mask = seen if row_mask is None else row_mask & seen
+        return self.blocks[-1].forward_rows(x, rows, row_mask)

@@ -75,6 +75,8 @@ def load_arrow(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
                 continue
             start = buf.address - base
             n = int(torch.Size(shape).numel()) * dtype.itemsize
+            if start < 0 or start + n > len(mm) or n > buf.size:  # pyarrow copied, or a lying header
+                raise CheckpointError(f"{path}: tensor {entry['name']} is not inside the mapped file")
             state[entry["name"]] = whole[start:start + n].view(dtype).view(shape)
     except CheckpointError:
         raise

@@ -1,0 +1,166 @@
+"""The OpenAPI 3.1 document of the HTTP API, written by hand (see app.py for why) and served at
+``/api/openapi.json``; ``tests/test_web_api.py`` runs schemathesis against it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MODALITY = {"type": "string", "enum": ["image", "audio", "text"]}
+NAMESPACE = {"name": "namespace", "in": "query", "required": False,
+             "description": "Namespace (default: 'default').",
+             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}$"}}
+MEMORY_ID = {"name": "memory_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict:
+    return {str(c): {"$ref": f"#/components/responses/E{c}"} for c in (401, *codes)}
+
+
+RECALL_PARAMS = {
+    "k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+    "modality": {"type": "string", "description": "image, audio, text or a comma-separated list"},
+    "where": {"type": "string", "description": "A JSON object of metadata filters, e.g. {\"tags\": \"pets\"}"},
+    "tags": {"type": "string", "description": "Comma-separated tags; any of them matches"},
+    "namespace": NAMESPACE["schema"],
+    "since": {"type": "string", "description": "ISO 8601 time or epoch seconds (inclusive)"},
+    "until": {"type": "string", "description": "ISO 8601 time or epoch seconds (exclusive)"},
+    "hybrid": {"type": "boolean", "default": False, "description": "Fuse with full-text (BM25) ranks"},
+}
+
+
+def spec(version: str, max_upload: int) -> dict[str, Any]:
+    """The OpenAPI document for this server."""
+    memory = {"type": "object", "required": ["id", "modality", "namespace", "created_at"], "properties": {
+        "id": {"type": "string"}, "modality": MODALITY, "namespace": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "source": {"type": ["string", "null"]}, "mime": {"type": ["string", "null"]},
+        "tags": {"type": "array", "items": {"type": "string"}}, "metadata": {"type": "object"},
+        "transcript": {"type": ["string", "null"]}, "text": {"type": ["string", "null"]},
+        "text_truncated": {"type": "boolean"},
+        "content_url": {"type": "string"}, "thumbnail_url": {"type": ["string", "null"]}}}
+    hit = {"type": "object", "required": ["id", "score", "modality", "memory"], "properties": {
+        "id": {"type": "string"}, "score": {"type": "number"}, "modality": MODALITY,
+        "kind": {"type": "string"}, "start": {"type": ["number", "null"]}, "end": {"type": ["number", "null"]},
+        "snippet": {"type": ["string", "null"]}, "memory": _ref("Memory")}}
+    job = {"type": "object", "required": ["id", "status", "total", "done"], "properties": {
+        "id": {"type": "string"}, "status": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
+        "namespace": {"type": "string"}, "total": {"type": "integer"}, "done": {"type": "integer"},
+        "stored": {"type": "integer"}, "progress": {"type": "number"},
+        "memories": {"type": "array", "items": _ref("Memory")},
+        "skipped": {"type": "array", "items": {"type": "object"}},
+        "error": {"oneOf": [{"type": "null"}, {"type": "object"}]}}}
+    error = {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["type", "message"],
+        "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}}
+    upload = {"type": "object", "properties": {
+        "file": {"type": "array", "items": {"type": "string", "format": "binary"},
+                 "description": "Image, audio or UTF-8 text files (sniffed from their bytes)"},
+        "text": {"type": "array", "items": {"type": "string"}, "description": "Texts to remember"},
+        "metadata": {"type": "string", "description": "A JSON object stored with every item"},
+        "tags": {"type": "string", "description": "Comma-separated tags"},
+        "namespace": NAMESPACE["schema"],
+        "dedup": {"type": "boolean", "default": True},
+        "background": {"type": "boolean", "description": "Run as a job (default: when more than a few items)"}}}
+    text_body = {"type": "object", "required": ["text"], "properties": {
+        "text": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "metadata": {"type": "object"}, "tags": {"type": "array", "items": {"type": "string"}},
+        "namespace": NAMESPACE["schema"], "dedup": {"type": "boolean"}, "background": {"type": "boolean"}}}
+    recall_query = {"type": "object", "properties": {
+        "file": {"type": "string", "format": "binary", "description": "An image or audio clip as the query"},
+        "q": {"type": "string", "description": "Text query (when no file is sent)"}, **RECALL_PARAMS}}
+    recall_json = {"type": "object", "required": ["q"], "properties": {
+        "q": {"type": "string", "minLength": 1}, **RECALL_PARAMS,
+        "where": {"type": "object"}, "modality": {"oneOf": [MODALITY, {"type": "array", "items": MODALITY}]},
+        "tags": {"type": "array", "items": {"type": "string"}}}}
+    hits = _json({"type": "object", "properties": {"hits": {"type": "array", "items": _ref("Hit")}}},
+                 "Hits, best first")
+    query_params = [{"name": k, "in": "query", "required": False, "schema": v} for k, v in RECALL_PARAMS.items()]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "aimemory", "version": version,
+                 "description": "A multimodal memory: remember images, audio and text; recall across "
+                 f"modalities. Requests over {max_upload:,} bytes get 413. Every error is "
+                 "{\"error\": {\"type\", \"message\"}}."},
+        "components": {
+            "schemas": {"Memory": memory, "Hit": hit, "Job": job, "Error": error},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "Required when the server has a token"}},
+            "responses": {f"E{code}": _json(_ref("Error"), text) for code, text in (
+                (400, "Bad request"), (401, "Missing or wrong token"), (404, "Not found"),
+                (413, "Too large"), (415, "Unsupported media type"), (416, "Range not satisfiable"),
+                (429, "Too many queued jobs"))},
+        },
+        "security": [{}, {"bearer": []}],
+        "paths": {
+            "/api/health": {"get": {"summary": "Liveness", "operationId": "health",
+                                    "responses": {"200": _json({"type": "object"}, "OK"), **_errors()}}},
+            "/api/stats": {"get": {"summary": "Store statistics", "operationId": "stats",
+                                   "responses": {"200": _json({"type": "object"}, "Counts, model, index"),
+                                                 **_errors()}}},
+            "/api/memories": {
+                "post": {"summary": "Remember files and/or texts", "operationId": "remember",
+                         "requestBody": {"required": True, "content": {
+                             "multipart/form-data": {"schema": upload},
+                             "application/json": {"schema": text_body}}},
+                         "responses": {
+                             "201": _json({"type": "object", "properties": {
+                                 "memories": {"type": "array", "items": _ref("Memory")},
+                                 "skipped": {"type": "array", "items": {"type": "object"}}}}, "Stored"),
+                             "202": _json({"type": "object", "properties": {"job": _ref("Job")}},
+                                          "Accepted as a background job (see Location)"),
+                             **_errors(400, 413, 415, 429)}},
+                "get": {"summary": "The newest memories", "operationId": "listRecent",
+                        "parameters": [NAMESPACE, {"name": "limit", "in": "query", "required": False,
+                                                   "schema": {"type": "integer", "minimum": 1, "maximum": 200}}],
+                        "responses": {"200": _json({"type": "object", "properties": {
+                            "memories": {"type": "array", "items": _ref("Memory")}}}, "Newest first"),
+                            **_errors(400)}},
+            },
+            "/api/memories/{memory_id}": {
+                "get": {"summary": "One memory's metadata (and text)", "operationId": "getMemory",
+                        "parameters": [MEMORY_ID, NAMESPACE],
+                        "responses": {"200": _json(_ref("Memory"), "The memory"), **_errors(400, 404)}},
+                "delete": {"summary": "Forget a memory", "operationId": "forget",
+                           "parameters": [MEMORY_ID, NAMESPACE],
+                           "responses": {"200": _json({"type": "object", "properties": {
+                               "deleted": {"type": "integer"}}}, "Deleted"), **_errors(400, 404)}},
+            },
+            "/api/memories/{memory_id}/content": {"get": {
+                "summary": "The original bytes (byte ranges supported)", "operationId": "getContent",
+                "parameters": [MEMORY_ID, NAMESPACE,
+                               {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "The content, with its media type"},
+                              "206": {"description": "Part of the content"},
+                              **_errors(400, 404, 416)}}},
+            "/api/memories/{memory_id}/thumbnail": {"get": {
+                "summary": "A PNG thumbnail of an image memory", "operationId": "getThumbnail",
+                "parameters": [MEMORY_ID, NAMESPACE, {"name": "size", "in": "query", "required": False,
+                                                      "schema": {"type": "integer", "minimum": 16, "maximum": 1024}}],
+                "responses": {"200": {"description": "PNG", "content": {"image/png": {}}}, **_errors(400, 404)}}},
+            "/api/recall": {
+                "get": {"summary": "Recall by a text query", "operationId": "recallText",
+                        "parameters": [{"name": "q", "in": "query", "required": True,
+                                        "schema": {"type": "string", "minLength": 1}}, *query_params],
+                        "responses": {"200": hits, **_errors(400, 415)}},
+                "post": {"summary": "Recall by an uploaded image/audio/text file, or a JSON query",
+                         "operationId": "recall",
+                         "requestBody": {"required": True, "content": {
+                             "multipart/form-data": {"schema": recall_query},
+                             "application/json": {"schema": recall_json}}},
+                         "responses": {"200": hits, **_errors(400, 413, 415)}},
+            },
+            "/api/jobs/{job_id}": {"get": {
+                "summary": "Progress of a background ingest", "operationId": "getJob",
+                "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": _json({"type": "object", "properties": {"job": _ref("Job")}}, "The job"),
+                              **_errors(404)}}},
+        },
+    }

@@ -1,0 +1,359 @@
+// aimemory explorer: a page over the JSON API, no build step, no dependencies.
+// Safety rule: memories hold anything (including markup), so every user string goes into the page
+// through textContent or a validated attribute; innerHTML is never used.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  token: sessionStorage.getItem("aimemory.token") || null,
+  queryFile: null,     // a File to search by, instead of the text box
+  lastQuery: null,     // what the results show: null (recent) or {text|file}
+  hits: new Map(),     // id -> hit (or memory, for the recent list)
+  blobUrls: [],        // object URLs made for token-authenticated media, revoked on re-render
+  current: null,       // the hit shown in the detail view
+};
+
+// -- DOM helpers --------------------------------------------------------------------------------
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "text") node.textContent = String(value);
+    else if (key === "className") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+function clock(seconds) {
+  const m = Math.floor(seconds / 60), s = seconds - 60 * m;
+  return `${m}:${s.toFixed(1).padStart(4, "0")}`;
+}
+
+function setStatus(message) { $("status").textContent = message || ""; }
+
+// -- API ----------------------------------------------------------------------------------------
+function authHeaders() { return state.token ? { Authorization: `Bearer ${state.token}` } : {}; }
+
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: { ...authHeaders(), ...(options.headers || {}) } });
+  if (response.status === 401) { askForToken(); throw new Error("this server needs its API token"); }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error((body.error && body.error.message) || `HTTP ${response.status}`);
+  return body;
+}
+
+// Media elements cannot send an Authorization header: with a token, fetch the bytes and hand the
+// element a blob URL; without one, point it at the URL so audio streams with Range requests.
+async function setMedia(node, url, fragment = "") {
+  if (!state.token) { node.src = url + fragment; return; }
+  try {
+    const response = await fetch(url, { headers: authHeaders() });
+    if (!response.ok) return;
+    const blobUrl = URL.createObjectURL(await response.blob());
+    state.blobUrls.push(blobUrl);
+    node.src = blobUrl + fragment;
+  } catch (err) { /* a missing thumbnail is not worth an error line */ }
+}
+
+function askForToken() {
+  $("token-form").hidden = false;
+  $("token").focus();
+}
+
+// -- filters ------------------------------------------------------------------------------------
+function localDayIso(value, plusDays = 0) {
+  const [y, m, d] = value.split("-").map(Number);
+  return new Date(y, m - 1, d + plusDays).toISOString();
+}
+
+function filters() {
+  const out = { namespace: $("f-namespace").value || "default", k: $("f-k").value };
+  if ($("f-modality").value) out.modality = $("f-modality").value;
+  if ($("f-since").value) out.since = localDayIso($("f-since").value);
+  if ($("f-until").value) out.until = localDayIso($("f-until").value, 1);  // the whole day counts
+  const tags = $("f-tags").value.split(",").map((t) => t.trim()).filter(Boolean);
+  if (tags.length) out.tags = tags.join(",");
+  if ($("f-hybrid").checked) out.hybrid = "true";
+  return out;
+}
+
+// -- search -------------------------------------------------------------------------------------
+async function search() {
+  const text = $("q").value.trim();
+  const params = filters();
+  setStatus("");
+  try {
+    let body;
+    if (state.queryFile) {
+      const form = new FormData();
+      form.append("file", state.queryFile, state.queryFile.name);
+      for (const [k, v] of Object.entries(params)) form.append(k, v);
+      body = await api("/api/recall", { method: "POST", body: form });
+      state.lastQuery = { file: state.queryFile.name };
+    } else if (text) {
+      body = await api("/api/recall?" + new URLSearchParams({ q: text, ...params }), {});
+      state.lastQuery = { text };
+    } else {
+      return showRecent();
+    }
+    const label = state.lastQuery.file ? `file ${state.lastQuery.file}` : `“${text}”`;
+    render(body.hits, `Results for ${label}`);
+  } catch (err) { setStatus(err.message); }
+}
+
+async function showRecent() {
+  state.lastQuery = null;
+  try {
+    const { namespace, modality } = filters();
+    const body = await api("/api/memories?" + new URLSearchParams({ namespace, limit: 100 }), {});
+    let memories = body.memories;
+    if (modality) memories = memories.filter((m) => m.modality === modality);
+    render(memories.map((m) => ({ id: m.id, score: null, modality: m.modality, memory: m,
+                                  snippet: m.text || m.transcript, start: null, end: null })),
+           "Recent memories");
+  } catch (err) { setStatus(err.message); }
+}
+
+function refresh() { return state.lastQuery ? search() : showRecent(); }
+
+// -- results ------------------------------------------------------------------------------------
+function render(hits, title) {
+  for (const url of state.blobUrls) URL.revokeObjectURL(url);
+  state.blobUrls = [];
+  state.hits = new Map(hits.map((h) => [h.id, h]));
+  $("results-title").textContent = `${title} (${hits.length})`;
+  const grid = $("results");
+  grid.replaceChildren();
+  if (!hits.length) {
+    grid.append(el("p", { className: "empty", text: state.lastQuery ? "Nothing matches."
+      : "No memories yet: drop files anywhere on this page to remember them." }));
+    return;
+  }
+  for (const hit of hits) grid.append(card(hit));
+}
+
+function badge(modality) {
+  return el("span", { className: `badge badge-${["image", "audio", "text"].includes(modality) ? modality : "x"}`,
+                      text: modality });
+}
+
+function card(hit) {
+  const m = hit.memory;
+  const node = el("div", { className: "card", tabindex: "0", "data-id": hit.id, "data-modality": hit.modality,
+                           onclick: (e) => { if (e.target.tagName !== "AUDIO") openDetail(hit.id); },
+                           onkeydown: (e) => { if (e.key === "Enter") openDetail(hit.id); } });
+  if (hit.modality === "image") {
+    const img = el("img", { className: "thumb", alt: m.source || "image memory", loading: "lazy" });
+    setMedia(img, m.thumbnail_url + "&size=320");
+    node.append(img);
+  } else if (hit.modality === "audio") {
+    const audio = el("audio", { controls: true, preload: "none" });
+    const span = hit.start !== null && hit.start !== undefined ? `#t=${hit.start},${hit.end}` : "";
+    setMedia(audio, m.content_url, span);
+    node.append(audio);
+  }
+  const snippet = hit.snippet || m.text || m.transcript;
+  if (snippet) node.append(el("p", { className: "snippet", text: snippet }));
+  const tags = el("span");
+  for (const t of m.tags || []) tags.append(el("span", { className: "tag", text: t }));
+  node.append(el("div", { className: "source", text: m.source || m.created_at.slice(0, 19).replace("T", " ") }),
+              el("div", { className: "meta" }, badge(hit.modality), tags,
+                 el("span", { className: "score", text: hit.score === null ? "" : hit.score.toFixed(3) })));
+  return node;
+}
+
+// -- detail view --------------------------------------------------------------------------------
+async function openDetail(id) {
+  const hit = state.hits.get(id);
+  if (!hit) return;
+  state.current = hit;
+  const m = hit.memory;
+  $("detail-title").replaceChildren(badge(m.modality), " ", m.source || m.id);
+  const media = $("detail-media");
+  media.replaceChildren();
+  $("detail-span").textContent = "";
+  $("detail-text").textContent = "";
+  if (m.modality === "image") {
+    const img = el("img", { id: "detail-image", alt: m.source || "image memory" });
+    setMedia(img, m.content_url);
+    media.append(img);
+  } else if (m.modality === "audio") {
+    const audio = el("audio", { id: "detail-audio", controls: true, preload: "auto" });
+    if (hit.start !== null && hit.start !== undefined) {
+      $("detail-span").textContent = `Best match at ${clock(hit.start)}–${clock(hit.end)}` +
+        (hit.snippet ? `: “${hit.snippet}”` : "");
+      // start the player at the matching span; the #t fragment does it too where supported
+      audio.addEventListener("loadedmetadata", () => { audio.currentTime = hit.start; }, { once: true });
+    }
+    setMedia(audio, m.content_url);
+    media.append(audio);
+  }
+  $("detail-meta").replaceChildren();
+  $("detail").showModal();
+  try {
+    const full = await api(`/api/memories/${encodeURIComponent(id)}?namespace=${encodeURIComponent(m.namespace)}`);
+    if (state.current !== hit) return;
+    const text = full.modality === "text" ? full.text : full.transcript;
+    if (text) $("detail-text").textContent = (full.modality === "audio" ? "Transcript: " : "") + text;
+    const rows = [["id", full.id], ["namespace", full.namespace], ["created", full.created_at],
+                  ["source", full.source], ["type", full.mime], ["tags", (full.tags || []).join(", ")],
+                  ["score", hit.score === null ? null : hit.score.toFixed(4)], ["matched view", hit.kind]];
+    for (const [key, value] of Object.entries(full.metadata || {})) {
+      if (key !== "tags") rows.push([key, typeof value === "string" ? value : JSON.stringify(value)]);
+    }
+    const dl = $("detail-meta");
+    for (const [key, value] of rows) {
+      if (value !== null && value !== undefined && value !== "") dl.append(el("dt", { text: key }), el("dd", { text: value }));
+    }
+  } catch (err) { setStatus(err.message); }
+}
+
+async function forgetCurrent() {
+  const hit = state.current;
+  if (!hit || !confirm("Forget this memory? This cannot be undone.")) return;
+  try {
+    await api(`/api/memories/${encodeURIComponent(hit.id)}?namespace=${encodeURIComponent(hit.memory.namespace)}`,
+              { method: "DELETE" });
+    $("detail").close();
+    state.hits.delete(hit.id);
+    const node = document.querySelector(`.card[data-id="${CSS.escape(hit.id)}"]`);
+    if (node) node.remove();
+    setStatus("");
+    $("upload-status").textContent = "Forgotten.";
+    loadStats();
+  } catch (err) { setStatus(err.message); }
+}
+
+// -- upload -------------------------------------------------------------------------------------
+function upload(form, label) {
+  const bar = $("upload-progress"), status = $("upload-status");
+  form.append("namespace", $("f-namespace").value || "default");
+  const tags = $("upload-tags").value.trim();
+  if (tags) form.append("tags", tags);
+  bar.hidden = false; bar.value = 0;
+  status.textContent = `Uploading ${label}…`;
+  return new Promise((resolve) => {
+    const xhr = new XMLHttpRequest();  // fetch cannot report upload progress
+    xhr.open("POST", "/api/memories");
+    for (const [k, v] of Object.entries(authHeaders())) xhr.setRequestHeader(k, v);
+    xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = 0.5 * e.loaded / e.total; };
+    xhr.onerror = () => { status.textContent = "Upload failed (network error)."; bar.hidden = true; resolve(); };
+    xhr.onload = async () => {
+      let body = {};
+      try { body = JSON.parse(xhr.responseText); } catch (err) { /* not JSON */ }
+      if (xhr.status === 401) askForToken();
+      if (xhr.status === 202) body = await followJob(body.job);
+      else if (xhr.status !== 201) {
+        status.textContent = `Upload failed: ${(body.error && body.error.message) || xhr.status}`;
+        bar.hidden = true; return resolve();
+      }
+      bar.value = 1;
+      const skipped = (body.skipped || []).length;
+      status.textContent = `Remembered ${(body.memories || []).length}` +
+        (skipped ? `, skipped ${skipped}: ${body.skipped[0].error.message}` : "") + ".";
+      setTimeout(() => { bar.hidden = true; }, 800);
+      await loadStats();
+      await refresh();
+      resolve();
+    };
+    xhr.send(form);
+  });
+}
+
+async function followJob(job) {
+  const bar = $("upload-progress"), status = $("upload-status");
+  while (job.status === "queued" || job.status === "running") {
+    bar.value = 0.5 + 0.5 * job.progress;
+    status.textContent = `Storing ${job.done}/${job.total}…`;
+    await new Promise((r) => setTimeout(r, 400));
+    job = (await api(`/api/jobs/${encodeURIComponent(job.id)}`)).job;
+  }
+  if (job.status === "failed") return { memories: [], skipped: [{ error: job.error }] };
+  return job;
+}
+
+function uploadFiles(files) {
+  if (!files.length) return;
+  const form = new FormData();
+  for (const f of files) form.append("file", f, f.name);
+  return upload(form, files.length === 1 ? files[0].name : `${files.length} files`);
+}
+
+function setQueryFile(file) {
+  state.queryFile = file;
+  $("query-file").hidden = !file;
+  $("query-file-name").textContent = file ? file.name : "";
+  $("q").placeholder = file ? "" : "Search: type words, or drop an image or audio file here";
+  if (file) { $("q").value = ""; search(); }
+}
+
+// -- stats and namespaces -----------------------------------------------------------------------
+async function loadStats() {
+  try {
+    const s = await api("/api/stats");
+    $("stats").textContent = `${s.memories} memories · ${s.model}`;
+    const select = $("f-namespace"), chosen = select.value || "default";
+    const names = new Set(["default", chosen, ...Object.keys(s.namespaces || {})]);
+    select.replaceChildren(...[...names].sort().map((n) => el("option", { value: n, text: n })));
+    select.value = chosen;
+  } catch (err) { setStatus(err.message); }
+}
+
+// -- wiring -------------------------------------------------------------------------------------
+function hasFiles(e) { return e.dataTransfer && [...e.dataTransfer.types].includes("Files"); }
+
+function wire() {
+  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search(); });
+  for (const id of ["f-modality", "f-since", "f-until", "f-k", "f-hybrid"]) $(id).addEventListener("change", refresh);
+  $("f-namespace").addEventListener("change", refresh);
+  $("f-tags").addEventListener("change", refresh);
+  $("query-file-clear").addEventListener("click", () => { setQueryFile(null); showRecent(); });
+  $("query-file-input").addEventListener("change", (e) => { if (e.target.files[0]) setQueryFile(e.target.files[0]); e.target.value = ""; });
+  $("file-input").addEventListener("change", async (e) => { await uploadFiles([...e.target.files]); e.target.value = ""; });
+  $("upload-text-btn").addEventListener("click", async () => {
+    const text = $("upload-text").value.trim();
+    if (!text) return;
+    const form = new FormData();
+    form.append("text", text);
+    await upload(form, "note");
+    $("upload-text").value = "";
+  });
+  $("detail-close").addEventListener("click", () => $("detail").close());
+  $("detail").addEventListener("close", () => { state.current = null; $("detail-media").replaceChildren(); });
+  $("forget-btn").addEventListener("click", forgetCurrent);
+  $("token-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    state.token = $("token").value.trim() || null;
+    if (state.token) sessionStorage.setItem("aimemory.token", state.token);
+    $("token-form").hidden = true;
+    loadStats(); refresh();
+  });
+
+  // Dropping onto the search box searches by the file; dropping anywhere else remembers the files.
+  const box = $("search-box"), overlay = $("drop-overlay");
+  let depth = 0;
+  document.addEventListener("dragenter", (e) => { if (hasFiles(e)) { depth++; overlay.hidden = box.contains(e.target); } });
+  document.addEventListener("dragleave", () => { if (--depth <= 0) { depth = 0; overlay.hidden = true; } });
+  document.addEventListener("dragover", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    const onBox = box.contains(e.target);
+    box.classList.toggle("drag", onBox);
+    overlay.hidden = onBox;
+  });
+  document.addEventListener("drop", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    depth = 0; overlay.hidden = true; box.classList.remove("drag");
+    const files = [...e.dataTransfer.files];
+    if (box.contains(e.target)) setQueryFile(files[0]);
+    else uploadFiles(files);
+  });
+}
+
+wire();
+loadStats();
+showRecent();

@@ -4,8 +4,11 @@ never by pasting values into SQL."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import time
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Iterable
@@ -13,7 +16,7 @@ from typing import Iterable
 import numpy as np
 import pyarrow as pa
 
-from ..errors import StoreCorruptError
+from ..errors import StoreCorruptError, StoreError
 from ..records import CATALOG_COLUMNS, table_schema
 
 log = logging.getLogger("aimemory.storage")
@@ -22,6 +25,49 @@ TABLE_NAME = "memories"
 COMPACT_EVERY_COMMITS = 64  # small appends make many fragments; compact past this many commits
 KEEP_VERSIONS_FOR = timedelta(hours=1)  # old versions kept for readers and crash recovery
 FTS_REFRESH_ROWS = 2_000  # rebuild the text index when this many rows are not yet indexed
+
+_U64_MAX = 2**64 - 1  # Lance v2 manifest names count down from here
+# errors that mean "the machine is short of something", not "the files are damaged"
+_TRANSIENT = ("too many open files", "os error 24", "no space left", "os error 28", "disk quota",
+              "os error 122", "permission denied", "os error 13", "cannot allocate memory")
+
+
+class _WrongWidth(StoreCorruptError):
+    """The table is fine but was made for another vector width: not something to walk back from."""
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (24, 28, 122, 13, 12):
+        return True
+    return any(t in str(exc).lower() for t in _TRANSIENT)
+
+
+def _storage_error(exc: BaseException, what: str) -> StoreError:
+    """A typed error for a failed Lance call: resource shortage or damage."""
+    if _is_transient(exc):
+        return StoreError(f"{what}: the system is out of a resource ({exc}); free disk space or raise "
+                          "the open-files limit (ulimit -n) and retry; the stored data is unchanged")
+    return StoreCorruptError(f"{what} ({exc})")
+
+
+@contextmanager
+def _folder_lock(folder: Path):
+    """The store's cross-process write lock (the same file MemoryStore locks)."""
+    with open(Path(folder) / ".write.lock", "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 # Lance logs from Rust to stderr; keep its deprecation chatter out of users' terminals.
 os.environ.setdefault("LANCE_LOG", "error")
@@ -37,19 +83,103 @@ class VectorTable:
         self.dim = dim
         self._db = lancedb.connect(str(self.folder / "tables"))
         self.commits_since_compaction = 0
+        self.recovered_from: int | None = None  # the torn version walked back from, if any
+        self._table = self._open()
+
+    # -- opening and recovery ------------------------------------------------------------------
+    @property
+    def _dataset(self) -> Path:
+        return self.folder / "tables" / f"{TABLE_NAME}.lance"
+
+    def _open(self):
+        if not self._dataset.exists():
+            try:
+                return self._db.create_table(TABLE_NAME, schema=table_schema(self.dim))
+            except Exception as exc:
+                raise _storage_error(exc, f"the table in {self.folder} cannot be created") from exc
         try:
-            if (self.folder / "tables" / f"{TABLE_NAME}.lance").exists():
-                self._table = self._db.open_table(TABLE_NAME)
-            else:
-                self._table = self._db.create_table(TABLE_NAME, schema=table_schema(dim))
+            table = self._db.open_table(TABLE_NAME)
+            self._check(table)
+            return table
+        except _WrongWidth:
+            raise
         except Exception as exc:
-            raise StoreCorruptError(
-                f"the table in {self.folder} cannot be opened ({exc}); restore the folder from a "
-                "backup, or export what is readable with an older aimemory version") from exc
-        vector_field = self._table.schema.field("vector")
-        if vector_field.type.list_size != dim:
-            raise StoreCorruptError(f"table vectors have width {vector_field.type.list_size}, "
-                                    f"manifest says {dim}")
+            if _is_transient(exc):  # out of files/space is not damage: never walk back for it
+                raise _storage_error(exc, f"the table in {self.folder} cannot be opened") from exc
+            first_error = exc
+        with _folder_lock(self.folder):  # one process walks back; writers wait
+            return self._recover(first_error)
+
+    def _check(self, table) -> None:
+        """A version is good when its manifest has our schema and every data file reads."""
+        names = set(table.schema.names)
+        missing = [f.name for f in table_schema(self.dim) if f.name not in names]
+        if missing:
+            raise ValueError(f"manifest lacks columns {missing}")
+        width = table.schema.field("vector").type.list_size
+        if width != self.dim:
+            raise _WrongWidth(f"table vectors have width {width}, manifest says {self.dim}")
+        # reading one small column opens every fragment's data file (footer + magic)
+        table.search().select(["vkey"]).limit(None).to_arrow()
+
+    def _versions(self) -> dict[int, Path]:
+        """version -> manifest file, from the file names (Lance v1 and v2 naming)."""
+        out = {}
+        for path in (self._dataset / "_versions").glob("*.manifest"):
+            try:
+                n = int(path.stem)
+            except ValueError:
+                continue
+            out[_U64_MAX - n if n > 2**63 else n] = path
+        return out
+
+    def _recover(self, first_error: Exception):
+        """Open the newest readable version: move torn manifests aside, newest first, until the
+        latest one left opens and reads (Lance reads the latest manifest even to open an older
+        version, so a torn one must go). If none does, put every file back and raise."""
+        versions = self._versions()
+        quarantine = self.folder / "quarantine" / f"{TABLE_NAME}-{time.time_ns()}"
+        moved: list[tuple[Path, Path]] = []
+        error: Exception = first_error
+        for v in [None, *sorted(versions, reverse=True)]:
+            if v is not None:  # the latest still fails: set it aside and try the one before
+                quarantine.mkdir(parents=True, exist_ok=True)
+                moved.append((versions[v], quarantine / versions[v].name))
+                os.replace(*moved[-1])
+            try:  # v None: another process may have recovered while we waited for the lock
+                table = self._db.open_table(TABLE_NAME)
+                self._check(table)
+            except _WrongWidth:
+                raise
+            except Exception as exc:
+                if _is_transient(exc):
+                    self._put_back(moved)
+                    raise _storage_error(exc, f"the table in {self.folder} cannot be opened") from exc
+                error = exc
+                continue
+            if moved and table.count_rows() == 0:
+                # only the empty table that creation made is readable: an empty store is not a
+                # recovery, it would just look like every memory was forgotten
+                error = StoreCorruptError("only the empty initial version is readable")
+                break
+            if moved:
+                _fsync_dir(self._dataset / "_versions")
+                self.recovered_from = max(versions)
+                log.warning("table in %s: version(s) %s are unreadable (%s); opened version %d, the "
+                            "newest readable one. Writes made after it are lost; the torn manifests "
+                            "were moved to %s", self.folder, sorted(versions)[-len(moved):],
+                            first_error, table.version, quarantine)
+            return table
+        self._put_back(moved)
+        raise StoreCorruptError(
+            f"the table in {self.folder} cannot be opened ({first_error}) and no earlier version of "
+            f"it is readable either ({len(versions)} tried, last error: {error}); restore the folder "
+            "from a backup") from first_error
+
+    @staticmethod
+    def _put_back(moved: list[tuple[Path, Path]]) -> None:
+        for src, dst in reversed(moved):
+            os.replace(dst, src)
 
     # -- reads ---------------------------------------------------------------------------------
     @property
@@ -63,7 +193,11 @@ class VectorTable:
         query = self._table.search().select(columns).limit(None)
         if where is not None:
             query = query.where(where)
-        return query.to_arrow()
+        try:
+            return query.to_arrow()
+        except Exception as exc:  # a file torn under an open store: say so, never guess
+            raise _storage_error(exc, f"reading the table in {self.folder} failed; reopen the "
+                                 "store to fall back to its newest readable version") from exc
 
     def catalog_rows(self) -> pa.Table:
         return self.scan(CATALOG_COLUMNS)

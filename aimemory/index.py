@@ -72,7 +72,7 @@ class VectorIndex:
               seed: int = 0) -> "VectorIndex":
         """vectors (n, d) float32 unit rows, vkeys (n,) int64 -> an index of the right kind."""
         n, dim = vectors.shape
-        if n < ann_threshold:
+        if n < max(ann_threshold, 1):  # an IVF needs at least one vector to train on
             index = cls(dim, "flat")
             index.add(vectors, vkeys)
             return index
@@ -82,7 +82,8 @@ class VectorIndex:
     def _build_ivf(cls, vectors: np.ndarray, vkeys: np.ndarray, seed: int) -> "VectorIndex":
         faiss = _faiss()
         n, dim = vectors.shape
-        nlist = int(min(max(64, 4 * np.sqrt(n)), n // 39))  # FAISS wants >= 39 points per centroid
+        # FAISS wants >= 39 points per centroid; at least one list, or every search fails (nprobe 0)
+        nlist = max(1, int(min(max(64, 4 * np.sqrt(n)), n // 39)))
         quantizer = faiss.IndexFlatIP(dim)
         ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(seed)

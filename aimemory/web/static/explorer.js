@@ -11,6 +11,7 @@ const state = {
   hits: new Map(),     // id -> hit (or memory, for the recent list)
   blobUrls: [],        // object URLs made for token-authenticated media, revoked on re-render
   current: null,       // the hit shown in the detail view
+  ticket: 0,           // the newest search; answers to older ones arrive late and are dropped
 };
 
 // -- DOM helpers --------------------------------------------------------------------------------
@@ -84,6 +85,7 @@ function filters() {
 async function search() {
   const text = $("q").value.trim();
   const params = filters();
+  const ticket = ++state.ticket;
   setStatus("");
   try {
     let body;
@@ -92,9 +94,11 @@ async function search() {
       form.append("file", state.queryFile, state.queryFile.name);
       for (const [k, v] of Object.entries(params)) form.append(k, v);
       body = await api("/api/recall", { method: "POST", body: form });
+      if (ticket !== state.ticket) return;
       state.lastQuery = { file: state.queryFile.name };
     } else if (text) {
       body = await api("/api/recall?" + new URLSearchParams({ q: text, ...params }), {});
+      if (ticket !== state.ticket) return;
       state.lastQuery = { text };
     } else {
       return showRecent();
@@ -106,9 +110,11 @@ async function search() {
 
 async function showRecent() {
   state.lastQuery = null;
+  const ticket = ++state.ticket;
   try {
     const { namespace, modality } = filters();
     const body = await api("/api/memories?" + new URLSearchParams({ namespace, limit: 100 }), {});
+    if (ticket !== state.ticket) return;
     let memories = body.memories;
     if (modality) memories = memories.filter((m) => m.modality === modality);
     render(memories.map((m) => ({ id: m.id, score: null, modality: m.modality, memory: m,

@@ -25,6 +25,7 @@ ANN_THRESHOLD = 200_000  # vectors; below it exact search is fast enough (about 
 TARGET_RECALL = 0.95
 NPROBE_CANDIDATES = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 TUNING_QUERIES = 200
+SMALL_BATCH = 20  # FAISS's BLAS threshold: below it a flat search scans each query on one thread
 
 
 def keys_checksum(vkeys: np.ndarray) -> str:
@@ -64,6 +65,7 @@ class VectorIndex:
         self.kind = kind
         self.nprobe = nprobe
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim)) if kind == "flat" else None
+        self._ids: np.ndarray | None = None  # flat: position -> vkey, cached until add/remove
         self.dirty = False
 
     # -- building ------------------------------------------------------------------------------
@@ -126,6 +128,7 @@ class VectorIndex:
             return
         self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
                                  np.ascontiguousarray(vkeys, dtype=np.int64))
+        self._ids = None
         self.dirty = True
 
     def remove(self, vkeys: np.ndarray | list[int]) -> int:
@@ -133,6 +136,7 @@ class VectorIndex:
             return 0
         faiss = _faiss()
         removed = self._index.remove_ids(faiss.IDSelectorBatch(np.asarray(vkeys, dtype=np.int64)))
+        self._ids = None
         self.dirty = True
         return int(removed)
 
@@ -165,6 +169,8 @@ class VectorIndex:
         k = max(1, min(k, self.ntotal)) if self.ntotal else 1
         if self.ntotal == 0:
             return (np.full((len(queries), 0), -np.inf, np.float32), np.full((len(queries), 0), -1, np.int64))
+        if self.kind == "flat" and allowed is None and len(queries) < SMALL_BATCH:
+            return self._blas_flat_search(queries, k)
         params = None
         if self.kind == "flat":
             if allowed is not None:
@@ -175,6 +181,23 @@ class VectorIndex:
                 else faiss.SearchParametersIVF(nprobe=self.nprobe)
         scores, keys = self._index.search(queries, k, params=params)
         return scores, keys
+
+    def _blas_flat_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k for a few queries by a BLAS matvec over the flat index's own storage (no
+        copy). FAISS scans a lone query on one thread and then opens an OpenMP region just to map
+        ids, which stalls on a busy machine; sgemv uses every BLAS thread at memory bandwidth."""
+        faiss = _faiss()
+        n = self.ntotal
+        flat = faiss.downcast_index(self._index.index)
+        xb = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
+        if self._ids is None or len(self._ids) != n:
+            self._ids = faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
+        scores = (xb @ queries[0])[None] if len(queries) == 1 else (xb @ queries.T).T
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        best = np.take_along_axis(scores, top, 1)
+        order = np.argsort(-best, axis=1, kind="stable")
+        return (np.ascontiguousarray(np.take_along_axis(best, order, 1)),
+                self._ids[np.take_along_axis(top, order, 1)])
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, folder: Path, table_version: int) -> None:

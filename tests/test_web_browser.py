@@ -58,19 +58,24 @@ def seeded(tmp_path):
     from aimemory import MemoryStore
 
     store = MemoryStore(tmp_path / "mem", model=ColourEncoder(), speech_model=None)
-    store.remember(gradient((0, 200, 40), (0, 120, 90)), source="meadow.png", metadata={"tags": ["outdoors"]})
-    store.remember(gradient((20, 40, 230), (120, 190, 255)), source="sky.png", metadata={"tags": ["outdoors"]})
-    store.remember(png("blue", 3), source="blue-square.png")
-    store.remember("Blue whales are the largest animals ever known to have lived.", source="notes.txt")
-    store.remember("Remember to buy green tea and red peppers.", metadata={"tags": ["todo"]})
-    store.remember(wav("green", 1.5), source="beep-880hz.wav")
-    store.remember(XSS, source='"><img src=x onerror="window.__xss=3">.txt')
+    seed = [  # (content, source, tags); one remember_many, so one commit
+        (gradient((0, 200, 40), (0, 120, 90)), "meadow.png", ["outdoors"]),
+        (gradient((20, 40, 230), (120, 190, 255)), "sky.png", ["outdoors"]),
+        (png("blue", 3), "blue-square.png", []),
+        ("Blue whales are the largest animals ever known to have lived.", "notes.txt", []),
+        ("Remember to buy green tea and red peppers.", None, ["todo"]),
+        (wav("green", 1.5), "beep-880hz.wav", []),
+        (XSS, '"><img src=x onerror="window.__xss=3">.txt', []),
+    ]
+    store.remember_many([c for c, _, _ in seed], sources=[s for _, s, _ in seed],
+                        metadata=[{"tags": t} for _, _, t in seed])
     yield store
     store.close()
 
 
-@pytest.fixture
-def browser_page(tmp_path):
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One headless Chromium (fresh profile) for the module: starting it is the slow part."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
     try:
         pw = sync_api.sync_playwright().start()
@@ -78,12 +83,21 @@ def browser_page(tmp_path):
         pytest.skip(f"playwright driver does not start: {exc}")
     try:
         context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=ARGS,
+            str(tmp_path_factory.mktemp("profile")), executable_path=CHROMIUM, headless=True, args=ARGS,
             viewport={"width": 1180, "height": 760}, accept_downloads=False)
     except Exception as exc:
         pw.stop()
         pytest.skip(f"chromium at {CHROMIUM} does not start headless: {str(exc)[:300]}")
-    page = context.new_page()
+    try:
+        yield context
+    finally:
+        context.close()
+        pw.stop()
+
+
+@pytest.fixture
+def browser_page(browser):
+    page = browser.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -92,8 +106,7 @@ def browser_page(tmp_path):
     try:
         yield page
     finally:
-        context.close()
-        pw.stop()
+        page.close()
 
 
 def drop(page, selector: str, data: bytes, name: str, mime: str) -> None:
@@ -181,3 +194,35 @@ def _save_small(png_bytes: bytes, path: Path) -> None:
     img = img.quantize(colors=128, method=Image.Quantize.MEDIANCUT)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, format="PNG", optimize=True)
+
+
+def test_explorer_with_token_and_a_background_job(seeded, browser_page, tmp_path):
+    """A token-protected server: the page asks for the token, then media load as blobs (img/audio
+    cannot send the header); five dropped files go through a background job with progress."""
+    from aimemory.web import create_app
+
+    page = browser_page
+    token = "explorer-test-token-0123456789"
+    with live_server(create_app(seeded, token=token)) as url:
+        page.goto(url + "/")
+        page.wait_for_selector("#token-form:not([hidden])")
+        page.fill("#token", token)
+        page.press("#token", "Enter")
+        page.wait_for_function("() => document.querySelectorAll('#results .card').length === 7")
+        page.wait_for_function("() => [...document.querySelectorAll('#results img')]"
+                               ".every((i) => i.complete && i.naturalWidth > 0 && i.src.startsWith('blob:'))")
+        # five files in one drop: more than the job threshold, so a job reports progress
+        files = [(f"many-{i}.png", png("blue", 70 + i)) for i in range(5)]
+        page.evaluate("""([items]) => {
+          const dt = new DataTransfer();
+          for (const [name, b64] of items) {
+            dt.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name, { type: "image/png" }));
+          }
+          const target = document.querySelector("#results");
+          for (const kind of ["dragenter", "dragover", "drop"]) {
+            target.dispatchEvent(new DragEvent(kind, { bubbles: true, cancelable: true, dataTransfer: dt }));
+          }
+        }""", [[[n, base64.b64encode(d).decode()] for n, d in files]])
+        page.wait_for_function("() => document.querySelector('#upload-status').textContent === 'Remembered 5.'")
+        assert seeded.count() == 12
+    assert not page.js_errors, page.js_errors

@@ -15,6 +15,7 @@ All times are seconds from the start of the clip.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import zlib
@@ -110,12 +111,14 @@ class SpeechRecognizer:
                  suppress_begin: list[int] | None = None, name: str = "whisper", bf16: bool = False):
         self.model = model.eval()
         self.tok = tokenizer
+        # .en checkpoints list language tokens too; only the vocabulary size tells them apart
+        tokenizer.multilingual = model.dims.multilingual
         self.name = name
         self.bf16 = bf16
         t = tokenizer
         base = suppress if suppress is not None else self._default_suppress()
         # task / control tokens must never be sampled inside a transcript
-        control = [t.transcribe, t.translate, t.sot, t.startofprev, t.no_speech, t.no_timestamps, t.sot + 0]
+        control = [t.transcribe, t.translate, t.sot, t.startofprev, t.no_speech, t.no_timestamps]
         self._suppress = torch.tensor(sorted({i for i in base + control if i < model.dims.vocab_size}))
         begin = suppress_begin if suppress_begin is not None else [t.encode(" ")[0], t.eot]
         self._suppress_begin = torch.tensor(begin)
@@ -157,10 +160,10 @@ class SpeechRecognizer:
             model = WhisperModel(dims)
         assign_weights(model, state, source=str(path), assign=True)
         tok = _tokenizer_for(folder, path)
-        cfg = read_config(folder)
-        gen = read_config_file(folder / "generation_config.json")
-        suppress = cfg.get("suppress_ids", gen.get("suppress_tokens"))
-        begin = cfg.get("suppress_ids_begin", gen.get("begin_suppress_tokens"))
+        # CTranslate2 config.json: suppress_ids(_begin); HF: generation_config.json or old config.json
+        cfg = {**read_config(folder), **_read_json(folder / "generation_config.json")}
+        suppress = cfg.get("suppress_ids", cfg.get("suppress_tokens"))
+        begin = cfg.get("suppress_ids_begin", cfg.get("begin_suppress_tokens"))
         return cls(model, tok, suppress=suppress, suppress_begin=begin, name=str(path_or_id), bf16=bf16)
 
     # -- public API ----------------------------------------------------------------------------
@@ -360,10 +363,15 @@ def log_mel_windows(samples: np.ndarray, n_mels: int = 80) -> torch.Tensor:
     return log_mel_spectrogram(padded, n_mels=n_mels)
 
 
-def read_config_file(path: Path) -> dict:
-    """A JSON file as a dict; {} if absent."""
-    return read_config(path.parent) if path.name == "config.json" else (
-        __import__("json").loads(path.read_text()) if path.is_file() else {})
+def _read_json(path: Path) -> dict:
+    """A JSON object file as a dict; {} if absent or not an object."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+    return data if isinstance(data, dict) else {}
 
 
 def _tokenizer_for(folder: Path, path: Path) -> WhisperTokenizer:

@@ -139,9 +139,12 @@ def test_bf16_path(tmp_path):
     check_parity(enc, model, ids, images(36), cos=BF16_COS)
 
 
-def test_vit_b32_real_config(tmp_path):
-    """The real ViT-B/32 architecture (random weights): dims read from shapes, parity on a few inputs."""
+@pytest.mark.parametrize("layers", [2, pytest.param(12, marks=pytest.mark.slow)])
+def test_vit_b32_real_config(tmp_path, layers):
+    """The real ViT-B/32 architecture (random weights): dims read from shapes, parity on a few inputs.
+    The default run keeps every real width, head count, patch and vocabulary but 2 layers per tower."""
     config = transformers.CLIPConfig()  # the defaults are openai/clip-vit-base-patch32
+    config.text_config.num_hidden_layers = config.vision_config.num_hidden_layers = layers
     torch.manual_seed(0)
     model = transformers.CLIPModel(config).eval()
     folder = tmp_path / "clip-vit-base-patch32"
@@ -149,8 +152,8 @@ def test_vit_b32_real_config(tmp_path):
     enc = ClipEncoder.from_pretrained(folder, cache_dir=tmp_path / "c")
     d = enc.model.dims
     assert (d.embed_dim, d.image_size, d.patch_size, d.vision_width, d.vision_layers, d.vision_heads) == \
-        (512, 224, 32, 768, 12, 12)
-    assert (d.context_length, d.vocab_size, d.text_width, d.text_layers, d.text_heads) == (77, 49408, 512, 12, 8)
+        (512, 224, 32, 768, layers, 12)
+    assert (d.context_length, d.vocab_size, d.text_width, d.text_layers, d.text_heads) == (77, 49408, 512, layers, 8)
     ids = random_ids([3, 40, 10], vocab=49408, ctx=77, pad=0)
     check_parity(enc, model, ids, images(250, n=2))
 

@@ -69,9 +69,13 @@ class Attention(nn.Module):
         ``x`` (b, n, d) -> (b, d). Used by the last block of pooled models: the other rows' outputs
         would be thrown away, so their q, out-projection and MLP are never computed."""
         b, n, d = x.shape
+        picked = x[torch.arange(b, device=x.device), rows]  # (b, d)
         w, bias = self.qkv.weight, self.qkv.bias  # (3d, d), (3d,)
-        q = F.linear(x[torch.arange(b, device=x.device), rows], w[:d], bias[:d])  # (b, d)
-        kv = F.linear(x, w[d:], bias[d:]).view(b, n, 2, self.heads, d // self.heads)  # (b, n, 2, h, hd)
+        if callable(w):  # a swapped-in module (e.g. dynamically quantized Linear): no weight slicing
+            q, kv = self.qkv(picked)[:, :d], self.qkv(x)[..., d:]  # (b, d), (b, n, 2d)
+        else:  # q for the kept rows only, k and v for all
+            q, kv = F.linear(picked, w[:d], bias[:d]), F.linear(x, w[d:], bias[d:])
+        kv = kv.reshape(b, n, 2, self.heads, d // self.heads)  # (b, n, 2, h, hd)
         k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # 2 x (b, h, n, hd)
         q = q.view(b, self.heads, 1, d // self.heads)  # (b, h, 1, hd)
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (b, h, 1, hd)

@@ -29,6 +29,7 @@ from .inputs import MODALITIES, Item, to_item
 from .records import Hits, Memory, table_schema
 from .storage import Catalog, Manifest, VectorTable
 from .storage.manifest import MANIFEST_NAME
+from .storage.remote import remote_lease
 
 log = logging.getLogger("aimemory")
 
@@ -98,11 +99,17 @@ class MemoryStore:
 
     def __init__(self, path: str | os.PathLike, model: "str | os.PathLike | Encoder" = "auto", *,
                  precision: str = "fp32", keep_content: bool = True,
-                 ann_threshold: int = index_mod.ANN_THRESHOLD, speech_model: object = "auto"):
+                 ann_threshold: int = index_mod.ANN_THRESHOLD, speech_model: object = "auto",
+                 storage_options: Mapping[str, str] | None = None, index: str = "auto"):
         from .encoders.registry import load_encoder
 
-        self.path = Path(path).expanduser()
+        from .index_lance import choose_index
+        from .storage.remote import store_root
+
+        # a folder; for s3:// URIs a local cache folder whose .remote the manifest and table use
+        self.path = store_root(path, storage_options)
         self.path.mkdir(parents=True, exist_ok=True)
+        self.index_choice, self.index_why = choose_index(index, self.path)
         self.keep_content = keep_content
         self.ann_threshold = ann_threshold
         self._lock = threading.RLock()
@@ -139,6 +146,10 @@ class MemoryStore:
 
     def _open_index(self) -> index_mod.VectorIndex:
         """The saved index, verified and caught up with the table; rebuilt if it cannot be."""
+        if self.index_choice == "lance":  # Lance's ANN index lives in the table itself
+            from .index_lance import LanceIndex
+
+            return LanceIndex.open(self)
         folder = self.path / INDEX_DIR
         table_keys = self.catalog.alive_vkeys()
         loaded = index_mod.VectorIndex.load(folder)
@@ -159,6 +170,10 @@ class MemoryStore:
         return self._rebuild_index()
 
     def _rebuild_index(self) -> index_mod.VectorIndex:
+        if self.index_choice == "lance":
+            from .index_lance import LanceIndex
+
+            return LanceIndex.open(self, rebuild=True)
         keys, vectors = self.table.vectors_for(None)
         alive = np.isin(keys, self.catalog.alive_vkeys())
         index = index_mod.VectorIndex.build(vectors[alive], keys[alive], ann_threshold=self.ann_threshold)
@@ -176,7 +191,7 @@ class MemoryStore:
     def _write_lock(self) -> Iterator[None]:
         """One writer at a time, across threads (RLock) and processes (flock on a lock file)."""
         self._check_open()
-        with self._lock:
+        with self._lock, remote_lease(self.path):  # remote: an object-store lease too
             with open(self.path / ".write.lock", "a+b") as fh:
                 fcntl.flock(fh, fcntl.LOCK_EX)
                 try:
@@ -514,11 +529,12 @@ class MemoryStore:
         kinds, counts = np.unique(self.catalog.array("kind")[self.catalog.alive].astype(str),
                                   return_counts=True)
         return {
-            "path": str(self.path), "model": self.model_id, "dim": self.manifest.dim,
+            "path": getattr(self.path, "uri", None) or str(self.path), "model": self.model_id, "dim": self.manifest.dim,
             "precision": self.manifest.precision, "memories": len(self),
             "vectors": int(self.catalog.alive.sum()), "namespaces": self.catalog.namespaces(),
             "views": dict(zip(kinds.tolist(), counts.tolist())),
-            "index": {"kind": self.index.kind, "vectors": self.index.ntotal, "nprobe": self.index.nprobe},
+            "index": {"kind": self.index.kind, "vectors": self.index.ntotal, "nprobe": self.index.nprobe,
+                      "why": self.index_why},
             "table_version": self.table.version,
         }
 

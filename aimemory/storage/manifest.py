@@ -51,6 +51,8 @@ class Manifest:
 
     @classmethod
     def read(cls, folder: Path) -> "Manifest | None":
+        if getattr(folder, "remote", None) is not None:  # an object store: the manifest is an object
+            return folder.remote.read_manifest(cls)
         path = Path(folder) / MANIFEST_NAME
         if not path.exists():
             return None
@@ -63,6 +65,8 @@ class Manifest:
                 "and reopen with the model that made the store to rebuild it") from exc
 
     def write(self, folder: Path) -> None:
+        if getattr(folder, "remote", None) is not None:
+            return folder.remote.write_manifest(self)
         atomic_write_bytes(Path(folder) / MANIFEST_NAME,
                            json.dumps(asdict(self), indent=2, sort_keys=True).encode())
 

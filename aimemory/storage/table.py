@@ -69,6 +69,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _connect_args(folder: Path, remote) -> dict:
+    if remote is None:
+        return {"uri": str(folder / "tables")}
+    return {"uri": remote.tables_uri, "storage_options": remote.storage_options}
+
+
 # Lance logs from Rust to stderr; keep its deprecation chatter out of users' terminals.
 os.environ.setdefault("LANCE_LOG", "error")
 
@@ -80,8 +86,9 @@ class VectorTable:
         import lancedb
 
         self.folder = Path(folder)
+        self.remote = getattr(folder, "remote", None)  # an object store (see storage/remote.py)
         self.dim = dim
-        self._db = lancedb.connect(str(self.folder / "tables"))
+        self._db = lancedb.connect(**_connect_args(self.folder, self.remote))
         self.commits_since_compaction = 0
         self.recovered_from: int | None = None  # the torn version walked back from, if any
         self._table = self._open()
@@ -92,6 +99,8 @@ class VectorTable:
         return self.folder / "tables" / f"{TABLE_NAME}.lance"
 
     def _open(self):
+        if self.remote is not None:  # object store: Lance's commits guard it, no local files to walk
+            return self.remote.open_table(self._db, TABLE_NAME, table_schema(self.dim))
         if not self._dataset.exists():
             try:
                 return self._db.create_table(TABLE_NAME, schema=table_schema(self.dim))

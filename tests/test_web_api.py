@@ -330,7 +330,7 @@ def test_cli_says_which_extra_is_missing(tmp_path, capsys, monkeypatch):
 
 
 # -- schemathesis ---------------------------------------------------------------------------------
-FUZZ_EXAMPLES = 10  # per operation and generation mode: ~200 requests, well under a minute
+FUZZ_EXAMPLES = 8  # per operation and generation mode: ~160 requests, ~20 s on an idle 2-core machine
 
 
 def test_openapi_fuzz_never_5xx(tmp_path):
@@ -376,5 +376,5 @@ def test_openapi_fuzz_never_5xx(tmp_path):
                     fuzz_one(result.ok(), mode)
     finally:
         store.close()
-    assert calls >= 50
+    assert calls >= 40
     assert not failures, failures

@@ -50,8 +50,9 @@ def _native(path) -> WhisperModel:
 def _hf_greedy(ref, mel, prompt, n):
     ids = torch.tensor([prompt])
     with torch.no_grad():
+        audio = ref.model.encoder(mel).last_hidden_state  # encoded once, as generate() does
         for _ in range(n):
-            nxt = ref(input_features=mel, decoder_input_ids=ids).logits[:, -1].argmax(-1)
+            nxt = ref(encoder_outputs=(audio,), decoder_input_ids=ids).logits[:, -1].argmax(-1)
             ids = torch.cat([ids, nxt[:, None]], 1)
             if int(nxt) == EOT:
                 break

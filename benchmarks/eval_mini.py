@@ -61,9 +61,30 @@ def score(enc: MiniEncoder, images: list, names: list[str], wavs: list[np.ndarra
     return out
 
 
+def twemoji_probe(enc: MiniEncoder, concepts: list[dict], ids: list[int]) -> dict | None:
+    """Out-of-style probe: the same concepts drawn by another artist (Twemoji, CC-BY 4.0, eval only)
+    on held-out backgrounds. Needs ``npm pack emoji-datasource-twitter@16.0.0`` unpacked in data/src."""
+    sys.path.insert(0, str(ROOT / "training"))
+    from build_data import HELDOUT_BACKGROUNDS, SRC, background, paste
+    from PIL import Image
+
+    folder = SRC / "emoji-datasource-twitter" / "package" / "img" / "twitter" / "64"
+    ids = [c for c in ids if concepts[c]["kind"] == "emoji" and (folder / concepts[c]["image"]).exists()]
+    if not ids:
+        return None
+    rng = np.random.default_rng(SEED)
+    images = []
+    for c in ids:
+        canvas = background(HELDOUT_BACKGROUNDS[int(rng.integers(3))], rng)
+        paste(canvas, Image.open(folder / concepts[c]["image"]).convert("RGBA"), int(rng.integers(36, 56)), 32, 32, 0, False)
+        images.append(np.clip(canvas, 0, 255).astype(np.uint8))
+    return score(enc, images, [concepts[c]["name"] for c in ids], [])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=ROOT / "training" / "data" / "full")
+    ap.add_argument("--model", type=Path, default=MODEL_DIR, help="folder with model.safetensors + config.json")
     ap.add_argument("--write", action="store_true", help="write eval.json next to the weights + the test subset")
     args = ap.parse_args()
     import torch
@@ -79,7 +100,7 @@ def main() -> None:
         first_img.setdefault(c, k)
     for k, c in enumerate(meta["eval_speech_concept"]):
         first_clip.setdefault(c, k)
-    enc = MiniEncoder.load()
+    enc = MiniEncoder.load(args.model)
     t0 = time.time()
     names = [c["name"] for c in concepts]
     images = [imgs_all[first_img[c]] for c in range(C)]
@@ -97,6 +118,11 @@ def main() -> None:
     stxt = enc.embed_texts(caps)
     results[f"{len(caps)} scenes"] = {"text->image R@1": recall(stxt, simg, 1), "text->image R@5": recall(stxt, simg, 5),
                                      "image->text top-1": recall(simg, stxt, 1), "gallery": len(caps)}
+
+    for label, ids in ((f"Twemoji style, all emoji", list(range(C))), ("Twemoji style, 100-concept subset", list(sub))):
+        probe = twemoji_probe(enc, concepts, ids)
+        if probe:
+            results[label] = probe
 
     test_sub = np.random.default_rng(SEED + 1).choice(C, TEST_IMAGES, replace=False)
     t_imgs = np.stack([images[i] for i in test_sub])

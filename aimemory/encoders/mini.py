@@ -53,7 +53,7 @@ class MiniEncoder(Encoder):
     def __init__(self, model: MiniModel, logit_scale: float | None = None):
         self.model = model
         self.dim = model.dims.dim
-        self.logit_scale = float(logit_scale if logit_scale is not None else model.logit_scale.exp())
+        self.logit_scale = float(logit_scale if logit_scale is not None else model.logit_scale.detach().exp())
 
     @classmethod
     def load(cls, folder: str | Path = MODEL_DIR) -> "MiniEncoder":
@@ -75,7 +75,8 @@ class MiniEncoder(Encoder):
             w, h = im.size
             s = min(w, h)
             im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-            im = im.resize((size, size), PILImage.BILINEAR, reducing_gap=2.0)
+            # area averaging when shrinking, as the training renders were box-downsampled
+            im = im.resize((size, size), PILImage.BOX if s >= size else PILImage.BILINEAR)
             rows.append(np.asarray(im, dtype=np.uint8))
         arr = np.stack(rows)  # (n, S, S, 3)
         return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255)

@@ -1,6 +1,6 @@
 """``aimemory-mini``: a small tri-modal model (image, text, audio towers -> one unit-norm space).
 
-Sized to embed one 64 px image, one caption or 1 s of audio in a few ms on 2 CPU cores. The text
+Sized to embed one 32 px image, one caption or 1 s of audio in a few ms on 2 CPU cores. The text
 tower is a bag of hashed word / word-bigram / character-trigram features with attention pooling,
 so unseen phrasings, plurals and typos still land near the words it learned.
 """
@@ -27,8 +27,8 @@ class MiniDims:
     """Every size of the towers; :meth:`from_checkpoint` rebuilds it from a state dict's shapes."""
 
     dim: int = 256  # shared embedding width
-    image_size: int = 64
-    image_widths: tuple[int, ...] = (24, 48, 96, 192)  # one stage per stride-2 step after the stem
+    image_size: int = 32  # emoji stay recognisable at 32 px and the convs cost 1/4 of 64 px
+    image_widths: tuple[int, ...] = (32, 64, 128, 256)  # one stage per stride-2 step after the stem
     text_buckets: int = 32768  # hashed feature vocabulary
     text_width: int = 128
     text_hidden: int = 512

@@ -317,3 +317,25 @@ def test_transcribe_runs_end_to_end_with_random_weights(tiny):
     assert out.duration == pytest.approx(1.0) and isinstance(out.text, str)
     assert all(0 <= s.start <= s.end <= 1.0 for s in out.segments)
     assert out.no_speech == (out.text == "")
+
+
+def test_from_pretrained_hf_folder_with_vocab_files(tiny, tmp_path, monkeypatch):
+    _, folder = tiny
+    for f in ("config.json", "model.safetensors"):
+        (tmp_path / f).write_bytes((folder / f).read_bytes())
+    t = _byte_tokenizer()
+    (tmp_path / "vocab.json").write_text(json.dumps(t.vocab))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\nh i\n")
+    specials = {"50257": {"content": "<|endoftext|>"}, "50259": {"content": "<|en|>"}}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"added_tokens_decoder": specials}))
+    (tmp_path / "generation_config.json").write_text(json.dumps({"suppress_tokens": [1, 2],
+                                                                 "begin_suppress_tokens": [220, EOT]}))
+    rec = SpeechRecognizer.from_pretrained(tmp_path)
+    assert rec.model.dims.audio_heads == 4 and rec.tok.multilingual
+    assert {1, 2, 50359}.issubset(set(rec._suppress.tolist()))
+    import aimemory.speech as speech
+    from aimemory.errors import ModelNotAvailableError
+
+    monkeypatch.setattr(speech, "find_local_speech_model", lambda: None)
+    with pytest.raises(ModelNotAvailableError):
+        SpeechRecognizer.from_pretrained("auto")

@@ -1,10 +1,9 @@
 """Smoke test for benchmarks/bench_store.py: its quick mode runs in-process at a tiny size and prints
-the results table (every code path once: references, LanceDB, store exact and ANN, one-by-one)."""
+the results table (references, un-indexed LanceDB, store exact and ANN, one-by-one remember)."""
 
 from __future__ import annotations
 
 import importlib.util
-import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_store.py"
@@ -20,16 +19,15 @@ def _load():
 def test_quick_mode_prints_the_table(tmp_path):
     bench = _load()
     lines: list[str] = []
-    t = time.perf_counter()
-    out = bench.main(["--quick", "--sizes", "1000", "--queries", "10", "--min-queries", "10",
-                      "--budget", "1", "--one-by-one", "3", "--threads", "1",
+    # ~10 s on an idle 2-core machine; LanceDB index builds are left out (the slowest part)
+    out = bench.main(["--quick", "--sizes", "1000", "--queries", "8", "--min-queries", "8",
+                      "--budget", "1", "--one-by-one", "2", "--threads", "1", "--lance-index-max", "0",
                       "--workdir", str(tmp_path), "--out", str(tmp_path / "r.json")], log=lines.append)
-    assert time.perf_counter() - t < 60  # typically well under 20 s; slack for a loaded machine
     table = out["table"]
     assert table == lines[-1]
     assert "CPU:" in table and "faiss-cpu" in table
     for method in ("numpy matvec", "faiss IndexFlatIP", "faiss HNSW32 efSearch=128",
-                   "lancedb search, no index", "lancedb IVF_PQ", "store.recall exact",
+                   "lancedb search, no index", "store.recall exact",
                    "store.index.search exact", "store.recall ANN"):
         assert method in table, method
     by_method = {(r["dataset"], r["method"]): r for r in out["results"]}

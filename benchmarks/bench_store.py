@@ -426,8 +426,8 @@ def format_tables(results: list, ingest: list, info: dict, notes: list[str]) -> 
         for r in ingest:
             lines.append(f"{r['dataset']:<10}{r['n']:>10,}  {r['batch_size']:>6}{r['rows_per_s']:>10,}"
                          f"{r['seconds']:>8}{r['table_mib']:>11}{r['index_mib']:>11}{r['raw_mib']:>9}"
-                         f"{str(r['first_tenth_rows_per_s']) + ' / ' + str(r['last_tenth_rows_per_s']):>21}"
-                         f"{r['open_s']:>10}"
+                         f"{str(r.get('first_tenth_rows_per_s', '-')) + ' / ' + str(r.get('last_tenth_rows_per_s', '-')):>21}"
+                         f"{r.get('open_s', '-'):>10}"
                          f"  {r.get('one_by_one_rows_per_s', '-'):>18}")
         lines.append("")
     lines.append(f"{'data':<10}{'n':>10}  {'method':<46}{'build s':>8}{'rec@10':>8}{'min ms':>10}{'p50 ms':>10}"
@@ -435,7 +435,7 @@ def format_tables(results: list, ingest: list, info: dict, notes: list[str]) -> 
     for r in results:
         fmt = (lambda v: "-" if v != v else str(v))  # NaN -> "-"
         lines.append(f"{r['dataset']:<10}{r['n']:>10,}  {r['method']:<46}{fmt(r['build_s']):>8}"
-                     f"{fmt(r['recall10']):>8}{fmt(r['min_ms']):>10}{fmt(r['p50_ms']):>10}{fmt(r['p99_ms']):>10}"
+                     f"{fmt(r['recall10']):>8}{fmt(r.get('min_ms', float('nan'))):>10}{fmt(r['p50_ms']):>10}{fmt(r['p99_ms']):>10}"
                      f"{r['queries']:>5}  {r['note']}")
     return "\n".join(lines)
 

@@ -203,6 +203,12 @@ def test_many_files_become_a_job_with_progress(client):
     ("POST", "/api/memories", {"files": {"file": ("x.png", b"\x89PNG\r\n\x1a\n broken", "image/png")}}, 400),
     ("POST", "/api/memories", {"files": {"file": ("big.txt", b"a" * (3 * 1024 * 1024), "text/plain")}}, 413),
     ("POST", "/api/memories", {"files": {"metadata": (None, "[1]"), "text": (None, "x")}}, 400),
+    ("POST", "/api/memories", {"files": {"metadata": (None, '{"tags": 5}'), "tags": (None, "a"), "text": (None, "x")}}, 400),
+    ("POST", "/api/memories", {"content": b'{"text": "x", "metadata": {"n": NaN}}',
+                               "headers": {"content-type": "application/json"}}, 400),
+    ("POST", "/api/memories", {"content": b'{"text": "x", "metadata": {"n": 1e999}}',
+                               "headers": {"content-type": "application/json"}}, 400),
+    ("POST", "/api/memories", {"content": b"[" * 100_000, "headers": {"content-type": "application/json"}}, 400),
     ("GET", "/api/recall", {"params": {}}, 400),
     ("GET", "/api/recall", {"params": {"q": "red", "k": "0"}}, 400),
     ("GET", "/api/recall", {"params": {"q": "red", "k": "abc"}}, 400),
@@ -236,6 +242,13 @@ def test_declared_content_length_over_the_limit_is_refused_up_front(base):
                 break
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 413") and b'"RequestTooLarge"' in answer
+
+
+def test_non_finite_metadata_from_python_is_served_as_null(mem, client):
+    m = mem.remember("a red kite", metadata={"ratio": float("nan")}, namespace="t5")
+    r = client.get(f"/api/memories/{m.id}", params={"namespace": "t5"})
+    assert r.status_code == 200 and r.json()["metadata"]["ratio"] is None
+    assert client.get("/api/recall", params={"q": "red", "namespace": "t5"}).json()["hits"][0]["id"] == m.id
 
 
 def test_streamed_body_over_the_limit_gets_413(client):

@@ -12,7 +12,6 @@ so the event loop keeps serving while a model embeds; the store's own lock makes
 
 from __future__ import annotations
 
-import json
 import os
 from collections import OrderedDict
 from functools import partial
@@ -26,12 +25,13 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import AimemoryError, NotFoundError
 from .http import (
     ApiError,
+    ApiJSON,
     Guard,
     as_bool,
     as_int,
@@ -43,6 +43,7 @@ from .http import (
     bad,
     bytes_response,
     error_body,
+    loads,
     on_api_error,
     on_http_exception,
     on_library_error,
@@ -131,18 +132,18 @@ class Api:
     async def openapi(self, request: Request) -> Response:
         from .openapi import spec
 
-        return JSONResponse(spec(_version(), self.max_upload))
+        return ApiJSON(spec(_version(), self.max_upload))
 
     # -- info ----------------------------------------------------------------------------------
     async def health(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok", "version": _version()})
+        return ApiJSON({"status": "ok", "version": _version()})
 
     async def stats(self, request: Request) -> Response:
         stats = await self.call(self.store.stats)
         stats["server"] = {"version": _version(), "auth": self.token is not None,
                            "max_upload_bytes": self.max_upload, "job_threshold": self.job_threshold,
                            "jobs_active": self.jobs.active()}
-        return JSONResponse(stats)
+        return ApiJSON(stats)
 
     # -- remember ------------------------------------------------------------------------------
     async def remember(self, request: Request) -> Response:
@@ -189,8 +190,10 @@ class Api:
         if tags:
             if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
                 raise bad("tags must be a comma-separated string or a list of strings")
-            have = metadata.get("tags", [])
-            metadata["tags"] = ([have] if isinstance(have, str) else list(have or [])) + tags
+            have = metadata.get("tags") or []
+            if not isinstance(have, (str, list)):
+                raise bad("metadata['tags'] must be a string or a list of strings")
+            metadata["tags"] = ([have] if isinstance(have, str) else list(have)) + tags
         dedup = as_bool(fields["dedup"], "dedup", True)
         background = as_bool(fields["background"], "background", len(items) > self.job_threshold)
         store_it = partial(self.store.remember_many, items, metadata=metadata, namespace=namespace,
@@ -200,7 +203,7 @@ class Api:
         result = await self.call(store_it)
         if not result and result.skipped:
             raise result.skipped[0][2]
-        return JSONResponse({"memories": [memory_json(m) for m in result],
+        return ApiJSON({"memories": [memory_json(m) for m in result],
                              "skipped": [_skipped(i, sources[i], e) for i, _, e in result.skipped]},
                             status_code=201)
 
@@ -223,14 +226,14 @@ class Api:
             job.done = total
 
         self.jobs.submit(job, work)
-        return JSONResponse({"job": job.to_json()}, status_code=202,
+        return ApiJSON({"job": job.to_json()}, status_code=202,
                             headers={"location": f"/api/jobs/{job.id}"})
 
     async def job(self, request: Request) -> Response:
         job = self.jobs.get(request.path_params["job_id"])
         if job is None:
             raise ApiError(404, "NotFoundError", "no such job (finished jobs are kept for a while only)")
-        return JSONResponse({"job": job.to_json()})
+        return ApiJSON({"job": job.to_json()})
 
     # -- recall --------------------------------------------------------------------------------
     async def recall_get(self, request: Request) -> Response:
@@ -278,7 +281,7 @@ class Api:
             namespace=as_str(params.get("namespace"), "namespace", "default") or "default",
             since=as_time(params.get("since"), "since"), until=as_time(params.get("until"), "until"),
             hybrid=as_bool(params.get("hybrid"), "hybrid", False))
-        return JSONResponse({"hits": [hit_json(h) for h in hits]})
+        return ApiJSON({"hits": [hit_json(h) for h in hits]})
 
     # -- one memory ----------------------------------------------------------------------------
     def _namespace(self, request: Request) -> str:
@@ -287,7 +290,7 @@ class Api:
     async def list_recent(self, request: Request) -> Response:
         namespace = self._namespace(request)
         limit = as_int(request.query_params.get("limit"), "limit", 1, MAX_LIST, 50)
-        return JSONResponse({"memories": await self.call(self._recent, namespace, limit)})
+        return ApiJSON({"memories": await self.call(self._recent, namespace, limit)})
 
     def _recent(self, namespace: str, limit: int) -> list[dict]:
         from ..export import recent
@@ -308,12 +311,12 @@ class Api:
             m = self.store.get(request.path_params["memory_id"], self._namespace(request))
             return memory_json(m, m.content if m.modality == "text" else None)  # type: ignore[arg-type]
 
-        return JSONResponse(await self.call(load))
+        return ApiJSON(await self.call(load))
 
     async def forget(self, request: Request) -> Response:
         n = await self.call(self.store.forget, request.path_params["memory_id"], self._namespace(request))
         self._thumbs.clear()
-        return JSONResponse({"deleted": n})
+        return ApiJSON({"deleted": n})
 
     async def content(self, request: Request) -> Response:
         def load() -> tuple[bytes, str]:
@@ -365,11 +368,7 @@ def _skipped(index: int, source: str | None, exc: BaseException) -> dict:
 
 
 async def _json_body(request: Request) -> dict:
-    raw = await request.body()
-    try:
-        body = json.loads(raw or b"null")
-    except ValueError as exc:
-        raise bad(f"the body is not valid JSON ({exc})") from None
+    body = loads(await request.body() or b"null", "the body")
     if not isinstance(body, dict):
         raise bad("the JSON body must be an object")
     return body

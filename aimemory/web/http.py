@@ -37,6 +37,46 @@ SECURITY_HEADERS = {
 }
 
 
+class ApiJSON(JSONResponse):
+    """JSON that never fails to render: non-finite floats (which a Python caller may have stored in
+    metadata) become null instead of a 500, since NaN is not JSON."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except ValueError:
+            return super().render(_finite(content))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def loads(raw: str | bytes, what: str) -> Any:
+    """Strict JSON: NaN, Infinity and overflowing numbers are refused (they could not be sent back)."""
+    def bad_number(token: str) -> float:
+        raise bad(f"{what} holds {token}, which is not a JSON number")
+
+    def number(token: str) -> float:
+        value = float(token)
+        if not math.isfinite(value):
+            bad_number(token)
+        return value
+
+    try:
+        return json.loads(raw, parse_constant=bad_number, parse_float=number)
+    except ValueError as exc:
+        raise bad(f"{what} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise bad(f"{what} is nested too deeply") from None
+
+
 class ApiError(Exception):
     """An error with its HTTP status, rendered as ``{"error": {"type", "message"}}``."""
 
@@ -46,7 +86,7 @@ class ApiError(Exception):
 
 
 def error_response(status: int, type_: str, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"type": type_, "message": message}}, status_code=status,
+    return ApiJSON({"error": {"type": type_, "message": message}}, status_code=status,
                         headers={**SECURITY_HEADERS, **(headers or {})})
 
 
@@ -254,10 +294,7 @@ def as_json_object(value: Any, name: str) -> dict | None:
     if value is None or value == "":
         return None
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError as exc:
-            raise bad(f"{name} must be a JSON object; it does not parse ({exc})") from None
+        value = loads(value, name)
     if not isinstance(value, dict):
         raise bad(f"{name} must be a JSON object like {{\"tags\": \"pets\"}}")
     return value

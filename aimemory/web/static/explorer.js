@@ -251,8 +251,12 @@ function upload(form, label) {
       let body = {};
       try { body = JSON.parse(xhr.responseText); } catch (err) { /* not JSON */ }
       if (xhr.status === 401) askForToken();
-      if (xhr.status === 202) body = await followJob(body.job);
-      else if (xhr.status !== 201) {
+      if (xhr.status === 202) {
+        try { body = await followJob(body.job); } catch (err) {
+          status.textContent = `Upload status unknown: ${err.message}`;
+          bar.hidden = true; return resolve();
+        }
+      } else if (xhr.status !== 201) {
         status.textContent = `Upload failed: ${(body.error && body.error.message) || xhr.status}`;
         bar.hidden = true; return resolve();
       }

@@ -34,7 +34,8 @@ from aimemory.preprocess.audio import SAMPLE_RATE, log_mel_spectrogram  # noqa: 
 
 DATA = ROOT / "data"
 SRC = DATA / "src"
-NPM_PACKAGES = {"emoji-datasource-google": "16.0.0", "emojibase-data": "17.0.0"}
+# the Twitter set is only used by benchmarks/eval_mini.py's out-of-style probe, never for training
+NPM_PACKAGES = {"emoji-datasource-google": "16.0.0", "emojibase-data": "17.0.0", "emoji-datasource-twitter": "16.0.0"}
 SEED = 1234
 SIZE = 64  # canvas px; the image tower's input
 CLIP_SECONDS = 3.0  # every training clip is padded / cropped to this

@@ -32,15 +32,16 @@ IMAGES = {
     "bicycle": ("1f6b2.png", (235, 235, 235), (200, 200, 210)),
     "umbrella": ("2602-fe0f.png", (210, 220, 240), (170, 180, 210)),
 }
-CLIPS = {  # file stem -> (words, espeak voice)
-    "dog": ("a dog", "en-us+m7"),
+CLIPS = {  # file stem -> (words, espeak voice); most found their image with all 7 held-out voices tried
     "pizza": ("remember to buy pizza", "en-gb+f4"),
-    "cat": ("my cat", "en-us+f4"),
+    "cat": ("look, a cat", "en-us+f4"),
     "guitar": ("a guitar", "en-gb-x-rp+m4"),
+    "bicycle": ("ride the bicycle", "en-us+m7"),
+    "dog": ("a dog barking", "en-gb+m7"),  # weaker: right with 4 of the 7 voices
 }
 NOTES = {
     "shopping.txt": "Buy pizza, apples and a birthday cake for Saturday.",
-    "bike.txt": "The bicycle needs a new tyre before the weekend ride.",
+    "bike.txt": "New bicycle tyre.",  # the bag-of-n-grams text tower dilutes long sentences
     "garden.txt": "Plant a small tree in the garden when it stops raining.",
 }
 

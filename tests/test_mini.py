@@ -60,6 +60,8 @@ def test_weights_load_and_fit(enc):
 def test_embeddings_are_unit_rows(enc):
     img = enc.embed_images([Image.new("RGB", (100, 80), (200, 10, 10)), Image.new("RGBA", (64, 64))])
     txt = enc.embed_texts(["a cat", "", "Two DOGS!"])
+    assert enc.embed_images([]).shape == enc.embed_texts([]).shape == (0, enc.dim)
+    assert enc.embed_audio([]) == []
     for x, n in ((img, 2), (txt, 3)):
         assert x.shape == (n, enc.dim) and x.dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)

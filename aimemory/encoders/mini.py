@@ -82,7 +82,7 @@ class MiniEncoder(Encoder):
         return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255)
 
     def embed_images(self, images: Sequence["Image"]) -> np.ndarray:
-        out = []
+        out = [np.zeros((0, self.dim), np.float32)]  # keeps an empty input well-shaped
         with torch.inference_mode():
             for s in range(0, len(images), BATCH):
                 out.append(self.model.embed_image(self._pixels(images[s: s + BATCH])).numpy())
@@ -90,7 +90,7 @@ class MiniEncoder(Encoder):
 
     # -- text ----------------------------------------------------------------------------------
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        out = []
+        out = [np.zeros((0, self.dim), np.float32)]
         with torch.inference_mode():
             for s in range(0, len(texts), BATCH):
                 ids, mask = text_batch(list(texts[s: s + BATCH]), self.model.dims.text_buckets)

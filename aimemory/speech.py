@@ -311,14 +311,14 @@ class SpeechRecognizer:
         edge cut a sentence), that tail is dropped and decoding resumes at its opening timestamp."""
         t, tb = self.tok, self.tok.timestamp_begin
         segs: list[Segment] = []
-        start, text, last_open = None, [], None
+        start, text = None, []
         for x in tokens:
             if x >= tb:
                 if text and start is not None:
                     segs.append(Segment(offset + t.time_of(start), offset + t.time_of(x), t.decode(text).strip()))
                     text, start = [], None
                 else:
-                    start = last_open = x
+                    start = x
             else:
                 text.append(x)
         if not any(x >= tb for x in tokens[1:]):  # no closing timestamp at all: one whole-window segment

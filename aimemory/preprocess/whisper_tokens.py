@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from .text import _ranges, bytes_to_unicode
@@ -32,7 +32,7 @@ LANGUAGES = (
 ).split()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _gpt2_pattern() -> re.Pattern:
     """GPT-2's pre-tokenizer (contractions, letter runs, digit runs, other runs, whitespace) with
     \\p{L} / \\p{N} spelled out for stdlib ``re``."""

@@ -37,7 +37,9 @@ def run_demo(store_path: str | None = None, *, model: str = "aimemory-mini", out
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="aimemory-demo-") as tmp:
         path = Path(store_path) if store_path else Path(tmp) / "memory"
-        with MemoryStore(path, model=model) as store:
+        # speech_model=None: the demo shows the built-in model's own audio tower, and gives the same
+        # answers whether or not a Whisper checkpoint happens to be installed
+        with MemoryStore(path, model=model, speech_model=None) as store:
             files = [SAMPLES / m["file"] for m in spec["memories"]]
             metas = [{"tags": m.get("tags", [])} for m in spec["memories"]]
             store.remember_many(files, metadata=metas)

@@ -391,3 +391,18 @@ def test_openapi_fuzz_never_5xx(tmp_path):
         store.close()
     assert calls >= 40
     assert not failures, failures
+
+
+# -- the load benchmark, tiny ---------------------------------------------------------------------
+def test_bench_web_smoke(tmp_path):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_web.py"
+    spec = importlib.util.spec_from_file_location("bench_web", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    lines: list[str] = []
+    out = bench.main(["--memories", "300", "--requests", "30", "--duration", "20", "--rounds", "1",
+                      "--reference", "3", "--clients", "4", "--workdir", str(tmp_path)], log=lines.append)
+    assert "CPU:" in out["table"] and "recall k=10, round 1" in out["table"]
+    assert all(r["errors"] == 0 and r["requests"] > 0 for r in out["results"].values())

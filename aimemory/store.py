@@ -24,7 +24,14 @@ import pyarrow as pa
 
 from . import index as index_mod
 from .encoders.base import Encoder
-from .errors import InputError, NotFoundError, StoreClosedError, UnsupportedInputError
+from .errors import (
+    AimemoryError,
+    InputError,
+    NotFoundError,
+    StoreClosedError,
+    StoreError,
+    UnsupportedInputError,
+)
 from .inputs import MODALITIES, Item, to_item
 from .records import Hits, Memory, table_schema
 from .storage import Catalog, Manifest, VectorTable
@@ -192,10 +199,13 @@ class MemoryStore:
         """One writer at a time, across threads (RLock) and processes (flock on a lock file)."""
         self._check_open()
         with self._lock, remote_lease(self.path):  # remote: an object-store lease too
-            with open(self.path / ".write.lock", "a+b") as fh:
+            with _storage_errors("taking the write lock"):
+                fh = open(self.path / ".write.lock", "a+b")
+            with fh:
                 fcntl.flock(fh, fcntl.LOCK_EX)
                 try:
-                    self._refresh_if_changed()
+                    with _storage_errors("reading other processes' writes"):
+                        self._refresh_if_changed()
                     yield
                 finally:
                     fcntl.flock(fh, fcntl.LOCK_UN)
@@ -297,9 +307,12 @@ class MemoryStore:
             if todo:
                 views = self._encode([t[1] for t in todo])
                 rows, new_ids = self._rows(todo, views, namespace)
-                self.table.add(rows)
-                self.manifest.next_vkey = int(rows.column("vkey")[-1].as_py()) + 1
-                self.manifest.write(self.path)
+                with _storage_errors("remember"):
+                    # reserve the keys first: a failure after this wastes keys, never reuses them,
+                    # and a failure here leaves the table untouched
+                    self.manifest.next_vkey = int(rows.column("vkey")[-1].as_py()) + 1
+                    self.manifest.write(self.path)
+                    self.table.add(rows)
                 self._table_version = self.table.version
                 self.catalog.append_arrow(rows.select(self.table_catalog_columns()))
                 vectors = rows.column("vector").combine_chunks().flatten().to_numpy()
@@ -409,7 +422,12 @@ class MemoryStore:
     def _note_changes(self, n: int) -> None:
         self._unsaved_changes += n
         if self._unsaved_changes >= SAVE_INDEX_AFTER_CHANGES:
-            self._save_index()
+            try:
+                self._save_index()
+            except OSError as exc:  # the write is committed; the index is a cache, saved later
+                self._unsaved_changes = 0
+                log.warning("saving the vector index of %s failed (%s); it stays in memory and is "
+                            "caught up from the table on the next open", self.path, exc)
 
     def _save_index(self) -> None:
         self.index.save(self.path / INDEX_DIR, self.table.version)
@@ -471,7 +489,8 @@ class MemoryStore:
                 if not isinstance(mid, str) or not self.catalog.positions(mid, namespace):
                     raise NotFoundError(f"no memory {mid!r} in namespace {namespace!r}; nothing was deleted")
             vkeys = [int(self.catalog.get(p, "vkey")) for mid in ids for p in self.catalog.positions(mid, namespace)]
-            self.table.delete_vkeys(vkeys)
+            with _storage_errors("forget"):
+                self.table.delete_vkeys(vkeys)
             self._table_version = self.table.version
             self.catalog.remove_ids(ids)
             self.index.remove(np.asarray(vkeys, dtype=np.int64))
@@ -498,7 +517,8 @@ class MemoryStore:
                 raise InputError(f"modality={bad[0]!r} is not one of {MODALITIES}")
         item = to_item(query)
         with self._lock:
-            self._refresh_if_stale()
+            with _storage_errors("reading other processes' writes"):
+                self._refresh_if_stale()
             return run_recall(self, item, k, namespace, modalities, where,
                               _timestamp(since), _timestamp(until), hybrid)
 
@@ -520,7 +540,7 @@ class MemoryStore:
     # -- maintenance ---------------------------------------------------------------------------
     def compact(self) -> None:
         """Merge table fragments and drop old versions now (also automatic past thresholds)."""
-        with self._write_lock():
+        with self._write_lock(), _storage_errors("compact"):
             self.table.compact()
             self._table_version = self.table.version
             self._save_index()
@@ -545,7 +565,8 @@ class MemoryStore:
         with self._lock:
             try:
                 if self.index.dirty:
-                    self._save_index()
+                    with _storage_errors("saving the index on close"):
+                        self._save_index()
             finally:
                 self.table.close()
                 self._closed = True
@@ -572,6 +593,24 @@ class MemoryStore:
         from .export import to_pandas
 
         return to_pandas(self, namespace, vectors, content)
+
+
+@contextmanager
+def _storage_errors(what: str) -> Iterator[None]:
+    """Disk full, out of file handles, Lance IO errors -> a typed StoreError saying so."""
+    from .storage.table import _storage_error
+
+    try:
+        yield
+    except AimemoryError:
+        raise
+    except BaseException as exc:
+        if not (isinstance(exc, (OSError, RuntimeError)) or type(exc).__name__ == "PanicException"):
+            raise
+        err = _storage_error(exc, f"{what} failed")
+        if type(err) is not StoreError:  # a failed write is no proof of damage
+            err = StoreError(f"{what} failed ({exc}); nothing was changed")
+        raise err from exc
 
 
 def _load_speech(spec: object):

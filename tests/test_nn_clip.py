@@ -14,7 +14,7 @@ from PIL import Image
 transformers = pytest.importorskip("transformers")
 
 from aimemory.encoders.clip import ClipEncoder  # noqa: E402
-from aimemory.errors import CheckpointError  # noqa: E402
+from aimemory.errors import CheckpointError, ModelNotAvailableError  # noqa: E402
 from aimemory.nn.clip import ClipDims  # noqa: E402
 
 FP32_COS = 0.9999
@@ -110,6 +110,8 @@ def test_hf_eos_token_convention_and_gelu(tmp_path):
     model, folder = make_hf(tmp_path, tiny_config(eos_token_id=50, act="gelu"))
     enc = ClipEncoder.from_pretrained(folder, weights="safetensors")
     assert enc.model.dims.pool == "eos" and enc.model.dims.act == "gelu"
+    with pytest.raises(ModelNotAvailableError, match="vocabulary"):  # the folder ships no tokenizer files
+        enc.embed_texts(["a cat"])
     ids = random_ids([4, 10, 2], vocab=100, ctx=20, pad=50, eot=50)
     ids[0, 2] = 99  # a larger id before EOT would fool argmax pooling
     native = enc.embed_token_ids(ids)

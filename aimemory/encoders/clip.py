@@ -102,7 +102,7 @@ class ClipEncoder(Encoder):
         path = Path(path).expanduser()
         if not path.exists():
             raise ModelNotAvailableError(f"no CLIP checkpoint at {path}; pass a local folder or .pt file")
-        file, fmt_hint = find_checkpoint(path)
+        file, _ = find_checkpoint(path)
         folder = path if path.is_dir() else path.parent
         state, extra = None, None
         cache = _cache_file(file, cache_dir, act) if weights == "arrow" else None
@@ -138,7 +138,10 @@ class ClipEncoder(Encoder):
         if self._tokenizer is None:
             from ..preprocess.text import ClipTokenizer  # owned by the tokenizer module; lazy
 
-            self._tokenizer = ClipTokenizer.from_folder(self._tokenizer_folder)
+            try:
+                self._tokenizer = ClipTokenizer.from_folder(self._tokenizer_folder)
+            except FileNotFoundError as exc:
+                raise ModelNotAvailableError(f"{self.model_id}: cannot embed text, {exc}") from exc
         return self._tokenizer
 
     # -- embedding -----------------------------------------------------------------------------

@@ -42,12 +42,22 @@ def _is_transient(exc: BaseException) -> bool:
     return any(t in str(exc).lower() for t in _TRANSIENT)
 
 
-def _storage_error(exc: BaseException, what: str) -> StoreError:
-    """A typed error for a failed Lance call: resource shortage or damage."""
+def is_lance_failure(exc: BaseException) -> bool:
+    """An error from Lance/IO, including Rust panics (pyo3's PanicException is a BaseException)."""
+    if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+        return False
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
+def _storage_error(exc: BaseException, what: str, hint: str = "") -> StoreError:
+    """A typed error for a failed Lance call: resource shortage (StoreError) or damage."""
+    text = str(exc).lower()
     if _is_transient(exc):
-        return StoreError(f"{what}: the system is out of a resource ({exc}); free disk space or raise "
-                          "the open-files limit (ulimit -n) and retry; the stored data is unchanged")
-    return StoreCorruptError(f"{what} ({exc})")
+        short = ("the disk is full" if "space" in text or "28" in text or "quota" in text
+                 else "too many open files (raise `ulimit -n`)" if "open files" in text or "24" in text
+                 else "the system is out of a resource")
+        return StoreError(f"{what}: {short} ({exc}); nothing was changed, retry when it is fixed")
+    return StoreCorruptError(f"{what} ({exc})" + (f"; {hint}" if hint else ""))
 
 
 @contextmanager
@@ -88,7 +98,12 @@ class VectorTable:
         self.folder = Path(folder)
         self.remote = getattr(folder, "remote", None)  # an object store (see storage/remote.py)
         self.dim = dim
-        self._db = lancedb.connect(**_connect_args(self.folder, self.remote))
+        try:
+            self._db = lancedb.connect(**_connect_args(self.folder, self.remote))
+        except BaseException as exc:  # out of file handles, Lance panics rather than raising
+            if not is_lance_failure(exc):
+                raise
+            raise _storage_error(exc, f"the table in {self.folder} cannot be opened") from exc
         self.commits_since_compaction = 0
         self.recovered_from: int | None = None  # the torn version walked back from, if any
         self._table = self._open()
@@ -204,9 +219,11 @@ class VectorTable:
             query = query.where(where)
         try:
             return query.to_arrow()
-        except Exception as exc:  # a file torn under an open store: say so, never guess
-            raise _storage_error(exc, f"reading the table in {self.folder} failed; reopen the "
-                                 "store to fall back to its newest readable version") from exc
+        except BaseException as exc:  # a file torn under an open store: say so, never guess
+            if not is_lance_failure(exc):
+                raise
+            raise _storage_error(exc, f"reading the table in {self.folder} failed",
+                                 "reopen the store to fall back to its newest readable version") from exc
 
     def catalog_rows(self) -> pa.Table:
         return self.scan(CATALOG_COLUMNS)
@@ -266,7 +283,11 @@ class VectorTable:
     def _after_commit(self) -> None:
         self.commits_since_compaction += 1
         if self.commits_since_compaction >= COMPACT_EVERY_COMMITS:
-            self.compact()
+            try:
+                self.compact()
+            except Exception as exc:  # the commit stands; compaction is only an optimisation
+                self.commits_since_compaction = 0
+                log.warning("compacting the table in %s failed (%s); will retry later", self.folder, exc)
 
     def compact(self) -> None:
         """Merge small fragments, drop deleted rows and old versions (kept ``KEEP_VERSIONS_FOR``)."""

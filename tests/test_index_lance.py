@@ -68,8 +68,9 @@ def test_params_and_choice():
 
 
 def test_small_store_searches_exactly(tmp_path):
-    from aimemory import MemoryStore
     from conftest import ColourEncoder
+
+    from aimemory import MemoryStore
 
     store = MemoryStore(tmp_path / "s", model=ColourEncoder(), index="lance")
     store.remember_many(["red one", "blue two", "green three"])

@@ -7,7 +7,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from conftest import ColourEncoder, solid, tone
 
 moto_server = pytest.importorskip("moto.server", reason="S3 tests need moto: pip install 'moto[server]'")
@@ -90,6 +89,7 @@ def test_forget_reopen_and_dedup(s3):
     reopened.close()
 
 
+@pytest.mark.slow  # ~30 s on a busy 2-core machine
 def test_two_writers(s3, tmp_path, monkeypatch):
     """Two stores (as two machines: separate cache folders, so no shared flock) write at once:
     the object-store lease keeps keys unique and every memory lands."""

@@ -27,6 +27,7 @@ from .encoders.base import Encoder
 from .errors import (
     AimemoryError,
     InputError,
+    ModelError,
     NotFoundError,
     StoreClosedError,
     StoreError,
@@ -399,10 +400,18 @@ class MemoryStore:
             text = item.payload if item.modality == "text" else getattr(item, "transcript", None)
             for n, view in enumerate(item_views):
                 primary = n == 0
+                vector = np.asarray(view.vector, dtype=np.float32)
+                if vector.shape != (self.manifest.dim,) or not np.isfinite(vector).all():
+                    # NaN would poison search, and a wrong width would be silently re-cut into
+                    # other rows' vectors by the fixed-size list below
+                    what = "non-finite" if vector.shape == (self.manifest.dim,) else f"{vector.shape}"
+                    raise ModelError(f"encoder {self.model_id!r} returned a {what} vector for "
+                                     f"{item.source or item.modality} (expected ({self.manifest.dim},), "
+                                     "finite); nothing was stored")
                 row = {
                     "vkey": vkey, "id": mid, "view": n, "namespace": namespace,
                     "modality": item.modality, "kind": view.kind,
-                    "vector": np.asarray(view.vector, dtype=np.float32), "start": view.start,
+                    "vector": vector, "start": view.start,
                     "end": view.end, "snippet": view.text, "created_at": now,
                     "text": text if primary else None,
                     "content": item.content if (primary and self.keep_content) else None,

@@ -69,7 +69,8 @@ class AnnParams:
             # HNSW inside each partition: few, large partitions; ef sets the search breadth
             parts = max(1, min(256, n // 200_000))
             return cls(index_type, parts, 0, nprobes=max(1, min(parts, 8)), refine_factor=0, ef=160)
-        parts = int(min(8192, max(16, round(math.sqrt(n)))))
+        # ~sqrt(n) lists; Lance trains at most n/256 (it wants 256 rows per centroid)
+        parts = int(max(1, min(8192, round(math.sqrt(n)), n // 256)))
         nprobes = int(min(parts, max(24, math.ceil(parts * 0.06))))
         if index_type == "IVF_FLAT":
             return cls(index_type, parts, 0, nprobes, 0)

@@ -1,6 +1,8 @@
 """Crash safety: a writer process is SIGKILLed at a random moment while remembering, forgetting,
-compacting and saving its index; the store must reopen with every acknowledged write present,
-nothing half-visible, and an index that agrees with the table."""
+compacting and saving its index, and at chosen kill points inside remember_many (before, during and
+after each batch's commit, during key reservation) and forget (before/after its commit); the store
+must reopen with every acknowledged write present, nothing half-visible, no key reused, and an
+index that agrees with the table. CI: 12 random + 18 kill-point trials; slow: 1000 + 120."""
 
 from __future__ import annotations
 
@@ -54,9 +56,15 @@ WRITER = textwrap.dedent("""
 
 
 def _run_trial(path: Path, seed: int) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", WRITER.format(tests=str(TESTS), seed=seed, path=str(path))],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout.readline().strip() == "READY"
+    err = path.parent / f"writer-{seed}.err"
+    with open(err, "w") as err_fh:
+        proc = subprocess.Popen([sys.executable, "-c", WRITER.format(tests=str(TESTS), seed=seed, path=str(path))],
+                                stdout=subprocess.PIPE, stderr=err_fh, text=True)
+    ready = proc.stdout.readline().strip()
+    if ready != "READY":
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"trial {seed}: the writer did not start:\n{err.read_text()[-3000:]}")
     time.sleep(random.Random(seed).uniform(0.05, 1.2))
     os.kill(proc.pid, signal.SIGKILL)
     out, _ = proc.communicate()
@@ -107,3 +115,100 @@ def test_sigkill_during_writes_keeps_acknowledged_prefix(tmp_path, trials):
 def test_sigkill_soak(tmp_path):
     os.environ["AIMEMORY_CRASH_TRIALS"] = "1000"
     test_sigkill_during_writes_keeps_acknowledged_prefix(tmp_path, 1000)
+
+
+# -- kill points: SIGKILL at a chosen step of remember_many / forget ------------------------------
+KILL_AT = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {tests!r})
+    from conftest import ColourEncoder
+    from aimemory import MemoryStore
+    import aimemory.storage.manifest as manifest_mod
+    import aimemory.storage.table as table_mod
+    store = MemoryStore({path!r}, model=ColourEncoder())
+    base = store.remember_many([f"red base {seed} {{i}}" for i in range(4)])
+    print("ADD", *[m.id for m in base], flush=True)
+    point, calls = {point!r}, []
+
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def wrap(orig, before, nth=1):
+        def f(*a, **k):
+            calls.append(1)
+            if len(calls) == nth and before:
+                die()
+            out = orig(*a, **k)
+            if len(calls) == nth and not before:
+                die()
+            return out
+        return f
+
+    T = table_mod.VectorTable
+    if point == "many_before_first_commit":
+        T.add = wrap(T.add, True)
+    elif point == "many_after_first_commit":
+        T.add = wrap(T.add, False)
+    elif point == "many_after_last_commit":
+        T.add = wrap(T.add, False, nth=2)
+    elif point == "many_during_key_reservation":
+        manifest_mod.os.replace = lambda *a: die()
+    elif point == "forget_before_commit":
+        T.delete_vkeys = wrap(T.delete_vkeys, True)
+    elif point == "forget_after_commit":
+        T.delete_vkeys = wrap(T.delete_vkeys, False)
+    if point.startswith("many"):
+        got = store.remember_many([f"blue batch {seed} {{i}}" for i in range(6)], batch_size=3)
+        print("ADD", *[m.id for m in got], flush=True)
+    else:
+        store.forget([m.id for m in base[:3]])
+        print("DEL", *[m.id for m in base[:3]], flush=True)
+    print("SURVIVED", flush=True)
+""")
+
+# what may be visible of the killed call: blue memories for remember_many, base memories for forget
+KILL_POINTS = {
+    "many_before_first_commit": {0},
+    "many_during_key_reservation": {0},
+    "many_after_first_commit": {3},  # the first batch of 3 committed, the second never started
+    "many_after_last_commit": {6},
+    "forget_before_commit": {4},
+    "forget_after_commit": {1},
+}
+
+
+@pytest.mark.parametrize("point", sorted(KILL_POINTS))
+def test_sigkill_at_kill_points(tmp_path, point):
+    """A few trials per kill point, started side by side (each on its own store)."""
+    seeds = range(int(os.environ.get("AIMEMORY_KILL_POINT_SEEDS", "3")))
+    procs = {seed: subprocess.Popen(
+        [sys.executable, "-c", KILL_AT.format(tests=str(TESTS), path=str(tmp_path / f"mem{seed}"),
+                                              point=point, seed=seed)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seed in seeds}
+    for seed, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == -signal.SIGKILL and "SURVIVED" not in stdout, stderr[-2000:]
+        _check_kill_point(tmp_path / f"mem{seed}", point, stdout.splitlines()[0].split()[1:])
+
+
+def _check_kill_point(path: Path, point: str, base: list[str]) -> None:
+    with MemoryStore(path, model=ColourEncoder()) as store:
+        contents = {mid: store.get(mid).content for mid in store.catalog.by_id}
+        blue = [c for c in contents.values() if c.startswith("blue")]
+        red = [mid for mid in base if mid in contents]
+        visible = len(blue) if point.startswith("many") else len(red)
+        assert visible in KILL_POINTS[point], f"{point}: {visible} visible"
+        if point.startswith("many"):
+            assert red == base, "acknowledged memories lost"
+        keys = store.catalog.array("vkey").tolist()
+        assert sorted(store.index.keys()) == sorted(store.catalog.alive_vkeys())
+        after = store.remember(f"green after {point}")
+        assert len(set(store.catalog.array("vkey").tolist())) == len(keys) + 1, "a key was reused"
+        assert store.recall("green", k=1)[0].id == after.id
+
+
+@pytest.mark.slow
+def test_sigkill_at_kill_points_soak(tmp_path):
+    os.environ.setdefault("AIMEMORY_KILL_POINT_SEEDS", "20")
+    for point in sorted(KILL_POINTS):
+        test_sigkill_at_kill_points(tmp_path / point, point)

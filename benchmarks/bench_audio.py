@@ -125,6 +125,7 @@ def main() -> None:
             proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
             res[engine] = json.loads(proc.stdout.strip().splitlines()[-1])
         ab = interleaved(tmp, args.threads, args.repeat)
+        torch.set_num_threads(args.threads)  # the header reports the threads the table used
     print("\n".join(machine_lines()))
     print(f"whisper-base architecture, random weights, {args.threads} threads, median of {args.repeat}\n")
     rows = [("load (HF folder, safetensors)", "load_ms", "ms"), ("encoder 30 s fp32", "enc30_fp32_ms", "ms"),

@@ -362,13 +362,13 @@ def _bench_store(kind, n, data, queries, truth, args, work, add, ingest, log, Me
         lat, got = time_queries(raw_index, queries, budget, min_n)
         add(_row(kind, n, f"store.index.search {label}", lat, recall_at_k(got, truth), build,
                  note="raw index, k=10"))
-        results_breakdown = _recall_breakdown(store, queries[: min(50, len(queries))])
+        results_breakdown = _recall_breakdown(store, queries[: min(50, args.min_queries, len(queries))])
         log("    breakdown (median ms): " + ", ".join(f"{k} {v:.3f}" for k, v in results_breakdown.items()))
         add(_row(kind, n, f"  breakdown {label}", note=" ".join(
             f"{k}={v:.2f}ms" for k, v in results_breakdown.items())))
 
     measure("exact (flat)")
-    if n >= 1000:
+    if 1000 <= n <= args.store_ann_max:
         store.ann_threshold = 1  # force IVF at any size: the store's own ANN path
         # drop the flat index first: the rebuild holds ~3 more copies of the vectors at its peak
         store.index = type(store.index)(D, "flat")
@@ -456,6 +456,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--hnsw-max", type=int, default=100_000, help="skip FAISS HNSW above this size")
     p.add_argument("--lance-index-max", type=int, default=100_000,
                    help="skip LanceDB IVF_PQ / IVF_HNSW_SQ builds above this size")
+    p.add_argument("--store-ann-max", type=int, default=1_000_000,
+                   help="skip the store's IVF rebuild + ANN recall above this size (slow k-means)")
     p.add_argument("--skip", default="", help="comma list of reference groups to skip: hnsw, lance")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", default=None, help="where temporary stores go (default: $TMPDIR)")

@@ -181,7 +181,7 @@ def _report(name: str, figures: dict) -> None:
 
 
 def test_writers_and_readers_at_once(tmp_path):
-    figures = run_mix(tmp_path / "m", int(os.environ.get("AIMEMORY_CONC_OPS", "20")))
+    figures = run_mix(tmp_path / "m", 20)
     _report("concurrency", figures)
 
 

@@ -269,7 +269,7 @@ def _many_single_remembers(tmp_path, n):
 
 
 def test_hundreds_of_single_remembers_under_64_files(tmp_path):
-    out = _many_single_remembers(tmp_path, int(os.environ.get("AIMEMORY_FD_REMEMBERS", "150")))
+    out = _many_single_remembers(tmp_path, 150)
     FIGURES["fd_remembers"] = len(out["acked"])
     _report("faults", dict(FIGURES))
 

@@ -357,7 +357,7 @@ def _fuzz(examples: int) -> dict:
 
 
 def test_fuzz_to_item_only_typed_errors():
-    figures = _fuzz(int(os.environ.get("AIMEMORY_FUZZ_EXAMPLES", "150")))
+    figures = _fuzz(150)
     assert figures["examples"] >= 100
 
 

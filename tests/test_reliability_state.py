@@ -262,8 +262,7 @@ def _report(name: str, figures: dict) -> None:
 
 
 def test_state_machine():
-    figures = _run(int(os.environ.get("AIMEMORY_STATE_EXAMPLES", "8")),
-                   int(os.environ.get("AIMEMORY_STATE_STEPS", "30")))
+    figures = _run(8, 30)
     assert figures["steps"] >= 100
 
 

@@ -26,7 +26,6 @@ from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
     consumes,
-    initialize,
     invariant,
     multiple,
     precondition,

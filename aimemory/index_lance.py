@@ -79,6 +79,12 @@ class AnnParams:
         return cls(index_type, parts, m, nprobes, refine_factor=10)
 
 
+def _quiet(query):
+    """Ask for ``_distance`` explicitly (Lance warns on every query otherwise)."""
+    return query.disable_scoring_autoprojection() if hasattr(query, "disable_scoring_autoprojection") \
+        else query
+
+
 class LanceIndex:
     """The store's vector index interface (search/add/remove/save) over Lance's ANN index."""
 
@@ -132,8 +138,8 @@ class LanceIndex:
         scores = np.full((len(queries), k), -np.inf, np.float32)
         keys = np.full((len(queries), k), -1, np.int64)
         for i, q in enumerate(queries):
-            query = (self.table._table.search(q, vector_column_name="vector")
-                     .distance_type("cosine").select(["vkey"]).limit(k))
+            query = _quiet(self.table._table.search(q, vector_column_name="vector")
+                           .distance_type("cosine")).select(["vkey", "_distance"]).limit(k)
             if self.params is not None:
                 query = query.nprobes(self.params.nprobes)
                 if self.params.refine_factor:
@@ -152,8 +158,8 @@ class LanceIndex:
         """Exact top-k vkeys (Lance flat scan, index bypassed): the ground truth for tuning."""
         out = np.full((len(queries), k), -1, np.int64)
         for i, q in enumerate(np.asarray(queries, np.float32)):
-            got = (self.table._table.search(q, vector_column_name="vector").distance_type("cosine")
-                   .bypass_vector_index().select(["vkey"]).limit(k).to_arrow())
+            got = (_quiet(self.table._table.search(q, vector_column_name="vector").distance_type("cosine"))
+                   .bypass_vector_index().select(["vkey", "_distance"]).limit(k).to_arrow())
             out[i, :got.num_rows] = got.column("vkey").to_numpy()
         return out
 

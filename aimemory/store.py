@@ -485,7 +485,8 @@ class MemoryStore:
 
     def count(self, namespace: str | None = None) -> int:
         """Memories in one namespace (all namespaces when None)."""
-        return self.catalog.count(namespace)
+        with self._lock:  # a writer thread swaps the catalog's arrays under this lock
+            return self.catalog.count(namespace)
 
     # -- forget --------------------------------------------------------------------------------
     def forget(self, memory_id: str | Iterable[str], namespace: str = DEFAULT_NAMESPACE) -> int:
@@ -555,6 +556,10 @@ class MemoryStore:
             self._save_index()
 
     def stats(self) -> dict[str, Any]:
+        with self._lock:  # the catalog's arrays must not change mid-read
+            return self._stats()
+
+    def _stats(self) -> dict[str, Any]:
         kinds, counts = np.unique(self.catalog.array("kind")[self.catalog.alive].astype(str),
                                   return_counts=True)
         return {

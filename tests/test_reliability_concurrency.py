@@ -222,3 +222,46 @@ def test_count_while_a_thread_writes(tmp_path):
             t.join()
         assert not errors, errors
         assert len(s) == 180
+
+
+def test_catalog_reads_race_with_a_writer_thread(tmp_path):
+    """Regression: count(namespace) and stats() read the catalog's arrays without the store lock
+    while a writer thread appended to them: 'operands could not be broadcast' ValueErrors."""
+    import pyarrow as pa
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible to open the race window
+    try:
+        with MemoryStore(tmp_path / "m", model=ColourEncoder()) as s:
+            s.remember_many([f"red {i}" for i in range(3)])
+            rows = s.table.catalog_rows()
+            errors: list[BaseException] = []
+            done = threading.Event()
+
+            def append():  # what a commit does to the catalog, under the store's lock
+                vk = 1000
+                for _ in range(1500):
+                    batch = rows.set_column(rows.schema.get_field_index("vkey"), "vkey",
+                                            pa.array(range(vk, vk + 3), pa.int64()))
+                    vk += 3
+                    with s._lock:
+                        s.catalog.append_arrow(batch)
+                done.set()
+
+            def read():
+                while not done.is_set():
+                    try:
+                        s.count("default")
+                        s.stats()
+                    except BaseException as exc:  # noqa: BLE001
+                        errors.append(exc)
+
+            threads = [threading.Thread(target=append), threading.Thread(target=read)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert not errors, errors[:3]
+            s.index.dirty = False  # the fake rows are not in the table: do not save them
+    finally:
+        sys.setswitchinterval(old)

@@ -29,7 +29,7 @@ SUITES = {
               {}),
     "torn": (["tests/test_reliability_torn.py"], {}, {}),
     "state": (["tests/test_reliability_state.py"],
-              {"AIMEMORY_STATE_EXAMPLES": "200", "AIMEMORY_STATE_STEPS": "60"},
+              {"AIMEMORY_STATE_EXAMPLES": "250", "AIMEMORY_STATE_STEPS": "60"},
               {}),
     "concurrency": (["tests/test_reliability_concurrency.py"],
                     {"AIMEMORY_CONC_OPS": "100", "AIMEMORY_CONC_ROUNDS": "5"}, {}),

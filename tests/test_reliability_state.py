@@ -267,7 +267,7 @@ def test_state_machine():
 
 @pytest.mark.slow
 def test_state_machine_long():
-    figures = _run(int(os.environ.get("AIMEMORY_STATE_EXAMPLES", "200")),
+    figures = _run(int(os.environ.get("AIMEMORY_STATE_EXAMPLES", "250")),
                    int(os.environ.get("AIMEMORY_STATE_STEPS", "60")))
     assert figures["steps"] >= 10_000
 

@@ -58,7 +58,7 @@ def run_suite(name: str, quick: bool) -> dict:
             if key == "suite":
                 continue
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key in figures \
-                    and key not in ("ann_recall_at_10", "max_seconds", "fds"):
+                    and key not in ("ann_recall_at_10", "max_seconds", "fds", "corpus_items", "evil_filters"):
                 figures[key] += value
             else:
                 figures[key] = value

@@ -44,7 +44,8 @@ log = logging.getLogger("aimemory")
 DEFAULT_NAMESPACE = "default"
 NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}$")
 INDEX_DIR = "index"
-SAVE_INDEX_AFTER_CHANGES = 20_000  # vectors added/removed since the last save
+SAVE_INDEX_AFTER_CHANGES = 20_000  # vectors added/removed since the last save...
+SAVE_INDEX_GROWTH = 0.25  # ...and at least this fraction of the index
 REFRESH_INTERVAL_S = 0.5  # how stale a reader's view of other processes' writes may be
 
 
@@ -430,7 +431,9 @@ class MemoryStore:
 
     def _note_changes(self, n: int) -> None:
         self._unsaved_changes += n
-        if self._unsaved_changes >= SAVE_INDEX_AFTER_CHANGES:
+        # saving writes the whole index, so during a long ingest save at a growing interval
+        # (linear total cost); a crash in between only costs a catch-up from the table on open
+        if self._unsaved_changes >= max(SAVE_INDEX_AFTER_CHANGES, SAVE_INDEX_GROWTH * self.index.ntotal):
             try:
                 self._save_index()
             except OSError as exc:  # the write is committed; the index is a cache, saved later

@@ -23,6 +23,11 @@ log = logging.getLogger("aimemory.storage")
 
 TABLE_NAME = "memories"
 COMPACT_EVERY_COMMITS = 64  # small appends make many fragments; compact past this many commits
+# ... and only once the rows written since the last compaction reach this fraction of the table:
+# compaction rewrites the small fragments, so compacting a growing table at a fixed commit count
+# rewrites the same rows again and again (measured: a 17.5 GB table for 2 GB of vectors at 1M).
+# Growing the interval geometrically keeps the total bytes rewritten linear in the table size.
+COMPACT_GROWTH = 0.25
 KEEP_VERSIONS_FOR = timedelta(hours=1)  # old versions kept for readers and crash recovery
 FTS_REFRESH_ROWS = 2_000  # rebuild the text index when this many rows are not yet indexed
 
@@ -105,6 +110,8 @@ class VectorTable:
                 raise
             raise _storage_error(exc, f"the table in {self.folder} cannot be opened") from exc
         self.commits_since_compaction = 0
+        self.rows_changed_since_compaction = 0
+        self.rows_at_compaction = 0  # unknown at open: the first compaction is due by commit count
         self.recovered_from: int | None = None  # the torn version walked back from, if any
         self._table = self._open()
 
@@ -268,7 +275,7 @@ class VectorTable:
     def add(self, rows: pa.Table) -> int:
         """Append rows in one commit; returns the new table version."""
         self._table.add(rows.cast(self._table.schema) if rows.schema != self._table.schema else rows)
-        self._after_commit()
+        self._after_commit(rows.num_rows)
         return self.version
 
     def delete_vkeys(self, vkeys: Iterable[int]) -> int:
@@ -277,12 +284,14 @@ class VectorTable:
         keys = [int(k) for k in vkeys]
         if keys:
             self._table.delete(col("vkey").isin(keys))
-            self._after_commit()
+            self._after_commit(len(keys))
         return self.version
 
-    def _after_commit(self) -> None:
+    def _after_commit(self, rows_changed: int) -> None:
         self.commits_since_compaction += 1
-        if self.commits_since_compaction >= COMPACT_EVERY_COMMITS:
+        self.rows_changed_since_compaction += rows_changed
+        if (self.commits_since_compaction >= COMPACT_EVERY_COMMITS
+                and self.rows_changed_since_compaction >= COMPACT_GROWTH * self.rows_at_compaction):
             try:
                 self.compact()
             except Exception as exc:  # the commit stands; compaction is only an optimisation
@@ -293,6 +302,8 @@ class VectorTable:
         """Merge small fragments, drop deleted rows and old versions (kept ``KEEP_VERSIONS_FOR``)."""
         self._table.optimize(cleanup_older_than=KEEP_VERSIONS_FOR)
         self.commits_since_compaction = 0
+        self.rows_changed_since_compaction = 0
+        self.rows_at_compaction = self.count_rows()
 
     def _ensure_fts(self) -> None:
         from lancedb.index import FTS

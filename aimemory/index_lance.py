@@ -76,7 +76,7 @@ class AnnParams:
             return cls(index_type, parts, 0, nprobes, 0)
         # 8 dims per 1-byte code (64 B per 512-d vector); must divide dim
         m = next(d for d in range(max(1, dim // 8), 0, -1) if dim % d == 0)
-        return cls(index_type, parts, m, nprobes, refine_factor=10)
+        return cls(index_type, parts, m, nprobes, refine_factor=20)  # 10 gave 0.94 at 100k x 512
 
 
 def _quiet(query):

@@ -59,7 +59,7 @@ def test_new_rows_are_found_before_the_index_is_refreshed(built):
 
 def test_params_and_choice():
     p = AnnParams.for_size(1_000_000, 512)
-    assert (p.num_partitions, p.num_sub_vectors, p.refine_factor) == (1000, 64, 10)
+    assert (p.num_partitions, p.num_sub_vectors, p.refine_factor) == (1000, 64, 20)
     assert p.nprobes >= 60
     assert choose_index("auto", Path("/tmp/x"))[0] == "faiss"
     assert choose_index("lance", Path("/tmp/x"))[0] == "lance"

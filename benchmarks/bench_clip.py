@@ -41,20 +41,10 @@ TARGETS = {  # the targets the issue sets, as (ratio or value, direction)
 
 # -- fixtures ----------------------------------------------------------------------------------------
 
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's printable stand-ins for bytes (the vocabulary's first 256 symbols)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
-
-
 def write_vocab(folder: Path, seed: int = 0) -> None:
     """A valid full-size CLIP BPE vocabulary: English words merge fully, the rest are random merges."""
+    from aimemory.preprocess.text import bytes_to_unicode
+
     rng = random.Random(seed)
     base = list(bytes_to_unicode().values())
     vocab = base + [c + "</w>" for c in base]

@@ -111,7 +111,6 @@ class MemoryStore:
                  ann_threshold: int = index_mod.ANN_THRESHOLD, speech_model: object = "auto",
                  storage_options: Mapping[str, str] | None = None, index: str = "auto"):
         from .encoders.registry import load_encoder
-
         from .index_lance import choose_index
         from .storage.remote import store_root
 

@@ -6,7 +6,7 @@ Shared by the built-in ``aimemory-mini`` audio tower and native Whisper, so it m
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ LOG_FLOOR = 1e-10
 DYNAMIC_RANGE = 8.0  # log10 units kept below the loudest bin
 
 
-@lru_cache(maxsize=None)
+@cache
 def mel_filters(n_mels: int = 80) -> torch.Tensor:
     """(n_mels, N_FFT // 2 + 1) Slaney-style mel filterbank, built once per size (librosa)."""
     if n_mels not in SUPPORTED_N_MELS:
@@ -30,7 +30,7 @@ def mel_filters(n_mels: int = 80) -> torch.Tensor:
     return torch.from_numpy(np.asarray(fb, dtype=np.float32))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _hann() -> torch.Tensor:
     return torch.hann_window(N_FFT, periodic=True)
 

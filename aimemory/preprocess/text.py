@@ -35,7 +35,7 @@ import html
 import json
 import re
 import unicodedata
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -61,7 +61,7 @@ UNICODE_SCAN_END = 0x40000
 _WHITESPACE = re.compile(r"\s+")
 
 
-@lru_cache(maxsize=None)
+@cache
 def bytes_to_unicode() -> dict[int, str]:
     """The reversible byte -> printable character map of GPT-2/CLIP: printable Latin-1 bytes map to
     themselves, the other 68 bytes to code points 256+ (so BPE never sees whitespace/control)."""
@@ -92,7 +92,7 @@ def _ranges(pred) -> str:
     return "".join(parts)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pretokenize_pattern() -> re.Pattern:
     """CLIP's word pattern with \\p{L}/\\p{N} spelled out, since stdlib ``re`` lacks them (``\\w``
     would mix in ``_`` and treat Nl/No numbers like letters)."""

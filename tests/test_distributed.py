@@ -46,7 +46,7 @@ def _contents(store):
     return {r["content_hash"]: by_key[r["vkey"]] for r in rows if r["view"] == 0}
 
 
-@pytest.mark.slow  # Ray start-up + actor pools: ~75 s on a busy 2-core machine
+# Ray start-up + actor pools: ~30 s on 2 cores (75 s when the machine is busy)
 def test_ray_equals_single_process(local_ray, tmp_path):
     from aimemory import MemoryStore
     from aimemory.distributed import ingest

@@ -265,8 +265,10 @@ function upload(form, label) {
       status.textContent = `Remembered ${(body.memories || []).length}` +
         (skipped ? `, skipped ${skipped}: ${body.skipped[0].error.message}` : "") + ".";
       setTimeout(() => { bar.hidden = true; }, 800);
+      // a search the user starts while the stats load must not be replaced by this refresh
+      const ticket = state.ticket;
       await loadStats();
-      await refresh();
+      if (ticket === state.ticket) await refresh();
       resolve();
     };
     xhr.send(form);

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import threading
 import time
 from contextlib import contextmanager
@@ -27,17 +26,17 @@ from .encoders.base import Encoder
 from .errors import (
     AimemoryError,
     InputError,
-    ModelError,
     NotFoundError,
     StoreClosedError,
     StoreError,
     UnsupportedInputError,
 )
 from .inputs import MODALITIES, Item, to_item
-from .records import Hits, Memory, table_schema
+from .records import Hits, Memory
 from .storage import Catalog, Manifest, VectorTable
 from .storage.manifest import MANIFEST_NAME
 from .storage.remote import remote_lease
+from .views import build_rows, encode_items, load_speech
 
 log = logging.getLogger("aimemory")
 
@@ -47,15 +46,6 @@ INDEX_DIR = "index"
 SAVE_INDEX_AFTER_CHANGES = 20_000  # vectors added/removed since the last save...
 SAVE_INDEX_GROWTH = 0.25  # ...and at least this fraction of the index
 REFRESH_INTERVAL_S = 0.5  # how stale a reader's view of other processes' writes may be
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _new_id() -> str:
-    """24 hex chars: 12 of milliseconds (so ids sort by time) + 12 random."""
-    return f"{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
 
 
 def _check_namespace(namespace: str) -> str:
@@ -334,99 +324,22 @@ class MemoryStore:
         return CATALOG_COLUMNS
 
     def _encode(self, items: list[Item]) -> list[list]:
-        """Items -> per item, its views; one encoder call per modality."""
-        views: list[list | None] = [None] * len(items)
-        for modality in MODALITIES:
-            idx = [i for i, it in enumerate(items) if it.modality == modality]
-            if not idx:
-                continue
-            can_hear = modality == "audio" and self.speech is not None
-            if modality not in self.encoder.modalities and not can_hear:
-                raise UnsupportedInputError(
-                    f"model {self.model_id!r} cannot embed {modality}; nothing was stored. Use a "
-                    "store whose model supports it (e.g. model='aimemory-mini')")
-            if modality == "audio" and self.speech is not None:
-                speech_views = self._speech_views([items[i] for i in idx])
-            else:
-                speech_views = [[] for _ in idx]
-            if modality in self.encoder.modalities:
-                own = self.encoder.views(modality, [items[i].payload for i in idx])
-            else:
-                own = [[] for _ in idx]
-            for i, v, extra in zip(idx, own, speech_views):
-                # the primary view comes first: the sound view when there is one
-                views[i] = list(v) + list(extra)
-                if not views[i]:
-                    raise InputError(f"{items[i].source or modality} produced no vectors "
-                                     "(no speech was heard and the model has no sound tower)",
-                                     item=items[i].source)
-        return views  # type: ignore[return-value]
+        """Items -> per item, its views (see :func:`aimemory.views.encode_items`)."""
+        return encode_items(self.encoder, self.speech, items, self.model_id)
+
+    def _rows(self, todo, views, namespace: str) -> tuple[pa.Table, list[str]]:
+        return build_rows(todo, views, namespace, dim=self.manifest.dim,
+                          first_vkey=self.manifest.next_vkey, keep_content=self.keep_content,
+                          model_id=self.model_id)
 
     @property
     def speech(self):
         """The speech recognizer (loaded on first use), or None when transcripts are off."""
         if self._speech is None and self._speech_spec is not None:
-            self._speech = _load_speech(self._speech_spec)
+            self._speech = load_speech(self._speech_spec)
             if self._speech is None:
                 self._speech_spec = None  # "auto" found nothing; do not look again
         return self._speech
-
-    def _speech_views(self, items: list[Item]) -> list[list]:
-        """Transcribe audio items; each transcript segment becomes an ``audio.speech`` view embedded
-        with the text tower, time-coded, and the full transcript is stored as searchable text."""
-        from .encoders.base import View
-
-        out = []
-        for item in items:
-            transcript = self.speech.transcribe(item.payload)
-            segments = [s for s in transcript.segments if s.text.strip()]
-            if getattr(transcript, "no_speech", False) or not segments:
-                out.append([])
-                continue
-            item.transcript = transcript.text.strip()
-            vectors = self.encoder.embed_texts([s.text.strip() for s in segments])
-            out.append([View("audio.speech", v, float(s.start), float(s.end), s.text.strip())
-                        for v, s in zip(vectors, segments)])
-        return out
-
-    def _rows(self, todo, views, namespace: str) -> tuple[pa.Table, list[str]]:
-        cols: dict[str, list] = {f.name: [] for f in table_schema(self.manifest.dim)}
-        vkey = self.manifest.next_vkey
-        now = _now()
-        ids = []
-        for (_, item, meta, tags), item_views in zip(todo, views):
-            mid = _new_id()
-            ids.append(mid)
-            text = item.payload if item.modality == "text" else getattr(item, "transcript", None)
-            for n, view in enumerate(item_views):
-                primary = n == 0
-                vector = np.asarray(view.vector, dtype=np.float32)
-                if vector.shape != (self.manifest.dim,) or not np.isfinite(vector).all():
-                    # NaN would poison search, and a wrong width would be silently re-cut into
-                    # other rows' vectors by the fixed-size list below
-                    what = "non-finite" if vector.shape == (self.manifest.dim,) else f"{vector.shape}"
-                    raise ModelError(f"encoder {self.model_id!r} returned a {what} vector for "
-                                     f"{item.source or item.modality} (expected ({self.manifest.dim},), "
-                                     "finite); nothing was stored")
-                row = {
-                    "vkey": vkey, "id": mid, "view": n, "namespace": namespace,
-                    "modality": item.modality, "kind": view.kind,
-                    "vector": vector, "start": view.start,
-                    "end": view.end, "snippet": view.text, "created_at": now,
-                    "text": text if primary else None,
-                    "content": item.content if (primary and self.keep_content) else None,
-                    "mime": item.mime if primary else None,
-                    "source": item.source if primary else None,
-                    "content_hash": item.content_hash if primary else None,
-                    "tags": tags if primary else None,
-                    "metadata": json.dumps(meta) if primary else None,
-                }
-                for name, value in row.items():
-                    cols[name].append(value)
-                vkey += 1
-        cols["vector"] = pa.FixedSizeListArray.from_arrays(
-            pa.array(np.concatenate(cols["vector"]).astype(np.float32)), self.manifest.dim)
-        return pa.table(cols, schema=table_schema(self.manifest.dim)), ids
 
     def _note_changes(self, n: int) -> None:
         self._unsaved_changes += n
@@ -627,27 +540,6 @@ def _storage_errors(what: str) -> Iterator[None]:
         if type(err) is not StoreError:  # a failed write is no proof of damage
             err = StoreError(f"{what} failed ({exc}); nothing was changed")
         raise err from exc
-
-
-def _load_speech(spec: object):
-    """``speech_model``: None (no transcripts), "auto" (a locally available Whisper, else none),
-    a checkpoint id / folder, or an object with ``transcribe(Audio) -> Transcript``."""
-    if spec is None:
-        return None
-    if hasattr(spec, "transcribe"):
-        return spec
-    try:
-        from .speech import SpeechRecognizer, find_local_speech_model
-    except ImportError:  # speech support not installed in this build
-        if spec == "auto":
-            return None
-        raise
-    if spec == "auto":
-        if os.environ.get("AIMEMORY_SPEECH", "1") == "0":
-            return None
-        found = find_local_speech_model()
-        return SpeechRecognizer.from_pretrained(found) if found else None
-    return SpeechRecognizer.from_pretrained(os.fspath(spec))  # type: ignore[arg-type]
 
 
 def _version() -> str:

@@ -110,17 +110,24 @@ def memory_record(m) -> dict:
     return rec
 
 
+def _key_value_table():
+    """A borderless two-column (key, value) table for `show` and `stats`."""
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    return table
+
+
 def print_memory(m, as_json: bool) -> None:
     rec = memory_record(m)
     if as_json:
         typer.echo(json.dumps(rec, indent=2, ensure_ascii=False))
         return
-    from rich.table import Table
     from rich.text import Text
 
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
+    table = _key_value_table()
     for key in ("id", "modality", "namespace", "created_at", "source", "mime", "size_bytes"):
         if rec.get(key) is not None:
             table.add_row(key, Text(str(rec[key])))
@@ -154,12 +161,9 @@ def print_stats(stats: dict, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(stats, indent=2, default=str))
         return
-    from rich.table import Table
     from rich.text import Text
 
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
+    table = _key_value_table()
     for key, value in stats.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"

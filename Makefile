@@ -16,11 +16,14 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(VENV)/.test: pyproject.toml $(VENV)/.runtime
+$(VENV)/.test: pyproject.toml Makefile $(VENV)/.runtime
 	$(BIN)/pip install -q -e '.[test]'
 	# test-only: OpenAI's BPE vocabulary and reference tokenizer as open_clip ships them; --no-deps
 	# because its torchvision dependency would replace the CPU torch build
 	$(BIN)/pip install -q --no-deps open_clip_torch==3.3.0
+	# test-only: the wav2clip reference implementation (MIT, 10 kB of code, no weights); --no-deps
+	# because it requires torchaudio, which has no build for this torch; the test supplies its spectrogram
+	$(BIN)/pip install -q --no-deps wav2clip==0.1.0
 	touch $@
 
 demo: $(VENV)/.runtime

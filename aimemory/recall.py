@@ -4,6 +4,7 @@ way out, so a bug in one layer cannot leak another tenant's memory."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
@@ -16,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 OVERFETCH = 4  # views fetched per wanted memory: memories with several views need more
 SNIPPET_CHARS = 160
+_WORD = re.compile(r"\w+")
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack, Clarke & Buettcher, SIGIR 2009)
 
 
@@ -115,4 +117,19 @@ def _fuse_with_full_text(store: "MemoryStore", query_vec: np.ndarray, text: str,
         position_of.setdefault(mid, int(p))
         rank += 1
     order = sorted(fused, key=lambda m: -fused[m])
-    return {mid: (fused[mid], position_of[mid]) for mid in order}
+    words = set(_WORD.findall(text.lower()))
+    return {mid: (fused[mid], _wordiest_view(catalog, mid, namespace, position_of[mid], words)) for mid in order}
+
+
+def _wordiest_view(catalog, memory_id: str, namespace: str, position: int, words: set[str]) -> int:
+    """The view whose snippet shares the most query words (a transcript segment or text chunk), so
+    a keyword hit on a long recording points at the span that was said; else ``position``."""
+    def overlap(p: int) -> int:
+        snippet = catalog.get(p, "snippet")
+        return len(words & set(_WORD.findall(snippet.lower()))) if snippet else 0
+
+    best, best_overlap = position, overlap(position)
+    for p in catalog.positions(memory_id, namespace):
+        if (n := overlap(p)) > best_overlap:
+            best, best_overlap = p, n
+    return best

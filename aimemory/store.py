@@ -99,8 +99,9 @@ class MemoryStore:
     def __init__(self, path: str | os.PathLike, model: "str | os.PathLike | Encoder" = "auto", *,
                  precision: str = "fp32", keep_content: bool = True,
                  ann_threshold: int = index_mod.ANN_THRESHOLD, speech_model: object = "auto",
-                 storage_options: Mapping[str, str] | None = None, index: str = "auto"):
+                 sound_model: object = "auto", storage_options: Mapping[str, str] | None = None, index: str = "auto"):
         from .encoders.registry import load_encoder
+        from .encoders.sound import attach_sound
         from .index_lance import choose_index
         from .storage.remote import store_root
 
@@ -122,6 +123,7 @@ class MemoryStore:
                                 extra={"model_source": _model_source(model, self.encoder)})
             manifest.write(self.path)
         manifest.check_model(self.encoder.model_id, self.encoder.dim, self.path)
+        self.encoder = attach_sound(self.encoder, sound_model)
         self.manifest = manifest
         self.model_id = manifest.model_id
         self._speech_spec = speech_model
@@ -480,6 +482,7 @@ class MemoryStore:
         return {
             "path": getattr(self.path, "uri", None) or str(self.path), "model": self.model_id, "dim": self.manifest.dim,
             "precision": self.manifest.precision, "memories": len(self),
+            "sound_model": getattr(getattr(self.encoder, "tower", None), "model_id", None),
             "vectors": int(self.catalog.alive.sum()), "namespaces": self.catalog.namespaces(),
             "views": dict(zip(kinds.tolist(), counts.tolist())),
             "index": {"kind": self.index.kind, "vectors": self.index.ntotal, "nprobe": self.index.nprobe,

@@ -345,3 +345,20 @@ def test_nothing_found_does_not_create_a_store(capsys, enc, tmp_path):
     code, out, err = run(capsys, "remember", tmp_path / "missing.png", "--store", tmp_path / "s")
     assert code == 1 and "0 new, 0 already stored, 1 skipped" in out and "missing.png" in err
     assert not (tmp_path / "s").exists()
+
+
+def test_remember_with_a_sound_model(capsys, enc, files, tmp_path):
+    from _wav2clip import make_checkpoint
+    from conftest import DIM
+
+    sound = make_checkpoint(tmp_path / "w2c" / "model.pt", head=(512, 64, DIM))
+    store = tmp_path / "s"
+    code, _, err = run(capsys, "remember", files / "green.wav", "--store", store, "--sound", sound)
+    assert code == 0, err
+    stats = json.loads(run(capsys, "stats", "--store", store, "--json")[1])
+    assert stats["views"] == {"audio.sound": 1}
+    code, _, err = run(capsys, "remember", files / "green.wav", "--store", tmp_path / "bad", "--sound", "nope")
+    assert code != 0 and "wav2clip" in err
+    wide = make_checkpoint(tmp_path / "w2c-wide" / "model.pt")  # 512-d: proves --sound reaches the store
+    code, _, err = run(capsys, "remember", files / "green.wav", "--store", tmp_path / "bad2", "--sound", wide)
+    assert code != 0 and "512-d" in err

@@ -123,3 +123,25 @@ def test_long_clip_is_windowed_with_increasing_times(rec, tmp_path):
     assert all(w in text for w in ("milk", "meeting", "office", "plumber")), out.text
     starts = [s.start for s in out.segments]
     assert starts == sorted(starts) and out.segments[-1].start > 25, out.segments
+
+
+def test_note_wav_gets_transcript_speech_and_sound_views(rec, speech_wav, tmp_path):
+    """The whole audio path on a real recording: a real Whisper transcribes, a wav2clip-format
+    sound tower (random weights, the fixture encoder's width) embeds windows, recall finds it by
+    what was said, with the span."""
+    from conftest import DIM, ColourEncoder
+
+    from _wav2clip import make_checkpoint
+    from aimemory import MemoryStore
+
+    sound = make_checkpoint(tmp_path / "w2c" / "model.pt", head=(512, 64, DIM))
+    with MemoryStore(tmp_path / "m", model=ColourEncoder(), speech_model=rec, sound_model=sound) as store:
+        mem = store.remember(speech_wav)
+        assert all(w in mem.transcript.lower() for w in ROBUST), mem.transcript
+        kinds = store.stats()["views"]
+        assert kinds["audio.sound"] >= 1 and kinds["audio.speech"] >= 1
+        store.remember("a red sunset over the sea")
+        hit = store.recall("milk and bread", k=1, hybrid=True)[0]  # the fixture encoder knows no words
+        assert hit.id == mem.id, hit
+        assert hit.kind == "audio.speech" and "milk" in hit.snippet.lower()
+        assert hit.start is not None and hit.end > hit.start

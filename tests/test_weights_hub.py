@@ -278,3 +278,25 @@ def test_hf_hub_cache_variable_is_respected(fake_hub, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "elsewhere"))
     path = hub.download(REPO, progress=False)
     assert str(path).startswith(str(tmp_path / "elsewhere"))
+
+
+def test_fetch_url_resumes_verifies_and_caches(fake_hub, tmp_path, monkeypatch):
+    """The plain-URL path (wav2clip's release asset): cut mid-body, resumed by Range, hash checked."""
+    url = f"{fake_hub.url}/cdn/{REPO.replace('/', '--')}/model.safetensors"
+    dest = tmp_path / "cache" / "Wav2CLIP.pt"
+    fake_hub.truncate.add("model.safetensors")
+    with pytest.raises(ModelNotAvailableError, match="again to resume"):
+        hub.fetch_url(url, dest, progress=False)
+    assert not dest.exists() and dest.with_name("Wav2CLIP.pt.incomplete").exists()
+    sha = hashlib.sha256(WEIGHTS).hexdigest()
+    assert hub.fetch_url(url, dest, sha256=sha, progress=False).read_bytes() == WEIGHTS
+    assert [r for m, _, r in fake_hub.requests if m == "GET"][-1] == f"bytes={len(WEIGHTS) // 2}-"
+    n = len(fake_hub.requests)
+    assert hub.fetch_url(url, dest, progress=False) == dest and len(fake_hub.requests) == n  # cached
+    other = tmp_path / "cache" / "other.pt"
+    with pytest.raises(CheckpointError, match="corrupt"):
+        hub.fetch_url(url, other, sha256="0" * 64, progress=False)
+    assert not other.exists()
+    monkeypatch.setenv("AIMEMORY_OFFLINE", "1")
+    with pytest.raises(ModelNotAvailableError, match="downloads are off"):
+        hub.fetch_url(url, other, progress=False)

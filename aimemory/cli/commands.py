@@ -64,7 +64,8 @@ def default_store_path() -> Path:
     return Path(data).expanduser() / "aimemory"
 
 
-def open_store(store: Path | None, model: str, *, create: bool = False, speech: str = "auto"):
+def open_store(store: Path | None, model: str, *, create: bool = False, speech: str = "auto",
+               sound: str = "auto"):
     """Open the store; commands that only read refuse to create an empty one by accident."""
     from ..store import MemoryStore, is_store
 
@@ -73,7 +74,8 @@ def open_store(store: Path | None, model: str, *, create: bool = False, speech: 
         raise CliError(f"no memory store at {path}; create one with `aimemory remember ... --store {path}`")
     if path.exists() and not path.is_dir():
         raise CliError(f"{path} is a file, not a store folder")
-    kwargs = {"model": model, "speech_model": None if speech.lower() == "none" else speech}
+    kwargs = {"model": model, "speech_model": None if speech.lower() == "none" else speech,
+              "sound_model": None if sound.lower() == "none" else sound}
     return MemoryStore(path, **{**kwargs, **(_TEST_STORE_KWARGS or {})})
 
 
@@ -113,6 +115,9 @@ def remember(
     speech: Annotated[str, typer.Option(
         "--speech", help="Transcribe speech in audio: 'auto' (a local Whisper if any), 'none', or a "
         "checkpoint id/folder.")] = "auto",
+    sound: Annotated[str, typer.Option(
+        "--sound", help="Embed the sound of audio: 'auto' (a local wav2clip when the model is CLIP "
+        "ViT-B/32), 'wav2clip', 'none', or a checkpoint path.")] = "auto",
     as_json: JsonOpt = False,
     store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
 ) -> None:
@@ -131,7 +136,7 @@ def remember(
     if not entries:  # every argument named nothing: do not create an empty store for it
         report(Tally(skipped=problems), as_json, False)
         raise typer.Exit(EXIT_USER)
-    with open_store(store, model, create=True, speech=speech) as st:
+    with open_store(store, model, create=True, speech=speech, sound=sound) as st:
         code = ingest(st, entries, problems, metadata=metadata, namespace=namespace,
                       batch_size=batch_size, as_json=as_json)
     raise typer.Exit(code)
@@ -253,16 +258,23 @@ def models_list(as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
 
 @models_app.command("download")
 def models_download(
-    model_id: Annotated[str, typer.Argument(metavar="ID", help="Hub id, e.g. openai/clip-vit-base-patch32.")],
+    model_id: Annotated[str, typer.Argument(metavar="ID", help="Hub id, e.g. openai/clip-vit-base-patch32, "
+                                            "or 'wav2clip' (the sound tower for CLIP ViT-B/32).")],
     force: Annotated[bool, typer.Option("--force", help="Download again even if cached.")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Download a CLIP checkpoint from the Hugging Face hub into the shared cache."""
+    """Download a CLIP or Whisper checkpoint from the Hugging Face hub into the shared cache, or the
+    wav2clip sound tower into torch's download folder."""
     from ..encoders.registry import MINI_MODEL
     from ..weights.hub import download
 
     if model_id in (MINI_MODEL, "aimemory-mini-v1"):
         typer.echo(f"{MINI_MODEL} is built in; nothing to download")
+        return
+    if model_id == "wav2clip":
+        from ..encoders.sound import resolve_sound_checkpoint
+
+        typer.echo(f"wav2clip is ready at {resolve_sound_checkpoint(model_id, progress=True)}")
         return
     folder = download(model_id, progress=True, force=force)
     typer.echo(f"{model_id} is ready in {folder}")

@@ -191,6 +191,10 @@ def print_models(as_json: bool) -> None:
     rows = [{"id": MINI_MODEL, "where": "built in", "available": mini_installed(), "size_bytes": None}]
     for model_id, folder, size in list_cached():
         rows.append({"id": model_id, "where": str(folder), "available": True, "size_bytes": size})
+    from ..encoders.sound import find_local_sound_model
+
+    if (sound := find_local_sound_model()) is not None:
+        rows.append({"id": "wav2clip", "where": sound, "available": True, "size_bytes": Path(sound).stat().st_size})
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return

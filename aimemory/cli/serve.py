@@ -22,6 +22,8 @@ def serve(
                                                  help="Largest request body in MiB (bigger ones get 413).")] = 100.0,
     speech: Annotated[str, typer.Option("--speech", help="Speech model for audio transcripts: 'auto', "
                                         "'none' or a checkpoint.")] = "auto",
+    sound: Annotated[str, typer.Option("--sound", help="Sound model for audio: 'auto', 'wav2clip', "
+                                       "'none' or a checkpoint.")] = "auto",
     store: StoreOpt = None, model: ModelOpt = "auto", debug: DebugOpt = False,
 ) -> None:
     """Serve the store over HTTP: a JSON API (OpenAPI at /api/openapi.json) and an explorer page at /."""
@@ -38,7 +40,7 @@ def serve(
         token = check_bind(host, token)  # before opening the store: fail fast, load no model
     except BindError as exc:
         raise CliError(str(exc)) from exc
-    mem = open_store(store, model, create=True, speech=speech)
+    mem = open_store(store, model, create=True, speech=speech, sound=sound)
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"aimemory: serving {mem.path} ({len(mem)} memories) at http://{shown}:{port}/ "
                f"{'(token required)' if token else '(loopback only)'}; Ctrl-C to stop", err=True)

@@ -39,7 +39,7 @@ from typing import Iterator
 
 from ..errors import CheckpointError, ModelNotAvailableError
 
-__all__ = ["download", "hub_cache_dir", "is_cached", "is_offline", "list_cached", "resolve_checkpoint"]
+__all__ = ["download", "fetch_url", "hub_cache_dir", "is_cached", "is_offline", "list_cached", "resolve_checkpoint"]
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_REVISION = "main"
@@ -308,6 +308,32 @@ def _fetch_blob(url: str, name: str, meta: _Meta, blobs: Path, progress: bool) -
         os.replace(partial, blob)
         _fsync_dir(blobs)
     return blob
+
+
+def fetch_url(url: str, dest: str | os.PathLike, *, sha256: str | None = None, progress: bool = True) -> Path:
+    """Download one file from a plain URL (not a hub repo) to ``dest``: resumable through a
+    ``.incomplete`` file beside it, checked against ``sha256`` when given, published by an atomic
+    rename. An existing ``dest`` is returned as is. Refused when offline mode is on."""
+    dest = Path(dest).expanduser()
+    if dest.is_file():
+        return dest
+    if is_offline():
+        raise ModelNotAvailableError(f"{dest.name} is not at {dest} and downloads are off (HF_HUB_OFFLINE / "
+                                     f"AIMEMORY_OFFLINE); fetch {url} on a connected machine and copy it there")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".incomplete")
+    with _lock(dest.with_name(dest.name + ".lock")):
+        if dest.is_file():  # another process finished it while we waited
+            return dest
+        have = partial.stat().st_size if partial.exists() else 0
+        total = _stream_to(url, partial, have, None, dest.name, progress)
+        if total is not None and partial.stat().st_size != total:
+            raise _interrupted(dest.name, partial, total, None)
+        if sha256:
+            _verify(partial, sha256, dest.name)
+        os.replace(partial, dest)
+        _fsync_dir(dest.parent)
+    return dest
 
 
 def _stream_to(url: str, partial: Path, have: int, total: int | None, name: str, progress: bool) -> int | None:

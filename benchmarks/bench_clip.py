@@ -12,7 +12,6 @@ wrapper that runs only that child).
 from __future__ import annotations
 
 import argparse
-import warnings
 import json
 import os
 import platform
@@ -22,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np

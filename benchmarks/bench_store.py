@@ -230,7 +230,7 @@ def bench_size(kind: str, n: int, args, results: list, ingest: list, log) -> Non
     flat = faiss.IndexFlatIP(D)
     flat.add(data)
     build = time.perf_counter() - t
-    lat, got = time_queries(lambda q, i: flat.search(q[None], K)[1][0], queries, budget, min_n)
+    lat, got = time_queries(lambda q, i, flat=flat: flat.search(q[None], K)[1][0], queries, budget, min_n)
     add(_row(kind, n, "faiss IndexFlatIP (1 query/call)", lat, recall_at_k(got, truth), build))
     t = time.perf_counter()
     _, batch = flat.search(queries, K)
@@ -246,7 +246,7 @@ def bench_size(kind: str, n: int, args, results: list, ingest: list, log) -> Non
         build = time.perf_counter() - t
         for ef in (64, 128):
             params = faiss.SearchParametersHNSW(efSearch=ef)
-            lat, got = time_queries(lambda q, i: hnsw.search(q[None], K, params=params)[1][0],
+            lat, got = time_queries(lambda q, i, params=params: hnsw.search(q[None], K, params=params)[1][0],
                                     queries, budget, min_n)
             add(_row(kind, n, f"faiss HNSW32 efSearch={ef}", lat, recall_at_k(got, truth), build))
         del hnsw
@@ -432,8 +432,10 @@ def format_tables(results: list, ingest: list, info: dict, notes: list[str]) -> 
         lines.append("")
     lines.append(f"{'data':<10}{'n':>10}  {'method':<46}{'build s':>8}{'rec@10':>8}{'min ms':>10}{'p50 ms':>10}"
                  f"{'p99 ms':>10}{'nq':>5}  note")
+    def fmt(v):
+        return "-" if v != v else str(v)  # NaN -> "-"
+
     for r in results:
-        fmt = (lambda v: "-" if v != v else str(v))  # NaN -> "-"
         lines.append(f"{r['dataset']:<10}{r['n']:>10,}  {r['method']:<46}{fmt(r['build_s']):>8}"
                      f"{fmt(r['recall10']):>8}{fmt(r.get('min_ms', float('nan'))):>10}{fmt(r['p50_ms']):>10}{fmt(r['p99_ms']):>10}"
                      f"{r['queries']:>5}  {r['note']}")

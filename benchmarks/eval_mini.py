@@ -119,7 +119,7 @@ def main() -> None:
     results[f"{len(caps)} scenes"] = {"text->image R@1": recall(stxt, simg, 1), "text->image R@5": recall(stxt, simg, 5),
                                      "image->text top-1": recall(simg, stxt, 1), "gallery": len(caps)}
 
-    for label, ids in ((f"Twemoji style, all emoji", list(range(C))), ("Twemoji style, 100-concept subset", list(sub))):
+    for label, ids in (("Twemoji style, all emoji", list(range(C))), ("Twemoji style, 100-concept subset", list(sub))):
         probe = twemoji_probe(enc, concepts, ids)
         if probe:
             results[label] = probe
@@ -133,7 +133,7 @@ def main() -> None:
 
     keys = ["text->image R@1", "text->image R@5", "text(unseen template)->image R@5", "image->text top-1",
             "speech->image R@1", "speech->image R@5", "text->speech R@5"]
-    print(f"| set | gallery | " + " | ".join(keys) + " |")
+    print("| set | gallery | " + " | ".join(keys) + " |")
     print("|---|---|" + "---|" * len(keys))
     for name, r in results.items():
         gal = f"{r['gallery']}" + (f" / {r['audio gallery']} clips" if "audio gallery" in r else "")

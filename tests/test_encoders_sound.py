@@ -7,14 +7,19 @@ import logging
 
 import numpy as np
 import pytest
-
-from aimemory import Audio, MemoryStore
-from aimemory.encoders.sound import (WINDOW_S, SoundTower, WithSoundTower, attach_sound,
-                                     find_local_sound_model, resolve_sound_checkpoint)
-from aimemory.errors import ModelMismatchError, ModelNotAvailableError
+from _wav2clip import make_checkpoint
 from conftest import DIM, ColourEncoder, solid
 
-from _wav2clip import make_checkpoint
+from aimemory import Audio, MemoryStore
+from aimemory.encoders.sound import (
+    WINDOW_S,
+    SoundTower,
+    WithSoundTower,
+    attach_sound,
+    find_local_sound_model,
+    resolve_sound_checkpoint,
+)
+from aimemory.errors import ModelMismatchError, ModelNotAvailableError
 
 SR = 16_000
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _wav2clip import load_reference, make_checkpoint, reference
 
 from aimemory.encoders.sound import SoundTower
 from aimemory.errors import CheckpointError
 from aimemory.nn.sound import SoundDims, SoundNet
 from aimemory.weights.sound_formats import wav2clip_to_native
-
-from _wav2clip import load_reference, make_checkpoint, reference
 
 SR = 16_000
 

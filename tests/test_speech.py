@@ -129,9 +129,9 @@ def test_note_wav_gets_transcript_speech_and_sound_views(rec, speech_wav, tmp_pa
     """The whole audio path on a real recording: a real Whisper transcribes, a wav2clip-format
     sound tower (random weights, the fixture encoder's width) embeds windows, recall finds it by
     what was said, with the span."""
+    from _wav2clip import make_checkpoint
     from conftest import DIM, ColourEncoder
 
-    from _wav2clip import make_checkpoint
     from aimemory import MemoryStore
 
     sound = make_checkpoint(tmp_path / "w2c" / "model.pt", head=(512, 64, DIM))

@@ -94,6 +94,10 @@ class MemoryStore:
     >>> store = MemoryStore("./memory", model="auto")
     >>> store.remember("the cat sleeps on the sofa", metadata={"tags": ["pets"]})
     >>> store.recall("a cat", k=5)
+
+    Audio gets two towers besides the model: ``speech_model`` transcribes it (Whisper) and
+    ``sound_model`` embeds how it sounds (wav2clip, for CLIP ViT-B/32). Each takes a checkpoint id,
+    a local path, or None for off; ``"auto"`` uses one found locally, never the network.
     """
 
     def __init__(self, path: str | os.PathLike, model: "str | os.PathLike | Encoder" = "auto", *,

@@ -7,6 +7,11 @@ whisper-base config is saved as an HF folder; each engine then runs in its own f
 (so load time and peak RSS are its own): load, encoder on a 30 s window (fp32 and bf16 autocast),
 the short-clip path on 5 s clips (ours only: HF's encoder insists on 3000 frames, so its 5 s clip
 costs a 30 s window), and 32 cached greedy decoder steps (on all threads, and on one as SpeechRecognizer does).
+
+Then the sound tower: native wav2clip against the wav2clip package's own modules (random weights in
+its checkpoint format; its torchaudio spectrogram stood in by the same ``torch.stft`` call torchaudio
+makes), and end-to-end audio ingest into a store (clips/s), sound only and with real transcripts when
+a local Whisper is installed.
 Timings from a loaded shared machine are only comparable within one run: check the load average
 printed in the header.
 """
@@ -144,6 +149,9 @@ def main() -> None:
         print(f"| {label:34} | {cells[0]:>10} | {cells[1]:>12} | {cells[2]:>6} |")
     print(f"\ninterleaved A/B in one process (ours, HF alternately; robust to load drift), median ratio "
           f"ours/HF: encoder 30 s fp32 {ab['enc']:.2f}x, decoder step (1 thread) {ab['dec']:.2f}x")
+    from bench_sound import print_sound_tables
+
+    print_sound_tables(args.threads, args.repeat)
 
 
 def interleaved(folder: str, threads: int, repeat: int) -> dict[str, float]:

@@ -15,16 +15,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
 
 from ..errors import CheckpointError, ModelMismatchError, ModelNotAvailableError
-from ..nn.sound import SAMPLE_RATE, SoundDims, SoundNet
-from ..weights.loader import assign_weights, load_state_dict
-from ..weights.sound_formats import detect_sound_format, wav2clip_to_native
 from .base import Encoder, View, l2_normalize
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from ..inputs import Audio
+    from ..nn.sound import SoundNet
+
+# torch and the network load only when a tower is used: opening a store that has none stays light
 
 log = logging.getLogger("aimemory.encoders")
 
@@ -80,6 +81,10 @@ class SoundTower:
 
     @classmethod
     def from_pretrained(cls, spec: str | os.PathLike, *, progress: bool = True) -> "SoundTower":
+        from ..nn.sound import SoundDims, SoundNet
+        from ..weights.loader import assign_weights, load_state_dict
+        from ..weights.sound_formats import detect_sound_format, wav2clip_to_native
+
         file = resolve_sound_checkpoint(spec, progress=progress)
         state = load_state_dict(file)
         detect_sound_format(state)
@@ -96,6 +101,8 @@ class SoundTower:
 
     def embed_waves(self, waves: torch.Tensor) -> np.ndarray:
         """(n, samples) float32 at 16 kHz, equal lengths -> (n, dim) float32 unit rows."""
+        import torch
+
         n_fft = self.net.dims.n_fft
         if waves.shape[1] < n_fft:  # too short for one FFT frame: pad with silence
             waves = torch.nn.functional.pad(waves, (0, n_fft - waves.shape[1]))
@@ -105,6 +112,10 @@ class SoundTower:
 
     def views(self, clips: Sequence["Audio"]) -> list[list[View]]:
         """Each clip -> one ``audio.sound`` view per window of about :data:`WINDOW_S` seconds."""
+        import torch
+
+        from ..nn.sound import SAMPLE_RATE
+
         out = []
         for clip in clips:
             y = clip.resampled(SAMPLE_RATE).samples

@@ -131,3 +131,85 @@ def test_local_store_rejects_storage_options(tmp_path):
 
     with pytest.raises(ValueError, match="object-store"):
         MemoryStore(tmp_path / "x", model=ColourEncoder(), storage_options={"a": "b"})
+
+
+class SlowColour(ColourEncoder):
+    """Encoding (under the write lease) takes longer than the lease's lifetime, as a big batch on a
+    slow machine does; ``encoding`` is set once it has begun."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoding = threading.Event()
+
+    def embed_texts(self, texts):
+        import time
+
+        self.encoding.set()
+        time.sleep(1.5)
+        return super().embed_texts(texts)
+
+
+def _rival(uri, options):
+    from aimemory.storage.remote import RemoteLocation
+
+    return RemoteLocation(uri, {**options, "aimemory_lease_ttl_s": "0.5"})
+
+
+def test_lease_is_renewed_while_a_long_write_runs(s3):
+    from aimemory import MemoryStore
+    from aimemory.errors import StoreError
+
+    uri, options = s3
+    encoder = SlowColour()
+    store = MemoryStore(uri, model=encoder, storage_options={**options, "aimemory_lease_ttl_s": "0.5"})
+    rival, outcome = _rival(uri, options), []
+
+    def take_over():
+        encoder.encoding.wait(10)  # the store holds the lease now
+        try:
+            with rival.lease(timeout_s=1.0):  # twice the lifetime: it would expire without renewal
+                outcome.append("acquired")
+        except StoreError as exc:
+            outcome.append(str(exc))
+
+    t = threading.Thread(target=take_over)
+    t.start()
+    store.remember("a red note")
+    t.join()
+    assert outcome and "timed out" in outcome[0], outcome
+    assert len(store) == 1
+    with rival.lease(timeout_s=2.0):  # released after the write: free again
+        pass
+    store.close()
+
+
+def test_a_writer_whose_lease_was_taken_over_commits_nothing(s3, monkeypatch):
+    from aimemory import MemoryStore
+    from aimemory.errors import StoreError
+    from aimemory.storage.remote import RemoteLocation
+
+    uri, options = s3
+    encoder = SlowColour()
+    store = MemoryStore(uri, model=encoder, storage_options={**options, "aimemory_lease_ttl_s": "0.5"})
+    store.remember_many([])  # nothing: the table exists, the lease is free
+    monkeypatch.setattr(RemoteLocation, "_renew_until", lambda self, stop: None)  # a suspended renewer
+    rival = _rival(uri, options)
+
+    def take_over():
+        import time
+
+        encoder.encoding.wait(10)
+        time.sleep(0.7)  # after the store's lease expired, while it is still encoding
+        with rival.lease(timeout_s=2.0):
+            time.sleep(1.0)  # still held when the store reaches its commit
+
+    t = threading.Thread(target=take_over)
+    t.start()
+    with pytest.raises(StoreError, match="lease .* was lost"):
+        store.remember("a red note")
+    t.join()
+    assert len(store) == 0
+    store.close()
+    again = MemoryStore(uri, model=ColourEncoder(), storage_options=options)
+    assert len(again) == 0 and again.remember("a blue note") and len(again) == 1
+    again.close()

@@ -8,7 +8,9 @@ What lives where for a remote store:
 * a write lease, the object ``<uri>/_aimemory/write.lock``, created with a conditional put
   (``If-None-Match: *``), which serialises key allocation (``next_vkey``) and dedup checks
   across machines exactly as ``flock`` does on one machine; it expires after ``lease_ttl_s`` so a
-  crashed writer cannot wedge the store;
+  crashed writer cannot wedge the store, is renewed (``If-Match``) every third of that while a
+  write runs, and is checked before each commit, so a writer whose lease was taken over commits
+  nothing;
 * a local cache folder (``$AIMEMORY_CACHE_DIR`` or ``~/.cache/aimemory/remote/<hash>``) for
   what is derived and per-machine: a FAISS index when one is asked for, and the local lock file.
 
@@ -103,6 +105,9 @@ class RemoteLocation:
         self._held = 0
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._tlock = threading.RLock()
+        self._lease_etag = ""
+        self._lease_renewed = 0.0
+        self._lease_lost: str | None = None
 
     # -- names ---------------------------------------------------------------------------------
     @property
@@ -201,13 +206,46 @@ class RemoteLocation:
                 finally:
                     self._held -= 1
                 return
-            etag = self._acquire(timeout_s)
+            self._lease_etag = self._acquire(timeout_s)
+            self._lease_renewed = time.time()
+            self._lease_lost = None
+            stop = threading.Event()
+            renewer = threading.Thread(target=self._renew_until, args=(stop,), daemon=True,
+                                       name="aimemory-lease-renewal")
             self._held = 1
+            renewer.start()
             try:
                 yield
             finally:
+                stop.set()
+                renewer.join()
                 self._held = 0
-                self._release(etag)
+                self._release(self._lease_etag)
+
+    def check_lease(self) -> None:
+        """Raise before a commit when this writer's lease was lost (it expired unrenewed, e.g. the
+        process was suspended, and another writer took it over): committing then could reuse keys."""
+        if not self._held:
+            return
+        if self._lease_lost is None and time.time() > self._lease_renewed + self.lease_ttl_s:
+            self._lease_lost = "it expired before it could be renewed"
+        if self._lease_lost is not None:
+            raise StoreError(f"the write lease {self.uri}/{LOCK_OBJECT} was lost ({self._lease_lost}); "
+                             "nothing was committed. Retry the write")
+
+    def _renew_until(self, stop: threading.Event) -> None:
+        """Extend the lease every third of its lifetime while the write runs: a batch that takes
+        longer than ``lease_ttl_s`` (a big encode) keeps it instead of being taken over."""
+        while not stop.wait(self.lease_ttl_s / 3):
+            try:
+                renewed = self.put(LOCK_OBJECT, self._body(), IfMatch=self._lease_etag)
+            except StoreError:  # a network blip: try again at the next tick, within the lifetime
+                continue
+            if not renewed:
+                self._lease_lost = f"taken over by {_owner(self.get(LOCK_OBJECT))}"
+                return
+            self._lease_etag = self._etag()
+            self._lease_renewed = time.time()
 
     def _body(self) -> bytes:
         return json.dumps({"owner": self._owner, "expires": time.time() + self.lease_ttl_s}).encode()

@@ -274,6 +274,8 @@ class VectorTable:
     # -- writes --------------------------------------------------------------------------------
     def add(self, rows: pa.Table) -> int:
         """Append rows in one commit; returns the new table version."""
+        if self.remote is not None:
+            self.remote.check_lease()
         self._table.add(rows.cast(self._table.schema) if rows.schema != self._table.schema else rows)
         self._after_commit(rows.num_rows)
         return self.version
@@ -283,6 +285,8 @@ class VectorTable:
 
         keys = [int(k) for k in vkeys]
         if keys:
+            if self.remote is not None:
+                self.remote.check_lease()
             self._table.delete(col("vkey").isin(keys))
             self._after_commit(len(keys))
         return self.version

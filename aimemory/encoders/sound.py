@@ -81,6 +81,8 @@ class SoundTower:
 
     @classmethod
     def from_pretrained(cls, spec: str | os.PathLike, *, progress: bool = True) -> "SoundTower":
+        import torch
+
         from ..nn.sound import SoundDims, SoundNet
         from ..weights.loader import assign_weights, load_state_dict
         from ..weights.sound_formats import detect_sound_format, wav2clip_to_native
@@ -91,11 +93,14 @@ class SoundTower:
         native = wav2clip_to_native(state, source=str(file))
         if "stem.conv.weight" not in native or not any(k.startswith("stages.") for k in native):
             raise CheckpointError(f"{file} holds no sound encoder weights (audio_encoder.*)")
-        net = SoundNet(SoundDims.from_state(native))
+        dims = SoundDims.from_state(native)
+        with torch.device("meta"):  # the checkpoint's tensors become the parameters: no random init
+            net = SoundNet(dims)
         # bookkeeping buffers a checkpoint may lack: BN step counters, torchaudio's Hann window
-        defaults = {k: v for k, v in net.state_dict().items() if k == "window" or k.endswith("num_batches_tracked")}
+        defaults = {k: torch.zeros((), dtype=torch.long) for k in net.state_dict() if k.endswith("num_batches_tracked")}
+        defaults["window"] = torch.hann_window(dims.n_fft)
         native = defaults | {k: v.float() if v.is_floating_point() else v for k, v in native.items()}
-        assign_weights(net, native, source=str(file))
+        assign_weights(net, native, source=str(file), assign=True)
         model_id = WAV2CLIP if file.name == WAV2CLIP_FILE else file.stem if file.stem != "model" else file.parent.name
         return cls(net.fold_batchnorm(), model_id)
 

@@ -88,9 +88,9 @@ class ConvNorm(nn.Module):
     def fold(self) -> None:
         scale = self.norm.weight / torch.sqrt(self.norm.running_var + self.norm.eps)
         fused = nn.Conv2d(self.conv.in_channels, self.conv.out_channels, self.conv.kernel_size,
-                          self.conv.stride, self.conv.padding, bias=True)
-        fused.weight.copy_(self.conv.weight * scale.view(-1, 1, 1, 1))
-        fused.bias.copy_(self.norm.bias - self.norm.running_mean * scale)
+                          self.conv.stride, self.conv.padding, bias=True, device="meta")  # no init work
+        fused.weight = nn.Parameter(self.conv.weight * scale.view(-1, 1, 1, 1), requires_grad=False)
+        fused.bias = nn.Parameter(self.norm.bias - self.norm.running_mean * scale, requires_grad=False)
         self.conv, self.folded = fused, True
         del self.norm
 

@@ -13,7 +13,6 @@ transcripts when a local model is installed (the test extra installs whisper-bas
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -24,6 +23,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tests")]
+from bench_audio import _time  # noqa: E402  (warm-up, then the median of `repeat` runs, in ms)
+
 SR = 16_000
 WINDOW_S = 5
 BATCH = 16
@@ -49,16 +50,6 @@ def _stand_in_torchaudio() -> None:
         sys.modules["torchaudio"] = types.SimpleNamespace(transforms=types.SimpleNamespace(Spectrogram=Spectrogram))
 
 
-def _median_ms(fn, repeat: int) -> float:
-    fn()
-    runs = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - t)
-    return statistics.median(runs) * 1000
-
-
 def tower_rows(folder: Path, repeat: int) -> list[tuple[str, float, float, str]]:
     import torch
     from _wav2clip import load_reference, make_checkpoint
@@ -77,13 +68,13 @@ def tower_rows(folder: Path, repeat: int) -> list[tuple[str, float, float, str]]
     with torch.inference_mode():
         cos = torch.nn.functional.cosine_similarity(torch.from_numpy(ours.embed_waves(one)), ref(one)).item()
         rows = [("load Wav2CLIP.pt", load_ours, load_ref, "ms"),
-                (f"one {WINDOW_S} s window", _median_ms(lambda: ours.embed_waves(one), repeat),
-                 _median_ms(lambda: ref(one), repeat), "ms"),
+                (f"one {WINDOW_S} s window", _time(lambda: ours.embed_waves(one), repeat),
+                 _time(lambda: ref(one), repeat), "ms"),
                 (f"{BATCH} windows, one call each (reference usage)",
-                 _median_ms(lambda: [ours.embed_waves(w[None]) for w in waves], max(1, repeat // 2)),
-                 _median_ms(lambda: [ref(w[None]) for w in waves], max(1, repeat // 2)), "ms"),
-                (f"{BATCH} windows batched", _median_ms(lambda: ours.embed_waves(waves), repeat),
-                 _median_ms(lambda: ref(waves), repeat), "ms")]
+                 _time(lambda: [ours.embed_waves(w[None]) for w in waves], max(1, repeat // 2)),
+                 _time(lambda: [ref(w[None]) for w in waves], max(1, repeat // 2)), "ms"),
+                (f"{BATCH} windows batched", _time(lambda: ours.embed_waves(waves), repeat),
+                 _time(lambda: ref(waves), repeat), "ms")]
     rows.append(("cosine vs reference (1 window)", cos, float("nan"), ""))
     return rows
 

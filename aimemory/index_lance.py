@@ -8,14 +8,19 @@ never miss new memories; deleted rows are excluded by Lance.
 Defaults are sized from the row count and were measured on clustered, embedding-shaped data
 (tests/test_index_lance.py, benchmarks/bench_scale.py): Lance's own defaults (nprobes 20, no
 refine) give recall@10 as low as 0.16 with PQ because 8-bit PQ codes alone cannot order close
-neighbours; re-ranking ``refine_factor`` x k candidates with the full vectors fixes that.
+neighbours; re-ranking ``refine_factor`` x k candidates with the full vectors fixes that. Those
+defaults are a starting point, not a promise: after each build the search settings are tuned on
+queries drawn near stored vectors against exact search (one streamed pass over the table) until
+recall@10 reaches the target, then kept beside the store (``lance_ann.json``; on an object store, in
+the bucket, so every reader uses them).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +36,12 @@ MIN_ROWS = 5_000  # below this an exact scan is as fast as an index and needs no
 REFRESH_FRACTION = 0.10  # fold unindexed rows into the index past this fraction of the table
 RETRAIN_GROWTH = 4.0  # retrain centroids when the table has grown this much since training
 INDEX_TYPES = ("IVF_PQ", "IVF_HNSW_SQ", "IVF_FLAT")
+TUNING_QUERIES = 40  # each costs one ANN search per candidate setting; the exact side is one scan
+TUNING_NOISE = 0.05  # queries land near stored vectors, as real ones do (as the FAISS tuner)
+TUNING_MARGIN = 0.02  # tune to the target plus this, so unseen queries still clear it
+TUNED_FILE = "lance_ann.json"
+TUNED_OBJECT = "_aimemory/" + TUNED_FILE
+EXACT_BATCH_ROWS = 65_536
 
 
 def choose_index(choice: str, root: Path) -> tuple[str, str]:
@@ -77,6 +88,22 @@ class AnnParams:
         # 8 dims per 1-byte code (64 B per 512-d vector); must divide dim
         m = next(d for d in range(max(1, dim // 8), 0, -1) if dim % d == 0)
         return cls(index_type, parts, m, nprobes, refine_factor=20)  # 10 gave 0.94 at 100k x 512
+
+
+def search_ladder(base: AnnParams) -> list[AnnParams]:
+    """Search settings to try, cheapest first: more re-ranking, then more partitions probed."""
+    parts = max(1, base.num_partitions)
+
+    def probes(x: int) -> int:
+        return min(parts, base.nprobes * x)
+
+    if base.index_type == "IVF_PQ":
+        steps = [(1, 1), (1, 2), (2, 2), (2, 4), (4, 4), (8, 8)]  # (x nprobes, x refine_factor)
+        return [replace(base, nprobes=probes(a), refine_factor=base.refine_factor * b) for a, b in steps]
+    if base.index_type == "IVF_HNSW_SQ":  # 8-bit SQ caps recall; a small refine lifts it
+        return [base, replace(base, refine_factor=5), replace(base, refine_factor=10, ef=2 * base.ef),
+                replace(base, nprobes=probes(2), refine_factor=20, ef=2 * base.ef)]
+    return [replace(base, nprobes=probes(x)) for x in (1, 2, 4, 8)]
 
 
 def _quiet(query):
@@ -154,6 +181,72 @@ class LanceIndex:
             scores[i, :n] = 1.0 - got.column("_distance").to_numpy()
         return scores, keys
 
+    def exact_stream(self, queries: np.ndarray, k: int) -> np.ndarray:
+        """Exact top-k vkeys of many queries in ONE streamed pass over the table (memory bounded by
+        a batch, not the table): the ground truth for tuning."""
+        queries = np.asarray(queries, np.float32)
+        best_s = np.full((len(queries), k), -np.inf, np.float32)
+        best_k = np.full((len(queries), k), -1, np.int64)
+        reader = self.table._table.search().select(["vkey", "vector"]).limit(None).to_batches(EXACT_BATCH_ROWS)
+        for batch in reader:
+            vkeys = batch.column("vkey").to_numpy().astype(np.int64)
+            vecs = batch.column("vector").flatten().to_numpy(zero_copy_only=False).reshape(-1, self.dim)
+            norms = np.maximum(np.linalg.norm(vecs, axis=1), 1e-12)
+            scores = np.concatenate([best_s, (queries @ vecs.T) / norms], axis=1)
+            keys = np.concatenate([best_k, np.broadcast_to(vkeys, (len(queries), len(vkeys)))], axis=1)
+            top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if scores.shape[1] > k else \
+                np.argsort(-scores, axis=1)
+            best_s = np.take_along_axis(scores, top, axis=1)
+            best_k = np.take_along_axis(keys, top, axis=1)
+        return best_k
+
+    def tune(self) -> float:
+        """Walk :func:`search_ladder` until recall@10 against exact search reaches the target (plus
+        a margin) on queries near stored vectors; keep the first setting that does. -> its recall."""
+        from .index import TARGET_RECALL, recall_at_k
+
+        rng = np.random.default_rng(0)
+        all_keys = self.keys()
+        picked = rng.choice(all_keys, size=min(TUNING_QUERIES, len(all_keys)), replace=False)
+        _, vecs = self.table.vectors_for(picked)
+        queries = vecs + rng.standard_normal(vecs.shape).astype(np.float32) * TUNING_NOISE
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        truth = self.exact_stream(queries, 10)
+        recall = 0.0
+        for params in search_ladder(self.params):
+            self.params = params
+            recall = recall_at_k(self.search(queries, 10)[1], truth)
+            if recall >= TARGET_RECALL + TUNING_MARGIN:
+                break
+        log.info("Lance %s tuned: %s (recall@10 %.3f on %d queries)", self.params.index_type, self.params,
+                 recall, len(queries))
+        return recall
+
+    def _load_tuned(self) -> AnnParams | None:
+        try:
+            if self.table.remote is not None:
+                got = self.table.remote.get(TUNED_OBJECT)
+                record = json.loads(got[0]) if got else None
+            else:
+                file = self.table.folder / "index" / TUNED_FILE
+                record = json.loads(file.read_text()) if file.is_file() else None
+            params = AnnParams(**record["params"]) if record else None
+        except (OSError, ValueError, TypeError, KeyError):
+            return None  # unreadable: the size-based defaults serve until the next build
+        return params if params is not None and params.index_type == self.index_type else None
+
+    def _save_tuned(self, recall: float, rows: int) -> None:
+        record = json.dumps({"params": asdict(self.params), "recall_at_10": round(recall, 4),
+                             "indexed_rows": rows}, indent=2).encode()
+        if self.table.remote is not None:
+            self.table.remote.put(TUNED_OBJECT, record)
+            return
+        folder = self.table.folder / "index"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / (TUNED_FILE + ".tmp")
+        tmp.write_bytes(record)
+        tmp.replace(folder / TUNED_FILE)
+
     def exact(self, queries: np.ndarray, k: int) -> np.ndarray:
         """Exact top-k vkeys (Lance flat scan, index bypassed): the ground truth for tuning."""
         out = np.full((len(queries), k), -1, np.int64)
@@ -183,14 +276,14 @@ class LanceIndex:
             if stats is None or retrain or rows >= RETRAIN_GROWTH * max(indexed, 1):
                 self.build(AnnParams.for_size(rows, self.dim, self.index_type))
                 return
-            self.params = AnnParams.for_size(indexed, self.dim, self.index_type)
+            self.params = self._load_tuned() or AnnParams.for_size(indexed, self.dim, self.index_type)
             if stats.num_unindexed_rows > REFRESH_FRACTION * rows:
                 self.table._table.optimize()  # merges new rows into the existing partitions
         except Exception as exc:
             log.warning("refreshing the Lance ANN index failed (%s); searches stay correct (new rows "
                         "are scanned exactly) and the refresh is retried on the next save", exc)
 
-    def build(self, params: AnnParams) -> None:
+    def build(self, params: AnnParams, tune: bool = True) -> None:
         kwargs = dict(metric="cosine", vector_column_name="vector", replace=True, name=INDEX_NAME,
                       index_type=params.index_type, num_partitions=params.num_partitions)
         if params.num_sub_vectors:
@@ -198,6 +291,8 @@ class LanceIndex:
         self.table._table.create_index(**kwargs)
         self.params = params
         log.info("built Lance %s index: %s", params.index_type, params)
+        if tune:
+            self._save_tuned(self.tune(), self.table.count_rows())
 
     def save(self, folder, table_version: int) -> None:
         """The store's periodic save: for Lance, refresh the index in the table."""

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from _vectors import clustered, exact_top, view_rows  # noqa: E402
 
 from aimemory.index import recall_at_k  # noqa: E402
-from aimemory.index_lance import AnnParams, LanceIndex, choose_index  # noqa: E402
+from aimemory.index_lance import TUNED_FILE, AnnParams, LanceIndex, choose_index, search_ladder  # noqa: E402
 from aimemory.storage import VectorTable  # noqa: E402
 
 N, DIM, Q = 3000, 64, 100  # small: PQ training is the slow part of this test
@@ -80,3 +80,61 @@ def test_small_store_searches_exactly(tmp_path):
     assert [h.memory.content for h in store.recall("blue", k=3)] != ["blue two"]
     assert len(store.recall("blue", k=3)) == 2
     store.close()
+
+
+def test_exact_stream_is_exact(built):
+    table, index, base, queries = built
+    got = index.exact_stream(queries[:20], 10)
+    truth = exact_top(base, queries[:20], 10) + 1
+    assert recall_at_k(got, truth) == 1.0
+
+
+def test_weak_settings_are_tuned_up_and_kept(tmp_path, monkeypatch):
+    """Start from settings far too weak (1 partition probed, no re-ranking): tuning walks the ladder
+    to the target on its own queries, held-out queries clear 0.95 too, and a reader that opens the
+    table later uses the tuned settings, not the size-based defaults."""
+    allv = clustered(N + Q, DIM, seed=5)
+    base, queries = allv[:N], allv[N:]
+    table = VectorTable(tmp_path, DIM)
+    table.add(view_rows(base))
+    index = LanceIndex(table, DIM, N)
+    weak = AnnParams("IVF_PQ", num_partitions=32, num_sub_vectors=8, nprobes=1, refine_factor=1)
+    index.build(weak, tune=False)
+    truth = exact_top(base, queries, 10) + 1
+    assert recall_at_k(index.search(queries, 10)[1], truth) < 0.9  # the weak start really is weak
+    recall = index.tune()
+    assert recall >= 0.97 and index.params != weak
+    assert recall_at_k(index.search(queries, 10)[1], truth) >= 0.95
+    index._save_tuned(recall, N)
+    assert (tmp_path / "index" / TUNED_FILE).is_file()
+    import aimemory.index_lance as index_lance
+
+    monkeypatch.setattr(index_lance, "MIN_ROWS", N // 2)  # this small table counts as indexed
+    reader = LanceIndex(VectorTable(tmp_path, DIM), DIM, N)
+    reader.refresh()
+    assert reader.params == index.params
+
+
+def test_search_ladder_only_grows():
+    for itype in ("IVF_PQ", "IVF_HNSW_SQ", "IVF_FLAT"):
+        steps = search_ladder(AnnParams.for_size(100_000, 512, itype))
+        for a, b in zip(steps, steps[1:]):
+            assert b.nprobes >= a.nprobes and b.refine_factor >= a.refine_factor and b.ef >= a.ef
+        assert all(s.nprobes <= s.num_partitions for s in steps)
+
+
+def test_tuned_settings_of_a_remote_store_live_in_the_bucket():
+    """On an object store every reader must use the same tuned settings: they go to an object
+    next to the table, not to one machine's cache folder."""
+    from types import SimpleNamespace
+
+    objects: dict[str, bytes] = {}
+    remote = SimpleNamespace(put=lambda name, data: objects.__setitem__(name, data),
+                             get=lambda name: (objects[name], "etag") if name in objects else None)
+    table = SimpleNamespace(remote=remote, folder=Path("/nonexistent"))
+    writer = LanceIndex(table, DIM, N)
+    writer.params = AnnParams("IVF_PQ", 32, 8, nprobes=4, refine_factor=40)
+    writer._save_tuned(0.99, N)
+    assert list(objects) == ["_aimemory/lance_ann.json"]
+    assert LanceIndex(table, DIM, N)._load_tuned() == writer.params
+    assert LanceIndex(table, DIM, N, "IVF_HNSW_SQ")._load_tuned() is None  # another index type

@@ -45,19 +45,32 @@ EXACT_BATCH_ROWS = 65_536
 
 
 def choose_index(choice: str, root: Path) -> tuple[str, str]:
-    """``index=`` ("auto" | "faiss" | "lance") and the store's root -> (kind, why)."""
+    """``index=`` ("auto" | "faiss" | "lance" | "lance:<type>") and the store's root -> (kind, why).
+    The Lance index type itself is read by :func:`lance_index_type`."""
     remote = getattr(root, "remote", None) is not None
     if choice == "faiss":
         return "faiss", "FAISS in this process's RAM, chosen with index='faiss'"
-    if choice == "lance":
-        return "lance", "Lance ANN index inside the table, chosen with index='lance'"
+    if choice == "lance" or choice.startswith("lance:"):
+        lance_index_type(choice)  # a bad type fails here, before anything is opened
+        return "lance", f"Lance ANN index inside the table, chosen with index={choice!r}"
     if choice != "auto":
-        raise ValueError(f"index= must be 'auto', 'faiss' or 'lance'; got {choice!r}")
+        raise ValueError(f"index= must be 'auto', 'faiss', 'lance' or 'lance:<type>' (type one of "
+                         f"{', '.join(INDEX_TYPES)}); got {choice!r}")
     if remote:
         return "lance", ("auto: the store is on an object store, so readers share Lance's ANN index "
                          "kept in the table (a FAISS copy would need every vector in each reader's RAM)")
     return "faiss", ("auto: local store, so FAISS in RAM (exact below ann_threshold, IVF above) is "
                      "fastest; pass index='lance' for stores larger than RAM")
+
+
+def lance_index_type(choice: str) -> str | None:
+    """``"lance:IVF_HNSW_SQ"`` -> ``"IVF_HNSW_SQ"``; None when ``index=`` names no type."""
+    if not choice.startswith("lance:"):
+        return None
+    itype = choice.split(":", 1)[1].upper()
+    if itype not in INDEX_TYPES:
+        raise ValueError(f"Lance index type must be one of {', '.join(INDEX_TYPES)}; got {itype!r}")
+    return itype
 
 
 @dataclass
@@ -126,7 +139,7 @@ class LanceIndex:
     @classmethod
     def open(cls, store: "MemoryStore", rebuild: bool = False) -> "LanceIndex":
         index = cls(store.table, store.manifest.dim, int(store.catalog.alive.sum()),
-                    store.manifest.extra.get("lance_index_type", "IVF_PQ"))
+                    store.lance_index_type or store.manifest.extra.get("lance_index_type", "IVF_PQ"))
         index.refresh(retrain=rebuild)
         return index
 
@@ -273,7 +286,9 @@ class LanceIndex:
                 self.params = None
                 return
             indexed = stats.num_indexed_rows if stats is not None else 0
-            if stats is None or retrain or rows >= RETRAIN_GROWTH * max(indexed, 1):
+            other_type = stats is not None and str(getattr(stats, "index_type", self.index_type)).upper() \
+                not in (self.index_type, "")  # index= asked for another type than the table holds
+            if stats is None or retrain or other_type or rows >= RETRAIN_GROWTH * max(indexed, 1):
                 self.build(AnnParams.for_size(rows, self.dim, self.index_type))
                 return
             self.params = self._load_tuned() or AnnParams.for_size(indexed, self.dim, self.index_type)

@@ -106,13 +106,14 @@ class MemoryStore:
                  sound_model: object = "auto", storage_options: Mapping[str, str] | None = None, index: str = "auto"):
         from .encoders.registry import load_encoder
         from .encoders.sound import attach_sound
-        from .index_lance import choose_index
+        from .index_lance import choose_index, lance_index_type
         from .storage.remote import store_root
 
         # a folder; for s3:// URIs a local cache folder whose .remote the manifest and table use
         self.path = store_root(path, storage_options)
         self.path.mkdir(parents=True, exist_ok=True)
         self.index_choice, self.index_why = choose_index(index, self.path)
+        self.lance_index_type = lance_index_type(index)
         self.keep_content = keep_content
         self.ann_threshold = ann_threshold
         self._lock = threading.RLock()
@@ -124,7 +125,9 @@ class MemoryStore:
         if manifest is None:
             manifest = Manifest(self.encoder.model_id, self.encoder.dim, precision=precision,
                                 created_with=_version(),
-                                extra={"model_source": _model_source(model, self.encoder)})
+                                extra={"model_source": _model_source(model, self.encoder),
+                                       **({"lance_index_type": self.lance_index_type}
+                                          if self.lance_index_type else {})})
             manifest.write(self.path)
         manifest.check_model(self.encoder.model_id, self.encoder.dim, self.path)
         self.encoder = attach_sound(self.encoder, sound_model)

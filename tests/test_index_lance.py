@@ -138,3 +138,31 @@ def test_tuned_settings_of_a_remote_store_live_in_the_bucket():
     assert list(objects) == ["_aimemory/lance_ann.json"]
     assert LanceIndex(table, DIM, N)._load_tuned() == writer.params
     assert LanceIndex(table, DIM, N, "IVF_HNSW_SQ")._load_tuned() is None  # another index type
+
+
+def test_index_type_is_chosen_recorded_and_rebuilt_on_change(tmp_path, monkeypatch):
+    """index='lance:IVF_HNSW_SQ' picks the type (recorded in the manifest, so later opens keep it);
+    a table indexed with another type is rebuilt with the one asked for; bad types fail early."""
+    from conftest import ColourEncoder
+
+    import aimemory.index_lance as index_lance
+    from aimemory import MemoryStore
+    from aimemory.index_lance import lance_index_type
+
+    assert lance_index_type("lance:ivf_hnsw_sq") == "IVF_HNSW_SQ" and lance_index_type("lance") is None
+    with pytest.raises(ValueError, match="IVF_PQ"):
+        choose_index("lance:HNSW", Path("/tmp/x"))
+    store = MemoryStore(tmp_path / "s", model=ColourEncoder(), index="lance:IVF_HNSW_SQ")
+    assert store.manifest.extra["lance_index_type"] == "IVF_HNSW_SQ"
+    assert "lance:IVF_HNSW_SQ" in store.stats()["index"]["why"]
+    store.close()
+
+    monkeypatch.setattr(index_lance, "MIN_ROWS", 1000)
+    table = VectorTable(tmp_path / "t", DIM)
+    table.add(view_rows(clustered(N, DIM, seed=8)))
+    pq = LanceIndex(table, DIM, N)
+    pq.build(AnnParams.for_size(N, DIM), tune=False)
+    hnsw = LanceIndex(table, DIM, N, "IVF_HNSW_SQ")
+    hnsw.refresh()
+    assert table._table.index_stats("vector_idx").index_type == "IVF_HNSW_SQ"
+    assert hnsw.kind == "lance-ivf_hnsw_sq"

@@ -22,8 +22,12 @@ What each backend needs (see docs/capacity.md for costs):
   still needs ``If-None-Match``, so those stores must have one writer at a time.
 * MinIO, Cloudflare R2, moto: conditional puts work; set ``aws_endpoint`` and, for plain
   HTTP, ``allow_http: "true"``.
-* GCS / Azure: Lance commits with generation / ETag preconditions; the lease here is only
-  implemented for S3, so opening a ``gs://`` or ``az://`` store for writing raises.
+* Azure Blob Storage (``az://container/prefix``): Lance commits with ETag preconditions; the
+  manifest and lease use azure-storage-blob (``pip install 'aimemory[azure]'``) with the same
+  create-only / if-match writes; credentials as Lance takes them (account name + key or SAS, a
+  connection string, or ``azure_storage_use_emulator`` for Azurite).
+* GCS: Lance commits with generation preconditions, but the lease here is not implemented for
+  ``gs://`` yet, so writing to one raises (reading works).
 """
 
 from __future__ import annotations
@@ -118,49 +122,32 @@ class RemoteLocation:
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
 
-    # -- object access (S3 via boto3) ----------------------------------------------------------
+    # -- objects beside the table (see storage/objects.py) ----------------------------------
     @property
-    def s3(self):
-        if self.scheme not in ("s3", "s3+ddb"):
-            raise StoreError(f"{self.scheme}:// stores are readable through Lance, but the manifest "
-                             "and write lease are implemented for S3 only")
+    def objects(self):
         if self._client is None:
-            try:
-                import boto3
-                from botocore.config import Config
-            except ImportError as exc:
-                raise StoreError("S3 stores need boto3: pip install 'aimemory[s3]'") from exc
-            o = self.storage_options
-            get = lambda *names: next((o[n] for n in names if n in o), None)  # noqa: E731
-            self._client = boto3.client(
-                "s3", endpoint_url=get("aws_endpoint", "endpoint_url", "aws_endpoint_url"),
-                region_name=get("aws_region", "region") or os.environ.get("AWS_REGION", "us-east-1"),
-                aws_access_key_id=get("aws_access_key_id", "access_key_id"),
-                aws_secret_access_key=get("aws_secret_access_key", "secret_access_key"),
-                aws_session_token=get("aws_session_token", "session_token"),
-                config=Config(retries={"max_attempts": 5, "mode": "standard"}))
+            from .objects import object_client
+
+            self._client = object_client(self.scheme, self.bucket, self.storage_options)
         return self._client
 
     def get(self, name: str) -> tuple[bytes, str] | None:
         """(body, etag) of an object, or None when it does not exist."""
         try:
-            r = self.s3.get_object(Bucket=self.bucket, Key=self.key(name))
+            return self.objects.get(self.key(name))
+        except StoreError:
+            raise
         except Exception as exc:
-            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
-                return None
             raise StoreError(f"reading {self.uri}/{name} failed ({exc})") from exc
-        return r["Body"].read(), r["ETag"]
 
-    def put(self, name: str, data: bytes, **condition: str) -> bool:
-        """PUT an object; with ``IfNoneMatch``/``IfMatch``, False when the condition fails."""
+    def put(self, name: str, data: bytes, *, create_only: bool = False, if_match: str | None = None) -> bool:
+        """Write an object; with ``create_only`` / ``if_match``, False when the condition fails."""
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=self.key(name), Body=data, **condition)
+            return self.objects.put(self.key(name), data, create_only=create_only, if_match=if_match)
+        except StoreError:
+            raise
         except Exception as exc:
-            if condition and _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict",
-                                            "409"):
-                return False
             raise StoreError(f"writing {self.uri}/{name} failed ({exc})") from exc
-        return True
 
     # -- manifest ------------------------------------------------------------------------------
     def read_manifest(self, cls):
@@ -238,7 +225,7 @@ class RemoteLocation:
         longer than ``lease_ttl_s`` (a big encode) keeps it instead of being taken over."""
         while not stop.wait(self.lease_ttl_s / 3):
             try:
-                renewed = self.put(LOCK_OBJECT, self._body(), IfMatch=self._lease_etag)
+                renewed = self.put(LOCK_OBJECT, self._body(), if_match=self._lease_etag)
             except StoreError:  # a network blip: try again at the next tick, within the lifetime
                 continue
             if not renewed:
@@ -254,12 +241,12 @@ class RemoteLocation:
         deadline = time.monotonic() + timeout_s
         delay = 0.02
         while True:
-            if self.put(LOCK_OBJECT, self._body(), IfNoneMatch="*"):
+            if self.put(LOCK_OBJECT, self._body(), create_only=True):
                 return self._etag()
             held = self.get(LOCK_OBJECT)
             if held is not None and _expired(held[0]):
                 # take over a dead writer's lease, only if nobody else did since we looked
-                if self.put(LOCK_OBJECT, self._body(), IfMatch=held[1]):
+                if self.put(LOCK_OBJECT, self._body(), if_match=held[1]):
                     return self._etag()
             if time.monotonic() > deadline:
                 raise StoreError(f"timed out after {timeout_s:.0f} s waiting for the write lease "
@@ -276,19 +263,10 @@ class RemoteLocation:
         if held is None or _owner(held) != self._owner:
             return  # expired and taken over: never delete another writer's lease
         try:
-            self.s3.delete_object(Bucket=self.bucket, Key=self.key(LOCK_OBJECT), IfMatch=held[1])
+            self.objects.delete(self.key(LOCK_OBJECT), if_match=held[1])
         except Exception as exc:
-            if _code(exc) in ("PreconditionFailed", "412", "NoSuchKey", "404"):
-                return
-            if type(exc).__name__ == "ParamValidationError":  # botocore without conditional deletes
-                self.s3.delete_object(Bucket=self.bucket, Key=self.key(LOCK_OBJECT))
-                return
             raise StoreError(f"releasing the write lease {self.uri}/{LOCK_OBJECT} failed ({exc}); it "
                              f"expires by itself within {self.lease_ttl_s:.0f} s") from exc
-
-
-def _code(exc: Exception) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
 def _expired(body: bytes) -> bool:

@@ -362,3 +362,17 @@ def test_remember_with_a_sound_model(capsys, enc, files, tmp_path):
     wide = make_checkpoint(tmp_path / "w2c-wide" / "model.pt")  # 512-d: proves --sound reaches the store
     code, _, err = run(capsys, "remember", files / "green.wav", "--store", tmp_path / "bad2", "--sound", wide)
     assert code != 0 and "512-d" in err
+
+
+def test_models_download_wav2clip_uses_the_local_copy_and_lists_it(capsys, tmp_path, monkeypatch):
+    from _wav2clip import make_checkpoint
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cached = make_checkpoint(tmp_path / "torch" / "hub" / "checkpoints" / "Wav2CLIP.pt")
+    code, out, _ = run(capsys, "models", "download", "wav2clip")
+    assert code == 0 and str(cached) in out  # found: nothing fetched
+    rows = json.loads(run(capsys, "models", "list", "--json")[1])
+    assert any(r["id"] == "wav2clip" and r["where"] == str(cached) for r in rows)
+    monkeypatch.setenv("AIMEMORY_OFFLINE", "1")
+    code, _, err = run(capsys, "models", "download", "wav2clip", "--force")  # force: fetch again
+    assert code != 0 and "downloads are off" in err and cached.exists()  # the old copy is kept

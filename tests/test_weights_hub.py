@@ -293,6 +293,8 @@ def test_fetch_url_resumes_verifies_and_caches(fake_hub, tmp_path, monkeypatch):
     assert [r for m, _, r in fake_hub.requests if m == "GET"][-1] == f"bytes={len(WEIGHTS) // 2}-"
     n = len(fake_hub.requests)
     assert hub.fetch_url(url, dest, progress=False) == dest and len(fake_hub.requests) == n  # cached
+    dest.write_bytes(b"stale")
+    assert hub.fetch_url(url, dest, progress=False, force=True).read_bytes() == WEIGHTS  # replaced
     other = tmp_path / "cache" / "other.pt"
     with pytest.raises(CheckpointError, match="corrupt"):
         hub.fetch_url(url, other, sha256="0" * 64, progress=False)

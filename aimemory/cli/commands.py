@@ -274,7 +274,7 @@ def models_download(
     if model_id == "wav2clip":
         from ..encoders.sound import resolve_sound_checkpoint
 
-        typer.echo(f"wav2clip is ready at {resolve_sound_checkpoint(model_id, progress=True)}")
+        typer.echo(f"wav2clip is ready at {resolve_sound_checkpoint(model_id, progress=True, force=force)}")
         return
     folder = download(model_id, progress=True, force=force)
     typer.echo(f"{model_id} is ready in {folder}")

@@ -53,12 +53,13 @@ def find_local_sound_model() -> str | None:
     return str(candidate) if candidate.is_file() else None
 
 
-def resolve_sound_checkpoint(spec: str | os.PathLike, *, progress: bool = True) -> Path:
-    """``"wav2clip"`` (cached, else downloaded), or a checkpoint file / folder -> the weights file."""
+def resolve_sound_checkpoint(spec: str | os.PathLike, *, progress: bool = True, force: bool = False) -> Path:
+    """``"wav2clip"`` (cached, else downloaded; ``force`` downloads again), or a checkpoint file /
+    folder -> the weights file."""
     if isinstance(spec, str) and spec == WAV2CLIP:
         from ..weights.hub import fetch_url
 
-        return fetch_url(WAV2CLIP_URL, torch_hub_checkpoints() / WAV2CLIP_FILE, progress=progress)
+        return fetch_url(WAV2CLIP_URL, torch_hub_checkpoints() / WAV2CLIP_FILE, progress=progress, force=force)
     path = Path(spec).expanduser()
     if path.is_dir():
         for name in CHECKPOINT_NAMES:

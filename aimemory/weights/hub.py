@@ -310,12 +310,14 @@ def _fetch_blob(url: str, name: str, meta: _Meta, blobs: Path, progress: bool) -
     return blob
 
 
-def fetch_url(url: str, dest: str | os.PathLike, *, sha256: str | None = None, progress: bool = True) -> Path:
+def fetch_url(url: str, dest: str | os.PathLike, *, sha256: str | None = None, progress: bool = True,
+              force: bool = False) -> Path:
     """Download one file from a plain URL (not a hub repo) to ``dest``: resumable through a
     ``.incomplete`` file beside it, checked against ``sha256`` when given, published by an atomic
-    rename. An existing ``dest`` is returned as is. Refused when offline mode is on."""
+    rename. An existing ``dest`` is returned as is unless ``force`` (then it is replaced only once
+    the new copy is complete). Refused when offline mode is on."""
     dest = Path(dest).expanduser()
-    if dest.is_file():
+    if dest.is_file() and not force:
         return dest
     if is_offline():
         raise ModelNotAvailableError(f"{dest.name} is not at {dest} and downloads are off (HF_HUB_OFFLINE / "
@@ -323,7 +325,7 @@ def fetch_url(url: str, dest: str | os.PathLike, *, sha256: str | None = None, p
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".incomplete")
     with _lock(dest.with_name(dest.name + ".lock")):
-        if dest.is_file():  # another process finished it while we waited
+        if dest.is_file() and not force:  # another process finished it while we waited
             return dest
         have = partial.stat().st_size if partial.exists() else 0
         total = _stream_to(url, partial, have, None, dest.name, progress)

@@ -213,3 +213,12 @@ def test_a_writer_whose_lease_was_taken_over_commits_nothing(s3, monkeypatch):
     again = MemoryStore(uri, model=ColourEncoder(), storage_options=options)
     assert len(again) == 0 and again.remember("a blue note") and len(again) == 1
     again.close()
+
+
+def test_gcs_store_is_refused_clearly(tmp_path, monkeypatch):
+    from aimemory import MemoryStore
+    from aimemory.errors import StoreError
+
+    monkeypatch.setenv("AIMEMORY_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(StoreError, match="gs:// stores are not supported yet.*s3://.*az://"):
+        MemoryStore("gs://bucket/memories", model=ColourEncoder(), storage_options={"x": "y"})

@@ -146,8 +146,8 @@ def object_client(scheme: str, bucket: str, options: Mapping[str, str]):
         return S3Objects(bucket, options)
     if scheme == "az":
         return AzureObjects(bucket, options)
-    raise StoreError(f"{scheme}:// stores are readable through Lance, but the manifest and write lease "
-                     "are implemented for s3:// and az:// only")
+    raise StoreError(f"{scheme}:// stores are not supported yet: the store's manifest and write lease "
+                     "are implemented for s3:// (and S3-compatible servers) and az:// only")
 
 
 def _code(exc: Exception) -> str:

@@ -26,8 +26,8 @@ What each backend needs (see docs/capacity.md for costs):
   manifest and lease use azure-storage-blob (``pip install 'aimemory[azure]'``) with the same
   create-only / if-match writes; credentials as Lance takes them (account name + key or SAS, a
   connection string, or ``azure_storage_use_emulator`` for Azurite).
-* GCS: Lance commits with generation preconditions, but the lease here is not implemented for
-  ``gs://`` yet, so writing to one raises (reading works).
+* GCS: Lance itself commits ``gs://`` tables with generation preconditions, but the manifest and
+  lease have no GCS client here yet, so opening a ``gs://`` store raises a clear ``StoreError``.
 """
 
 from __future__ import annotations

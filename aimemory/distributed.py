@@ -225,8 +225,9 @@ def ingest(source: Any, store_uri: str | os.PathLike, *, model: Any = "auto",
             if not items:
                 continue
             if store is None:
+                # the actors computed every view: the driver only replays them, so no tower of its own
                 store = MemoryStore(uri, model=replay, storage_options=storage_options,
-                                    speech_model=None)
+                                    speech_model=None, sound_model=None)
             before = store.count(namespace)
             store.remember_many(items, batch_size=len(items), namespace=namespace, metadata=metadata)
             replay.pending.clear()

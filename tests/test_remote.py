@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 
-import numpy as np
 import pytest
+from _remote_writers import two_writers_check
 from conftest import ColourEncoder, solid, tone
 
 moto_server = pytest.importorskip("moto.server", reason="S3 tests need moto: pip install 'moto[server]'")
@@ -91,39 +91,8 @@ def test_forget_reopen_and_dedup(s3):
 
 @pytest.mark.slow  # ~30 s on a busy 2-core machine
 def test_two_writers(s3, tmp_path, monkeypatch):
-    """Two stores (as two machines: separate cache folders, so no shared flock) write at once:
-    the object-store lease keeps keys unique and every memory lands."""
-    from aimemory import MemoryStore
-
-    uri, options = s3
-    stores = []
-    for i in range(2):
-        monkeypatch.setenv("AIMEMORY_CACHE_DIR", str(tmp_path / f"machine{i}"))
-        stores.append(MemoryStore(uri, model=ColourEncoder(), storage_options=options))
-    errors = []
-
-    def write(store, who):
-        try:
-            for j in range(6):
-                store.remember_many([f"{who} red note {j}", f"{who} blue note {j}"])
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=write, args=(s, f"w{i}")) for i, s in enumerate(stores)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    for s in stores:
-        s.close()
-    final = MemoryStore(uri, model=ColourEncoder(), storage_options=options)
-    assert len(final) == 24
-    keys = final.catalog.array("vkey")[final.catalog.alive]
-    assert len(np.unique(keys)) == len(keys) == 24
-    hits = final.recall("w1 blue note 3", k=3)
-    assert hits[0].memory.content == "w1 blue note 3"
-    final.close()
+    """Two machines write at once: the object-store lease keeps keys unique, every memory lands."""
+    two_writers_check(*s3, tmp_path, monkeypatch, rounds=6)
 
 
 def test_local_store_rejects_storage_options(tmp_path):

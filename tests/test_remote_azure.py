@@ -8,12 +8,11 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+from _remote_writers import two_writers_check
 from conftest import ColourEncoder, solid, tone
 
 pytest.importorskip("azure.storage.blob", reason="Azure stores need azure-storage-blob: pip install 'aimemory[azure]'")
@@ -88,33 +87,7 @@ def test_same_api_and_reopen(az):
 
 
 def test_two_writers_keep_keys_unique(az, tmp_path, monkeypatch):
-    from aimemory import MemoryStore
-
-    uri, options = az
-    stores = []
-    for i in range(2):  # two machines: separate cache folders, so no shared flock
-        monkeypatch.setenv("AIMEMORY_CACHE_DIR", str(tmp_path / f"machine{i}"))
-        stores.append(MemoryStore(uri, model=ColourEncoder(), storage_options=options))
-    errors = []
-
-    def write(store, who):
-        try:
-            for j in range(4):
-                store.remember_many([f"{who} red note {j}", f"{who} blue note {j}"])
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=write, args=(s, f"w{i}")) for i, s in enumerate(stores)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    for s in stores:
-        s.close()
-    with MemoryStore(uri, model=ColourEncoder(), storage_options=options) as final:
-        keys = final.catalog.array("vkey")[final.catalog.alive]
-        assert len(final) == 16 and len(np.unique(keys)) == 16
+    two_writers_check(*az, tmp_path, monkeypatch, rounds=4)
 
 
 def test_lease_conditions(az):

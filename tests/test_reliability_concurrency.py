@@ -173,6 +173,15 @@ def run_mix(path: Path, ops: int, seed: int = 0) -> dict:
             "seconds": round(time.time() - t0, 1)}
 
 
+def _run_together(*targets) -> None:
+    """Start one thread per target and wait for all of them."""
+    threads = [threading.Thread(target=t) for t in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def _report(name: str, figures: dict) -> None:
     out = os.environ.get("AIMEMORY_RELIABILITY_REPORT")
     if out:
@@ -215,11 +224,7 @@ def test_count_while_a_thread_writes(tmp_path):
             except BaseException as exc:  # noqa: BLE001
                 errors.append(exc)
 
-        threads = [threading.Thread(target=write), threading.Thread(target=read)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _run_together(write, read)
         assert not errors, errors
         assert len(s) == 180
 
@@ -256,11 +261,7 @@ def test_catalog_reads_race_with_a_writer_thread(tmp_path):
                     except BaseException as exc:  # noqa: BLE001
                         errors.append(exc)
 
-            threads = [threading.Thread(target=append), threading.Thread(target=read)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            _run_together(append, read)
             assert not errors, errors[:3]
             s.index.dirty = False  # the fake rows are not in the table: do not save them
     finally:

@@ -40,6 +40,15 @@ N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames per window
 FRAMES_PER_TOKEN = 2  # a timestamp step (0.02 s) is 2 mel frames
 NO_SPEECH_THRESHOLD = 0.6
 LOGPROB_THRESHOLD = -1.0
+#: above this P(<|nospeech|>) a window is skipped unless its words are confidently decoded: noise and
+#: music reach 0.84-0.85 with fluent hallucinations ("I love it! I love it!") at mean log-prob -0.66
+#: to -0.97, which the reference gate (-1.0) lets through; clear speech sits below 0.1
+STRICT_NO_SPEECH_THRESHOLD = 0.75
+CONFIDENT_LOGPROB = -0.4
+#: below this detection probability the first window does not choose the language: the recognizer's
+#: ``default_language`` does (pink noise was "detected" as Nynorsk at 0.44, a one-word clip as Korean)
+LANGUAGE_CONFIDENCE = 0.5
+DEFAULT_LANGUAGE = "en"
 COMPRESSION_RATIO_THRESHOLD = 2.4
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 SILENCE_RMS = 1e-3  # -60 dBFS: a window this quiet is skipped undecoded (Whisper says "you" to silence)
@@ -91,6 +100,14 @@ class _Decoded:
     temperature: float
 
 
+def is_no_speech(no_speech_prob: float, avg_logprob: float) -> bool:
+    """The window gate: the reference rule (likely silence and unlikely words), plus a stricter one
+    for very likely silence unless the words were decoded with confidence."""
+    if no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOGPROB_THRESHOLD:
+        return True
+    return no_speech_prob > STRICT_NO_SPEECH_THRESHOLD and avg_logprob < CONFIDENT_LOGPROB
+
+
 def compression_ratio(text: str) -> float:
     """Bytes / gzip bytes: > 2.4 means the text repeats itself (a decoding loop)."""
     data = text.encode("utf-8")
@@ -106,6 +123,8 @@ class SpeechRecognizer:
     temperatures: tuple[float, ...] = TEMPERATURES
     max_new_tokens: int | None = None
     decode_threads: int | None = DECODE_THREADS  # None: leave torch's thread count alone
+    #: used when detection is unsure (see LANGUAGE_CONFIDENCE); None always trusts detection
+    default_language: str | None = DEFAULT_LANGUAGE
 
     def __init__(self, model: WhisperModel, tokenizer: WhisperTokenizer, *, suppress: list[int] | None = None,
                  suppress_begin: list[int] | None = None, name: str = "whisper", bf16: bool = False):
@@ -201,9 +220,11 @@ class SpeechRecognizer:
             with _threads(self.decode_threads):
                 if lang is None:
                     lang, lang_prob = self._detect_language(state_kv)
+                    if lang_prob < LANGUAGE_CONFIDENCE and self.default_language:
+                        lang = self.default_language
                 dec = self._decode_with_fallback(state_kv, lang)
             offset = seek / 100.0
-            if dec.no_speech_prob > NO_SPEECH_THRESHOLD and dec.avg_logprob < LOGPROB_THRESHOLD:
+            if is_no_speech(dec.no_speech_prob, dec.avg_logprob):
                 seek += size  # silence / music / noise: nothing to say here
                 continue
             if dec.compression_ratio > COMPRESSION_RATIO_THRESHOLD:
@@ -247,7 +268,7 @@ class SpeechRecognizer:
         dec = None
         for temperature in self.temperatures:
             dec = self._decode(DecoderState(state_kv.cross_kv), language, temperature, gen)
-            if dec.no_speech_prob > NO_SPEECH_THRESHOLD and dec.avg_logprob < LOGPROB_THRESHOLD:
+            if is_no_speech(dec.no_speech_prob, dec.avg_logprob):
                 return dec  # silence: the gate will skip it, sampling would only invent words
             if dec.compression_ratio <= COMPRESSION_RATIO_THRESHOLD and dec.avg_logprob >= LOGPROB_THRESHOLD:
                 return dec

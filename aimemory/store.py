@@ -436,7 +436,12 @@ class MemoryStore:
                where: Mapping[str, Any] | None = None, namespace: str = DEFAULT_NAMESPACE, *,
                since: datetime | float | str | None = None, until: datetime | float | str | None = None,
                hybrid: bool = False) -> Hits:
-        """The ``k`` memories closest to ``query`` (text, image, audio, a file...), best first."""
+        """The ``k`` memories closest to ``query`` (text, image, audio, a file...), best first.
+
+        Each hit's ``score`` is the cosine of the query against the memory's best view. With
+        ``hybrid=True`` (text queries) the vector ranking is fused with a BM25 keyword ranking:
+        results are ordered by that fusion, given as ``hit.fusion``, and ``score`` stays the cosine
+        (computed for hits that only the keyword side found)."""
         from .recall import run_recall
 
         self._check_open()

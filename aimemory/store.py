@@ -104,7 +104,7 @@ class MemoryStore:
                  precision: str = "fp32", keep_content: bool = True,
                  ann_threshold: int = index_mod.ANN_THRESHOLD, speech_model: object = "auto",
                  sound_model: object = "auto", storage_options: Mapping[str, str] | None = None, index: str = "auto"):
-        from .encoders.registry import load_encoder
+        from .encoders.registry import load_encoder, model_id_of
         from .encoders.sound import attach_sound
         from .index_lance import choose_index, lance_index_type
         from .storage.remote import store_root
@@ -121,6 +121,8 @@ class MemoryStore:
         manifest = Manifest.read(self.path)
         if manifest is not None and model == "auto":
             model = manifest.extra.get("model_source", manifest.model_id)
+        if manifest is not None and (wanted := model_id_of(model, precision)) is not None:
+            manifest.check_model(wanted, None, self.path)  # before loading: no download for a mismatch
         self.encoder: Encoder = load_encoder(model, precision=precision)
         if manifest is None:
             manifest = Manifest(self.encoder.model_id, self.encoder.dim, precision=precision,

@@ -246,6 +246,21 @@ def test_model_mismatch_is_an_error(tmp_path):
         assert len(s) == 1
 
 
+@pytest.mark.parametrize("model", ["openai/clip-vit-base-patch32", "aimemory-mini"])
+def test_model_mismatch_is_found_before_loading_the_model(tmp_path, monkeypatch, model):
+    import aimemory.encoders.registry as registry
+
+    with MemoryStore(tmp_path / "m", model=ColourEncoder()) as s:
+        s.remember("red")
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded (or downloaded) before the manifest was checked")
+
+    monkeypatch.setattr(registry, "load_encoder", no_loading)
+    with pytest.raises(ModelMismatchError, match=f"test-colour-v1.*{model}"):
+        MemoryStore(tmp_path / "m", model=model)
+
+
 # -- index as a derived cache ----------------------------------------------------------------------
 def test_index_catches_up_with_rows_added_behind_its_back(tmp_path):
     enc = ColourEncoder()

@@ -304,8 +304,8 @@ def demo(
 @app.command()
 def mcp(
     files_root: Annotated[list[Path] | None, typer.Option(
-        "--files-root", help="Folder remember_file may read (repeatable; default: the working "
-        "directory); hidden files and folders are always refused.", show_default=False)] = None,
+        "--files-root", help="Folder remember_file may read (repeatable). Without it remember_file "
+        "reads no file at all; hidden files and folders are always refused.", show_default=False)] = None,
     store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
 ) -> None:
     """Serve one namespace to agents over MCP (stdio)."""
@@ -317,6 +317,9 @@ def mcp(
     from ..store import _check_namespace
 
     _check_namespace(namespace)  # a bad name fails here, before the client connects
+    for root in files_root or []:
+        if not root.expanduser().is_dir():
+            raise CliError(f"--files-root {root} is not a folder; pass an existing folder the agent may read")
     serve(open_store(store, model, create=True), namespace, files_root)
 
 

@@ -361,7 +361,9 @@ def test_cli_says_which_extra_is_missing(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(web, "require_web", missing)
     assert main(["serve", "--store", str(tmp_path / "s")]) == 1
-    assert "pip install 'aimemory[web]'" in capsys.readouterr().err
+    from aimemory.errors import install_hint
+
+    assert install_hint("web") in capsys.readouterr().err
 
 
 # -- schemathesis ---------------------------------------------------------------------------------

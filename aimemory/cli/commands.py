@@ -312,7 +312,9 @@ def mcp(
     try:
         import mcp as _sdk  # noqa: F401
     except ImportError as exc:
-        raise CliError("`aimemory mcp` needs the MCP SDK: pip install 'aimemory[mcp]'") from exc
+        from ..errors import install_hint
+
+        raise CliError(f"`aimemory mcp` needs the MCP SDK: {install_hint('mcp')}") from exc
     from ..mcp_server import serve
     from ..store import _check_namespace
 

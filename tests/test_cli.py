@@ -65,6 +65,17 @@ def test_help_starts_fast_without_heavy_imports():
     assert elapsed < 10  # generous: a loaded CI box; typically ~0.3 s
 
 
+def test_recall_with_another_model_is_a_mismatch_not_a_download(capsys, tmp_path, monkeypatch):
+    from aimemory import MemoryStore
+
+    monkeypatch.setenv("AIMEMORY_OFFLINE", "1")
+    with MemoryStore(tmp_path / "s", model=ColourEncoder()) as s:
+        s.remember("red")
+    code, _, err = run(capsys, "recall", "red", "--store", tmp_path / "s", "--model", "openai/clip-vit-base-patch32")
+    assert code == 1, err
+    assert "holds vectors from model 'test-colour-v1'" in err and "offline" not in err.lower()
+
+
 def test_remember_folder_then_recall_json(capsys, enc, files, tmp_path):
     store = tmp_path / "s"
     code, out, err = run(capsys, "remember", files, "--store", store, "--tag", "trip", "--meta", "year=2024")

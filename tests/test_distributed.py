@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import ColourEncoder, solid
 
-ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'aimemory[ray]'); "
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'aimemory-multimodal[ray]'); "
                                         "it is kept out of the test extra because it is large")
 pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'ray[data]')")
 

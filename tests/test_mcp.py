@@ -101,8 +101,6 @@ def test_errors_are_tool_errors(mem, tmp_path):
             assert bad.is_error and "not an image" in bad.content[0].text
             bad = await client.call_tool("remember_image", {"data_base64": "%%%"})
             assert bad.is_error and "base64" in bad.content[0].text
-            bad = await client.call_tool("remember_file", {"path": str(tmp_path / "absent.png")})
-            assert bad.is_error and "outside the folders" in bad.content[0].text  # default root: cwd
             (tmp_path / ".ssh").mkdir()
             (tmp_path / ".ssh" / "id_rsa").write_text("PRIVATE KEY")
             (tmp_path / "link.txt").symlink_to(tmp_path / ".ssh" / "id_rsa")
@@ -115,6 +113,35 @@ def test_errors_are_tool_errors(mem, tmp_path):
             bad = await client.call_tool("remember_text", {"text": "   "})
             assert bad.is_error and "empty" in bad.content[0].text
     asyncio.run(go())
+
+
+def test_no_files_root_means_no_file_is_read(mem, tmp_path, monkeypatch):
+    """Agent apps often start servers with cwd ``/``: without --files-root, remember_file reads
+    nothing at all (not the working directory) and says how to grant a folder."""
+    inside = tmp_path / "green.png"
+    solid("green").save(inside)
+    monkeypatch.chdir(tmp_path)
+
+    async def go():
+        for roots in (None, []):
+            async with Client(build_server(mem, "agent1", files_roots=roots)) as client:
+                for path in ("/etc/passwd", str(inside), "green.png"):
+                    bad = await client.call_tool("remember_file", {"path": path})
+                    assert bad.is_error, path
+                    text = bad.content[0].text
+                    assert "reads no files" in text and "--files-root DIR" in text, text
+    asyncio.run(go())
+    assert mem.count() == 0
+
+
+def test_cli_refuses_a_files_root_that_is_not_a_folder(tmp_path, capsys):
+    from aimemory.cli import main
+
+    (tmp_path / "f.txt").write_text("x")
+    for bad in (tmp_path / "absent", tmp_path / "f.txt"):
+        assert main(["mcp", "--store", str(tmp_path / "s"), "--files-root", str(bad)]) == 1
+        assert "--files-root" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
 
 
 def test_namespace_is_fixed_by_the_server(mem):

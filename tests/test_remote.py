@@ -10,7 +10,7 @@ from _remote_writers import two_writers_check
 from conftest import ColourEncoder, solid, tone
 
 moto_server = pytest.importorskip("moto.server", reason="S3 tests need moto: pip install 'moto[server]'")
-boto3 = pytest.importorskip("boto3", reason="S3 stores need boto3: pip install 'aimemory[s3]'")
+boto3 = pytest.importorskip("boto3", reason="S3 stores need boto3: pip install 'aimemory-multimodal[s3]'")
 
 
 @pytest.fixture(scope="module")

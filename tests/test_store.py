@@ -129,6 +129,31 @@ def test_hybrid_finds_exact_names(store):
     assert hits[0].id == target.id
 
 
+def test_hybrid_scores_are_cosines_and_fusion_is_separate(store):
+    for i in range(30):
+        store.remember(f"red memo {i}")
+    target = store.remember("invoice ZX-9931 for the green paint")  # far from "red": keyword-only
+    cosine = {h.id: h.score for h in store.recall("red ZX-9931", k=100)}
+    hits = store.recall("red ZX-9931", k=31, hybrid=True)
+    assert target.id in {h.id for h in hits}
+    for h in hits:  # every hit, vector or keyword-only, shows its best view's cosine
+        assert h.score == pytest.approx(cosine[h.id], abs=1e-5)
+        assert h.fusion is not None and 0 < h.fusion < 0.05
+    fusions = [h.fusion for h in hits]
+    assert fusions == sorted(fusions, reverse=True)  # ordered by the fusion
+    assert all(h.fusion is None for h in store.recall("red", k=3))
+    assert "fusion" in hits.to_arrow().column_names
+
+
+def test_hybrid_prints_no_lance_warning(store, capfd):
+    store.remember("invoice ZX-9931 for the green paint")
+    store.remember("red memo")
+    capfd.readouterr()
+    store.recall("ZX-9931", k=2, hybrid=True)
+    err = capfd.readouterr().err
+    assert "_score" not in err and "Deprecation" not in err, err
+
+
 def test_long_text_is_chunked(store):
     words = " ".join(f"word{i}" for i in range(200)) + " red"
     mem = store.remember(words)
@@ -219,6 +244,21 @@ def test_model_mismatch_is_an_error(tmp_path):
         MemoryStore(tmp_path / "m", model=OtherEncoder())
     with MemoryStore(tmp_path / "m", model=ColourEncoder()) as s:  # still fine
         assert len(s) == 1
+
+
+@pytest.mark.parametrize("model", ["openai/clip-vit-base-patch32", "aimemory-mini"])
+def test_model_mismatch_is_found_before_loading_the_model(tmp_path, monkeypatch, model):
+    import aimemory.encoders.registry as registry
+
+    with MemoryStore(tmp_path / "m", model=ColourEncoder()) as s:
+        s.remember("red")
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded (or downloaded) before the manifest was checked")
+
+    monkeypatch.setattr(registry, "load_encoder", no_loading)
+    with pytest.raises(ModelMismatchError, match=f"test-colour-v1.*{model}"):
+        MemoryStore(tmp_path / "m", model=model)
 
 
 # -- index as a derived cache ----------------------------------------------------------------------

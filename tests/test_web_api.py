@@ -118,6 +118,28 @@ def test_text_roundtrip(client):
     assert {m["id"] for m in recent} == {apple["id"], grass["id"]}
 
 
+def test_no_request_makes_the_server_read_a_path(client, tmp_path):
+    """No route reads a file the request names: text that is a path stays text, an upload's
+    filename is only a label, and a recall query naming a file searches for the words."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("red secret on the server's disk")
+    r = client.post("/api/memories", json={"text": str(secret), "namespace": "paths"})
+    assert r.status_code == 201, r.text
+    got = client.get(f"/api/memories/{r.json()['memories'][0]['id']}/content", params={"namespace": "paths"})
+    assert got.text == str(secret)
+    r = client.post("/api/memories", files={"file": (str(secret), b"the uploaded bytes")},
+                    data={"namespace": "paths"})
+    assert r.status_code == 201, r.text
+    mem = r.json()["memories"][0]
+    assert mem["source"] == "secret.txt"
+    got = client.get(f"/api/memories/{mem['id']}/content", params={"namespace": "paths"})
+    assert got.text == "the uploaded bytes"
+    hits = client.get("/api/recall", params={"q": str(secret), "namespace": "paths", "k": 5}).json()["hits"]
+    assert all("red secret" not in (h["memory"].get("text") or "") for h in hits)
+    for path in ("/static/../app.py", "/static/%2e%2e%2fapp.py", "/static/index.html/../../http.py"):
+        assert client.get(path).status_code == 404
+
+
 def test_image_upload_recall_by_file_and_filters(client):
     files = [("file", ("red.png", png("red", 1), "image/png")), ("file", ("blue.png", png("blue", 2), "image/png"))]
     r = client.post("/api/memories", files=files,
@@ -339,7 +361,9 @@ def test_cli_says_which_extra_is_missing(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(web, "require_web", missing)
     assert main(["serve", "--store", str(tmp_path / "s")]) == 1
-    assert "pip install 'aimemory[web]'" in capsys.readouterr().err
+    from aimemory.errors import install_hint
+
+    assert install_hint("web") in capsys.readouterr().err
 
 
 # -- schemathesis ---------------------------------------------------------------------------------

@@ -304,19 +304,24 @@ def demo(
 @app.command()
 def mcp(
     files_root: Annotated[list[Path] | None, typer.Option(
-        "--files-root", help="Folder remember_file may read (repeatable; default: the working "
-        "directory); hidden files and folders are always refused.", show_default=False)] = None,
+        "--files-root", help="Folder remember_file may read (repeatable). Without it remember_file "
+        "reads no file at all; hidden files and folders are always refused.", show_default=False)] = None,
     store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
 ) -> None:
     """Serve one namespace to agents over MCP (stdio)."""
     try:
         import mcp as _sdk  # noqa: F401
     except ImportError as exc:
-        raise CliError("`aimemory mcp` needs the MCP SDK: pip install 'aimemory[mcp]'") from exc
+        from ..errors import install_hint
+
+        raise CliError(f"`aimemory mcp` needs the MCP SDK: {install_hint('mcp')}") from exc
     from ..mcp_server import serve
     from ..store import _check_namespace
 
     _check_namespace(namespace)  # a bad name fails here, before the client connects
+    for root in files_root or []:
+        if not root.expanduser().is_dir():
+            raise CliError(f"--files-root {root} is not a folder; pass an existing folder the agent may read")
     serve(open_store(store, model, create=True), namespace, files_root)
 
 

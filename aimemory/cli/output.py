@@ -66,6 +66,8 @@ def hit_record(rank: int, hit) -> dict:
            "kind": hit.kind, "source": m.source, "created_at": m.created_at.isoformat(),
            "tags": m.tags, "metadata": m.metadata, "start": hit.start, "end": hit.end,
            "snippet": hit.snippet}
+    if hit.fusion is not None:  # hybrid recall: the rank fusion that ordered the results
+        rec["fusion"] = round(float(hit.fusion), 6)
     if hit.modality == "text":
         rec["text"] = m.text
     return rec

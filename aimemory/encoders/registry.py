@@ -41,6 +41,21 @@ def _pretrained_available(model_id: str) -> bool:
     return bool(is_cached(model_id))
 
 
+def model_id_of(spec: "str | os.PathLike | Encoder", precision: str = "fp32") -> str | None:
+    """The ``model_id`` that ``load_encoder(spec)`` would give, when it is known without loading
+    anything (the built-in model, a hub id); None for "auto", local checkpoints and encoders. Lets a
+    store refuse another model before a download is attempted."""
+    if not isinstance(spec, str) or spec == "auto":
+        return None
+    if spec in (MINI_MODEL, "aimemory-mini-v1"):
+        from .mini import MODEL_ID
+
+        return MODEL_ID
+    if "/" in spec and not Path(spec).expanduser().exists():  # a hub id: ClipEncoder names it so
+        return spec if precision == "fp32" else f"{spec}@{precision}"
+    return None
+
+
 def load_encoder(spec: "str | os.PathLike | Encoder", *, precision: str = "fp32") -> Encoder:
     """Resolve a model spec into a loaded :class:`Encoder`."""
     if isinstance(spec, Encoder):

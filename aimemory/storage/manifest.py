@@ -70,14 +70,16 @@ class Manifest:
         atomic_write_bytes(Path(folder) / MANIFEST_NAME,
                            json.dumps(asdict(self), indent=2, sort_keys=True).encode())
 
-    def check_model(self, model_id: str, dim: int, folder: Path) -> None:
+    def check_model(self, model_id: str, dim: int | None, folder: Path) -> None:
+        """Refuse another model than the store's; ``dim`` None: not known yet (nothing loaded)."""
         if self.schema_version > SCHEMA_VERSION:
             raise StoreCorruptError(
                 f"store {folder} has schema version {self.schema_version}, newer than this aimemory "
                 f"understands ({SCHEMA_VERSION}); upgrade aimemory")
-        if model_id != self.model_id or dim != self.dim:
+        if model_id != self.model_id or (dim is not None and dim != self.dim):
+            other = f"{model_id!r}" + (f" (dim {dim})" if dim is not None else "")
             raise ModelMismatchError(
                 f"store {folder} holds vectors from model {self.model_id!r} (dim {self.dim}); it cannot "
-                f"be opened with {model_id!r} (dim {dim}) because the spaces differ. Open it with "
+                f"be opened with {other} because the spaces differ. Open it with "
                 f"model={self.model_id!r} (or model='auto', which reads the store's model), or create "
                 "a new store for the other model")

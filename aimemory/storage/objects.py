@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from ..errors import StoreError
+from ..errors import StoreError, install_hint
 
 PRECONDITION_CODES = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409", "ConditionNotMet",
                       "BlobAlreadyExists")
@@ -33,7 +33,7 @@ class S3Objects:
             import boto3
             from botocore.config import Config
         except ImportError as exc:
-            raise StoreError("S3 stores need boto3: pip install 'aimemory[s3]'") from exc
+            raise StoreError(f"S3 stores need boto3: {install_hint('s3')}") from exc
         self.bucket = bucket
         self.client = boto3.client(
             "s3", endpoint_url=_option(options, "aws_endpoint", "endpoint_url", "aws_endpoint_url"),
@@ -83,7 +83,7 @@ class AzureObjects:
         try:
             from azure.storage.blob import BlobServiceClient
         except ImportError as exc:
-            raise StoreError("Azure stores need azure-storage-blob: pip install 'aimemory[azure]'") from exc
+            raise StoreError(f"Azure stores need azure-storage-blob: {install_hint('azure')}") from exc
         conn = _option(options, "azure_storage_connection_string", "connection_string")
         account = _option(options, "azure_storage_account_name", "account_name")
         key = _option(options, "azure_storage_account_key", "account_key", "access_key")

@@ -23,7 +23,7 @@ What each backend needs (see docs/capacity.md for costs):
 * MinIO, Cloudflare R2, moto: conditional puts work; set ``aws_endpoint`` and, for plain
   HTTP, ``allow_http: "true"``.
 * Azure Blob Storage (``az://container/prefix``): Lance commits with ETag preconditions; the
-  manifest and lease use azure-storage-blob (``pip install 'aimemory[azure]'``) with the same
+  manifest and lease use azure-storage-blob (the ``azure`` extra) with the same
   create-only / if-match writes; credentials as Lance takes them (account name + key or SAS, a
   connection string, or ``azure_storage_use_emulator`` for Azurite).
 * GCS: Lance itself commits ``gs://`` tables with generation preconditions, but the manifest and

@@ -265,11 +265,11 @@ class VectorTable:
         from lancedb.expr import col, lit
 
         self._ensure_fts()
+        # ``_score`` is selected explicitly: Lance's automatic projection of it is deprecated and
+        # warns on stderr at every query (lancedb's Python API has no opt-out switch)
         search = self._table.search(query, query_type="fts")
-        if hasattr(search, "disable_scoring_autoprojection"):
-            search = search.disable_scoring_autoprojection()
         return (search.where(col("namespace") == lit(namespace))
-                .select(["vkey", "id"]).limit(limit).to_arrow())
+                .select(["vkey", "id", "_score"]).limit(limit).to_arrow())
 
     # -- writes --------------------------------------------------------------------------------
     def add(self, rows: pa.Table) -> int:

@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+from ..errors import install_hint
+
 MISSING_EXTRA = ("the web server needs the 'web' extra (starlette, uvicorn, python-multipart): "
-                 "pip install 'aimemory[web]'")
+                 + install_hint("web"))
 
 
 def require_web() -> None:

@@ -99,8 +99,9 @@ def memory_json(m: "Memory", text: str | None = None, limit: int | None = None) 
 
 def hit_json(h: "Hit") -> dict[str, Any]:
     text = h.memory._content if h.modality == "text" else None  # attached by recall; no extra read
-    return {"id": h.id, "score": round(float(h.score), 6), "modality": h.modality, "kind": h.kind,
-            "start": h.start, "end": h.end, "snippet": h.snippet,
+    return {"id": h.id, "score": round(float(h.score), 6),
+            "fusion": None if h.fusion is None else round(float(h.fusion), 6),
+            "modality": h.modality, "kind": h.kind, "start": h.start, "end": h.end, "snippet": h.snippet,
             "memory": memory_json(h.memory, text if isinstance(text, str) else None, LIST_TEXT_CHARS)}
 
 

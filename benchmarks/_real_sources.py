@@ -60,6 +60,7 @@ SOUND_VERBS = {  # concept -> how a person would name the recording
     "fireworks": "fireworks exploding", "lightning bolt": "thunder", "firetruck": "a fire truck siren",
     "camera": "a camera shutter clicking",
 }
+VERB_CONCEPT = {v: k for k, v in reversed(SOUND_VERBS.items())}  # first key wins
 TP_SOUND_SKIP = ("symbols/", "seasonal/hanukkah", "town/roadsigns", "town/flags", "military/",
                  "seasonal/christmas", "seasonal/halloween", "space/", "cartoon/")
 
@@ -118,6 +119,13 @@ class Item:
     license: str
     suffix: str
     read: Callable[[], bytes] = field(repr=False)
+    group: str = ""  # split group when it differs from the concept's head noun
+
+
+def sound_concept(caption: str, fallback: str) -> str:
+    """One concept per sound caption ("a duck quacking" -> duck, whether from a duck or a drake),
+    so that equal captions always mean equal concepts."""
+    return VERB_CONCEPT.get(caption, fallback)
 
 
 def article(noun: str) -> str:
@@ -207,8 +215,9 @@ def tuxpaint(root: Path) -> list[Item]:
             name = split_name(ogg.stem)
             caption = SOUND_VERBS.get(name) or SOUND_VERBS.get(head_noun(concept)) or \
                 f"the sound of {article(concept)} {concept}"
-            items.append(Item(f"tp-snd-{ogg.stem}", "sound", caption, _tp_label(rel), concept, src,
-                              lic, ".ogg", ogg.read_bytes))
+            items.append(Item(f"tp-snd-{ogg.stem}", "sound", caption, _tp_label(rel),
+                              sound_concept(caption, concept), src, lic, ".ogg", ogg.read_bytes,
+                              group=head_noun(concept)))
     return items
 
 
@@ -269,12 +278,14 @@ def gcompris(root: Path) -> list[Item]:
                 if stem in GC_SOUNDS:
                     caption, label = GC_SOUNDS[stem], "everyday sound"
                 elif bundle == "instruments":
-                    caption, label = f"{article(split_name(stem))} {split_name(stem)} playing", "musical instrument"
+                    name = split_name(stem)
+                    caption = f"{name if name.endswith('s') else article(name) + ' ' + name} playing"
+                    label = "musical instrument"
                 else:
                     caption, label = SOUND_VERBS.get(stem, f"the sound of {article(stem)} {stem}"), "animal"
-                items.append(Item(f"gc-snd-{bundle}-{stem}", "sound", caption, label,
-                                  _concept_of(caption.split(" playing")[0]), src, lic, ".ogg",
-                                  lambda d=data: d))
+                concept = sound_concept(caption, _concept_of(caption.removesuffix(" playing")))
+                items.append(Item(f"gc-snd-{bundle}-{stem}", "sound", caption, label, concept, src,
+                                  lic, ".ogg", lambda d=data: d))
     return items
 
 

@@ -41,11 +41,37 @@ def strict_recall(sims: np.ndarray, target: np.ndarray, k: int) -> float:
     return float(((sims > own).sum(1) < k).mean())
 
 
-def concept_recall(sims: np.ndarray, q_keys: Sequence[str], g_keys: Sequence[str], k: int) -> float:
-    """Share of queries whose top k (stable order) holds a gallery item with the query's key."""
+def relevant_recall(sims: np.ndarray, relevant: np.ndarray, k: int) -> float:
+    """sims, relevant (q, g): share of queries whose top k (stable order) holds a relevant item."""
     top = np.argsort(-sims, axis=1, kind="stable")[:, :k]  # (q, k)
-    g = np.asarray(g_keys, dtype=object)
-    return float(np.mean([(g[row] == key).any() for row, key in zip(top, q_keys)]))
+    return float(np.take_along_axis(relevant, top, axis=1).any(axis=1).mean())
+
+
+def random_recall(relevant: np.ndarray, k: int) -> float:
+    """What a random ranking scores on ``relevant_recall``."""
+    return random_recall_counts(relevant.sum(1), relevant.shape[1], k)
+
+
+def random_recall_counts(r: np.ndarray, g: int, k: int) -> float:
+    """Mean over queries of 1 - P(none of r relevant items among k drawn from g)."""
+    r = np.asarray(r, dtype=np.float64)  # (q,)
+    miss = np.ones_like(r)
+    for i in range(min(k, g)):
+        miss *= np.clip(g - r - i, 0, None) / (g - i)
+    return float((1 - miss).mean())
+
+
+def concept_recall(sims: np.ndarray, q_keys: Sequence[str], g_keys: Sequence[str], k: int) -> float:
+    """Share of queries whose top k holds a gallery item with the query's key."""
+    return relevant_recall(sims, np.asarray(q_keys, object)[:, None] == np.asarray(g_keys, object)[None, :], k)
+
+
+def same_concept(queries: list[dict], gallery: list[dict]) -> np.ndarray:
+    """(q, g) bool: same concept, or the very same caption."""
+    def eq(field: str) -> np.ndarray:
+        return np.asarray([r[field] for r in queries], object)[:, None] == \
+            np.asarray([r[field] for r in gallery], object)[None, :]
+    return eq("concept") | eq("caption")
 
 
 def _images(rows: list[dict]) -> list:
@@ -98,10 +124,11 @@ def evaluate(encoder: Any, manifest: "str | Path | list[dict]", split: str = "te
         img = _embed(encoder.embed_images, photos, _images)  # (p, d)
         cap = np.asarray(encoder.embed_texts([r["caption"] for r in photos]), dtype=np.float32)
         sims = cap @ img.T  # (p, p)
-        concepts = [r["concept"] for r in photos]
+        rel = same_concept(photos, photos)
         for k in KS:
             out[f"text->photo R@{k} strict"] = strict_recall(sims, np.arange(len(photos)), k)
-            out[f"text->photo R@{k} same concept"] = concept_recall(sims, concepts, concepts, k)
+            out[f"text->photo R@{k} same concept"] = relevant_recall(sims, rel, k)
+        out["chance R@5 same concept (photos)"] = random_recall(rel, 5)
         labels = [r["label"] for r in photos]
         counts = {lab: labels.count(lab) for lab in set(labels)}
         keep = np.array([counts[lab] > 1 for lab in labels])
@@ -109,23 +136,24 @@ def evaluate(encoder: Any, manifest: "str | Path | list[dict]", split: str = "te
             pp = img @ img.T
             out["photo->photo R@5 same label"] = _subset_loo(pp, labels, keep)
             out["photo->photo queries"] = int(keep.sum())
+            others = np.array([counts[lab] - 1 for lab in labels])[keep]  # same-label neighbours
+            out["chance photo->photo R@5 same label"] = random_recall_counts(others, len(photos) - 1, 5)
         out["chance R@5 (photos)"] = min(1.0, 5 / len(photos))
     snd = _audio_vectors(encoder, sounds)
     if snd is not None:
         txt = np.asarray(encoder.embed_texts([r["caption"] for r in sounds]), dtype=np.float32)
         sims = txt @ snd.T
-        keys = [r["concept"] for r in sounds]
         for k in KS:
             out[f"text->sound R@{k} strict"] = strict_recall(sims, np.arange(len(sounds)), k)
-        out["text->sound R@5 same concept"] = concept_recall(sims, keys, keys, 5)
+        out["text->sound R@5 same concept"] = relevant_recall(sims, same_concept(sounds, sounds), 5)
         out["chance R@5 (sounds)"] = min(1.0, 5 / len(sounds))
     pairs = [r for r in speech if img is not None and r["concept"] in {p["concept"] for p in photos}]
     spk = _audio_vectors(encoder, pairs)
     if spk is not None and img is not None:
         sims = spk @ img.T
+        rel = same_concept(pairs, photos)
         for k in KS:
-            out[f"speech->photo R@{k} same concept"] = concept_recall(
-                sims, [r["concept"] for r in pairs], [p["concept"] for p in photos], k)
+            out[f"speech->photo R@{k} same concept"] = relevant_recall(sims, rel, k)
         out["speech->photo queries"] = len(pairs)
     prompts = [r for r in speech if r not in pairs]
     spv = _audio_vectors(encoder, prompts)
@@ -142,7 +170,7 @@ def _subset_loo(sims: np.ndarray, labels: list[str], keep: np.ndarray) -> float:
     """Leave-one-out label recall@5 for the queries in ``keep`` against the whole gallery."""
     idx = np.flatnonzero(keep)
     sub = sims[idx].copy()  # (q, g)
-    sub[np.arange(len(idx)), idx] = -np.inf
+    sub[np.arange(len(idx)), idx] = -np.inf  # the query itself is never a neighbour
     return concept_recall(sub, [labels[i] for i in idx], labels, 5)
 
 

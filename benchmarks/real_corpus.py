@@ -49,6 +49,7 @@ JPEG_QUALITY = 92
 BACKGROUND = (255, 255, 255)  # cut-out stamps are composited on white
 SAMPLE_RATE = 16000  # audio stored as 16 kHz mono 16-bit WAV
 MAX_SECONDS = {"sound": 10.0, "speech": 15.0}
+SILENCE_PEAK = 1e-3  # a clip whose peak is below this is an empty placeholder
 SMALL = {"image": 48, "sound": 24, "speech": 24}  # per modality in --small mode
 SMALL_SOURCES = (TUXPAINT, GCOMPRIS)  # 2 packages suffice for every modality in --small mode
 
@@ -66,7 +67,9 @@ def unit_hash(key: str) -> float:
 def group_of(item: Item) -> str:
     """Items of one concept (all apples, a stamp's photo, sound and spoken name) share a split;
     telephone prompts are independent clips."""
-    return item.id if item.source.startswith(ASTERISK[0]) else head_noun(item.concept)
+    if item.source.startswith(ASTERISK[0]):
+        return item.id
+    return item.group or head_noun(item.concept)
 
 
 def split_of(item: Item) -> str:
@@ -122,7 +125,9 @@ def write_image(data: bytes, dest: Path) -> bytes:
     return np.packbits(grey > grey.mean()).tobytes()
 
 
-def write_audio(data: bytes, dest: Path, max_seconds: float) -> None:
+def write_audio(data: bytes, dest: Path, max_seconds: float) -> bytes | None:
+    """Store a clip as 16 kHz mono WAV; returns a digest of its samples, or None (not written)
+    when it is silent."""
     import soundfile as sf
     from scipy.signal import resample_poly
 
@@ -132,21 +137,26 @@ def write_audio(data: bytes, dest: Path, max_seconds: float) -> None:
         g = gcd(sr, SAMPLE_RATE)
         y = resample_poly(y, SAMPLE_RATE // g, sr // g).astype(np.float32)
     peak = float(np.abs(y).max()) if len(y) else 0.0
+    if peak < SILENCE_PEAK:
+        return None
     if peak > 1.0:  # resampling can overshoot
         y = y / peak
     sf.write(dest, y, SAMPLE_RATE, subtype="PCM_16")
+    return hashlib.sha256(np.round(y * 32767).astype(np.int16).tobytes()).digest()
 
 
 def build(cache: Path | None = None, small: bool = False, force: bool = False) -> Path:
-    """Create (or reuse) the corpus; returns the manifest path."""
+    """Create (or reuse) the corpus; returns the manifest path. Fetched packages are kept in the
+    full corpus's folder (or in ``cache`` when given) so both sizes share one download."""
+    sources = (cache or default_cache(False)).expanduser()
     cache = (cache or default_cache(small)).expanduser()
     manifest = cache / MANIFEST
     if manifest.exists() and not force:
         return manifest
-    items = collect(cache, small)
+    items = collect(sources, small)
     if small:
         items = pick_small(items)
-    rows, seen = [], set()
+    rows, seen, sounds = [], set(), {}
     for it in items:
         folder = cache / "media" / it.modality
         folder.mkdir(parents=True, exist_ok=True)
@@ -159,7 +169,10 @@ def build(cache: Path | None = None, small: bool = False, force: bool = False) -
                     continue
                 seen.add(digest)
             else:
-                write_audio(it.read(), dest, MAX_SECONDS[it.modality])
+                digest = write_audio(it.read(), dest, MAX_SECONDS[it.modality])
+                if digest is None:
+                    continue
+                sounds.setdefault(digest, []).append(it.id)
         except Exception as exc:  # a file the decoders cannot read is left out, and said so
             print(f"skipped {it.id}: {exc}", file=sys.stderr)
             continue
@@ -167,6 +180,9 @@ def build(cache: Path | None = None, small: bool = False, force: bool = False) -
                      "caption": it.caption, "label": it.label, "concept": it.concept,
                      "group": group_of(it), "source": it.source, "license": it.license,
                      "split": split_of(it)})
+    # one recording shipped under two names (badger.ogg == beaver.ogg) names neither reliably
+    ambiguous = {i for ids in sounds.values() if len(ids) > 1 for i in ids}
+    rows = [r for r in rows if r["id"] not in ambiguous]
     tmp = manifest.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(manifest)

@@ -23,7 +23,8 @@ PACKAGES = (TUXPAINT, GCOMPRIS, ASTERISK, ASTERISK_TEXT)
 # colour count (a drawing has few distinct colours), then by name for the few that pass both.
 TP_DRAWING_DIRS = ("cartoon", "symbols", "seasonal/easter", "seasonal/hanukkah", "seasonal/newyears",
                    "clothes", "town/roadsigns", "town/flags")
-TP_DRAWINGS = {"hedgehog", "eye", "pizza", "xmaswreath", "whale", "Santa", "tree"}
+TP_DRAWINGS = {"hedgehog", "eye", "pizza", "xmaswreath", "whale", "Santa", "tree", "6_saturn",
+               "jackolantern_mean"}
 TP_MIN_COLOURS = 150  # distinct 15-bit colours among opaque pixels
 TP_MIN_SIDE = 48
 TP_LABELS = {  # longest folder prefix wins

@@ -8,7 +8,9 @@ script recreates them. Sources, licenses and caption rules: benchmarks/REAL_DATA
 
 Packages (Debian 12 "bookworm"), fetched with ``apt-get download PKG=VERSION`` + ``dpkg-deb -x``
 unless that exact version is installed: tuxpaint-stamps-default=2022.06.04-1,
-gcompris-qt-data=3.1-2, asterisk-core-sounds-en-wav=1.6.1-1, asterisk-core-sounds-en=1.6.1-1.
+gcompris-qt-data=3.1-2, asterisk-core-sounds-en-wav=1.6.1-1, asterisk-core-sounds-en=1.6.1-1,
+tuxpaint-data=1:0.9.28-sdl2-1, mate-backgrounds=1.26.0-1, lomiri-wallpapers-16.04=20.04.0-2,
+lomiri-wallpapers-20.04=20.04.0-2, plasma-workspace-wallpapers=4:5.27.5-2 (--small: the first two).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _real_debian import SourceUnavailable, package_root  # noqa: E402
+from _real_scenes import PACKAGES as SCENE_PACKAGES  # noqa: E402
+from _real_scenes import scenes  # noqa: E402
 from _real_sources import (  # noqa: E402
     ASTERISK,
     ASTERISK_TEXT,
@@ -52,6 +56,7 @@ MAX_SECONDS = {"sound": 10.0, "speech": 15.0}
 SILENCE_PEAK = 1e-3  # a clip whose peak is below this is an empty placeholder
 SMALL = {"image": 48, "sound": 24, "speech": 24}  # per modality in --small mode
 SMALL_SOURCES = (TUXPAINT, GCOMPRIS)  # 2 packages suffice for every modality in --small mode
+FULL_SOURCES = (TUXPAINT, GCOMPRIS, ASTERISK, ASTERISK_TEXT) + SCENE_PACKAGES
 
 
 def default_cache(small: bool = False) -> Path:
@@ -79,9 +84,9 @@ def split_of(item: Item) -> str:
 def collect(cache: Path, small: bool = False) -> list[Item]:
     """Every candidate item from the pinned packages, sorted by id."""
     roots = {}
-    for pkg, ver in (SMALL_SOURCES if small else (TUXPAINT, GCOMPRIS, ASTERISK, ASTERISK_TEXT)):
+    for pkg, ver in (SMALL_SOURCES if small else FULL_SOURCES):
         roots[pkg] = package_root(pkg, ver, cache)
-    items = tuxpaint(roots[TUXPAINT[0]]) + gcompris(roots[GCOMPRIS[0]])
+    items = tuxpaint(roots[TUXPAINT[0]]) + gcompris(roots[GCOMPRIS[0]]) + scenes(roots)
     if not small:
         items += asterisk(roots[ASTERISK[0]], roots[ASTERISK_TEXT[0]])
     seen: set[str] = set()

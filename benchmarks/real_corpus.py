@@ -47,6 +47,8 @@ from _real_sources import (  # noqa: E402
 CACHE_ENV = "AIMEMORY_REAL_CACHE"
 DEFAULT_CACHE = Path("~/.cache/aimemory-eval/real")
 MANIFEST = "manifest.jsonl"
+CORPUS_VERSION = "1"  # bump when selection, captions or splits change: cached corpora are rebuilt
+STAMP = "corpus-version"
 TUNE_FRACTION = 0.3  # share of groups kept for model design; the rest is the reported test split
 MAX_SIDE = 512  # photos are stored as RGB JPEG, longest side at most this
 JPEG_QUALITY = 92
@@ -156,7 +158,8 @@ def build(cache: Path | None = None, small: bool = False, force: bool = False) -
     sources = (cache or default_cache(False)).expanduser()
     cache = (cache or default_cache(small)).expanduser()
     manifest = cache / MANIFEST
-    if manifest.exists() and not force:
+    stamp = cache / STAMP
+    if manifest.exists() and not force and stamp.exists() and stamp.read_text().strip() == CORPUS_VERSION:
         return manifest
     items = collect(sources, small)
     if small:
@@ -191,6 +194,7 @@ def build(cache: Path | None = None, small: bool = False, force: bool = False) -
     tmp = manifest.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(manifest)
+    stamp.write_text(CORPUS_VERSION + "\n")
     return manifest
 
 

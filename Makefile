@@ -38,6 +38,10 @@ $(VENV)/.test: pyproject.toml Makefile $(VENV)/.runtime
 	# test-only: Azurite, Microsoft's Azure Storage emulator (npm, MIT), for az:// stores
 	command -v npm >/dev/null 2>&1 && npm install --silent --no-audit --no-fund --prefix $(VENV)/node \
 		azurite@3.37.0 || echo "note: npm unavailable; the Azure store tests will skip"
+	# test data: the small real-world corpus (photos, sounds, speech from pinned Debian packages,
+	# fetched with apt-get download; see benchmarks/REAL_DATA.md)
+	$(BIN)/python benchmarks/real_corpus.py --small >/dev/null \
+		|| echo "note: Debian archive unreachable; the real-corpus test will skip"
 	touch $@
 
 demo: $(VENV)/.runtime

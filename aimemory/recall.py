@@ -29,9 +29,13 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
     n_allowed = int(mask.sum())
     if n_allowed == 0:
         return Hits()
-    query = store.encoder.query_vectors(item.modality, [item.payload])  # (1, dim)
-    allowed = None if n_allowed == store.index.ntotal else catalog.array("vkey")[mask]
-    best = _vector_ranking(store, query, k if not hybrid else max(k, 20), allowed, n_allowed)
+    plans = query_plans(store, item)
+    query = plans[0][0][None, :]  # (1, dim): the main plan, used for fusion scores
+    best = _planned_ranking(store, plans, mask, k if not hybrid else max(k, 20))
+    if not best:
+        return Hits()
+    if store.encoder.private_kinds:  # keyword hits are scored against shared views only
+        mask = mask & ~np.isin(catalog.array("kind"), list(store.encoder.private_kinds))
     fusion: dict[str, float] = {}
     if hybrid and item.modality == "text":
         fused = _fuse_with_full_text(store, item.payload, namespace, mask, best)  # type: ignore[arg-type]
@@ -49,6 +53,45 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
                         fusion=fusion.get(memory_id)))
     _attach_texts(store, hits)
     return hits
+
+
+def query_plans(store: "MemoryStore", item: Item) -> list[tuple[np.ndarray, frozenset[str] | None]]:
+    """The encoder's searches for ``item``, plus, for a spoken query, its transcript searched as text
+    (a question asked aloud is found by what it says, not only by how it sounds)."""
+    encoder = store.encoder
+    plans = encoder.query_plans(item.modality, item.payload) if item.modality in encoder.modalities else []
+    if item.modality == "audio" and store.speech is not None:
+        said = store.speech.transcribe(item.payload).text.strip()
+        if said:
+            plans.insert(0, (encoder.embed_texts([said])[0], None))
+    if not plans:
+        from .errors import UnsupportedInputError
+
+        raise UnsupportedInputError(f"model {encoder.model_id!r} cannot search by {item.modality}: "
+                                    "no speech was heard and the model has no tower for it")
+    return plans
+
+
+def _planned_ranking(store: "MemoryStore", plans, mask: np.ndarray, k: int) -> dict[str, tuple[float, int]]:
+    """Run each plan over its allowed views; a memory keeps its best cosine. Best first."""
+    catalog = store.catalog
+    private = store.encoder.private_kinds
+    merged: dict[str, tuple[float, int]] = {}
+    for vector, kinds in plans:
+        plan_mask = mask
+        if kinds is not None:
+            plan_mask = mask & np.isin(catalog.array("kind"), list(kinds))
+        elif private:
+            plan_mask = mask & ~np.isin(catalog.array("kind"), list(private))
+        n_allowed = int(plan_mask.sum())
+        if n_allowed == 0:
+            continue
+        allowed = None if n_allowed == store.index.ntotal else catalog.array("vkey")[plan_mask]
+        ranked = _vector_ranking(store, np.asarray(vector, np.float32)[None, :], k, allowed, n_allowed)
+        for mid, (score, p) in ranked.items():
+            if mid not in merged or score > merged[mid][0]:
+                merged[mid] = (score, p)
+    return dict(sorted(merged.items(), key=lambda kv: -kv[1][0]))
 
 
 def _attach_texts(store: "MemoryStore", hits: Hits) -> None:

@@ -75,55 +75,91 @@ def same_concept(queries: list[dict], gallery: list[dict]) -> np.ndarray:
 
 
 def _images(rows: list[dict]) -> list:
-    from PIL import Image
+    """Decoded through the library's own input path (orientation, transparency onto white)."""
+    from aimemory.inputs import path_item
 
-    out = []
-    for r in rows:
-        with Image.open(r["path"]) as im:
-            out.append(im.convert("RGB"))
-    return out
+    return [path_item(Path(r["path"])).payload for r in rows]
 
 
 def _audio(rows: list[dict]) -> list:
-    import soundfile as sf
+    from aimemory.inputs import path_item
 
-    from aimemory.inputs import Audio
-
-    clips = []
-    for r in rows:
-        y, sr = sf.read(r["path"], dtype="float32")
-        clips.append(Audio(y, sr))
-    return clips
+    return [path_item(Path(r["path"])).payload for r in rows]
 
 
-def _embed(fn, rows: list[dict], load) -> np.ndarray:
-    parts = [np.asarray(fn(load(rows[s: s + BATCH])), dtype=np.float32) for s in range(0, len(rows), BATCH)]
-    return np.concatenate(parts)
+class Gallery:
+    """Every view of every item, as the store keeps them: (views, dim) vectors with owner and kind."""
+
+    def __init__(self, per_item: list[list[Any]]):
+        self.n = len(per_item)
+        self.vectors = np.stack([np.asarray(v.vector, np.float32) for views in per_item for v in views])
+        self.owner = np.repeat(np.arange(self.n), [len(views) for views in per_item])
+        self.kind = np.asarray([v.kind for views in per_item for v in views], object)
+
+    def scores(self, plans: list[list[tuple[np.ndarray, Any]]], private: frozenset) -> np.ndarray:
+        """Per query, its plans [(vector, kinds or None)] -> (q, n) best cosine per item, as recall
+        ranks: a plan with kinds sees only those kinds, one without sees all but ``private``."""
+        out = np.full((len(plans), self.n), -np.inf, np.float32)
+        for q, query_plans in enumerate(plans):
+            for vector, kinds in query_plans:
+                allowed = np.isin(self.kind, list(kinds)) if kinds is not None else ~np.isin(self.kind, list(private))
+                sims = np.where(allowed, self.vectors @ np.asarray(vector, np.float32), -np.inf)
+                np.maximum.at(out[q], self.owner, sims.astype(np.float32))
+        return out
 
 
-def _audio_vectors(encoder: Any, rows: list[dict]) -> np.ndarray | None:
-    if not rows or not hasattr(encoder, "query_vectors"):
-        return None
-    try:
-        return _embed(lambda clips: encoder.query_vectors("audio", clips), rows, _audio)
-    except Exception as exc:  # an encoder without an audio tower says so by raising
-        print(f"audio metrics skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return None
+def _views(encoder: Any, modality: str, rows: list[dict], load) -> list[list[Any]]:
+    out: list[list[Any]] = []
+    for s in range(0, len(rows), BATCH):
+        out.extend(encoder.views(modality, load(rows[s: s + BATCH])))
+    return out
 
 
-def evaluate(encoder: Any, manifest: "str | Path | list[dict]", split: str = "test") -> dict:
-    """All metrics for one encoder on one split of a manifest (a path or its loaded rows)."""
+def _text_plans(encoder: Any, texts: list[str]) -> list[list[tuple[np.ndarray, Any]]]:
+    vecs = np.asarray(encoder.embed_texts(texts), np.float32)
+    return [[(v, None)] for v in vecs]
+
+
+def _spoken_plans(encoder: Any, speech: Any, rows: list[dict]) -> list[list[tuple[np.ndarray, Any]]] | None:
+    """A spoken query as recall runs it: its transcript as text (when speech is on), plus the
+    encoder's own audio plans (when it has an audio tower)."""
+    plans = []
+    for clip in _audio(rows):
+        mine = []
+        if speech is not None:
+            said = speech.transcribe(clip).text.strip()
+            if said:
+                mine.append((np.asarray(encoder.embed_texts([said])[0], np.float32), None))
+        if "audio" in getattr(encoder, "modalities", ()):
+            mine.extend(encoder.query_plans("audio", clip))
+        plans.append(mine)
+    return plans if any(plans) else None
+
+
+def _sample(rows: list[dict], limit: int | None) -> list[dict]:
+    """A deterministic spread of at most ``limit`` rows (every k-th)."""
+    if limit is None or len(rows) <= limit:
+        return rows
+    step = len(rows) / limit
+    return [rows[int(i * step)] for i in range(limit)]
+
+
+def evaluate(encoder: Any, manifest: "str | Path | list[dict]", split: str = "test", *, speech: Any = None,
+             max_speech: int | None = 120) -> dict:
+    """All metrics for one encoder on one split of a manifest (a path or its loaded rows), through
+    the product's search path: each item's views, each query's plans (``Encoder.query_plans``), and,
+    with a ``speech`` recognizer, spoken queries and voice notes by their transcripts."""
     rows = load_manifest(manifest, split) if isinstance(manifest, (str, Path)) else \
         [r for r in manifest if split in (None, "all") or r["split"] == split]
     photos = [r for r in rows if r["modality"] == "image"]
     sounds = [r for r in rows if r["modality"] == "sound"]
-    speech = [r for r in rows if r["modality"] == "speech"]
-    out: dict[str, float | int] = {"photos": len(photos), "sounds": len(sounds), "speech clips": len(speech)}
-    img = None
+    speech_rows = [r for r in rows if r["modality"] == "speech"]
+    private = frozenset(getattr(encoder, "private_kinds", frozenset()))
+    out: dict[str, float | int] = {"photos": len(photos), "sounds": len(sounds), "speech clips": len(speech_rows)}
+    gallery = None
     if photos:
-        img = _embed(encoder.embed_images, photos, _images)  # (p, d)
-        cap = np.asarray(encoder.embed_texts([r["caption"] for r in photos]), dtype=np.float32)
-        sims = cap @ img.T  # (p, p)
+        gallery = Gallery(_views(encoder, "image", photos, _images))
+        sims = gallery.scores(_text_plans(encoder, [r["caption"] for r in photos]), private)
         rel = same_concept(photos, photos)
         for k in KS:
             out[f"text->photo R@{k} strict"] = strict_recall(sims, np.arange(len(photos)), k)
@@ -133,36 +169,44 @@ def evaluate(encoder: Any, manifest: "str | Path | list[dict]", split: str = "te
         counts = {lab: labels.count(lab) for lab in set(labels)}
         keep = np.array([counts[lab] > 1 for lab in labels])
         if keep.any():
-            pp = img @ img.T
+            images = _images(photos)
+            pp = gallery.scores([encoder.query_plans("image", im) for im in images], private)
             out["photo->photo R@5 same label"] = _subset_loo(pp, labels, keep)
             out["photo->photo queries"] = int(keep.sum())
             others = np.array([counts[lab] - 1 for lab in labels])[keep]  # same-label neighbours
             out["chance photo->photo R@5 same label"] = random_recall_counts(others, len(photos) - 1, 5)
         out["chance R@5 (photos)"] = min(1.0, 5 / len(photos))
-    snd = _audio_vectors(encoder, sounds)
-    if snd is not None:
-        txt = np.asarray(encoder.embed_texts([r["caption"] for r in sounds]), dtype=np.float32)
-        sims = txt @ snd.T
+    if sounds and "audio" in getattr(encoder, "modalities", ()):
+        snd = Gallery(_views(encoder, "audio", sounds, _audio))
+        sims = snd.scores(_text_plans(encoder, [r["caption"] for r in sounds]), private)
         for k in KS:
             out[f"text->sound R@{k} strict"] = strict_recall(sims, np.arange(len(sounds)), k)
         out["text->sound R@5 same concept"] = relevant_recall(sims, same_concept(sounds, sounds), 5)
         out["chance R@5 (sounds)"] = min(1.0, 5 / len(sounds))
-    pairs = [r for r in speech if img is not None and r["concept"] in {p["concept"] for p in photos}]
-    spk = _audio_vectors(encoder, pairs)
-    if spk is not None and img is not None:
-        sims = spk @ img.T
+    pairs = [r for r in speech_rows if gallery is not None and r["concept"] in {p["concept"] for p in photos}]
+    plans = _spoken_plans(encoder, speech, pairs) if pairs else None
+    if plans is not None and gallery is not None:
+        sims = gallery.scores(plans, private)
         rel = same_concept(pairs, photos)
         for k in KS:
             out[f"speech->photo R@{k} same concept"] = relevant_recall(sims, rel, k)
         out["speech->photo queries"] = len(pairs)
-    prompts = [r for r in speech if r not in pairs]
-    spv = _audio_vectors(encoder, prompts)
-    if spv is not None:
-        txt = np.asarray(encoder.embed_texts([r["caption"] for r in prompts]), dtype=np.float32)
-        sims = spv @ txt.T
-        for k in KS:
-            out[f"speech->transcript R@{k} strict"] = strict_recall(sims, np.arange(len(prompts)), k)
-        out["chance R@5 (transcripts)"] = min(1.0, 5 / len(prompts))
+    notes = _sample([r for r in speech_rows if r not in pairs], max_speech)
+    if notes and speech is not None:
+        from aimemory.views import speech_views_of
+        from aimemory.inputs import path_item
+
+        items = [path_item(Path(r["path"])) for r in notes]
+        per_item = speech_views_of(encoder, speech, items)
+        if "audio" in getattr(encoder, "modalities", ()):
+            per_item = [a + b for a, b in zip(per_item, encoder.views("audio", [it.payload for it in items]))]
+        if all(per_item):
+            voice = Gallery(per_item)
+            sims = voice.scores(_text_plans(encoder, [r["caption"] for r in notes]), private)
+            for k in KS:
+                out[f"text->voice note R@{k} strict"] = strict_recall(sims, np.arange(len(notes)), k)
+            out["voice notes"] = len(notes)
+            out["chance R@5 (voice notes)"] = min(1.0, 5 / len(notes))
     return out
 
 
@@ -198,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="test", choices=("test", "tune", "all"))
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     ap.add_argument("--json", type=Path, default=None, help="also write the metrics here")
+    ap.add_argument("--speech", default="auto", help="speech model for spoken queries and voice notes "
+                    "('auto': the installed Whisper; 'none': off)")
+    ap.add_argument("--max-speech", type=int, default=120, help="voice notes transcribed (a spread sample)")
     args = ap.parse_args(argv)
     import torch
 
@@ -207,7 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     manifest = args.manifest or build(default_cache(args.small), small=args.small)
     t0 = time.time()
     encoder = load_encoder(args.model)
-    res = evaluate(encoder, manifest, args.split)
+    from aimemory.views import load_speech
+
+    speech = None if args.speech == "none" else load_speech(args.speech)
+    res = evaluate(encoder, manifest, args.split, speech=speech, max_speech=args.max_speech)
     res["seconds"] = round(time.time() - t0, 1)
     print(table({args.model: res}, f"real-world corpus, split={args.split}: {manifest}"))
     if args.json:

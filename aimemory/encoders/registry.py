@@ -15,6 +15,7 @@ from .base import Encoder
 log = logging.getLogger("aimemory.encoders")
 
 MINI_MODEL = "aimemory-mini"
+BASE_MODEL = "aimemory-base"
 DEFAULT_PRETRAINED = "openai/clip-vit-base-patch32"
 _announced = False
 
@@ -24,13 +25,38 @@ def configured_pretrained() -> str:
     return os.environ.get("AIMEMORY_MODEL", DEFAULT_PRETRAINED)
 
 
-def _announce_mini(reason: str) -> None:
+def _announce(model: str, reason: str) -> None:
     global _announced
     if not _announced:
-        print(f"aimemory: using the built-in model {MINI_MODEL!r} ({reason}). "
-              f"For full CLIP quality run `aimemory models download {configured_pretrained()}`.",
+        print(f"aimemory: using {model!r} ({reason}). "
+              f"For CLIP quality run `aimemory models download {configured_pretrained()}`.",
               file=sys.stderr)
         _announced = True
+
+
+def offline_tier_missing() -> str | None:
+    """Why the pretrained offline tier cannot load here (a missing weights package), or None."""
+    from .imagenet import find_local_classifier
+    from .offline import IMAGE_VARIANT
+    from .sentence import find_local_sentence_model
+
+    if find_local_sentence_model() is None:
+        return "the all-MiniLM-L6-v2 weights are not installed"
+    if find_local_classifier(IMAGE_VARIANT) is None:
+        return f"the EfficientNet-{IMAGE_VARIANT.capitalize()} weights are not installed"
+    return None
+
+
+def auto_choice() -> tuple[str, str]:
+    """What ``model="auto"`` picks here, and why: a cached pretrained CLIP, else the pretrained
+    offline tier, else the built-in model (when the tier's weight packages are missing)."""
+    pretrained = configured_pretrained()
+    if _pretrained_available(pretrained):
+        return pretrained, f"{pretrained} is cached"
+    missing = offline_tier_missing()
+    if missing is None:
+        return BASE_MODEL, f"{pretrained} is not cached; the pretrained offline model is installed"
+    return MINI_MODEL, f"{pretrained} is not cached and {missing}"
 
 
 def _pretrained_available(model_id: str) -> bool:
@@ -51,6 +77,8 @@ def model_id_of(spec: "str | os.PathLike | Encoder", precision: str = "fp32") ->
         from .mini import MODEL_ID
 
         return MODEL_ID
+    if spec == BASE_MODEL:
+        return BASE_MODEL
     if "/" in spec and not Path(spec).expanduser().exists():  # a hub id: ClipEncoder names it so
         return spec if precision == "fp32" else f"{spec}@{precision}"
     return None
@@ -65,11 +93,13 @@ def load_encoder(spec: "str | os.PathLike | Encoder", *, precision: str = "fp32"
     if not isinstance(spec, str):
         raise ModelError(f"model= must be a name, a folder path or an Encoder; got {type(spec).__name__}")
     if spec == "auto":
-        pretrained = configured_pretrained()
-        if _pretrained_available(pretrained):
-            return load_encoder(pretrained, precision=precision)
-        _announce_mini(f"{pretrained} is not cached")
-        spec = MINI_MODEL
+        spec, reason = auto_choice()
+        if spec in (BASE_MODEL, MINI_MODEL):
+            _announce(spec, reason)
+    if spec == BASE_MODEL:
+        from .offline import OfflineEncoder
+
+        return OfflineEncoder.load()
     if spec in (MINI_MODEL, "aimemory-mini-v1"):
         from .mini import MiniEncoder
 
@@ -84,7 +114,7 @@ def load_encoder(spec: "str | os.PathLike | Encoder", *, precision: str = "fp32"
 
         return _load_clip(resolve_checkpoint(spec), precision, model_id=spec)
     raise ModelNotAvailableError(
-        f"unknown model {spec!r}: pass 'auto', {MINI_MODEL!r}, a hub id such as "
+        f"unknown model {spec!r}: pass 'auto', {BASE_MODEL!r}, {MINI_MODEL!r}, a hub id such as "
         f"{DEFAULT_PRETRAINED!r}, or the path of a local checkpoint folder")
 
 

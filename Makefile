@@ -24,6 +24,9 @@ $(VENV)/.test: pyproject.toml Makefile $(VENV)/.runtime
 	# test-only: the wav2clip reference implementation (MIT, 10 kB of code, no weights); --no-deps
 	# because it requires torchaudio, which has no build for this torch; the test supplies its spectrogram
 	$(BIN)/pip install -q --no-deps wav2clip==0.1.0
+	# test-only: the EfficientNet-Lite reference implementation (Apache-2.0, 50 kB of code, no weights)
+	# for parity tests; it requires only torch, and --no-deps keeps pip away from the CPU torch build
+	$(BIN)/pip install -q --no-deps efficientnet-lite-pytorch==0.1.0
 	# test-only: Azurite, Microsoft's Azure Storage emulator (npm, MIT), for az:// stores
 	command -v npm >/dev/null 2>&1 && npm install --silent --no-audit --no-fund --prefix $(VENV)/node \
 		azurite@3.37.0 || echo "note: npm unavailable; the Azure store tests will skip"

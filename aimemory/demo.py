@@ -27,19 +27,29 @@ def _describe_query(q: dict) -> str:
     return f"[text] {q['text']!r}"
 
 
-def run_demo(store_path: str | None = None, *, model: str = "aimemory-mini", out=None) -> int:
+def spec_for(model_id: str) -> dict:
+    """The built-in model knows drawings, so its demo uses the emoji samples; pretrained models get
+    real photographs, voice notes and recorded sounds."""
+    name = "demo.json" if model_id.startswith("aimemory-mini") else "demo-real.json"
+    return json.loads((SAMPLES / name).read_text())
+
+
+def run_demo(store_path: str | None = None, *, model: str = "auto", out=None) -> int:
     """Remember the samples into ``store_path`` (a temp folder when None), run the demo queries,
     print the results; returns the number of wrong answers (0 = all right)."""
+    from .encoders.registry import auto_choice
     from .store import MemoryStore
 
     out = out or sys.stdout
-    spec = json.loads((SAMPLES / "demo.json").read_text())
+    chosen = auto_choice()[0] if model == "auto" else model
+    mini = chosen.startswith("aimemory-mini")
+    spec = spec_for(chosen)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="aimemory-demo-") as tmp:
         path = Path(store_path) if store_path else Path(tmp) / "memory"
-        # speech_model=None: the demo shows the built-in model's own audio tower, and gives the same
-        # answers whether or not a Whisper checkpoint happens to be installed
-        with MemoryStore(path, model=model, speech_model=None) as store:
+        # the built-in model's demo shows its own audio tower (speech_model=None gives the same answers
+        # whether or not a Whisper is installed); pretrained models transcribe voice notes
+        with MemoryStore(path, model=model, speech_model=None if mini else "auto") as store:
             files = [SAMPLES / m["file"] for m in spec["memories"]]
             metas = [{"tags": m.get("tags", [])} for m in spec["memories"]]
             store.remember_many(files, metadata=metas)

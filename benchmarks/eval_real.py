@@ -136,6 +136,29 @@ def _spoken_plans(encoder: Any, speech: Any, rows: list[dict]) -> list[list[tupl
     return plans if any(plans) else None
 
 
+def _mixed(encoder: Any, photos: list[dict], sounds: list[dict], gallery: "Gallery", snd: "Gallery",
+           private: frozenset) -> dict:
+    """Photos and sounds in one store, queried by every caption: does each caption still find its
+    own modality's item (scores comparable across modalities), and does any memory come first for
+    many unrelated queries (hubness: the top-1 share of the most frequent winner, and the skewness
+    of how often each memory is in a top 5; Radovanovic et al., JMLR 2010)."""
+    rows = photos + sounds
+    both = Gallery.__new__(Gallery)
+    both.n = gallery.n + snd.n
+    both.vectors = np.concatenate([gallery.vectors, snd.vectors])
+    both.owner = np.concatenate([gallery.owner, snd.owner + gallery.n])
+    both.kind = np.concatenate([gallery.kind, snd.kind])
+    sims = both.scores(_text_plans(encoder, [r["caption"] for r in rows]), private)
+    rel = same_concept(rows, rows) & (np.asarray([r["modality"] for r in rows])[:, None] ==
+                                      np.asarray([r["modality"] for r in rows])[None, :])
+    top5 = np.argsort(-sims, axis=1, kind="stable")[:, :5]
+    n5 = np.bincount(top5.ravel(), minlength=len(rows)).astype(np.float64)
+    skew = float(((n5 - n5.mean()) ** 3).mean() / max(n5.std() ** 3, 1e-12))
+    return {"mixed photos+sounds R@5 same concept": relevant_recall(sims, rel, 5),
+            "hub: top-1 share of the most frequent": float(np.bincount(top5[:, 0]).max() / len(rows)),
+            "hub: N5 skewness": skew}
+
+
 def _sample(rows: list[dict], limit: int | None) -> list[dict]:
     """A deterministic spread of at most ``limit`` rows (every k-th)."""
     if limit is None or len(rows) <= limit:
@@ -176,6 +199,7 @@ def evaluate(encoder: Any, manifest: "str | Path | list[dict]", split: str = "te
             others = np.array([counts[lab] - 1 for lab in labels])[keep]  # same-label neighbours
             out["chance photo->photo R@5 same label"] = random_recall_counts(others, len(photos) - 1, 5)
         out["chance R@5 (photos)"] = min(1.0, 5 / len(photos))
+    snd = None
     if sounds and "audio" in getattr(encoder, "modalities", ()):
         snd = Gallery(_views(encoder, "audio", sounds, _audio))
         sims = snd.scores(_text_plans(encoder, [r["caption"] for r in sounds]), private)
@@ -183,6 +207,8 @@ def evaluate(encoder: Any, manifest: "str | Path | list[dict]", split: str = "te
             out[f"text->sound R@{k} strict"] = strict_recall(sims, np.arange(len(sounds)), k)
         out["text->sound R@5 same concept"] = relevant_recall(sims, same_concept(sounds, sounds), 5)
         out["chance R@5 (sounds)"] = min(1.0, 5 / len(sounds))
+    if gallery is not None and snd is not None:
+        out.update(_mixed(encoder, photos, sounds, gallery, snd, private))
     pairs = [r for r in speech_rows if gallery is not None and r["concept"] in {p["concept"] for p in photos}]
     plans = _spoken_plans(encoder, speech, pairs) if pairs else None
     if plans is not None and gallery is not None:

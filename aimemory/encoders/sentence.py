@@ -51,6 +51,9 @@ PINNED_SHA256 = {
 ST_CONFIG = "sentence_bert_config.json"  # sentence-transformers' max_seq_length (256 here)
 POOLING_CONFIG = Path("1_Pooling") / "config.json"
 BATCH_SIZE = 64
+#: fp32 reproduces the reference; bf16 halves the weight bytes (faster where memory-bound), cosine
+#: to fp32 about 0.999, and gets its own model id (``...@bf16``) since its vectors differ slightly
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 HASH_CHUNK = 1 << 20
 _verified: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, per process
 
@@ -143,9 +146,12 @@ class SentenceEncoder(Encoder):
         self.max_length = min(max_length, model.dims.max_positions)
 
     @classmethod
-    def from_pretrained(cls, spec: str | os.PathLike = "auto") -> "SentenceEncoder":
+    def from_pretrained(cls, spec: str | os.PathLike = "auto", *, precision: str = "fp32") -> "SentenceEncoder":
         """``"auto"`` or the model id: the pinned all-MiniLM-L6-v2 found locally (see the module doc);
-        a folder path: that folder's BERT (pins checked as described there)."""
+        a folder path: that folder's BERT (pins checked as described there). ``precision`` is
+        ``"fp32"`` (default, the reference's numbers) or ``"bf16"``."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         explicit = not (isinstance(spec, str) and spec in ("auto", MODEL_ID))
         if explicit:
             folder = Path(spec).expanduser()
@@ -168,11 +174,12 @@ class SentenceEncoder(Encoder):
                 f"{folder}: {', '.join(bad)} do(es) not match the pinned sha256 of {MODEL_ID} (corrupt or "
                 f"another revision); delete that folder and reinstall ({install_hint()}), or pass the "
                 "folder's path explicitly to load it under its own model id")
-        return cls.from_folder(folder, model_id=model_id)
+        return cls.from_folder(folder, model_id=model_id, precision=precision)
 
     @classmethod
-    def from_folder(cls, folder: str | os.PathLike, *, model_id: str) -> "SentenceEncoder":
-        """Build from a folder without any hash check (callers decide what the folder is)."""
+    def from_folder(cls, folder: str | os.PathLike, *, model_id: str, precision: str = "fp32") -> "SentenceEncoder":
+        """Build from a folder without any hash check (callers decide what the folder is); a
+        non-fp32 ``precision`` is appended to ``model_id``."""
         folder = Path(folder)
         config = _read_json(folder / CONFIG_FILE)
         if config.get("model_type", "bert") != "bert":
@@ -189,6 +196,8 @@ class SentenceEncoder(Encoder):
             model = BertModel(dims)
         assign_weights(model, native, source=str(folder / WEIGHTS_FILE), assign=True)
         max_length = int(_read_json(folder / ST_CONFIG).get("max_seq_length", MAX_LENGTH))
+        if precision != "fp32":
+            model, model_id = model.to(PRECISIONS[precision]), f"{model_id}@{precision}"
         return cls(model, WordPieceTokenizer.from_vocab(folder / VOCAB_FILE), model_id=model_id,
                    max_length=max_length)
 

@@ -129,7 +129,7 @@ class BertModel(nn.Module):
 
     def embed(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(b, n) ids and mask -> (b, d) L2-normalised mean of the real tokens' final states."""
-        hidden = self.forward(ids, mask)  # (b, n, d)
+        hidden = self.forward(ids, mask).float()  # (b, n, d); pooled in fp32 whatever the weights
         return F.normalize(mean_pool(hidden, mask), dim=-1, eps=NORM_FLOOR)
 
     def pooled_cls(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -141,6 +141,10 @@ def test_hash_mismatch_in_a_found_folder_raises(no_models, monkeypatch):
 def test_explicit_folder_rule(tmp_path):
     same = copy_model(REAL, tmp_path / "same")
     assert SentenceEncoder.from_pretrained(same).model_id == MODEL_ID  # pinned content, pinned id
+    config = json.loads((same / "config.json").read_text())
+    (same / "config.json").write_text(json.dumps(config | {"num_attention_heads": 6}))
+    with pytest.raises(CheckpointError, match="num_attention_heads"):
+        SentenceEncoder.from_pretrained(same)
     other = copy_model(REAL, tmp_path / "finetuned", link_weights=False)
     from safetensors.torch import load_file, save_file
 

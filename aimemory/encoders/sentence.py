@@ -14,8 +14,9 @@ Integrity rule: ``model.safetensors`` and ``vocab.txt`` must match the sha256 pi
 the folder was found automatically (``"auto"`` or the model id); a mismatch raises
 :class:`CheckpointError`. A folder path passed explicitly may hold other weights (a fine-tuned BERT,
 another sentence-transformers BERT): when its hashes differ from the pins it still loads, but under
-its own ``model_id`` (``<folder>@sha256:<12 hex of the weights>``), never under the pinned model's,
-so a store never mixes the two spaces.
+its own ``model_id`` (``<folder>@sha256:<12 hex>``, a digest of the weights' and the vocabulary's
+sha256), never under the pinned model's, so a store never mixes the two spaces. With the pinned files,
+``config.json`` may not change what shapes cannot show (heads, activation, LayerNorm eps).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ PINNED_SHA256 = {
     WEIGHTS_FILE: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
     VOCAB_FILE: "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
 }
+#: config.json settings that shapes cannot check; the pinned weights are only valid with these
+PINNED_CONFIG = {"num_attention_heads": 12, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
+                 "position_embedding_type": "absolute", "model_type": "bert"}
 ST_CONFIG = "sentence_bert_config.json"  # sentence-transformers' max_seq_length (256 here)
 POOLING_CONFIG = Path("1_Pooling") / "config.json"
 BATCH_SIZE = 64
@@ -166,8 +170,14 @@ class SentenceEncoder(Encoder):
         ok, digests = _pinned(folder)
         if ok:
             model_id = MODEL_ID
+            config = _read_json(folder / CONFIG_FILE)
+            wrong = {k: config[k] for k, v in PINNED_CONFIG.items() if k in config and config[k] != v}
+            if wrong:
+                raise CheckpointError(f"{folder / CONFIG_FILE} changes {wrong} for the pinned {MODEL_ID} "
+                                      f"weights (expected {PINNED_CONFIG}); restore the original config.json")
         elif explicit:
-            model_id = f"{folder.resolve().name}@sha256:{digests[WEIGHTS_FILE][:12]}"
+            both = hashlib.sha256((digests[WEIGHTS_FILE] + digests[VOCAB_FILE]).encode()).hexdigest()
+            model_id = f"{folder.resolve().name}@sha256:{both[:12]}"
         else:
             bad = [n for n in PINNED_SHA256 if digests[n] != PINNED_SHA256[n]]
             raise CheckpointError(

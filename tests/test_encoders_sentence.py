@@ -141,6 +141,10 @@ def test_hash_mismatch_in_a_found_folder_raises(no_models, monkeypatch):
 def test_explicit_folder_rule(tmp_path):
     same = copy_model(REAL, tmp_path / "same")
     assert SentenceEncoder.from_pretrained(same).model_id == MODEL_ID  # pinned content, pinned id
+    config = json.loads((same / "config.json").read_text())
+    (same / "config.json").write_text(json.dumps(config | {"num_attention_heads": 6}))
+    with pytest.raises(CheckpointError, match="num_attention_heads"):
+        SentenceEncoder.from_pretrained(same)
     other = copy_model(REAL, tmp_path / "finetuned", link_weights=False)
     from safetensors.torch import load_file, save_file
 
@@ -178,3 +182,16 @@ def test_missing_or_extra_keys_raise_checkpoint_error(tmp_path):
         SentenceEncoder.from_pretrained(_write_bert_folder(tmp_path / "layer", extra_layer))
     with pytest.raises(CheckpointError, match="not BERT"):
         SentenceEncoder.from_pretrained(_write_bert_folder(tmp_path / "t5", state, {"model_type": "t5"}))
+
+
+@needs_model
+def test_bf16_precision_has_its_own_id(encoder):
+    fast = SentenceEncoder.from_pretrained(precision="bf16")
+    assert fast.model_id == MODEL_ID + "@bf16" and fast.dim == 384
+    texts = ["A man is eating food.", "how do I reset my password", "café naïve Ångström"]
+    got, ref = fast.embed(texts), encoder.embed(texts)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    assert (got * ref).sum(1).min() >= 0.99
+    with pytest.raises(ValueError, match="precision"):
+        SentenceEncoder.from_pretrained(precision="int4")

@@ -104,6 +104,10 @@ def test_dims_from_state_and_config():
     assert BertDims.from_state(state).heads == 1  # no config: 64-wide heads, at least one
     with pytest.raises(ValueError, match="hidden_size"):
         BertDims.from_state(state, {"hidden_size": 64})
+    with pytest.raises(ValueError, match="unsupported activation"):
+        BertDims.from_state(state, {"hidden_act": "swishy"})
+    with pytest.raises(ValueError, match="relative_key"):
+        BertDims.from_state(state, {"position_embedding_type": "relative_key"})
 
 
 def test_unpadded_batch_and_single_row_agree_with_padded():

@@ -138,6 +138,17 @@ def test_random_unicode_matches_python_reference(ours, legacy, rust, text):
     # may end as σ there, ς here) and a CJK range starting at U+2B920 instead of U+2B820
     assume("\u03a3" not in unicodedata.normalize("NFD", text))
     assume(not any(0x2B820 <= ord(c) < 0x2B920 for c in text))
-    # its Unicode tables are older than Python's: marks of recent astral scripts count as letters there
-    assume(all(ord(c) < 0x10000 or 0x1F000 <= ord(c) < 0x1FB00 or 0x20000 <= ord(c) for c in text))
+    # and its Unicode tables are older than Python's (a recent combining mark is unassigned there):
+    # characters the two references already treat differently on their own are left out
+    assume(all(_alone_agree(rust, legacy, c) for c in set(text)))
     assert mine == _ref_ids(rust, text)
+
+
+_AGREE: dict[str, bool] = {}
+
+
+def _alone_agree(rust, legacy, ch: str) -> bool:
+    if ch not in _AGREE:
+        probes = (ch, f"a{ch}a", f"{ch}{ch}")
+        _AGREE[ch] = all(_ref_ids(rust, p) == _ref_ids(legacy, p) for p in probes)
+    return _AGREE[ch]

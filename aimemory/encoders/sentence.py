@@ -14,8 +14,9 @@ Integrity rule: ``model.safetensors`` and ``vocab.txt`` must match the sha256 pi
 the folder was found automatically (``"auto"`` or the model id); a mismatch raises
 :class:`CheckpointError`. A folder path passed explicitly may hold other weights (a fine-tuned BERT,
 another sentence-transformers BERT): when its hashes differ from the pins it still loads, but under
-its own ``model_id`` (``<folder>@sha256:<12 hex of the weights>``), never under the pinned model's,
-so a store never mixes the two spaces.
+its own ``model_id`` (``<folder>@sha256:<12 hex>``, a digest of the weights' and the vocabulary's
+sha256), never under the pinned model's, so a store never mixes the two spaces. With the pinned files,
+``config.json`` may not change what shapes cannot show (heads, activation, LayerNorm eps).
 """
 
 from __future__ import annotations
@@ -48,9 +49,15 @@ PINNED_SHA256 = {
     WEIGHTS_FILE: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
     VOCAB_FILE: "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
 }
+#: config.json settings that shapes cannot check; the pinned weights are only valid with these
+PINNED_CONFIG = {"num_attention_heads": 12, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
+                 "position_embedding_type": "absolute", "model_type": "bert"}
 ST_CONFIG = "sentence_bert_config.json"  # sentence-transformers' max_seq_length (256 here)
 POOLING_CONFIG = Path("1_Pooling") / "config.json"
 BATCH_SIZE = 64
+#: fp32 reproduces the reference; bf16 halves the weight bytes (faster where memory-bound), cosine
+#: to fp32 about 0.999, and gets its own model id (``...@bf16``) since its vectors differ slightly
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 HASH_CHUNK = 1 << 20
 _verified: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, per process
 
@@ -143,9 +150,12 @@ class SentenceEncoder(Encoder):
         self.max_length = min(max_length, model.dims.max_positions)
 
     @classmethod
-    def from_pretrained(cls, spec: str | os.PathLike = "auto") -> "SentenceEncoder":
+    def from_pretrained(cls, spec: str | os.PathLike = "auto", *, precision: str = "fp32") -> "SentenceEncoder":
         """``"auto"`` or the model id: the pinned all-MiniLM-L6-v2 found locally (see the module doc);
-        a folder path: that folder's BERT (pins checked as described there)."""
+        a folder path: that folder's BERT (pins checked as described there). ``precision`` is
+        ``"fp32"`` (default, the reference's numbers) or ``"bf16"``."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         explicit = not (isinstance(spec, str) and spec in ("auto", MODEL_ID))
         if explicit:
             folder = Path(spec).expanduser()
@@ -160,19 +170,26 @@ class SentenceEncoder(Encoder):
         ok, digests = _pinned(folder)
         if ok:
             model_id = MODEL_ID
+            config = _read_json(folder / CONFIG_FILE)
+            wrong = {k: config[k] for k, v in PINNED_CONFIG.items() if k in config and config[k] != v}
+            if wrong:
+                raise CheckpointError(f"{folder / CONFIG_FILE} changes {wrong} for the pinned {MODEL_ID} "
+                                      f"weights (expected {PINNED_CONFIG}); restore the original config.json")
         elif explicit:
-            model_id = f"{folder.resolve().name}@sha256:{digests[WEIGHTS_FILE][:12]}"
+            both = hashlib.sha256((digests[WEIGHTS_FILE] + digests[VOCAB_FILE]).encode()).hexdigest()
+            model_id = f"{folder.resolve().name}@sha256:{both[:12]}"
         else:
             bad = [n for n in PINNED_SHA256 if digests[n] != PINNED_SHA256[n]]
             raise CheckpointError(
                 f"{folder}: {', '.join(bad)} do(es) not match the pinned sha256 of {MODEL_ID} (corrupt or "
                 f"another revision); delete that folder and reinstall ({install_hint()}), or pass the "
                 "folder's path explicitly to load it under its own model id")
-        return cls.from_folder(folder, model_id=model_id)
+        return cls.from_folder(folder, model_id=model_id, precision=precision)
 
     @classmethod
-    def from_folder(cls, folder: str | os.PathLike, *, model_id: str) -> "SentenceEncoder":
-        """Build from a folder without any hash check (callers decide what the folder is)."""
+    def from_folder(cls, folder: str | os.PathLike, *, model_id: str, precision: str = "fp32") -> "SentenceEncoder":
+        """Build from a folder without any hash check (callers decide what the folder is); a
+        non-fp32 ``precision`` is appended to ``model_id``."""
         folder = Path(folder)
         config = _read_json(folder / CONFIG_FILE)
         if config.get("model_type", "bert") != "bert":
@@ -189,6 +206,8 @@ class SentenceEncoder(Encoder):
             model = BertModel(dims)
         assign_weights(model, native, source=str(folder / WEIGHTS_FILE), assign=True)
         max_length = int(_read_json(folder / ST_CONFIG).get("max_seq_length", MAX_LENGTH))
+        if precision != "fp32":
+            model, model_id = model.to(PRECISIONS[precision]), f"{model_id}@{precision}"
         return cls(model, WordPieceTokenizer.from_vocab(folder / VOCAB_FILE), model_id=model_id,
                    max_length=max_length)
 

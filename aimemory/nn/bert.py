@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import Attention, Mlp, key_padding_mask
+from .core import Attention, Mlp, activation, key_padding_mask
 
 LAYER_NORM_EPS = 1e-12  # BERT's; read from config.json when present
 HEAD_WIDTH = 64  # BERT-family convention when no config gives the head count
@@ -59,6 +59,10 @@ class BertDims:
             act=str(config.get("hidden_act", DEFAULT_ACT)),
             pooler="pooler.weight" in state,
         )
+        activation(dims.act)  # unknown activations fail here, before any module is built
+        if config.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError(f"position_embedding_type {config['position_embedding_type']!r} is not "
+                             "supported; only absolute position embeddings are implemented")
         for key, value in (("hidden_size", dims.width), ("num_hidden_layers", dims.layers),
                            ("vocab_size", dims.vocab_size), ("intermediate_size", dims.mlp_hidden)):
             if key in config and int(config[key]) != value:
@@ -125,7 +129,7 @@ class BertModel(nn.Module):
 
     def embed(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(b, n) ids and mask -> (b, d) L2-normalised mean of the real tokens' final states."""
-        hidden = self.forward(ids, mask)  # (b, n, d)
+        hidden = self.forward(ids, mask).float()  # (b, n, d); pooled in fp32 whatever the weights
         return F.normalize(mean_pool(hidden, mask), dim=-1, eps=NORM_FLOOR)
 
     def pooled_cls(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -133,6 +133,7 @@ class WordPieceTokenizer:
         specials = sorted((t for t in SPECIAL_TOKENS if t in vocab), key=len, reverse=True)
         self._specials = re.compile("(" + "|".join(re.escape(t) for t in specials) + ")")
         self._cache: dict[str, list[int]] = {}
+        self._inverse: dict[int, str] | None = None
 
     @classmethod
     def from_vocab(cls, path: str | Path) -> "WordPieceTokenizer":
@@ -193,8 +194,9 @@ class WordPieceTokenizer:
 
     def tokenize(self, text: str) -> list[str]:
         """One text -> its WordPiece strings (for inspection)."""
-        inverse = {i: t for t, i in self.vocab.items()}
-        return [inverse[i] for i in self.tokenize_ids(text)]
+        if self._inverse is None:
+            self._inverse = {i: t for t, i in self.vocab.items()}
+        return [self._inverse[i] for i in self.tokenize_ids(text)]
 
     def encode(self, texts: Sequence[str], max_length: int = MAX_LENGTH) -> tuple[torch.Tensor, torch.Tensor]:
         """Texts -> (ids (n, L) int64, mask (n, L) int64 with 1 on real tokens): each row is

@@ -63,7 +63,7 @@ class ImageNetPreprocessor:
     def normalize(self, u8: np.ndarray) -> torch.Tensor:
         """(n, S, S, 3) uint8 -> (n, 3, S, S) float32, channels-last in memory."""
         x = torch.from_numpy(np.ascontiguousarray(u8)).to(torch.float32)  # (n, S, S, 3)
-        x = (x - torch.tensor(self.mean, dtype=torch.float32)) / torch.tensor(self.std, dtype=torch.float32)
+        x.sub_(torch.tensor(self.mean, dtype=torch.float32)).div_(torch.tensor(self.std, dtype=torch.float32))
         return x.permute(0, 3, 1, 2)  # (n, 3, S, S) view: channels-last strides
 
     def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:

@@ -56,7 +56,12 @@ class Audio:
 # -- limits: refuse bombs and accidents with a clear error instead of exhausting memory ------------
 MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_TEXT_CHARS = 2_000_000
-MAX_IMAGE_PIXELS = 80_000_000
+MAX_IMAGE_PIXELS = 80_000_000  # the most pixels decoded into memory
+# Headers over this are refused unread (no camera writes them: bombs and accidents). Between the two
+# limits a JPEG is reduced while decoding (1/2, 1/4 or 1/8 scale, libjpeg's DCT scaling) and its
+# original bytes stored; formats without reduced decoding (PNG, GIF...) keep MAX_IMAGE_PIXELS.
+MAX_HEADER_PIXELS = 1_000_000_000
+_DRAFT_SCALES = (2, 4, 8)
 MAX_AUDIO_SECONDS = 4 * 3600
 MIN_AUDIO_SECONDS = 0.05
 
@@ -155,24 +160,55 @@ def text_item(text: str, source: str | None = None) -> Item:
     return Item("text", text, None, "text/plain", source, _sha256(b"text:", text.encode("utf-8")))
 
 
-def _decode_image_bytes(data: bytes, source: str | None) -> "object":
+def open_image(data: bytes, source: str | None = None):
+    """Open (not decode) image bytes, refusing headers over :data:`MAX_HEADER_PIXELS`; a lazy PIL
+    image, so a caller can still ask for a reduced decode (``draft``, ``thumbnail``)."""
     import warnings
 
     from PIL import Image
 
-
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    # PIL warns over its limit and raises over twice that; ours is checked below, on the header
+    Image.MAX_IMAGE_PIXELS = MAX_HEADER_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
-            if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise Image.DecompressionBombError("too many pixels")
-            img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputTooLargeError(
-            f"image {source or ''} is over the {MAX_IMAGE_PIXELS:,}-pixel limit; downscale it first",
-            item=source) from exc
+        raise _too_many_pixels(source, MAX_HEADER_PIXELS, "no camera makes such images") from exc
+    except Exception as exc:
+        raise DecodeError(f"image {source or '<bytes>'} does not decode ({exc}); is the file complete?",
+                          item=source) from exc
+    if img.width * img.height > MAX_HEADER_PIXELS:
+        raise _too_many_pixels(source, MAX_HEADER_PIXELS, "no camera makes such images")
+    return img
+
+
+def _too_many_pixels(source: str | None, limit: int, why: str) -> InputTooLargeError:
+    return InputTooLargeError(f"image {source or ''} is over the {limit:,}-pixel limit ({why}); "
+                              "downscale it first", item=source)
+
+
+def _reduce_on_decode(img, source: str | None) -> None:
+    """Ask the decoder for the largest reduced size under MAX_IMAGE_PIXELS (JPEG only); refuse an
+    image that cannot be brought under it."""
+    w, h = img.size
+    if w * h <= MAX_IMAGE_PIXELS:
+        return
+    if img.format == "JPEG":
+        for scale in _DRAFT_SCALES:
+            if -(-w // scale) * -(-h // scale) <= MAX_IMAGE_PIXELS:
+                img.draft("RGB", (w // scale, h // scale))
+                break
+    if img.width * img.height > MAX_IMAGE_PIXELS:
+        raise _too_many_pixels(source, MAX_IMAGE_PIXELS, f"{img.format or 'this'} images cannot be "
+                               "reduced while decoding")
+
+
+def _decode_image_bytes(data: bytes, source: str | None) -> "object":
+    img = open_image(data, source)
+    _reduce_on_decode(img, source)
+    try:
+        img.load()
     except Exception as exc:
         raise DecodeError(f"image {source or '<bytes>'} does not decode ({exc}); is the file complete?",
                           item=source) from exc

@@ -6,7 +6,6 @@ content and metadata, so a memory and all its vectors are written by a single La
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -93,11 +92,11 @@ class Memory:
 
     def image(self) -> "Image":
         """The image as PIL (image memories only)."""
-        from PIL import Image
+        from .inputs import open_image
 
         if self.modality != "image" or not isinstance(self.content, (bytes, bytearray)):
             raise ValueError(f"memory {self.id} is a {self.modality} memory without image content")
-        return Image.open(io.BytesIO(self.content))
+        return open_image(bytes(self.content), self.source)  # lazy: thumbnail() decodes it reduced
 
     def audio(self) -> "Audio":
         """The waveform (audio memories only)."""

@@ -67,6 +67,16 @@ MIN_AUDIO_SECONDS = 0.05
 
 MODALITIES = ("image", "audio", "text")
 
+# Text files: a BOM names the encoding; else UTF-8; else one 8-bit Western encoding (Windows-1252,
+# whose undefined bytes fall back to Latin-1) when the result reads as text: at least this share of
+# its characters printable (binary decodes to control characters there).
+_TEXT_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"),
+)
+TEXT_PRINTABLE_MIN = 0.95
+_TEXT_SAMPLE = 65536  # characters looked at by the printable check, and bytes by sniff()
+
 _IMAGE_MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
     (b"\xff\xd8\xff", "image/jpeg"),
@@ -121,22 +131,50 @@ def sniff(data: bytes) -> tuple[str, str]:
             return "audio", "audio/mp4"
         if brand in (b"heic", b"heix", b"avif", b"mif1"):
             return "image", "image/" + brand.decode().strip()
-    if b"\x00" not in data[:4096]:
-        try:
-            data[:65536].decode("utf-8")
-            return "text", "text/plain"
-        except UnicodeDecodeError as exc:
-            # a multi-byte character cut at the 64 KiB boundary is still text
-            if exc.start >= 65536 - 4:
-                return "text", "text/plain"
-    raise _unsupported("bytes are not a recognised image, audio or UTF-8 text format")
+    if decode_text(data[:_TEXT_SAMPLE], complete=len(data) <= _TEXT_SAMPLE) is not None:
+        return "text", "text/plain"
+    raise _unsupported("bytes are not a recognised image, audio or text format")
+
+
+def _decode(data: bytes, codec: str, complete: bool) -> str | None:
+    import codecs
+
+    try:  # an incremental decoder tolerates a character cut at the end of a sample
+        return codecs.getincrementaldecoder(codec)().decode(data, final=complete)
+    except UnicodeDecodeError:
+        return None
+
+
+def _reads_as_text(text: str) -> bool:
+    sample = text[:_TEXT_SAMPLE]
+    printable = sum(1 for ch in sample if ch.isprintable() or ch in "\t\n\r\f\v")
+    return printable >= TEXT_PRINTABLE_MIN * len(sample)
+
+
+def decode_text(data: bytes, *, complete: bool = True) -> str | None:
+    """Bytes -> str when they are text: UTF-8/16/32 with a BOM (removed), UTF-8, else Windows-1252 /
+    Latin-1 if the result reads as text; None for anything else. ``complete=False``: ``data`` is a
+    prefix, and a character cut at its end is not an error."""
+    for bom, codec in _TEXT_BOMS:
+        if data.startswith(bom):
+            text = _decode(data, codec, complete)
+            return text if text is not None and _reads_as_text(text) else None
+    if b"\x00" in data[:4096]:  # no BOM-less text format we read has NUL bytes
+        return None
+    text = _decode(data, "utf-8", complete)
+    if text is not None:
+        return text
+    text = _decode(data, "cp1252", True)
+    if text is None:  # bytes cp1252 leaves undefined (0x81, 0x8d, ...) are Latin-1 control codes
+        text = data.decode("latin-1")
+    return text if _reads_as_text(text) else None
 
 
 def _unsupported(message: str) -> Exception:
 
     return UnsupportedInputError(
         message + "; supported: PNG/JPEG/GIF/BMP/TIFF/WebP images, WAV/FLAC/OGG/MP3/M4A audio, "
-        "UTF-8 text"
+        "text in UTF-8, UTF-16 with a BOM or Windows-1252/Latin-1"
     )
 
 
@@ -349,7 +387,10 @@ def bytes_item(data: bytes, source: str | None = None) -> Item:
                                  f"{MAX_FILE_BYTES:,}-byte limit", item=source)
     modality, mime = sniff(data)
     if modality == "text":
-        return text_item(data.decode("utf-8", errors="strict"), source)
+        text = decode_text(data)
+        if text is None:  # the sniffed prefix was text, the rest is not
+            raise _unsupported(f"{source or 'bytes'} starts as text but is not text throughout")
+        return text_item(text, source)
     if modality == "image":
         img = _decode_image_bytes(data, source)
         return Item("image", img, data, mime, source, _sha256(data))

@@ -118,7 +118,7 @@ def _stored_id(store, namespace: str, path: Path) -> str | None:
     """The id of a memory holding exactly this file's content, found by hashing its bytes, without
     decoding it: a rerun over a big folder of audio skips decoding and resampling as well as
     encoding. Mirrors the store's content hash (sha256 of the file's bytes for images and audio,
-    of ``text:`` + the bytes for UTF-8 text); if the store's internals differ, the store's own
+    of ``text:`` + the bytes for UTF-8 text without a BOM); if the store's internals differ, the store's own
     dedup still recognises the file after decoding."""
     import hashlib
 

@@ -53,7 +53,9 @@ CATALOG_COLUMNS = ["vkey", "id", "view", "namespace", "modality", "kind", "creat
 
 @dataclass(eq=False)
 class Memory:
-    """One remembered item. ``content`` (bytes or str) is loaded on first access."""
+    """One remembered item. ``content`` (bytes or str) is loaded on first access. ``status`` is set by
+    the calls that write: ``"new"`` (just stored), ``"existing"`` (already stored, nothing changed) or
+    ``"updated"`` (already stored; new tags or metadata merged in); None on reads."""
 
     id: str
     modality: str
@@ -63,6 +65,7 @@ class Memory:
     metadata: dict[str, Any]
     mime: str | None = None
     transcript: str | None = None
+    status: str | None = None
     _content: Any = field(default=None, repr=False)
     _loader: Callable[[], Any] | None = field(default=None, repr=False)
 

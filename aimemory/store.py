@@ -36,6 +36,7 @@ from .records import Hits, Memory
 from .storage import Catalog, Manifest, VectorTable
 from .storage.manifest import MANIFEST_NAME
 from .storage.remote import remote_lease
+from .update import commit_metadata, merged, plan
 from .views import build_rows, encode_items, load_speech
 
 log = logging.getLogger("aimemory")
@@ -291,18 +292,23 @@ class MemoryStore:
         with self._write_lock():
             out: list[Memory | None] = [None] * len(batch)
             todo: list[tuple[int, Item, dict, list[str]]] = []
-            seen: dict[str, int] = {}
+            seen: dict[str, int] = {}  # content hash -> its position in todo
+            stored: list[tuple[int, str, dict]] = []  # (slot, id, metadata) of content already stored
             for slot, (i, item) in enumerate(batch):
                 meta, tags = _metadata(metas[i])
                 if dedup:
                     existing = self.catalog.find_duplicate(namespace, item.content_hash)
                     if existing is not None:
-                        out[slot] = self._memory(existing, namespace)
+                        stored.append((slot, existing, meta))
                         continue
-                    if item.content_hash in seen:  # the same content twice in one batch
-                        out[slot] = -seen[item.content_hash] - 1  # type: ignore[assignment]
+                    if item.content_hash in seen:  # the same content twice in one batch: one memory
+                        first = seen[item.content_hash]
+                        first_slot, first_item, first_meta, _ = todo[first]
+                        both = merged(first_meta, metadata=meta)
+                        todo[first] = (first_slot, first_item, both, both["tags"])
+                        out[slot] = -first_slot - 1  # type: ignore[assignment]
                         continue
-                    seen[item.content_hash] = slot
+                    seen[item.content_hash] = len(todo)
                 todo.append((slot, item, meta, tags))
             if todo:
                 views = self._encode([t[1] for t in todo])
@@ -321,6 +327,19 @@ class MemoryStore:
                 for (slot, item, *_), mid in zip(todo, new_ids):
                     out[slot] = self._memory(mid, namespace)
                     out[slot].transcript = item.transcript
+                    out[slot].status = "new"
+            if stored:  # content already stored: merge the new tags and metadata into it
+                changes = plan(self.catalog, [mid for _, mid, _ in stored], namespace, {})
+                for _, mid, meta in stored:
+                    before = changes.get(mid) or dict(self.catalog.metadata(self.catalog.positions(mid, None)[0]))
+                    after = merged(before, metadata=meta)
+                    if after != before:
+                        changes[mid] = after
+                commit_metadata(self.table, self.catalog, changes)
+                self._table_version = self.table.version
+                for slot, mid, _ in stored:
+                    out[slot] = self._memory(mid, namespace)
+                    out[slot].status = "updated" if mid in changes else "existing"
             for slot, m in enumerate(out):
                 if isinstance(m, int):
                     out[slot] = out[-m - 1]
@@ -430,6 +449,38 @@ class MemoryStore:
             self.index.remove(np.asarray(vkeys, dtype=np.int64))
             self._note_changes(len(vkeys))
         return len(ids)
+
+    # -- update --------------------------------------------------------------------------------
+    def update(self, memory_id: str, *, metadata: Mapping[str, Any] | None = None,
+               tags: str | Iterable[str] | None = None, remove_tags: str | Iterable[str] | None = None,
+               replace: bool = False, namespace: str = DEFAULT_NAMESPACE) -> Memory:
+        """Change a memory's tags and metadata; its content and vectors stay as they are.
+
+        ``metadata`` is merged key by key (new values win), ``tags`` are added, ``remove_tags``
+        removed; ``replace=True`` sets the metadata and tags to exactly those given. One commit (none
+        when nothing changes: ``status`` says ``"updated"`` or ``"existing"``). An id of another
+        namespace is :class:`NotFoundError`."""
+        return self.update_many([memory_id], metadata=metadata, tags=tags, remove_tags=remove_tags,
+                                replace=replace, namespace=namespace)[0]
+
+    def update_many(self, memory_ids: Iterable[str], *, metadata: Mapping[str, Any] | None = None,
+                    tags: str | Iterable[str] | None = None, remove_tags: str | Iterable[str] | None = None,
+                    replace: bool = False, namespace: str = DEFAULT_NAMESPACE) -> list[Memory]:
+        """:meth:`update` for many memories, in one commit; an unknown id changes nothing."""
+        _check_namespace(namespace)
+        ids = [memory_ids] if isinstance(memory_ids, str) else list(memory_ids)
+        change = {"metadata": metadata, "tags": tags, "remove_tags": remove_tags, "replace": replace}
+        merged({}, **change)  # bad arguments fail before the lock is taken
+        with self._write_lock():
+            changes = plan(self.catalog, ids, namespace, change)
+            commit_metadata(self.table, self.catalog, changes)
+            self._table_version = self.table.version
+            out = []
+            for mid in ids:
+                memory = self._memory(mid, namespace, load_transcript=True)
+                memory.status = "updated" if mid in changes else "existing"
+                out.append(memory)
+            return out
 
     # -- recall --------------------------------------------------------------------------------
     def recall(self, query: object, k: int = 5, modality: str | Sequence[str] | None = None,

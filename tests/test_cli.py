@@ -112,6 +112,42 @@ def test_rerun_resumes_without_encoding_again(capsys, enc, files, tmp_path, monk
     assert "4 new, 0 already stored" in out
 
 
+def test_remembering_again_with_new_tags_merges_them(capsys, enc, files, tmp_path):
+    store = tmp_path / "s"
+    red = files / "red.png"
+    assert run(capsys, "remember", red, "--store", store, "--tag", "trip")[0] == 0
+    code, out, _ = run(capsys, "remember", red, files / "note.txt", "--store", store, "--tag", "pets",
+                       "--meta", "year=2024")
+    assert code == 0
+    assert "updated" in out and "1 new, 1 already stored (new tags/metadata merged into 1)" in out
+    code, out, _ = run(capsys, "recall", "red", "--tag", "pets", "--store", store, "--json", "-k", "3")
+    hits = json.loads(out)
+    assert hits and hits[0]["source"].endswith("red.png") and hits[0]["tags"] == ["trip", "pets"]
+    assert hits[0]["metadata"]["year"] == 2024
+    code, out, _ = run(capsys, "remember", red, "--store", store, "--tag", "pets", "--json")
+    assert json.loads(out)["updated"] == 0 and json.loads(out)["items"][0]["status"] == "already stored"
+
+
+def test_tag_command_adds_removes_and_sets_metadata(capsys, enc, files, tmp_path):
+    store = tmp_path / "s"
+    run(capsys, "remember", files / "red.png", "--store", store, "--tag", "old", "--tag", "keep")
+    mid = json.loads(run(capsys, "recall", "red", "--store", store, "--json", "-k", "1")[1])[0]["id"]
+    code, out, err = run(capsys, "tag", mid, "--add", "new", "--remove", "old", "--meta", "place=Oslo",
+                         "--store", store)
+    assert code == 0, err
+    assert f"updated  {mid}" in out and "keep, new" in out
+    shown = json.loads(run(capsys, "show", mid, "--store", store, "--json")[1])
+    assert shown["tags"] == ["keep", "new"] and shown["metadata"]["place"] == "Oslo"
+    code, out, _ = run(capsys, "tag", mid, "--add", "new", "--store", store, "--json")
+    assert code == 0 and json.loads(out)[0]["status"] == "existing"
+    code, out, _ = run(capsys, "tag", mid, "--add", "only", "--replace", "--store", store, "--json")
+    assert json.loads(out)[0]["tags"] == ["only"] and json.loads(out)[0]["metadata"] == {"tags": ["only"]}
+    code, _, err = run(capsys, "tag", mid, "--add", "x", "--store", store, "-n", "other")
+    assert code == 1 and "no memory" in err  # another namespace: not found
+    code, _, err = run(capsys, "tag", mid, "--store", store)
+    assert code == 2  # nothing to change is a usage error
+
+
 def test_skipped_files_are_listed_with_reasons(capsys, enc, files, tmp_path):
     (files / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     (files / "blob.bin").write_bytes(b"\x00\x01\x02\x03" * 10)

@@ -192,6 +192,38 @@ def forget(
 
 
 @app.command()
+def tag(
+    ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Memory ids.", show_default=False)],
+    add: Annotated[list[str] | None, typer.Option("--add", "-a", help="Add this tag (repeatable).")] = None,
+    remove: Annotated[list[str] | None, typer.Option("--remove", "-r", help="Remove this tag (repeatable).")] = None,
+    meta: Annotated[list[str] | None, typer.Option(
+        "--meta", help="Set metadata key=value, merged into what is stored (repeatable).")] = None,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Set the tags and metadata to exactly those given (drops the others).")] = False,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
+) -> None:
+    """Add or remove tags and set metadata of stored memories (one commit; content is untouched)."""
+    import json
+
+    metadata = parse_pairs(meta, "--meta")
+    if not (add or remove or metadata or replace):
+        raise typer.BadParameter("nothing to change: pass --add, --remove, --meta or --replace")
+    if replace and remove:
+        raise typer.BadParameter("--replace sets the tags to those of --add; --remove cannot be used with it")
+    with open_store(store, model) as st:
+        memories = st.update_many(list(dict.fromkeys(ids)), metadata=metadata, tags=add, remove_tags=remove,
+                                  replace=replace, namespace=namespace)
+    if as_json:
+        typer.echo(json.dumps([{"id": m.id, "status": m.status, "tags": m.tags, "metadata": m.metadata}
+                               for m in memories], indent=2, ensure_ascii=False))
+        return
+    for m in memories:
+        state = "updated" if m.status == "updated" else "unchanged"
+        typer.echo(f"{state}  {m.id}  tags: {', '.join(m.tags) or '(none)'}")
+
+
+@app.command()
 def show(
     memory_id: Annotated[str, typer.Argument(metavar="ID", help="Memory id.", show_default=False)],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the content to this file.")] = None,

@@ -34,6 +34,7 @@ class Entry:
 class Tally:
     new: list = field(default_factory=list)  # (label, id)
     existing: list = field(default_factory=list)  # (label, id)
+    updated: list = field(default_factory=list)  # (label, id): already stored, new tags/metadata merged
     skipped: list = field(default_factory=list)  # (label, reason)
 
 
@@ -147,14 +148,14 @@ def ingest(store, entries: list[Entry], problems: list[tuple[str, str]], *, meta
         task = bar.add_task("remember", total=len(entries))
         try:
             for start in range(0, len(entries), batch_size):
-                batch = []
+                batch, known = [], []
                 for e in entries[start:start + batch_size]:
-                    known = _stored_id(store, namespace, e.item) if isinstance(e.item, Path) else None
-                    if known is not None:
-                        tally.existing.append((e.label, known))
-                        seen_ids.add(known)
+                    mid = _stored_id(store, namespace, e.item) if isinstance(e.item, Path) else None
+                    if mid is not None:
+                        known.append((e.label, mid))
                     else:
                         batch.append(e)
+                _merge_into_stored(store, known, metadata, namespace, tally, seen_ids)
                 bar.update(task, completed=start + batch_size - len(batch))
                 if not batch:
                     continue
@@ -168,14 +169,28 @@ def ingest(store, entries: list[Entry], problems: list[tuple[str, str]], *, meta
         except KeyboardInterrupt:
             interrupted = True
         except Exception:
-            if tally.new or tally.existing:  # say what is safely stored before the error is shown
+            if tally.new or tally.existing or tally.updated:  # say what is safely stored first
                 bar.stop()
                 report(tally, False, False)
             raise
     report(tally, as_json, interrupted)
     if interrupted:
         return 130
-    return 1 if tally.skipped and not (tally.new or tally.existing) else 0
+    return 1 if tally.skipped and not (tally.new or tally.existing or tally.updated) else 0
+
+
+def _merge_into_stored(store, known: list[tuple[str, str]], metadata: dict, namespace: str, tally: Tally,
+                       seen_ids: set[str]) -> None:
+    """Files found stored by their hash: merge this run's tags and metadata into them (one commit)."""
+    updated: set[str] = set()
+    if known and metadata:
+        ids = list(dict.fromkeys(mid for _, mid in known))
+        updated = {m.id for m in store.update_many(ids, metadata=metadata, namespace=namespace)
+                   if m.status == "updated"}
+    for label, mid in known:
+        (tally.updated if mid in updated else tally.existing).append((label, mid))
+        updated.discard(mid)  # the same file named twice: merged once
+        seen_ids.add(mid)
 
 
 def _count(result, batch: list[Entry], tally: Tally, run_start: datetime, seen_ids: set[str]) -> None:
@@ -189,7 +204,12 @@ def _count(result, batch: list[Entry], tally: Tally, run_start: datetime, seen_i
         # a memory made before this run started, or earlier in this run, was already stored
         fresh = m.created_at >= run_start and m.id not in seen_ids
         seen_ids.add(m.id)
-        (tally.new if fresh else tally.existing).append((entry.label, m.id))
+        if fresh:
+            tally.new.append((entry.label, m.id))
+        elif m.status == "updated":
+            tally.updated.append((entry.label, m.id))
+        else:
+            tally.existing.append((entry.label, m.id))
 
 
 def _reason(err: BaseException) -> str:
@@ -198,20 +218,25 @@ def _reason(err: BaseException) -> str:
 
 
 def report(tally: Tally, as_json: bool, interrupted: bool) -> None:
+    stored = len(tally.existing) + len(tally.updated)
     if as_json:
         rows = ([{"id": mid, "input": label, "status": "new"} for label, mid in tally.new]
+                + [{"id": mid, "input": label, "status": "updated"} for label, mid in tally.updated]
                 + [{"id": mid, "input": label, "status": "already stored"} for label, mid in tally.existing]
                 + [{"id": None, "input": label, "status": "skipped", "reason": why} for label, why in tally.skipped])
-        typer.echo(json.dumps({"new": len(tally.new), "already_stored": len(tally.existing),
+        typer.echo(json.dumps({"new": len(tally.new), "already_stored": stored, "updated": len(tally.updated),
                                "skipped": len(tally.skipped), "interrupted": interrupted, "items": rows},
                               indent=2))
     else:
-        if len(tally.new) + len(tally.existing) <= LIST_EACH_UP_TO:
+        if len(tally.new) + stored <= LIST_EACH_UP_TO:
             for label, mid in tally.new:
                 typer.echo(f"new             {mid}  {label}")
+            for label, mid in tally.updated:
+                typer.echo(f"updated         {mid}  {label}")
             for label, mid in tally.existing:
                 typer.echo(f"already stored  {mid}  {label}")
-        typer.echo(f"{len(tally.new)} new, {len(tally.existing)} already stored, "
+        merged = f" (new tags/metadata merged into {len(tally.updated)})" if tally.updated else ""
+        typer.echo(f"{len(tally.new)} new, {stored} already stored{merged}, "
                    f"{len(tally.skipped)} skipped (errors)")
     if tally.skipped and not as_json:
         typer.echo("skipped:", err=True)

@@ -241,12 +241,15 @@ class MemoryStore:
     def remember_many(self, items: Iterable[object], *, batch_size: int = 32,
                       metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
                       namespace: str = DEFAULT_NAMESPACE, dedup: bool = True, errors: str = "raise",
-                      sources: Sequence[str | None] | None = None, progress=None) -> MemoryList:
+                      sources: Sequence[str | None] | None = None, progress=None,
+                      item_progress=None) -> MemoryList:
         """Store many items: batched encoding, one commit per batch.
 
         ``errors="raise"`` decodes every item first and writes nothing if any is bad;
         ``errors="skip"`` streams, skips bad items and lists them in ``result.skipped``.
-        ``progress`` is called with the number of items done after each batch."""
+        ``progress`` is called with the number of items done after each batch;
+        ``item_progress(index, what, done, total)`` with work inside one item: ``"decoding"`` (0 of 1)
+        as each item is read, ``"transcribing"`` (seconds of audio) after each 30 s speech window."""
         _check_namespace(namespace)
         if errors not in ("raise", "skip"):
             raise ValueError("errors= must be 'raise' or 'skip'")
@@ -257,6 +260,8 @@ class MemoryStore:
         result.skipped = []
         decoded: list[tuple[int, Item]] = []
         for i, x in enumerate(items):
+            if item_progress is not None:
+                item_progress(i, "decoding", 0.0, 1.0)
             try:
                 decoded.append((i, to_item(x, source=srcs[i])))
             except InputError as exc:
@@ -266,12 +271,13 @@ class MemoryStore:
                     raise
                 result.skipped.append((i, x, exc))
             if errors == "skip" and len(decoded) >= batch_size:
-                result.extend(self._commit_batch(decoded, metas, namespace, dedup))
+                result.extend(self._commit_batch(decoded, metas, namespace, dedup, item_progress))
                 decoded = []
                 if progress:
                     progress(i + 1)
         for start in range(0, len(decoded), batch_size):
-            result.extend(self._commit_batch(decoded[start:start + batch_size], metas, namespace, dedup))
+            result.extend(self._commit_batch(decoded[start:start + batch_size], metas, namespace, dedup,
+                                             item_progress))
             if progress:
                 progress(min(len(items), decoded[min(start + batch_size, len(decoded)) - 1][0] + 1))
         return result
@@ -286,7 +292,7 @@ class MemoryStore:
         return value
 
     def _commit_batch(self, batch: list[tuple[int, Item]], metas: list, namespace: str,
-                      dedup: bool) -> list[Memory]:
+                      dedup: bool, item_progress=None) -> list[Memory]:
         if not batch:
             return []
         with self._write_lock():
@@ -311,7 +317,11 @@ class MemoryStore:
                     seen[item.content_hash] = len(todo)
                 todo.append((slot, item, meta, tags))
             if todo:
-                views = self._encode([t[1] for t in todo])
+                on_progress = None
+                if item_progress is not None:  # todo position -> the caller's item index
+                    def on_progress(j, what, done, total):
+                        item_progress(batch[todo[j][0]][0], what, done, total)
+                views = self._encode([t[1] for t in todo], on_progress)
                 rows, new_ids = self._rows(todo, views, namespace)
                 with _storage_errors("remember"):
                     # reserve the keys first: a failure after this wastes keys, never reuses them,
@@ -351,9 +361,9 @@ class MemoryStore:
 
         return CATALOG_COLUMNS
 
-    def _encode(self, items: list[Item]) -> list[list]:
+    def _encode(self, items: list[Item], on_progress=None) -> list[list]:
         """Items -> per item, its views (see :func:`aimemory.views.encode_items`)."""
-        return encode_items(self.encoder, self.speech, items, self.model_id)
+        return encode_items(self.encoder, self.speech, items, self.model_id, on_progress)
 
     def _rows(self, todo, views, namespace: str) -> tuple[pa.Table, list[str]]:
         return build_rows(todo, views, namespace, dim=self.manifest.dim,

@@ -148,6 +148,49 @@ def test_tag_command_adds_removes_and_sets_metadata(capsys, enc, files, tmp_path
     assert code == 2  # nothing to change is a usage error
 
 
+def test_progress_shows_the_current_file_inside_long_items(capsys, enc, files, tmp_path, monkeypatch):
+    """A long recording moves the bar while it is transcribed, and the bar names the file."""
+    import aimemory.cli.ingest as ingest
+
+    class Speech:
+        def transcribe(self, audio, progress=None):
+            from types import SimpleNamespace as NS
+
+            for done in (30.0, 60.0, 90.0):
+                progress(done, 180.0)
+            return NS(text="", segments=[], no_speech=True, language=None)
+
+    updates = []
+
+    class Bar:
+        def __init__(self, total):
+            self.total = total
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def add_task(self, *a, **kw):
+            return 0
+
+        def update(self, task, **kw):
+            updates.append(kw)
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(ingest, "_progress", Bar)
+    monkeypatch.setattr(commands, "_TEST_STORE_KWARGS", {"model": enc, "speech_model": Speech()})
+    code, out, err = run(capsys, "remember", files / "note.txt", files / "green.wav", "--store", tmp_path / "s")
+    assert code == 0, err
+    shown = [u["current"] for u in updates if u.get("current")]
+    assert any("green.wav" in c and "transcribing 1:00 / 3:00" in c for c in shown), shown
+    inside = [u["completed"] for u in updates if "transcribing" in (u.get("current") or "")]
+    assert inside == sorted(inside) and 1 < inside[0] < inside[-1] < 2  # item 2 of 2, part done
+
+
 def test_skipped_files_are_listed_with_reasons(capsys, enc, files, tmp_path):
     (files / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     (files / "blob.bin").write_bytes(b"\x00\x01\x02\x03" * 10)

@@ -19,6 +19,7 @@ import typer
 
 GLOB_CHARS = set("*?[")
 LIST_EACH_UP_TO = 20  # below this many items, print one line per item
+CURRENT_CHARS = 40  # longest file name the progress bar shows
 
 
 @dataclass
@@ -110,9 +111,26 @@ def _progress(total: int):
             return Text("-- items/s" if speed is None else f"{speed:.1f} items/s", style="cyan")
 
     console = Console(stderr=True)
+    # the last column names the file being worked on, and how far into it (long recordings)
     return Progress(TextColumn("remembering"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                    TextColumn("{task.fields[current]}", style="dim"), console=console,
                     transient=True, disable=not console.is_terminal or total < 2)
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def describe(label: str, what: str, done: float, total: float) -> str:
+    """What the progress bar says about the item being worked on, e.g.
+    ``talk.m4a: transcribing 1:30 / 3:00``."""
+    name = os.path.basename(label) or label
+    name = name if len(name) <= CURRENT_CHARS else "…" + name[-(CURRENT_CHARS - 1):]
+    if what == "decoding":
+        return name
+    return f"{name}: {what} {_clock(done)} / {_clock(total)}"
 
 
 def _stored_id(store, namespace: str, path: Path) -> str | None:
@@ -145,25 +163,36 @@ def ingest(store, entries: list[Entry], problems: list[tuple[str, str]], *, meta
     seen_ids: set[str] = set()
     interrupted = False
     with _progress(len(entries)) as bar:
-        task = bar.add_task("remember", total=len(entries))
+        task = bar.add_task("remember", total=len(entries), current="")
         try:
             for start in range(0, len(entries), batch_size):
+                chunk = entries[start:start + batch_size]
                 batch, known = [], []
-                for e in entries[start:start + batch_size]:
+                for e in chunk:
                     mid = _stored_id(store, namespace, e.item) if isinstance(e.item, Path) else None
                     if mid is not None:
                         known.append((e.label, mid))
                     else:
                         batch.append(e)
                 _merge_into_stored(store, known, metadata, namespace, tally, seen_ids)
-                bar.update(task, completed=start + batch_size - len(batch))
+                done_before = start + len(chunk) - len(batch)  # files found stored count as done
+                bar.update(task, completed=done_before)
                 if not batch:
                     continue
-                done_before = start + batch_size - len(batch)
+
+                def inside(i, what, done, total, base=done_before, labels=tuple(e.label for e in batch)):
+                    current = describe(labels[i], what, done, total)
+                    if what == "decoding":  # reading a file says which one, not how far the run is
+                        bar.update(task, current=current)
+                    else:  # long work inside an item moves the bar (and its rate and ETA)
+                        part = min(done / total, 1.0) if total else 0.0
+                        bar.update(task, completed=base + i + part, current=current)
+
                 result = store.remember_many(
                     [e.item for e in batch], batch_size=batch_size, metadata=metadata, namespace=namespace,
                     errors="skip", sources=[e.source for e in batch],
-                    progress=lambda n, base=done_before: bar.update(task, completed=base + n))
+                    progress=lambda n, base=done_before: bar.update(task, completed=base + n),
+                    item_progress=inside)
                 _count(result, batch, tally, run_start, seen_ids)
                 bar.update(task, completed=min(start + batch_size, len(entries)))
         except KeyboardInterrupt:

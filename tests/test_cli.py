@@ -195,14 +195,22 @@ def test_skipped_files_are_listed_with_reasons(capsys, enc, files, tmp_path):
     (files / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     (files / "blob.bin").write_bytes(b"\x00\x01\x02\x03" * 10)
     code, out, err = run(capsys, "remember", files, files / "nope.jpg", "--store", tmp_path / "s")
-    assert code == 0
+    assert code == 1  # one rule: anything skipped for an error is a failure...
     assert "4 new, 0 already stored, 3 skipped (errors)" in out
     assert "broken.png: image" in err and "does not decode" in err
     assert "blob.bin" in err and "nope.jpg: no such file or folder" in err
-    assert "Traceback" not in err
-    # nothing usable at all -> exit 1
-    code, out, err = run(capsys, "remember", files / "broken.png", "--store", tmp_path / "s")
-    assert code == 1 and "broken.png" in err
+    assert "--allow-partial" in err and "Traceback" not in err
+    # ...unless partial success is accepted
+    code, out, err = run(capsys, "remember", files, "--store", tmp_path / "s", "--allow-partial")
+    assert code == 0 and "0 new, 4 already stored, 2 skipped (errors)" in out
+    code, out, _ = run(capsys, "remember", files, "--store", tmp_path / "s", "--allow-partial", "--json")
+    assert code == 0 and json.loads(out)["skipped"] == 2
+    code, out, _ = run(capsys, "remember", files, "--store", tmp_path / "s", "--json")
+    assert code == 1 and json.loads(out)["skipped"] == 2
+    # nothing usable at all -> exit 1, partial or not
+    for extra in ([], ["--allow-partial"]):
+        code, out, err = run(capsys, "remember", files / "broken.png", "--store", tmp_path / "s", *extra)
+        assert code == 1 and "broken.png" in err
 
 
 def test_text_stdin_and_glob(capsys, enc, files, tmp_path, monkeypatch):

@@ -112,6 +112,9 @@ def remember(
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag every memory (repeatable).")] = None,
     meta: Annotated[list[str] | None, typer.Option("--meta", help="Metadata key=value (repeatable).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per atomic commit.")] = 32,
+    allow_partial: Annotated[bool, typer.Option(
+        "--allow-partial", help="Exit 0 when some inputs were skipped for errors but others were stored "
+        "(default: exit 1 if anything was skipped).")] = False,
     speech: Annotated[str, typer.Option(
         "--speech", help="Transcribe speech in audio: 'auto' (a local Whisper if any), 'none', or a "
         "checkpoint id/folder.")] = "auto",
@@ -124,7 +127,8 @@ def remember(
     """Remember files, folders, globs, - (stdin) or --text.
 
     Content already in the store is recognised by hash and not encoded again, so an interrupted
-    run resumes where it stopped."""
+    run resumes where it stopped. Exits 1 if any input was skipped for an error (everything else is
+    still stored), unless --allow-partial."""
     from .ingest import Tally, collect, ingest, report
 
     metadata = parse_pairs(meta, "--meta")
@@ -138,7 +142,7 @@ def remember(
         raise typer.Exit(EXIT_USER)
     with open_store(store, model, create=True, speech=speech, sound=sound) as st:
         code = ingest(st, entries, problems, metadata=metadata, namespace=namespace,
-                      batch_size=batch_size, as_json=as_json)
+                      batch_size=batch_size, as_json=as_json, allow_partial=allow_partial)
     raise typer.Exit(code)
 
 

@@ -156,8 +156,9 @@ def _stored_id(store, namespace: str, path: Path) -> str | None:
 
 
 def ingest(store, entries: list[Entry], problems: list[tuple[str, str]], *, metadata: dict,
-           namespace: str, batch_size: int, as_json: bool) -> int:
-    """Remember ``entries`` in batches; print a summary; return the exit code."""
+           namespace: str, batch_size: int, as_json: bool, allow_partial: bool = False) -> int:
+    """Remember ``entries`` in batches; print a summary; return the exit code: 1 if anything was
+    skipped for an error (0 with ``allow_partial`` when something was stored), 130 if interrupted."""
     tally = Tally(skipped=list(problems))
     run_start = datetime.now(timezone.utc)
     seen_ids: set[str] = set()
@@ -205,7 +206,16 @@ def ingest(store, entries: list[Entry], problems: list[tuple[str, str]], *, meta
     report(tally, as_json, interrupted)
     if interrupted:
         return 130
-    return 1 if tally.skipped and not (tally.new or tally.existing or tally.updated) else 0
+    if not tally.skipped:
+        return 0
+    stored = bool(tally.new or tally.existing or tally.updated)
+    if allow_partial and stored:
+        return 0
+    if stored and not as_json:
+        typer.echo(f"{len(tally.skipped)} input{'s were' if len(tally.skipped) != 1 else ' was'} skipped "
+                   "(exit status 1); the others are stored. Pass --allow-partial to accept a partial "
+                   "run with exit status 0", err=True)
+    return 1
 
 
 def _merge_into_stored(store, known: list[tuple[str, str]], metadata: dict, namespace: str, tally: Tally,

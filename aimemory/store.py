@@ -339,12 +339,7 @@ class MemoryStore:
                     out[slot].transcript = item.transcript
                     out[slot].status = "new"
             if stored:  # content already stored: merge the new tags and metadata into it
-                changes = plan(self.catalog, [mid for _, mid, _ in stored], namespace, {})
-                for _, mid, meta in stored:
-                    before = changes.get(mid) or dict(self.catalog.metadata(self.catalog.positions(mid, None)[0]))
-                    after = merged(before, metadata=meta)
-                    if after != before:
-                        changes[mid] = after
+                changes = plan(self.catalog, [(mid, {"metadata": meta}) for _, mid, meta in stored], namespace)
                 commit_metadata(self.table, self.catalog, changes)
                 self._table_version = self.table.version
                 for slot, mid, _ in stored:
@@ -482,7 +477,7 @@ class MemoryStore:
         change = {"metadata": metadata, "tags": tags, "remove_tags": remove_tags, "replace": replace}
         merged({}, **change)  # bad arguments fail before the lock is taken
         with self._write_lock():
-            changes = plan(self.catalog, ids, namespace, change)
+            changes = plan(self.catalog, [(mid, change) for mid in ids], namespace)
             commit_metadata(self.table, self.catalog, changes)
             self._table_version = self.table.version
             out = []

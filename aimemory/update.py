@@ -49,25 +49,29 @@ def merged(stored: Mapping[str, Any], *, metadata: Mapping[str, Any] | None = No
     base_tags = [] if replace else _tag_list(stored.get("tags"), "stored tags")
     out = {**base, **new, "tags": [t for t in dict.fromkeys(base_tags + add) if t not in drop]}
     try:
-        json.dumps(out, allow_nan=False)
+        json.dumps(out)  # the same rule as remember (non-finite floats are served as null)
     except (TypeError, ValueError) as exc:
         raise InputError(f"metadata must be JSON-serialisable: {exc}") from exc
     return out
 
 
-def plan(catalog, ids: list[str], namespace: str, change: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{memory id: its new metadata}`` for the memories ``change`` alters (see the module docstring);
-    an unknown id, or one of another namespace, raises NotFoundError."""
-    new: dict[str, dict[str, Any]] = {}
-    for mid in ids:
+def plan(catalog, requests: Iterable[tuple[str, Mapping[str, Any]]], namespace: str) -> dict[str, dict[str, Any]]:
+    """``{memory id: its new metadata}`` for the memories that ``requests`` ((id, change) pairs, a
+    change being :func:`merged`'s keywords, applied in order) alter; an unknown id, or one of
+    another namespace, raises NotFoundError."""
+    current: dict[str, dict[str, Any]] = {}
+    changed: set[str] = set()
+    for mid, change in requests:
         positions = catalog.positions(mid, namespace) if isinstance(mid, str) else []
         if not positions:
             raise NotFoundError(f"no memory {mid!r} in namespace {namespace!r}; nothing was changed")
-        old = dict(catalog.metadata(positions[0]))
-        after = merged(new.get(mid, old), **change)
-        if after != old:
-            new[mid] = after
-    return new
+        if mid not in current:  # normalised, so a change that adds nothing commits nothing
+            current[mid] = merged(dict(catalog.metadata(positions[0])))
+        after = merged(current[mid], **change)
+        if after != current[mid]:
+            current[mid] = after
+            changed.add(mid)
+    return {mid: current[mid] for mid in changed}
 
 
 def commit_metadata(table, catalog, changes: Mapping[str, dict[str, Any]]) -> None:

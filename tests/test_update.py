@@ -120,3 +120,10 @@ def test_updates_from_another_process_are_seen(tmp_path):
         assert writer.update(m.id, tags=["more"]).tags == ["seen", "more"]
     with MemoryStore(path, model=ColourEncoder()) as reopened:
         assert reopened.get(m.id).tags == ["seen", "more"]
+
+
+def test_stored_non_finite_metadata_does_not_block_a_merge(store):
+    m = store.remember("red odd", metadata={"score": float("nan")})
+    again = store.remember("red odd", metadata={"tags": ["x"]})
+    assert again.id == m.id and again.status == "updated" and again.tags == ["x"]
+    assert store.update(m.id, tags="y").tags == ["x", "y"]

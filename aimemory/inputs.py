@@ -56,11 +56,26 @@ class Audio:
 # -- limits: refuse bombs and accidents with a clear error instead of exhausting memory ------------
 MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_TEXT_CHARS = 2_000_000
-MAX_IMAGE_PIXELS = 80_000_000
+MAX_IMAGE_PIXELS = 80_000_000  # the most pixels decoded into memory
+# Headers over this are refused unread (no camera writes them: bombs and accidents). Between the two
+# limits a JPEG is reduced while decoding (1/2, 1/4 or 1/8 scale, libjpeg's DCT scaling) and its
+# original bytes stored; formats without reduced decoding (PNG, GIF...) keep MAX_IMAGE_PIXELS.
+MAX_HEADER_PIXELS = 1_000_000_000
+_DRAFT_SCALES = (2, 4, 8)
 MAX_AUDIO_SECONDS = 4 * 3600
 MIN_AUDIO_SECONDS = 0.05
 
 MODALITIES = ("image", "audio", "text")
+
+# Text files: a BOM names the encoding; else UTF-8; else one 8-bit Western encoding (Windows-1252,
+# whose undefined bytes fall back to Latin-1) when the result reads as text: at least this share of
+# its characters printable (binary decodes to control characters there).
+_TEXT_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"),
+)
+TEXT_PRINTABLE_MIN = 0.95
+_TEXT_SAMPLE = 65536  # characters looked at by the printable check, and bytes by sniff()
 
 _IMAGE_MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -116,22 +131,50 @@ def sniff(data: bytes) -> tuple[str, str]:
             return "audio", "audio/mp4"
         if brand in (b"heic", b"heix", b"avif", b"mif1"):
             return "image", "image/" + brand.decode().strip()
-    if b"\x00" not in data[:4096]:
-        try:
-            data[:65536].decode("utf-8")
-            return "text", "text/plain"
-        except UnicodeDecodeError as exc:
-            # a multi-byte character cut at the 64 KiB boundary is still text
-            if exc.start >= 65536 - 4:
-                return "text", "text/plain"
-    raise _unsupported("bytes are not a recognised image, audio or UTF-8 text format")
+    if decode_text(data[:_TEXT_SAMPLE], complete=len(data) <= _TEXT_SAMPLE) is not None:
+        return "text", "text/plain"
+    raise _unsupported("bytes are not a recognised image, audio or text format")
+
+
+def _decode(data: bytes, codec: str, complete: bool) -> str | None:
+    import codecs
+
+    try:  # an incremental decoder tolerates a character cut at the end of a sample
+        return codecs.getincrementaldecoder(codec)().decode(data, final=complete)
+    except UnicodeDecodeError:
+        return None
+
+
+def _reads_as_text(text: str) -> bool:
+    sample = text[:_TEXT_SAMPLE]
+    printable = sum(1 for ch in sample if ch.isprintable() or ch in "\t\n\r\f\v")
+    return printable >= TEXT_PRINTABLE_MIN * len(sample)
+
+
+def decode_text(data: bytes, *, complete: bool = True) -> str | None:
+    """Bytes -> str when they are text: UTF-8/16/32 with a BOM (removed), UTF-8, else Windows-1252 /
+    Latin-1 if the result reads as text; None for anything else. ``complete=False``: ``data`` is a
+    prefix, and a character cut at its end is not an error."""
+    for bom, codec in _TEXT_BOMS:
+        if data.startswith(bom):
+            text = _decode(data, codec, complete)
+            return text if text is not None and _reads_as_text(text) else None
+    if b"\x00" in data[:4096]:  # no BOM-less text format we read has NUL bytes
+        return None
+    text = _decode(data, "utf-8", complete)
+    if text is not None:
+        return text
+    text = _decode(data, "cp1252", True)
+    if text is None:  # bytes cp1252 leaves undefined (0x81, 0x8d, ...) are Latin-1 control codes
+        text = data.decode("latin-1")
+    return text if _reads_as_text(text) else None
 
 
 def _unsupported(message: str) -> Exception:
 
     return UnsupportedInputError(
         message + "; supported: PNG/JPEG/GIF/BMP/TIFF/WebP images, WAV/FLAC/OGG/MP3/M4A audio, "
-        "UTF-8 text"
+        "text in UTF-8, UTF-16 with a BOM or Windows-1252/Latin-1"
     )
 
 
@@ -155,24 +198,55 @@ def text_item(text: str, source: str | None = None) -> Item:
     return Item("text", text, None, "text/plain", source, _sha256(b"text:", text.encode("utf-8")))
 
 
-def _decode_image_bytes(data: bytes, source: str | None) -> "object":
+def open_image(data: bytes, source: str | None = None):
+    """Open (not decode) image bytes, refusing headers over :data:`MAX_HEADER_PIXELS`; a lazy PIL
+    image, so a caller can still ask for a reduced decode (``draft``, ``thumbnail``)."""
     import warnings
 
     from PIL import Image
 
-
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    # PIL warns over its limit and raises over twice that; ours is checked below, on the header
+    Image.MAX_IMAGE_PIXELS = MAX_HEADER_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
-            if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise Image.DecompressionBombError("too many pixels")
-            img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputTooLargeError(
-            f"image {source or ''} is over the {MAX_IMAGE_PIXELS:,}-pixel limit; downscale it first",
-            item=source) from exc
+        raise _too_many_pixels(source, MAX_HEADER_PIXELS, "no camera makes such images") from exc
+    except Exception as exc:
+        raise DecodeError(f"image {source or '<bytes>'} does not decode ({exc}); is the file complete?",
+                          item=source) from exc
+    if img.width * img.height > MAX_HEADER_PIXELS:
+        raise _too_many_pixels(source, MAX_HEADER_PIXELS, "no camera makes such images")
+    return img
+
+
+def _too_many_pixels(source: str | None, limit: int, why: str) -> InputTooLargeError:
+    return InputTooLargeError(f"image {source or ''} is over the {limit:,}-pixel limit ({why}); "
+                              "downscale it first", item=source)
+
+
+def _reduce_on_decode(img, source: str | None) -> None:
+    """Ask the decoder for the largest reduced size under MAX_IMAGE_PIXELS (JPEG only); refuse an
+    image that cannot be brought under it."""
+    w, h = img.size
+    if w * h <= MAX_IMAGE_PIXELS:
+        return
+    if img.format == "JPEG":
+        for scale in _DRAFT_SCALES:
+            if -(-w // scale) * -(-h // scale) <= MAX_IMAGE_PIXELS:
+                img.draft("RGB", (w // scale, h // scale))
+                break
+    if img.width * img.height > MAX_IMAGE_PIXELS:
+        raise _too_many_pixels(source, MAX_IMAGE_PIXELS, f"{img.format or 'this'} images cannot be "
+                               "reduced while decoding")
+
+
+def _decode_image_bytes(data: bytes, source: str | None) -> "object":
+    img = open_image(data, source)
+    _reduce_on_decode(img, source)
+    try:
+        img.load()
     except Exception as exc:
         raise DecodeError(f"image {source or '<bytes>'} does not decode ({exc}); is the file complete?",
                           item=source) from exc
@@ -313,7 +387,10 @@ def bytes_item(data: bytes, source: str | None = None) -> Item:
                                  f"{MAX_FILE_BYTES:,}-byte limit", item=source)
     modality, mime = sniff(data)
     if modality == "text":
-        return text_item(data.decode("utf-8", errors="strict"), source)
+        text = decode_text(data)
+        if text is None:  # the sniffed prefix was text, the rest is not
+            raise _unsupported(f"{source or 'bytes'} starts as text but is not text throughout")
+        return text_item(text, source)
     if modality == "image":
         img = _decode_image_bytes(data, source)
         return Item("image", img, data, mime, source, _sha256(data))

@@ -1,8 +1,8 @@
 """An MCP server over one namespace of a store (``aimemory mcp``), built on the official SDK.
 
-Tools: remember_text, remember_file, remember_image, recall, forget, list_recent. The namespace is
-fixed when the server starts (``--namespace`` / ``$AIMEMORY_NAMESPACE``): no tool takes one, so an
-agent cannot read or delete another agent's memories. Recall results are returned as JSON *data*
+Tools: remember_text, remember_file, remember_image, recall, forget, list_recent, update_memory. The
+namespace is fixed when the server starts (``--namespace`` / ``$AIMEMORY_NAMESPACE``): no tool takes
+one, so an agent cannot read, change or delete another agent's memories. Recall results are returned as JSON *data*
 with provenance, prefixed by a note that memory content is untrusted (it may contain text written to
 look like instructions), plus PNG thumbnails for image hits. ``remember_file`` reads only inside the
 folders granted with ``--files-root``; with none granted it reads nothing.
@@ -15,7 +15,6 @@ import binascii
 import functools
 import json
 import logging
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,9 +52,14 @@ def _clip(text: str | None, n: int = MAX_TEXT_IN_RESULT) -> str | None:
     return text[:n] + "…"
 
 
-def _summary(memory, status: str | None = None) -> dict[str, Any]:
+STATUS_WORDS = {"new": "new", "existing": "already stored", "updated": "updated"}
+
+
+def _summary(memory, status: str | None = None, metadata: bool = False) -> dict[str, Any]:
     rec: dict[str, Any] = {"id": memory.id, "modality": memory.modality, "source": memory.source,
                            "created_at": memory.created_at.isoformat(), "tags": memory.tags}
+    if metadata:
+        rec["metadata"] = {k: v for k, v in memory.metadata.items() if k != "tags"}
     if memory.modality == "text" or memory.text:
         rec["text"] = _clip(memory.text)
     if status:
@@ -100,10 +104,8 @@ def build_server(store: "MemoryStore", namespace: str = "default",
         return wrapper
 
     def store_one(x, tags, source=None) -> str:
-        before = datetime.now(timezone.utc)
         memory = store.remember(x, metadata=_tags(tags), namespace=namespace, source=source)
-        status = "new" if memory.created_at >= before else "already stored"
-        return json.dumps(_summary(memory, status), ensure_ascii=False)
+        return json.dumps(_summary(memory, STATUS_WORDS.get(memory.status or "", "new")), ensure_ascii=False)
 
     def remember_text(text: str, tags: list[str] | None = None) -> str:
         """Remember a piece of text (a note, fact, conversation excerpt). Returns its id."""
@@ -166,6 +168,16 @@ def build_server(store: "MemoryStore", namespace: str = "default",
         store.forget(id, namespace=namespace)
         return json.dumps({"forgot": id})
 
+    def update_memory(id: str, add_tags: list[str] | None = None,  # noqa: A002 - part of the interface
+                      remove_tags: list[str] | None = None, metadata: dict[str, Any] | None = None) -> str:
+        """Add or remove tags and set metadata fields (merged into what is stored) of one memory."""
+        if not (add_tags or remove_tags or metadata):
+            raise ToolError("nothing to change: pass add_tags, remove_tags or metadata")
+        memory = store.update(id, tags=add_tags, remove_tags=remove_tags, metadata=metadata,
+                              namespace=namespace)
+        return json.dumps(_summary(memory, STATUS_WORDS[memory.status or "existing"], metadata=True),
+                          ensure_ascii=False)
+
     def list_recent(n: int = 10) -> str:
         """The newest memories, newest first."""
         from .export import recent
@@ -175,7 +187,7 @@ def build_server(store: "MemoryStore", namespace: str = "default",
         return json.dumps({"note": UNTRUSTED_NOTE, "namespace": namespace, "memories": items},
                           ensure_ascii=False, indent=1)
 
-    for fn in (remember_text, remember_file, remember_image, recall, forget, list_recent):
+    for fn in (remember_text, remember_file, remember_image, recall, forget, list_recent, update_memory):
         server.add_tool(guarded(fn), structured_output=False)
     return server
 

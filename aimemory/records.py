@@ -6,7 +6,6 @@ content and metadata, so a memory and all its vectors are written by a single La
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -54,7 +53,9 @@ CATALOG_COLUMNS = ["vkey", "id", "view", "namespace", "modality", "kind", "creat
 
 @dataclass(eq=False)
 class Memory:
-    """One remembered item. ``content`` (bytes or str) is loaded on first access."""
+    """One remembered item. ``content`` (bytes or str) is loaded on first access. ``status`` is set by
+    the calls that write: ``"new"`` (just stored), ``"existing"`` (already stored, nothing changed) or
+    ``"updated"`` (already stored; new tags or metadata merged in); None on reads."""
 
     id: str
     modality: str
@@ -64,6 +65,7 @@ class Memory:
     metadata: dict[str, Any]
     mime: str | None = None
     transcript: str | None = None
+    status: str | None = None
     _content: Any = field(default=None, repr=False)
     _loader: Callable[[], Any] | None = field(default=None, repr=False)
 
@@ -93,11 +95,11 @@ class Memory:
 
     def image(self) -> "Image":
         """The image as PIL (image memories only)."""
-        from PIL import Image
+        from .inputs import open_image
 
         if self.modality != "image" or not isinstance(self.content, (bytes, bytearray)):
             raise ValueError(f"memory {self.id} is a {self.modality} memory without image content")
-        return Image.open(io.BytesIO(self.content))
+        return open_image(bytes(self.content), self.source)  # lazy: thumbnail() decodes it reduced
 
     def audio(self) -> "Audio":
         """The waveform (audio memories only)."""

@@ -22,6 +22,7 @@ import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -37,6 +38,7 @@ from .weights.whisper_formats import read_config, read_whisper
 WINDOW_SECONDS = 30
 N_SAMPLES = WINDOW_SECONDS * SAMPLE_RATE  # 480_000
 N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames per window
+FRAMES_PER_SECOND = SAMPLE_RATE / HOP_LENGTH  # 100
 FRAMES_PER_TOKEN = 2  # a timestamp step (0.02 s) is 2 mel frames
 NO_SPEECH_THRESHOLD = 0.6
 LOGPROB_THRESHOLD = -1.0
@@ -188,12 +190,15 @@ class SpeechRecognizer:
     # -- public API ----------------------------------------------------------------------------
     @torch.inference_mode()
     def transcribe(self, audio: Audio, *, language: str | None = None, short_clip: bool = False,
-                   max_seconds: float | None = None) -> Transcript:
+                   max_seconds: float | None = None,
+                   progress: Callable[[float, float], None] | None = None) -> Transcript:
         """Speech in ``audio`` (any rate / channels) -> :class:`Transcript` with segment times in seconds.
 
         ``language``: ISO code to skip detection. ``short_clip=True``: a clip under 30 s is encoded at
         its own length instead of padded to 30 s: 2-6x faster, but the model was trained on padded
-        windows and the words can differ (espeak "two loaves" -> "do loafs"), so it is opt-in."""
+        windows and the words can differ (espeak "two loaves" -> "do loafs"), so it is opt-in.
+        ``progress(seconds_done, seconds_total)`` is called after each window (a long recording takes
+        seconds per window on a CPU)."""
         samples = audio.resampled(SAMPLE_RATE).samples
         if max_seconds is not None:
             samples = samples[: int(max_seconds * SAMPLE_RATE)]
@@ -205,7 +210,16 @@ class SpeechRecognizer:
         segments: list[Segment] = []
         lang, lang_prob = language, 1.0
         seek = 0
+        reported = 0
+
+        def report() -> None:
+            nonlocal reported
+            if progress is not None and seek > reported:
+                reported = seek
+                progress(round(min(seek / FRAMES_PER_SECOND, duration), 2), round(duration, 2))
+
         while seek < n_frames:
+            report()
             size = min(N_FRAMES, n_frames - seek)
             chunk = samples[seek * HOP_LENGTH: (seek + size) * HOP_LENGTH]
             if float(np.sqrt(np.mean(np.square(chunk, dtype=np.float64)))) < SILENCE_RMS:
@@ -233,6 +247,8 @@ class SpeechRecognizer:
             new, advance = self._segments(dec.tokens, offset, size)
             segments.extend(s for s in new if s.text)
             seek += advance
+        seek = max(seek, n_frames)
+        report()
         segments = [Segment(round(min(s.start, duration), 2), round(min(max(s.end, s.start), duration), 2), s.text)
                     for s in segments]
         text = " ".join(s.text for s in segments).strip()

@@ -36,6 +36,7 @@ from .records import Hits, Memory
 from .storage import Catalog, Manifest, VectorTable
 from .storage.manifest import MANIFEST_NAME
 from .storage.remote import remote_lease
+from .update import commit_metadata, merged, plan
 from .views import build_rows, encode_items, load_speech
 
 log = logging.getLogger("aimemory")
@@ -242,12 +243,15 @@ class MemoryStore:
     def remember_many(self, items: Iterable[object], *, batch_size: int = 32,
                       metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
                       namespace: str = DEFAULT_NAMESPACE, dedup: bool = True, errors: str = "raise",
-                      sources: Sequence[str | None] | None = None, progress=None) -> MemoryList:
+                      sources: Sequence[str | None] | None = None, progress=None,
+                      item_progress=None) -> MemoryList:
         """Store many items: batched encoding, one commit per batch.
 
         ``errors="raise"`` decodes every item first and writes nothing if any is bad;
         ``errors="skip"`` streams, skips bad items and lists them in ``result.skipped``.
-        ``progress`` is called with the number of items done after each batch."""
+        ``progress`` is called with the number of items done after each batch;
+        ``item_progress(index, what, done, total)`` with work inside one item: ``"decoding"`` (0 of 1)
+        as each item is read, ``"transcribing"`` (seconds of audio) after each 30 s speech window."""
         _check_namespace(namespace)
         if errors not in ("raise", "skip"):
             raise ValueError("errors= must be 'raise' or 'skip'")
@@ -258,6 +262,8 @@ class MemoryStore:
         result.skipped = []
         decoded: list[tuple[int, Item]] = []
         for i, x in enumerate(items):
+            if item_progress is not None:
+                item_progress(i, "decoding", 0.0, 1.0)
             try:
                 decoded.append((i, to_item(x, source=srcs[i])))
             except InputError as exc:
@@ -267,12 +273,13 @@ class MemoryStore:
                     raise
                 result.skipped.append((i, x, exc))
             if errors == "skip" and len(decoded) >= batch_size:
-                result.extend(self._commit_batch(decoded, metas, namespace, dedup))
+                result.extend(self._commit_batch(decoded, metas, namespace, dedup, item_progress))
                 decoded = []
                 if progress:
                     progress(i + 1)
         for start in range(0, len(decoded), batch_size):
-            result.extend(self._commit_batch(decoded[start:start + batch_size], metas, namespace, dedup))
+            result.extend(self._commit_batch(decoded[start:start + batch_size], metas, namespace, dedup,
+                                             item_progress))
             if progress:
                 progress(min(len(items), decoded[min(start + batch_size, len(decoded)) - 1][0] + 1))
         return result
@@ -287,27 +294,36 @@ class MemoryStore:
         return value
 
     def _commit_batch(self, batch: list[tuple[int, Item]], metas: list, namespace: str,
-                      dedup: bool) -> list[Memory]:
+                      dedup: bool, item_progress=None) -> list[Memory]:
         if not batch:
             return []
         with self._write_lock():
             out: list[Memory | None] = [None] * len(batch)
             todo: list[tuple[int, Item, dict, list[str]]] = []
-            seen: dict[str, int] = {}
+            seen: dict[str, int] = {}  # content hash -> its position in todo
+            stored: list[tuple[int, str, dict]] = []  # (slot, id, metadata) of content already stored
             for slot, (i, item) in enumerate(batch):
                 meta, tags = _metadata(metas[i])
                 if dedup:
                     existing = self.catalog.find_duplicate(namespace, item.content_hash)
                     if existing is not None:
-                        out[slot] = self._memory(existing, namespace)
+                        stored.append((slot, existing, meta))
                         continue
-                    if item.content_hash in seen:  # the same content twice in one batch
-                        out[slot] = -seen[item.content_hash] - 1  # type: ignore[assignment]
+                    if item.content_hash in seen:  # the same content twice in one batch: one memory
+                        first = seen[item.content_hash]
+                        first_slot, first_item, first_meta, _ = todo[first]
+                        both = merged(first_meta, metadata=meta)
+                        todo[first] = (first_slot, first_item, both, both["tags"])
+                        out[slot] = -first_slot - 1  # type: ignore[assignment]
                         continue
-                    seen[item.content_hash] = slot
+                    seen[item.content_hash] = len(todo)
                 todo.append((slot, item, meta, tags))
             if todo:
-                views = self._encode([t[1] for t in todo])
+                on_progress = None
+                if item_progress is not None:  # todo position -> the caller's item index
+                    def on_progress(j, what, done, total):
+                        item_progress(batch[todo[j][0]][0], what, done, total)
+                views = self._encode([t[1] for t in todo], on_progress)
                 rows, new_ids = self._rows(todo, views, namespace)
                 with _storage_errors("remember"):
                     # reserve the keys first: a failure after this wastes keys, never reuses them,
@@ -323,6 +339,14 @@ class MemoryStore:
                 for (slot, item, *_), mid in zip(todo, new_ids):
                     out[slot] = self._memory(mid, namespace)
                     out[slot].transcript = item.transcript
+                    out[slot].status = "new"
+            if stored:  # content already stored: merge the new tags and metadata into it
+                changes = plan(self.catalog, [(mid, {"metadata": meta}) for _, mid, meta in stored], namespace)
+                commit_metadata(self.table, self.catalog, changes)
+                self._table_version = self.table.version
+                for slot, mid, _ in stored:
+                    out[slot] = self._memory(mid, namespace)
+                    out[slot].status = "updated" if mid in changes else "existing"
             for slot, m in enumerate(out):
                 if isinstance(m, int):
                     out[slot] = out[-m - 1]
@@ -334,9 +358,9 @@ class MemoryStore:
 
         return CATALOG_COLUMNS
 
-    def _encode(self, items: list[Item]) -> list[list]:
+    def _encode(self, items: list[Item], on_progress=None) -> list[list]:
         """Items -> per item, its views (see :func:`aimemory.views.encode_items`)."""
-        return encode_items(self.encoder, self.speech, items, self.model_id)
+        return encode_items(self.encoder, self.speech, items, self.model_id, on_progress)
 
     def _rows(self, todo, views, namespace: str) -> tuple[pa.Table, list[str]]:
         return build_rows(todo, views, namespace, dim=self.manifest.dim,
@@ -432,6 +456,38 @@ class MemoryStore:
             self.index.remove(np.asarray(vkeys, dtype=np.int64))
             self._note_changes(len(vkeys))
         return len(ids)
+
+    # -- update --------------------------------------------------------------------------------
+    def update(self, memory_id: str, *, metadata: Mapping[str, Any] | None = None,
+               tags: str | Iterable[str] | None = None, remove_tags: str | Iterable[str] | None = None,
+               replace: bool = False, namespace: str = DEFAULT_NAMESPACE) -> Memory:
+        """Change a memory's tags and metadata; its content and vectors stay as they are.
+
+        ``metadata`` is merged key by key (new values win), ``tags`` are added, ``remove_tags``
+        removed; ``replace=True`` sets the metadata and tags to exactly those given. One commit (none
+        when nothing changes: ``status`` says ``"updated"`` or ``"existing"``). An id of another
+        namespace is :class:`NotFoundError`."""
+        return self.update_many([memory_id], metadata=metadata, tags=tags, remove_tags=remove_tags,
+                                replace=replace, namespace=namespace)[0]
+
+    def update_many(self, memory_ids: Iterable[str], *, metadata: Mapping[str, Any] | None = None,
+                    tags: str | Iterable[str] | None = None, remove_tags: str | Iterable[str] | None = None,
+                    replace: bool = False, namespace: str = DEFAULT_NAMESPACE) -> list[Memory]:
+        """:meth:`update` for many memories, in one commit; an unknown id changes nothing."""
+        _check_namespace(namespace)
+        ids = [memory_ids] if isinstance(memory_ids, str) else list(memory_ids)
+        change = {"metadata": metadata, "tags": tags, "remove_tags": remove_tags, "replace": replace}
+        merged({}, **change)  # bad arguments fail before the lock is taken
+        with self._write_lock():
+            changes = plan(self.catalog, [(mid, change) for mid in ids], namespace)
+            commit_metadata(self.table, self.catalog, changes)
+            self._table_version = self.table.version
+            out = []
+            for mid in ids:
+                memory = self._memory(mid, namespace, load_transcript=True)
+                memory.status = "updated" if mid in changes else "existing"
+                out.append(memory)
+            return out
 
     # -- recall --------------------------------------------------------------------------------
     def recall(self, query: object, k: int = 5, modality: str | Sequence[str] | None = None,

@@ -10,6 +10,7 @@ import os
 import secrets
 import time
 from datetime import datetime, timezone
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -19,15 +20,20 @@ from .errors import InputError, ModelError, UnsupportedInputError
 from .inputs import MODALITIES, Item
 from .records import table_schema
 
+# on_progress(index of the item, what is being done, done, total): progress inside one long item
+ItemProgress = Callable[[int, str, float, float], None]
+
 
 def new_id() -> str:
     """24 hex chars: 12 of milliseconds (so ids sort by time) + 12 random."""
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
 
 
-def encode_items(encoder: Encoder, speech, items: list[Item], model_id: str) -> list[list[View]]:
+def encode_items(encoder: Encoder, speech, items: list[Item], model_id: str,
+                 on_progress: ItemProgress | None = None) -> list[list[View]]:
     """Items -> per item, its views (the encoder's own first, then speech segments); one encoder
-    call per modality. ``speech`` is a recognizer or None."""
+    call per modality. ``speech`` is a recognizer or None. ``on_progress(index, what, done, total)``
+    hears about work inside one item (transcription, in seconds of audio)."""
     views: list[list | None] = [None] * len(items)
     for modality in MODALITIES:
         idx = [i for i, it in enumerate(items) if it.modality == modality]
@@ -39,7 +45,7 @@ def encode_items(encoder: Encoder, speech, items: list[Item], model_id: str) -> 
                 f"model {model_id!r} cannot embed {modality}; nothing was stored. Use a "
                 "store whose model supports it (e.g. model='aimemory-mini')")
         if modality == "audio" and speech is not None:
-            speech_views = speech_views_of(encoder, speech, [items[i] for i in idx])
+            speech_views = speech_views_of(encoder, speech, [items[i] for i in idx], on_progress, idx)
         else:
             speech_views = [[] for _ in idx]
         if modality in encoder.modalities:
@@ -56,12 +62,31 @@ def encode_items(encoder: Encoder, speech, items: list[Item], model_id: str) -> 
     return views  # type: ignore[return-value]
 
 
-def speech_views_of(encoder: Encoder, speech, items: list[Item]) -> list[list[View]]:
+def _reports_progress(speech) -> bool:
+    """Whether ``speech.transcribe`` takes ``progress=`` (custom recognizers may not)."""
+    import inspect
+
+    try:
+        params = inspect.signature(speech.transcribe).parameters
+    except (TypeError, ValueError):
+        return False
+    return "progress" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def speech_views_of(encoder: Encoder, speech, items: list[Item], on_progress: ItemProgress | None = None,
+                    indexes: list[int] | None = None) -> list[list[View]]:
     """Transcribe audio items; each transcript segment becomes an ``audio.speech`` view embedded
-    with the text tower, time-coded, and the full transcript is stored as searchable text."""
+    with the text tower, time-coded, and the full transcript is stored as searchable text.
+    ``on_progress`` gets ``indexes[n]`` (default ``n``) for the n-th item."""
     out = []
-    for item in items:
-        transcript = speech.transcribe(item.payload)
+    listen = on_progress is not None and _reports_progress(speech)
+    for n, item in enumerate(items):
+        if listen:
+            index = indexes[n] if indexes is not None else n
+            transcript = speech.transcribe(
+                item.payload, progress=lambda done, total, i=index: on_progress(i, "transcribing", done, total))
+        else:
+            transcript = speech.transcribe(item.payload)
         segments = [s for s in transcript.segments if s.text.strip()]
         if getattr(transcript, "no_speech", False) or not segments:
             out.append([])

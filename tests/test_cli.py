@@ -123,18 +123,105 @@ def test_rerun_resumes_without_encoding_again(capsys, enc, files, tmp_path, monk
     assert "4 new, 0 already stored" in out
 
 
+def test_remembering_again_with_new_tags_merges_them(capsys, enc, files, tmp_path):
+    store = tmp_path / "s"
+    red = files / "red.png"
+    assert run(capsys, "remember", red, "--store", store, "--tag", "trip")[0] == 0
+    code, out, _ = run(capsys, "remember", red, files / "note.txt", "--store", store, "--tag", "pets",
+                       "--meta", "year=2024")
+    assert code == 0
+    assert "updated" in out and "1 new, 1 already stored (new tags/metadata merged into 1)" in out
+    code, out, _ = run(capsys, "recall", "red", "--tag", "pets", "--store", store, "--json", "-k", "3")
+    hits = json.loads(out)
+    assert hits and hits[0]["source"].endswith("red.png") and hits[0]["tags"] == ["trip", "pets"]
+    assert hits[0]["metadata"]["year"] == 2024
+    code, out, _ = run(capsys, "remember", red, "--store", store, "--tag", "pets", "--json")
+    assert json.loads(out)["updated"] == 0 and json.loads(out)["items"][0]["status"] == "already stored"
+
+
+def test_tag_command_adds_removes_and_sets_metadata(capsys, enc, files, tmp_path):
+    store = tmp_path / "s"
+    run(capsys, "remember", files / "red.png", "--store", store, "--tag", "old", "--tag", "keep")
+    mid = json.loads(run(capsys, "recall", "red", "--store", store, "--json", "-k", "1")[1])[0]["id"]
+    code, out, err = run(capsys, "tag", mid, "--add", "new", "--remove", "old", "--meta", "place=Oslo",
+                         "--store", store)
+    assert code == 0, err
+    assert f"updated  {mid}" in out and "keep, new" in out
+    shown = json.loads(run(capsys, "show", mid, "--store", store, "--json")[1])
+    assert shown["tags"] == ["keep", "new"] and shown["metadata"]["place"] == "Oslo"
+    code, out, _ = run(capsys, "tag", mid, "--add", "new", "--store", store, "--json")
+    assert code == 0 and json.loads(out)[0]["status"] == "existing"
+    code, out, _ = run(capsys, "tag", mid, "--add", "only", "--replace", "--store", store, "--json")
+    assert json.loads(out)[0]["tags"] == ["only"] and json.loads(out)[0]["metadata"] == {"tags": ["only"]}
+    code, _, err = run(capsys, "tag", mid, "--add", "x", "--store", store, "-n", "other")
+    assert code == 1 and "no memory" in err  # another namespace: not found
+    code, _, err = run(capsys, "tag", mid, "--store", store)
+    assert code == 2  # nothing to change is a usage error
+
+
+def test_progress_shows_the_current_file_inside_long_items(capsys, enc, files, tmp_path, monkeypatch):
+    """A long recording moves the bar while it is transcribed, and the bar names the file."""
+    import aimemory.cli.ingest as ingest
+
+    class Speech:
+        def transcribe(self, audio, progress=None):
+            from types import SimpleNamespace as NS
+
+            for done in (30.0, 60.0, 90.0):
+                progress(done, 180.0)
+            return NS(text="", segments=[], no_speech=True, language=None)
+
+    updates = []
+
+    class Bar:
+        def __init__(self, total):
+            self.total = total
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def add_task(self, *a, **kw):
+            return 0
+
+        def update(self, task, **kw):
+            updates.append(kw)
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(ingest, "_progress", Bar)
+    monkeypatch.setattr(commands, "_TEST_STORE_KWARGS", {"model": enc, "speech_model": Speech()})
+    code, out, err = run(capsys, "remember", files / "note.txt", files / "green.wav", "--store", tmp_path / "s")
+    assert code == 0, err
+    shown = [u["current"] for u in updates if u.get("current")]
+    assert any("green.wav" in c and "transcribing 1:00 / 3:00" in c for c in shown), shown
+    inside = [u["completed"] for u in updates if "transcribing" in (u.get("current") or "")]
+    assert inside == sorted(inside) and 1 < inside[0] < inside[-1] < 2  # item 2 of 2, part done
+
+
 def test_skipped_files_are_listed_with_reasons(capsys, enc, files, tmp_path):
     (files / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     (files / "blob.bin").write_bytes(b"\x00\x01\x02\x03" * 10)
     code, out, err = run(capsys, "remember", files, files / "nope.jpg", "--store", tmp_path / "s")
-    assert code == 0
+    assert code == 1  # one rule: anything skipped for an error is a failure...
     assert "4 new, 0 already stored, 3 skipped (errors)" in out
     assert "broken.png: image" in err and "does not decode" in err
     assert "blob.bin" in err and "nope.jpg: no such file or folder" in err
-    assert "Traceback" not in err
-    # nothing usable at all -> exit 1
-    code, out, err = run(capsys, "remember", files / "broken.png", "--store", tmp_path / "s")
-    assert code == 1 and "broken.png" in err
+    assert "--allow-partial" in err and "Traceback" not in err
+    # ...unless partial success is accepted
+    code, out, err = run(capsys, "remember", files, "--store", tmp_path / "s", "--allow-partial")
+    assert code == 0 and "0 new, 4 already stored, 2 skipped (errors)" in out
+    code, out, _ = run(capsys, "remember", files, "--store", tmp_path / "s", "--allow-partial", "--json")
+    assert code == 0 and json.loads(out)["skipped"] == 2
+    code, out, _ = run(capsys, "remember", files, "--store", tmp_path / "s", "--json")
+    assert code == 1 and json.loads(out)["skipped"] == 2
+    # nothing usable at all -> exit 1, partial or not
+    for extra in ([], ["--allow-partial"]):
+        code, out, err = run(capsys, "remember", files / "broken.png", "--store", tmp_path / "s", *extra)
+        assert code == 1 and "broken.png" in err
 
 
 def test_text_stdin_and_glob(capsys, enc, files, tmp_path, monkeypatch):

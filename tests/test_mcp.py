@@ -21,7 +21,7 @@ from mcp import Client, StdioServerParameters  # noqa: E402
 from aimemory import MemoryStore  # noqa: E402
 from aimemory.mcp_server import UNTRUSTED_NOTE, build_server  # noqa: E402
 
-TOOLS = {"remember_text", "remember_file", "remember_image", "recall", "forget", "list_recent"}
+TOOLS = {"remember_text", "remember_file", "remember_image", "recall", "forget", "list_recent", "update_memory"}
 MINI_DIR = Path(__file__).resolve().parent.parent / "aimemory" / "models" / "aimemory-mini"
 
 
@@ -113,6 +113,30 @@ def test_errors_are_tool_errors(mem, tmp_path):
             bad = await client.call_tool("remember_text", {"text": "   "})
             assert bad.is_error and "empty" in bad.content[0].text
     asyncio.run(go())
+
+
+def test_remember_again_merges_tags_and_update_memory(mem):
+    other = mem.remember("red of another agent", namespace="alice")
+
+    async def go():
+        async with Client(build_server(mem, "agent1")) as client:
+            note = payload(await client.call_tool("remember_text", {"text": "the red door", "tags": ["home"]}))
+            again = payload(await client.call_tool("remember_text", {"text": "the red door", "tags": ["paint"]}))
+            assert again["id"] == note["id"] and again["status"] == "updated"
+            assert again["tags"] == ["home", "paint"]
+            same = payload(await client.call_tool("remember_text", {"text": "the red door", "tags": ["home"]}))
+            assert same["status"] == "already stored"
+            up = payload(await client.call_tool("update_memory", {
+                "id": note["id"], "add_tags": ["door"], "remove_tags": ["home"], "metadata": {"floor": 2}}))
+            assert up["status"] == "updated" and up["tags"] == ["paint", "door"] and up["metadata"]["floor"] == 2
+            hits = payload(await client.call_tool("recall", {"query": "red", "k": 3}))["hits"]
+            assert hits[0]["tags"] == ["paint", "door"]
+            bad = await client.call_tool("update_memory", {"id": other.id, "add_tags": ["stolen"]})
+            assert bad.is_error and "no memory" in bad.content[0].text  # another namespace
+            bad = await client.call_tool("update_memory", {"id": note["id"]})
+            assert bad.is_error and "nothing to change" in bad.content[0].text
+    asyncio.run(go())
+    assert mem.get(other.id, namespace="alice").tags == []
 
 
 def test_no_files_root_means_no_file_is_read(mem, tmp_path, monkeypatch):

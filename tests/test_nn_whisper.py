@@ -319,6 +319,22 @@ def test_transcribe_runs_end_to_end_with_random_weights(tiny):
     assert out.no_speech == (out.text == "")
 
 
+def test_transcribe_reports_progress_per_window(tiny):
+    """One call per 30 s window (silent windows too), in seconds of audio done / total."""
+    _, folder = tiny
+    rec = SpeechRecognizer(_native(folder), _byte_tokenizer(), suppress=[], suppress_begin=[220, EOT])
+    rec.temperatures, rec.max_new_tokens = (0.0,), 4
+    calls = []
+    out = rec.transcribe(Audio(np.zeros(16000 * 70, np.float32), 16000), progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(30.0, 70.0), (60.0, 70.0), (70.0, 70.0)] and out.no_speech
+    rng = np.random.default_rng(0)
+    loud = Audio((rng.standard_normal(16000 * 35) * 0.3).astype(np.float32), 16000)
+    calls = []
+    rec.transcribe(loud, progress=lambda d, t: calls.append((d, t)))
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and done[-1] == 35.0 and all(t == 35.0 for _, t in calls)
+
+
 def test_from_pretrained_hf_folder_with_vocab_files(tiny, tmp_path, monkeypatch):
     _, folder = tiny
     for f in ("config.json", "model.safetensors"):

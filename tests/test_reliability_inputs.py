@@ -1,5 +1,5 @@
 """Bad input: a corpus generated in code (corrupt, truncated and huge-dimension images,
-decompression bombs, fake and truncated audio, empty and over-long audio, invalid UTF-8, 10 MB text,
+decompression bombs, fake and truncated audio, empty and over-long audio, binary that is not text, 10 MB text,
 NaN and wrong-width vectors from an encoder, SQL-ish filters and queries, path traversal, bad
 namespaces). Each gets a typed error in bounded time and memory, and nothing stored is harmed.
 A Hypothesis fuzz target mutates valid PNG/WAV/FLAC/text bytes through ``aimemory.inputs.to_item``:
@@ -125,7 +125,7 @@ def corpus() -> list[tuple[str, object, type]]:
         ("ogg magic only", b"OggS" + b"\0" * 30, DecodeError),
         ("mp3 magic only", b"ID3" + b"\0" * 30, DecodeError),
         ("empty bytes", b"", InputError),
-        ("invalid utf-8", b"caf\xe9 \xff\xfe text", UnsupportedInputError),
+        ("binary, not text", bytes(range(1, 256)) * 4, UnsupportedInputError),  # Latin-1 text is text
         ("nul bytes", b"\0" * 100, UnsupportedInputError),
         ("10 MB text bytes", b"word " * 2_000_000, InputTooLargeError),
         ("10 MB str", "word " * 2_000_000, InputTooLargeError),
@@ -180,6 +180,67 @@ def test_corpus_item_is_refused_with_a_typed_error(guarded, tmp_path, name, x, e
             guarded.remember_many(["red fine", x])
     assert time.monotonic() - t0 < TIME_BOUND_S, f"{name} took too long"
     assert _rss_mb() - rss0 < RSS_BOUND_MB, f"{name} used too much memory"
+
+
+# -- phone-sized photos: reduced while decoding, stored whole -----------------------------------
+PHONE_SIDE = 12_000  # 144 MP, over MAX_IMAGE_PIXELS: phones take 100-200 MP photos
+
+
+@pytest.fixture(scope="module")
+def phone_jpeg() -> bytes:
+    """A 12000 x 12000 colour JPEG (~2.5 MB at quality 5, ~3 s to make): coloured noise blown up."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    small = Image.fromarray(rng.integers(0, 255, (375, 375, 3), dtype=np.uint8))
+    small.paste((220, 20, 20), (0, 0, 375, 375))  # mostly red, so the colour encoder recalls it as red
+    buf = io.BytesIO()
+    small.resize((PHONE_SIDE, PHONE_SIDE), Image.NEAREST).save(buf, format="JPEG", quality=5)
+    return buf.getvalue()
+
+
+def jpeg_claiming(data: bytes, width: int, height: int) -> bytes:
+    """``data`` (a baseline JPEG) with its frame header rewritten to claim ``width`` x ``height``."""
+    sof = data.index(b"\xff\xc0")
+    return data[:sof + 5] + struct.pack(">HH", height, width) + data[sof + 9:]
+
+
+def test_phone_sized_jpeg_is_reduced_on_decode_and_stored(store, phone_jpeg, tmp_path):
+    from aimemory.display import thumbnail_png
+
+    assert PHONE_SIDE**2 > inputs.MAX_IMAGE_PIXELS
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(phone_jpeg)
+    rss0, t0 = _rss_mb(), time.monotonic()
+    item = inputs.to_item(path)
+    w, h = item.payload.size
+    assert w * h <= inputs.MAX_IMAGE_PIXELS and w == h >= PHONE_SIDE // 8
+    assert item.content == phone_jpeg and item.mime == "image/jpeg"  # the original is kept whole
+    m = store.remember(path)
+    assert time.monotonic() - t0 < 2 * TIME_BOUND_S and _rss_mb() - rss0 < RSS_BOUND_MB
+    assert m.modality == "image" and m.content == phone_jpeg
+    assert store.recall("red", k=1, modality="image")[0].id == m.id
+    assert m.image().size == (PHONE_SIDE, PHONE_SIDE)  # the stored photo opens at full size
+    assert max(__import__("PIL.Image").Image.open(io.BytesIO(thumbnail_png(m, 64))).size) == 64
+    assert store.remember(phone_jpeg).id == m.id  # the same bytes are the same memory
+
+
+def test_absurd_jpeg_headers_are_still_refused(store, phone_jpeg):
+    """Over a gigapixel (a header no camera writes) is refused before any decoding."""
+    assert jpeg_claiming(phone_jpeg, PHONE_SIDE, PHONE_SIDE) == phone_jpeg
+    for side in (40_000, 65_535):
+        t0 = time.monotonic()
+        with pytest.raises(InputTooLargeError, match="pixel"):
+            store.remember(jpeg_claiming(phone_jpeg, side, side))
+        assert time.monotonic() - t0 < TIME_BOUND_S
+    assert len(store) == 0
+
+
+def test_images_that_cannot_be_reduced_on_decode_keep_the_limit(store):
+    """PNG (and other formats without reduced decoding) over the pixel limit are refused."""
+    with pytest.raises(InputTooLargeError, match="downscale"):
+        store.remember(bomb_png())
+    assert len(store) == 0
 
 
 def test_skip_mode_stores_the_good_and_lists_every_bad(store):

@@ -435,6 +435,27 @@ class FakeSpeech:
                   no_speech=False, language="en")
 
 
+class WindowedSpeech(FakeSpeech):
+    """FakeSpeech that reports its progress the way Whisper does, once per window."""
+
+    def transcribe(self, audio, progress=None):
+        for done in (audio.duration / 2, audio.duration):
+            if progress is not None:
+                progress(done, audio.duration)
+        return super().transcribe(audio)
+
+
+def test_item_progress_reports_decoding_and_transcription(tmp_path):
+    events = []
+    with MemoryStore(tmp_path / "m", model=ColourEncoder(), speech_model=WindowedSpeech()) as s:
+        s.remember_many(["red note", tone("red", seconds=1.0), tone("green", seconds=2.0)], batch_size=2,
+                        item_progress=lambda *e: events.append(e))
+        assert len(s) == 3
+    assert [e[0] for e in events if e[1] == "decoding"] == [0, 1, 2]
+    assert [e[::2] for e in events if e[1] == "transcribing"] == [(1, 0.5), (1, 1.0), (2, 1.0), (2, 2.0)]
+    assert all(e[3] in (1.0, 2.0) for e in events if e[1] == "transcribing")  # (index, what, done, total)
+
+
 def test_speech_views_are_time_coded_and_searchable(tmp_path):
     with MemoryStore(tmp_path / "m", model=ColourEncoder(), speech_model=FakeSpeech()) as s:
         talk = s.remember(tone("red", seconds=1.0))

@@ -140,6 +140,40 @@ def test_no_request_makes_the_server_read_a_path(client, tmp_path):
         assert client.get(path).status_code == 404
 
 
+def test_remembering_again_merges_tags_and_patch_updates(client):
+    body = {"files": {"file": ("cat.png", png("red", seed=7))}, "data": {"tags": "pets", "namespace": "upd"}}
+    first = client.post("/api/memories", **body).json()["memories"][0]
+    assert first["status"] == "new" and first["tags"] == ["pets"]
+    body["data"] = {"tags": "holiday", "namespace": "upd", "metadata": '{"place": "Oslo"}'}
+    again = client.post("/api/memories", **body).json()["memories"][0]
+    assert again["id"] == first["id"] and again["status"] == "updated"
+    assert again["tags"] == ["pets", "holiday"] and again["metadata"]["place"] == "Oslo"
+    hits = client.get("/api/recall", params={"q": "red", "tags": "holiday", "namespace": "upd"}).json()["hits"]
+    assert [h["id"] for h in hits] == [first["id"]]
+
+    url = f"/api/memories/{first['id']}"
+    r = client.patch(url, params={"namespace": "upd"},
+                     json={"tags": ["cat"], "remove_tags": ["pets"], "metadata": {"year": 2024}})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["status"] == "updated" and got["tags"] == ["holiday", "cat"]
+    assert got["metadata"] == {"tags": ["holiday", "cat"], "place": "Oslo", "year": 2024}
+    assert client.get(url, params={"namespace": "upd"}).json()["tags"] == ["holiday", "cat"]
+    r = client.patch(url, params={"namespace": "upd"}, json={"tags": "cat"})
+    assert r.status_code == 200 and r.json()["status"] == "existing"
+    r = client.patch(url, params={"namespace": "upd"}, json={"metadata": {"only": 1}, "replace": True})
+    assert r.json()["metadata"] == {"only": 1, "tags": []}
+    assert client.get(f"{url}/content", params={"namespace": "upd"}).content == png("red", seed=7)
+    assert_error(client.patch(url, json={"tags": ["x"]}), 404, "NotFoundError")  # another namespace
+    for bad in ({"tags": [1]}, {"metadata": [1]}, {"replace": "maybe"}, {"nonsense": 1}, {}):
+        assert_error(client.patch(url, params={"namespace": "upd"}, json=bad), 400)
+    assert_error(client.patch(url, params={"namespace": "upd"}, content=b"tags=x",
+                              headers={"content-type": "application/x-www-form-urlencoded"}), 415)
+    r = client.patch(url, params={"namespace": "upd"}, json={"tags": ["x"]}, headers={"Origin": "http://evil.example"})
+    assert_error(r, 403)
+    assert "patch" in client.get("/api/openapi.json").json()["paths"]["/api/memories/{memory_id}"]
+
+
 def test_image_upload_recall_by_file_and_filters(client):
     files = [("file", ("red.png", png("red", 1), "image/png")), ("file", ("blue.png", png("blue", 2), "image/png"))]
     r = client.post("/api/memories", files=files,

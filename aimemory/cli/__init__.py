@@ -1,6 +1,7 @@
 """The ``aimemory`` command line. ``main(argv)`` runs it and returns the exit code:
 
-0 ok, 1 user error (bad input, not found), 2 usage, 3 model not available, 130 interrupted.
+0 ok, 1 user error (bad input, not found; ``remember``: any input skipped for an error, unless
+``--allow-partial``), 2 usage, 3 model not available, 130 interrupted.
 
 Only ``typer`` is imported up front so ``aimemory --help`` starts fast; the store, torch, pandas and
 the MCP SDK load inside the commands that need them.

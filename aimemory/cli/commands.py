@@ -112,6 +112,9 @@ def remember(
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag every memory (repeatable).")] = None,
     meta: Annotated[list[str] | None, typer.Option("--meta", help="Metadata key=value (repeatable).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per atomic commit.")] = 32,
+    allow_partial: Annotated[bool, typer.Option(
+        "--allow-partial", help="Exit 0 when some inputs were skipped for errors but others were stored "
+        "(default: exit 1 if anything was skipped).")] = False,
     speech: Annotated[str, typer.Option(
         "--speech", help="Transcribe speech in audio: 'auto' (a local Whisper if any), 'none', or a "
         "checkpoint id/folder.")] = "auto",
@@ -124,7 +127,8 @@ def remember(
     """Remember files, folders, globs, - (stdin) or --text.
 
     Content already in the store is recognised by hash and not encoded again, so an interrupted
-    run resumes where it stopped."""
+    run resumes where it stopped. Exits 1 if any input was skipped for an error (everything else is
+    still stored), unless --allow-partial."""
     from .ingest import Tally, collect, ingest, report
 
     metadata = parse_pairs(meta, "--meta")
@@ -138,7 +142,7 @@ def remember(
         raise typer.Exit(EXIT_USER)
     with open_store(store, model, create=True, speech=speech, sound=sound) as st:
         code = ingest(st, entries, problems, metadata=metadata, namespace=namespace,
-                      batch_size=batch_size, as_json=as_json)
+                      batch_size=batch_size, as_json=as_json, allow_partial=allow_partial)
     raise typer.Exit(code)
 
 
@@ -189,6 +193,38 @@ def forget(
     with open_store(store, model) as st:
         n = st.forget(list(dict.fromkeys(ids)), namespace=namespace)
     typer.echo(f"forgot {n} memor{'y' if n == 1 else 'ies'}")
+
+
+@app.command()
+def tag(
+    ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Memory ids.", show_default=False)],
+    add: Annotated[list[str] | None, typer.Option("--add", "-a", help="Add this tag (repeatable).")] = None,
+    remove: Annotated[list[str] | None, typer.Option("--remove", "-r", help="Remove this tag (repeatable).")] = None,
+    meta: Annotated[list[str] | None, typer.Option(
+        "--meta", help="Set metadata key=value, merged into what is stored (repeatable).")] = None,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Set the tags and metadata to exactly those given (drops the others).")] = False,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
+) -> None:
+    """Add or remove tags and set metadata of stored memories (one commit; content is untouched)."""
+    import json
+
+    metadata = parse_pairs(meta, "--meta")
+    if not (add or remove or metadata or replace):
+        raise typer.BadParameter("nothing to change: pass --add, --remove, --meta or --replace")
+    if replace and remove:
+        raise typer.BadParameter("--replace sets the tags to those of --add; --remove cannot be used with it")
+    with open_store(store, model) as st:
+        memories = st.update_many(list(dict.fromkeys(ids)), metadata=metadata, tags=add, remove_tags=remove,
+                                  replace=replace, namespace=namespace)
+    if as_json:
+        typer.echo(json.dumps([{"id": m.id, "status": m.status, "tags": m.tags, "metadata": m.metadata}
+                               for m in memories], indent=2, ensure_ascii=False))
+        return
+    for m in memories:
+        state = "updated" if m.status == "updated" else "unchanged"
+        typer.echo(f"{state}  {m.id}  tags: {', '.join(m.tags) or '(none)'}")
 
 
 @app.command()

@@ -19,6 +19,7 @@ import typer
 
 GLOB_CHARS = set("*?[")
 LIST_EACH_UP_TO = 20  # below this many items, print one line per item
+CURRENT_CHARS = 40  # longest file name the progress bar shows
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Entry:
 class Tally:
     new: list = field(default_factory=list)  # (label, id)
     existing: list = field(default_factory=list)  # (label, id)
+    updated: list = field(default_factory=list)  # (label, id): already stored, new tags/metadata merged
     skipped: list = field(default_factory=list)  # (label, reason)
 
 
@@ -109,16 +111,33 @@ def _progress(total: int):
             return Text("-- items/s" if speed is None else f"{speed:.1f} items/s", style="cyan")
 
     console = Console(stderr=True)
+    # the last column names the file being worked on, and how far into it (long recordings)
     return Progress(TextColumn("remembering"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                    TextColumn("{task.fields[current]}", style="dim"), console=console,
                     transient=True, disable=not console.is_terminal or total < 2)
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def describe(label: str, what: str, done: float, total: float) -> str:
+    """What the progress bar says about the item being worked on, e.g.
+    ``talk.m4a: transcribing 1:30 / 3:00``."""
+    name = os.path.basename(label) or label
+    name = name if len(name) <= CURRENT_CHARS else "…" + name[-(CURRENT_CHARS - 1):]
+    if what == "decoding":
+        return name
+    return f"{name}: {what} {_clock(done)} / {_clock(total)}"
 
 
 def _stored_id(store, namespace: str, path: Path) -> str | None:
     """The id of a memory holding exactly this file's content, found by hashing its bytes, without
     decoding it: a rerun over a big folder of audio skips decoding and resampling as well as
     encoding. Mirrors the store's content hash (sha256 of the file's bytes for images and audio,
-    of ``text:`` + the bytes for UTF-8 text); if the store's internals differ, the store's own
+    of ``text:`` + the bytes for UTF-8 text without a BOM); if the store's internals differ, the store's own
     dedup still recognises the file after decoding."""
     import hashlib
 
@@ -137,45 +156,80 @@ def _stored_id(store, namespace: str, path: Path) -> str | None:
 
 
 def ingest(store, entries: list[Entry], problems: list[tuple[str, str]], *, metadata: dict,
-           namespace: str, batch_size: int, as_json: bool) -> int:
-    """Remember ``entries`` in batches; print a summary; return the exit code."""
+           namespace: str, batch_size: int, as_json: bool, allow_partial: bool = False) -> int:
+    """Remember ``entries`` in batches; print a summary; return the exit code: 1 if anything was
+    skipped for an error (0 with ``allow_partial`` when something was stored), 130 if interrupted."""
     tally = Tally(skipped=list(problems))
     run_start = datetime.now(timezone.utc)
     seen_ids: set[str] = set()
     interrupted = False
     with _progress(len(entries)) as bar:
-        task = bar.add_task("remember", total=len(entries))
+        task = bar.add_task("remember", total=len(entries), current="")
         try:
             for start in range(0, len(entries), batch_size):
-                batch = []
-                for e in entries[start:start + batch_size]:
-                    known = _stored_id(store, namespace, e.item) if isinstance(e.item, Path) else None
-                    if known is not None:
-                        tally.existing.append((e.label, known))
-                        seen_ids.add(known)
+                chunk = entries[start:start + batch_size]
+                batch, known = [], []
+                for e in chunk:
+                    mid = _stored_id(store, namespace, e.item) if isinstance(e.item, Path) else None
+                    if mid is not None:
+                        known.append((e.label, mid))
                     else:
                         batch.append(e)
-                bar.update(task, completed=start + batch_size - len(batch))
+                _merge_into_stored(store, known, metadata, namespace, tally, seen_ids)
+                done_before = start + len(chunk) - len(batch)  # files found stored count as done
+                bar.update(task, completed=done_before)
                 if not batch:
                     continue
-                done_before = start + batch_size - len(batch)
+
+                def inside(i, what, done, total, base=done_before, labels=tuple(e.label for e in batch)):
+                    current = describe(labels[i], what, done, total)
+                    if what == "decoding":  # reading a file says which one, not how far the run is
+                        bar.update(task, current=current)
+                    else:  # long work inside an item moves the bar (and its rate and ETA)
+                        part = min(done / total, 1.0) if total else 0.0
+                        bar.update(task, completed=base + i + part, current=current)
+
                 result = store.remember_many(
                     [e.item for e in batch], batch_size=batch_size, metadata=metadata, namespace=namespace,
                     errors="skip", sources=[e.source for e in batch],
-                    progress=lambda n, base=done_before: bar.update(task, completed=base + n))
+                    progress=lambda n, base=done_before: bar.update(task, completed=base + n),
+                    item_progress=inside)
                 _count(result, batch, tally, run_start, seen_ids)
                 bar.update(task, completed=min(start + batch_size, len(entries)))
         except KeyboardInterrupt:
             interrupted = True
         except Exception:
-            if tally.new or tally.existing:  # say what is safely stored before the error is shown
+            if tally.new or tally.existing or tally.updated:  # say what is safely stored first
                 bar.stop()
                 report(tally, False, False)
             raise
     report(tally, as_json, interrupted)
     if interrupted:
         return 130
-    return 1 if tally.skipped and not (tally.new or tally.existing) else 0
+    if not tally.skipped:
+        return 0
+    stored = bool(tally.new or tally.existing or tally.updated)
+    if allow_partial and stored:
+        return 0
+    if stored and not as_json:
+        typer.echo(f"{len(tally.skipped)} input{'s were' if len(tally.skipped) != 1 else ' was'} skipped "
+                   "(exit status 1); the others are stored. Pass --allow-partial to accept a partial "
+                   "run with exit status 0", err=True)
+    return 1
+
+
+def _merge_into_stored(store, known: list[tuple[str, str]], metadata: dict, namespace: str, tally: Tally,
+                       seen_ids: set[str]) -> None:
+    """Files found stored by their hash: merge this run's tags and metadata into them (one commit)."""
+    updated: set[str] = set()
+    if known and metadata:
+        ids = list(dict.fromkeys(mid for _, mid in known))
+        updated = {m.id for m in store.update_many(ids, metadata=metadata, namespace=namespace)
+                   if m.status == "updated"}
+    for label, mid in known:
+        (tally.updated if mid in updated else tally.existing).append((label, mid))
+        updated.discard(mid)  # the same file named twice: merged once
+        seen_ids.add(mid)
 
 
 def _count(result, batch: list[Entry], tally: Tally, run_start: datetime, seen_ids: set[str]) -> None:
@@ -189,7 +243,12 @@ def _count(result, batch: list[Entry], tally: Tally, run_start: datetime, seen_i
         # a memory made before this run started, or earlier in this run, was already stored
         fresh = m.created_at >= run_start and m.id not in seen_ids
         seen_ids.add(m.id)
-        (tally.new if fresh else tally.existing).append((entry.label, m.id))
+        if fresh:
+            tally.new.append((entry.label, m.id))
+        elif m.status == "updated":
+            tally.updated.append((entry.label, m.id))
+        else:
+            tally.existing.append((entry.label, m.id))
 
 
 def _reason(err: BaseException) -> str:
@@ -198,20 +257,25 @@ def _reason(err: BaseException) -> str:
 
 
 def report(tally: Tally, as_json: bool, interrupted: bool) -> None:
+    stored = len(tally.existing) + len(tally.updated)
     if as_json:
         rows = ([{"id": mid, "input": label, "status": "new"} for label, mid in tally.new]
+                + [{"id": mid, "input": label, "status": "updated"} for label, mid in tally.updated]
                 + [{"id": mid, "input": label, "status": "already stored"} for label, mid in tally.existing]
                 + [{"id": None, "input": label, "status": "skipped", "reason": why} for label, why in tally.skipped])
-        typer.echo(json.dumps({"new": len(tally.new), "already_stored": len(tally.existing),
+        typer.echo(json.dumps({"new": len(tally.new), "already_stored": stored, "updated": len(tally.updated),
                                "skipped": len(tally.skipped), "interrupted": interrupted, "items": rows},
                               indent=2))
     else:
-        if len(tally.new) + len(tally.existing) <= LIST_EACH_UP_TO:
+        if len(tally.new) + stored <= LIST_EACH_UP_TO:
             for label, mid in tally.new:
                 typer.echo(f"new             {mid}  {label}")
+            for label, mid in tally.updated:
+                typer.echo(f"updated         {mid}  {label}")
             for label, mid in tally.existing:
                 typer.echo(f"already stored  {mid}  {label}")
-        typer.echo(f"{len(tally.new)} new, {len(tally.existing)} already stored, "
+        merged = f" (new tags/metadata merged into {len(tally.updated)})" if tally.updated else ""
+        typer.echo(f"{len(tally.new)} new, {stored} already stored{merged}, "
                    f"{len(tally.skipped)} skipped (errors)")
     if tally.skipped and not as_json:
         typer.echo("skipped:", err=True)

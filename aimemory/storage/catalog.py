@@ -88,6 +88,14 @@ class Catalog:
                     self.by_hash.pop((self._cols["namespace"][p], self._cols["content_hash"][p]), None)
         return vkeys
 
+    def set_metadata(self, position: int, tags: list[str], metadata_json: str) -> None:
+        """Mirror a committed change of a primary row's tags and metadata."""
+        self._cols["tags"][position] = list(tags)
+        self._cols["metadata"][position] = metadata_json
+        self._parsed_meta.pop(position, None)
+        self._arrays.pop("tags", None)
+        self._arrays.pop("metadata", None)
+
     def array(self, name: str) -> np.ndarray:
         """A column as a numpy array (cached until the next append)."""
         arr = self._arrays.get(name)

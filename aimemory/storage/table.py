@@ -280,6 +280,19 @@ class VectorTable:
         self._after_commit(rows.num_rows)
         return self.version
 
+    def rewrite_rows(self, rows: pa.Table) -> int:
+        """Replace the rows with these ``vkey`` values by ``rows`` (whole rows, read from the table and
+        edited) in one commit; returns the new version. A merge on ``vkey`` carries the values as
+        Arrow data: nothing is pasted into SQL."""
+        if self.remote is not None:
+            self.remote.check_lease()
+        schema = self._table.schema
+        rows = rows.select(schema.names)
+        self._table.merge_insert("vkey").when_matched_update_all().execute(
+            rows.cast(schema) if rows.schema != schema else rows)
+        self._after_commit(rows.num_rows)
+        return self.version
+
     def delete_vkeys(self, vkeys: Iterable[int]) -> int:
         from lancedb.expr import col
 

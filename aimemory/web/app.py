@@ -64,6 +64,7 @@ MAX_K = 100
 MAX_LIST = 200
 LIST_TEXT_CHARS = 2000
 THUMB_CACHE = 256
+UPDATE_FIELDS = {"tags", "remove_tags", "metadata", "replace"}
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"explorer.js": "text/javascript; charset=utf-8", "explorer.css": "text/css; charset=utf-8"}
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
@@ -91,6 +92,8 @@ def memory_json(m: "Memory", text: str | None = None, limit: int | None = None) 
         "content_url": f"{base}/content?namespace={ns}",
         "thumbnail_url": f"{base}/thumbnail?namespace={ns}" if m.modality == "image" else None,
     }
+    if m.status is not None:  # set by writes: new, existing or updated
+        out["status"] = m.status
     if m.modality == "text":
         out["text"] = text[:limit] if (text is not None and limit) else text
         out["text_truncated"] = bool(text is not None and limit and len(text) > limit)
@@ -314,6 +317,28 @@ class Api:
 
         return ApiJSON(await self.call(load))
 
+    async def update(self, request: Request) -> Response:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise ApiError(415, "UnsupportedMediaType", "send application/json: {\"tags\": [...], "
+                           "\"remove_tags\": [...], \"metadata\": {...}, \"replace\": false}")
+        body = await _json_body(request)
+        unknown = sorted(set(body) - UPDATE_FIELDS)
+        if unknown:
+            raise bad(f"unknown field(s) {unknown}; an update takes {sorted(UPDATE_FIELDS)}")
+        change = {"metadata": as_json_object(body.get("metadata"), "metadata"),
+                  "tags": _tag_field(body.get("tags"), "tags"),
+                  "remove_tags": _tag_field(body.get("remove_tags"), "remove_tags"),
+                  "replace": as_bool(body.get("replace"), "replace", False)}
+        if not (change["metadata"] or change["tags"] or change["remove_tags"] or change["replace"]):
+            raise bad("nothing to change: send tags, remove_tags, metadata or replace")
+
+        def apply() -> dict:
+            m = self.store.update(request.path_params["memory_id"], namespace=self._namespace(request), **change)
+            return memory_json(m, m.content if m.modality == "text" else None)  # type: ignore[arg-type]
+
+        return ApiJSON(await self.call(apply))
+
     async def forget(self, request: Request) -> Response:
         n = await self.call(self.store.forget, request.path_params["memory_id"], self._namespace(request))
         self._thumbs.clear()
@@ -364,6 +389,17 @@ def _filename(name: str | None) -> str | None:
     return base[:200] or None
 
 
+def _tag_field(value: Any, name: str) -> list[str] | None:
+    """Tags as a list of strings or one comma-separated string."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [t.strip() for t in value.split(",") if t.strip()]
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise bad(f"{name} must be a list of strings or a comma-separated string")
+    return value
+
+
 def _skipped(index: int, source: str | None, exc: BaseException) -> dict:
     return {"index": index, "source": source, "status": status_of(exc), "error": error_body(exc)}
 
@@ -389,6 +425,7 @@ def create_app(store: "MemoryStore", *, token: str | None = None, max_upload: in
         Route("/api/memories", api.list_recent, methods=["GET"]),
         Route("/api/memories/{memory_id}", api.get, methods=["GET"]),
         Route("/api/memories/{memory_id}", api.forget, methods=["DELETE"]),
+        Route("/api/memories/{memory_id}", api.update, methods=["PATCH"]),
         Route("/api/memories/{memory_id}/content", api.content, methods=["GET"]),
         Route("/api/memories/{memory_id}/thumbnail", api.thumbnail, methods=["GET"]),
         Route("/api/recall", api.recall_get, methods=["GET"]),

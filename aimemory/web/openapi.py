@@ -45,7 +45,10 @@ def spec(version: str, max_upload: int) -> dict[str, Any]:
         "tags": {"type": "array", "items": {"type": "string"}}, "metadata": {"type": "object"},
         "transcript": {"type": ["string", "null"]}, "text": {"type": ["string", "null"]},
         "text_truncated": {"type": "boolean"},
-        "content_url": {"type": "string"}, "thumbnail_url": {"type": ["string", "null"]}}}
+        "content_url": {"type": "string"}, "thumbnail_url": {"type": ["string", "null"]},
+        "status": {"type": "string", "enum": ["new", "existing", "updated"],
+                   "description": "On writes only: just stored, already stored and unchanged, or already "
+                   "stored with new tags/metadata merged in"}}}
     hit = {"type": "object", "required": ["id", "score", "modality", "memory"], "properties": {
         "id": {"type": "string"}, "score": {"type": "number", "description": "cosine of the best view"},
         "fusion": {"type": ["number", "null"], "description": "hybrid recall's rank fusion (orders hits)"},
@@ -64,7 +67,7 @@ def spec(version: str, max_upload: int) -> dict[str, Any]:
         "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}}
     upload = {"type": "object", "properties": {
         "file": {"type": "array", "items": {"type": "string", "format": "binary"},
-                 "description": "Image, audio or UTF-8 text files (sniffed from their bytes)"},
+                 "description": "Image, audio or text files (UTF-8, UTF-16 with a BOM, Windows-1252/Latin-1; sniffed from their bytes)"},
         "text": {"type": "array", "items": {"type": "string"}, "description": "Texts to remember"},
         "metadata": {"type": "string", "description": "A JSON object stored with every item"},
         "tags": {"type": "string", "description": "Comma-separated tags"},
@@ -75,6 +78,14 @@ def spec(version: str, max_upload: int) -> dict[str, Any]:
         "text": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
         "metadata": {"type": "object"}, "tags": {"type": "array", "items": {"type": "string"}},
         "namespace": NAMESPACE["schema"], "dedup": {"type": "boolean"}, "background": {"type": "boolean"}}}
+    tag_list = {"oneOf": [{"type": "array", "items": {"type": "string"}},
+                          {"type": "string", "description": "comma-separated"}]}
+    update_body = {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": {
+        "tags": {**tag_list, "description": "Tags to add"},
+        "remove_tags": {**tag_list, "description": "Tags to remove (after adding)"},
+        "metadata": {"type": "object", "description": "Merged key by key into the stored metadata"},
+        "replace": {"type": "boolean", "default": False,
+                    "description": "Set metadata and tags to exactly those given"}}}
     recall_query = {"type": "object", "properties": {
         "file": {"type": "string", "format": "binary", "description": "An image or audio clip as the query"},
         "q": {"type": "string", "description": "Text query (when no file is sent)"}, **RECALL_PARAMS}}
@@ -130,6 +141,11 @@ def spec(version: str, max_upload: int) -> dict[str, Any]:
                 "get": {"summary": "One memory's metadata (and text)", "operationId": "getMemory",
                         "parameters": [MEMORY_ID, NAMESPACE],
                         "responses": {"200": _json(_ref("Memory"), "The memory"), **_errors(400, 404)}},
+                "patch": {"summary": "Change a memory's tags and metadata (one commit; content untouched)",
+                          "operationId": "updateMemory", "parameters": [MEMORY_ID, NAMESPACE],
+                          "requestBody": {"required": True, "content": {"application/json": {"schema": update_body}}},
+                          "responses": {"200": _json(_ref("Memory"), "The memory after the change"),
+                                        **_errors(400, 404, 415)}},
                 "delete": {"summary": "Forget a memory", "operationId": "forget",
                            "parameters": [MEMORY_ID, NAMESPACE],
                            "responses": {"200": _json({"type": "object", "properties": {

@@ -1,0 +1,107 @@
+"""Changing what is said about stored memories (tags, metadata), never what they are.
+
+A memory's tags and metadata live on its primary table row (see ``records.py``). An update reads those
+rows whole, edits the two columns and writes them back with one Lance commit (a merge on ``vkey``), then
+mirrors the change in the catalog; content, vectors, ids and times are carried over untouched.
+
+Rules, shared by :meth:`MemoryStore.update` and by ``remember`` of content already stored:
+
+* ``metadata`` is merged key by key (new values win); a ``"tags"`` key in it adds tags;
+* ``tags`` are added (union, stored tags first, in order); ``remove_tags`` are then removed;
+* ``replace=True``: the memory's metadata becomes exactly ``metadata`` and its tags exactly the
+  tags given (none if none are given); ``remove_tags`` cannot be combined with it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Mapping
+
+import pyarrow as pa
+
+from .errors import AimemoryError, InputError, NotFoundError, StoreError
+
+TagsArg = str | Iterable[str] | None
+
+
+def _tag_list(tags: Any, name: str) -> list[str]:
+    if tags is None:
+        return []
+    if isinstance(tags, str):
+        tags = [tags]
+    if not isinstance(tags, (list, tuple, set, frozenset)) or not all(isinstance(t, str) for t in tags):
+        raise InputError(f"{name} must be a string or a list of strings")
+    return list(tags)
+
+
+def merged(stored: Mapping[str, Any], *, metadata: Mapping[str, Any] | None = None, tags: TagsArg = None,
+           remove_tags: TagsArg = None, replace: bool = False) -> dict[str, Any]:
+    """The metadata (with its ``"tags"`` list) a memory has after the change; raises InputError for
+    arguments that cannot be stored and changes nothing."""
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise InputError(f"metadata must be a dict; got {type(metadata).__name__}")
+    if replace and remove_tags:
+        raise InputError("replace=True sets the tags to exactly those given; remove_tags cannot be used with it")
+    new = dict(metadata or {})
+    add = _tag_list(new.pop("tags", None), "metadata['tags']") + _tag_list(tags, "tags")
+    drop = set(_tag_list(remove_tags, "remove_tags"))
+    base = {} if replace else {k: v for k, v in stored.items() if k != "tags"}
+    base_tags = [] if replace else _tag_list(stored.get("tags"), "stored tags")
+    out = {**base, **new, "tags": [t for t in dict.fromkeys(base_tags + add) if t not in drop]}
+    try:
+        json.dumps(out)  # the same rule as remember (non-finite floats are served as null)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"metadata must be JSON-serialisable: {exc}") from exc
+    return out
+
+
+def plan(catalog, requests: Iterable[tuple[str, Mapping[str, Any]]], namespace: str) -> dict[str, dict[str, Any]]:
+    """``{memory id: its new metadata}`` for the memories that ``requests`` ((id, change) pairs, a
+    change being :func:`merged`'s keywords, applied in order) alter; an unknown id, or one of
+    another namespace, raises NotFoundError."""
+    current: dict[str, dict[str, Any]] = {}
+    changed: set[str] = set()
+    for mid, change in requests:
+        positions = catalog.positions(mid, namespace) if isinstance(mid, str) else []
+        if not positions:
+            raise NotFoundError(f"no memory {mid!r} in namespace {namespace!r}; nothing was changed")
+        if mid not in current:  # normalised, so a change that adds nothing commits nothing
+            current[mid] = merged(dict(catalog.metadata(positions[0])))
+        after = merged(current[mid], **change)
+        if after != current[mid]:
+            current[mid] = after
+            changed.add(mid)
+    return {mid: current[mid] for mid in changed}
+
+
+def commit_metadata(table, catalog, changes: Mapping[str, dict[str, Any]]) -> None:
+    """Write ``{memory id: its new metadata}`` to ``table`` in one commit, then mirror it in ``catalog``.
+    The caller holds the store's write lock and has checked the ids (see :func:`plan`)."""
+    if not changes:
+        return
+    from .records import table_schema
+    from .storage.table import is_lance_failure
+
+    position = {mid: catalog.positions(mid, None)[0] for mid in changes}
+    vkey_of = {int(catalog.get(p, "vkey")): mid for mid, p in position.items()}
+    others = [name for name in table_schema(table.dim).names if name != "vkey"]
+    rows = table.primary_rows(list(vkey_of), others)  # whole rows: content and vectors carried over
+    if rows.num_rows != len(vkey_of):
+        raise StoreError(f"{len(vkey_of) - rows.num_rows} of the memories to update are missing from the "
+                         "table; nothing was changed; reopen the store and retry")
+    order = [vkey_of[int(k)] for k in rows.column("vkey").to_pylist()]
+    tags = [changes[mid]["tags"] for mid in order]
+    texts = [json.dumps(changes[mid]) for mid in order]
+    rows = rows.set_column(rows.schema.get_field_index("tags"), "tags", pa.array(tags, pa.list_(pa.string())))
+    rows = rows.set_column(rows.schema.get_field_index("metadata"), "metadata", pa.array(texts, pa.string()))
+    try:
+        table.rewrite_rows(rows)
+    except AimemoryError:
+        raise
+    except BaseException as exc:
+        if not is_lance_failure(exc):
+            raise
+        raise StoreError(f"updating {len(changes)} memor{'y' if len(changes) == 1 else 'ies'} failed "
+                         f"({exc}); nothing was changed") from exc
+    for mid, tag_list, text in zip(order, tags, texts):
+        catalog.set_metadata(position[mid], tag_list, text)

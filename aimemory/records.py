@@ -96,7 +96,8 @@ class Memory:
         from PIL import Image
 
         if self.modality != "image" or not isinstance(self.content, (bytes, bytearray)):
-            raise ValueError(f"memory {self.id} is a {self.modality} memory without image content")
+            raise ValueError(f"memory {self.id} is a {self.modality} memory without image content; "
+                             "use .content or .text for other memories")
         return Image.open(io.BytesIO(self.content))
 
     def audio(self) -> "Audio":
@@ -104,7 +105,8 @@ class Memory:
         from .inputs import bytes_item
 
         if self.modality != "audio" or not isinstance(self.content, (bytes, bytearray)):
-            raise ValueError(f"memory {self.id} is a {self.modality} memory without audio content")
+            raise ValueError(f"memory {self.id} is a {self.modality} memory without audio content; "
+                             "use .content or .text for other memories")
         return bytes_item(bytes(self.content)).payload  # type: ignore[return-value]
 
     def _repr_html_(self) -> str:

@@ -250,7 +250,7 @@ class MemoryStore:
         ``progress`` is called with the number of items done after each batch."""
         _check_namespace(namespace)
         if errors not in ("raise", "skip"):
-            raise ValueError("errors= must be 'raise' or 'skip'")
+            raise ValueError(f"errors= must be 'raise' or 'skip'; got {errors!r}")
         items = list(items)
         metas = self._per_item(metadata, len(items), "metadata")
         srcs = list(sources) if sources is not None else [None] * len(items)
@@ -263,7 +263,8 @@ class MemoryStore:
             except InputError as exc:
                 if errors == "raise":
                     exc.index = i
-                    exc.args = (f"{exc.args[0]} (item #{i}); nothing was stored",)
+                    at = f" (item #{i})" if len(items) > 1 else ""  # one item: no index to point at
+                    exc.args = (f"{exc.args[0]}{at}; nothing was stored",)
                     raise
                 result.skipped.append((i, x, exc))
             if errors == "skip" and len(decoded) >= batch_size:
@@ -283,7 +284,8 @@ class MemoryStore:
             return [value] * n
         value = list(value)
         if len(value) != n:
-            raise InputError(f"{name}= has {len(value)} entries for {n} items")
+            raise InputError(f"{name}= has {len(value)} entries for {n} items; pass one per item, or "
+                             "one mapping for all")
         return value
 
     def _commit_batch(self, batch: list[tuple[int, Item]], metas: list, namespace: str,
@@ -456,7 +458,7 @@ class MemoryStore:
             bad = [m for m in modalities if m not in MODALITIES]
             if bad:
                 raise InputError(f"modality={bad[0]!r} is not one of {MODALITIES}")
-        item = to_item(query)
+        item = to_item(query, purpose="recall")
         with self._lock:
             with _storage_errors("reading other processes' writes"):
                 self._refresh_if_stale()
@@ -473,9 +475,10 @@ class MemoryStore:
         """Zero-shot: probabilities of ``labels`` for an image (or any item) via the text tower."""
         from .encoders.zero_shot import zero_shot
 
-        item = to_item(x)
+        item = to_item(x, purpose="recall")
         if item.modality != "image":
-            raise UnsupportedInputError("classify() takes an image")
+            raise UnsupportedInputError(f"classify() takes an image; got {item.modality} "
+                                        f"({item.source or type(x).__name__}): pass an image file or PIL image")
         return zero_shot(self.encoder, [item.payload], list(labels), templates=templates)[0]
 
     # -- maintenance ---------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def open_store(store: Path | None, model: str, *, create: bool = False, speech: 
     if not create and not is_store(path):
         raise CliError(f"no memory store at {path}; create one with `aimemory remember ... --store {path}`")
     if path.exists() and not path.is_dir():
-        raise CliError(f"{path} is a file, not a store folder")
+        raise CliError(f"{path} is a file, not a store folder; pass the store's folder to --store")
     kwargs = {"model": model, "speech_model": None if speech.lower() == "none" else speech,
               "sound_model": None if sound.lower() == "none" else sound}
     return MemoryStore(path, **{**kwargs, **(_TEST_STORE_KWARGS or {})})
@@ -163,7 +163,7 @@ def recall(
     if (query is None) == (file is None):
         raise typer.BadParameter("pass a text QUERY or --file PATH (one of them)")
     if file is not None and not file.is_file():
-        raise CliError(f"no such file: {file}")
+        raise CliError(f"no such file: {file}; check the --file path")
     for m in modality or []:
         if m not in ("image", "audio", "text"):
             raise typer.BadParameter(f"{m!r} is not one of image, audio, text", param_hint="--modality")
@@ -241,7 +241,7 @@ def export(
         table = to_arrow(st, namespace=namespace, vectors=vectors, content=content)
     path = path.expanduser()
     if path.parent and not path.parent.is_dir():
-        raise CliError(f"folder {path.parent} does not exist")
+        raise CliError(f"folder {path.parent} does not exist; create it first or export elsewhere")
     tmp = path.with_name(path.name + ".partial")
     pq.write_table(table, tmp)
     tmp.replace(path)  # a reader never sees a half-written file

@@ -223,27 +223,33 @@ def stats(
 
 @app.command()
 def export(
-    path: Annotated[Path, typer.Argument(metavar="FILE.parquet", help="Parquet file to write.", show_default=False)],
+    path: Annotated[Path, typer.Argument(metavar="FILE", show_default=False,
+                                         help="File to write: .parquet (or .pq), .csv or .jsonl (or .ndjson).")],
     vectors: Annotated[bool, typer.Option("--vectors", help="Include each memory's primary vector.")] = False,
     content: Annotated[bool, typer.Option("--content/--no-content", help="Include image/audio bytes.")] = True,
-    namespace: Annotated[str | None, typer.Option(
-        "--namespace", "-n", help="Only this namespace [default: all].", show_default=False)] = None,
-    store: StoreOpt = None, model: ModelOpt = "auto", debug: DebugOpt = False,
+    all_namespaces: Annotated[bool, typer.Option(
+        "--all-namespaces", help="Export every namespace (not only --namespace).")] = False,
+    store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
 ) -> None:
-    """Export memories to Parquet (one row each).
+    """Export one namespace's memories (one row each) to Parquet, CSV or JSON Lines, by extension.
 
-    Content is included unless --no-content; vectors only with --vectors."""
-    import pyarrow.parquet as pq
+    Content is included unless --no-content (base64 in CSV/JSONL); vectors only with --vectors."""
+    from ..errors import InputError
+    from ..export import export_format, to_arrow, write_file
 
-    from ..export import to_arrow
-
-    with open_store(store, model) as st:
-        table = to_arrow(st, namespace=namespace, vectors=vectors, content=content)
+    if all_namespaces and namespace != "default":
+        raise typer.BadParameter("give --namespace or --all-namespaces, not both", param_hint="--all-namespaces")
+    try:
+        fmt = export_format(path)
+    except InputError as exc:
+        raise typer.BadParameter(str(exc), param_hint="FILE") from None
     path = path.expanduser()
     if path.parent and not path.parent.is_dir():
         raise CliError(f"folder {path.parent} does not exist; create it first or export elsewhere")
+    with open_store(store, model) as st:
+        table = to_arrow(st, namespace=None if all_namespaces else namespace, vectors=vectors, content=content)
     tmp = path.with_name(path.name + ".partial")
-    pq.write_table(table, tmp)
+    write_file(table, tmp, fmt)
     tmp.replace(path)  # a reader never sees a half-written file
     typer.echo(f"exported {table.num_rows} memories to {path}")
 

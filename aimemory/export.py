@@ -33,7 +33,7 @@ def to_arrow(store: "MemoryStore", namespace: str | None = None, vectors: bool =
     primary view's embedding) when asked."""
     from lancedb.expr import col, lit
 
-    store._check_open()
+    store._fresh()
     where = col("view") == lit(0)
     if namespace is not None:
         where = where & (col("namespace") == lit(namespace))
@@ -67,6 +67,7 @@ def to_pandas(store: "MemoryStore", namespace: str | None = None, vectors: bool 
 
 def recent(store: "MemoryStore", namespace: str, n: int = 10) -> list[str]:
     """Ids of the ``n`` newest memories in ``namespace``, newest first (catalog only, no disk read)."""
+    store._fresh()
     catalog = store.catalog
     with store._lock:
         primary = catalog.alive & (catalog.array("view") == 0) & (catalog.array("namespace") == namespace)

@@ -226,6 +226,12 @@ class MemoryStore:
             self._last_refresh = now
             self._refresh_if_changed()
 
+    def _fresh(self) -> None:
+        """Let a read see other processes' commits (as recall does), at most every REFRESH_INTERVAL_S."""
+        self._check_open()
+        with self._lock, _storage_errors("reading other processes' writes"):
+            self._refresh_if_stale()
+
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosedError("this MemoryStore is closed; open a new one")
@@ -302,6 +308,8 @@ class MemoryStore:
                     existing = self.catalog.find_duplicate(namespace, item.content_hash)
                     if existing is not None:
                         out[slot] = self._memory(existing, namespace)
+                        if item.modality == "text":  # same hash, same text: no read to show it
+                            out[slot]._content, out[slot]._loader = item.payload, None
                         continue
                     if item.content_hash in seen:  # the same content twice in one batch
                         out[slot] = -seen[item.content_hash] - 1  # type: ignore[assignment]
@@ -325,6 +333,8 @@ class MemoryStore:
                 for (slot, item, *_), mid in zip(todo, new_ids):
                     out[slot] = self._memory(mid, namespace)
                     out[slot].transcript = item.transcript
+                    if item.modality == "text" and self.keep_content:  # known: no read to show it
+                        out[slot]._content, out[slot]._loader = item.payload, None
             for slot, m in enumerate(out):
                 if isinstance(m, int):
                     out[slot] = out[-m - 1]
@@ -402,6 +412,7 @@ class MemoryStore:
         self._check_open()
         if not isinstance(memory_id, str):
             raise NotFoundError(f"memory ids are strings; got {type(memory_id).__name__}")
+        self._fresh()
         with self._lock:
             return self._memory(memory_id, _check_namespace(namespace), load_transcript=True)
 
@@ -409,10 +420,12 @@ class MemoryStore:
         return isinstance(memory_id, str) and memory_id in self.catalog.by_id
 
     def __len__(self) -> int:
+        self._fresh()
         return len(self.catalog)
 
     def count(self, namespace: str | None = None) -> int:
         """Memories in one namespace (all namespaces when None)."""
+        self._fresh()
         with self._lock:  # a writer thread swaps the catalog's arrays under this lock
             return self.catalog.count(namespace)
 
@@ -490,6 +503,7 @@ class MemoryStore:
             self._save_index()
 
     def stats(self) -> dict[str, Any]:
+        self._fresh()
         with self._lock:  # the catalog's arrays must not change mid-read
             return self._stats()
 

@@ -11,13 +11,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+# The package is installed as a path entry (editable_mode=compat), not setuptools' default import
+# hook: the hook runs after Python's path search, so from the folder that holds the clone (itself
+# named aimemory) `import aimemory` found the clone as an empty namespace package ("unknown location").
+EDITABLE := --config-settings editable_mode=compat
+
+$(VENV)/.runtime: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e . $(EDITABLE)
 	touch $@
 
 $(VENV)/.test: pyproject.toml Makefile $(VENV)/.runtime
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test]' $(EDITABLE)
 	# test-only: OpenAI's BPE vocabulary and reference tokenizer as open_clip ships them; --no-deps
 	# because its torchvision dependency would replace the CPU torch build
 	$(BIN)/pip install -q --no-deps open_clip_torch==3.3.0

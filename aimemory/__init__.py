@@ -8,9 +8,7 @@
 Heavy modules (torch, lancedb, faiss) load on first use, not on ``import aimemory``.
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from .errors import (
     AimemoryError,
@@ -33,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MemoryStore",
+    "MemoryList",
     "Audio",
     "Memory",
     "Hit",
@@ -40,6 +39,7 @@ __all__ = [
     "Encoder",
     "View",
     "load_encoder",
+    "zero_shot",
     "AimemoryError",
     "CheckpointError",
     "DecodeError",
@@ -59,6 +59,7 @@ __all__ = [
 
 _LAZY = {
     "MemoryStore": ("aimemory.store", "MemoryStore"),
+    "MemoryList": ("aimemory.store", "MemoryList"),
     "Audio": ("aimemory.inputs", "Audio"),
     "Memory": ("aimemory.records", "Memory"),
     "Hit": ("aimemory.records", "Hit"),
@@ -66,17 +67,24 @@ _LAZY = {
     "Encoder": ("aimemory.encoders.base", "Encoder"),
     "View": ("aimemory.encoders.base", "View"),
     "load_encoder": ("aimemory.encoders.registry", "load_encoder"),
+    "zero_shot": ("aimemory.encoders.zero_shot", "zero_shot"),
 }
 
-if TYPE_CHECKING:  # pragma: no cover
+if _TYPE_CHECKING:  # pragma: no cover
     from .encoders.base import Encoder, View
     from .encoders.registry import load_encoder
+    from .encoders.zero_shot import zero_shot
     from .inputs import Audio
     from .records import Hit, Hits, Memory
-    from .store import MemoryStore
+    from .store import MemoryList, MemoryStore
 
 
-def __getattr__(name: str) -> Any:
+def __dir__() -> list[str]:
+    """The public names (what ``from aimemory import *`` gives), not the module's helpers."""
+    return sorted(__all__)
+
+
+def __getattr__(name: str) -> object:
     if name in _LAZY:
         import importlib
 

@@ -7,6 +7,7 @@ uint8 ``HxW`` / ``HxWx3`` arrays are images; :class:`Audio` is a waveform; ``byt
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,8 @@ class Audio:
         if arr.ndim == 2:  # (n, channels) -> mono
             arr = arr.mean(axis=1) if arr.shape[1] <= 16 else arr.mean(axis=0)
         if arr.ndim != 1:
-            raise InputError(f"Audio samples must be 1-D or (n, channels); got shape {arr.shape}")
+            raise InputError(f"Audio samples must be 1-D or (n, channels); got shape {arr.shape}: pass a "
+                             "mono waveform or one column per channel")
         if np.issubdtype(arr.dtype, np.integer):
             arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
         self.samples = np.ascontiguousarray(arr, dtype=np.float32)
@@ -47,8 +49,9 @@ class Audio:
         """Mono float32 at ``rate`` Hz (librosa's soxr resampler)."""
         if rate == self.sample_rate:
             return self
-        import librosa
+        from .notebook import import_quietly
 
+        librosa = import_quietly("librosa")
         y = librosa.resample(self.samples, orig_sr=self.sample_rate, target_sr=rate, res_type="soxr_hq")
         return Audio(y.astype(np.float32), rate, source=self.source)
 
@@ -133,7 +136,7 @@ def sniff(data: bytes) -> tuple[str, str]:
             return "image", "image/" + brand.decode().strip()
     if decode_text(data[:_TEXT_SAMPLE], complete=len(data) <= _TEXT_SAMPLE) is not None:
         return "text", "text/plain"
-    raise _unsupported("bytes are not a recognised image, audio or text format")
+    raise _unsupported("the bytes are not a recognised image, audio or text format")
 
 
 def _decode(data: bytes, codec: str, complete: bool) -> str | None:
@@ -170,8 +173,12 @@ def decode_text(data: bytes, *, complete: bool = True) -> str | None:
     return text if _reads_as_text(text) else None
 
 
-def _unsupported(message: str) -> Exception:
+def _name(kind: str, source: str | None) -> str:
+    """How a message names an input: its file name when it has one, else what it is."""
+    return f"{kind} {source}" if source else f"the {kind}"
 
+
+def _unsupported(message: str) -> Exception:
     return UnsupportedInputError(
         message + "; supported: PNG/JPEG/GIF/BMP/TIFF/WebP images, WAV/FLAC/OGG/MP3/M4A audio, "
         "text in UTF-8, UTF-16 with a BOM or Windows-1252/Latin-1"
@@ -187,14 +194,18 @@ def _sha256(*parts: bytes) -> str:
     return h.hexdigest()
 
 
-def text_item(text: str, source: str | None = None) -> Item:
-
+def text_item(text: str, source: str | None = None, *, purpose: str = "remember") -> Item:
+    """``purpose`` ("remember" or "recall") words the errors for the call that was made."""
+    what = "the query" if purpose == "recall" else _name("text", source)
     if len(text) > MAX_TEXT_CHARS:
         raise InputTooLargeError(
-            f"text of {len(text):,} characters is over the {MAX_TEXT_CHARS:,} limit; split it into "
-            "several memories", item=text[:80])
+            f"{what} has {len(text):,} characters, over the {MAX_TEXT_CHARS:,} limit; "
+            + ("shorten it" if purpose == "recall" else "split it into several memories"), item=text[:80])
     if not text.strip():
-        raise InputError("text is empty; pass some words to remember", item=text)
+        if purpose == "recall":
+            raise InputError("the query is empty; pass some words to recall by, e.g. recall('a cat')",
+                             item=text)
+        raise InputError(f"{what} to remember is empty; pass some words", item=text)
     return Item("text", text, None, "text/plain", source, _sha256(b"text:", text.encode("utf-8")))
 
 
@@ -214,15 +225,16 @@ def open_image(data: bytes, source: str | None = None):
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _too_many_pixels(source, MAX_HEADER_PIXELS, "no camera makes such images") from exc
     except Exception as exc:
-        raise DecodeError(f"image {source or '<bytes>'} does not decode ({exc}); is the file complete?",
-                          item=source) from exc
+        reason = re.sub(r"\s*<_io\.\w+ object at 0x[0-9a-f]+>", "", str(exc))  # PIL names its buffer
+        raise DecodeError(f"{_name('image', source)} does not decode ({reason}); is the file complete? "
+                          "Re-export it, or convert it to PNG", item=source) from exc
     if img.width * img.height > MAX_HEADER_PIXELS:
         raise _too_many_pixels(source, MAX_HEADER_PIXELS, "no camera makes such images")
     return img
 
 
 def _too_many_pixels(source: str | None, limit: int, why: str) -> InputTooLargeError:
-    return InputTooLargeError(f"image {source or ''} is over the {limit:,}-pixel limit ({why}); "
+    return InputTooLargeError(f"{_name('image', source)} is over the {limit:,}-pixel limit ({why}); "
                               "downscale it first", item=source)
 
 
@@ -248,8 +260,9 @@ def _decode_image_bytes(data: bytes, source: str | None) -> "object":
     try:
         img.load()
     except Exception as exc:
-        raise DecodeError(f"image {source or '<bytes>'} does not decode ({exc}); is the file complete?",
-                          item=source) from exc
+        reason = re.sub(r"\s*<_io\.\w+ object at 0x[0-9a-f]+>", "", str(exc))  # PIL names its buffer
+        raise DecodeError(f"{_name('image', source)} does not decode ({reason}); is the file complete? "
+                          "Re-export it, or convert it to PNG", item=source) from exc
     return _to_rgb(img)
 
 
@@ -277,9 +290,11 @@ def image_item(img, source: str | None = None) -> Item:
     """A PIL image (any mode) -> Item; content is lossless PNG."""
 
     if img.width * img.height > MAX_IMAGE_PIXELS:
-        raise InputTooLargeError(f"image of {img.width}x{img.height} is over the pixel limit", item=source)
+        raise InputTooLargeError(f"{_name('image', source)} of {img.width}x{img.height} is over the "
+                                 f"{MAX_IMAGE_PIXELS:,}-pixel limit; downscale it first", item=source)
     if img.width < 1 or img.height < 1:
-        raise InputError("image has no pixels", item=source)
+        raise InputError(f"{_name('image', source)} has no pixels ({img.width}x{img.height}); pass a "
+                         "non-empty image", item=source)
     rgb = _to_rgb(img)
     png = _encode_png(img if img.mode in ("RGB", "RGBA", "L", "LA", "P") else rgb)
     return Item("image", rgb, png, "image/png", source,
@@ -292,14 +307,18 @@ def array_item(arr: np.ndarray, source: str | None = None) -> Item:
 
     if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
         raise UnsupportedInputError(
-            f"arrays are read as images and must be uint8 HxW or HxWx3/4; got {arr.dtype} {arr.shape}. "
-            "For audio wrap samples in aimemory.Audio(samples, sample_rate)", item=source)
+            f"{_name('array', source)} is {arr.dtype} {arr.shape}, but arrays are read as images and must be "
+            "uint8 HxW or HxWx3/4; for audio wrap the samples in aimemory.Audio(samples, sample_rate)",
+            item=source)
     return image_item(Image.fromarray(np.ascontiguousarray(arr)), source)
 
 
-def _decode_audio_bytes(data: bytes, mime: str, source: str | None) -> Audio:
+# formats libsndfile reads itself: when it refuses one, its reason is the one to report
+_SOUNDFILE_FORMATS = {"audio/wav": "WAV", "audio/flac": "FLAC", "audio/ogg": "Ogg", "audio/aiff": "AIFF"}
 
-    samples, rate = None, None
+
+def _decode_audio_bytes(data: bytes, mime: str, source: str | None) -> Audio:
+    samples, rate, reason = None, None, ""
     try:
         import soundfile as sf
 
@@ -307,59 +326,75 @@ def _decode_audio_bytes(data: bytes, mime: str, source: str | None) -> Audio:
             if f.frames / max(f.samplerate, 1) > MAX_AUDIO_SECONDS:
                 _too_long(f.frames / f.samplerate, source)
             samples, rate = f.read(dtype="float32", always_2d=True), f.samplerate
-    except DecodeError:
+    except InputError:
         raise
-    except Exception:
+    except Exception as exc:
         samples = None
+        reason = str(exc).rpartition(">: ")[2].strip()  # drop libsndfile's "Error opening <BytesIO...>"
     if samples is None:
-        samples, rate = _decode_with_ffmpeg(data, source)
+        samples, rate = _decode_with_ffmpeg(data, source, _SOUNDFILE_FORMATS.get(mime), reason)
     else:
         samples = samples.mean(axis=1)
     return _check_audio(Audio(samples, rate, source=source), source)
 
 
 def _too_long(seconds: float, source):
-
+    length = f"{seconds:,.0f}" if seconds >= 10 else f"{seconds:.2g}"
     raise InputTooLargeError(
-        f"audio {source or ''} lasts {seconds:,.0f} s, over the {MAX_AUDIO_SECONDS:,} s limit; "
-        "split it first", item=source)
+        f"{_name('audio', source)} lasts {length} s, over the {MAX_AUDIO_SECONDS:,} s limit; split it first",
+        item=source)
 
 
-def _decode_with_ffmpeg(data: bytes, source: str | None) -> tuple[np.ndarray, int]:
+def _decode_with_ffmpeg(data: bytes, source: str | None, fmt: str | None = None,
+                        reason: str = "") -> tuple[np.ndarray, int]:
     """Compressed formats soundfile cannot read (mp3 in old libsndfile, m4a): ffmpeg in a subprocess
-    with a timeout, so a hostile file cannot hang the process."""
+    with a timeout, so a hostile file cannot hang the process. ``fmt``/``reason``: the format
+    soundfile should have read and why it did not (a damaged WAV/FLAC is reported as such)."""
     import shutil
     import subprocess
 
+    what = _name("audio", source)
+
+    def damaged(detail: str) -> DecodeError:
+        return DecodeError(f"{what} is not a readable {fmt} file ({reason or detail}); is it complete? "
+                           "Re-export it, or convert it to WAV/FLAC", item=source)
 
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
-        raise DecodeError(f"audio {source or '<bytes>'} needs ffmpeg to decode; install ffmpeg "
+        if fmt is not None:
+            raise damaged("unreadable")
+        raise DecodeError(f"{what} needs ffmpeg to decode; install ffmpeg "
                           "(e.g. apt-get install ffmpeg) or convert it to WAV/FLAC", item=source)
     cmd = [ffmpeg, "-nostdin", "-v", "error", "-i", "pipe:0", "-t", str(MAX_AUDIO_SECONDS + 1),
            "-f", "f32le", "-ac", "1", "-ar", str(TARGET_SAMPLE_RATE), "pipe:1"]
     try:
         proc = subprocess.run(cmd, input=data, capture_output=True, timeout=120)
     except subprocess.TimeoutExpired as exc:
-        raise DecodeError(f"audio {source or '<bytes>'} took too long to decode", item=source) from exc
+        raise DecodeError(f"{what} took over 120 s to decode; convert it to WAV/FLAC first",
+                          item=source) from exc
     if proc.returncode != 0 or not proc.stdout:
         msg = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no audio stream"]
-        raise DecodeError(f"audio {source or '<bytes>'} does not decode: {msg[0]}", item=source)
+        detail = msg[0].removeprefix("pipe:0: ").removeprefix("pipe:0").strip() or "no audio stream"
+        if fmt is not None:
+            raise damaged(detail)
+        raise DecodeError(f"{what} does not decode ({detail}); is the file complete? Convert it to "
+                          "WAV/FLAC if it plays elsewhere", item=source)
     samples = np.frombuffer(proc.stdout, dtype="<f4").copy()
     if len(samples) / TARGET_SAMPLE_RATE > MAX_AUDIO_SECONDS:
         _too_long(len(samples) / TARGET_SAMPLE_RATE, source)
     return samples, TARGET_SAMPLE_RATE
 
 
-def _check_audio(audio: Audio, source: str | None) -> Audio:
-
+def _check_audio(audio: Audio, source: str | None, what: str | None = None) -> Audio:
+    what = what or _name("audio", source)
     if audio.duration > MAX_AUDIO_SECONDS:
         _too_long(audio.duration, source)
     if audio.duration < MIN_AUDIO_SECONDS:
-        raise InputError(f"audio {source or ''} is empty or shorter than {MIN_AUDIO_SECONDS} s",
-                         item=source)
+        raise InputError(f"{what} is empty or shorter than {MIN_AUDIO_SECONDS} s ({len(audio.samples)} "
+                         f"samples at {audio.sample_rate} Hz); pass a longer clip", item=source)
     if not np.isfinite(audio.samples).all():
-        raise DecodeError(f"audio {source or ''} holds NaN/inf samples", item=source)
+        raise DecodeError(f"{what} holds NaN or infinite samples; pass finite values (e.g. "
+                          "np.nan_to_num(samples))", item=source)
     return audio
 
 
@@ -372,20 +407,26 @@ def _encode_flac(audio: Audio) -> bytes:
 
 
 def audio_item(audio: Audio, source: str | None = None) -> Item:
-    audio = _check_audio(audio, source or audio.source)
+    source = source or audio.source
+    audio = _check_audio(audio, source, None if source else "the Audio waveform")
     content = _encode_flac(audio)
     return Item("audio", audio.resampled(TARGET_SAMPLE_RATE), content, "audio/flac",
                 source or audio.source, _sha256(b"audio:", content))
 
 
 def bytes_item(data: bytes, source: str | None = None) -> Item:
-
+    what = source or "the bytes"
     if not data:
-        raise InputError(f"{source or 'bytes'} is empty", item=source)
+        raise InputError(f"{what} is empty (0 bytes); pass a file with content", item=source)
     if len(data) > MAX_FILE_BYTES:
-        raise InputTooLargeError(f"{source or 'bytes'} is {len(data):,} bytes, over the "
-                                 f"{MAX_FILE_BYTES:,}-byte limit", item=source)
-    modality, mime = sniff(data)
+        raise InputTooLargeError(f"{what} is {len(data):,} bytes, over the "
+                                 f"{MAX_FILE_BYTES:,}-byte limit; split or downscale it", item=source)
+    try:
+        modality, mime = sniff(data)
+    except UnsupportedInputError as exc:
+        if source:
+            exc.args = (exc.args[0].replace("the bytes are", f"{source} is", 1),)
+        raise
     if modality == "text":
         text = decode_text(data)
         if text is None:  # the sniffed prefix was text, the rest is not
@@ -401,24 +442,26 @@ def bytes_item(data: bytes, source: str | None = None) -> Item:
 def path_item(path: Path) -> Item:
 
     if not path.exists():
-        raise InputError(f"no such file: {path}", item=str(path))
+        raise InputError(f"no such file: {path}; check the path (it is relative to {Path.cwd()})"
+                         if not path.is_absolute() else f"no such file: {path}; check the path",
+                         item=str(path))
     if path.is_dir():
         raise InputError(f"{path} is a folder; pass its files (remember_many) or use the CLI's "
                          "`aimemory remember FOLDER`", item=str(path))
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise InputTooLargeError(f"{path} is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
-                                 item=str(path))
+        raise InputTooLargeError(f"{path} is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit; "
+                                 "split or downscale it", item=str(path))
     return bytes_item(path.read_bytes(), str(path))
 
 
-def to_item(x: object, *, source: str | None = None) -> Item:
-    """Any supported input -> a decoded :class:`Item`; unsupported types raise a typed error."""
-
+def to_item(x: object, *, source: str | None = None, purpose: str = "remember") -> Item:
+    """Any supported input -> a decoded :class:`Item`; unsupported types raise a typed error.
+    ``purpose`` ("remember" or "recall") words the errors for the call that was made."""
     if isinstance(x, Item):
         return x
     if isinstance(x, str):
-        return text_item(x, source)
+        return text_item(x, source, purpose=purpose)
     if isinstance(x, Path):
         return path_item(x)
     if isinstance(x, Audio):
@@ -433,6 +476,8 @@ def to_item(x: object, *, source: str | None = None) -> Item:
         Image = None
     if Image is not None and isinstance(x, Image.Image):
         return image_item(x, source)
+    what = f"cannot recall by a {type(x).__name__}" if purpose == "recall" else \
+        f"cannot remember a {type(x).__name__}"
     raise UnsupportedInputError(
-        f"cannot remember a {type(x).__name__}; pass str (text), pathlib.Path (a file), "
-        "PIL.Image / uint8 array (image), aimemory.Audio (waveform) or bytes", item=x)
+        f"{what}; pass str (text), pathlib.Path (a file), PIL.Image / uint8 array (image), "
+        "aimemory.Audio (waveform) or bytes", item=x)

@@ -98,7 +98,8 @@ class Memory:
         from .inputs import open_image
 
         if self.modality != "image" or not isinstance(self.content, (bytes, bytearray)):
-            raise ValueError(f"memory {self.id} is a {self.modality} memory without image content")
+            raise ValueError(f"memory {self.id} is a {self.modality} memory without image content; "
+                             "use .content or .text for other memories")
         return open_image(bytes(self.content), self.source)  # lazy: thumbnail() decodes it reduced
 
     def audio(self) -> "Audio":
@@ -106,7 +107,8 @@ class Memory:
         from .inputs import bytes_item
 
         if self.modality != "audio" or not isinstance(self.content, (bytes, bytearray)):
-            raise ValueError(f"memory {self.id} is a {self.modality} memory without audio content")
+            raise ValueError(f"memory {self.id} is a {self.modality} memory without audio content; "
+                             "use .content or .text for other memories")
         return bytes_item(bytes(self.content)).payload  # type: ignore[return-value]
 
     def _repr_html_(self) -> str:

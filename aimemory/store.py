@@ -227,6 +227,12 @@ class MemoryStore:
             self._last_refresh = now
             self._refresh_if_changed()
 
+    def _fresh(self) -> None:
+        """Let a read see other processes' commits (as recall does), at most every REFRESH_INTERVAL_S."""
+        self._check_open()
+        with self._lock, _storage_errors("reading other processes' writes"):
+            self._refresh_if_stale()
+
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosedError("this MemoryStore is closed; open a new one")
@@ -254,7 +260,7 @@ class MemoryStore:
         as each item is read, ``"transcribing"`` (seconds of audio) after each 30 s speech window."""
         _check_namespace(namespace)
         if errors not in ("raise", "skip"):
-            raise ValueError("errors= must be 'raise' or 'skip'")
+            raise ValueError(f"errors= must be 'raise' or 'skip'; got {errors!r}")
         items = list(items)
         metas = self._per_item(metadata, len(items), "metadata")
         srcs = list(sources) if sources is not None else [None] * len(items)
@@ -269,7 +275,8 @@ class MemoryStore:
             except InputError as exc:
                 if errors == "raise":
                     exc.index = i
-                    exc.args = (f"{exc.args[0]} (item #{i}); nothing was stored",)
+                    at = f" (item #{i})" if len(items) > 1 else ""  # one item: no index to point at
+                    exc.args = (f"{exc.args[0]}{at}; nothing was stored",)
                     raise
                 result.skipped.append((i, x, exc))
             if errors == "skip" and len(decoded) >= batch_size:
@@ -290,7 +297,8 @@ class MemoryStore:
             return [value] * n
         value = list(value)
         if len(value) != n:
-            raise InputError(f"{name}= has {len(value)} entries for {n} items")
+            raise InputError(f"{name}= has {len(value)} entries for {n} items; pass one per item, or "
+                             "one mapping for all")
         return value
 
     def _commit_batch(self, batch: list[tuple[int, Item]], metas: list, namespace: str,
@@ -340,6 +348,8 @@ class MemoryStore:
                     out[slot] = self._memory(mid, namespace)
                     out[slot].transcript = item.transcript
                     out[slot].status = "new"
+                    if item.modality == "text" and self.keep_content:  # known: no read to show it
+                        out[slot]._content, out[slot]._loader = item.payload, None
             if stored:  # content already stored: merge the new tags and metadata into it
                 changes = plan(self.catalog, [(mid, {"metadata": meta}) for _, mid, meta in stored], namespace)
                 commit_metadata(self.table, self.catalog, changes)
@@ -424,6 +434,7 @@ class MemoryStore:
         self._check_open()
         if not isinstance(memory_id, str):
             raise NotFoundError(f"memory ids are strings; got {type(memory_id).__name__}")
+        self._fresh()
         with self._lock:
             return self._memory(memory_id, _check_namespace(namespace), load_transcript=True)
 
@@ -431,10 +442,12 @@ class MemoryStore:
         return isinstance(memory_id, str) and memory_id in self.catalog.by_id
 
     def __len__(self) -> int:
+        self._fresh()
         return len(self.catalog)
 
     def count(self, namespace: str | None = None) -> int:
         """Memories in one namespace (all namespaces when None)."""
+        self._fresh()
         with self._lock:  # a writer thread swaps the catalog's arrays under this lock
             return self.catalog.count(namespace)
 
@@ -512,7 +525,7 @@ class MemoryStore:
             bad = [m for m in modalities if m not in MODALITIES]
             if bad:
                 raise InputError(f"modality={bad[0]!r} is not one of {MODALITIES}")
-        item = to_item(query)
+        item = to_item(query, purpose="recall")
         with self._lock:
             with _storage_errors("reading other processes' writes"):
                 self._refresh_if_stale()
@@ -529,9 +542,10 @@ class MemoryStore:
         """Zero-shot: probabilities of ``labels`` for an image (or any item) via the text tower."""
         from .encoders.zero_shot import zero_shot
 
-        item = to_item(x)
+        item = to_item(x, purpose="recall")
         if item.modality != "image":
-            raise UnsupportedInputError("classify() takes an image")
+            raise UnsupportedInputError(f"classify() takes an image; got {item.modality} "
+                                        f"({item.source or type(x).__name__}): pass an image file or PIL image")
         return zero_shot(self.encoder, [item.payload], list(labels), templates=templates)[0]
 
     # -- maintenance ---------------------------------------------------------------------------
@@ -543,6 +557,7 @@ class MemoryStore:
             self._save_index()
 
     def stats(self) -> dict[str, Any]:
+        self._fresh()
         with self._lock:  # the catalog's arrays must not change mid-read
             return self._stats()
 

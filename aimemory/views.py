@@ -56,8 +56,9 @@ def encode_items(encoder: Encoder, speech, items: list[Item], model_id: str,
             # the primary view comes first: the sound view when there is one
             views[i] = list(v) + list(extra)
             if not views[i]:
-                raise InputError(f"{items[i].source or modality} produced no vectors "
-                                 "(no speech was heard and the model has no sound tower)",
+                raise InputError(f"{items[i].source or 'the ' + modality} produced no vectors (no speech "
+                                 "was heard and the model has no sound tower); use a model with an audio "
+                                 "tower (model='aimemory-mini', or a CLIP with sound_model='wav2clip')",
                                  item=items[i].source)
     return views  # type: ignore[return-value]
 

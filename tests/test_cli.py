@@ -295,7 +295,7 @@ def test_stats_and_export(capsys, enc, files, tmp_path):
     assert code == 0 and stats["memories"] == 5 and stats["namespaces"] == {"b": 1, "default": 4}
     assert run(capsys, "stats", "--store", store)[0] == 0
     target = tmp_path / "out.parquet"
-    assert run(capsys, "export", target, "--store", store)[0] == 0
+    assert run(capsys, "export", target, "--store", store, "--all-namespaces")[0] == 0
     table = pq.read_table(target)
     assert table.num_rows == 5 and "vector" not in table.column_names
     assert {"id", "namespace", "modality", "source", "tags", "metadata", "content"} <= set(table.column_names)
@@ -304,6 +304,50 @@ def test_stats_and_export(capsys, enc, files, tmp_path):
     assert table.num_rows == 1
     vec = np.asarray(table.column("vector")[0].as_py())
     assert vec.shape == (16,) and abs(np.linalg.norm(vec) - 1) < 1e-4
+
+
+def test_export_defaults_to_one_namespace_like_every_command(capsys, enc, tmp_path):
+    import pyarrow.parquet as pq
+
+    store = tmp_path / "s"
+    run(capsys, "remember", "--text", "red in default", "--store", store)
+    run(capsys, "remember", "--text", "red in b", "--store", store, "--namespace", "b")
+    target = tmp_path / "out.parquet"
+    assert run(capsys, "export", target, "--store", store)[0] == 0
+    assert pq.read_table(target).column("namespace").to_pylist() == ["default"]
+    assert run(capsys, "export", target, "--store", store, "-n", "b")[0] == 0
+    assert pq.read_table(target).column("namespace").to_pylist() == ["b"]
+    assert run(capsys, "export", target, "--store", store, "--all-namespaces")[0] == 0
+    assert sorted(pq.read_table(target).column("namespace").to_pylist()) == ["b", "default"]
+    code, _, err = run(capsys, "export", target, "--store", store, "-n", "b", "--all-namespaces")
+    assert code == 2 and "--all-namespaces" in err
+
+
+def test_export_format_follows_the_extension(capsys, enc, files, tmp_path):
+    import base64
+    import csv
+
+    import pyarrow.parquet as pq
+
+    store = tmp_path / "s"
+    run(capsys, "remember", files, "--store", store, "--tag", "trip")
+    for name in ("m.csv", "m.jsonl", "m.parquet", "m.PQ"):
+        code, out, err = run(capsys, "export", tmp_path / name, "--store", store, "--vectors")
+        assert code == 0, err
+    with open(tmp_path / "m.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4 and {"id", "modality", "tags", "content", "vector"} <= set(rows[0])
+    assert json.loads(rows[0]["tags"]) == ["trip"] and len(json.loads(rows[0]["vector"])) == 16
+    lines = (tmp_path / "m.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) == 4 and records[0]["tags"] == ["trip"] and isinstance(records[0]["metadata"], dict)
+    image = next(r for r in records if r["modality"] == "image")
+    assert base64.b64decode(image["content"]).startswith(b"\x89PNG")
+    assert pq.read_table(tmp_path / "m.parquet").num_rows == 4
+    assert (tmp_path / "m.PQ").read_bytes()[:4] == b"PAR1"
+    code, _, err = run(capsys, "export", tmp_path / "m.txt", "--store", store)
+    assert code == 2 and ".csv" in err and ".jsonl" in err and ".parquet" in err
+    assert not (tmp_path / "m.txt").exists()
 
 
 def test_namespaces_are_separate(capsys, enc, tmp_path):

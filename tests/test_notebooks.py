@@ -50,6 +50,8 @@ def test_notebook_runs_offline(name, tmp_path, monkeypatch):
     client.execute()  # raises CellExecutionError with the failing cell's traceback
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
+    streams = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "IProgress" not in streams and "TqdmWarning" not in streams, streams
     html = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
     assert any("score" in h for h in html), "rich hit tables were not displayed"
     if name == NAMES[1]:

@@ -107,6 +107,9 @@ def test_text_roundtrip(client):
     assert r.status_code == 201, r.text
     apple, grass = r.json()["memories"]
     assert apple["modality"] == "text" and apple["tags"] == ["fruit"] and apple["metadata"]["n"] == 1
+    assert apple["text"] == "a red apple" and grass["text"] == "the green grass"  # as GET gives it
+    again = client.post("/api/memories", json={"text": "a red apple", "namespace": "t1"}).json()
+    assert again["memories"][0]["id"] == apple["id"] and again["memories"][0]["text"] == "a red apple"
     hits = client.get("/api/recall", params={"q": "red", "namespace": "t1"}).json()["hits"]
     assert hits[0]["id"] == apple["id"] and hits[0]["memory"]["text"] == "a red apple"
     got = client.get(f"/api/memories/{grass['id']}", params={"namespace": "t1"}).json()
@@ -172,6 +175,17 @@ def test_remembering_again_merges_tags_and_patch_updates(client):
     r = client.patch(url, params={"namespace": "upd"}, json={"tags": ["x"]}, headers={"Origin": "http://evil.example"})
     assert_error(r, 403)
     assert "patch" in client.get("/api/openapi.json").json()["paths"]["/api/memories/{memory_id}"]
+
+
+def test_stats_see_another_process_write(mem, client, tmp_path):
+    from aimemory import MemoryStore
+
+    before = client.get("/api/stats").json()["memories"]
+    with MemoryStore(mem.path, model=ColourEncoder(), speech_model=None) as other:  # another writer
+        other.remember("blue written by another process", namespace="elsewhere")
+    time.sleep(0.6)  # readers look for other writers' commits at most every 0.5 s
+    stats = client.get("/api/stats").json()
+    assert stats["memories"] == before + 1 and stats["namespaces"]["elsewhere"] == 1
 
 
 def test_image_upload_recall_by_file_and_filters(client):

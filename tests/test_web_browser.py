@@ -226,3 +226,48 @@ def test_explorer_with_token_and_a_background_job(seeded, browser_page, tmp_path
         page.wait_for_function("() => document.querySelector('#upload-status').textContent === 'Remembered 5.'")
         assert seeded.count() == 12
     assert not page.js_errors, page.js_errors
+
+
+def test_explorer_counts_the_namespace_keeps_file_names_and_puts_searches_in_the_url(browser_page, tmp_path):
+    from aimemory import MemoryStore
+    from aimemory.web import create_app
+
+    page = browser_page
+    long_source = "/home/someone/" + "very-long-folder-name/" * 8 + "the-file-name.png"
+    with MemoryStore(tmp_path / "mem", model=ColourEncoder(), speech_model=None) as store:
+        store.remember(png("red", 1), source=long_source)
+        store.remember("a red note")
+        store.remember_many(["red in b", "green in b", "blue in b"], namespace="b")
+        with live_server(create_app(store)) as url:
+            page.goto(url + "/")
+            page.wait_for_function("() => document.querySelectorAll('#results .card').length === 2")
+            assert page.locator("#stats").inner_text().startswith("2 memories in default")
+
+            # a long path keeps its file name visible: the cut is in the folders, not at the end
+            source = page.locator("#results .card[data-modality=image] .source")
+            assert source.text_content() == long_source and source.get_attribute("title") == long_source
+            name_box = source.locator(".file").bounding_box()
+            card_box = page.locator("#results .card[data-modality=image]").bounding_box()
+            assert name_box["x"] + name_box["width"] <= card_box["x"] + card_box["width"] + 1
+
+            # switching namespace recounts; a search goes into the URL and comes back from it
+            page.select_option("#f-namespace", "b")
+            page.wait_for_function("() => document.querySelector('#stats').textContent.startsWith('3 memories in b')")
+            page.select_option("#f-modality", "text")
+            page.fill("#q", "red")
+            page.press("#q", "Enter")
+            page.wait_for_function("() => document.querySelector('#results-title').textContent.startsWith('Results')")
+            params = dict(p.split("=", 1) for p in page.evaluate("location.search").lstrip("?").split("&"))
+            assert params["q"] == "red" and params["namespace"] == "b" and params["modality"] == "text"
+            page.fill("#q", "green")
+            page.press("#q", "Enter")
+            page.wait_for_function("() => location.search.includes('q=green')")
+            page.go_back()  # the back button returns to the previous search
+            page.wait_for_function("() => document.querySelector('#q').value === 'red'")
+            page.wait_for_function("() => document.querySelector('#results-title').textContent.includes('red')")
+            page.goto(url + "/?q=blue&namespace=b&k=10")  # a shared link restores the search
+            page.wait_for_function("() => document.querySelector('#results-title').textContent.includes('blue')")
+            assert page.locator("#f-namespace").input_value() == "b"
+            assert page.locator("#f-k").input_value() == "10"
+            assert "blue in b" in page.locator("#results .card").first.inner_text()
+    assert not page.js_errors, page.js_errors

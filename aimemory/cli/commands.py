@@ -73,7 +73,7 @@ def open_store(store: Path | None, model: str, *, create: bool = False, speech: 
     if not create and not is_store(path):
         raise CliError(f"no memory store at {path}; create one with `aimemory remember ... --store {path}`")
     if path.exists() and not path.is_dir():
-        raise CliError(f"{path} is a file, not a store folder")
+        raise CliError(f"{path} is a file, not a store folder; pass the store's folder to --store")
     kwargs = {"model": model, "speech_model": None if speech.lower() == "none" else speech,
               "sound_model": None if sound.lower() == "none" else sound}
     return MemoryStore(path, **{**kwargs, **(_TEST_STORE_KWARGS or {})})
@@ -167,7 +167,7 @@ def recall(
     if (query is None) == (file is None):
         raise typer.BadParameter("pass a text QUERY or --file PATH (one of them)")
     if file is not None and not file.is_file():
-        raise CliError(f"no such file: {file}")
+        raise CliError(f"no such file: {file}; check the --file path")
     for m in modality or []:
         if m not in ("image", "audio", "text"):
             raise typer.BadParameter(f"{m!r} is not one of image, audio, text", param_hint="--modality")
@@ -259,27 +259,33 @@ def stats(
 
 @app.command()
 def export(
-    path: Annotated[Path, typer.Argument(metavar="FILE.parquet", help="Parquet file to write.", show_default=False)],
+    path: Annotated[Path, typer.Argument(metavar="FILE", show_default=False,
+                                         help="File to write: .parquet (or .pq), .csv or .jsonl (or .ndjson).")],
     vectors: Annotated[bool, typer.Option("--vectors", help="Include each memory's primary vector.")] = False,
     content: Annotated[bool, typer.Option("--content/--no-content", help="Include image/audio bytes.")] = True,
-    namespace: Annotated[str | None, typer.Option(
-        "--namespace", "-n", help="Only this namespace [default: all].", show_default=False)] = None,
-    store: StoreOpt = None, model: ModelOpt = "auto", debug: DebugOpt = False,
+    all_namespaces: Annotated[bool, typer.Option(
+        "--all-namespaces", help="Export every namespace (not only --namespace).")] = False,
+    store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
 ) -> None:
-    """Export memories to Parquet (one row each).
+    """Export one namespace's memories (one row each) to Parquet, CSV or JSON Lines, by extension.
 
-    Content is included unless --no-content; vectors only with --vectors."""
-    import pyarrow.parquet as pq
+    Content is included unless --no-content (base64 in CSV/JSONL); vectors only with --vectors."""
+    from ..errors import InputError
+    from ..export import export_format, to_arrow, write_file
 
-    from ..export import to_arrow
-
-    with open_store(store, model) as st:
-        table = to_arrow(st, namespace=namespace, vectors=vectors, content=content)
+    if all_namespaces and namespace != "default":
+        raise typer.BadParameter("give --namespace or --all-namespaces, not both", param_hint="--all-namespaces")
+    try:
+        fmt = export_format(path)
+    except InputError as exc:
+        raise typer.BadParameter(str(exc), param_hint="FILE") from None
     path = path.expanduser()
     if path.parent and not path.parent.is_dir():
-        raise CliError(f"folder {path.parent} does not exist")
+        raise CliError(f"folder {path.parent} does not exist; create it first or export elsewhere")
+    with open_store(store, model) as st:
+        table = to_arrow(st, namespace=None if all_namespaces else namespace, vectors=vectors, content=content)
     tmp = path.with_name(path.name + ".partial")
-    pq.write_table(table, tmp)
+    write_file(table, tmp, fmt)
     tmp.replace(path)  # a reader never sees a half-written file
     typer.echo(f"exported {table.num_rows} memories to {path}")
 

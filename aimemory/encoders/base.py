@@ -78,11 +78,13 @@ class Encoder:
     # -- what subclasses implement -------------------------------------------------------------
     def embed_images(self, images: Sequence["Image"]) -> np.ndarray:
         """RGB PIL images -> (n, dim) float32, unit rows."""
-        raise UnsupportedInputError(f"model {self.model_id!r} cannot embed images")
+        raise UnsupportedInputError(f"model {self.model_id!r} cannot embed images; use a store whose "
+                                    "model has an image tower (a CLIP, or model='aimemory-mini')")
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Strings -> (n, dim) float32, unit rows."""
-        raise UnsupportedInputError(f"model {self.model_id!r} cannot embed text")
+        raise UnsupportedInputError(f"model {self.model_id!r} cannot embed text; use a store whose "
+                                    "model has a text tower (a CLIP, or model='aimemory-mini')")
 
     def embed_audio(self, clips: Sequence["Audio"]) -> list[list[View]]:
         """Waveforms -> per clip, one or more time-coded views (``audio.sound`` / ``audio.speech``)."""
@@ -112,7 +114,7 @@ class Encoder:
             return out
         if modality == "audio":
             return self.embed_audio(payloads)  # type: ignore[arg-type]
-        raise UnsupportedInputError(f"unknown modality {modality!r}")
+        raise UnsupportedInputError(f"unknown modality {modality!r}; expected image, text or audio")
 
     def query_vectors(self, modality: str, payloads: Sequence[object]) -> np.ndarray:
         """Embed queries: one (dim,) vector per item -> (n, dim)."""
@@ -126,7 +128,7 @@ class Encoder:
                 sound = [v.vector for v in views if v.kind == "audio.sound"] or [v.vector for v in views]
                 rows.append(np.mean(sound, axis=0))
             return l2_normalize(np.stack(rows))
-        raise UnsupportedInputError(f"unknown modality {modality!r}")
+        raise UnsupportedInputError(f"unknown modality {modality!r}; expected image, text or audio")
 
     def query_plans(self, modality: str, payload: object) -> list[tuple[np.ndarray, frozenset[str] | None]]:
         """The searches one query runs: (vector (dim,), the view kinds it may match, or None for all

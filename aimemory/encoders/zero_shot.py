@@ -96,6 +96,7 @@ def _as_images(x: object) -> list:
 
         decoded = to_item(item)
         if decoded.modality != "image":
-            raise UnsupportedInputError(f"zero_shot takes images, got {decoded.modality}", item=item, index=i)
+            raise UnsupportedInputError(f"zero_shot takes images; {decoded.source or 'the input'} is "
+                                        f"{decoded.modality}: pass an image file or PIL image", item=item, index=i)
         out.append(decoded.payload)
     return out

@@ -24,8 +24,9 @@ def mel_filters(n_mels: int = 80) -> torch.Tensor:
     """(n_mels, N_FFT // 2 + 1) Slaney-style mel filterbank, built once per size (librosa)."""
     if n_mels not in SUPPORTED_N_MELS:
         raise ValueError(f"n_mels must be one of {SUPPORTED_N_MELS}; got {n_mels}")
-    import librosa
+    from ..notebook import import_quietly
 
+    librosa = import_quietly("librosa")
     fb = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=n_mels)  # htk=False, norm="slaney"
     return torch.from_numpy(np.asarray(fb, dtype=np.float32))
 

@@ -100,6 +100,12 @@ def memory_json(m: "Memory", text: str | None = None, limit: int | None = None) 
     return out
 
 
+def _memory_with_text(m: "Memory") -> dict[str, Any]:
+    """A just-remembered memory as GET shows it: text memories with their text (which the store
+    already holds, so no read)."""
+    return memory_json(m, m.content if m.modality == "text" else None)  # type: ignore[arg-type]
+
+
 def hit_json(h: "Hit") -> dict[str, Any]:
     text = h.memory._content if h.modality == "text" else None  # attached by recall; no extra read
     return {"id": h.id, "score": round(float(h.score), 6),
@@ -207,7 +213,7 @@ class Api:
         result = await self.call(store_it)
         if not result and result.skipped:
             raise result.skipped[0][2]
-        return ApiJSON({"memories": [memory_json(m) for m in result],
+        return ApiJSON({"memories": [_memory_with_text(m) for m in result],
                              "skipped": [_skipped(i, sources[i], e) for i, _, e in result.skipped]},
                             status_code=201)
 
@@ -225,7 +231,7 @@ class Api:
                 job.done = done
 
             result = store_it(progress=progress)
-            job.memories = [memory_json(m) for m in result]
+            job.memories = [_memory_with_text(m) for m in result]
             job.skipped = [_skipped(i, None, e) for i, _, e in result.skipped]
             job.done = total
 

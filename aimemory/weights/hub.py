@@ -351,7 +351,7 @@ def _stream_to(url: str, partial: Path, have: int, total: int | None, name: str,
             length = resp.headers.get("Content-Length")
             total = total or (have + int(length) if length else None)
             show = progress and (total is None or total >= PROGRESS_MIN_BYTES)
-            bar = _Progress(name, total, have) if show else None
+            bar = progress_bar(name, total, have) if show else None
             with open(partial, "ab" if have else "wb") as out:
                 while chunk := resp.read(CHUNK_BYTES):
                     out.write(chunk)
@@ -461,6 +461,16 @@ def _not_available(model_id: str, why: str) -> ModelNotAvailableError:
         "path as model=...; or allow downloads (unset HF_HUB_OFFLINE / AIMEMORY_OFFLINE, check the network "
         "or HF_ENDPOINT)."
     )
+
+
+def progress_bar(name: str, total: int | None, start: int = 0, stream=None):
+    """A download's progress: a widget in a notebook (nothing there without ipywidgets), else a
+    line on ``stream`` (stderr). Each has ``update(n)``, ``close(complete)`` and ``done``."""
+    from .. import notebook
+
+    if notebook.in_notebook():
+        return notebook.notebook_progress(name, total, start)
+    return _Progress(name, total, start, stream)
 
 
 class _Progress:

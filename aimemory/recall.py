@@ -5,10 +5,12 @@ way out, so a bug in one layer cannot leak another tenant's memory."""
 from __future__ import annotations
 
 import re
+import weakref
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from .encoders.base import QueryPlan
 from .inputs import Item
 from .records import Hit, Hits
 
@@ -19,6 +21,8 @@ OVERFETCH = 4  # views fetched per wanted memory: memories with several views ne
 SNIPPET_CHARS = 160
 _WORD = re.compile(r"\w+")
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack, Clarke & Buettcher, SIGIR 2009)
+BACKGROUND_SAMPLE = 256  # stored views per plan that give a query's typical cosine and its spread
+_BACKGROUND: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # store -> {(version, keys): vectors}
 
 
 def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
@@ -30,7 +34,7 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
     if n_allowed == 0:
         return Hits()
     plans = query_plans(store, item)
-    query = plans[0][0][None, :]  # (1, dim): the main plan, used for fusion scores
+    query = np.asarray(plans[0].vector, np.float32)[None, :]  # (1, dim): scores keyword-only hits
     best = _planned_ranking(store, plans, mask, k if not hybrid else max(k, 20))
     if not best:
         return Hits()
@@ -55,7 +59,7 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
     return hits
 
 
-def query_plans(store: "MemoryStore", item: Item) -> list[tuple[np.ndarray, frozenset[str] | None]]:
+def query_plans(store: "MemoryStore", item: Item) -> list[QueryPlan]:
     """The encoder's searches for ``item``, plus, for a spoken query, its transcript searched as text
     (a question asked aloud is found by what it says, not only by how it sounds)."""
     encoder = store.encoder
@@ -63,7 +67,7 @@ def query_plans(store: "MemoryStore", item: Item) -> list[tuple[np.ndarray, froz
     if item.modality == "audio" and store.speech is not None:
         said = store.speech.transcribe(item.payload).text.strip()
         if said:
-            plans.insert(0, (encoder.embed_texts([said])[0], None))
+            plans.insert(0, QueryPlan(encoder.embed_texts([said])[0]))
     if not plans:
         from .errors import UnsupportedInputError
 
@@ -72,26 +76,49 @@ def query_plans(store: "MemoryStore", item: Item) -> list[tuple[np.ndarray, froz
     return plans
 
 
-def _planned_ranking(store: "MemoryStore", plans, mask: np.ndarray, k: int) -> dict[str, tuple[float, int]]:
-    """Run each plan over its allowed views; a memory keeps its best cosine. Best first."""
-    catalog = store.catalog
-    private = store.encoder.private_kinds
-    merged: dict[str, tuple[float, int]] = {}
-    for vector, kinds in plans:
-        plan_mask = mask
-        if kinds is not None:
-            plan_mask = mask & np.isin(catalog.array("kind"), list(kinds))
-        elif private:
-            plan_mask = mask & ~np.isin(catalog.array("kind"), list(private))
+def _plan_mask(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray) -> np.ndarray:
+    kinds = store.catalog.array("kind")
+    if plan.kinds is not None:
+        return mask & np.isin(kinds, list(plan.kinds))
+    if store.encoder.private_kinds:
+        return mask & ~np.isin(kinds, list(store.encoder.private_kinds))
+    return mask
+
+
+def _planned_ranking(store: "MemoryStore", plans: list[QueryPlan], mask: np.ndarray, k: int
+                     ) -> dict[str, tuple[float, int]]:
+    """Run each plan over its allowed views -> memory id -> (best cosine, position), best first.
+    One plan ranks by cosine; several rank by cosine standardised per plan (see QueryPlan)."""
+    merged: dict[str, tuple[float, float, int]] = {}  # id -> (rank value, cosine, position)
+    for plan in plans:
+        plan_mask = _plan_mask(store, plan, mask)
         n_allowed = int(plan_mask.sum())
         if n_allowed == 0:
             continue
-        allowed = None if n_allowed == store.index.ntotal else catalog.array("vkey")[plan_mask]
-        ranked = _vector_ranking(store, np.asarray(vector, np.float32)[None, :], k, allowed, n_allowed)
+        vector = np.asarray(plan.vector, np.float32)
+        allowed = None if n_allowed == store.index.ntotal else store.catalog.array("vkey")[plan_mask]
+        ranked = _vector_ranking(store, vector[None, :], k, allowed, n_allowed)
+        mean, std = _background(store, plan_mask, vector) if len(plans) > 1 else (0.0, 1.0)
         for mid, (score, p) in ranked.items():
-            if mid not in merged or score > merged[mid][0]:
-                merged[mid] = (score, p)
-    return dict(sorted(merged.items(), key=lambda kv: -kv[1][0]))
+            value = (score - mean) / std - plan.penalty
+            if mid not in merged or value > merged[mid][0]:
+                merged[mid] = (value, score, p)
+    order = sorted(merged.items(), key=lambda kv: -kv[1][0])
+    return {mid: (score, p) for mid, (_, score, p) in order}
+
+
+def _background(store: "MemoryStore", plan_mask: np.ndarray, vector: np.ndarray) -> tuple[float, float]:
+    """Mean and spread of ``vector``'s cosine with a fixed spread of the views it may match."""
+    keys = store.catalog.array("vkey")[plan_mask]
+    if len(keys) > BACKGROUND_SAMPLE:
+        keys = keys[np.linspace(0, len(keys) - 1, BACKGROUND_SAMPLE).astype(int)]
+    cache_key = (store.table.version, hash(keys.tobytes()))
+    sample = _BACKGROUND.get(store, {}).get(cache_key)
+    if sample is None:
+        sample = store.table.vectors_for(keys)[1]
+        _BACKGROUND.setdefault(store, {})[cache_key] = sample
+    sims = sample @ vector
+    return float(sims.mean()), float(max(sims.std(), 1e-3))
 
 
 def _attach_texts(store: "MemoryStore", hits: Hits) -> None:

@@ -31,6 +31,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from real_corpus import build, default_cache, load_manifest  # noqa: E402
 
+from aimemory.encoders.base import QueryPlan  # noqa: E402
+
 KS = (1, 5)
 BATCH = 32  # images/clips decoded and embedded per call, to bound memory
 
@@ -96,14 +98,25 @@ class Gallery:
         self.owner = np.repeat(np.arange(self.n), [len(views) for views in per_item])
         self.kind = np.asarray([v.kind for views in per_item for v in views], object)
 
-    def scores(self, plans: list[list[tuple[np.ndarray, Any]]], private: frozenset) -> np.ndarray:
-        """Per query, its plans [(vector, kinds or None)] -> (q, n) best cosine per item, as recall
-        ranks: a plan with kinds sees only those kinds, one without sees all but ``private``."""
+    def scores(self, plans: list[list[Any]], private: frozenset) -> np.ndarray:
+        """Per query, its plans (``aimemory.encoders.base.QueryPlan``) -> (q, n) ranking values per
+        item, as recall ranks: a plan with kinds sees only those kinds, one without sees all but
+        ``private``; one plan ranks by cosine, several by cosine standardised against a spread of
+        256 allowed views, minus the plan's penalty."""
         out = np.full((len(plans), self.n), -np.inf, np.float32)
         for q, query_plans in enumerate(plans):
-            for vector, kinds in query_plans:
+            for plan in query_plans:
+                vector, kinds = plan[0], plan[1]
+                penalty = plan[2] if len(plan) > 2 else 0.0
                 allowed = np.isin(self.kind, list(kinds)) if kinds is not None else ~np.isin(self.kind, list(private))
-                sims = np.where(allowed, self.vectors @ np.asarray(vector, np.float32), -np.inf)
+                if not allowed.any():
+                    continue
+                sims = self.vectors @ np.asarray(vector, np.float32)
+                if len(query_plans) > 1:
+                    idx = np.flatnonzero(allowed)
+                    idx = idx[np.linspace(0, len(idx) - 1, min(len(idx), 256)).astype(int)]
+                    sims = (sims - sims[idx].mean()) / max(float(sims[idx].std()), 1e-3) - penalty
+                sims = np.where(allowed, sims, -np.inf)
                 np.maximum.at(out[q], self.owner, sims.astype(np.float32))
         return out
 
@@ -115,12 +128,11 @@ def _views(encoder: Any, modality: str, rows: list[dict], load) -> list[list[Any
     return out
 
 
-def _text_plans(encoder: Any, texts: list[str]) -> list[list[tuple[np.ndarray, Any]]]:
-    vecs = np.asarray(encoder.embed_texts(texts), np.float32)
-    return [[(v, None)] for v in vecs]
+def _text_plans(encoder: Any, texts: list[str]) -> list[list[Any]]:
+    return [encoder.query_plans("text", t) for t in texts]
 
 
-def _spoken_plans(encoder: Any, speech: Any, rows: list[dict]) -> list[list[tuple[np.ndarray, Any]]] | None:
+def _spoken_plans(encoder: Any, speech: Any, rows: list[dict]) -> list[list[Any]] | None:
     """A spoken query as recall runs it: its transcript as text (when speech is on), plus the
     encoder's own audio plans (when it has an audio tower)."""
     plans = []
@@ -129,7 +141,7 @@ def _spoken_plans(encoder: Any, speech: Any, rows: list[dict]) -> list[list[tupl
         if speech is not None:
             said = speech.transcribe(clip).text.strip()
             if said:
-                mine.append((np.asarray(encoder.embed_texts([said])[0], np.float32), None))
+                mine.append(QueryPlan(np.asarray(encoder.embed_texts([said])[0], np.float32)))
         if "audio" in getattr(encoder, "modalities", ()):
             mine.extend(encoder.query_plans("audio", clip))
         plans.append(mine)

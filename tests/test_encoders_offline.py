@@ -72,12 +72,15 @@ def test_image_views_are_placed_and_appearance(tier):
 
     img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 90, 3), dtype=np.uint8))
     (views,) = tier.views("image", [img])
-    assert [v.kind for v in views] == ["image", "image.appearance"]
+    assert [v.kind for v in views] == ["image", "image.appearance", "image.drawing"]
     for v in views:
         assert v.vector.shape == (tier.dim,) and np.isclose(np.linalg.norm(v.vector), 1.0, atol=1e-5)
     plans = tier.query_plans("image", img)
-    assert plans[0][1] is None and plans[1][1] == frozenset({"image.appearance"})
-    assert np.allclose(plans[0][0], views[0].vector, atol=1e-5)  # a query is embedded like a memory
+    assert plans[0].kinds is None and plans[1].kinds == frozenset({"image.appearance"})
+    assert np.allclose(plans[0].vector, views[0].vector, atol=1e-5)  # a query is embedded like a memory
+    text_plans = tier.query_plans("text", "a cat")
+    assert [p.kinds for p in text_plans] == [None, frozenset({"image.drawing"})]
+    assert text_plans[1].penalty > 0 and not text_plans[1].vector[256:].any()  # mini's 256-d, padded
 
 
 def test_meaning_not_words(tier):
@@ -105,5 +108,10 @@ def test_real_photographs_found_by_a_few_words(tmp_path, tier):
         assert store.recall("dentist appointment", k=1)[0].id == note
         # a text query never lands on an appearance view; an image query finds the same photo first
         assert all(h.kind != "image.appearance" for h in store.recall("a cat", k=10))
+        # the built-in model's emoji are found too (an ImageNet classifier does not know drawings)
+        emoji = Path(__file__).parent.parent / "aimemory" / "samples" / "images"
+        drawn = {p.stem: store.remember(p).id for p in sorted(emoji.glob("*.png"))}
+        for word in ("cat", "guitar", "pizza", "umbrella"):
+            assert drawn[word] in [h.id for h in store.recall(f"a {word}", k=3)], word
         same = store.recall(SKIMAGE_DATA / photos["cat"], k=1)[0]
         assert same.id == ids["cat"] and same.score > 0.99

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Sequence
+from typing import TYPE_CHECKING, ClassVar, NamedTuple, Sequence
 
 import numpy as np
 
@@ -23,6 +23,17 @@ if TYPE_CHECKING:  # pragma: no cover
 # Long texts are embedded as several chunks; CLIP's text context is 77 BPE tokens, about 50 words.
 CHUNK_WORDS = 48
 CHUNK_OVERLAP_WORDS = 8
+
+
+class QueryPlan(NamedTuple):
+    """One search a query runs: ``vector`` (dim,) against the views of ``kinds`` (None: every kind
+    but the encoder's private ones). With several plans, recall ranks by each plan's cosine
+    standardised against a background sample of the store, minus ``penalty`` (in standard
+    deviations): a plan that is less trustworthy must stand out more to win."""
+
+    vector: np.ndarray
+    kinds: frozenset[str] | None = None
+    penalty: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -130,10 +141,9 @@ class Encoder:
             return l2_normalize(np.stack(rows))
         raise UnsupportedInputError(f"unknown modality {modality!r}; expected image, text or audio")
 
-    def query_plans(self, modality: str, payload: object) -> list[tuple[np.ndarray, frozenset[str] | None]]:
-        """The searches one query runs: (vector (dim,), the view kinds it may match, or None for all
-        but :attr:`private_kinds`). Recall keeps each memory's best cosine over the plans."""
-        return [(self.query_vectors(modality, [payload])[0], None)]
+    def query_plans(self, modality: str, payload: object) -> list[QueryPlan]:
+        """The searches one query runs (see :class:`QueryPlan`); one by default."""
+        return [QueryPlan(self.query_vectors(modality, [payload])[0])]
 
     def close(self) -> None:
         """Release model memory (optional)."""

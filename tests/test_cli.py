@@ -341,6 +341,7 @@ def test_models_list_json(capsys):
     assert code == 0 and "built in" in out
 
 
+@pytest.mark.heavy
 @needs_mini
 def test_real_entry_point_with_mini_model(tmp_path, files):
     exe = Path(sys.executable).parent / "aimemory"
@@ -402,6 +403,7 @@ def test_nothing_found_does_not_create_a_store(capsys, enc, tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.heavy
 def test_remember_with_a_sound_model(capsys, enc, files, tmp_path):
     from _wav2clip import make_checkpoint
     from conftest import DIM

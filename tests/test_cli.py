@@ -219,6 +219,19 @@ def test_stats_and_export(capsys, enc, files, tmp_path):
     assert vec.shape == (16,) and abs(np.linalg.norm(vec) - 1) < 1e-4
 
 
+def test_hybrid_recall_shows_the_fusion_beside_the_cosine(capsys, enc, tmp_path):
+    store = tmp_path / "s"
+    for text in ("invoice ZX-9931 for the green paint", "red memo", "blue memo"):
+        run(capsys, "remember", "--text", text, "--store", store)
+    code, out, _ = run(capsys, "recall", "ZX-9931", "--hybrid", "--store", store, "--json")
+    hits = json.loads(out)
+    assert code == 0 and all("fusion" in h and -1 <= h["score"] <= 1 for h in hits)
+    code, out, _ = run(capsys, "recall", "ZX-9931", "--hybrid", "--store", store)
+    assert code == 0 and "fusion" in out
+    code, out, _ = run(capsys, "recall", "red", "--store", store)
+    assert code == 0 and "fusion" not in out
+
+
 def test_export_defaults_to_one_namespace_like_every_command(capsys, enc, tmp_path):
     import pyarrow.parquet as pq
 

@@ -5,7 +5,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 
-.PHONY: demo test soak bench lint clean
+.PHONY: demo test check soak bench lint clean
+
+# `make check`: the edit loop's fast tier (unit tests: no servers, browser, notebooks, Ray or heavy tests)
+FAST := not slow and not services and not browser and not notebooks and not ray and not heavy
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +60,9 @@ demo: $(VENV)/.runtime
 
 test: $(VENV)/.test
 	$(BIN)/python -m pytest -q
+
+check: $(VENV)/.test
+	$(BIN)/python -m pytest -q -m "$(FAST)"
 
 soak: $(VENV)/.test
 	$(BIN)/python -m pytest -q -m slow

@@ -33,6 +33,7 @@ def to_arrow(store: "MemoryStore", namespace: str | None = None, vectors: bool =
     primary view's embedding) when asked."""
     from lancedb.expr import col, lit
 
+    store._check_open()
     store._fresh()
     where = col("view") == lit(0)
     if namespace is not None:

@@ -203,7 +203,7 @@ def text_item(text: str, source: str | None = None, *, purpose: str = "remember"
             + ("shorten it" if purpose == "recall" else "split it into several memories"), item=text[:80])
     if not text.strip():
         if purpose == "recall":
-            raise InputError("the query is empty; pass some words to recall by, e.g. recall('a cat')",
+            raise InputError('the query is empty; pass some words to recall by (e.g. "a cat")',
                              item=text)
         raise InputError(f"{what} to remember is empty; pass some words", item=text)
     return Item("text", text, None, "text/plain", source, _sha256(b"text:", text.encode("utf-8")))

@@ -441,6 +441,7 @@ def find_local_speech_model() -> str | None:
         return None
     for mid in HUB_PREFERENCE + tuple(sorted(m for m in cached if "whisper" in m.lower())):
         snap = cached.get(mid)
-        if snap is not None and any((snap / f).is_file() for f in ("model.safetensors", "pytorch_model.bin", "model.bin")):
+        if snap is not None and any((snap / f).is_file()
+                                    for f in ("model.safetensors", "pytorch_model.bin", "model.bin")):
             return str(snap)
     return None

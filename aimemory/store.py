@@ -228,8 +228,10 @@ class MemoryStore:
             self._refresh_if_changed()
 
     def _fresh(self) -> None:
-        """Let a read see other processes' commits (as recall does), at most every REFRESH_INTERVAL_S."""
-        self._check_open()
+        """Let a read see other processes' commits (as recall does), at most every REFRESH_INTERVAL_S.
+        A closed store has nothing to refresh: its reads answer (or refuse) as they always did."""
+        if self._closed:
+            return
         with self._lock, _storage_errors("reading other processes' writes"):
             self._refresh_if_stale()
 

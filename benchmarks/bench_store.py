@@ -424,9 +424,10 @@ def format_tables(results: list, ingest: list, info: dict, notes: list[str]) -> 
                      f"{'index MiB':>11}{'raw MiB':>9}{'1st/last 10% rows/s':>21}{'reopen s':>10}"
                      f"  {'one-by-one rows/s':>18}")
         for r in ingest:
+            tenths = f"{r.get('first_tenth_rows_per_s', '-')} / {r.get('last_tenth_rows_per_s', '-')}"
             lines.append(f"{r['dataset']:<10}{r['n']:>10,}  {r['batch_size']:>6}{r['rows_per_s']:>10,}"
                          f"{r['seconds']:>8}{r['table_mib']:>11}{r['index_mib']:>11}{r['raw_mib']:>9}"
-                         f"{str(r.get('first_tenth_rows_per_s', '-')) + ' / ' + str(r.get('last_tenth_rows_per_s', '-')):>21}"
+                         f"{tenths:>21}"
                          f"{r.get('open_s', '-'):>10}"
                          f"  {r.get('one_by_one_rows_per_s', '-'):>18}")
         lines.append("")
@@ -437,7 +438,8 @@ def format_tables(results: list, ingest: list, info: dict, notes: list[str]) -> 
 
     for r in results:
         lines.append(f"{r['dataset']:<10}{r['n']:>10,}  {r['method']:<46}{fmt(r['build_s']):>8}"
-                     f"{fmt(r['recall10']):>8}{fmt(r.get('min_ms', float('nan'))):>10}{fmt(r['p50_ms']):>10}{fmt(r['p99_ms']):>10}"
+                     f"{fmt(r['recall10']):>8}{fmt(r.get('min_ms', float('nan'))):>10}"
+                     f"{fmt(r['p50_ms']):>10}{fmt(r['p99_ms']):>10}"
                      f"{r['queries']:>5}  {r['note']}")
     return "\n".join(lines)
 

@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None, log=print) -> dict:
     ap.add_argument("--duration", type=float, default=45.0, help="seconds per round, at most")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=2, help="recall rounds (RSS is read after each)")
-    ap.add_argument("--reference", type=int, default=50, help="recalls in-process and over HTTP, alternating (1 client)")
+    ap.add_argument("--reference", type=int, default=50,
+                    help="recalls in-process and over HTTP, alternating (1 client)")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     ap.add_argument("--serve", nargs=2, metavar=("STORE", "N"), help=argparse.SUPPRESS)
@@ -214,7 +215,8 @@ def main(argv: list[str] | None = None, log=print) -> dict:
         run(recall_path, recall_ok, 100)  # warm-up: threads, index pages, Lance caches
         rss = [round(rss_mib(proc.pid), 1)]
         direct, http_one = interleaved(work / "store", args.memories, base, ids, args.reference)
-        rows = [("store.recall in-process", direct), ("HTTP recall, 1 client", http_one), ("health (HTTP floor)", run(lambda i: "/api/health", lambda i, r: True, args.requests))]
+        rows = [("store.recall in-process", direct), ("HTTP recall, 1 client", http_one),
+                ("health (HTTP floor)", run(lambda i: "/api/health", lambda i, r: True, args.requests))]
         for n in range(args.rounds):
             offset = (n + 1) * args.requests
             rows.append((f"recall k={K}, round {n + 1}",

@@ -76,7 +76,8 @@ def twemoji_probe(enc: MiniEncoder, concepts: list[dict], ids: list[int]) -> dic
     images = []
     for c in ids:
         canvas = background(HELDOUT_BACKGROUNDS[int(rng.integers(3))], rng)
-        paste(canvas, Image.open(folder / concepts[c]["image"]).convert("RGBA"), int(rng.integers(36, 56)), 32, 32, 0, False)
+        paste(canvas, Image.open(folder / concepts[c]["image"]).convert("RGBA"), int(rng.integers(36, 56)),
+              32, 32, 0, False)
         images.append(np.clip(canvas, 0, 255).astype(np.uint8))
     return score(enc, images, [concepts[c]["name"] for c in ids], [])
 
@@ -107,7 +108,8 @@ def main() -> None:
     wavs = [wav_file[f"arr_{first_clip[c]}"] for c in range(C)]
     results = {f"all {C} concepts": score(enc, images, names, wavs)}
     sub = np.random.default_rng(SEED).choice(C, SUBSET, replace=False)
-    results[f"{SUBSET} concepts"] = score(enc, [images[i] for i in sub], [names[i] for i in sub], [wavs[i] for i in sub])
+    results[f"{SUBSET} concepts"] = score(enc, [images[i] for i in sub], [names[i] for i in sub],
+                                          [wavs[i] for i in sub])
 
     # multi-object scenes (held-out backgrounds): caption -> scene image
     from PIL import Image
@@ -116,7 +118,8 @@ def main() -> None:
     caps = meta["eval_scene_captions"]
     simg = enc.embed_images([Image.fromarray(a) for a in scenes])
     stxt = enc.embed_texts(caps)
-    results[f"{len(caps)} scenes"] = {"text->image R@1": recall(stxt, simg, 1), "text->image R@5": recall(stxt, simg, 5),
+    results[f"{len(caps)} scenes"] = {"text->image R@1": recall(stxt, simg, 1),
+                                     "text->image R@5": recall(stxt, simg, 5),
                                      "image->text top-1": recall(simg, stxt, 1), "gallery": len(caps)}
 
     for label, ids in (("Twemoji style, all emoji", list(range(C))), ("Twemoji style, 100-concept subset", list(sub))):

@@ -72,6 +72,32 @@ class ColourEncoder(Encoder):
         return out
 
 
+# Test tiers (markers registered in pyproject.toml): whole modules by what they start. `make test`
+# runs all but `slow`; `make check` runs none of these tiers, nor tests marked `heavy`.
+TIERS = {
+    "test_remote.py": ("services",),  # moto's S3 server
+    "test_remote_azure.py": ("services",),  # Azurite
+    "test_web_api.py": ("services",),  # uvicorn, schemathesis
+    "test_mcp.py": ("services",),  # the MCP stdio server
+    "test_web_browser.py": ("services", "browser"),
+    "test_distributed.py": ("services", "ray"),
+    "test_crash.py": ("heavy",),  # writer subprocesses killed at random
+    "test_reliability_concurrency.py": ("heavy",),  # writer processes and threads
+    "test_reliability_faults.py": ("heavy",),  # tmpfs, rlimits, hundreds of remembers
+    "test_reliability_state.py": ("heavy",),  # a Hypothesis state machine
+    "test_speech.py": ("heavy",),  # real Whisper
+    "test_readme.py": ("heavy",),  # the README's examples, each in a fresh interpreter
+    "test_demo.py": ("heavy",),
+    "test_bench_smoke.py": ("heavy",),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for name in TIERS.get(item.path.name, ()):
+            item.add_marker(getattr(pytest.mark, name))
+
+
 @pytest.fixture
 def encoder():
     return ColourEncoder()

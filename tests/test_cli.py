@@ -306,6 +306,19 @@ def test_stats_and_export(capsys, enc, files, tmp_path):
     assert vec.shape == (16,) and abs(np.linalg.norm(vec) - 1) < 1e-4
 
 
+def test_hybrid_recall_shows_the_fusion_beside_the_cosine(capsys, enc, tmp_path):
+    store = tmp_path / "s"
+    for text in ("invoice ZX-9931 for the green paint", "red memo", "blue memo"):
+        run(capsys, "remember", "--text", text, "--store", store)
+    code, out, _ = run(capsys, "recall", "ZX-9931", "--hybrid", "--store", store, "--json")
+    hits = json.loads(out)
+    assert code == 0 and all("fusion" in h and -1 <= h["score"] <= 1 for h in hits)
+    code, out, _ = run(capsys, "recall", "ZX-9931", "--hybrid", "--store", store)
+    assert code == 0 and "fusion" in out
+    code, out, _ = run(capsys, "recall", "red", "--store", store)
+    assert code == 0 and "fusion" not in out
+
+
 def test_export_defaults_to_one_namespace_like_every_command(capsys, enc, tmp_path):
     import pyarrow.parquet as pq
 
@@ -428,6 +441,7 @@ def test_models_list_json(capsys):
     assert code == 0 and "built in" in out
 
 
+@pytest.mark.heavy
 @needs_mini
 def test_real_entry_point_with_mini_model(tmp_path, files):
     exe = Path(sys.executable).parent / "aimemory"
@@ -489,6 +503,7 @@ def test_nothing_found_does_not_create_a_store(capsys, enc, tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.heavy
 def test_remember_with_a_sound_model(capsys, enc, files, tmp_path):
     from _wav2clip import make_checkpoint
     from conftest import DIM

@@ -25,6 +25,7 @@ def clip_folder(tmp_path):
     return folder
 
 
+@pytest.mark.heavy
 def test_store_runs_on_native_clip_from_a_folder(tmp_path, clip_folder, monkeypatch):
     monkeypatch.setenv("AIMEMORY_WEIGHTS_CACHE", str(tmp_path / "wcache"))
     from PIL import Image

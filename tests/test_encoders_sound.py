@@ -59,6 +59,7 @@ def _scene(parts: list[tuple[str, float]]) -> Audio:
     return Audio(np.concatenate(out).astype(np.float32), SR)
 
 
+@pytest.mark.heavy
 def test_long_recording_gets_time_coded_windows_and_recall_finds_the_span(tmp_path, narrow_checkpoint):
     scene = _scene([("tone", 5.0), ("noise", 5.0), ("chirp", 5.0)])
     with MemoryStore(tmp_path / "m", model=ColourEncoder(), sound_model=narrow_checkpoint) as store:
@@ -76,6 +77,7 @@ def test_long_recording_gets_time_coded_windows_and_recall_finds_the_span(tmp_pa
         assert hit.id == mem.id and (hit.start, hit.end) == (5.0, 10.0)
 
 
+@pytest.mark.heavy
 def test_window_count_follows_duration(narrow_checkpoint):
     tower = SoundTower.from_pretrained(narrow_checkpoint)
     for seconds, n in [(0.02, 1), (3.0, 1), (7.4, 1), (7.6, 2), (12.0, 2), (61.0, 12)]:
@@ -87,6 +89,7 @@ def test_window_count_follows_duration(narrow_checkpoint):
     assert WINDOW_S == 5.0
 
 
+@pytest.mark.heavy
 def test_windows_do_not_depend_on_batch_mates(narrow_checkpoint):
     """Per-window normalisation: the same window embeds the same alone or inside a long recording."""
     tower = SoundTower.from_pretrained(narrow_checkpoint)
@@ -96,6 +99,7 @@ def test_windows_do_not_depend_on_batch_mates(narrow_checkpoint):
     np.testing.assert_allclose(whole[1].vector, alone[0].vector, atol=1e-5)
 
 
+@pytest.mark.heavy
 def test_resampled_input_is_accepted(narrow_checkpoint):
     tower = SoundTower.from_pretrained(narrow_checkpoint)
     t = np.arange(44_100 * 2) / 44_100
@@ -118,6 +122,7 @@ def test_wrong_space_warns(narrow_checkpoint, tmp_path, caplog):
     assert "ViT-B/32" in caplog.text
 
 
+@pytest.mark.heavy
 def test_auto_uses_a_local_wav2clip_only_for_its_clip(torch_home, narrow_checkpoint, tmp_path, monkeypatch):
     assert find_local_sound_model() is None
     assert attach_sound(B32Colour(), "auto").__class__ is B32Colour  # nothing cached: unchanged

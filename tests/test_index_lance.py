@@ -89,6 +89,7 @@ def test_exact_stream_is_exact(built):
     assert recall_at_k(got, truth) == 1.0
 
 
+@pytest.mark.heavy
 def test_weak_settings_are_tuned_up_and_kept(tmp_path, monkeypatch):
     """Start from settings far too weak (1 partition probed, no re-ranking): tuning walks the ladder
     to the target on its own queries, held-out queries clear 0.95 too, and a reader that opens the

@@ -67,6 +67,7 @@ def test_embeddings_are_unit_rows(enc):
         np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.heavy
 def test_audio_views_are_windowed(enc):
     short = Audio(np.zeros(8000, np.float32), 16000)
     long = Audio(np.random.default_rng(0).normal(0, 0.1, 44100 * 7).astype(np.float32), 44100)
@@ -82,6 +83,7 @@ def test_text_features_generalise_plurals():
     assert text_features("2 cats", 1000)[0] == text_features("two cat", 1000)[0]
 
 
+@pytest.mark.heavy
 def test_heldout_subset_matches_card(enc):
     """Re-score the committed held-out subset (unseen backgrounds and voices) against eval.json."""
     data = np.load(HELDOUT)

@@ -141,6 +141,7 @@ def test_bf16_path(tmp_path):
     check_parity(enc, model, ids, images(36), cos=BF16_COS)
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("layers", [2, pytest.param(12, marks=pytest.mark.slow)])
 def test_vit_b32_real_config(tmp_path, layers):
     """The real ViT-B/32 architecture (random weights): dims read from shapes, parity on a few inputs.

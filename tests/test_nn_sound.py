@@ -40,6 +40,7 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cosine_similarity(a, b, dim=-1)
 
 
+@pytest.mark.heavy
 def test_parity_one_clip_at_a_time(checkpoint):
     path, reference = checkpoint
     tower = SoundTower.from_pretrained(path)
@@ -51,6 +52,7 @@ def test_parity_one_clip_at_a_time(checkpoint):
     assert _cos(ours, ref).min() >= 0.9999
 
 
+@pytest.mark.heavy
 def test_batch_normalisation_quirk_reproduced_and_avoided(checkpoint):
     """The reference standardises with the whole batch's statistics: a loud neighbour changes a
     clip's embedding. ``normalize="batch"`` reproduces it; the default per-clip mode does not."""
@@ -68,6 +70,7 @@ def test_batch_normalisation_quirk_reproduced_and_avoided(checkpoint):
     assert _cos(ref_batch[:1], ref_alone).item() < 0.9999  # the quirk is real on this input
 
 
+@pytest.mark.heavy
 def test_batchnorm_folding_keeps_outputs(checkpoint):
     path, _ = checkpoint
     native = wav2clip_to_native(torch.load(path, weights_only=True))
@@ -98,6 +101,7 @@ def test_dims_read_from_checkpoint_shapes(wav2clip, tmp_path):
     assert SoundTower.from_pretrained(path).dim == 128
 
 
+@pytest.mark.heavy
 def test_safetensors_export_loads_the_same(checkpoint, tmp_path):
     from safetensors.torch import save_file
 

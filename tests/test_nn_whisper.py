@@ -84,6 +84,7 @@ def test_log_mel_matches_feature_extractor():
     np.testing.assert_allclose(windows, ref, atol=2e-4)
 
 
+@pytest.mark.heavy
 def test_tiny_parity_encoder_logits_greedy(tiny):
     ref, folder = tiny
     ours = _native(folder)
@@ -211,6 +212,7 @@ def _ct2_bytes(sd: dict[str, torch.Tensor], heads: int, layers: int) -> bytes:
     return b"".join(out)
 
 
+@pytest.mark.heavy
 def test_ctranslate2_reader_split_parts_and_errors(tiny, tmp_path):
     ref, _ = tiny
     sd = {k: v.half().float() for k, v in _hf_tensors(ref).items()}  # what an fp16 CT2 file can hold
@@ -259,6 +261,7 @@ def test_sinusoids_match_checkpoint_positions(tiny):
                                atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.heavy
 def test_kv_cache_equals_full_recompute(tiny):
     _, folder = tiny
     m = _native(folder)

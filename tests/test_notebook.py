@@ -28,6 +28,7 @@ sys.modules["ipywidgets"] = None  # not installed
 """
 
 
+@pytest.mark.heavy
 def test_no_tqdm_warning_when_audio_code_loads_in_a_notebook():
     code = FAKE_KERNEL + textwrap.dedent("""
         import warnings

@@ -34,6 +34,7 @@ def test_notebooks_match_their_generator():
         assert [c.source for c in nb.cells] == [c.source for c in cells], f"run notebooks/build_notebooks.py ({name})"
 
 
+@pytest.mark.notebooks
 @pytest.mark.skipif(not (MINI_DIR.is_dir() and any(MINI_DIR.iterdir())),
                     reason="aimemory-mini weights are not installed (aimemory/models/aimemory-mini)")
 @pytest.mark.parametrize("name", NAMES)

@@ -74,3 +74,28 @@ def _test_extra() -> list[str]:
 def test_test_extra_has_what_the_readme_and_makefile_use():
     names = {re.split(r"[<>=\[ ]", dep, maxsplit=1)[0].lower() for dep in _test_extra()}
     assert "nbconvert" in names  # `jupyter nbconvert --execute` on the notebooks
+
+
+def _pyproject() -> dict:
+    import tomllib
+
+    with open(REPO / "pyproject.toml", "rb") as fh:
+        return tomllib.load(fh)
+
+
+def test_tiers_are_registered_and_make_check_skips_them():
+    markers = {m.split(":")[0] for m in _pyproject()["tool"]["pytest"]["ini_options"]["markers"]}
+    assert {"slow", "services", "browser", "notebooks", "ray", "heavy"} <= markers
+    makefile = (REPO / "Makefile").read_text()
+    fast = re.search(r"^FAST\s*:?=\s*(.*)$", makefile, re.M).group(1)
+    for tier in ("slow", "services", "browser", "notebooks", "ray", "heavy"):
+        assert f"not {tier}" in fast
+    assert re.search(r"^check:.*\n\t.*pytest.*-m \"\$\(FAST\)\"", makefile, re.M)
+    assert re.search(r"^test:.*\n\t\$\(BIN\)/python -m pytest -q$", makefile, re.M)  # CI: all but slow
+
+
+def test_lint_works_in_a_fresh_venv_and_enforces_the_line_length():
+    names = {re.split(r"[<>=\[ ]", dep, maxsplit=1)[0].lower() for dep in _test_extra()}
+    assert "ruff" in names
+    ruff = _pyproject()["tool"]["ruff"]
+    assert "line-length" in ruff and "E501" not in ruff["lint"].get("ignore", [])

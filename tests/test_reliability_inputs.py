@@ -417,6 +417,7 @@ def _fuzz(examples: int) -> dict:
     return figures
 
 
+@pytest.mark.heavy
 def test_fuzz_to_item_only_typed_errors():
     figures = _fuzz(150)
     assert figures["examples"] >= 100

@@ -190,7 +190,8 @@ def test_dedup(store):
 
 
 # -- filters, tenants ------------------------------------------------------------------------------
-@pytest.mark.parametrize("evil", ["x' OR '1'='1", "') OR 1=1 --", "%", "*", "a\"b", "tag\x00", "' ; DROP TABLE memories; --"])
+@pytest.mark.parametrize("evil", ["x' OR '1'='1", "') OR 1=1 --", "%", "*", "a\"b", "tag\x00",
+                                  "' ; DROP TABLE memories; --"])
 def test_injection_strings_match_only_literally(store, evil):
     store.remember("red one", metadata={"tags": ["safe"], "owner": "bob"})
     literal = store.remember("red two", metadata={"tags": [evil], "owner": evil})

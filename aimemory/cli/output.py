@@ -84,7 +84,9 @@ def print_hits(hits, as_json: bool) -> None:
         typer.echo("no memories match", err=True)
         return
     table = Table(show_lines=False, header_style="bold")
+    fused = any(h.fusion is not None for h in hits)  # hybrid: ordered by the fusion, shown beside the cosine
     for name, kw in (("#", {"justify": "right"}), ("score", {"justify": "right", "no_wrap": True}),
+                     *((("fusion", {"justify": "right", "no_wrap": True}),) if fused else ()),
                      ("modality", {"no_wrap": True}), ("what", {"overflow": "fold", "ratio": 1}),
                      ("time", {"no_wrap": True}), ("id", {"style": "dim", "no_wrap": True, "min_width": 24})):
         table.add_column(name, **kw)
@@ -96,7 +98,9 @@ def print_hits(hits, as_json: bool) -> None:
             what = m.source or ""
             if h.snippet:
                 what += f"  “{_one_line(h.snippet, 80)}”"
-        table.add_row(str(rank), f"{h.score:.3f}", Text(h.modality, style=MODALITY_STYLE.get(h.modality, "")),
+        fusion = (f"{h.fusion:.4f}" if h.fusion is not None else "",) if fused else ()
+        table.add_row(str(rank), f"{h.score:.3f}", *fusion,
+                      Text(h.modality, style=MODALITY_STYLE.get(h.modality, "")),
                       Text(what), _span(h.start, h.end), h.id)
     _console().print(table)
 

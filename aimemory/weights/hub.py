@@ -261,7 +261,8 @@ def _head_or_missing(model_id: str, revision: str, name: str) -> _Meta | None:
             headers, status = exc.headers, exc.code
             if status == 404:
                 if headers.get("X-Error-Code") in ("RepoNotFound", "RevisionNotFound"):
-                    raise ModelNotAvailableError(f"no repo {model_id!r} (revision {revision!r}) on {hub_endpoint()}") from None
+                    raise ModelNotAvailableError(
+                        f"no repo {model_id!r} (revision {revision!r}) on {hub_endpoint()}") from None
                 return None
             if status in (401, 403):
                 raise ModelNotAvailableError(

@@ -1,7 +1,7 @@
 """Renaming table for HF BERT checkpoints onto :class:`aimemory.nn.bert.BertModel`.
 
 Accepted layouts: a bare ``BertModel`` (``embeddings.*``, ``encoder.layer.N.*``, ``pooler.*``), the
-same under ``bert.`` (``BertFor*`` heads models) or ``0.auto_model.`` (a whole sentence-transformers
+same under ``bert.`` (``BertFor*`` heads models), ``module.`` (DDP) or ``0.auto_model.`` (a whole sentence-transformers
 model saved as one state dict). Separate query / key / value projections are fused into one ``qkv``
 (rows q, k, v) with their shapes checked. Every other key is an error, except buffers that carry no
 weights (``position_ids``) and BERT's pre-training heads (``cls.*``), which an encoder never uses.

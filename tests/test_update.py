@@ -51,7 +51,8 @@ def test_update_merges_removes_and_replaces(store):
     assert store.table.version == version + 1  # one commit
     assert store.get(m.id).content == "the red door" and store.get(m.id).created_at == m.created_at
     keys1, vecs1 = _vectors(store, m.id)
-    assert np.array_equal(np.sort(keys0), np.sort(keys1)) and np.allclose(vecs0[np.argsort(keys0)], vecs1[np.argsort(keys1)])
+    assert np.array_equal(np.sort(keys0), np.sort(keys1))
+    assert np.allclose(vecs0[np.argsort(keys0)], vecs1[np.argsort(keys1)])
     assert store.recall("red door", k=1, where={"tags": "paint"})[0].id == m.id
     assert store.table.full_text("door", "default", 5).column("id").to_pylist() == [m.id]  # rewritten row still indexed
     assert store.recall("red", k=1, where={"tags": "old"}) == []

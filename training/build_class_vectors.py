@@ -8,8 +8,7 @@ and ``tests/test_encoders_offline.py`` checks the shipped vectors against the te
 
 from __future__ import annotations
 
-from aimemory.encoders.labels import (embed_classes, imagenet_sentences, read_class_texts,
-                                      write_shipped_vectors)
+from aimemory.encoders.labels import embed_classes, imagenet_sentences, read_class_texts, write_shipped_vectors
 from aimemory.encoders.offline import MODEL_DIR
 from aimemory.encoders.sentence import SentenceEncoder
 from aimemory.encoders.sound_labels import class_sentences

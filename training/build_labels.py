@@ -42,8 +42,8 @@ CATEGORIES = {
     "container", "bag", "bottle", "box", "basket", "cup", "bowl", "pot", "clothing", "footwear", "shoe",
     "hat", "toy", "ball", "computer", "telephone", "clock", "timepiece", "camera", "television",
     "lamp", "tool", "knife", "weapon", "gun", "building", "house", "church", "bridge", "tower",
-    "kitchen_appliance", "home_appliance", "electronic_equipment", "sports_equipment", "boat",
-    "jewelry", "book", "umbrella", "tent", "fence", "screen",
+    "kitchen_appliance", "home_appliance", "electronic_equipment", "sports_equipment", "jewelry",
+    "book", "umbrella", "tent", "fence", "screen",
     # food and plants
     "food", "fruit", "vegetable", "bread", "dessert", "sandwich", "pizza", "coffee", "beverage",
     "flower", "mushroom", "fungus", "tree", "plant",

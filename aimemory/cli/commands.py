@@ -344,7 +344,8 @@ def models_install(
 @app.command()
 def demo(
     store: StoreOpt = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="Model to run the demo with (auto: the best installed).")] = "auto",
+    model: Annotated[str, typer.Option("--model", "-m",
+                                       help="Model to run the demo with (auto: the best installed).")] = "auto",
     debug: DebugOpt = False,
 ) -> None:
     """Run the offline demo on bundled samples."""

@@ -165,7 +165,8 @@ class ImageClassifier:
                                   if weight.is_contiguous(memory_format=f))
 
     @classmethod
-    def from_pretrained(cls, spec: str | os.PathLike = DEFAULT_VARIANT, *, channels_last: bool = True) -> "ImageClassifier":
+    def from_pretrained(cls, spec: str | os.PathLike = DEFAULT_VARIANT, *,
+                        channels_last: bool = True) -> "ImageClassifier":
         """``"lite0"`` / ``"lite1"`` / ``"lite2"`` (installed packages) or a ``.pth`` / ``.safetensors`` path."""
         from ..preprocess.imagenet import ImageNetPreprocessor
 
@@ -196,7 +197,8 @@ class ImageClassifier:
                 logits[s: s + len(x)], features[s: s + len(x)] = out.numpy(), feats.numpy()
         return logits, features
 
-    def classify(self, images: Sequence["Image.Image"], batch_size: int = DEFAULT_BATCH) -> tuple[np.ndarray, np.ndarray]:
+    def classify(self, images: Sequence["Image.Image"],
+                 batch_size: int = DEFAULT_BATCH) -> tuple[np.ndarray, np.ndarray]:
         """PIL images -> (logits (n, 1000), features (n, 1280)) float32, preprocessed a batch at a time."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")

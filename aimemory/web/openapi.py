@@ -67,7 +67,8 @@ def spec(version: str, max_upload: int) -> dict[str, Any]:
         "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}}
     upload = {"type": "object", "properties": {
         "file": {"type": "array", "items": {"type": "string", "format": "binary"},
-                 "description": "Image, audio or text files (UTF-8, UTF-16 with a BOM, Windows-1252/Latin-1; sniffed from their bytes)"},
+                 "description": "Image, audio or text files (UTF-8, UTF-16 with a BOM, "
+                                "Windows-1252/Latin-1; sniffed from their bytes)"},
         "text": {"type": "array", "items": {"type": "string"}, "description": "Texts to remember"},
         "metadata": {"type": "string", "description": "A JSON object stored with every item"},
         "tags": {"type": "string", "description": "Comma-separated tags"},

@@ -17,6 +17,7 @@ from typing import Mapping
 import torch
 
 from ..errors import CheckpointError
+from .rename import rename
 
 LITE_PTH = "efficientnet-lite-pth"
 NATIVE = "native"  # already EfficientNetLite's names (e.g. a safetensors export of a loaded model)
@@ -53,21 +54,7 @@ def detect_efficientnet_format(state: Mapping[str, torch.Tensor]) -> str:
 
 def lite_pth_to_native(state: Mapping[str, torch.Tensor], *, source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """``.pth`` names -> EfficientNetLite names; a key that maps nowhere is an error, not dropped."""
-    out: dict[str, torch.Tensor] = {}
-    unknown = []
-    for key, value in state.items():
-        if IGNORED.fullmatch(key):
-            continue
-        for pattern, native in RULES:
-            if re.fullmatch(pattern, key):
-                out[re.sub(pattern, native, key)] = value
-                break
-        else:
-            unknown.append(key)
-    if unknown:
-        raise CheckpointError(f"{source}: keys with no place in EfficientNet-Lite ({len(unknown)}): "
-                              f"{', '.join(sorted(unknown)[:10])}")
-    return out
+    return rename(state, RULES, ignored=IGNORED, model="EfficientNet-Lite", source=source)
 
 
 def efficientnet_to_native(state: Mapping[str, torch.Tensor], *, source: str = "checkpoint") -> dict[str, torch.Tensor]:

@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import CheckpointError
+from .rename import read_varint
 
 # protobuf wire types
 VARINT, FIXED64, LEN, FIXED32 = 0, 1, 2, 5
@@ -32,16 +33,7 @@ INT32_CARRIED = {2, 3, 4, 5, 6, 10}  # types whose typed values sit in int32_dat
 
 
 def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise CheckpointError("truncated ONNX protobuf (varint runs past the end)")
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
+    return read_varint(buf, pos, "ONNX protobuf")
 
 
 def fields(buf: memoryview) -> Iterator[tuple[int, int, object]]:

@@ -13,6 +13,7 @@ from typing import Mapping
 import torch
 
 from ..errors import CheckpointError
+from .rename import rename
 
 WAV2CLIP = "wav2clip"
 IGNORED = re.compile(r"(image_transform\..*|.*num_batches_tracked)$")
@@ -50,18 +51,4 @@ def detect_sound_format(state: Mapping[str, torch.Tensor]) -> str:
 
 def wav2clip_to_native(state: Mapping[str, torch.Tensor], *, source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """wav2clip names -> SoundNet names; any key that maps nowhere is an error, not silently dropped."""
-    out: dict[str, torch.Tensor] = {}
-    unknown = []
-    for key, value in state.items():
-        if IGNORED.fullmatch(key):
-            continue
-        for pattern, native in RULES:
-            if re.fullmatch(pattern, key):
-                out[re.sub(pattern, native, key)] = value
-                break
-        else:
-            unknown.append(key)
-    if unknown:
-        raise CheckpointError(f"{source}: keys with no place in the sound tower ({len(unknown)}): "
-                              f"{', '.join(sorted(unknown)[:10])}")
-    return out
+    return rename(state, RULES, ignored=IGNORED, model="the sound tower", source=source)

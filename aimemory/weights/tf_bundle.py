@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import CheckpointError
 from .onnx_initializers import fields
+from .rename import read_varint
 
 FOOTER = 48
 MAGIC = 0xDB4775248B80FB57
@@ -31,16 +32,7 @@ DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 6: np.int8, 9:
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise CheckpointError("truncated TensorFlow checkpoint index (varint runs past the end)")
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
+    return read_varint(buf, pos, "TensorFlow checkpoint index")
 
 
 def snappy_decompress(data: bytes) -> bytes:

@@ -114,7 +114,8 @@ def tf_yamnet_to_native(tensors: dict[str, np.ndarray], *, source: str = "checkp
             prefixes.add(m[1])
             layers.setdefault(int(m[2]), {})[m[3]] = value
     if len(prefixes) != 1:
-        raise CheckpointError(f"{source}: expected one YAMNet in the checkpoint, found layers under {sorted(map(str, prefixes))}")
+        raise CheckpointError(f"{source}: expected one YAMNet in the checkpoint, found layers under "
+                              f"{sorted(map(str, prefixes))}")
     order = sorted(layers)
     if order != list(range(len(order))) or len(order) % 2 == 0:
         raise CheckpointError(f"{source}: layers {order[:5]}... are not (conv, batch norm) pairs then logits")
@@ -125,7 +126,8 @@ def tf_yamnet_to_native(tensors: dict[str, np.ndarray], *, source: str = "checkp
         kernel = conv.get("depthwise_kernel", conv.get("kernel"))
         if kernel is None or kernel.ndim != 4:
             raise CheckpointError(f"{source}: layer_with_weights-{i} holds no 4-D conv kernel")
-        flat[f"onnx::Conv_{3 * i}"], flat[f"onnx::Conv_{3 * i + 1}"] = _fold(kernel, depthwise, bn, f"{source} layer {i}")
+        folded = _fold(kernel, depthwise, bn, f"{source} layer {i}")
+        flat[f"onnx::Conv_{3 * i}"], flat[f"onnx::Conv_{3 * i + 1}"] = folded
     logits = layers[order[-1]]
     if "kernel" not in logits or "bias" not in logits or logits["kernel"].ndim != 2:
         raise CheckpointError(f"{source}: the last layer is not the logits layer (kernel, bias)")

@@ -87,9 +87,14 @@ def _plan_mask(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray) -> np.nd
 
 def _planned_ranking(store: "MemoryStore", plans: list[QueryPlan], mask: np.ndarray, k: int
                      ) -> dict[str, tuple[float, int]]:
-    """Run each plan over its allowed views -> memory id -> (best cosine, position), best first.
-    One plan ranks by cosine; several rank by cosine standardised per plan (see QueryPlan)."""
-    merged: dict[str, tuple[float, float, int]] = {}  # id -> (rank value, cosine, position)
+    """Run each plan over its allowed views -> memory id -> (score, position), best first.
+
+    One plan ranks by cosine. Several rank by cosine standardised per plan (see QueryPlan), and a
+    hit's score is its standardised value put back on the first plan's scale: the raw cosine for a
+    hit of the first plan, and for others the cosine the first plan would need to rank the same, so
+    shown scores always fall with rank."""
+    merged: dict[str, tuple[float, int]] = {}  # id -> (rank value, position)
+    scale: tuple[float, float] | None = None  # the first plan that ran sets the shown scale
     for plan in plans:
         plan_mask = _plan_mask(store, plan, mask)
         n_allowed = int(plan_mask.sum())
@@ -99,12 +104,15 @@ def _planned_ranking(store: "MemoryStore", plans: list[QueryPlan], mask: np.ndar
         allowed = None if n_allowed == store.index.ntotal else store.catalog.array("vkey")[plan_mask]
         ranked = _vector_ranking(store, vector[None, :], k, allowed, n_allowed)
         mean, std = _background(store, plan_mask, vector) if len(plans) > 1 else (0.0, 1.0)
+        if scale is None:
+            scale = (mean, std)
         for mid, (score, p) in ranked.items():
             value = (score - mean) / std - plan.penalty
             if mid not in merged or value > merged[mid][0]:
-                merged[mid] = (value, score, p)
+                merged[mid] = (value, p)
     order = sorted(merged.items(), key=lambda kv: -kv[1][0])
-    return {mid: (score, p) for mid, (_, score, p) in order}
+    mean, std = scale or (0.0, 1.0)
+    return {mid: (mean + std * value, p) for mid, (value, p) in order}
 
 
 def _background(store: "MemoryStore", plan_mask: np.ndarray, vector: np.ndarray) -> tuple[float, float]:

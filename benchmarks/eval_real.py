@@ -231,8 +231,8 @@ def evaluate(encoder: Any, manifest: "str | Path | list[dict]", split: str = "te
         out["speech->photo queries"] = len(pairs)
     notes = _sample([r for r in speech_rows if r not in pairs], max_speech)
     if notes and speech is not None:
-        from aimemory.views import speech_views_of
         from aimemory.inputs import path_item
+        from aimemory.views import speech_views_of
 
         items = [path_item(Path(r["path"])) for r in notes]
         per_item = speech_views_of(encoder, speech, items)

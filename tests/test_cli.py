@@ -418,14 +418,14 @@ def test_store_from_environment(capsys, enc, tmp_path, monkeypatch):
 def test_demo_calls_run_demo(capsys, monkeypatch, tmp_path):
     seen = {}
     fake = types.ModuleType("aimemory.demo")
-    def run_demo(store_path=None, *, model="aimemory-mini", out=None):
+    def run_demo(store_path=None, *, model="auto", out=None):
         seen.update(path=store_path, model=model)
         return seen.get("wrong", 0)
 
     fake.run_demo = run_demo
     monkeypatch.setitem(sys.modules, "aimemory.demo", fake)
     assert run(capsys, "demo", "--store", tmp_path / "d")[0] == 0
-    assert seen == {"path": str(tmp_path / "d"), "model": "aimemory-mini"}
+    assert seen == {"path": str(tmp_path / "d"), "model": "auto"}
     seen["wrong"] = 2
     code, _, err = run(capsys, "demo", "--model", "other")
     assert code == 1 and "2 answers were wrong" in err and seen["path"] is None and seen["model"] == "other"

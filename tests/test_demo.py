@@ -12,11 +12,30 @@ pytestmark = pytest.mark.skipif(not (SAMPLES.parent / "models" / "aimemory-mini"
                                 reason="aimemory-mini weights are not in this checkout")
 
 
-def test_demo_answers_every_query(tmp_path):
+def test_demo_answers_every_query_on_the_built_in_model(tmp_path):
     out = io.StringIO()
-    wrong = run_demo(str(tmp_path / "memory"), out=out)
+    wrong = run_demo(str(tmp_path / "memory"), model="aimemory-mini", out=out)
     text = out.getvalue()
     assert wrong == 0, text
     for direction in ("text -> image", "text -> audio", "audio -> image", "image -> text"):
         assert direction in text
     assert "✗" not in text and "queries answered right" in text
+
+
+def test_demo_answers_every_query_on_real_samples(tmp_path, monkeypatch):
+    """`make demo`'s default: the pretrained offline model on real photographs, voice notes (heard by
+    Whisper) and recorded sounds."""
+    from aimemory.encoders.registry import offline_tier_missing
+    from aimemory.speech import find_local_speech_model
+
+    if offline_tier_missing() or find_local_speech_model() is None:
+        pytest.skip("the pretrained offline model or whisper-base is not installed")
+    monkeypatch.setenv("AIMEMORY_SPEECH", "1")  # the suite turns speech off by default
+    out = io.StringIO()
+    wrong = run_demo(str(tmp_path / "memory"), model="aimemory-base", out=out)
+    text = out.getvalue()
+    assert wrong == 0, text
+    for direction in ("text -> photo", "text -> voice note", "text -> recorded sound", "spoken question -> photo"):
+        assert direction in text
+    scores = [[float(line.split()[1]) for line in block.splitlines()[2:5]] for block in text.split("\n\n")[1:-1]]
+    assert all(s == sorted(s, reverse=True) for s in scores if s), "scores are shown in rank order"

@@ -171,6 +171,26 @@ def _mixed(encoder: Any, photos: list[dict], sounds: list[dict], gallery: "Galle
             "hub: N5 skewness": skew}
 
 
+SCENE_SOURCES = ("tuxpaint-data", "mate-backgrounds", "lomiri-wallpapers", "plasma-workspace-wallpapers")
+SCENE_SET, SCENE_DRAWS = 12, 200
+
+
+def _scenes(photos: list[dict], sims: np.ndarray) -> dict:
+    """Everyday scenes described in a few words (wallpaper and template photographs): how many of 12
+    scenes have their photo in the top 3 among the 12, averaged over random draws of 12 scenes."""
+    idx = np.array([i for i, r in enumerate(photos) if r["source"].startswith(SCENE_SOURCES)])
+    if len(idx) < SCENE_SET:
+        return {}
+    rng = np.random.default_rng(0)
+    found = []
+    for _ in range(SCENE_DRAWS):
+        pick = rng.choice(idx, SCENE_SET, replace=False)
+        sub = sims[np.ix_(pick, pick)]
+        found.append(strict_recall(sub, np.arange(SCENE_SET), 3) * SCENE_SET)
+    return {"scenes: of 12 in the top 3 (mean of draws)": float(np.mean(found)),
+            "scenes: of 12 in the top 3 (worst draw)": float(np.min(found)), "scene photos": len(idx)}
+
+
 def _sample(rows: list[dict], limit: int | None) -> list[dict]:
     """A deterministic spread of at most ``limit`` rows (every k-th)."""
     if limit is None or len(rows) <= limit:
@@ -211,6 +231,7 @@ def evaluate(encoder: Any, manifest: "str | Path | list[dict]", split: str = "te
             others = np.array([counts[lab] - 1 for lab in labels])[keep]  # same-label neighbours
             out["chance photo->photo R@5 same label"] = random_recall_counts(others, len(photos) - 1, 5)
         out["chance R@5 (photos)"] = min(1.0, 5 / len(photos))
+        out.update(_scenes(photos, sims))
     snd = None
     if sounds and "audio" in getattr(encoder, "modalities", ()):
         snd = Gallery(_views(encoder, "audio", sounds, _audio))

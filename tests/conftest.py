@@ -89,6 +89,9 @@ TIERS = {
     "test_readme.py": ("heavy",),  # the README's examples, each in a fresh interpreter
     "test_demo.py": ("heavy",),
     "test_bench_smoke.py": ("heavy",),
+    "test_encoders_offline.py": ("heavy",),  # the pretrained offline model on real photographs
+    "test_eval_real.py": ("heavy",),  # the real-material evaluation at small size
+    "test_nn_yamnet.py": ("heavy",),  # YAMNet parity against TensorFlow outputs
 }
 
 

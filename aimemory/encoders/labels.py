@@ -24,8 +24,9 @@ SHIPPED_VECTORS = Path(__file__).resolve().parent.parent / "models" / "aimemory-
 NAME_TEMPLATE = "a photo of a {name}"
 CATEGORY_TEMPLATE = "a photo of a {name}, a kind of {category}"
 #: classes mixed per image and the softmax temperature on the classifier's logits: chosen on the tune
-#: split of the real-photo corpus (benchmarks/tune_base.py): top 10 at T=2 gave text -> photo R@5
-#: 0.54 against 0.46 for top 5 at T=1; more classes or a softer mix blurred the vector again
+#: split of the real-photo corpus (benchmarks/eval_real.py --split tune; a grid over top 1-50 and
+#: T 0.5-4): top 10 at T=2 gave text -> photo R@5 0.54 against 0.46 for top 5 at T=1; more classes
+#: or a softer mix blurred the vector again
 TOP_CLASSES = 10
 TEMPERATURE = 2.0
 

@@ -22,7 +22,8 @@ SNIPPET_CHARS = 160
 _WORD = re.compile(r"\w+")
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack, Clarke & Buettcher, SIGIR 2009)
 BACKGROUND_SAMPLE = 256  # stored views per plan that give a query's typical cosine and its spread
-_BACKGROUND: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # store -> {(version, keys): vectors}
+#: store -> (table version, {hash of sampled keys: (m, dim) vectors}); only the newest version is kept
+_BACKGROUND: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
@@ -120,11 +121,14 @@ def _background(store: "MemoryStore", plan_mask: np.ndarray, vector: np.ndarray)
     keys = store.catalog.array("vkey")[plan_mask]
     if len(keys) > BACKGROUND_SAMPLE:
         keys = keys[np.linspace(0, len(keys) - 1, BACKGROUND_SAMPLE).astype(int)]
-    cache_key = (store.table.version, hash(keys.tobytes()))
-    sample = _BACKGROUND.get(store, {}).get(cache_key)
+    version, key = store.table.version, hash(keys.tobytes())
+    cached = _BACKGROUND.get(store)
+    if cached is None or cached[0] != version:  # a new table version: older samples are dropped
+        cached = (version, {})
+        _BACKGROUND[store] = cached
+    sample = cached[1].get(key)
     if sample is None:
-        sample = store.table.vectors_for(keys)[1]
-        _BACKGROUND.setdefault(store, {})[cache_key] = sample
+        sample = cached[1][key] = store.table.vectors_for(keys)[1]
     sims = sample @ vector
     return float(sims.mean()), float(max(sims.std(), 1e-3))
 

@@ -101,6 +101,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(getattr(pytest.mark, name))
 
 
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Small forwards run fastest on one thread, and on a shared machine OpenMP barriers with two
+    threads wait for descheduled workers; the thread count is restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def encoder():
     return ColourEncoder()

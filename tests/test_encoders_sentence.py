@@ -27,14 +27,7 @@ needs_model = pytest.mark.skipif(REAL is None, reason="all-MiniLM-L6-v2 not inst
 FILES = ("config.json", "vocab.txt", "model.safetensors")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small forwards run fastest on one thread, and on a shared machine OpenMP barriers with two
-    threads wait for descheduled workers; the thread count is restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

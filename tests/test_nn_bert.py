@@ -19,14 +19,7 @@ transformers = pytest.importorskip("transformers")
 FP32_COS = 0.9999
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small forwards run fastest on one thread, and on a shared machine OpenMP barriers with two
-    threads wait for descheduled workers; the thread count is restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 SENTENCES = [
     "A man is eating food.", "A man is eating a piece of bread.", "The girl is carrying a baby.",
     "A man is riding a horse.", "A woman is playing violin.", "Two men pushed carts through the woods.",

@@ -87,9 +87,9 @@ def build_server(store: "MemoryStore", namespace: str = "default",
 
     from .errors import AimemoryError, InputError
     from .inputs import sniff
-    from .store import _check_namespace
+    from .store import check_namespace
 
-    _check_namespace(namespace)
+    check_namespace(namespace)
     roots = [Path(r).expanduser().resolve() for r in (files_roots or [])]
     server = MCPServer("aimemory", instructions=INSTRUCTIONS, version=_version(), log_level="WARNING")
 

@@ -56,7 +56,7 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
                         memory=store._memory(memory_id, namespace), kind=row.kind,
                         start=_nan_to_none(row.start), end=_nan_to_none(row.end), snippet=row.snippet,
                         fusion=fusion.get(memory_id)))
-    _attach_texts(store, hits)
+    attach_texts(store, hits)
     return hits
 
 
@@ -133,7 +133,7 @@ def _background(store: "MemoryStore", plan_mask: np.ndarray, vector: np.ndarray)
     return float(sims.mean()), float(max(sims.std(), 1e-3))
 
 
-def _attach_texts(store: "MemoryStore", hits: Hits) -> None:
+def attach_texts(store: "MemoryStore", hits: Hits) -> None:
     """One read for the texts and transcripts of all hits: text memories get their content (no
     second read later), audio memories their transcript, and every hit a snippet."""
     wanted = [h for h in hits if h.modality in ("text", "audio")]

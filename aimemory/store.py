@@ -49,7 +49,7 @@ SAVE_INDEX_GROWTH = 0.25  # ...and at least this fraction of the index
 REFRESH_INTERVAL_S = 0.5  # how stale a reader's view of other processes' writes may be
 
 
-def _check_namespace(namespace: str) -> str:
+def check_namespace(namespace: str) -> str:
     if not isinstance(namespace, str) or not NAMESPACE_RE.match(namespace) or ".." in namespace:
         raise InputError(f"namespace {namespace!r} is not valid: use 1-128 letters, digits and . _ : @ - "
                          "(no '/' and no '..')")
@@ -260,7 +260,7 @@ class MemoryStore:
         ``progress`` is called with the number of items done after each batch;
         ``item_progress(index, what, done, total)`` with work inside one item: ``"decoding"`` (0 of 1)
         as each item is read, ``"transcribing"`` (seconds of audio) after each 30 s speech window."""
-        _check_namespace(namespace)
+        check_namespace(namespace)
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors= must be 'raise' or 'skip'; got {errors!r}")
         items = list(items)
@@ -438,7 +438,7 @@ class MemoryStore:
             raise NotFoundError(f"memory ids are strings; got {type(memory_id).__name__}")
         self._fresh()
         with self._lock:
-            return self._memory(memory_id, _check_namespace(namespace), load_transcript=True)
+            return self._memory(memory_id, check_namespace(namespace), load_transcript=True)
 
     def __contains__(self, memory_id: object) -> bool:
         return isinstance(memory_id, str) and memory_id in self.catalog.by_id
@@ -458,7 +458,7 @@ class MemoryStore:
         """Delete memories (table and index) by id; returns how many were deleted. Unknown ids
         raise :class:`NotFoundError` and nothing is deleted."""
         ids = [memory_id] if isinstance(memory_id, str) else list(memory_id)
-        _check_namespace(namespace)
+        check_namespace(namespace)
         with self._write_lock():
             for mid in ids:
                 if not isinstance(mid, str) or not self.catalog.positions(mid, namespace):
@@ -489,7 +489,7 @@ class MemoryStore:
                     tags: str | Iterable[str] | None = None, remove_tags: str | Iterable[str] | None = None,
                     replace: bool = False, namespace: str = DEFAULT_NAMESPACE) -> list[Memory]:
         """:meth:`update` for many memories, in one commit; an unknown id changes nothing."""
-        _check_namespace(namespace)
+        check_namespace(namespace)
         ids = [memory_ids] if isinstance(memory_ids, str) else list(memory_ids)
         change = {"metadata": metadata, "tags": tags, "remove_tags": remove_tags, "replace": replace}
         merged({}, **change)  # bad arguments fail before the lock is taken
@@ -518,7 +518,7 @@ class MemoryStore:
         from .recall import run_recall
 
         self._check_open()
-        _check_namespace(namespace)
+        check_namespace(namespace)
         if not isinstance(k, int) or k < 1:
             raise InputError(f"k must be a positive int; got {k!r}")
         modalities = None
@@ -617,7 +617,7 @@ class MemoryStore:
 @contextmanager
 def _storage_errors(what: str) -> Iterator[None]:
     """Disk full, out of file handles, Lance IO errors -> a typed StoreError saying so."""
-    from .storage.table import _storage_error
+    from .storage.table import storage_error
 
     try:
         yield
@@ -626,7 +626,7 @@ def _storage_errors(what: str) -> Iterator[None]:
     except BaseException as exc:
         if not (isinstance(exc, (OSError, RuntimeError)) or type(exc).__name__ == "PanicException"):
             raise
-        err = _storage_error(exc, f"{what} failed")
+        err = storage_error(exc, f"{what} failed")
         if type(err) is not StoreError:  # a failed write is no proof of damage
             err = StoreError(f"{what} failed ({exc}); nothing was changed")
         raise err from exc

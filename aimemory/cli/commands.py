@@ -378,9 +378,9 @@ def mcp(
 
         raise CliError(f"`aimemory mcp` needs the MCP SDK: {install_hint('mcp')}") from exc
     from ..mcp_server import serve
-    from ..store import _check_namespace
+    from ..store import check_namespace
 
-    _check_namespace(namespace)  # a bad name fails here, before the client connects
+    check_namespace(namespace)  # a bad name fails here, before the client connects
     for root in files_root or []:
         if not root.expanduser().is_dir():
             raise CliError(f"--files-root {root} is not a folder; pass an existing folder the agent may read")

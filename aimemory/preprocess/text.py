@@ -75,7 +75,7 @@ def bytes_to_unicode() -> dict[int, str]:
     return table  # insertion order (printable first) is the vocabulary's id order: keep it
 
 
-def _ranges(pred) -> str:
+def codepoint_ranges(pred) -> str:
     """A regex character-class body covering every code point where ``pred(char)`` holds."""
     parts, start, prev = [], None, None
     for cp in range(UNICODE_SCAN_END):
@@ -96,8 +96,8 @@ def _ranges(pred) -> str:
 def _pretokenize_pattern() -> re.Pattern:
     """CLIP's word pattern with \\p{L}/\\p{N} spelled out, since stdlib ``re`` lacks them (``\\w``
     would mix in ``_`` and treat Nl/No numbers like letters)."""
-    letters = _ranges(str.isalpha)  # isalpha is exactly the L* categories
-    numbers = _ranges(lambda c: unicodedata.category(c)[0] == "N")
+    letters = codepoint_ranges(str.isalpha)  # isalpha is exactly the L* categories
+    numbers = codepoint_ranges(lambda c: unicodedata.category(c)[0] == "N")
     return re.compile(
         rf"{re.escape(SOT_TOKEN)}|{re.escape(EOT_TOKEN)}|'s|'t|'re|'ve|'m|'ll|'d"
         rf"|[{letters}]+|[{numbers}]|[^\s{letters}{numbers}]+"

@@ -14,7 +14,7 @@ import unicodedata
 from functools import cache
 from pathlib import Path
 
-from .text import _ranges, bytes_to_unicode
+from .text import bytes_to_unicode, codepoint_ranges
 
 EOT = "<|endoftext|>"
 SOT = "<|startoftranscript|>"
@@ -36,8 +36,8 @@ LANGUAGES = (
 def _gpt2_pattern() -> re.Pattern:
     """GPT-2's pre-tokenizer (contractions, letter runs, digit runs, other runs, whitespace) with
     \\p{L} / \\p{N} spelled out for stdlib ``re``."""
-    letters = _ranges(str.isalpha)
-    numbers = _ranges(lambda c: unicodedata.category(c)[0] == "N")
+    letters = codepoint_ranges(str.isalpha)
+    numbers = codepoint_ranges(lambda c: unicodedata.category(c)[0] == "N")
     return re.compile(rf"'s|'t|'re|'ve|'m|'ll|'d| ?[{letters}]+| ?[{numbers}]+| ?[^\s{letters}{numbers}]+"
                       rf"|\s+(?!\S)|\s+")
 

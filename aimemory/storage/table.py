@@ -54,7 +54,7 @@ def is_lance_failure(exc: BaseException) -> bool:
     return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
 
 
-def _storage_error(exc: BaseException, what: str, hint: str = "") -> StoreError:
+def storage_error(exc: BaseException, what: str, hint: str = "") -> StoreError:
     """A typed error for a failed Lance call: resource shortage (StoreError) or damage."""
     text = str(exc).lower()
     if _is_transient(exc):
@@ -108,7 +108,7 @@ class VectorTable:
         except BaseException as exc:  # out of file handles, Lance panics rather than raising
             if not is_lance_failure(exc):
                 raise
-            raise _storage_error(exc, f"the table in {self.folder} cannot be opened") from exc
+            raise storage_error(exc, f"the table in {self.folder} cannot be opened") from exc
         self.commits_since_compaction = 0
         self.rows_changed_since_compaction = 0
         self.rows_at_compaction = 0  # unknown at open: the first compaction is due by commit count
@@ -127,7 +127,7 @@ class VectorTable:
             try:
                 return self._db.create_table(TABLE_NAME, schema=table_schema(self.dim))
             except Exception as exc:
-                raise _storage_error(exc, f"the table in {self.folder} cannot be created") from exc
+                raise storage_error(exc, f"the table in {self.folder} cannot be created") from exc
         try:
             table = self._db.open_table(TABLE_NAME)
             self._check(table)
@@ -136,7 +136,7 @@ class VectorTable:
             raise
         except Exception as exc:
             if _is_transient(exc):  # out of files/space is not damage: never walk back for it
-                raise _storage_error(exc, f"the table in {self.folder} cannot be opened") from exc
+                raise storage_error(exc, f"the table in {self.folder} cannot be opened") from exc
             first_error = exc
         with _folder_lock(self.folder):  # one process walks back; writers wait
             return self._recover(first_error)
@@ -185,7 +185,7 @@ class VectorTable:
             except Exception as exc:
                 if _is_transient(exc):
                     self._put_back(moved)
-                    raise _storage_error(exc, f"the table in {self.folder} cannot be opened") from exc
+                    raise storage_error(exc, f"the table in {self.folder} cannot be opened") from exc
                 error = exc
                 continue
             if moved and table.count_rows() == 0:
@@ -229,7 +229,7 @@ class VectorTable:
         except BaseException as exc:  # a file torn under an open store: say so, never guess
             if not is_lance_failure(exc):
                 raise
-            raise _storage_error(exc, f"reading the table in {self.folder} failed",
+            raise storage_error(exc, f"reading the table in {self.folder} failed",
                                  "reopen the store to fall back to its newest readable version") from exc
 
     def catalog_rows(self) -> pa.Table:

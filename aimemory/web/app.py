@@ -218,9 +218,9 @@ class Api:
                             status_code=201)
 
     def _start_job(self, store_it, total: int, namespace: str) -> Response:
-        from ..store import _check_namespace
+        from ..store import check_namespace
 
-        _check_namespace(namespace)  # fail now, not in the worker
+        check_namespace(namespace)  # fail now, not in the worker
         if self.jobs.active() >= MAX_QUEUED:
             raise ApiError(429, "TooManyJobs", f"{MAX_QUEUED} ingest jobs are already queued; "
                            "poll them and retry", {"retry-after": "5"})
@@ -304,15 +304,15 @@ class Api:
 
     def _recent(self, namespace: str, limit: int) -> list[dict]:
         from ..export import recent
-        from ..recall import _attach_texts
+        from ..recall import attach_texts
         from ..records import Hit
-        from ..store import _check_namespace
+        from ..store import check_namespace
 
-        ids = recent(self.store, _check_namespace(namespace), limit)
+        ids = recent(self.store, check_namespace(namespace), limit)
         with self.store._lock:
             # Hit wrappers let recall's batched text read fill in all texts in one table scan
             hits = [Hit(mid, 0.0, m.modality, m) for mid in ids for m in [self.store._memory(mid, namespace)]]
-            _attach_texts(self.store, hits)
+            attach_texts(self.store, hits)
         return [memory_json(h.memory, h.memory._content if h.modality == "text" else None, LIST_TEXT_CHARS)
                 for h in hits]
 

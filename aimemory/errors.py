@@ -12,7 +12,8 @@ one type. Messages say what was wrong *and* how to fix it.
     ├── ModelError                    model resolution / loading problems
     │   ├── ModelMismatchError        store was made with another model
     │   ├── ModelNotAvailableError    not cached and cannot be downloaded (offline)
-    │   └── CheckpointError           corrupt / unsafe / mis-shaped checkpoint
+    │   ├── CheckpointError           corrupt / unsafe / mis-shaped checkpoint
+    │   └── DeviceNotAvailableError   asked for a GPU (cuda / mps) this machine does not have
     ├── StoreError                    storage-level problems
     │   ├── StoreCorruptError         manifest or tables unreadable
     │   └── StoreClosedError          use after close()
@@ -97,6 +98,10 @@ class ModelNotAvailableError(ModelError):
 
 class CheckpointError(ModelError):
     """A checkpoint is corrupt, unsafe (pickle code) or does not fit the architecture."""
+
+
+class DeviceNotAvailableError(ModelError):
+    """``device=`` names an accelerator torch cannot see here (or an unknown device)."""
 
 
 class StoreError(AimemoryError):

@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .device import CPU, Placement
 from .errors import CheckpointError, ModelNotAvailableError, speech_install_hint
 from .inputs import Audio
 from .nn.whisper import WhisperDims, WhisperModel
@@ -136,6 +137,7 @@ class SpeechRecognizer:
         tokenizer.multilingual = model.dims.multilingual
         self.name = name
         self.bf16 = bf16
+        self.placement = CPU
         t = tokenizer
         base = suppress if suppress is not None else self._default_suppress()
         # task / control tokens must never be sampled inside a transcript
@@ -229,7 +231,7 @@ class SpeechRecognizer:
             if not short and window.shape[1] < N_FRAMES:
                 window = torch.nn.functional.pad(window, (0, N_FRAMES - window.shape[1]))
             with self._autocast():
-                audio_states = self.model.encoder(window[None])  # (1, frames/2, width)
+                audio_states = self.model.encoder(self.placement.put(window[None]))  # (1, frames/2, width)
             state_kv = self.model.decoder.start(audio_states)
             with _threads(self.decode_threads):
                 if lang is None:
@@ -256,13 +258,22 @@ class SpeechRecognizer:
                           language_prob=float(lang_prob) if lang else 0.0, duration=duration)
 
     # -- internals -----------------------------------------------------------------------------
+    def to(self, placement: Placement) -> "SpeechRecognizer":
+        """The network on ``placement``'s device; token search stays on the CPU (logits come back
+        once per step, as small as one row of the vocabulary)."""
+        new = placement.adopt(self)
+        new.model, new.placement = placement.move(self.model), placement
+        return new
+
     def _autocast(self):
+        if not self.placement.is_cpu or self.placement.compute != "fp32":
+            return self.placement.autocast()
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16)
 
     def _logits(self, tokens: list[int], state) -> torch.Tensor:
         with self._autocast():
-            out = self.model.decoder(torch.tensor([tokens]), state)  # (1, n, vocab)
-        return out[0].float()
+            out = self.model.decoder(self.placement.put(torch.tensor([tokens])), state)  # (1, n, vocab)
+        return self.placement.back(out[0])
 
     def _detect_language(self, state_kv) -> tuple[str, float]:
         """P(language | first window) from the logits after <|startoftranscript|>."""

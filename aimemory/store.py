@@ -99,12 +99,18 @@ class MemoryStore:
     Audio gets two towers besides the model: ``speech_model`` transcribes it (Whisper) and
     ``sound_model`` embeds how it sounds (wav2clip, for CLIP ViT-B/32). Each takes a checkpoint id,
     a local path, or None for off; ``"auto"`` uses one found locally, never the network.
+
+    ``device``: where every tower runs, ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``,
+    ``"cuda"``, ``"cuda:1"`` or ``"mps"``; accelerators compute in fp16, and vectors always come
+    back float32, so a store's vectors recall each other whatever device made them.
     """
 
     def __init__(self, path: str | os.PathLike, model: "str | os.PathLike | Encoder" = "auto", *,
                  precision: str = "fp32", keep_content: bool = True,
                  ann_threshold: int = index_mod.ANN_THRESHOLD, speech_model: object = "auto",
-                 sound_model: object = "auto", storage_options: Mapping[str, str] | None = None, index: str = "auto"):
+                 sound_model: object = "auto", storage_options: Mapping[str, str] | None = None, index: str = "auto",
+                 device: str = "auto"):
+        from .device import resolve_placement
         from .encoders.registry import load_encoder, model_id_of
         from .encoders.sound import attach_sound
         from .index_lance import choose_index, lance_index_type
@@ -124,6 +130,7 @@ class MemoryStore:
             model = manifest.extra.get("model_source", manifest.model_id)
         if manifest is not None and (wanted := model_id_of(model, precision)) is not None:
             manifest.check_model(wanted, None, self.path)  # before loading: no download for a mismatch
+        self.placement = resolve_placement(device)  # before loading: a missing GPU fails fast
         self.encoder: Encoder = load_encoder(model, precision=precision)
         if manifest is None:
             manifest = Manifest(self.encoder.model_id, self.encoder.dim, precision=precision,
@@ -133,7 +140,7 @@ class MemoryStore:
                                           if self.lance_index_type else {})})
             manifest.write(self.path)
         manifest.check_model(self.encoder.model_id, self.encoder.dim, self.path)
-        self.encoder = attach_sound(self.encoder, sound_model)
+        self.encoder = attach_sound(self.encoder, sound_model).to(self.placement)
         self.manifest = manifest
         self.model_id = manifest.model_id
         self._speech_spec = speech_model
@@ -384,6 +391,8 @@ class MemoryStore:
         """The speech recognizer (loaded on first use), or None when transcripts are off."""
         if self._speech is None and self._speech_spec is not None:
             self._speech = load_speech(self._speech_spec)
+            if self._speech is not None and hasattr(self._speech, "to"):
+                self._speech = self._speech.to(self.placement)
             if self._speech is None:
                 self._speech_spec = None  # "auto" found nothing; do not look again
         return self._speech
@@ -575,6 +584,7 @@ class MemoryStore:
             "index": {"kind": self.index.kind, "vectors": self.index.ntotal, "nprobe": self.index.nprobe,
                       "why": self.index_why},
             "table_version": self.table.version,
+            "device": self.placement.device, "compute": self.placement.compute,
         }
 
     def close(self) -> None:

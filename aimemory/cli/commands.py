@@ -53,6 +53,9 @@ NamespaceOpt = Annotated[str, typer.Option(
     "--namespace", "-n", envvar="AIMEMORY_NAMESPACE", help="Namespace (one per agent or user).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DeviceOpt = Annotated[str, typer.Option(
+    "--device", envvar="AIMEMORY_DEVICE", help="Where the models run: 'auto' (CUDA, then Apple MPS, "
+    "then CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'.")]
 
 
 def default_store_path() -> Path:
@@ -65,7 +68,7 @@ def default_store_path() -> Path:
 
 
 def open_store(store: Path | None, model: str, *, create: bool = False, speech: str = "auto",
-               sound: str = "auto"):
+               sound: str = "auto", device: str = "auto"):
     """Open the store; commands that only read refuse to create an empty one by accident."""
     from ..store import MemoryStore, is_store
 
@@ -75,7 +78,7 @@ def open_store(store: Path | None, model: str, *, create: bool = False, speech: 
     if path.exists() and not path.is_dir():
         raise CliError(f"{path} is a file, not a store folder; pass the store's folder to --store")
     kwargs = {"model": model, "speech_model": None if speech.lower() == "none" else speech,
-              "sound_model": None if sound.lower() == "none" else sound}
+              "sound_model": None if sound.lower() == "none" else sound, "device": device}
     return MemoryStore(path, **{**kwargs, **(_TEST_STORE_KWARGS or {})})
 
 
@@ -121,7 +124,7 @@ def remember(
     sound: Annotated[str, typer.Option(
         "--sound", help="Embed the sound of audio: 'auto' (a local wav2clip when the model is CLIP "
         "ViT-B/32), 'wav2clip', 'none', or a checkpoint path.")] = "auto",
-    as_json: JsonOpt = False,
+    as_json: JsonOpt = False, device: DeviceOpt = "auto",
     store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
 ) -> None:
     """Remember files, folders, globs, - (stdin) or --text.
@@ -140,7 +143,7 @@ def remember(
     if not entries:  # every argument named nothing: do not create an empty store for it
         report(Tally(skipped=problems), as_json, False)
         raise typer.Exit(EXIT_USER)
-    with open_store(store, model, create=True, speech=speech, sound=sound) as st:
+    with open_store(store, model, create=True, speech=speech, sound=sound, device=device) as st:
         code = ingest(st, entries, problems, metadata=metadata, namespace=namespace,
                       batch_size=batch_size, as_json=as_json, allow_partial=allow_partial)
     raise typer.Exit(code)
@@ -158,7 +161,7 @@ def recall(
     hybrid: Annotated[bool, typer.Option("--hybrid", help="Fuse with full-text search (text queries).")] = False,
     since: Annotated[str | None, typer.Option(help="Remembered at/after: ISO date or 30m, 2h, 7d, 4w ago.")] = None,
     until: Annotated[str | None, typer.Option(help="Remembered before: ISO date or 30m, 2h, 7d, 4w ago.")] = None,
-    as_json: JsonOpt = False,
+    as_json: JsonOpt = False, device: DeviceOpt = "auto",
     store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
 ) -> None:
     """Recall memories closest to a query or --file."""
@@ -178,7 +181,7 @@ def recall(
     if tag:
         filters["tags"] = list(tag)
     start, end = output.when(since, "--since"), output.when(until, "--until")
-    with open_store(store, model) as st:
+    with open_store(store, model, device=device) as st:
         hits = st.recall(file if file is not None else query, k=k, modality=modality or None,
                          where=filters or None, namespace=namespace, since=start, until=end, hybrid=hybrid)
         output.print_hits(hits, as_json)
@@ -368,6 +371,7 @@ def mcp(
     files_root: Annotated[list[Path] | None, typer.Option(
         "--files-root", help="Folder remember_file may read (repeatable). Without it remember_file "
         "reads no file at all; hidden files and folders are always refused.", show_default=False)] = None,
+    device: DeviceOpt = "auto",
     store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
 ) -> None:
     """Serve one namespace to agents over MCP (stdio)."""
@@ -384,7 +388,7 @@ def mcp(
     for root in files_root or []:
         if not root.expanduser().is_dir():
             raise CliError(f"--files-root {root} is not a folder; pass an existing folder the agent may read")
-    serve(open_store(store, model, create=True), namespace, files_root)
+    serve(open_store(store, model, create=True, device=device), namespace, files_root)
 
 
 @app.callback(invoke_without_command=True)

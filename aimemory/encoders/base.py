@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar, NamedTuple, Sequence
 
 import numpy as np
 
+from ..device import CPU, Placement
 from ..errors import UnsupportedInputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,6 +86,8 @@ class Encoder:
     logit_scale: float = 100.0
     #: view kinds only a query vector of that kind may match (e.g. ``image.appearance``)
     private_kinds: ClassVar[frozenset[str]] = frozenset()
+    #: where the networks run (CPU unless :meth:`to` moved them)
+    placement: "Placement" = CPU
 
     # -- what subclasses implement -------------------------------------------------------------
     def embed_images(self, images: Sequence["Image"]) -> np.ndarray:
@@ -144,6 +147,12 @@ class Encoder:
     def query_plans(self, modality: str, payload: object) -> list[QueryPlan]:
         """The searches one query runs (see :class:`QueryPlan`); one by default."""
         return [QueryPlan(self.query_vectors(modality, [payload])[0])]
+
+    def to(self, placement: "Placement") -> "Encoder":
+        """This encoder with its networks on ``placement``'s device (see :mod:`aimemory.device`).
+        Encoders without torch networks (and custom ones) stay where they are."""
+        self.placement = placement
+        return self
 
     def close(self) -> None:
         """Release model memory (optional)."""

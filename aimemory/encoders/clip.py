@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..device import Placement
 from ..errors import CheckpointError, ModelNotAvailableError
 from ..nn.clip import POOL_ARGMAX, POOL_EOS, ClipDims, ClipModel, fold_quick_gelu
 from ..preprocess.image import ImagePreprocessor
@@ -145,13 +146,23 @@ class ClipEncoder(Encoder):
         return self._tokenizer
 
     # -- embedding -----------------------------------------------------------------------------
+    def to(self, placement: Placement) -> "ClipEncoder":
+        new = placement.adopt(self)
+        new.model, new.placement = placement.move(self.model), placement
+        # activations per image, generously: 64 float32 feature maps of the input's size
+        size = self.model.dims.image_size
+        new.batch_size = placement.batch_size(BATCH_SIZE, bytes_per_item=64 * 3 * size * size * 4)
+        return new
+
     @torch.inference_mode()
     def embed_images(self, images: Sequence) -> np.ndarray:
         """PIL images -> (n, dim) float32 unit rows, ``batch_size`` images per forward."""
         out = []
+        place = self.placement
         for i in range(0, len(images), self.batch_size):
             pixels = self.preprocess(images[i:i + self.batch_size])  # (b, 3, S, S)
-            out.append(self.model.encode_image(pixels).float())
+            with place.autocast():
+                out.append(place.back(self.model.encode_image(place.put(pixels))))
         return _unit(out, self.dim)
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -174,7 +185,9 @@ class ClipEncoder(Encoder):
         for i in range(0, len(ids), self.batch_size):
             idx = order[i:i + self.batch_size]
             longest = int(lengths[idx].max())
-            out[idx] = self.model.encode_text(ids[idx, :longest]).float()  # (b, dim)
+            with self.placement.autocast():
+                vecs = self.model.encode_text(self.placement.put(ids[idx, :longest]))  # (b, dim)
+            out[idx] = self.placement.back(vecs)
         return _unit([out], self.dim)
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from ..device import CPU, Placement
 from ..errors import CheckpointError, ModelNotAvailableError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -160,6 +161,7 @@ class ImageClassifier:
         self.num_classes = net.dims.num_classes
         self.feature_dim = net.dims.feature_dim
         self.micro_batch = MICRO_BATCH
+        self.placement = CPU
         weight = net.stem.conv.weight  # inputs follow the network's memory layout
         self.memory_format = next(f for f in (torch.channels_last, torch.contiguous_format)
                                   if weight.is_contiguous(memory_format=f))
@@ -176,6 +178,14 @@ class ImageClassifier:
         model_id = f"efficientnet-{variant}" if variant else file.stem
         return cls(net, ImageNetPreprocessor(size=net.dims.resolution), model_id)
 
+    def to(self, placement: "Placement") -> "ImageClassifier":
+        """The network on ``placement``'s device; on a GPU whole batches run in one pass."""
+        new = placement.adopt(self)
+        new.net, new.placement = placement.move(self.net), placement
+        new.micro_batch = (MICRO_BATCH if placement.is_cpu else
+                           placement.batch_size(DEFAULT_BATCH, bytes_per_item=64 * 3 * self.resolution ** 2 * 4))
+        return new
+
     @property
     def resolution(self) -> int:
         return self.preprocess.size
@@ -189,12 +199,15 @@ class ImageClassifier:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         logits = np.zeros((len(pixels), self.num_classes), np.float32)
         features = np.zeros((len(pixels), self.feature_dim), np.float32)
+        place = self.placement
         with torch.inference_mode():
             step = min(batch_size, self.micro_batch)
             for s in range(0, len(pixels), step):
                 x = pixels[s: s + step]  # (m, 3, S, S)
-                out, feats = self.net(x.to(torch.float32).contiguous(memory_format=self.memory_format))
-                logits[s: s + len(x)], features[s: s + len(x)] = out.numpy(), feats.numpy()
+                x = x.to(torch.float32).contiguous(memory_format=self.memory_format)
+                with place.autocast():
+                    out, feats = self.net(place.put(x))
+                logits[s: s + len(x)], features[s: s + len(x)] = place.back(out).numpy(), place.back(feats).numpy()
         return logits, features
 
     def classify(self, images: Sequence["Image.Image"],

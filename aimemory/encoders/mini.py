@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, ClassVar, Sequence
 import numpy as np
 import torch
 
+from ..device import Placement
 from ..nn.mini import MiniDims, MiniModel, text_batch
 from ..preprocess.audio import SAMPLE_RATE, log_mel_spectrogram
 from .base import Encoder, View
@@ -81,20 +82,29 @@ class MiniEncoder(Encoder):
         arr = np.stack(rows)  # (n, S, S, 3)
         return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255)
 
+    def to(self, placement: Placement) -> "MiniEncoder":
+        new = placement.adopt(self)
+        new.model, new.placement = placement.move(self.model), placement
+        return new
+
+    def _run(self, forward, *inputs: torch.Tensor) -> np.ndarray:
+        """``forward`` on this encoder's device and precision -> float32 numpy on the CPU."""
+        place = self.placement
+        with torch.inference_mode(), place.autocast():
+            return place.back(forward(*(place.put(x) for x in inputs))).numpy()
+
     def embed_images(self, images: Sequence["Image"]) -> np.ndarray:
         out = [np.zeros((0, self.dim), np.float32)]  # keeps an empty input well-shaped
-        with torch.inference_mode():
-            for s in range(0, len(images), BATCH):
-                out.append(self.model.embed_image(self._pixels(images[s: s + BATCH])).numpy())
+        for s in range(0, len(images), BATCH):
+            out.append(self._run(self.model.embed_image, self._pixels(images[s: s + BATCH])))
         return np.concatenate(out).astype(np.float32)
 
     # -- text ----------------------------------------------------------------------------------
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         out = [np.zeros((0, self.dim), np.float32)]
-        with torch.inference_mode():
-            for s in range(0, len(texts), BATCH):
-                ids, mask = text_batch(list(texts[s: s + BATCH]), self.model.dims.text_buckets)
-                out.append(self.model.embed_text(ids, mask).numpy())
+        for s in range(0, len(texts), BATCH):
+            ids, mask = text_batch(list(texts[s: s + BATCH]), self.model.dims.text_buckets)
+            out.append(self._run(self.model.embed_text, ids, mask))
         return np.concatenate(out).astype(np.float32)
 
     # -- audio ---------------------------------------------------------------------------------
@@ -113,9 +123,8 @@ class MiniEncoder(Encoder):
                 mels.append(log_mel_spectrogram(seg, n_mels=self.model.dims.n_mels))
                 spans[-1].append((st / SAMPLE_RATE, min(len(y), st + win) / SAMPLE_RATE))
         vecs = []
-        with torch.inference_mode():
-            for s in range(0, len(mels), BATCH):
-                vecs.append(self.model.embed_audio(torch.stack(mels[s: s + BATCH])).numpy())
+        for s in range(0, len(mels), BATCH):
+            vecs.append(self._run(self.model.embed_audio, torch.stack(mels[s: s + BATCH])))
         flat = np.concatenate(vecs).astype(np.float32) if vecs else np.zeros((0, self.dim), np.float32)
         out, i = [], 0
         for sp in spans:

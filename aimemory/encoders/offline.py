@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, ClassVar, Sequence
 
 import numpy as np
 
+from ..device import Placement
 from .base import Encoder, QueryPlan, View, l2_normalize
 from .labels import class_vectors, conse, imagenet_sentences, read_class_texts
 
@@ -102,6 +103,20 @@ class OfflineEncoder(Encoder):
                 _CACHE[sound] = cls(SentenceEncoder.from_pretrained("auto"), sound=sound)
             return _CACHE[sound]
 
+    def to(self, placement: Placement) -> "OfflineEncoder":
+        """The tier on ``placement``'s device: a copy with its own towers (the CPU original is
+        shared per process); towers not loaded yet load straight onto the device."""
+        new = placement.adopt(self)
+        if new is self:
+            return self
+        new._lock = threading.Lock()
+        new.placement = placement
+        new.text = self.text.to(placement)
+        new._image = None if self._image is None else (self._image[0].to(placement), *self._image[1:])
+        new._sound = None if self._sound is None else self._sound.to(placement)
+        new._mini = None if self._mini is None else self._mini.to(placement)
+        return new
+
     @property
     def image_tower(self) -> tuple:
         """(classifier, class vectors, appearance basis), loaded on first use."""
@@ -109,10 +124,10 @@ class OfflineEncoder(Encoder):
             if self._image is None:
                 from .imagenet import ImageClassifier
 
-                classifier = ImageClassifier.from_pretrained(IMAGE_VARIANT)
+                classifier = ImageClassifier.from_pretrained(IMAGE_VARIANT).to(self.placement)
                 classes = read_class_texts(MODEL_DIR / "labels.json")
                 class_vecs = class_vectors("imagenet", imagenet_sentences(classes), self.text.embed)
-                fc = classifier.net.classifier.weight.detach().numpy()  # (1000, features)
+                fc = classifier.net.classifier.weight.detach().cpu().numpy()  # (1000, features)
                 self._image = (classifier, class_vecs, appearance_basis(fc, self.dim))
             return self._image
 
@@ -123,7 +138,7 @@ class OfflineEncoder(Encoder):
             if self._sound is None:
                 from .sound_labels import SoundPlacer
 
-                self._sound = SoundPlacer.load(self.text.embed, tagger=SOUND_TAGGER)
+                self._sound = SoundPlacer.load(self.text.embed, tagger=SOUND_TAGGER).to(self.placement)
             return self._sound
 
     @property
@@ -133,7 +148,7 @@ class OfflineEncoder(Encoder):
             if self._mini is None:
                 from .mini import MiniEncoder
 
-                self._mini = MiniEncoder.load()
+                self._mini = MiniEncoder.load().to(self.placement)
             return self._mini
 
     def _drawing(self, vectors: np.ndarray) -> np.ndarray:

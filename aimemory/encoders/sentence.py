@@ -31,6 +31,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..device import Placement
 from ..errors import CheckpointError, ModelNotAvailableError
 from ..nn.bert import BertDims, BertModel
 from ..preprocess.wordpiece import MAX_LENGTH, WordPieceTokenizer
@@ -226,7 +227,7 @@ class SentenceEncoder(Encoder):
         cls_id, sep_id, pad_id = self.tokenizer.cls_id, self.tokenizer.sep_id, self.tokenizer.pad_id
         if n == 1:
             ids = torch.tensor([[cls_id, *rows[0], sep_id]], dtype=torch.long)  # (1, L)
-            return self.model.embed(ids).numpy()
+            return self._forward(ids)
         order = sorted(range(n), key=lambda i: len(rows[i]), reverse=True)
         out = np.empty((n, self.dim), np.float32)
         for start in range(0, n, batch_size):
@@ -238,8 +239,20 @@ class SentenceEncoder(Encoder):
                 row = [cls_id, *rows[i], sep_id]
                 ids[j, :len(row)] = torch.tensor(row)
                 mask[j, :len(row)] = 1
-            out[idx] = self.model.embed(ids, mask).numpy()
+            out[idx] = self._forward(ids, mask)
         return out
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> np.ndarray:
+        """(b, L) ids [and mask] -> (b, dim) float32 unit rows, on this encoder's device."""
+        place = self.placement
+        with place.autocast():
+            out = self.model.embed(place.put(ids), None if mask is None else place.put(mask))
+        return place.back(out).numpy()
+
+    def to(self, placement: Placement) -> "SentenceEncoder":
+        new = placement.adopt(self)
+        new.model, new.placement = placement.move(self.model), placement
+        return new
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         return self.embed(texts)

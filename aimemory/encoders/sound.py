@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from ..device import CPU, Placement
 from ..errors import CheckpointError, ModelMismatchError, ModelNotAvailableError
 from .base import Encoder, View, l2_normalize
 
@@ -79,6 +80,7 @@ class SoundTower:
         self.net = net.eval()
         self.model_id = model_id
         self.dim = net.dims.embed_dim
+        self.placement = CPU
 
     @classmethod
     def from_pretrained(cls, spec: str | os.PathLike, *, progress: bool = True) -> "SoundTower":
@@ -112,9 +114,16 @@ class SoundTower:
         n_fft = self.net.dims.n_fft
         if waves.shape[1] < n_fft:  # too short for one FFT frame: pad with silence
             waves = torch.nn.functional.pad(waves, (0, n_fft - waves.shape[1]))
-        with torch.inference_mode():
-            out = torch.cat([self.net(waves[s: s + BATCH]) for s in range(0, len(waves), BATCH)])
+        place = self.placement
+        with torch.inference_mode(), place.autocast():
+            out = torch.cat([place.back(self.net(place.put(waves[s: s + BATCH])))
+                             for s in range(0, len(waves), BATCH)])
         return l2_normalize(out.numpy())
+
+    def to(self, placement: "Placement") -> "SoundTower":
+        new = placement.adopt(self)
+        new.net, new.placement = placement.move(self.net), placement
+        return new
 
     def views(self, clips: Sequence["Audio"]) -> list[list[View]]:
         """Each clip -> one ``audio.sound`` view per window of about :data:`WINDOW_S` seconds."""
@@ -159,6 +168,11 @@ class WithSoundTower(Encoder):
 
     def embed_audio(self, clips):
         return self.tower.views(clips)
+
+    def to(self, placement: Placement) -> "WithSoundTower":
+        new = placement.adopt(self)
+        new.base, new.tower, new.placement = self.base.to(placement), self.tower.to(placement), placement
+        return new
 
     def close(self) -> None:
         self.base.close()

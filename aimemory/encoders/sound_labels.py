@@ -59,6 +59,10 @@ class SoundPlacer:
         vecs = class_vectors(f"audioset-{tagger.model_id}", class_sentences(tagger.label_names), embed)
         return cls(tagger, vecs)
 
+    def to(self, placement) -> "SoundPlacer":
+        """The tagger on ``placement``'s device (the class vectors stay numpy)."""
+        return SoundPlacer(self.tagger.to(placement), self.class_vecs)
+
     def views(self, clips: Sequence["Audio"]) -> list[list[View]]:
         out = []
         for clip in clips:

@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..device import CPU, Placement
 from ..errors import InputError, ModelNotAvailableError
 
 POOLINGS = ("mean", "max")
@@ -53,6 +54,12 @@ class SoundTagger:
         self.net = net.eval()
         self.label_names = list(label_names)
         self.model_id = model_id
+        self.placement = CPU
+
+    def to(self, placement: Placement) -> "SoundTagger":
+        new = placement.adopt(self)
+        new.net, new.placement = placement.move(self.net), placement
+        return new
 
     @classmethod
     def from_pretrained(cls, spec: str | os.PathLike = "auto") -> "SoundTagger":
@@ -85,8 +92,10 @@ class SoundTagger:
         from ..preprocess.yamnet_features import PATCH_HOP_SECONDS, log_mel_patches
 
         patches = log_mel_patches(_wave(wave))  # (p, 1, 96, 64)
-        with torch.inference_mode():
-            logits = torch.cat([self.net(patches[s: s + BATCH]) for s in range(0, len(patches), BATCH)])
+        place = self.placement
+        with torch.inference_mode(), place.autocast():
+            logits = torch.cat([place.back(self.net(place.put(patches[s: s + BATCH])))
+                                for s in range(0, len(patches), BATCH)])
         starts = np.arange(len(patches), dtype=np.float64) * PATCH_HOP_SECONDS
         return starts, torch.sigmoid(logits).numpy().astype(np.float32)
 

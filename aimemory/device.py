@@ -1,0 +1,177 @@
+"""Where the encoders run: CPU, a CUDA GPU or an Apple GPU (MPS), and in which compute precision.
+
+``resolve_placement("auto")`` picks CUDA, then MPS, then the CPU, and says why. A
+:class:`Placement` moves a tower's modules and inputs to its device and runs them under autocast
+(fp16 on CUDA and MPS, none on the CPU unless asked); outputs always come back as float32 on the
+CPU, so vectors from any device are one space and the store's manifest precision is unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import DeviceNotAvailableError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+log = logging.getLogger("aimemory.device")
+
+DEVICE_ENV = "AIMEMORY_DEVICE"  # overrides device="auto" (e.g. "cpu" on a shared GPU machine)
+COMPUTES = ("fp32", "fp16", "bf16")
+# half precision by default on accelerators: every tower keeps cosine >= 0.999 against fp32 under
+# fp16 autocast (benchmarks/bench_device.py measures it per tower)
+DEFAULT_COMPUTE = {"cuda": "fp16", "mps": "fp16", "cpu": "fp32"}
+# a batch of images may use at most this fraction of the accelerator's free memory
+BATCH_MEMORY_FRACTION = 0.5
+MAX_BATCH = 256
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A device and the compute precision of the forward passes (weights stay float32)."""
+
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1", "mps"
+    compute: str = "fp32"  # "fp32", "fp16" or "bf16" autocast
+    why: str = "the default"
+
+    @property
+    def kind(self) -> str:
+        return self.device.split(":")[0]
+
+    @property
+    def is_cpu(self) -> bool:
+        return self.kind == "cpu"
+
+    @property
+    def torch_device(self) -> "torch.device":
+        import torch
+
+        return torch.device(self.device)
+
+    @property
+    def dtype(self) -> "torch.dtype":
+        import torch
+
+        return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.compute]
+
+    def move(self, module: Any) -> Any:
+        """A module on this device: the module itself when it is there already, else a copy
+        (loaded models are shared per process, and another store may be using this one)."""
+        if module is None:
+            return module
+        param = next(module.parameters(), None)
+        if param is None or param.device == self.torch_device or (self.is_cpu and param.device.type == "cpu"):
+            return module
+        return copy.deepcopy(module).to(self.torch_device)
+
+    def adopt(self, encoder: Any) -> Any:
+        """The object a ``to()`` method fills with moved networks: ``encoder`` itself when nothing
+        moves (CPU to CPU), else a shallow copy, so the shared original stays where it was."""
+        current = getattr(encoder, "placement", CPU)
+        return encoder if current.device == self.device and current.compute == self.compute else copy.copy(encoder)
+
+    def put(self, tensor: "torch.Tensor") -> "torch.Tensor":
+        """An input tensor on this device (no copy on the CPU)."""
+        return tensor if self.is_cpu else tensor.to(self.torch_device, non_blocking=True)
+
+    def autocast(self):
+        """The forward passes' precision context: autocast for fp16/bf16, nothing for fp32."""
+        if self.compute == "fp32":
+            return nullcontext()
+        import torch
+
+        return torch.autocast(self.kind, dtype=self.dtype)
+
+    @staticmethod
+    def back(tensor: "torch.Tensor") -> "torch.Tensor":
+        """A result as float32 on the CPU (what numpy and the store take)."""
+        return tensor.float().cpu()
+
+    def batch_size(self, default: int, bytes_per_item: int) -> int:
+        """A batch size for this device: ``default`` on the CPU; on a GPU as many items as fit in
+        :data:`BATCH_MEMORY_FRACTION` of its free memory (at least ``default``, at most :data:`MAX_BATCH`)."""
+        if self.kind != "cuda":
+            return default
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(self.torch_device)
+        fit = int(free * BATCH_MEMORY_FRACTION) // max(1, bytes_per_item)
+        return max(default, min(MAX_BATCH, fit))
+
+
+CPU = Placement()
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def mps_available() -> bool:
+    import torch
+
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def resolve_placement(device: "str | Placement | None" = "auto", compute: str | None = None) -> Placement:
+    """``device``: "auto" (CUDA, then MPS, then CPU; ``$AIMEMORY_DEVICE`` overrides), "cpu",
+    "cuda", "cuda:N" or "mps". ``compute``: "fp32", "fp16" or "bf16" autocast; None = fp16 on an
+    accelerator, fp32 on the CPU. Raises :class:`DeviceNotAvailableError` for a device not present."""
+    if isinstance(device, Placement):
+        return device
+    spec = (device or "auto").strip().lower()
+    why = f"device={spec!r}"
+    if spec == "auto" and os.environ.get(DEVICE_ENV):
+        spec, why = os.environ[DEVICE_ENV].strip().lower(), f"${DEVICE_ENV}"
+    if spec == "auto":
+        if cuda_available():
+            spec, why = "cuda", "a CUDA GPU is available"
+        elif mps_available():
+            spec, why = "mps", "an Apple GPU (MPS) is available"
+        else:
+            spec, why = "cpu", "no CUDA or Apple GPU is available"
+    kind, _, index = spec.partition(":")
+    if kind not in DEFAULT_COMPUTE or (index and not index.isdigit()) or (index and kind != "cuda"):
+        raise DeviceNotAvailableError(
+            f"unknown device {device!r}: pass 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    if kind == "cuda":
+        import torch
+
+        if not cuda_available():
+            raise DeviceNotAvailableError(
+                f"device {spec!r} was asked for but torch sees no CUDA GPU (torch {torch.__version__}, "
+                f"CUDA build: {torch.version.cuda or 'no'}); install a CUDA build of torch, or use "
+                "device='cpu' or 'auto'")
+        count = torch.cuda.device_count()
+        if index and int(index) >= count:
+            raise DeviceNotAvailableError(
+                f"device {spec!r} does not exist: this machine has {count} CUDA GPU(s), cuda:0..cuda:{count - 1}")
+        spec = f"cuda:{index or 0}"
+    if kind == "mps" and not mps_available():
+        raise DeviceNotAvailableError(
+            "device 'mps' was asked for but torch sees no Apple GPU (MPS needs macOS 12.3+ on Apple "
+            "silicon and a torch built with MPS); use device='cpu' or 'auto'")
+    compute = compute or DEFAULT_COMPUTE[kind]
+    if compute not in COMPUTES:
+        raise ValueError(f"compute must be one of {COMPUTES}, got {compute!r}")
+    placement = Placement(spec, compute, why)
+    if not placement.is_cpu:
+        log.info("aimemory: encoders run on %s (%s autocast) because %s", placement.device, compute, why)
+    return placement
+
+
+def describe(placement: Placement) -> str:
+    """A human name for the device: "cuda:0 (NVIDIA H100 80GB HBM3)", "mps", "cpu"."""
+    if placement.kind == "cuda":
+        import torch
+
+        return f"{placement.device} ({torch.cuda.get_device_name(placement.torch_device)})"
+    return placement.device

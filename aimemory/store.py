@@ -25,6 +25,7 @@ from .encoders.base import Encoder, View
 from .errors import InputError, ModelNotAvailableError, NotFoundError, StoreClosedError, UnsupportedInputError
 from .inputs import MODALITIES, Item, to_item
 from .records import Hit, Hits, Memory
+from .semantics import ItemOptions, item_options
 from .storage import Catalog, Manifest, VectorTable
 from .storage.manifest import MANIFEST_NAME
 from .update import commit_metadata, merged, plan
@@ -266,29 +267,34 @@ class MemoryStore:
     # -- remember ------------------------------------------------------------------------------
     def remember(self, x: object, metadata: Mapping[str, Any] | None = None,
                  namespace: str = DEFAULT_NAMESPACE, *, dedup: bool = True,
-                 source: str | None = None) -> Memory:
+                 source: str | None = None, id: str | None = None) -> Memory:
         """Store one image / audio clip / text and return its :class:`Memory` (the existing one when
-        identical content is already stored in this namespace and ``dedup`` is on)."""
+        identical content is already stored in this namespace and ``dedup`` is on).
+
+        ``id`` names the memory (see :mod:`aimemory.semantics`): an id the namespace already holds
+        is replaced in one atomic commit (``status == "replaced"``)."""
         return self.remember_many([x], metadata=metadata, namespace=namespace, dedup=dedup,
-                                  sources=[source])[0]
+                                  sources=[source], ids=None if id is None else [id])[0]
 
     def remember_many(self, items: Iterable[object], *, batch_size: int = 32,
                       metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
                       namespace: str = DEFAULT_NAMESPACE, dedup: bool = True, errors: str = "raise",
                       sources: Sequence[str | None] | None = None, progress=None,
-                      item_progress=None) -> MemoryList:
+                      item_progress=None, ids: Sequence[str | None] | None = None) -> MemoryList:
         """Store many items: batched encoding, one commit per batch.
 
         ``errors="raise"`` decodes every item first and writes nothing if any is bad;
         ``errors="skip"`` streams, skips bad items and lists them in ``result.skipped``.
         ``progress`` is called with the number of items done after each batch;
         ``item_progress(index, what, done, total)`` with work inside one item: ``"decoding"`` (0 of 1)
-        as each item is read, ``"transcribing"`` (seconds of audio) after each 30 s speech window."""
+        as each item is read, ``"transcribing"`` (seconds of audio) after each 30 s speech window.
+        ``ids`` names the memories (None entries: generated); see :meth:`remember`."""
         check_namespace(namespace)
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors= must be 'raise' or 'skip'; got {errors!r}")
         items = list(items)
         metas = per_item(metadata, len(items), "metadata")
+        options = item_options(len(items), ids=ids)
         srcs = list(sources) if sources is not None else [None] * len(items)
         result = MemoryList()
         result.skipped = []
@@ -306,27 +312,28 @@ class MemoryStore:
                     raise
                 result.skipped.append((i, x, exc))
             if errors == "skip" and len(decoded) >= batch_size:
-                result.extend(self._commit_batch(decoded, metas, namespace, dedup, item_progress))
+                result.extend(self._commit_batch(decoded, metas, namespace, dedup, item_progress, options))
                 decoded = []
                 if progress:
                     progress(i + 1)
         for start in range(0, len(decoded), batch_size):
             result.extend(self._commit_batch(decoded[start:start + batch_size], metas, namespace, dedup,
-                                             item_progress))
+                                             item_progress, options))
             if progress:
                 progress(min(len(items), decoded[min(start + batch_size, len(decoded)) - 1][0] + 1))
         return result
 
     def _commit_batch(self, batch: list[tuple[int, Item]], metas: list, namespace: str,
-                      dedup: bool, item_progress=None) -> list[Memory]:
+                      dedup: bool, item_progress=None, options: list[ItemOptions] | None = None) -> list[Memory]:
         """Encode what is new in one batch and commit it (see :func:`aimemory.write.commit_views`),
         all under the write lock, so dedup sees every other writer's commits."""
         if not batch:
             return []
         items = [item for _, item in batch]
         batch_metas = [metas[i] for i, _ in batch]
+        ids = [options[i].id for i, _ in batch] if options else None
         with self.writing():
-            new = new_items(self.catalog, items, batch_metas, namespace, dedup)
+            new = new_items(self.catalog, items, batch_metas, namespace, dedup, ids)
             views: list[list[View] | None] = [None] * len(items)
             if new:
                 on_progress = None
@@ -334,7 +341,8 @@ class MemoryStore:
                     def on_progress(j, what, done, total):
                         item_progress(batch[new[j]][0], what, done, total)
                 views = spread_views(self.encode([items[j] for j in new], on_progress), new, len(items))
-            return commit_views(self, items, views, namespace=namespace, metadata=batch_metas, dedup=dedup)
+            return commit_views(self, items, views, namespace=namespace, metadata=batch_metas, dedup=dedup,
+                                ids=ids)
 
     def encode(self, items: list[Item], on_progress=None) -> list[list[View]]:
         """Items -> per item, its views (see :func:`aimemory.views.encode_items`)."""
@@ -432,7 +440,7 @@ class MemoryStore:
             with storage_errors("forget"):
                 self.table.delete_vkeys(vkeys)
             self.table_version = self.table.version
-            self.catalog.remove_ids(ids)
+            self.catalog.remove_ids(ids, namespace)
             self.index.remove(np.asarray(vkeys, dtype=np.int64))
             note_changes(self, len(vkeys))
         return len(ids)
@@ -460,7 +468,7 @@ class MemoryStore:
         merged({}, **change)  # bad arguments fail before the lock is taken
         with self.writing():
             changes = plan(self.catalog, [(mid, change) for mid in ids], namespace)
-            commit_metadata(self.table, self.catalog, changes)
+            commit_metadata(self.table, self.catalog, changes, namespace)
             self.table_version = self.table.version
             out = []
             for mid in ids:

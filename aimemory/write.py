@@ -17,10 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
+import numpy as np
+
 from .encoders.base import View
 from .errors import AimemoryError, InputError, StoreError
 from .inputs import Item
 from .records import CATALOG_COLUMNS, Memory
+from .semantics import ItemOptions, name_rows, unchanged
 from .storage.catalog import Catalog
 from .storage.remote import remote_lease
 from .storage.table import folder_lock, storage_error
@@ -119,19 +122,33 @@ class BatchPlan:
     todo: list[tuple[int, Item, dict, list[str]]] = field(default_factory=list)  # new: slot, item, meta, tags
     stored: list[tuple[int, str, dict]] = field(default_factory=list)  # already stored: slot, id, meta
     same_as: dict[int, int] = field(default_factory=dict)  # slot -> earlier slot with the same content
+    unchanged: list[tuple[int, str]] = field(default_factory=list)  # named, already stored as given: slot, id
+    replaced: dict[str, list[int]] = field(default_factory=dict)  # named memories replaced: id -> old vkeys
 
 
 def plan_batch(catalog: Catalog, items: Sequence[Item], metas: Sequence[Mapping[str, Any] | None],
-               namespace: str, dedup: bool) -> BatchPlan:
+               namespace: str, dedup: bool, ids: Sequence[str | None] | None = None) -> BatchPlan:
     """Sort a batch into new items, content already stored in ``namespace`` and repeats (with
-    ``dedup``; a repeat's metadata is merged into the first). Bad metadata raises here."""
+    ``dedup``; a repeat's metadata is merged into the first). Items named by the caller (``ids``)
+    replace the memory of that id, if any, and are never merged by content. Bad metadata raises here."""
     batch = BatchPlan()
     seen: dict[str, int] = {}  # content hash -> its position in todo
+    ids = list(ids) if ids is not None else [None] * len(items)
+    named = {mid for mid in ids if mid is not None}  # content dedup must not land on one of these
     for slot, (item, metadata) in enumerate(zip(items, metas)):
         meta, tags = parse_metadata(metadata)
+        if (mid := ids[slot]) is not None:  # named by the caller: upsert, no content dedup
+            held = catalog.positions(mid, namespace)
+            if held and unchanged(catalog, held[0], item, meta):
+                batch.unchanged.append((slot, mid))
+                continue
+            if held:
+                batch.replaced[mid] = [int(catalog.get(p, "vkey")) for p in held]
+            batch.todo.append((slot, item, meta, tags))
+            continue
         if dedup:
             existing = catalog.find_duplicate(namespace, item.content_hash)
-            if existing is not None:
+            if existing is not None and existing not in named:
                 batch.stored.append((slot, existing, meta))
                 continue
             if item.content_hash in seen:  # the same content twice in one batch: one memory
@@ -147,28 +164,37 @@ def plan_batch(catalog: Catalog, items: Sequence[Item], metas: Sequence[Mapping[
 
 
 def commit_views(store: "MemoryStore", items: Sequence[Item], views: Sequence[Sequence[View] | None], *,
-                 namespace: str = "default", metadata: Metadata = None, dedup: bool = True) -> list[Memory]:
+                 namespace: str = "default", metadata: Metadata = None, dedup: bool = True,
+                 ids: Sequence[str | None] | None = None) -> list[Memory]:
     """Store decoded ``items`` whose ``views`` (per item, the encoder's output) are already computed,
     here or on other machines: the new ones in one Lance commit, then the catalog and the index.
 
     With ``dedup``, content already stored in ``namespace`` gets the new tags and metadata merged in
     (``status`` ``"updated"`` or ``"existing"``) and content repeated in ``items`` is stored once;
-    ``views[i]`` may be None for such an item. Returns one :class:`Memory` per item. Takes the
+    ``views[i]`` may be None for such an item. ``ids`` names memories (None: generated); a named
+    memory the namespace holds is replaced in the same commit (``status`` ``"replaced"``), or left
+    alone when nothing differs (``"existing"``). Returns one :class:`Memory` per item. Takes the
     store's write lock (re-entrant: the remember path already holds it while encoding)."""
     if len(views) != len(items):
         raise ValueError(f"commit_views: {len(views)} views for {len(items)} items")
     metas = per_item(metadata, len(items), "metadata")
     with store.writing():
-        batch = plan_batch(store.catalog, items, metas, namespace, dedup)
+        batch = plan_batch(store.catalog, items, metas, namespace, dedup, ids)
         out: list[Memory | None] = [None] * len(items)
         if batch.todo:
             missing = [slot for slot, *_ in batch.todo if views[slot] is None]
             if missing:
                 raise ValueError(f"commit_views: item #{missing[0]} is new but has no views")
-            _commit_new(store, batch.todo, [views[slot] for slot, *_ in batch.todo], namespace, out)
+            names = [ItemOptions(id=ids[slot] if ids is not None else None) for slot, *_ in batch.todo]
+            _commit_new(store, batch.todo, [views[slot] for slot, *_ in batch.todo], namespace, out,
+                        names, batch.replaced)
+        for slot, mid in batch.unchanged:
+            memory = store.memory(mid, namespace)
+            memory.status = "existing"
+            out[slot] = memory
         if batch.stored:  # content already stored: merge the new tags and metadata into it
             changes = plan(store.catalog, [(mid, {"metadata": meta}) for _, mid, meta in batch.stored], namespace)
-            commit_metadata(store.table, store.catalog, changes)
+            commit_metadata(store.table, store.catalog, changes, namespace)
             store.table_version = store.table.version
             for slot, mid, _ in batch.stored:
                 memory = store.memory(mid, namespace)
@@ -180,7 +206,8 @@ def commit_views(store: "MemoryStore", items: Sequence[Item], views: Sequence[Se
 
 
 def _commit_new(store: "MemoryStore", todo: list[tuple[int, Item, dict, list[str]]], views: list,
-                namespace: str, out: list[Memory | None]) -> None:
+                namespace: str, out: list[Memory | None], names: Sequence[ItemOptions],
+                replaced: Mapping[str, list[int]]) -> None:
     for (_, item, *_), item_views in zip(todo, views):
         if not item_views:
             raise InputError(f"{item.source or 'the ' + item.modality} produced no vectors; nothing was stored",
@@ -188,21 +215,29 @@ def _commit_new(store: "MemoryStore", todo: list[tuple[int, Item, dict, list[str
     rows, new_ids = build_rows(todo, views, namespace, dim=store.manifest.dim,
                                first_vkey=store.manifest.next_vkey, keep_content=store.keep_content,
                                model_id=store.model_id)
+    rows, new_ids = name_rows(rows, new_ids, names)
+    old_vkeys = [k for keys in replaced.values() for k in keys]
     with storage_errors("remember"):
         # reserve the keys first: a failure after this wastes keys, never reuses them,
         # and a failure here leaves the table untouched
         store.manifest.next_vkey = int(rows.column("vkey")[-1].as_py()) + 1
         store.manifest.write(store.path)
-        store.table.add(rows)
+        if old_vkeys:  # one commit deletes the replaced rows and adds the new ones
+            store.table.replace(rows, old_vkeys)
+        else:
+            store.table.add(rows)
     store.table_version = store.table.version
+    if old_vkeys:  # the replaced memories leave the catalog and index before the new rows come in
+        store.catalog.remove_ids(list(replaced), namespace)
+        store.index.remove(np.asarray(old_vkeys, dtype=np.int64))
     store.catalog.append_arrow(rows.select(CATALOG_COLUMNS))
     vectors = rows.column("vector").combine_chunks().flatten().to_numpy()
     store.index.add(vectors.reshape(-1, store.manifest.dim), rows.column("vkey").to_numpy())
-    note_changes(store, rows.num_rows)
+    note_changes(store, rows.num_rows + len(old_vkeys))
     for (slot, item, *_), mid in zip(todo, new_ids):
         memory = store.memory(mid, namespace)
         memory.transcript = item.transcript
-        memory.status = "new"
+        memory.status = "replaced" if mid in replaced else "new"
         if item.modality == "text" and store.keep_content:  # known: no read to show it
             memory.content = item.payload
         out[slot] = memory
@@ -223,9 +258,9 @@ def note_changes(store: "MemoryStore", n: int) -> None:
 
 
 def new_items(catalog: Catalog, items: Sequence[Item], metas: Sequence[Mapping[str, Any] | None],
-              namespace: str, dedup: bool) -> list[int]:
+              namespace: str, dedup: bool, ids: Sequence[str | None] | None = None) -> list[int]:
     """Positions of the items :func:`commit_views` would store as new: the only ones worth encoding."""
-    return [slot for slot, *_ in plan_batch(catalog, items, metas, namespace, dedup).todo]
+    return [slot for slot, *_ in plan_batch(catalog, items, metas, namespace, dedup, ids).todo]
 
 
 def spread_views(views: Sequence[Sequence[View]], positions: Sequence[int], n: int) -> list[list[View] | None]:

@@ -22,8 +22,16 @@ from . import __version__
 from . import index as index_mod
 from .device import CPU
 from .encoders.base import Encoder, View
-from .errors import InputError, ModelNotAvailableError, NotFoundError, StoreClosedError, UnsupportedInputError
+from .errors import (
+    InputError,
+    ModelNotAvailableError,
+    NotFoundError,
+    StoreClosedError,
+    StoreError,
+    UnsupportedInputError,
+)
 from .inputs import MODALITIES, Item, to_item
+from .migrate import MigrationReport, Progress, active_folder, active_stamp, is_migrated_store
 from .records import Hit, Hits, Memory
 from .semantics import ItemOptions, item_options
 from .storage import Catalog, Manifest, VectorTable
@@ -90,6 +98,10 @@ class MemoryStore:
         from .encoders.registry import load_encoder, model_id_of
         from .encoders.sound import attach_sound
 
+        # what a migration's switch reopens with
+        self._open_args = dict(path=path, precision=precision, keep_content=keep_content,
+                               ann_threshold=ann_threshold, speech_model=speech_model, sound_model=sound_model,
+                               storage_options=storage_options, index=index, device=device)
         self._open_folder(path, storage_options, index, keep_content, ann_threshold)
         manifest = Manifest.read(self.path)
         if manifest is not None and model == "auto":
@@ -127,13 +139,16 @@ class MemoryStore:
         from .storage.remote import store_root
 
         # a folder; for s3:// URIs a local cache folder whose .remote the manifest and table use
-        self.path = store_root(path, storage_options)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.root = store_root(path, storage_options)
+        self.root.mkdir(parents=True, exist_ok=True)
+        # the generation of vectors the store opens (see aimemory.migrate); object stores have one
+        self.path = self.root if getattr(self.root, "remote", None) is not None else active_folder(self.root)
+        self._generation_stamp = active_stamp(self.root)
         self.index_choice, self.index_why = choose_index(index, self.path)
         self.lance_index_type = lance_index_type(index)
         self.keep_content = keep_content
         self.ann_threshold = ann_threshold
-        self._writes = WriteLock(self.path, self._refresh_if_changed)
+        self._writes = WriteLock(self.path, self._refresh_for_write)
         self._lock = self._writes.threads  # readers hold it while they read the catalog
         self._closed = False
 
@@ -229,6 +244,19 @@ class MemoryStore:
         self._fresh()
         with self._lock:
             yield
+
+    def refresh(self) -> None:
+        """Catch up with other processes' commits now (reads do it at most every REFRESH_INTERVAL_S)."""
+        self.check_open()
+        with self._lock, storage_errors("reading other processes' writes"):
+            self._refresh_if_changed()
+
+    def _refresh_for_write(self) -> None:
+        """A writer first checks that no migration switched the store away from this generation."""
+        if active_stamp(self.root) != self._generation_stamp:
+            raise StoreError(f"the store at {self.root} was switched to another model by `aimemory migrate` "
+                             "(or a rollback) since it was opened; nothing was written. Reopen it")
+        self._refresh_if_changed()
 
     def _refresh_if_changed(self) -> None:
         """Another process committed since we last looked: reload the catalog and catch up."""
@@ -525,6 +553,22 @@ class MemoryStore:
         return zero_shot(self._model(), [item.payload], list(labels), templates=templates)[0]
 
     # -- maintenance ---------------------------------------------------------------------------
+    def migrate(self, model: "str | os.PathLike | Encoder", *, batch_size: int = 32,
+                progress: Progress | None = None, allow_loss: bool = False) -> MigrationReport:
+        """Re-embed every memory with ``model`` into a new generation beside the current one and
+        switch to it (see :mod:`aimemory.migrate`): resumable after an interruption, and recall keeps
+        answering from the current model until the switch. Afterwards this store uses ``model``;
+        other processes that have the store open must reopen it to write. ``progress(done, total)``
+        is called after each batch."""
+        from .migrate import migrate
+
+        report = migrate(self, model, batch_size=batch_size, progress=progress, allow_loss=allow_loss)
+        if report.switched:
+            self.close()
+            args = dict(self._open_args)
+            self.__init__(args.pop("path"), model=model, **args)  # type: ignore[misc]
+        return report
+
     def compact(self) -> None:
         """Merge table fragments and drop old versions now (also automatic past thresholds)."""
         with self.writing(), storage_errors("compact"):
@@ -541,7 +585,7 @@ class MemoryStore:
         kinds, counts = np.unique(self.catalog.array("kind")[self.catalog.alive].astype(str),
                                   return_counts=True)
         return {
-            "path": getattr(self.path, "uri", None) or str(self.path), "model": self.model_id, "dim": self.manifest.dim,
+            "path": getattr(self.root, "uri", None) or str(self.root), "model": self.model_id, "dim": self.manifest.dim,
             "precision": self.manifest.precision, "memories": len(self),
             "sound_model": getattr(getattr(self.encoder, "tower", None), "model_id", None),
             "vectors": int(self.catalog.alive.sum()), "namespaces": self.catalog.namespaces(),
@@ -573,7 +617,7 @@ class MemoryStore:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self)} memories"
-        return f"MemoryStore({str(self.path)!r}, model={self.model_id!r}, {state})"
+        return f"MemoryStore({str(self.root)!r}, model={self.model_id!r}, {state})"
 
     # -- tables (see aimemory.export) ----------------------------------------------------------
     def to_arrow(self, namespace: str | None = None, vectors: bool = False, *, content: bool = False) -> pa.Table:
@@ -596,4 +640,4 @@ def _model_source(model, encoder: Encoder) -> str:
 
 
 def is_store(path: str | os.PathLike) -> bool:
-    return (Path(path) / MANIFEST_NAME).exists()
+    return (Path(path) / MANIFEST_NAME).exists() or is_migrated_store(Path(path))

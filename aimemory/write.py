@@ -14,10 +14,12 @@ import logging
 import threading
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from .encoders.base import View
 from .errors import AimemoryError, InputError, StoreError
@@ -165,7 +167,8 @@ def plan_batch(catalog: Catalog, items: Sequence[Item], metas: Sequence[Mapping[
 
 def commit_views(store: "MemoryStore", items: Sequence[Item], views: Sequence[Sequence[View] | None], *,
                  namespace: str = "default", metadata: Metadata = None, dedup: bool = True,
-                 ids: Sequence[str | None] | None = None) -> list[Memory]:
+                 ids: Sequence[str | None] | None = None,
+                 created_at: Sequence[datetime | None] | None = None) -> list[Memory]:
     """Store decoded ``items`` whose ``views`` (per item, the encoder's output) are already computed,
     here or on other machines: the new ones in one Lance commit, then the catalog and the index.
 
@@ -173,7 +176,8 @@ def commit_views(store: "MemoryStore", items: Sequence[Item], views: Sequence[Se
     (``status`` ``"updated"`` or ``"existing"``) and content repeated in ``items`` is stored once;
     ``views[i]`` may be None for such an item. ``ids`` names memories (None: generated); a named
     memory the namespace holds is replaced in the same commit (``status`` ``"replaced"``), or left
-    alone when nothing differs (``"existing"``). Returns one :class:`Memory` per item. Takes the
+    alone when nothing differs (``"existing"``). ``created_at`` keeps given times (a migration copies
+    memories with theirs; None: now). Returns one :class:`Memory` per item. Takes the
     store's write lock (re-entrant: the remember path already holds it while encoding)."""
     if len(views) != len(items):
         raise ValueError(f"commit_views: {len(views)} views for {len(items)} items")
@@ -186,8 +190,9 @@ def commit_views(store: "MemoryStore", items: Sequence[Item], views: Sequence[Se
             if missing:
                 raise ValueError(f"commit_views: item #{missing[0]} is new but has no views")
             names = [ItemOptions(id=ids[slot] if ids is not None else None) for slot, *_ in batch.todo]
+            times = [created_at[slot] if created_at is not None else None for slot, *_ in batch.todo]
             _commit_new(store, batch.todo, [views[slot] for slot, *_ in batch.todo], namespace, out,
-                        names, batch.replaced)
+                        names, batch.replaced, times)
         for slot, mid in batch.unchanged:
             memory = store.memory(mid, namespace)
             memory.status = "existing"
@@ -207,7 +212,7 @@ def commit_views(store: "MemoryStore", items: Sequence[Item], views: Sequence[Se
 
 def _commit_new(store: "MemoryStore", todo: list[tuple[int, Item, dict, list[str]]], views: list,
                 namespace: str, out: list[Memory | None], names: Sequence[ItemOptions],
-                replaced: Mapping[str, list[int]]) -> None:
+                replaced: Mapping[str, list[int]], times: Sequence[datetime | None] = ()) -> None:
     for (_, item, *_), item_views in zip(todo, views):
         if not item_views:
             raise InputError(f"{item.source or 'the ' + item.modality} produced no vectors; nothing was stored",
@@ -216,6 +221,8 @@ def _commit_new(store: "MemoryStore", todo: list[tuple[int, Item, dict, list[str
                                first_vkey=store.manifest.next_vkey, keep_content=store.keep_content,
                                model_id=store.model_id)
     rows, new_ids = name_rows(rows, new_ids, names)
+    if any(t is not None for t in times):
+        rows = _with_times(rows, dict(zip(new_ids, times)))
     old_vkeys = [k for keys in replaced.values() for k in keys]
     with storage_errors("remember"):
         # reserve the keys first: a failure after this wastes keys, never reuses them,
@@ -241,6 +248,14 @@ def _commit_new(store: "MemoryStore", todo: list[tuple[int, Item, dict, list[str
         if item.modality == "text" and store.keep_content:  # known: no read to show it
             memory.content = item.payload
         out[slot] = memory
+
+
+def _with_times(rows: pa.Table, times: Mapping[str, datetime | None]) -> pa.Table:
+    """Rows whose ``created_at`` is the given time of their memory (where one is given)."""
+    column = rows.column("created_at").to_pylist()
+    new = [times.get(mid) or old for mid, old in zip(rows.column("id").to_pylist(), column)]
+    index = rows.schema.get_field_index("created_at")
+    return rows.set_column(index, rows.schema.field(index), pa.array(new, rows.schema.field(index).type))
 
 
 def note_changes(store: "MemoryStore", n: int) -> None:

@@ -6,8 +6,9 @@
 Resumable: content already in the store (same hash, same namespace) is dropped at the read stage,
 before it costs any encoding, so a crashed or interrupted ingest is simply run again.
 
-Writes go through ``MemoryStore`` on the driver so keys, the manifest, dedup and the write lease
-work exactly as for ``remember_many``; encoding, the expensive part, is what runs in parallel.
+The driver commits the views the actors computed with :func:`aimemory.write.commit_views`, the
+commit ``remember_many`` makes, so keys, the manifest, dedup and the write lease work exactly as
+there; encoding, the expensive part, is what runs in parallel.
 Ray is imported only inside this module (the ``ray`` extra).
 """
 
@@ -18,7 +19,7 @@ import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -142,20 +143,6 @@ class _Encode:
                 "model": np.array([pickle.dumps(meta)] * len(out), dtype=object)}
 
 
-class _Replay(Encoder):
-    """The driver's stand-in encoder: hands the store the views the actors computed."""
-
-    def __init__(self, model_id: str, dim: int, modalities: Sequence[str]):
-        self.model_id, self.dim, self.modalities = model_id, dim, frozenset(modalities)
-        self.pending: dict[int, list] = {}
-
-    def views(self, modality: str, payloads: Sequence[object]) -> list[list]:
-        return [self.pending[id(p)] for p in payloads]
-
-    def query_vectors(self, modality, payloads):  # pragma: no cover - ingest never queries
-        raise NotImplementedError("open the store with its model to recall")
-
-
 def stored_hashes(store_uri: str, storage_options: Mapping[str, str] | None = None,
                   namespace: str = "default") -> frozenset[str]:
     """Content hashes already in a store (empty for a new one), read without loading a model."""
@@ -190,6 +177,7 @@ def ingest(source: Any, store_uri: str | os.PathLike, *, model: Any = "auto",
     or is started locally."""
     ray = _ray()
     from .store import MemoryStore
+    from .write import commit_views
 
     if not ray.is_initialized():
         ray.init(ignore_reinit_error=True, log_to_driver=False)
@@ -205,34 +193,30 @@ def ingest(source: Any, store_uri: str | os.PathLike, *, model: Any = "auto",
                         num_cpus=cpus_per_worker, num_gpus=gpus_per_worker)
     report = IngestReport()
     store: MemoryStore | None = None
-    replay: _Replay | None = None
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             items: list[Item] = []
+            views: list[list] = []
             for packed, src, status in zip(batch["packed"], batch["source"], batch["status"]):
                 if status == "stored":
                     report.already_stored += 1
                 elif status != "new":
                     report.failed.append((src, status.removeprefix("error: ")))
                 else:
-                    item, views = pickle.loads(packed)
-                    if isinstance(views, Exception):
-                        report.failed.append((src, str(views)))
+                    item, item_views = pickle.loads(packed)
+                    if isinstance(item_views, Exception):
+                        report.failed.append((src, str(item_views)))
                         continue
                     items.append(item)
-                    replay_views = views
-                    if replay is None:
-                        replay = _Replay(*pickle.loads(batch["model"][0]))
-                    replay.pending[id(item.payload)] = replay_views
+                    views.append(item_views)
             if not items:
                 continue
             if store is None:
-                # the actors computed every view: the driver only replays them, so no tower of its own
-                store = MemoryStore(uri, model=replay, storage_options=storage_options,
-                                    speech_model=None, sound_model=None)
+                # the actors computed every view: the driver commits them, so it loads no model
+                model_id, dim, _ = pickle.loads(batch["model"][0])
+                store = MemoryStore.for_views(uri, model_id, dim, storage_options=storage_options)
             before = store.count(namespace)
-            store.remember_many(items, batch_size=len(items), namespace=namespace, metadata=metadata)
-            replay.pending.clear()
+            commit_views(store, items, views, namespace=namespace, metadata=metadata)
             new = store.count(namespace) - before
             report.stored += new
             report.already_stored += len(items) - new  # same content in two blocks of this run

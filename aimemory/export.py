@@ -33,13 +33,12 @@ def to_arrow(store: "MemoryStore", namespace: str | None = None, vectors: bool =
     primary view's embedding) when asked."""
     from lancedb.expr import col, lit
 
-    store._check_open()
-    store._fresh()
+    store.check_open()
     where = col("view") == lit(0)
     if namespace is not None:
         where = where & (col("namespace") == lit(namespace))
     columns = ["vkey", *BASE_COLUMNS] + (["content"] if content else []) + (["vector"] if vectors else [])
-    with store._lock:
+    with store.reading():
         table = store.table.scan(columns, where)
         views = _views_per_memory(store, namespace)
     table = table.sort_by([("created_at", "ascending"), ("vkey", "ascending")]).drop_columns(["vkey"])
@@ -68,9 +67,8 @@ def to_pandas(store: "MemoryStore", namespace: str | None = None, vectors: bool 
 
 def recent(store: "MemoryStore", namespace: str, n: int = 10) -> list[str]:
     """Ids of the ``n`` newest memories in ``namespace``, newest first (catalog only, no disk read)."""
-    store._fresh()
-    catalog = store.catalog
-    with store._lock:
+    with store.reading():
+        catalog = store.catalog
         primary = catalog.alive & (catalog.array("view") == 0) & (catalog.array("namespace") == namespace)
         positions = np.flatnonzero(primary)
         created = catalog.array("created")[positions]

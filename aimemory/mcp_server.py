@@ -18,6 +18,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import __version__
+
 if TYPE_CHECKING:  # pragma: no cover
     from mcp.server.mcpserver import MCPServer
 
@@ -91,7 +93,7 @@ def build_server(store: "MemoryStore", namespace: str = "default",
 
     check_namespace(namespace)
     roots = [Path(r).expanduser().resolve() for r in (files_roots or [])]
-    server = MCPServer("aimemory", instructions=INSTRUCTIONS, version=_version(), log_level="WARNING")
+    server = MCPServer("aimemory", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
 
     def guarded(fn):
         """Library errors become tool errors with their message (the agent can fix its input)."""
@@ -180,10 +182,7 @@ def build_server(store: "MemoryStore", namespace: str = "default",
 
     def list_recent(n: int = 10) -> str:
         """The newest memories, newest first."""
-        from .export import recent
-
-        ids = recent(store, namespace, max(1, min(int(n), MAX_RECENT)))
-        items = [_summary(store.get(mid, namespace)) for mid in ids]
+        items = [_summary(m) for m in store.recent(max(1, min(int(n), MAX_RECENT)), namespace)]
         return json.dumps({"note": UNTRUSTED_NOTE, "namespace": namespace, "memories": items},
                           ensure_ascii=False, indent=1)
 
@@ -200,9 +199,3 @@ def serve(store: "MemoryStore", namespace: str = "default",
         server.run("stdio")
     finally:
         store.close()
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__

@@ -53,7 +53,7 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
         if row.namespace != namespace:  # defence in depth; the mask already excluded it
             continue
         hits.append(Hit(id=memory_id, score=float(score), modality=row.modality,
-                        memory=store._memory(memory_id, namespace), kind=row.kind,
+                        memory=store.memory(memory_id, namespace), kind=row.kind,
                         start=_nan_to_none(row.start), end=_nan_to_none(row.end), snippet=row.snippet,
                         fusion=fusion.get(memory_id)))
     attach_texts(store, hits)
@@ -138,7 +138,7 @@ def attach_texts(store: "MemoryStore", hits: Hits) -> None:
     second read later), audio memories their transcript, and every hit a snippet."""
     wanted = [h for h in hits if h.modality in ("text", "audio")]
     catalog = store.catalog
-    primary = {h.id: int(catalog.get(catalog.positions(h.id, None)[0], "vkey")) for h in wanted}
+    primary = {h.id: int(catalog.get(catalog.positions(h.id, h.memory.namespace)[0], "vkey")) for h in wanted}
     rows = store.table.primary_rows(primary.values(), ["text"]).to_pylist() if primary else []
     text_of = {r["vkey"]: r["text"] for r in rows}
     for h in wanted:
@@ -146,7 +146,7 @@ def attach_texts(store: "MemoryStore", hits: Hits) -> None:
         if text is None:
             continue
         if h.modality == "text":
-            h.memory._content, h.memory._loader = text, None
+            h.memory.content = text
         else:
             h.memory.transcript = text
         if h.snippet is None:

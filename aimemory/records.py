@@ -85,6 +85,11 @@ class Memory:
             self._loader = None
         return self._content
 
+    @content.setter
+    def content(self, value: bytes | str | None) -> None:
+        """Content already at hand (no read needed later)."""
+        self._content, self._loader = value, None
+
     @property
     def text(self) -> str | None:
         """The text of a text memory, the transcript of an audio memory, else None."""

@@ -6,14 +6,11 @@ The Lance table is the source of truth; the catalog and the index are rebuilt or
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
 import os
 import re
-import threading
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -21,31 +18,33 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
+from . import __version__
 from . import index as index_mod
-from .encoders.base import Encoder
+from .device import CPU
+from .encoders.base import Encoder, View
 from .errors import (
-    AimemoryError,
     InputError,
+    ModelNotAvailableError,
     NotFoundError,
     StoreClosedError,
     StoreError,
     UnsupportedInputError,
 )
 from .inputs import MODALITIES, Item, to_item
-from .records import Hits, Memory
+from .migrate import MigrationReport, Progress, active_folder, active_stamp, is_migrated_store
+from .records import Hit, Hits, Memory
+from .semantics import ItemOptions, item_options
 from .storage import Catalog, Manifest, VectorTable
 from .storage.manifest import MANIFEST_NAME
-from .storage.remote import remote_lease
 from .update import commit_metadata, merged, plan
-from .views import build_rows, encode_items, load_speech
+from .views import encode_items, load_speech
+from .write import WriteLock, commit_views, new_items, note_changes, per_item, spread_views, storage_errors
 
 log = logging.getLogger("aimemory")
 
 DEFAULT_NAMESPACE = "default"
 NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}$")
 INDEX_DIR = "index"
-SAVE_INDEX_AFTER_CHANGES = 20_000  # vectors added/removed since the last save...
-SAVE_INDEX_GROWTH = 0.25  # ...and at least this fraction of the index
 REFRESH_INTERVAL_S = 0.5  # how stale a reader's view of other processes' writes may be
 
 
@@ -66,21 +65,6 @@ def _timestamp(value: datetime | float | str | None) -> float | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value.timestamp()
-
-
-def _metadata(metadata: Mapping[str, Any] | None) -> tuple[dict, list[str]]:
-    meta = dict(metadata or {})
-    tags = meta.get("tags", [])
-    if isinstance(tags, str):
-        tags = [tags]
-    if not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
-        raise InputError("metadata['tags'] must be a string or a list of strings")
-    meta["tags"] = list(tags)
-    try:
-        json.dumps(meta)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"metadata must be JSON-serialisable: {exc}") from exc
-    return meta, list(tags)
 
 
 class MemoryList(list):
@@ -113,48 +97,86 @@ class MemoryStore:
         from .device import resolve_placement
         from .encoders.registry import load_encoder, model_id_of
         from .encoders.sound import attach_sound
-        from .index_lance import choose_index, lance_index_type
-        from .storage.remote import store_root
 
-        # a folder; for s3:// URIs a local cache folder whose .remote the manifest and table use
-        self.path = store_root(path, storage_options)
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.index_choice, self.index_why = choose_index(index, self.path)
-        self.lance_index_type = lance_index_type(index)
-        self.keep_content = keep_content
-        self.ann_threshold = ann_threshold
-        self._lock = threading.RLock()
-        self._closed = False
+        # what a migration's switch reopens with
+        self._open_args = dict(path=path, precision=precision, keep_content=keep_content,
+                               ann_threshold=ann_threshold, speech_model=speech_model, sound_model=sound_model,
+                               storage_options=storage_options, index=index, device=device)
+        self._open_folder(path, storage_options, index, keep_content, ann_threshold)
         manifest = Manifest.read(self.path)
         if manifest is not None and model == "auto":
             model = manifest.extra.get("model_source", manifest.model_id)
         if manifest is not None and (wanted := model_id_of(model, precision)) is not None:
             manifest.check_model(wanted, None, self.path)  # before loading: no download for a mismatch
         self.placement = resolve_placement(device)  # before loading: a missing GPU fails fast
-        self.encoder: Encoder = load_encoder(model, precision=precision)
+        encoder = load_encoder(model, precision=precision)
+        manifest = self._own_manifest(manifest, encoder.model_id, encoder.dim, precision,
+                                      _model_source(model, encoder))
+        self.encoder: Encoder = attach_sound(encoder, sound_model).to(self.placement)
+        self._speech_spec = speech_model
+        self._open_tables(manifest)
+
+    @classmethod
+    def for_views(cls, path: str | os.PathLike, model_id: str, dim: int, *,
+                  storage_options: Mapping[str, str] | None = None) -> "MemoryStore":
+        """A store opened without a model, to commit views computed elsewhere with
+        :func:`aimemory.write.commit_views` (the Ray ingest's driver). A new store's manifest names
+        ``model_id`` and ``dim``; an existing store must have been made by that model. remember,
+        recall, embed and classify need a model and refuse."""
+        store = cls.__new__(cls)
+        store._open_folder(path, storage_options, "auto", True, index_mod.ANN_THRESHOLD)
+        manifest = store._own_manifest(Manifest.read(store.path), model_id, dim, "fp32", model_id)
+        store.encoder = None  # type: ignore[assignment]
+        store.placement = CPU
+        store._speech_spec = None
+        store._open_tables(manifest)
+        return store
+
+    # -- opening -------------------------------------------------------------------------------
+    def _open_folder(self, path: str | os.PathLike, storage_options: Mapping[str, str] | None, index: str,
+                     keep_content: bool, ann_threshold: int) -> None:
+        from .index_lance import choose_index, lance_index_type
+        from .storage.remote import store_root
+
+        # a folder; for s3:// URIs a local cache folder whose .remote the manifest and table use
+        self.root = store_root(path, storage_options)
+        self.root.mkdir(parents=True, exist_ok=True)
+        # the generation of vectors the store opens (see aimemory.migrate); object stores have one
+        self.path = self.root if getattr(self.root, "remote", None) is not None else active_folder(self.root)
+        self._generation_stamp = active_stamp(self.root)
+        self.index_choice, self.index_why = choose_index(index, self.path)
+        self.lance_index_type = lance_index_type(index)
+        self.keep_content = keep_content
+        self.ann_threshold = ann_threshold
+        self._writes = WriteLock(self.path, self._refresh_for_write)
+        self._lock = self._writes.threads  # readers hold it while they read the catalog
+        self._closed = False
+
+    def _own_manifest(self, manifest: Manifest | None, model_id: str, dim: int, precision: str,
+                      model_source: str) -> Manifest:
+        """The store's manifest, written for a new store; checked against the model either way."""
         if manifest is None:
-            manifest = Manifest(self.encoder.model_id, self.encoder.dim, precision=precision,
-                                created_with=_version(),
-                                extra={"model_source": _model_source(model, self.encoder),
+            manifest = Manifest(model_id, dim, precision=precision, created_with=__version__,
+                                extra={"model_source": model_source,
                                        **({"lance_index_type": self.lance_index_type}
                                           if self.lance_index_type else {})})
             manifest.write(self.path)
-        manifest.check_model(self.encoder.model_id, self.encoder.dim, self.path)
-        self.encoder = attach_sound(self.encoder, sound_model).to(self.placement)
+        manifest.check_model(model_id, dim, self.path)
+        return manifest
+
+    def _open_tables(self, manifest: Manifest) -> None:
         self.manifest = manifest
         self.model_id = manifest.model_id
-        self._speech_spec = speech_model
         self._speech = None
         self.table = VectorTable(self.path, manifest.dim)
-        self._unsaved_changes = 0
+        self.unsaved_changes = 0  # vectors added or removed since the index was last saved
         self._last_refresh = time.monotonic()
         self._load_catalog_and_index()
 
-    # -- opening -------------------------------------------------------------------------------
     def _load_catalog_and_index(self) -> None:
         self.catalog = Catalog()
         self.catalog.append_arrow(self.table.catalog_rows())
-        self._table_version = self.table.version
+        self.table_version = self.table.version  # the version the catalog and index reflect
         next_vkey = max(self.manifest.next_vkey, int(self.catalog.array("vkey").max(initial=0)) + 1)
         if next_vkey != self.manifest.next_vkey:
             self.manifest.next_vkey = next_vkey
@@ -173,7 +195,7 @@ class MemoryStore:
         if loaded is not None:
             index, sidecar = loaded
             if sidecar.dim == self.manifest.dim:
-                if (sidecar.table_version == self._table_version
+                if (sidecar.table_version == self.table_version
                         and sidecar.keys_checksum == index_mod.keys_checksum(table_keys)):
                     return index
                 index_keys = index.keys()
@@ -199,31 +221,47 @@ class MemoryStore:
 
     def rebuild_index(self) -> None:
         """Rebuild the vector index from the table (e.g. after changing ``ann_threshold``)."""
-        with self._write_lock():
+        with self.writing():
             self.index = self._rebuild_index()
-            self._save_index()
+            self.save_index()
+
+    def save_index(self) -> None:
+        """Write the vector index beside the table (it is a cache: rebuilt or caught up on open)."""
+        self.index.save(self.path / INDEX_DIR, self.table.version)
+        self.unsaved_changes = 0
 
     # -- concurrency ---------------------------------------------------------------------------
+    def writing(self) -> AbstractContextManager[None]:
+        """The write lock (see :class:`aimemory.write.WriteLock`): one writer at a time across
+        threads, processes and machines; other processes' commits are read on taking it."""
+        self.check_open()
+        return self._writes.hold()
+
     @contextmanager
-    def _write_lock(self) -> Iterator[None]:
-        """One writer at a time, across threads (RLock) and processes (flock on a lock file)."""
-        self._check_open()
-        with self._lock, remote_lease(self.path):  # remote: an object-store lease too
-            with _storage_errors("taking the write lock"):
-                fh = open(self.path / ".write.lock", "a+b")
-            with fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-                try:
-                    with _storage_errors("reading other processes' writes"):
-                        self._refresh_if_changed()
-                    yield
-                finally:
-                    fcntl.flock(fh, fcntl.LOCK_UN)
+    def reading(self) -> Iterator[None]:
+        """Hold the catalog still for a read, after catching up with other processes' commits (at
+        most every REFRESH_INTERVAL_S). A closed store reads what it held."""
+        self._fresh()
+        with self._lock:
+            yield
+
+    def refresh(self) -> None:
+        """Catch up with other processes' commits now (reads do it at most every REFRESH_INTERVAL_S)."""
+        self.check_open()
+        with self._lock, storage_errors("reading other processes' writes"):
+            self._refresh_if_changed()
+
+    def _refresh_for_write(self) -> None:
+        """A writer first checks that no migration switched the store away from this generation."""
+        if active_stamp(self.root) != self._generation_stamp:
+            raise StoreError(f"the store at {self.root} was switched to another model by `aimemory migrate` "
+                             "(or a rollback) since it was opened; nothing was written. Reopen it")
+        self._refresh_if_changed()
 
     def _refresh_if_changed(self) -> None:
         """Another process committed since we last looked: reload the catalog and catch up."""
-        self.table._table.checkout_latest()
-        if self.table.version != self._table_version:
+        self.table.checkout_latest()
+        if self.table.version != self.table_version:
             self.manifest = Manifest.read(self.path) or self.manifest
             self._load_catalog_and_index()
 
@@ -239,39 +277,52 @@ class MemoryStore:
         A closed store has nothing to refresh: its reads answer (or refuse) as they always did."""
         if self._closed:
             return
-        with self._lock, _storage_errors("reading other processes' writes"):
+        with self._lock, storage_errors("reading other processes' writes"):
             self._refresh_if_stale()
 
-    def _check_open(self) -> None:
+    def check_open(self) -> None:
+        """:class:`StoreClosedError` once the store is closed."""
         if self._closed:
             raise StoreClosedError("this MemoryStore is closed; open a new one")
+
+    def _model(self) -> Encoder:
+        if self.encoder is None:
+            raise ModelNotAvailableError("this MemoryStore was opened without a model (for_views) to "
+                                         "commit precomputed views; open it with its model to remember "
+                                         "or recall")
+        return self.encoder
 
     # -- remember ------------------------------------------------------------------------------
     def remember(self, x: object, metadata: Mapping[str, Any] | None = None,
                  namespace: str = DEFAULT_NAMESPACE, *, dedup: bool = True,
-                 source: str | None = None) -> Memory:
+                 source: str | None = None, id: str | None = None) -> Memory:
         """Store one image / audio clip / text and return its :class:`Memory` (the existing one when
-        identical content is already stored in this namespace and ``dedup`` is on)."""
+        identical content is already stored in this namespace and ``dedup`` is on).
+
+        ``id`` names the memory (see :mod:`aimemory.semantics`): an id the namespace already holds
+        is replaced in one atomic commit (``status == "replaced"``)."""
         return self.remember_many([x], metadata=metadata, namespace=namespace, dedup=dedup,
-                                  sources=[source])[0]
+                                  sources=[source], ids=None if id is None else [id])[0]
 
     def remember_many(self, items: Iterable[object], *, batch_size: int = 32,
                       metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
                       namespace: str = DEFAULT_NAMESPACE, dedup: bool = True, errors: str = "raise",
                       sources: Sequence[str | None] | None = None, progress=None,
-                      item_progress=None) -> MemoryList:
+                      item_progress=None, ids: Sequence[str | None] | None = None) -> MemoryList:
         """Store many items: batched encoding, one commit per batch.
 
         ``errors="raise"`` decodes every item first and writes nothing if any is bad;
         ``errors="skip"`` streams, skips bad items and lists them in ``result.skipped``.
         ``progress`` is called with the number of items done after each batch;
         ``item_progress(index, what, done, total)`` with work inside one item: ``"decoding"`` (0 of 1)
-        as each item is read, ``"transcribing"`` (seconds of audio) after each 30 s speech window."""
+        as each item is read, ``"transcribing"`` (seconds of audio) after each 30 s speech window.
+        ``ids`` names the memories (None entries: generated); see :meth:`remember`."""
         check_namespace(namespace)
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors= must be 'raise' or 'skip'; got {errors!r}")
         items = list(items)
-        metas = self._per_item(metadata, len(items), "metadata")
+        metas = per_item(metadata, len(items), "metadata")
+        options = item_options(len(items), ids=ids)
         srcs = list(sources) if sources is not None else [None] * len(items)
         result = MemoryList()
         result.skipped = []
@@ -289,102 +340,41 @@ class MemoryStore:
                     raise
                 result.skipped.append((i, x, exc))
             if errors == "skip" and len(decoded) >= batch_size:
-                result.extend(self._commit_batch(decoded, metas, namespace, dedup, item_progress))
+                result.extend(self._commit_batch(decoded, metas, namespace, dedup, item_progress, options))
                 decoded = []
                 if progress:
                     progress(i + 1)
         for start in range(0, len(decoded), batch_size):
             result.extend(self._commit_batch(decoded[start:start + batch_size], metas, namespace, dedup,
-                                             item_progress))
+                                             item_progress, options))
             if progress:
                 progress(min(len(items), decoded[min(start + batch_size, len(decoded)) - 1][0] + 1))
         return result
 
-    @staticmethod
-    def _per_item(value, n: int, name: str) -> list:
-        if value is None or isinstance(value, Mapping):
-            return [value] * n
-        value = list(value)
-        if len(value) != n:
-            raise InputError(f"{name}= has {len(value)} entries for {n} items; pass one per item, or "
-                             "one mapping for all")
-        return value
-
     def _commit_batch(self, batch: list[tuple[int, Item]], metas: list, namespace: str,
-                      dedup: bool, item_progress=None) -> list[Memory]:
+                      dedup: bool, item_progress=None, options: list[ItemOptions] | None = None) -> list[Memory]:
+        """Encode what is new in one batch and commit it (see :func:`aimemory.write.commit_views`),
+        all under the write lock, so dedup sees every other writer's commits."""
         if not batch:
             return []
-        with self._write_lock():
-            out: list[Memory | None] = [None] * len(batch)
-            todo: list[tuple[int, Item, dict, list[str]]] = []
-            seen: dict[str, int] = {}  # content hash -> its position in todo
-            stored: list[tuple[int, str, dict]] = []  # (slot, id, metadata) of content already stored
-            for slot, (i, item) in enumerate(batch):
-                meta, tags = _metadata(metas[i])
-                if dedup:
-                    existing = self.catalog.find_duplicate(namespace, item.content_hash)
-                    if existing is not None:
-                        stored.append((slot, existing, meta))
-                        continue
-                    if item.content_hash in seen:  # the same content twice in one batch: one memory
-                        first = seen[item.content_hash]
-                        first_slot, first_item, first_meta, _ = todo[first]
-                        both = merged(first_meta, metadata=meta)
-                        todo[first] = (first_slot, first_item, both, both["tags"])
-                        out[slot] = -first_slot - 1  # type: ignore[assignment]
-                        continue
-                    seen[item.content_hash] = len(todo)
-                todo.append((slot, item, meta, tags))
-            if todo:
+        items = [item for _, item in batch]
+        batch_metas = [metas[i] for i, _ in batch]
+        ids = [options[i].id for i, _ in batch] if options else None
+        with self.writing():
+            new = new_items(self.catalog, items, batch_metas, namespace, dedup, ids)
+            views: list[list[View] | None] = [None] * len(items)
+            if new:
                 on_progress = None
-                if item_progress is not None:  # todo position -> the caller's item index
+                if item_progress is not None:  # position among the new -> the caller's item index
                     def on_progress(j, what, done, total):
-                        item_progress(batch[todo[j][0]][0], what, done, total)
-                views = self._encode([t[1] for t in todo], on_progress)
-                rows, new_ids = self._rows(todo, views, namespace)
-                with _storage_errors("remember"):
-                    # reserve the keys first: a failure after this wastes keys, never reuses them,
-                    # and a failure here leaves the table untouched
-                    self.manifest.next_vkey = int(rows.column("vkey")[-1].as_py()) + 1
-                    self.manifest.write(self.path)
-                    self.table.add(rows)
-                self._table_version = self.table.version
-                self.catalog.append_arrow(rows.select(self.table_catalog_columns()))
-                vectors = rows.column("vector").combine_chunks().flatten().to_numpy()
-                self.index.add(vectors.reshape(-1, self.manifest.dim), rows.column("vkey").to_numpy())
-                self._note_changes(rows.num_rows)
-                for (slot, item, *_), mid in zip(todo, new_ids):
-                    out[slot] = self._memory(mid, namespace)
-                    out[slot].transcript = item.transcript
-                    out[slot].status = "new"
-                    if item.modality == "text" and self.keep_content:  # known: no read to show it
-                        out[slot]._content, out[slot]._loader = item.payload, None
-            if stored:  # content already stored: merge the new tags and metadata into it
-                changes = plan(self.catalog, [(mid, {"metadata": meta}) for _, mid, meta in stored], namespace)
-                commit_metadata(self.table, self.catalog, changes)
-                self._table_version = self.table.version
-                for slot, mid, _ in stored:
-                    out[slot] = self._memory(mid, namespace)
-                    out[slot].status = "updated" if mid in changes else "existing"
-            for slot, m in enumerate(out):
-                if isinstance(m, int):
-                    out[slot] = out[-m - 1]
-            return out  # type: ignore[return-value]
+                        item_progress(batch[new[j]][0], what, done, total)
+                views = spread_views(self.encode([items[j] for j in new], on_progress), new, len(items))
+            return commit_views(self, items, views, namespace=namespace, metadata=batch_metas, dedup=dedup,
+                                ids=ids)
 
-    @staticmethod
-    def table_catalog_columns() -> list[str]:
-        from .records import CATALOG_COLUMNS
-
-        return CATALOG_COLUMNS
-
-    def _encode(self, items: list[Item], on_progress=None) -> list[list]:
+    def encode(self, items: list[Item], on_progress=None) -> list[list[View]]:
         """Items -> per item, its views (see :func:`aimemory.views.encode_items`)."""
-        return encode_items(self.encoder, self.speech, items, self.model_id, on_progress)
-
-    def _rows(self, todo, views, namespace: str) -> tuple[pa.Table, list[str]]:
-        return build_rows(todo, views, namespace, dim=self.manifest.dim,
-                          first_vkey=self.manifest.next_vkey, keep_content=self.keep_content,
-                          model_id=self.model_id)
+        return encode_items(self._model(), self.speech, items, self.model_id, on_progress)
 
     @property
     def speech(self):
@@ -397,24 +387,10 @@ class MemoryStore:
                 self._speech_spec = None  # "auto" found nothing; do not look again
         return self._speech
 
-    def _note_changes(self, n: int) -> None:
-        self._unsaved_changes += n
-        # saving writes the whole index, so during a long ingest save at a growing interval
-        # (linear total cost); a crash in between only costs a catch-up from the table on open
-        if self._unsaved_changes >= max(SAVE_INDEX_AFTER_CHANGES, SAVE_INDEX_GROWTH * self.index.ntotal):
-            try:
-                self._save_index()
-            except OSError as exc:  # the write is committed; the index is a cache, saved later
-                self._unsaved_changes = 0
-                log.warning("saving the vector index of %s failed (%s); it stays in memory and is "
-                            "caught up from the table on the next open", self.path, exc)
-
-    def _save_index(self) -> None:
-        self.index.save(self.path / INDEX_DIR, self.table.version)
-        self._unsaved_changes = 0
-
     # -- read ----------------------------------------------------------------------------------
-    def _memory(self, memory_id: str, namespace: str | None, load_transcript: bool = False) -> Memory:
+    def memory(self, memory_id: str, namespace: str | None, load_transcript: bool = False) -> Memory:
+        """The :class:`Memory` of an id, from the catalog (content loads on first use); for callers
+        already inside :meth:`reading` or :meth:`writing` (:meth:`get` takes the lock itself)."""
         positions = self.catalog.positions(memory_id, namespace)
         if not positions:
             where = f" in namespace {namespace!r}" if namespace is not None else ""
@@ -434,7 +410,7 @@ class MemoryStore:
             transcript=transcript, _loader=lambda: self._load_content(vkey, modality))
 
     def _load_content(self, vkey: int, modality: str):
-        self._check_open()
+        self.check_open()
         row = self.table.primary_rows([vkey], ["content", "text"]).to_pylist()
         if not row:
             return None
@@ -442,12 +418,28 @@ class MemoryStore:
 
     def get(self, memory_id: str, namespace: str = DEFAULT_NAMESPACE) -> Memory:
         """The memory with this id in this namespace, or :class:`NotFoundError`."""
-        self._check_open()
+        self.check_open()
         if not isinstance(memory_id, str):
             raise NotFoundError(f"memory ids are strings; got {type(memory_id).__name__}")
         self._fresh()
         with self._lock:
-            return self._memory(memory_id, check_namespace(namespace), load_transcript=True)
+            return self.memory(memory_id, check_namespace(namespace), load_transcript=True)
+
+    def recent(self, n: int = 10, namespace: str = DEFAULT_NAMESPACE) -> list[Memory]:
+        """The ``n`` newest memories in ``namespace``, newest first, texts and transcripts attached
+        (one table read for all of them)."""
+        from .export import recent
+        from .recall import attach_texts
+
+        ids = recent(self, check_namespace(namespace), n)
+        if not ids:
+            return []
+        self.check_open()  # the texts are read from the table
+        with self._lock:
+            # Hit wrappers let recall's batched text read fill in all texts in one table scan
+            hits = Hits(Hit(mid, 0.0, m.modality, m) for mid in ids for m in [self.memory(mid, namespace)])
+            attach_texts(self, hits)
+        return [h.memory for h in hits]
 
     def __contains__(self, memory_id: object) -> bool:
         return isinstance(memory_id, str) and memory_id in self.catalog.by_id
@@ -468,17 +460,17 @@ class MemoryStore:
         raise :class:`NotFoundError` and nothing is deleted."""
         ids = [memory_id] if isinstance(memory_id, str) else list(memory_id)
         check_namespace(namespace)
-        with self._write_lock():
+        with self.writing():
             for mid in ids:
                 if not isinstance(mid, str) or not self.catalog.positions(mid, namespace):
                     raise NotFoundError(f"no memory {mid!r} in namespace {namespace!r}; nothing was deleted")
             vkeys = [int(self.catalog.get(p, "vkey")) for mid in ids for p in self.catalog.positions(mid, namespace)]
-            with _storage_errors("forget"):
+            with storage_errors("forget"):
                 self.table.delete_vkeys(vkeys)
-            self._table_version = self.table.version
-            self.catalog.remove_ids(ids)
+            self.table_version = self.table.version
+            self.catalog.remove_ids(ids, namespace)
             self.index.remove(np.asarray(vkeys, dtype=np.int64))
-            self._note_changes(len(vkeys))
+            note_changes(self, len(vkeys))
         return len(ids)
 
     # -- update --------------------------------------------------------------------------------
@@ -502,13 +494,13 @@ class MemoryStore:
         ids = [memory_ids] if isinstance(memory_ids, str) else list(memory_ids)
         change = {"metadata": metadata, "tags": tags, "remove_tags": remove_tags, "replace": replace}
         merged({}, **change)  # bad arguments fail before the lock is taken
-        with self._write_lock():
+        with self.writing():
             changes = plan(self.catalog, [(mid, change) for mid in ids], namespace)
-            commit_metadata(self.table, self.catalog, changes)
-            self._table_version = self.table.version
+            commit_metadata(self.table, self.catalog, changes, namespace)
+            self.table_version = self.table.version
             out = []
             for mid in ids:
-                memory = self._memory(mid, namespace, load_transcript=True)
+                memory = self.memory(mid, namespace, load_transcript=True)
                 memory.status = "updated" if mid in changes else "existing"
                 out.append(memory)
             return out
@@ -526,7 +518,8 @@ class MemoryStore:
         (computed for hits that only the keyword side found)."""
         from .recall import run_recall
 
-        self._check_open()
+        self.check_open()
+        self._model()
         check_namespace(namespace)
         if not isinstance(k, int) or k < 1:
             raise InputError(f"k must be a positive int; got {k!r}")
@@ -538,7 +531,7 @@ class MemoryStore:
                 raise InputError(f"modality={bad[0]!r} is not one of {MODALITIES}")
         item = to_item(query, purpose="recall")
         with self._lock:
-            with _storage_errors("reading other processes' writes"):
+            with storage_errors("reading other processes' writes"):
                 self._refresh_if_stale()
             return run_recall(self, item, k, namespace, modalities, where,
                               _timestamp(since), _timestamp(until), hybrid)
@@ -546,7 +539,7 @@ class MemoryStore:
     def embed(self, x: object) -> np.ndarray:
         """The query vector of ``x`` in this store's space: (dim,) float32, unit norm."""
         item = to_item(x)
-        return self.encoder.query_vectors(item.modality, [item.payload])[0]
+        return self._model().query_vectors(item.modality, [item.payload])[0]
 
     def classify(self, x: object, labels: Sequence[str], templates: Sequence[str] | None = None
                  ) -> dict[str, float]:
@@ -557,15 +550,31 @@ class MemoryStore:
         if item.modality != "image":
             raise UnsupportedInputError(f"classify() takes an image; got {item.modality} "
                                         f"({item.source or type(x).__name__}): pass an image file or PIL image")
-        return zero_shot(self.encoder, [item.payload], list(labels), templates=templates)[0]
+        return zero_shot(self._model(), [item.payload], list(labels), templates=templates)[0]
 
     # -- maintenance ---------------------------------------------------------------------------
+    def migrate(self, model: "str | os.PathLike | Encoder", *, batch_size: int = 32,
+                progress: Progress | None = None, allow_loss: bool = False) -> MigrationReport:
+        """Re-embed every memory with ``model`` into a new generation beside the current one and
+        switch to it (see :mod:`aimemory.migrate`): resumable after an interruption, and recall keeps
+        answering from the current model until the switch. Afterwards this store uses ``model``;
+        other processes that have the store open must reopen it to write. ``progress(done, total)``
+        is called after each batch."""
+        from .migrate import migrate
+
+        report = migrate(self, model, batch_size=batch_size, progress=progress, allow_loss=allow_loss)
+        if report.switched:
+            self.close()
+            args = dict(self._open_args)
+            self.__init__(args.pop("path"), model=model, **args)  # type: ignore[misc]
+        return report
+
     def compact(self) -> None:
         """Merge table fragments and drop old versions now (also automatic past thresholds)."""
-        with self._write_lock(), _storage_errors("compact"):
+        with self.writing(), storage_errors("compact"):
             self.table.compact()
-            self._table_version = self.table.version
-            self._save_index()
+            self.table_version = self.table.version
+            self.save_index()
 
     def stats(self) -> dict[str, Any]:
         self._fresh()
@@ -576,7 +585,7 @@ class MemoryStore:
         kinds, counts = np.unique(self.catalog.array("kind")[self.catalog.alive].astype(str),
                                   return_counts=True)
         return {
-            "path": getattr(self.path, "uri", None) or str(self.path), "model": self.model_id, "dim": self.manifest.dim,
+            "path": getattr(self.root, "uri", None) or str(self.root), "model": self.model_id, "dim": self.manifest.dim,
             "precision": self.manifest.precision, "memories": len(self),
             "sound_model": getattr(getattr(self.encoder, "tower", None), "model_id", None),
             "vectors": int(self.catalog.alive.sum()), "namespaces": self.catalog.namespaces(),
@@ -594,8 +603,8 @@ class MemoryStore:
         with self._lock:
             try:
                 if self.index.dirty:
-                    with _storage_errors("saving the index on close"):
-                        self._save_index()
+                    with storage_errors("saving the index on close"):
+                        self.save_index()
             finally:
                 self.table.close()
                 self._closed = True
@@ -608,7 +617,7 @@ class MemoryStore:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self)} memories"
-        return f"MemoryStore({str(self.path)!r}, model={self.model_id!r}, {state})"
+        return f"MemoryStore({str(self.root)!r}, model={self.model_id!r}, {state})"
 
     # -- tables (see aimemory.export) ----------------------------------------------------------
     def to_arrow(self, namespace: str | None = None, vectors: bool = False, *, content: bool = False) -> pa.Table:
@@ -624,30 +633,6 @@ class MemoryStore:
         return to_pandas(self, namespace, vectors, content)
 
 
-@contextmanager
-def _storage_errors(what: str) -> Iterator[None]:
-    """Disk full, out of file handles, Lance IO errors -> a typed StoreError saying so."""
-    from .storage.table import storage_error
-
-    try:
-        yield
-    except AimemoryError:
-        raise
-    except BaseException as exc:
-        if not (isinstance(exc, (OSError, RuntimeError)) or type(exc).__name__ == "PanicException"):
-            raise
-        err = storage_error(exc, f"{what} failed")
-        if type(err) is not StoreError:  # a failed write is no proof of damage
-            err = StoreError(f"{what} failed ({exc}); nothing was changed")
-        raise err from exc
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
 def _model_source(model, encoder: Encoder) -> str:
     if isinstance(model, Encoder):
         return encoder.model_id
@@ -655,4 +640,4 @@ def _model_source(model, encoder: Encoder) -> str:
 
 
 def is_store(path: str | os.PathLike) -> bool:
-    return (Path(path) / MANIFEST_NAME).exists()
+    return (Path(path) / MANIFEST_NAME).exists() or is_migrated_store(Path(path))

@@ -131,9 +131,10 @@ def _lance_enospc(*_a, **_k):
 
 @pytest.mark.parametrize("step", ["manifest", "table_add", "table_delete", "index_save", "compaction"])
 def test_injected_io_error_at_each_write_step(tmp_path, monkeypatch, step):
+    import aimemory.index as index_mod
     import aimemory.storage.manifest as manifest_mod
     import aimemory.storage.table as table_mod
-    import aimemory.store as store_mod
+    import aimemory.write as write_mod
 
     path = tmp_path / "m"
     store = MemoryStore(path, model=ColourEncoder())
@@ -147,8 +148,8 @@ def test_injected_io_error_at_each_write_step(tmp_path, monkeypatch, step):
         elif step == "table_delete":
             mp.setattr(table_mod.VectorTable, "delete_vkeys", _lance_enospc)
         elif step == "index_save":
-            mp.setattr(store_mod, "SAVE_INDEX_AFTER_CHANGES", 1)
-            mp.setattr(store_mod.index_mod.VectorIndex, "save", _enospc)
+            mp.setattr(write_mod, "SAVE_INDEX_AFTER_CHANGES", 1)
+            mp.setattr(index_mod.VectorIndex, "save", _enospc)
         else:
             mp.setattr(table_mod, "COMPACT_EVERY_COMMITS", 1)
             mp.setattr(table_mod.VectorTable, "compact", _lance_enospc)

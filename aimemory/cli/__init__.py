@@ -7,6 +7,7 @@ Only ``typer`` is imported up front so ``aimemory --help`` starts fast; the stor
 the MCP SDK load inside the commands that need them.
 """
 
+from . import migrate as _migrate  # noqa: F401  (registers `aimemory migrate` on app)
 from . import serve as _serve  # noqa: F401  (registers `aimemory serve` on app)
 from .commands import app, main
 

@@ -11,7 +11,7 @@ import time
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -66,8 +66,9 @@ def storage_error(exc: BaseException, what: str, hint: str = "") -> StoreError:
 
 
 @contextmanager
-def _folder_lock(folder: Path):
-    """The store's cross-process write lock (the same file MemoryStore locks)."""
+def folder_lock(folder: Path) -> Iterator[None]:
+    """The store's cross-process write lock: flock on the folder's lock file (writers and a
+    recovering reader take the same one)."""
     with open(Path(folder) / ".write.lock", "a+b") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
@@ -138,7 +139,7 @@ class VectorTable:
             if _is_transient(exc):  # out of files/space is not damage: never walk back for it
                 raise storage_error(exc, f"the table in {self.folder} cannot be opened") from exc
             first_error = exc
-        with _folder_lock(self.folder):  # one process walks back; writers wait
+        with folder_lock(self.folder):  # one process walks back; writers wait
             return self._recover(first_error)
 
     def _check(self, table) -> None:
@@ -232,6 +233,30 @@ class VectorTable:
             raise storage_error(exc, f"reading the table in {self.folder} failed",
                                  "reopen the store to fall back to its newest readable version") from exc
 
+    def checkout_latest(self) -> None:
+        """Move to the newest committed version (another process may have written)."""
+        self._table.checkout_latest()
+
+    def batches(self, columns: list[str], rows_per_batch: int) -> Iterator[pa.RecordBatch]:
+        """Every row's ``columns``, streamed in batches (memory bounded by a batch, not the table)."""
+        return self._table.search().select(columns).limit(None).to_batches(rows_per_batch)
+
+    def vector_query(self, vector: np.ndarray) -> Any:
+        """A Lance nearest-neighbour query builder for ``vector`` over the ``vector`` column."""
+        return self._table.search(vector, vector_column_name="vector")
+
+    def index_stats(self, name: str) -> Any:
+        """Lance's statistics of the index ``name`` (None or an error when there is none)."""
+        return self._table.index_stats(name)
+
+    def create_index(self, **kwargs: Any) -> None:
+        """Build a Lance index on the table (``lancedb``'s ``create_index`` arguments)."""
+        self._table.create_index(**kwargs)
+
+    def optimize(self) -> None:
+        """Fold new rows into the table's indexes (Lance ``optimize``, no version cleanup)."""
+        self._table.optimize()
+
     def catalog_rows(self) -> pa.Table:
         return self.scan(CATALOG_COLUMNS)
 
@@ -291,6 +316,27 @@ class VectorTable:
         self._table.merge_insert("vkey").when_matched_update_all().execute(
             rows.cast(schema) if rows.schema != schema else rows)
         self._after_commit(rows.num_rows)
+        return self.version
+
+    def replace(self, rows: pa.Table, old_vkeys: Iterable[int]) -> int:
+        """Add ``rows`` and delete the rows keyed ``old_vkeys`` in ONE commit; returns the new version.
+        A merge on ``vkey`` whose new keys (never reused) all go unmatched: they are inserted, and
+        the old rows, unmatched by the source, are deleted, so a reader (or a crash) sees the old
+        rows or the new ones, never neither or both. The merge joins on the key column, so it
+        reads that column whole: plain appends use :meth:`add`."""
+        from lancedb.expr import col
+
+        keys = [int(k) for k in old_vkeys]
+        if not keys:
+            return self.add(rows)
+        if self.remote is not None:
+            self.remote.check_lease()
+        schema = self._table.schema
+        rows = rows.select(schema.names)
+        (self._table.merge_insert("vkey").when_not_matched_insert_all()
+         .when_not_matched_by_source_delete(col("vkey").isin(keys))
+         .execute(rows.cast(schema) if rows.schema != schema else rows))
+        self._after_commit(rows.num_rows + len(keys))
         return self.version
 
     def delete_vkeys(self, vkeys: Iterable[int]) -> int:

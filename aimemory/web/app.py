@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .. import __version__
 from ..errors import AimemoryError, NotFoundError
 from .http import (
     ApiError,
@@ -75,12 +76,6 @@ CONTENT_HEADERS = {"content-security-policy": "default-src 'none'; sandbox",
                    "cache-control": "private, max-age=86400"}
 
 
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
-
-
 def memory_json(m: "Memory", text: str | None = None, limit: int | None = None) -> dict[str, Any]:
     """A memory as JSON; ``text`` is the text of a text memory when the caller has it."""
     ns = quote(m.namespace, safe="")
@@ -107,7 +102,7 @@ def _memory_with_text(m: "Memory") -> dict[str, Any]:
 
 
 def hit_json(h: "Hit") -> dict[str, Any]:
-    text = h.memory._content if h.modality == "text" else None  # attached by recall; no extra read
+    text = h.memory.text if h.modality == "text" else None  # attached by recall; no extra read
     return {"id": h.id, "score": round(float(h.score), 6),
             "fusion": None if h.fusion is None else round(float(h.fusion), 6),
             "modality": h.modality, "kind": h.kind, "start": h.start, "end": h.end, "snippet": h.snippet,
@@ -142,15 +137,15 @@ class Api:
     async def openapi(self, request: Request) -> Response:
         from .openapi import spec
 
-        return ApiJSON(spec(_version(), self.max_upload))
+        return ApiJSON(spec(__version__, self.max_upload))
 
     # -- info ----------------------------------------------------------------------------------
     async def health(self, request: Request) -> Response:
-        return ApiJSON({"status": "ok", "version": _version()})
+        return ApiJSON({"status": "ok", "version": __version__})
 
     async def stats(self, request: Request) -> Response:
         stats = await self.call(self.store.stats)
-        stats["server"] = {"version": _version(), "auth": self.token is not None,
+        stats["server"] = {"version": __version__, "auth": self.token is not None,
                            "max_upload_bytes": self.max_upload, "job_threshold": self.job_threshold,
                            "jobs_active": self.jobs.active()}
         return ApiJSON(stats)
@@ -303,18 +298,8 @@ class Api:
         return ApiJSON({"memories": await self.call(self._recent, namespace, limit)})
 
     def _recent(self, namespace: str, limit: int) -> list[dict]:
-        from ..export import recent
-        from ..recall import attach_texts
-        from ..records import Hit
-        from ..store import check_namespace
-
-        ids = recent(self.store, check_namespace(namespace), limit)
-        with self.store._lock:
-            # Hit wrappers let recall's batched text read fill in all texts in one table scan
-            hits = [Hit(mid, 0.0, m.modality, m) for mid in ids for m in [self.store._memory(mid, namespace)]]
-            attach_texts(self.store, hits)
-        return [memory_json(h.memory, h.memory._content if h.modality == "text" else None, LIST_TEXT_CHARS)
-                for h in hits]
+        return [memory_json(m, m.text if m.modality == "text" else None, LIST_TEXT_CHARS)
+                for m in self.store.recent(limit, namespace)]
 
     async def get(self, request: Request) -> Response:
         def load() -> dict:

@@ -1,0 +1,287 @@
+"""The write transaction: decoded items and their views -> one Lance commit -> catalog + index.
+
+    dedup (content already in the namespace, or twice in one batch) -> rows (keys reserved in the
+    manifest first) -> one Lance commit -> catalog append -> index add -> index saved now and then
+
+The store's remember path encodes under the write lock and then calls :func:`commit_views`; the
+Ray ingest (``aimemory.distributed``) commits the views its workers computed with the same call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from .encoders.base import View
+from .errors import AimemoryError, InputError, StoreError
+from .inputs import Item
+from .records import CATALOG_COLUMNS, Memory
+from .semantics import ItemOptions, name_rows, unchanged
+from .storage.catalog import Catalog
+from .storage.remote import remote_lease
+from .storage.table import folder_lock, storage_error
+from .update import commit_metadata, merged, plan
+from .views import build_rows
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import MemoryStore
+
+log = logging.getLogger("aimemory")
+
+SAVE_INDEX_AFTER_CHANGES = 20_000  # vectors added/removed since the last save...
+SAVE_INDEX_GROWTH = 0.25  # ...and at least this fraction of the index
+
+# metadata= of a batch: one mapping for all items, or one (or None) per item
+Metadata = Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None
+
+
+@contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """Disk full, out of file handles, Lance IO errors -> a typed StoreError saying so."""
+    try:
+        yield
+    except AimemoryError:
+        raise
+    except BaseException as exc:
+        if not (isinstance(exc, (OSError, RuntimeError)) or type(exc).__name__ == "PanicException"):
+            raise
+        err = storage_error(exc, f"{what} failed")
+        if type(err) is not StoreError:  # a failed write is no proof of damage
+            err = StoreError(f"{what} failed ({exc}); nothing was changed")
+        raise err from exc
+
+
+class WriteLock:
+    """One writer at a time: across threads (``threads``, an RLock readers take too), processes
+    (flock on the store's lock file) and, for object stores, machines (a lease). Re-entrant within
+    the thread that holds it; ``refresh`` runs on taking it, so a writer sees other processes'
+    commits before it writes."""
+
+    def __init__(self, folder: Path, refresh: Callable[[], None]) -> None:
+        self.folder = folder
+        self.refresh = refresh
+        self.threads = threading.RLock()
+        self._held = False  # only read and written by the thread holding ``threads``
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        with self.threads:
+            if self._held:  # this thread already holds it: flock again would wait on itself
+                yield
+                return
+            with remote_lease(self.folder), ExitStack() as stack:
+                with storage_errors("taking the write lock"):
+                    stack.enter_context(folder_lock(self.folder))
+                self._held = True
+                try:
+                    with storage_errors("reading other processes' writes"):
+                        self.refresh()
+                    yield
+                finally:
+                    self._held = False
+
+
+def parse_metadata(metadata: Mapping[str, Any] | None) -> tuple[dict, list[str]]:
+    """A memory's metadata as stored (JSON-checked, ``tags`` a list of strings) and its tags."""
+    meta = dict(metadata or {})
+    tags = meta.get("tags", [])
+    if isinstance(tags, str):
+        tags = [tags]
+    if not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
+        raise InputError("metadata['tags'] must be a string or a list of strings")
+    meta["tags"] = list(tags)
+    try:
+        json.dumps(meta)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"metadata must be JSON-serialisable: {exc}") from exc
+    return meta, list(tags)
+
+
+def per_item(value: Any, n: int, name: str) -> list:
+    """``value`` for each of ``n`` items: None or one mapping repeated, or a list of exactly ``n``."""
+    if value is None or isinstance(value, Mapping):
+        return [value] * n
+    value = list(value)
+    if len(value) != n:
+        raise InputError(f"{name}= has {len(value)} entries for {n} items; pass one per item, or "
+                         "one mapping for all")
+    return value
+
+
+@dataclass
+class BatchPlan:
+    """What a commit does with each item of a batch (``slot`` = its position in the batch)."""
+
+    todo: list[tuple[int, Item, dict, list[str]]] = field(default_factory=list)  # new: slot, item, meta, tags
+    stored: list[tuple[int, str, dict]] = field(default_factory=list)  # already stored: slot, id, meta
+    same_as: dict[int, int] = field(default_factory=dict)  # slot -> earlier slot with the same content
+    unchanged: list[tuple[int, str]] = field(default_factory=list)  # named, already stored as given: slot, id
+    replaced: dict[str, list[int]] = field(default_factory=dict)  # named memories replaced: id -> old vkeys
+
+
+def plan_batch(catalog: Catalog, items: Sequence[Item], metas: Sequence[Mapping[str, Any] | None],
+               namespace: str, dedup: bool, ids: Sequence[str | None] | None = None) -> BatchPlan:
+    """Sort a batch into new items, content already stored in ``namespace`` and repeats (with
+    ``dedup``; a repeat's metadata is merged into the first). Items named by the caller (``ids``)
+    replace the memory of that id, if any, and are never merged by content. Bad metadata raises here."""
+    batch = BatchPlan()
+    seen: dict[str, int] = {}  # content hash -> its position in todo
+    ids = list(ids) if ids is not None else [None] * len(items)
+    named = {mid for mid in ids if mid is not None}  # content dedup must not land on one of these
+    for slot, (item, metadata) in enumerate(zip(items, metas)):
+        meta, tags = parse_metadata(metadata)
+        if (mid := ids[slot]) is not None:  # named by the caller: upsert, no content dedup
+            held = catalog.positions(mid, namespace)
+            if held and unchanged(catalog, held[0], item, meta):
+                batch.unchanged.append((slot, mid))
+                continue
+            if held:
+                batch.replaced[mid] = [int(catalog.get(p, "vkey")) for p in held]
+            batch.todo.append((slot, item, meta, tags))
+            continue
+        if dedup:
+            existing = catalog.find_duplicate(namespace, item.content_hash)
+            if existing is not None and existing not in named:
+                batch.stored.append((slot, existing, meta))
+                continue
+            if item.content_hash in seen:  # the same content twice in one batch: one memory
+                first = seen[item.content_hash]
+                first_slot, first_item, first_meta, _ = batch.todo[first]
+                both = merged(first_meta, metadata=meta)
+                batch.todo[first] = (first_slot, first_item, both, both["tags"])
+                batch.same_as[slot] = first_slot
+                continue
+            seen[item.content_hash] = len(batch.todo)
+        batch.todo.append((slot, item, meta, tags))
+    return batch
+
+
+def commit_views(store: "MemoryStore", items: Sequence[Item], views: Sequence[Sequence[View] | None], *,
+                 namespace: str = "default", metadata: Metadata = None, dedup: bool = True,
+                 ids: Sequence[str | None] | None = None,
+                 created_at: Sequence[datetime | None] | None = None) -> list[Memory]:
+    """Store decoded ``items`` whose ``views`` (per item, the encoder's output) are already computed,
+    here or on other machines: the new ones in one Lance commit, then the catalog and the index.
+
+    With ``dedup``, content already stored in ``namespace`` gets the new tags and metadata merged in
+    (``status`` ``"updated"`` or ``"existing"``) and content repeated in ``items`` is stored once;
+    ``views[i]`` may be None for such an item. ``ids`` names memories (None: generated); a named
+    memory the namespace holds is replaced in the same commit (``status`` ``"replaced"``), or left
+    alone when nothing differs (``"existing"``). ``created_at`` keeps given times (a migration copies
+    memories with theirs; None: now). Returns one :class:`Memory` per item. Takes the
+    store's write lock (re-entrant: the remember path already holds it while encoding)."""
+    if len(views) != len(items):
+        raise ValueError(f"commit_views: {len(views)} views for {len(items)} items")
+    metas = per_item(metadata, len(items), "metadata")
+    with store.writing():
+        batch = plan_batch(store.catalog, items, metas, namespace, dedup, ids)
+        out: list[Memory | None] = [None] * len(items)
+        if batch.todo:
+            missing = [slot for slot, *_ in batch.todo if views[slot] is None]
+            if missing:
+                raise ValueError(f"commit_views: item #{missing[0]} is new but has no views")
+            names = [ItemOptions(id=ids[slot] if ids is not None else None) for slot, *_ in batch.todo]
+            times = [created_at[slot] if created_at is not None else None for slot, *_ in batch.todo]
+            _commit_new(store, batch.todo, [views[slot] for slot, *_ in batch.todo], namespace, out,
+                        names, batch.replaced, times)
+        for slot, mid in batch.unchanged:
+            memory = store.memory(mid, namespace)
+            memory.status = "existing"
+            out[slot] = memory
+        if batch.stored:  # content already stored: merge the new tags and metadata into it
+            changes = plan(store.catalog, [(mid, {"metadata": meta}) for _, mid, meta in batch.stored], namespace)
+            commit_metadata(store.table, store.catalog, changes, namespace)
+            store.table_version = store.table.version
+            for slot, mid, _ in batch.stored:
+                memory = store.memory(mid, namespace)
+                memory.status = "updated" if mid in changes else "existing"
+                out[slot] = memory
+        for slot, first in batch.same_as.items():
+            out[slot] = out[first]
+        return out  # type: ignore[return-value]
+
+
+def _commit_new(store: "MemoryStore", todo: list[tuple[int, Item, dict, list[str]]], views: list,
+                namespace: str, out: list[Memory | None], names: Sequence[ItemOptions],
+                replaced: Mapping[str, list[int]], times: Sequence[datetime | None] = ()) -> None:
+    for (_, item, *_), item_views in zip(todo, views):
+        if not item_views:
+            raise InputError(f"{item.source or 'the ' + item.modality} produced no vectors; nothing was stored",
+                             item=item.source)
+    rows, new_ids = build_rows(todo, views, namespace, dim=store.manifest.dim,
+                               first_vkey=store.manifest.next_vkey, keep_content=store.keep_content,
+                               model_id=store.model_id)
+    rows, new_ids = name_rows(rows, new_ids, names)
+    if any(t is not None for t in times):
+        rows = _with_times(rows, dict(zip(new_ids, times)))
+    old_vkeys = [k for keys in replaced.values() for k in keys]
+    with storage_errors("remember"):
+        # reserve the keys first: a failure after this wastes keys, never reuses them,
+        # and a failure here leaves the table untouched
+        store.manifest.next_vkey = int(rows.column("vkey")[-1].as_py()) + 1
+        store.manifest.write(store.path)
+        if old_vkeys:  # one commit deletes the replaced rows and adds the new ones
+            store.table.replace(rows, old_vkeys)
+        else:
+            store.table.add(rows)
+    store.table_version = store.table.version
+    if old_vkeys:  # the replaced memories leave the catalog and index before the new rows come in
+        store.catalog.remove_ids(list(replaced), namespace)
+        store.index.remove(np.asarray(old_vkeys, dtype=np.int64))
+    store.catalog.append_arrow(rows.select(CATALOG_COLUMNS))
+    vectors = rows.column("vector").combine_chunks().flatten().to_numpy()
+    store.index.add(vectors.reshape(-1, store.manifest.dim), rows.column("vkey").to_numpy())
+    note_changes(store, rows.num_rows + len(old_vkeys))
+    for (slot, item, *_), mid in zip(todo, new_ids):
+        memory = store.memory(mid, namespace)
+        memory.transcript = item.transcript
+        memory.status = "replaced" if mid in replaced else "new"
+        if item.modality == "text" and store.keep_content:  # known: no read to show it
+            memory.content = item.payload
+        out[slot] = memory
+
+
+def _with_times(rows: pa.Table, times: Mapping[str, datetime | None]) -> pa.Table:
+    """Rows whose ``created_at`` is the given time of their memory (where one is given)."""
+    column = rows.column("created_at").to_pylist()
+    new = [times.get(mid) or old for mid, old in zip(rows.column("id").to_pylist(), column)]
+    index = rows.schema.get_field_index("created_at")
+    return rows.set_column(index, rows.schema.field(index), pa.array(new, rows.schema.field(index).type))
+
+
+def note_changes(store: "MemoryStore", n: int) -> None:
+    """Count ``n`` vectors added or removed; save the index when enough have piled up."""
+    store.unsaved_changes += n
+    # saving writes the whole index, so during a long ingest save at a growing interval
+    # (linear total cost); a crash in between only costs a catch-up from the table on open
+    if store.unsaved_changes >= max(SAVE_INDEX_AFTER_CHANGES, SAVE_INDEX_GROWTH * store.index.ntotal):
+        try:
+            store.save_index()
+        except OSError as exc:  # the write is committed; the index is a cache, saved later
+            store.unsaved_changes = 0
+            log.warning("saving the vector index of %s failed (%s); it stays in memory and is "
+                        "caught up from the table on the next open", store.path, exc)
+
+
+def new_items(catalog: Catalog, items: Sequence[Item], metas: Sequence[Mapping[str, Any] | None],
+              namespace: str, dedup: bool, ids: Sequence[str | None] | None = None) -> list[int]:
+    """Positions of the items :func:`commit_views` would store as new: the only ones worth encoding."""
+    return [slot for slot, *_ in plan_batch(catalog, items, metas, namespace, dedup, ids).todo]
+
+
+def spread_views(views: Sequence[Sequence[View]], positions: Sequence[int], n: int) -> list[list[View] | None]:
+    """Views computed for the items at ``positions``, laid out for all ``n`` items (None elsewhere)."""
+    out: list[list[View] | None] = [None] * n
+    for position, item_views in zip(positions, views):
+        out[position] = list(item_views)
+    return out
+

@@ -19,9 +19,9 @@ import numpy as np
 import pyarrow as pa
 
 from . import __version__
-from . import index as index_mod
 from .encoders.base import Encoder, View
 from .errors import InputError, ModelNotAvailableError, NotFoundError, StoreClosedError, UnsupportedInputError
+from .index import ANN_THRESHOLD, INDEX_DIR, StoreIndex, choose_index, lance_index_type, open_index
 from .inputs import MODALITIES, Item, to_item
 from .records import Hit, Hits, Memory
 from .storage import Catalog, Manifest, VectorTable
@@ -34,7 +34,6 @@ log = logging.getLogger("aimemory")
 
 DEFAULT_NAMESPACE = "default"
 NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}$")
-INDEX_DIR = "index"
 REFRESH_INTERVAL_S = 0.5  # how stale a reader's view of other processes' writes may be
 
 
@@ -77,7 +76,7 @@ class MemoryStore:
 
     def __init__(self, path: str | os.PathLike, model: "str | os.PathLike | Encoder" = "auto", *,
                  precision: str = "fp32", keep_content: bool = True,
-                 ann_threshold: int = index_mod.ANN_THRESHOLD, speech_model: object = "auto",
+                 ann_threshold: int = ANN_THRESHOLD, speech_model: object = "auto",
                  sound_model: object = "auto", storage_options: Mapping[str, str] | None = None, index: str = "auto"):
         from .encoders.registry import load_encoder, model_id_of
         from .encoders.sound import attach_sound
@@ -103,7 +102,7 @@ class MemoryStore:
         ``model_id`` and ``dim``; an existing store must have been made by that model. remember,
         recall, embed and classify need a model and refuse."""
         store = cls.__new__(cls)
-        store._open_folder(path, storage_options, "auto", True, index_mod.ANN_THRESHOLD)
+        store._open_folder(path, storage_options, "auto", True, ANN_THRESHOLD)
         manifest = store._own_manifest(Manifest.read(store.path), model_id, dim, "fp32", model_id)
         store.encoder = None  # type: ignore[assignment]
         store._speech_spec = None
@@ -113,7 +112,6 @@ class MemoryStore:
     # -- opening -------------------------------------------------------------------------------
     def _open_folder(self, path: str | os.PathLike, storage_options: Mapping[str, str] | None, index: str,
                      keep_content: bool, ann_threshold: int) -> None:
-        from .index_lance import choose_index, lance_index_type
         from .storage.remote import store_root
 
         # a folder; for s3:// URIs a local cache folder whose .remote the manifest and table use
@@ -158,46 +156,17 @@ class MemoryStore:
             self.manifest.write(self.path)
         self.index = self._open_index()
 
-    def _open_index(self) -> index_mod.VectorIndex:
-        """The saved index, verified and caught up with the table; rebuilt if it cannot be."""
-        if self.index_choice == "lance":  # Lance's ANN index lives in the table itself
-            from .index_lance import LanceIndex
-
-            return LanceIndex.open(self)
-        folder = self.path / INDEX_DIR
-        table_keys = self.catalog.alive_vkeys()
-        loaded = index_mod.VectorIndex.load(folder)
-        if loaded is not None:
-            index, sidecar = loaded
-            if sidecar.dim == self.manifest.dim:
-                if (sidecar.table_version == self.table_version
-                        and sidecar.keys_checksum == index_mod.keys_checksum(table_keys)):
-                    return index
-                index_keys = index.keys()
-                missing = np.setdiff1d(table_keys, index_keys)
-                extra = np.setdiff1d(index_keys, table_keys)
-                index.remove(extra)
-                keys, vectors = self.table.vectors_for(missing)
-                index.add(vectors, keys)
-                log.info("index caught up with the table: +%d -%d vectors", len(missing), len(extra))
-                return index
-        return self._rebuild_index()
-
-    def _rebuild_index(self) -> index_mod.VectorIndex:
-        if self.index_choice == "lance":
-            from .index_lance import LanceIndex
-
-            return LanceIndex.open(self, rebuild=True)
-        keys, vectors = self.table.vectors_for(None)
-        alive = np.isin(keys, self.catalog.alive_vkeys())
-        index = index_mod.VectorIndex.build(vectors[alive], keys[alive], ann_threshold=self.ann_threshold)
-        index.dirty = True
-        return index
+    def _open_index(self, rebuild: bool = False) -> StoreIndex:
+        """The index (see :func:`aimemory.index.open_index`): caught up with the table, or rebuilt."""
+        return open_index(self.index_choice, self.table, self.catalog.alive_vkeys(), folder=self.path / INDEX_DIR,
+                          table_version=self.table_version, ann_threshold=self.ann_threshold,
+                          index_type=self.lance_index_type or self.manifest.extra.get("lance_index_type"),
+                          rebuild=rebuild)
 
     def rebuild_index(self) -> None:
         """Rebuild the vector index from the table (e.g. after changing ``ann_threshold``)."""
         with self.writing():
-            self.index = self._rebuild_index()
+            self.index = self._open_index(rebuild=True)
             self.save_index()
 
     def save_index(self) -> None:

@@ -1,6 +1,6 @@
 """Native CLIP: a ViT image tower and a causal text tower projected into one embedding space.
 
-Parameter names are our own (see ``aimemory.weights.formats`` for how HF / OpenAI / open_clip names
+Parameter names are our own (see ``aimemory.weights.clip_formats`` for how HF / OpenAI / open_clip names
 map onto them). :class:`ClipDims` is read off the checkpoint's tensor shapes, like OpenAI's
 ``build_model``, so ViT-B/32, B/16, L/14 and L/14-336 all load without a per-model table.
 """

@@ -1,7 +1,8 @@
-"""``MemoryStore``: remember / recall / forget, top to bottom.
+"""``MemoryStore``: the public facade (remember / recall / get / update / forget / export).
 
-inputs (sniff + decode) -> encoder (views) -> one Lance commit per batch -> catalog + FAISS index.
-The Lance table is the source of truth; the catalog and the index are rebuilt or caught up from it.
+remember: inputs (sniff + decode) -> encoder views (:mod:`.views`) -> :func:`aimemory.write.commit_views`
+(one Lance commit per batch -> catalog + vector index, :mod:`.index`); recall: :mod:`.recall`. The
+Lance table is the source of truth; the catalog and the index are rebuilt or caught up from it.
 """
 
 from __future__ import annotations

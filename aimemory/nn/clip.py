@@ -18,7 +18,6 @@ from torch import nn
 from .core import LAYER_NORM_EPS, QUICK_GELU_ALPHA, Transformer
 
 HEAD_WIDTH = 64  # every released CLIP uses 64-wide heads; configs override when they say otherwise
-MLP_RATIO = 4
 #: text pooling conventions: "argmax" = the highest token id is EOT (OpenAI / open_clip / old HF
 #: configs with eos_token_id == 2); "eos" = first position of ``eos_token_id`` (newer HF configs)
 POOL_ARGMAX = "argmax"

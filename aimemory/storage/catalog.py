@@ -173,14 +173,11 @@ class Catalog:
 
     # -- filters -------------------------------------------------------------------------------
     def mask(self, namespace: str, modalities: Iterable[str] | None = None, since: float | None = None,
-             until: float | None = None, where: Mapping[str, Any] | None = None,
-             kinds: Iterable[str] | None = None) -> np.ndarray:
+             until: float | None = None, where: Mapping[str, Any] | None = None) -> np.ndarray:
         """Boolean mask over views a query may see. ``namespace`` always applies (hard boundary)."""
         mask = self.alive & self.namespace_is(namespace)
         if modalities is not None:
             mask &= np.isin(self.array("modality"), list(modalities))
-        if kinds is not None:
-            mask &= np.isin(self.array("kind"), list(kinds))
         if since is not None:
             mask &= self.array("created") >= since
         if until is not None:

@@ -260,10 +260,6 @@ class VectorTable:
     def catalog_rows(self) -> pa.Table:
         return self.scan(CATALOG_COLUMNS)
 
-    def max_vkey(self) -> int:
-        keys = self.scan(["vkey"]).column("vkey")
-        return int(pa.compute.max(keys).as_py() or 0) if len(keys) else 0
-
     def vectors_for(self, vkeys: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """-> (vkeys (n,), vectors (n, dim) float32) for the given keys (all rows when None)."""
         from lancedb.expr import col

@@ -13,6 +13,7 @@ import numpy as np
 from .encoders.base import QueryPlan
 from .inputs import Item
 from .records import Hit, Hits
+from .storage.catalog import Catalog
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import MemoryStore
@@ -23,7 +24,8 @@ _WORD = re.compile(r"\w+")
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack, Clarke & Buettcher, SIGIR 2009)
 BACKGROUND_SAMPLE = 256  # stored views per plan that give a query's typical cosine and its spread
 #: store -> (table version, {hash of sampled keys: (m, dim) vectors}); only the newest version is kept
-_BACKGROUND: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_BACKGROUND: "weakref.WeakKeyDictionary[MemoryStore, tuple[int, dict[int, np.ndarray]]]" = \
+    weakref.WeakKeyDictionary()
 
 
 def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
@@ -156,7 +158,7 @@ def attach_texts(store: "MemoryStore", hits: Hits) -> None:
             h.snippet = h.snippet[:SNIPPET_CHARS - 1] + "…"
 
 
-def _nan_to_none(x):
+def _nan_to_none(x: Any) -> Any:
     return None if x is None or (isinstance(x, float) and np.isnan(x)) else x
 
 
@@ -224,7 +226,7 @@ def _fuse_with_full_text(store: "MemoryStore", text: str, namespace: str, mask: 
     return {mid: (fused[mid], _wordiest_view(catalog, mid, namespace, position_of[mid], words)) for mid in order}
 
 
-def _wordiest_view(catalog, memory_id: str, namespace: str, position: int, words: set[str]) -> int:
+def _wordiest_view(catalog: Catalog, memory_id: str, namespace: str, position: int, words: set[str]) -> int:
     """The view whose snippet shares the most query words (a transcript segment or text chunk), so
     a keyword hit on a long recording points at the span that was said; else ``position``."""
     def overlap(p: int) -> int:

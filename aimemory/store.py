@@ -415,7 +415,7 @@ class MemoryStore:
         """:meth:`update` for many memories, in one commit; an unknown id changes nothing."""
         check_namespace(namespace)
         ids = [memory_ids] if isinstance(memory_ids, str) else list(memory_ids)
-        change = {"metadata": metadata, "tags": tags, "remove_tags": remove_tags, "replace": replace}
+        change: dict[str, Any] = {"metadata": metadata, "tags": tags, "remove_tags": remove_tags, "replace": replace}
         merged({}, **change)  # bad arguments fail before the lock is taken
         with self.writing():
             changes = plan(self.catalog, [(mid, change) for mid in ids], namespace)

@@ -12,6 +12,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class Sidecar:
     file: str = ""
 
 
-def _faiss():
+def _faiss() -> Any:
     import faiss
 
     return faiss
@@ -57,7 +58,7 @@ class VectorIndex:
         self.dim = dim
         self.kind = kind
         self.nprobe = nprobe
-        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim)) if kind == "flat" else None
+        self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(dim)) if kind == "flat" else None
         self._ids: np.ndarray | None = None  # flat: position -> vkey, cached until add/remove
         self.dirty = False
 
@@ -138,7 +139,8 @@ class VectorIndex:
     def keys(self) -> np.ndarray:
         faiss = _faiss()
         if self.kind == "flat":
-            return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+            keys: np.ndarray = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+            return keys
         ivf = faiss.extract_index_ivf(self._index)
         invlists = ivf.invlists
         out = []

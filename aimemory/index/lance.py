@@ -120,7 +120,7 @@ def search_ladder(base: AnnParams) -> list[AnnParams]:
     return [replace(base, nprobes=probes(x)) for x in (1, 2, 4, 8)]
 
 
-def _quiet(query):
+def _quiet(query: Any) -> Any:
     """Ask for ``_distance`` explicitly (Lance warns on every query otherwise)."""
     return query.disable_scoring_autoprojection() if hasattr(query, "disable_scoring_autoprojection") \
         else query
@@ -159,14 +159,15 @@ class LanceIndex:
         return self._n
 
     def keys(self) -> np.ndarray:
-        return self.table.scan(["vkey"]).column("vkey").to_numpy().astype(np.int64)
+        keys: np.ndarray = self.table.scan(["vkey"]).column("vkey").to_numpy().astype(np.int64)
+        return keys
 
     # -- mutation: the rows are already in the table; only the count changes -------------------
     def add(self, vectors: np.ndarray, vkeys: np.ndarray) -> None:
         self._n += len(vkeys)
         self.dirty = self.dirty or len(vkeys) > 0
 
-    def remove(self, vkeys) -> int:
+    def remove(self, vkeys: np.ndarray) -> int:
         self._n -= len(vkeys)
         return len(vkeys)
 
@@ -246,6 +247,7 @@ class LanceIndex:
         return params if params is not None and params.index_type == self.index_type else None
 
     def _save_tuned(self, recall: float, rows: int) -> None:
+        assert self.params is not None, "saved after a build"
         record = json.dumps({"params": asdict(self.params), "recall_at_10": round(recall, 4),
                              "indexed_rows": rows}, indent=2).encode()
         if self.table.remote is not None:
@@ -295,7 +297,7 @@ class LanceIndex:
         if tune:
             self._save_tuned(self.tune(), self.table.count_rows())
 
-    def save(self, folder, table_version: int) -> None:
+    def save(self, folder: Path, table_version: int) -> None:
         """The store's periodic save: for Lance, refresh the index in the table."""
         self.refresh()
         self.dirty = False

@@ -356,4 +356,4 @@ class VectorTable:
 
     def close(self) -> None:
         self._table = None  # type: ignore[assignment]
-        self._db = None
+        self._db = None  # type: ignore[assignment]

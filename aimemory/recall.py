@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import re
 import weakref
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from .encoders.base import QueryPlan
-from .inputs import Item
+from .errors import InputError
+from .inputs import MODALITIES, Item
 from .records import Hit, Hits
 from .storage.catalog import Catalog
 
@@ -26,6 +28,32 @@ BACKGROUND_SAMPLE = 256  # stored views per plan that give a query's typical cos
 #: store -> (table version, {hash of sampled keys: (m, dim) vectors}); only the newest version is kept
 _BACKGROUND: "weakref.WeakKeyDictionary[MemoryStore, tuple[int, dict[int, np.ndarray]]]" = \
     weakref.WeakKeyDictionary()
+
+
+def check_recall_args(k: object, modality: str | Sequence[str] | None) -> list[str] | None:
+    """``k`` must be a positive int; ``modality`` (one or several) -> a list, or None for all."""
+    if not isinstance(k, int) or k < 1:
+        raise InputError(f"k must be a positive int; got {k!r}")
+    if modality is None:
+        return None
+    modalities = [modality] if isinstance(modality, str) else list(modality)
+    bad = [m for m in modalities if m not in MODALITIES]
+    if bad:
+        raise InputError(f"modality={bad[0]!r} is not one of {MODALITIES}")
+    return modalities
+
+
+def timestamp(value: datetime | float | str | None) -> float | None:
+    """``since=`` / ``until=``: a datetime (naive means UTC), ISO 8601 text or epoch seconds."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
 
 
 def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,

@@ -23,7 +23,7 @@ from . import __version__
 from .encoders.base import Encoder, View
 from .errors import InputError, ModelNotAvailableError, NotFoundError, StoreClosedError, UnsupportedInputError
 from .index import ANN_THRESHOLD, INDEX_DIR, StoreIndex, choose_index, lance_index_type, open_index
-from .inputs import MODALITIES, Item, to_item
+from .inputs import Item, to_item
 from .records import Hit, Hits, Memory
 from .storage import Catalog, Manifest, VectorTable
 from .storage.manifest import MANIFEST_NAME
@@ -43,18 +43,6 @@ def check_namespace(namespace: str) -> str:
         raise InputError(f"namespace {namespace!r} is not valid: use 1-128 letters, digits and . _ : @ - "
                          "(no '/' and no '..')")
     return namespace
-
-
-def _timestamp(value: datetime | float | str | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.timestamp()
 
 
 class MemoryList(list):
@@ -439,25 +427,18 @@ class MemoryStore:
         ``hybrid=True`` (text queries) the vector ranking is fused with a BM25 keyword ranking:
         results are ordered by that fusion, given as ``hit.fusion``, and ``score`` stays the cosine
         (computed for hits that only the keyword side found)."""
-        from .recall import run_recall
+        from .recall import check_recall_args, run_recall, timestamp
 
         self.check_open()
         self._model()
         check_namespace(namespace)
-        if not isinstance(k, int) or k < 1:
-            raise InputError(f"k must be a positive int; got {k!r}")
-        modalities = None
-        if modality is not None:
-            modalities = [modality] if isinstance(modality, str) else list(modality)
-            bad = [m for m in modalities if m not in MODALITIES]
-            if bad:
-                raise InputError(f"modality={bad[0]!r} is not one of {MODALITIES}")
+        modalities = check_recall_args(k, modality)
         item = to_item(query, purpose="recall")
         with self._lock:
             with storage_errors("reading other processes' writes"):
                 self._refresh_if_stale()
             return run_recall(self, item, k, namespace, modalities, where,
-                              _timestamp(since), _timestamp(until), hybrid)
+                              timestamp(since), timestamp(until), hybrid)
 
     def embed(self, x: object) -> np.ndarray:
         """The query vector of ``x`` in this store's space: (dim,) float32, unit norm."""
@@ -484,23 +465,11 @@ class MemoryStore:
             self.save_index()
 
     def stats(self) -> dict[str, Any]:
-        self._fresh()
-        with self._lock:  # the catalog's arrays must not change mid-read
-            return self._stats()
+        """Model, sizes, namespaces, view kinds and the index (see :func:`aimemory.export.stats`)."""
+        from .export import stats
 
-    def _stats(self) -> dict[str, Any]:
-        kinds, counts = np.unique(self.catalog.array("kind")[self.catalog.alive].astype(str),
-                                  return_counts=True)
-        return {
-            "path": getattr(self.path, "uri", None) or str(self.path), "model": self.model_id, "dim": self.manifest.dim,
-            "precision": self.manifest.precision, "memories": len(self),
-            "sound_model": getattr(getattr(self.encoder, "tower", None), "model_id", None),
-            "vectors": int(self.catalog.alive.sum()), "namespaces": self.catalog.namespaces(),
-            "views": dict(zip(kinds.tolist(), counts.tolist())),
-            "index": {"kind": self.index.kind, "vectors": self.index.ntotal, "nprobe": self.index.nprobe,
-                      "why": self.index_why},
-            "table_version": self.table.version,
-        }
+        with self.reading():  # the catalog's arrays must not change mid-read
+            return stats(self)
 
     def close(self) -> None:
         """Save the index and release the store; safe to call twice."""

@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 
-.PHONY: demo test check soak bench lint clean
+.PHONY: demo test check soak bench lint typecheck clean
 
 # `make check`: the edit loop's fast tier (unit tests: no servers, browser, notebooks, Ray or heavy tests)
 FAST := not slow and not services and not browser and not notebooks and not ray and not heavy
@@ -58,7 +58,8 @@ $(VENV)/.test: pyproject.toml Makefile $(VENV)/.runtime
 demo: $(VENV)/.runtime
 	$(BIN)/aimemory demo
 
-test: $(VENV)/.test
+# CI runs `make test` (.ci/run): lint and the type check first, then the suite
+test: lint typecheck
 	$(BIN)/python -m pytest -q
 
 check: $(VENV)/.test
@@ -74,5 +75,9 @@ bench: $(VENV)/.test
 lint: $(VENV)/.test
 	$(BIN)/python -m ruff check aimemory tests benchmarks
 
+# mypy, configured in pyproject.toml: strict on the core modules, lenient elsewhere
+typecheck: $(VENV)/.test
+	$(BIN)/python -m mypy
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache

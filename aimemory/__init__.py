@@ -28,7 +28,7 @@ from .errors import (
     UnsupportedInputError,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.5.0"  # the single source: pyproject.toml reads it; see CHANGELOG.md
 
 __all__ = [
     "MemoryStore",

@@ -93,7 +93,7 @@ class _ReadDecode:
     def __call__(self, batch: dict) -> dict:
         paths = batch.get("path")
         datas = batch.get("bytes")
-        n = len(paths if paths is not None else datas)
+        n = len(paths if paths is not None else datas)  # type: ignore[arg-type]
         packed, sources, status = [], [], []
         for i in range(n):
             source = str(paths[i]) if paths is not None else None

@@ -8,7 +8,7 @@ primary view's) and raw content are opt-in because they dominate the size.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -74,6 +74,23 @@ def recent(store: "MemoryStore", namespace: str, n: int = 10) -> list[str]:
         created = catalog.array("created")[positions]
         order = np.lexsort((-catalog.array("vkey")[positions], -created))[:n]
         return [str(catalog.array("id")[positions[i]]) for i in order]
+
+
+def stats(store: "MemoryStore") -> dict[str, Any]:
+    """:meth:`MemoryStore.stats`, read under the store's lock."""
+    catalog = store.catalog
+    kinds, counts = np.unique(catalog.array("kind")[catalog.alive].astype(str), return_counts=True)
+    return {
+        "path": getattr(store.root, "uri", None) or str(store.root), "model": store.model_id,
+        "dim": store.manifest.dim, "precision": store.manifest.precision, "memories": len(store),
+        "sound_model": getattr(getattr(store.encoder, "tower", None), "model_id", None),
+        "vectors": int(catalog.alive.sum()), "namespaces": catalog.namespaces(),
+        "views": dict(zip(kinds.tolist(), counts.tolist())),
+        "index": {"kind": store.index.kind, "vectors": store.index.ntotal, "nprobe": store.index.nprobe,
+                  "why": store.index_why},
+        "table_version": store.table.version,
+        "device": store.placement.device, "compute": store.placement.compute,
+    }
 
 
 def export_format(path) -> str:

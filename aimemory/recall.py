@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import re
 import weakref
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from .encoders.base import QueryPlan
-from .inputs import Item
+from .errors import InputError
+from .inputs import MODALITIES, Item
 from .records import Hit, Hits
+from .storage.catalog import Catalog
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import MemoryStore
@@ -23,7 +26,34 @@ _WORD = re.compile(r"\w+")
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack, Clarke & Buettcher, SIGIR 2009)
 BACKGROUND_SAMPLE = 256  # stored views per plan that give a query's typical cosine and its spread
 #: store -> (table version, {hash of sampled keys: (m, dim) vectors}); only the newest version is kept
-_BACKGROUND: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_BACKGROUND: "weakref.WeakKeyDictionary[MemoryStore, tuple[int, dict[int, np.ndarray]]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def check_recall_args(k: object, modality: str | Sequence[str] | None) -> list[str] | None:
+    """``k`` must be a positive int; ``modality`` (one or several) -> a list, or None for all."""
+    if not isinstance(k, int) or k < 1:
+        raise InputError(f"k must be a positive int; got {k!r}")
+    if modality is None:
+        return None
+    modalities = [modality] if isinstance(modality, str) else list(modality)
+    bad = [m for m in modalities if m not in MODALITIES]
+    if bad:
+        raise InputError(f"modality={bad[0]!r} is not one of {MODALITIES}")
+    return modalities
+
+
+def timestamp(value: datetime | float | str | None) -> float | None:
+    """``since=`` / ``until=``: a datetime (naive means UTC), ISO 8601 text or epoch seconds."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
 
 
 def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
@@ -156,7 +186,7 @@ def attach_texts(store: "MemoryStore", hits: Hits) -> None:
             h.snippet = h.snippet[:SNIPPET_CHARS - 1] + "…"
 
 
-def _nan_to_none(x):
+def _nan_to_none(x: Any) -> Any:
     return None if x is None or (isinstance(x, float) and np.isnan(x)) else x
 
 
@@ -224,7 +254,7 @@ def _fuse_with_full_text(store: "MemoryStore", text: str, namespace: str, mask: 
     return {mid: (fused[mid], _wordiest_view(catalog, mid, namespace, position_of[mid], words)) for mid in order}
 
 
-def _wordiest_view(catalog, memory_id: str, namespace: str, position: int, words: set[str]) -> int:
+def _wordiest_view(catalog: Catalog, memory_id: str, namespace: str, position: int, words: set[str]) -> int:
     """The view whose snippet shares the most query words (a transcript segment or text chunk), so
     a keyword hit on a long recording points at the span that was said; else ``position``."""
     def overlap(p: int) -> int:

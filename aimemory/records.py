@@ -83,7 +83,8 @@ class Memory:
         if self._content is None and self._loader is not None:
             self._content = self._loader()
             self._loader = None
-        return self._content
+        content: bytes | str | None = self._content
+        return content
 
     @content.setter
     def content(self, value: bytes | str | None) -> None:
@@ -105,7 +106,8 @@ class Memory:
         if self.modality != "image" or not isinstance(self.content, (bytes, bytearray)):
             raise ValueError(f"memory {self.id} is a {self.modality} memory without image content; "
                              "use .content or .text for other memories")
-        return open_image(bytes(self.content), self.source)  # lazy: thumbnail() decodes it reduced
+        image: Image = open_image(bytes(self.content), self.source)  # lazy: thumbnail() decodes it reduced
+        return image
 
     def audio(self) -> "Audio":
         """The waveform (audio memories only)."""
@@ -152,7 +154,7 @@ class Hit:
         return hit_html(self)
 
 
-class Hits(list):
+class Hits(list["Hit"]):
     """A list of :class:`Hit` with notebook and dataframe helpers."""
 
     def to_arrow(self) -> pa.Table:
@@ -170,7 +172,8 @@ class Hits(list):
             "metadata": [json.dumps(h.memory.metadata) for h in self],
         })
 
-    def to_pandas(self):
+    def to_pandas(self) -> Any:
+        """:meth:`to_arrow` as a pandas DataFrame."""
         return self.to_arrow().to_pandas()
 
     def _repr_html_(self) -> str:

@@ -1,7 +1,8 @@
-"""``MemoryStore``: remember / recall / forget, top to bottom.
+"""``MemoryStore``: the public facade (remember / recall / get / update / forget / export).
 
-inputs (sniff + decode) -> encoder (views) -> one Lance commit per batch -> catalog + FAISS index.
-The Lance table is the source of truth; the catalog and the index are rebuilt or caught up from it.
+remember: inputs (sniff + decode) -> encoder views (:mod:`.views`) -> :func:`aimemory.write.commit_views`
+(one Lance commit per batch -> catalog + vector index, :mod:`.index`); recall: :mod:`.recall`. The
+Lance table is the source of truth; the catalog and the index are rebuilt or caught up from it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import numpy as np
 import pyarrow as pa
 
 from . import __version__
-from . import index as index_mod
 from .device import CPU
 from .encoders.base import Encoder, View
 from .errors import (
@@ -30,7 +30,8 @@ from .errors import (
     StoreError,
     UnsupportedInputError,
 )
-from .inputs import MODALITIES, Item, to_item
+from .index import ANN_THRESHOLD, INDEX_DIR, StoreIndex, choose_index, lance_index_type, open_index
+from .inputs import Item, to_item
 from .migrate import MigrationReport, Progress, active_folder, active_stamp, is_migrated_store
 from .records import Hit, Hits, Memory
 from .semantics import ItemOptions, item_options
@@ -44,7 +45,6 @@ log = logging.getLogger("aimemory")
 
 DEFAULT_NAMESPACE = "default"
 NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}$")
-INDEX_DIR = "index"
 REFRESH_INTERVAL_S = 0.5  # how stale a reader's view of other processes' writes may be
 
 
@@ -53,18 +53,6 @@ def check_namespace(namespace: str) -> str:
         raise InputError(f"namespace {namespace!r} is not valid: use 1-128 letters, digits and . _ : @ - "
                          "(no '/' and no '..')")
     return namespace
-
-
-def _timestamp(value: datetime | float | str | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.timestamp()
 
 
 class MemoryList(list):
@@ -91,7 +79,7 @@ class MemoryStore:
 
     def __init__(self, path: str | os.PathLike, model: "str | os.PathLike | Encoder" = "auto", *,
                  precision: str = "fp32", keep_content: bool = True,
-                 ann_threshold: int = index_mod.ANN_THRESHOLD, speech_model: object = "auto",
+                 ann_threshold: int = ANN_THRESHOLD, speech_model: object = "auto",
                  sound_model: object = "auto", storage_options: Mapping[str, str] | None = None, index: str = "auto",
                  device: str = "auto"):
         from .device import resolve_placement
@@ -124,7 +112,7 @@ class MemoryStore:
         ``model_id`` and ``dim``; an existing store must have been made by that model. remember,
         recall, embed and classify need a model and refuse."""
         store = cls.__new__(cls)
-        store._open_folder(path, storage_options, "auto", True, index_mod.ANN_THRESHOLD)
+        store._open_folder(path, storage_options, "auto", True, ANN_THRESHOLD)
         manifest = store._own_manifest(Manifest.read(store.path), model_id, dim, "fp32", model_id)
         store.encoder = None  # type: ignore[assignment]
         store.placement = CPU
@@ -135,7 +123,6 @@ class MemoryStore:
     # -- opening -------------------------------------------------------------------------------
     def _open_folder(self, path: str | os.PathLike, storage_options: Mapping[str, str] | None, index: str,
                      keep_content: bool, ann_threshold: int) -> None:
-        from .index_lance import choose_index, lance_index_type
         from .storage.remote import store_root
 
         # a folder; for s3:// URIs a local cache folder whose .remote the manifest and table use
@@ -183,46 +170,17 @@ class MemoryStore:
             self.manifest.write(self.path)
         self.index = self._open_index()
 
-    def _open_index(self) -> index_mod.VectorIndex:
-        """The saved index, verified and caught up with the table; rebuilt if it cannot be."""
-        if self.index_choice == "lance":  # Lance's ANN index lives in the table itself
-            from .index_lance import LanceIndex
-
-            return LanceIndex.open(self)
-        folder = self.path / INDEX_DIR
-        table_keys = self.catalog.alive_vkeys()
-        loaded = index_mod.VectorIndex.load(folder)
-        if loaded is not None:
-            index, sidecar = loaded
-            if sidecar.dim == self.manifest.dim:
-                if (sidecar.table_version == self.table_version
-                        and sidecar.keys_checksum == index_mod.keys_checksum(table_keys)):
-                    return index
-                index_keys = index.keys()
-                missing = np.setdiff1d(table_keys, index_keys)
-                extra = np.setdiff1d(index_keys, table_keys)
-                index.remove(extra)
-                keys, vectors = self.table.vectors_for(missing)
-                index.add(vectors, keys)
-                log.info("index caught up with the table: +%d -%d vectors", len(missing), len(extra))
-                return index
-        return self._rebuild_index()
-
-    def _rebuild_index(self) -> index_mod.VectorIndex:
-        if self.index_choice == "lance":
-            from .index_lance import LanceIndex
-
-            return LanceIndex.open(self, rebuild=True)
-        keys, vectors = self.table.vectors_for(None)
-        alive = np.isin(keys, self.catalog.alive_vkeys())
-        index = index_mod.VectorIndex.build(vectors[alive], keys[alive], ann_threshold=self.ann_threshold)
-        index.dirty = True
-        return index
+    def _open_index(self, rebuild: bool = False) -> StoreIndex:
+        """The index (see :func:`aimemory.index.open_index`): caught up with the table, or rebuilt."""
+        return open_index(self.index_choice, self.table, self.catalog.alive_vkeys(), folder=self.path / INDEX_DIR,
+                          table_version=self.table_version, ann_threshold=self.ann_threshold,
+                          index_type=self.lance_index_type or self.manifest.extra.get("lance_index_type"),
+                          rebuild=rebuild)
 
     def rebuild_index(self) -> None:
         """Rebuild the vector index from the table (e.g. after changing ``ann_threshold``)."""
         with self.writing():
-            self.index = self._rebuild_index()
+            self.index = self._open_index(rebuild=True)
             self.save_index()
 
     def save_index(self) -> None:
@@ -492,7 +450,7 @@ class MemoryStore:
         """:meth:`update` for many memories, in one commit; an unknown id changes nothing."""
         check_namespace(namespace)
         ids = [memory_ids] if isinstance(memory_ids, str) else list(memory_ids)
-        change = {"metadata": metadata, "tags": tags, "remove_tags": remove_tags, "replace": replace}
+        change: dict[str, Any] = {"metadata": metadata, "tags": tags, "remove_tags": remove_tags, "replace": replace}
         merged({}, **change)  # bad arguments fail before the lock is taken
         with self.writing():
             changes = plan(self.catalog, [(mid, change) for mid in ids], namespace)
@@ -516,25 +474,18 @@ class MemoryStore:
         ``hybrid=True`` (text queries) the vector ranking is fused with a BM25 keyword ranking:
         results are ordered by that fusion, given as ``hit.fusion``, and ``score`` stays the cosine
         (computed for hits that only the keyword side found)."""
-        from .recall import run_recall
+        from .recall import check_recall_args, run_recall, timestamp
 
         self.check_open()
         self._model()
         check_namespace(namespace)
-        if not isinstance(k, int) or k < 1:
-            raise InputError(f"k must be a positive int; got {k!r}")
-        modalities = None
-        if modality is not None:
-            modalities = [modality] if isinstance(modality, str) else list(modality)
-            bad = [m for m in modalities if m not in MODALITIES]
-            if bad:
-                raise InputError(f"modality={bad[0]!r} is not one of {MODALITIES}")
+        modalities = check_recall_args(k, modality)
         item = to_item(query, purpose="recall")
         with self._lock:
             with storage_errors("reading other processes' writes"):
                 self._refresh_if_stale()
             return run_recall(self, item, k, namespace, modalities, where,
-                              _timestamp(since), _timestamp(until), hybrid)
+                              timestamp(since), timestamp(until), hybrid)
 
     def embed(self, x: object) -> np.ndarray:
         """The query vector of ``x`` in this store's space: (dim,) float32, unit norm."""
@@ -577,24 +528,11 @@ class MemoryStore:
             self.save_index()
 
     def stats(self) -> dict[str, Any]:
-        self._fresh()
-        with self._lock:  # the catalog's arrays must not change mid-read
-            return self._stats()
+        """Model, sizes, namespaces, view kinds and the index (see :func:`aimemory.export.stats`)."""
+        from .export import stats
 
-    def _stats(self) -> dict[str, Any]:
-        kinds, counts = np.unique(self.catalog.array("kind")[self.catalog.alive].astype(str),
-                                  return_counts=True)
-        return {
-            "path": getattr(self.root, "uri", None) or str(self.root), "model": self.model_id, "dim": self.manifest.dim,
-            "precision": self.manifest.precision, "memories": len(self),
-            "sound_model": getattr(getattr(self.encoder, "tower", None), "model_id", None),
-            "vectors": int(self.catalog.alive.sum()), "namespaces": self.catalog.namespaces(),
-            "views": dict(zip(kinds.tolist(), counts.tolist())),
-            "index": {"kind": self.index.kind, "vectors": self.index.ntotal, "nprobe": self.index.nprobe,
-                      "why": self.index_why},
-            "table_version": self.table.version,
-            "device": self.placement.device, "compute": self.placement.compute,
-        }
+        with self.reading():  # the catalog's arrays must not change mid-read
+            return stats(self)
 
     def close(self) -> None:
         """Save the index and release the store; safe to call twice."""

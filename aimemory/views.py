@@ -79,13 +79,13 @@ def speech_views_of(encoder: Encoder, speech, items: list[Item], on_progress: It
     """Transcribe audio items; each transcript segment becomes an ``audio.speech`` view embedded
     with the text tower, time-coded, and the full transcript is stored as searchable text.
     ``on_progress`` gets ``indexes[n]`` (default ``n``) for the n-th item."""
-    out = []
-    listen = on_progress is not None and _reports_progress(speech)
+    out: list[list[View]] = []
+    report = on_progress if on_progress is not None and _reports_progress(speech) else None
     for n, item in enumerate(items):
-        if listen:
+        if report is not None:
             index = indexes[n] if indexes is not None else n
             transcript = speech.transcribe(
-                item.payload, progress=lambda done, total, i=index: on_progress(i, "transcribing", done, total))
+                item.payload, progress=lambda done, total, i=index: report(i, "transcribing", done, total))
         else:
             transcript = speech.transcribe(item.payload)
         segments = [s for s in transcript.segments if s.text.strip()]
@@ -160,4 +160,4 @@ def load_speech(spec: object):
             return None
         found = find_local_speech_model()
         return SpeechRecognizer.from_pretrained(found) if found else None
-    return SpeechRecognizer.from_pretrained(os.fspath(spec))  # type: ignore[arg-type]
+    return SpeechRecognizer.from_pretrained(os.fspath(spec))  # type: ignore[call-overload]

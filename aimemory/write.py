@@ -40,6 +40,8 @@ log = logging.getLogger("aimemory")
 SAVE_INDEX_AFTER_CHANGES = 20_000  # vectors added/removed since the last save...
 SAVE_INDEX_GROWTH = 0.25  # ...and at least this fraction of the index
 
+# a new item of a batch: (its slot, the item, its metadata, its tags)
+New = tuple[int, Item, dict[str, Any], list[str]]
 # metadata= of a batch: one mapping for all items, or one (or None) per item
 Metadata = Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None
 
@@ -90,7 +92,7 @@ class WriteLock:
                     self._held = False
 
 
-def parse_metadata(metadata: Mapping[str, Any] | None) -> tuple[dict, list[str]]:
+def parse_metadata(metadata: Mapping[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
     """A memory's metadata as stored (JSON-checked, ``tags`` a list of strings) and its tags."""
     meta = dict(metadata or {})
     tags = meta.get("tags", [])
@@ -106,23 +108,23 @@ def parse_metadata(metadata: Mapping[str, Any] | None) -> tuple[dict, list[str]]
     return meta, list(tags)
 
 
-def per_item(value: Any, n: int, name: str) -> list:
+def per_item(value: Any, n: int, name: str) -> list[Any]:
     """``value`` for each of ``n`` items: None or one mapping repeated, or a list of exactly ``n``."""
     if value is None or isinstance(value, Mapping):
         return [value] * n
-    value = list(value)
-    if len(value) != n:
-        raise InputError(f"{name}= has {len(value)} entries for {n} items; pass one per item, or "
+    values = list(value)
+    if len(values) != n:
+        raise InputError(f"{name}= has {len(values)} entries for {n} items; pass one per item, or "
                          "one mapping for all")
-    return value
+    return values
 
 
 @dataclass
 class BatchPlan:
     """What a commit does with each item of a batch (``slot`` = its position in the batch)."""
 
-    todo: list[tuple[int, Item, dict, list[str]]] = field(default_factory=list)  # new: slot, item, meta, tags
-    stored: list[tuple[int, str, dict]] = field(default_factory=list)  # already stored: slot, id, meta
+    todo: list[New] = field(default_factory=list)  # new items
+    stored: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)  # already stored: slot, id, meta
     same_as: dict[int, int] = field(default_factory=dict)  # slot -> earlier slot with the same content
     unchanged: list[tuple[int, str]] = field(default_factory=list)  # named, already stored as given: slot, id
     replaced: dict[str, list[int]] = field(default_factory=dict)  # named memories replaced: id -> old vkeys
@@ -186,13 +188,13 @@ def commit_views(store: "MemoryStore", items: Sequence[Item], views: Sequence[Se
         batch = plan_batch(store.catalog, items, metas, namespace, dedup, ids)
         out: list[Memory | None] = [None] * len(items)
         if batch.todo:
-            missing = [slot for slot, *_ in batch.todo if views[slot] is None]
-            if missing:
-                raise ValueError(f"commit_views: item #{missing[0]} is new but has no views")
+            todo_views = [v for slot, *_ in batch.todo if (v := views[slot]) is not None]
+            if len(todo_views) != len(batch.todo):
+                missing = next(slot for slot, *_ in batch.todo if views[slot] is None)
+                raise ValueError(f"commit_views: item #{missing} is new but has no views")
             names = [ItemOptions(id=ids[slot] if ids is not None else None) for slot, *_ in batch.todo]
             times = [created_at[slot] if created_at is not None else None for slot, *_ in batch.todo]
-            _commit_new(store, batch.todo, [views[slot] for slot, *_ in batch.todo], namespace, out,
-                        names, batch.replaced, times)
+            _commit_new(store, batch.todo, todo_views, namespace, out, names, batch.replaced, times)
         for slot, mid in batch.unchanged:
             memory = store.memory(mid, namespace)
             memory.status = "existing"
@@ -210,7 +212,7 @@ def commit_views(store: "MemoryStore", items: Sequence[Item], views: Sequence[Se
         return out  # type: ignore[return-value]
 
 
-def _commit_new(store: "MemoryStore", todo: list[tuple[int, Item, dict, list[str]]], views: list,
+def _commit_new(store: "MemoryStore", todo: list[New], views: list[Sequence[View]],
                 namespace: str, out: list[Memory | None], names: Sequence[ItemOptions],
                 replaced: Mapping[str, list[int]], times: Sequence[datetime | None] = ()) -> None:
     for (_, item, *_), item_views in zip(todo, views):
@@ -245,7 +247,7 @@ def _commit_new(store: "MemoryStore", todo: list[tuple[int, Item, dict, list[str
         memory = store.memory(mid, namespace)
         memory.transcript = item.transcript
         memory.status = "replaced" if mid in replaced else "new"
-        if item.modality == "text" and store.keep_content:  # known: no read to show it
+        if item.modality == "text" and store.keep_content and isinstance(item.payload, str):  # no read to show it
             memory.content = item.payload
         out[slot] = memory
 

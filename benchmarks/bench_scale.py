@@ -135,7 +135,7 @@ def bench_remote(n: int, dim: int) -> None:
 
 def bench_ann(n: int, dim: int, types: list[str], queries: int = 200, faiss_rows: bool = True) -> None:
     from aimemory.index import VectorIndex, recall_at_k
-    from aimemory.index_lance import AnnParams, LanceIndex
+    from aimemory.index.lance import AnnParams, LanceIndex
     from aimemory.storage import VectorTable
 
     allv = clustered(n + queries, dim, seed=7)

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from _vectors import clustered, exact_top, view_rows  # noqa: E402
 
 from aimemory.index import recall_at_k  # noqa: E402
-from aimemory.index_lance import TUNED_FILE, AnnParams, LanceIndex, choose_index, search_ladder  # noqa: E402
+from aimemory.index.lance import TUNED_FILE, AnnParams, LanceIndex, choose_index, search_ladder  # noqa: E402
 from aimemory.storage import VectorTable  # noqa: E402
 
 N, DIM, Q = 3000, 64, 100  # small: PQ training is the slow part of this test
@@ -108,7 +108,7 @@ def test_weak_settings_are_tuned_up_and_kept(tmp_path, monkeypatch):
     assert recall_at_k(index.search(queries, 10)[1], truth) >= 0.95
     index._save_tuned(recall, N)
     assert (tmp_path / "index" / TUNED_FILE).is_file()
-    import aimemory.index_lance as index_lance
+    import aimemory.index.lance as index_lance
 
     monkeypatch.setattr(index_lance, "MIN_ROWS", N // 2)  # this small table counts as indexed
     reader = LanceIndex(VectorTable(tmp_path, DIM), DIM, N)
@@ -146,9 +146,9 @@ def test_index_type_is_chosen_recorded_and_rebuilt_on_change(tmp_path, monkeypat
     a table indexed with another type is rebuilt with the one asked for; bad types fail early."""
     from conftest import ColourEncoder
 
-    import aimemory.index_lance as index_lance
+    import aimemory.index.lance as index_lance
     from aimemory import MemoryStore
-    from aimemory.index_lance import lance_index_type
+    from aimemory.index.lance import lance_index_type
 
     assert lance_index_type("lance:ivf_hnsw_sq") == "IVF_HNSW_SQ" and lance_index_type("lance") is None
     with pytest.raises(ValueError, match="IVF_PQ"):

@@ -260,7 +260,7 @@ def test_openai_torchscript_archive_read_without_running_code(tmp_path):
     model, _ = make_hf(tmp_path, tiny_config(head64=True))
     sd = {k: v.half() for k, v in hf_to_openai(model.state_dict()).items()}
     torch.jit.save(torch.jit.script(_module_tree(sd)), tmp_path / "jit.pt")
-    from aimemory.weights.formats import read_torchscript
+    from aimemory.weights.clip_formats import read_torchscript
 
     got = read_torchscript(tmp_path / "jit.pt")
     assert set(got) == set(sd) and all(torch.equal(got[k], sd[k]) for k in sd)

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from aimemory.errors import CheckpointError
 from aimemory.weights import assign_weights, load_state_dict
 from aimemory.weights.arrow import load_arrow, save_arrow
-from aimemory.weights.formats import HF, read_torchscript, to_native
+from aimemory.weights.clip_formats import HF, read_torchscript, to_native
 
 
 def _state():
@@ -93,7 +93,7 @@ def test_assign_without_copy_on_meta_module():
 
 
 def test_renaming_rejects_unknown_keys_and_partial_qkv():
-    with pytest.raises(CheckpointError, match="unexpected keys.*vision_model.encoder.layers.0.weird"):
+    with pytest.raises(CheckpointError, match="no place in a hf CLIP.*vision_model.encoder.layers.0.weird"):
         to_native({"vision_model.encoder.layers.0.weird": torch.zeros(1)}, HF)
     q = "text_model.encoder.layers.0.self_attn.q_proj.weight"
     with pytest.raises(CheckpointError, match="not all of k, v"):

@@ -22,7 +22,7 @@ from ..device import Placement
 from ..errors import CheckpointError, ModelNotAvailableError
 from ..nn.clip import POOL_ARGMAX, POOL_EOS, ClipDims, ClipModel, fold_quick_gelu
 from ..preprocess.image import ImagePreprocessor
-from ..weights.formats import HF, OPEN_CLIP, find_checkpoint, read_checkpoint, to_native
+from ..weights.clip_formats import HF, OPEN_CLIP, find_clip_checkpoint, read_checkpoint, to_native
 from ..weights.loader import assign_weights
 from .base import Encoder, l2_normalize
 
@@ -103,7 +103,7 @@ class ClipEncoder(Encoder):
         path = Path(path).expanduser()
         if not path.exists():
             raise ModelNotAvailableError(f"no CLIP checkpoint at {path}; pass a local folder or .pt file")
-        file, _ = find_checkpoint(path)
+        file, _ = find_clip_checkpoint(path)
         folder = path if path.is_dir() else path.parent
         state, extra = None, None
         cache = _cache_file(file, cache_dir, act) if weights == "arrow" else None

@@ -124,7 +124,4 @@ def _load_clip(path: Path, precision: str, model_id: str | None = None) -> Encod
     kwargs = {"precision": precision}
     if model_id is not None:
         kwargs["model_id"] = model_id
-    try:
-        return ClipEncoder.from_pretrained(path, **kwargs)
-    except TypeError:  # an encoder without a model_id override names itself
-        return ClipEncoder.from_pretrained(path, precision=precision)
+    return ClipEncoder.from_pretrained(path, **kwargs)

@@ -1,6 +1,6 @@
 """Native CLIP: a ViT image tower and a causal text tower projected into one embedding space.
 
-Parameter names are our own (see ``aimemory.weights.formats`` for how HF / OpenAI / open_clip names
+Parameter names are our own (see ``aimemory.weights.clip_formats`` for how HF / OpenAI / open_clip names
 map onto them). :class:`ClipDims` is read off the checkpoint's tensor shapes, like OpenAI's
 ``build_model``, so ViT-B/32, B/16, L/14 and L/14-336 all load without a per-model table.
 """
@@ -18,7 +18,6 @@ from torch import nn
 from .core import LAYER_NORM_EPS, QUICK_GELU_ALPHA, Transformer
 
 HEAD_WIDTH = 64  # every released CLIP uses 64-wide heads; configs override when they say otherwise
-MLP_RATIO = 4
 #: text pooling conventions: "argmax" = the highest token id is EOT (OpenAI / open_clip / old HF
 #: configs with eos_token_id == 2); "eos" = first position of ``eos_token_id`` (newer HF configs)
 POOL_ARGMAX = "argmax"

@@ -174,11 +174,6 @@ class DecoderState:
         self.self_kv: list[list[torch.Tensor] | None] = [None] * len(cross_kv)
         self.length = 0  # tokens already seen
 
-    def reorder(self, index: torch.Tensor) -> None:
-        """Keep batch rows ``index`` (for callers that drop finished rows)."""
-        self.cross_kv = [(k[index], v[index]) for k, v in self.cross_kv]
-        self.self_kv = [None if c is None else [c[0][index], c[1][index]] for c in self.self_kv]
-
 
 class TextDecoder(nn.Module):
     """(b, n) new token ids + state -> (b, n, vocab) logits."""

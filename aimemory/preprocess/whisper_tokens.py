@@ -146,9 +146,6 @@ class WhisperTokenizer:
         out.append(buf.decode("utf-8", errors="replace"))
         return "".join(out)
 
-    def is_timestamp(self, i: int) -> bool:
-        return i >= self.timestamp_begin
-
     def time_of(self, i: int) -> float:
         """A timestamp token -> seconds from the window start."""
         return (i - self.timestamp_begin) * TIMESTAMP_STEP

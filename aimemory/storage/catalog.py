@@ -40,14 +40,14 @@ class Catalog:
     """Columnar arrays, one entry per view, appended in ``vkey`` order."""
 
     def __init__(self) -> None:
-        self._cols: dict[str, list] = {name: [] for name in (
+        self._cols: dict[str, list[Any]] = {name: [] for name in (
             "vkey", "id", "view", "namespace", "modality", "kind", "created", "start", "end", "snippet",
             "source", "content_hash", "tags", "metadata", "mime")}
         self._arrays: dict[str, np.ndarray] = {}
         self.alive: np.ndarray = np.zeros(0, dtype=bool)
         self.by_id: dict[str, list[int]] = {}
         self.by_hash: dict[tuple[str, str], str] = {}
-        self._parsed_meta: dict[int, dict] = {}
+        self._parsed_meta: dict[int, dict[str, Any]] = {}
         # namespaces as small ints, so the per-query namespace mask is an int compare rather than
         # one Python string compare per view (about 25 ms per recall at 1M views)
         self._ns_code: dict[str, int] = {}
@@ -166,7 +166,7 @@ class Catalog:
                    c["created"][position], c["start"][position], c["end"][position],
                    c["snippet"][position])
 
-    def metadata(self, primary_position: int) -> dict:
+    def metadata(self, primary_position: int) -> dict[str, Any]:
         meta = self._parsed_meta.get(primary_position)
         if meta is None:
             raw = self._cols["metadata"][primary_position]
@@ -178,18 +178,16 @@ class Catalog:
         return self.by_hash.get((namespace, content_hash))
 
     def alive_vkeys(self) -> np.ndarray:
-        return self.array("vkey")[self.alive]
+        keys: np.ndarray = self.array("vkey")[self.alive]
+        return keys
 
     # -- filters -------------------------------------------------------------------------------
     def mask(self, namespace: str, modalities: Iterable[str] | None = None, since: float | None = None,
-             until: float | None = None, where: Mapping[str, Any] | None = None,
-             kinds: Iterable[str] | None = None) -> np.ndarray:
+             until: float | None = None, where: Mapping[str, Any] | None = None) -> np.ndarray:
         """Boolean mask over views a query may see. ``namespace`` always applies (hard boundary)."""
-        mask = self.alive & self.namespace_is(namespace)
+        mask: np.ndarray = self.alive & self.namespace_is(namespace)
         if modalities is not None:
             mask &= np.isin(self.array("modality"), list(modalities))
-        if kinds is not None:
-            mask &= np.isin(self.array("kind"), list(kinds))
         if since is not None:
             mask &= self.array("created") >= since
         if until is not None:

@@ -51,8 +51,9 @@ class Manifest:
 
     @classmethod
     def read(cls, folder: Path) -> "Manifest | None":
-        if getattr(folder, "remote", None) is not None:  # an object store: the manifest is an object
-            return folder.remote.read_manifest(cls)
+        remote = getattr(folder, "remote", None)
+        if remote is not None:  # an object store: the manifest is an object
+            return remote.read_manifest(cls)
         path = Path(folder) / MANIFEST_NAME
         if not path.exists():
             return None
@@ -65,8 +66,9 @@ class Manifest:
                 "and reopen with the model that made the store to rebuild it") from exc
 
     def write(self, folder: Path) -> None:
-        if getattr(folder, "remote", None) is not None:
-            return folder.remote.write_manifest(self)
+        remote = getattr(folder, "remote", None)
+        if remote is not None:
+            return remote.write_manifest(self)
         atomic_write_bytes(Path(folder) / MANIFEST_NAME,
                            json.dumps(asdict(self), indent=2, sort_keys=True).encode())
 

@@ -260,10 +260,6 @@ class VectorTable:
     def catalog_rows(self) -> pa.Table:
         return self.scan(CATALOG_COLUMNS)
 
-    def max_vkey(self) -> int:
-        keys = self.scan(["vkey"]).column("vkey")
-        return int(pa.compute.max(keys).as_py() or 0) if len(keys) else 0
-
     def vectors_for(self, vkeys: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """-> (vkeys (n,), vectors (n, dim) float32) for the given keys (all rows when None)."""
         from lancedb.expr import col
@@ -381,4 +377,4 @@ class VectorTable:
 
     def close(self) -> None:
         self._table = None  # type: ignore[assignment]
-        self._db = None
+        self._db = None  # type: ignore[assignment]

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 
 from ..errors import CheckpointError
+
+
+def first_present(folder: Path, candidates: Sequence[tuple[str, str]]) -> tuple[Path, str] | None:
+    """The first of ``candidates`` ((file name, format), in order of preference) that ``folder``
+    holds, as (path, format); None when it holds none."""
+    for name, fmt in candidates:
+        if (folder / name).is_file():
+            return folder / name, fmt
+    return None
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
-from .loader import load_state_dict
+from .loader import first_present, load_state_dict
 
 HF, OPENAI, CT2 = "hf", "openai", "ctranslate2"
 #: folder files in order of preference (safe formats first)
@@ -255,7 +255,7 @@ def ct2_parts(folder: Path) -> list[Path]:
     return [parts[k] for k in sorted(parts)]
 
 
-def find_checkpoint(path: str | Path) -> tuple[list[Path], str]:
+def find_whisper_checkpoint(path: str | Path) -> tuple[list[Path], str]:
     """A folder or file -> (files to read, format)."""
     path = Path(path)
     if path.is_file():
@@ -264,9 +264,9 @@ def find_checkpoint(path: str | Path) -> tuple[list[Path], str]:
         if path.name.startswith("model.bin"):
             return [path], CT2
         return [path], HF
-    for name, fmt in FOLDER_FILES:
-        if (path / name).is_file():
-            return [path / name], fmt
+    found = first_present(path, FOLDER_FILES)
+    if found is not None:
+        return [found[0]], found[1]
     parts = ct2_parts(path)
     if parts:
         return parts, CT2
@@ -281,7 +281,7 @@ def read_whisper(path: str | Path | list[Path], fmt: str | None = None
     if isinstance(path, list):
         files, fmt = path, fmt or CT2
     else:
-        files, found = find_checkpoint(path)
+        files, found = find_whisper_checkpoint(path)
         fmt = fmt or found
     where, heads = str(files[0]), {}
     if fmt == CT2:

@@ -12,30 +12,24 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .storage.manifest import atomic_write_bytes
+from ..storage.manifest import atomic_write_bytes
+from .tuning import FAISS_TUNING_QUERIES, TARGET_RECALL, TUNING_MARGIN, near_queries, recall_at_k
 
 log = logging.getLogger("aimemory.index")
 
 INDEX_STEM = "vectors"
 SIDECAR_FILE = "vectors.json"
 ANN_THRESHOLD = 200_000  # vectors; below it exact search is fast enough (about 15 ms at 100k x 512)
-TARGET_RECALL = 0.95
 NPROBE_CANDIDATES = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
-TUNING_QUERIES = 200
 SMALL_BATCH = 20  # FAISS's BLAS threshold: below it a flat search scans each query on one thread
 
 
 def keys_checksum(vkeys: np.ndarray) -> str:
     return hashlib.blake2b(np.sort(np.asarray(vkeys, dtype=np.int64)).tobytes(), digest_size=16).hexdigest()
-
-
-def recall_at_k(got: np.ndarray, truth: np.ndarray) -> float:
-    """Mean fraction of each row of ``truth`` (q, k) found in the same row of ``got`` (q, k)."""
-    k = truth.shape[1]
-    return float(np.mean([len(set(g.tolist()) & set(t.tolist())) / k for g, t in zip(got, truth)]))
 
 
 @dataclass
@@ -50,7 +44,7 @@ class Sidecar:
     file: str = ""
 
 
-def _faiss():
+def _faiss() -> Any:
     import faiss
 
     return faiss
@@ -64,7 +58,7 @@ class VectorIndex:
         self.dim = dim
         self.kind = kind
         self.nprobe = nprobe
-        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim)) if kind == "flat" else None
+        self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(dim)) if kind == "flat" else None
         self._ids: np.ndarray | None = None  # flat: position -> vkey, cached until add/remove
         self.dirty = False
 
@@ -104,9 +98,7 @@ class VectorIndex:
         margin) on queries drawn near stored vectors, which is where real queries land."""
         faiss = _faiss()
         n, dim = vectors.shape
-        picks = vectors[rng.choice(n, size=min(TUNING_QUERIES, n), replace=False)]
-        queries = picks + rng.standard_normal(picks.shape).astype(np.float32) * 0.05
-        queries = np.ascontiguousarray(queries / np.linalg.norm(queries, axis=1, keepdims=True))
+        queries = near_queries(vectors[rng.choice(n, size=min(FAISS_TUNING_QUERIES, n), replace=False)], rng)
         exact = faiss.IndexFlatIP(dim)
         exact.add(np.ascontiguousarray(vectors, dtype=np.float32))
         _, truth = exact.search(queries, 10)
@@ -117,7 +109,7 @@ class VectorIndex:
                 break
             _, got = self._index.search(queries, 10, params=faiss.SearchParametersIVF(nprobe=nprobe))
             recall = recall_at_k(got, want)
-            if recall >= TARGET_RECALL + 0.02:
+            if recall >= TARGET_RECALL + TUNING_MARGIN:
                 log.info("IVF nlist=%d tuned to nprobe=%d (recall@10 %.3f)", ivf.nlist, nprobe, recall)
                 return nprobe
         return int(ivf.nlist)
@@ -147,7 +139,8 @@ class VectorIndex:
     def keys(self) -> np.ndarray:
         faiss = _faiss()
         if self.kind == "flat":
-            return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+            keys: np.ndarray = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+            return keys
         ivf = faiss.extract_index_ivf(self._index)
         invlists = ivf.invlists
         out = []
@@ -244,9 +237,3 @@ class VectorIndex:
                         folder, index.ntotal, sidecar.count)
             return None
         return index, sidecar
-
-
-def remove_files(folder: Path) -> None:
-    """Delete the saved index (it is rebuilt from the table on the next open)."""
-    for path in [Path(folder) / SIDECAR_FILE, *Path(folder).glob(f"{INDEX_STEM}-*.faiss")]:
-        path.unlink(missing_ok=True)

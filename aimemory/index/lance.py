@@ -22,12 +22,15 @@ import logging
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..storage.manifest import atomic_write_bytes
+from .tuning import LANCE_TUNING_QUERIES, TARGET_RECALL, TUNING_MARGIN, near_queries, recall_at_k
+
 if TYPE_CHECKING:  # pragma: no cover
-    from .store import MemoryStore
+    from ..storage.table import VectorTable
 
 log = logging.getLogger("aimemory.index")
 
@@ -36,9 +39,7 @@ MIN_ROWS = 5_000  # below this an exact scan is as fast as an index and needs no
 REFRESH_FRACTION = 0.10  # fold unindexed rows into the index past this fraction of the table
 RETRAIN_GROWTH = 4.0  # retrain centroids when the table has grown this much since training
 INDEX_TYPES = ("IVF_PQ", "IVF_HNSW_SQ", "IVF_FLAT")
-TUNING_QUERIES = 40  # each costs one ANN search per candidate setting; the exact side is one scan
-TUNING_NOISE = 0.05  # queries land near stored vectors, as real ones do (as the FAISS tuner)
-TUNING_MARGIN = 0.02  # tune to the target plus this, so unseen queries still clear it
+DEFAULT_TYPE = "IVF_PQ"
 TUNED_FILE = "lance_ann.json"
 TUNED_OBJECT = "_aimemory/" + TUNED_FILE
 EXACT_BATCH_ROWS = 65_536
@@ -119,7 +120,7 @@ def search_ladder(base: AnnParams) -> list[AnnParams]:
     return [replace(base, nprobes=probes(x)) for x in (1, 2, 4, 8)]
 
 
-def _quiet(query):
+def _quiet(query: Any) -> Any:
     """Ask for ``_distance`` explicitly (Lance warns on every query otherwise)."""
     return query.disable_scoring_autoprojection() if hasattr(query, "disable_scoring_autoprojection") \
         else query
@@ -128,8 +129,8 @@ def _quiet(query):
 class LanceIndex:
     """The store's vector index interface (search/add/remove/save) over Lance's ANN index."""
 
-    def __init__(self, table, dim: int, ntotal: int, index_type: str = "IVF_PQ"):
-        self.table = table  # aimemory.storage.VectorTable
+    def __init__(self, table: "VectorTable", dim: int, ntotal: int, index_type: str = DEFAULT_TYPE):
+        self.table = table
         self.dim = dim
         self._n = int(ntotal)
         self.index_type = index_type
@@ -137,9 +138,10 @@ class LanceIndex:
         self.dirty = False
 
     @classmethod
-    def open(cls, store: "MemoryStore", rebuild: bool = False) -> "LanceIndex":
-        index = cls(store.table, store.manifest.dim, int(store.catalog.alive.sum()),
-                    store.lance_index_type or store.manifest.extra.get("lance_index_type", "IVF_PQ"))
+    def open(cls, table: "VectorTable", ntotal: int, index_type: str | None = None,
+             rebuild: bool = False) -> "LanceIndex":
+        """The index of ``table`` (``ntotal`` live vectors), refreshed; ``rebuild``: retrained."""
+        index = cls(table, table.dim, ntotal, index_type or DEFAULT_TYPE)
         index.refresh(retrain=rebuild)
         return index
 
@@ -157,14 +159,15 @@ class LanceIndex:
         return self._n
 
     def keys(self) -> np.ndarray:
-        return self.table.scan(["vkey"]).column("vkey").to_numpy().astype(np.int64)
+        keys: np.ndarray = self.table.scan(["vkey"]).column("vkey").to_numpy().astype(np.int64)
+        return keys
 
     # -- mutation: the rows are already in the table; only the count changes -------------------
     def add(self, vectors: np.ndarray, vkeys: np.ndarray) -> None:
         self._n += len(vkeys)
         self.dirty = self.dirty or len(vkeys) > 0
 
-    def remove(self, vkeys) -> int:
+    def remove(self, vkeys: np.ndarray) -> int:
         self._n -= len(vkeys)
         return len(vkeys)
 
@@ -178,8 +181,7 @@ class LanceIndex:
         scores = np.full((len(queries), k), -np.inf, np.float32)
         keys = np.full((len(queries), k), -1, np.int64)
         for i, q in enumerate(queries):
-            query = _quiet(self.table._table.search(q, vector_column_name="vector")
-                           .distance_type("cosine")).select(["vkey", "_distance"]).limit(k)
+            query = _quiet(self.table.vector_query(q).distance_type("cosine")).select(["vkey", "_distance"]).limit(k)
             if self.params is not None:
                 query = query.nprobes(self.params.nprobes)
                 if self.params.refine_factor:
@@ -200,8 +202,7 @@ class LanceIndex:
         queries = np.asarray(queries, np.float32)
         best_s = np.full((len(queries), k), -np.inf, np.float32)
         best_k = np.full((len(queries), k), -1, np.int64)
-        reader = self.table._table.search().select(["vkey", "vector"]).limit(None).to_batches(EXACT_BATCH_ROWS)
-        for batch in reader:
+        for batch in self.table.batches(["vkey", "vector"], EXACT_BATCH_ROWS):
             vkeys = batch.column("vkey").to_numpy().astype(np.int64)
             vecs = batch.column("vector").flatten().to_numpy(zero_copy_only=False).reshape(-1, self.dim)
             norms = np.maximum(np.linalg.norm(vecs, axis=1), 1e-12)
@@ -216,16 +217,13 @@ class LanceIndex:
     def tune(self) -> float:
         """Walk :func:`search_ladder` until recall@10 against exact search reaches the target (plus
         a margin) on queries near stored vectors; keep the first setting that does. -> its recall."""
-        from .index import TARGET_RECALL, recall_at_k
-
         rng = np.random.default_rng(0)
         all_keys = self.keys()
-        picked = rng.choice(all_keys, size=min(TUNING_QUERIES, len(all_keys)), replace=False)
-        _, vecs = self.table.vectors_for(picked)
-        queries = vecs + rng.standard_normal(vecs.shape).astype(np.float32) * TUNING_NOISE
-        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        picked = rng.choice(all_keys, size=min(LANCE_TUNING_QUERIES, len(all_keys)), replace=False)
+        queries = near_queries(self.table.vectors_for(picked)[1], rng)
         truth = self.exact_stream(queries, 10)
         recall = 0.0
+        assert self.params is not None, "tune() runs after build()"
         for params in search_ladder(self.params):
             self.params = params
             recall = recall_at_k(self.search(queries, 10)[1], truth)
@@ -249,6 +247,7 @@ class LanceIndex:
         return params if params is not None and params.index_type == self.index_type else None
 
     def _save_tuned(self, recall: float, rows: int) -> None:
+        assert self.params is not None, "saved after a build"
         record = json.dumps({"params": asdict(self.params), "recall_at_10": round(recall, 4),
                              "indexed_rows": rows}, indent=2).encode()
         if self.table.remote is not None:
@@ -256,23 +255,12 @@ class LanceIndex:
             return
         folder = self.table.folder / "index"
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / (TUNED_FILE + ".tmp")
-        tmp.write_bytes(record)
-        tmp.replace(folder / TUNED_FILE)
-
-    def exact(self, queries: np.ndarray, k: int) -> np.ndarray:
-        """Exact top-k vkeys (Lance flat scan, index bypassed): the ground truth for tuning."""
-        out = np.full((len(queries), k), -1, np.int64)
-        for i, q in enumerate(np.asarray(queries, np.float32)):
-            got = (_quiet(self.table._table.search(q, vector_column_name="vector").distance_type("cosine"))
-                   .bypass_vector_index().select(["vkey", "_distance"]).limit(k).to_arrow())
-            out[i, :got.num_rows] = got.column("vkey").to_numpy()
-        return out
+        atomic_write_bytes(folder / TUNED_FILE, record)
 
     # -- building and refreshing ---------------------------------------------------------------
-    def _stats(self):
+    def _stats(self) -> Any:
         try:
-            return self.table._table.index_stats(INDEX_NAME)
+            return self.table.index_stats(INDEX_NAME)
         except Exception:  # no such index
             return None
 
@@ -293,7 +281,7 @@ class LanceIndex:
                 return
             self.params = self._load_tuned() or AnnParams.for_size(indexed, self.dim, self.index_type)
             if stats.num_unindexed_rows > REFRESH_FRACTION * rows:
-                self.table._table.optimize()  # merges new rows into the existing partitions
+                self.table.optimize()  # merges new rows into the existing partitions
         except Exception as exc:
             log.warning("refreshing the Lance ANN index failed (%s); searches stay correct (new rows "
                         "are scanned exactly) and the refresh is retried on the next save", exc)
@@ -303,13 +291,13 @@ class LanceIndex:
                       index_type=params.index_type, num_partitions=params.num_partitions)
         if params.num_sub_vectors:
             kwargs["num_sub_vectors"] = params.num_sub_vectors
-        self.table._table.create_index(**kwargs)
+        self.table.create_index(**kwargs)
         self.params = params
         log.info("built Lance %s index: %s", params.index_type, params)
         if tune:
             self._save_tuned(self.tune(), self.table.count_rows())
 
-    def save(self, folder, table_version: int) -> None:
+    def save(self, folder: Path, table_version: int) -> None:
         """The store's periodic save: for Lance, refresh the index in the table."""
         self.refresh()
         self.dirty = False

@@ -1,4 +1,5 @@
-"""Checkpoint formats -> our native parameter names, with one renaming table per format.
+"""CLIP checkpoints -> our native parameter names (:class:`aimemory.nn.clip.CLIP`), with one renaming
+table per format for the engine in :mod:`aimemory.weights.rename`.
 
 Formats: HF ``CLIPModel`` folders (``model.safetensors`` first, ``pytorch_model.bin`` read weights-only),
 OpenAI ``.pt`` files (usually TorchScript archives: read here by a whitelisting unpickler that never
@@ -14,12 +15,13 @@ import re
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
 import torch
 
 from ..errors import CheckpointError
-from .loader import load_state_dict
+from .loader import first_present, load_state_dict
+from .rename import rename
 
 HF, OPENAI, OPEN_CLIP = "hf", "openai", "open_clip"
 #: files looked for in a folder, in order of preference (safe formats first)
@@ -121,27 +123,18 @@ def detect_format(state: Mapping[str, torch.Tensor]) -> str:
 def to_native(state: Mapping[str, torch.Tensor], fmt: str, *, source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """Rename a checkpoint's keys to native names, fuse q/k/v, transpose projections; every key must
     be known. Floating tensors come out float32."""
-    table = TABLES[fmt]
+    # DDP-trained open_clip checkpoints prefix every key with "module."
+    unprefixed = {key.removeprefix("module."): t for key, t in state.items()}
+    named = rename(unprefixed, TABLES[fmt], ignored=IGNORED, model=f"a {fmt} CLIP", source=source)
+    transposed = TRANSPOSED.get(fmt, set())
     out: dict[str, torch.Tensor] = {}
-    unknown = []
-    for key, t in state.items():
-        key = key[len("module."):] if key.startswith("module.") else key  # DDP-trained open_clip
-        if IGNORED.match(key):
-            continue
-        for pat, rep in table:
-            if pat.match(key):
-                name = pat.sub(rep, key)
-                t = t.float() if t.is_floating_point() else t
-                out[name] = t.t().contiguous() if name in TRANSPOSED.get(fmt, ()) else t
-                break
-        else:
-            unknown.append(key)
-    if unknown:
-        raise CheckpointError(f"{source}: unexpected keys for {fmt} CLIP ({len(unknown)}): {', '.join(unknown[:20])}")
-    return _fuse_qkv(out, source)
+    for name, t in named.items():
+        t = t.float() if t.is_floating_point() else t
+        out[name] = t.t().contiguous() if name in transposed else t
+    return fuse_qkv(out, source)
 
 
-def _fuse_qkv(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+def fuse_qkv(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
     """attn.q/k/v.{weight,bias} -> attn.qkv.{weight,bias} (rows q, then k, then v, as SDPA expects)."""
     for key in [k for k in state if ".attn.q." in k]:
         base, kind = key.rsplit(".attn.q.", 1)
@@ -159,13 +152,13 @@ def _fuse_qkv(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Te
 
 # -- reading files ---------------------------------------------------------------------------------
 
-def find_checkpoint(path: str | Path) -> tuple[Path, str | None]:
+def find_clip_checkpoint(path: str | Path) -> tuple[Path, str | None]:
     """A file or folder -> (weights file, format hint or None to detect from keys)."""
     path = Path(path)
     if path.is_dir():
-        for name, fmt in FOLDER_FILES:
-            if (path / name).is_file():
-                return path / name, fmt
+        found = first_present(path, FOLDER_FILES)
+        if found is not None:
+            return found
         raise CheckpointError(
             f"no CLIP weights in {path}: looked for {', '.join(n for n, _ in FOLDER_FILES)}"
         )
@@ -176,7 +169,7 @@ def find_checkpoint(path: str | Path) -> tuple[Path, str | None]:
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     """A checkpoint file or folder -> (raw state dict, format). Never executes code from the file."""
-    file, fmt = find_checkpoint(path)
+    file, fmt = find_clip_checkpoint(path)
     if file.name.endswith(".index.json"):
         state = _read_sharded(file)
     elif zipfile.is_zipfile(file) and _is_torchscript(file):
@@ -282,9 +275,3 @@ def _collect(obj, prefix: str, out: dict[str, torch.Tensor]) -> None:
             out[prefix + name] = value
         elif isinstance(value, _ScriptObject):
             _collect(value, f"{prefix}{name}.", out)
-
-
-def load_native(path: str | Path, *, rename: Callable | None = None) -> tuple[dict[str, torch.Tensor], str]:
-    """A checkpoint file/folder -> (native-named float32 state dict, source format)."""
-    state, fmt = read_checkpoint(path)
-    return (rename or to_native)(state, fmt, source=str(path)), fmt

@@ -1,0 +1,103 @@
+"""The store's vector index, behind one protocol (:class:`StoreIndex`), opened by :func:`open_index`.
+
+Two kinds, chosen by :func:`choose_index` from ``MemoryStore(index=...)``:
+
+* ``faiss`` (:mod:`.faiss`): in this process's RAM, exact below ``ann_threshold`` vectors and IVF
+  above, saved beside the table as a cache that is verified, caught up or rebuilt on open;
+* ``lance`` (:mod:`.lance`): Lance's ANN index inside the table, shared by every reader of a
+  remote store.
+
+Both are derived from the table, which stays the source of truth; :mod:`.tuning` holds the recall
+target and the query sampler both tune with.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from .faiss import ANN_THRESHOLD, Sidecar, VectorIndex, keys_checksum
+from .lance import INDEX_TYPES, AnnParams, LanceIndex, choose_index, lance_index_type
+from .tuning import TARGET_RECALL, recall_at_k
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..storage.table import VectorTable
+
+log = logging.getLogger("aimemory.index")
+
+INDEX_DIR = "index"  # the FAISS cache's folder inside the store
+
+
+class StoreIndex(Protocol):
+    """What the store asks of its vector index: keys are the table's ``vkey`` values."""
+
+    dirty: bool  # changed since the last save
+
+    @property
+    def kind(self) -> str: ...  # "flat", "ivf", "lance-ivf_pq", "lance-exact"...
+
+    @property
+    def nprobe(self) -> int: ...
+
+    @property
+    def ntotal(self) -> int: ...
+
+    def keys(self) -> np.ndarray: ...
+
+    def add(self, vectors: np.ndarray, vkeys: np.ndarray) -> None: ...
+
+    def remove(self, vkeys: np.ndarray) -> int: ...
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def save(self, folder: Path, table_version: int) -> None: ...
+
+
+def open_index(kind: str, table: "VectorTable", alive_vkeys: np.ndarray, *, folder: Path, table_version: int,
+               ann_threshold: int = ANN_THRESHOLD, index_type: str | None = None,
+               rebuild: bool = False) -> StoreIndex:
+    """The index of ``kind`` (``"faiss"`` or ``"lance"``, from :func:`choose_index`) over ``table``'s
+    live vectors (``alive_vkeys``): FAISS's saved copy in ``folder`` when it matches
+    ``table_version``, caught up when it does not, rebuilt when it is unusable; Lance's index in the
+    table, refreshed. ``rebuild``: build anew. ``index_type``: the Lance index type (IVF_PQ...)."""
+    if kind == "lance":
+        return LanceIndex.open(table, len(alive_vkeys), index_type, rebuild=rebuild)
+    if not rebuild:
+        loaded = _load_caught_up(table, alive_vkeys, folder, table_version)
+        if loaded is not None:
+            return loaded
+    keys, vectors = table.vectors_for(None)
+    alive = np.isin(keys, alive_vkeys)
+    index = VectorIndex.build(vectors[alive], keys[alive], ann_threshold=ann_threshold)
+    index.dirty = True
+    return index
+
+
+def _load_caught_up(table: "VectorTable", table_keys: np.ndarray, folder: Path,
+                    table_version: int) -> VectorIndex | None:
+    """The saved FAISS index, verified and caught up with the table; None when it cannot be."""
+    loaded = VectorIndex.load(folder)
+    if loaded is None:
+        return None
+    index, sidecar = loaded
+    if sidecar.dim != table.dim:
+        return None
+    if sidecar.table_version == table_version and sidecar.keys_checksum == keys_checksum(table_keys):
+        return index
+    index_keys = index.keys()
+    missing = np.setdiff1d(table_keys, index_keys)
+    extra = np.setdiff1d(index_keys, table_keys)
+    index.remove(extra)
+    keys, vectors = table.vectors_for(missing)
+    index.add(vectors, keys)
+    log.info("index caught up with the table: +%d -%d vectors", len(missing), len(extra))
+    return index
+
+
+__all__ = ["ANN_THRESHOLD", "INDEX_DIR", "INDEX_TYPES", "TARGET_RECALL", "AnnParams", "LanceIndex", "Sidecar",
+           "StoreIndex", "VectorIndex", "choose_index", "keys_checksum", "lance_index_type", "open_index",
+           "recall_at_k"]

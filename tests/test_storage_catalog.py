@@ -1,0 +1,107 @@
+"""aimemory.storage.catalog: the in-memory mirror of the table's small columns (no disk)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import DIM
+
+from aimemory.encoders.base import View
+from aimemory.errors import FilterError
+from aimemory.inputs import to_item
+from aimemory.records import CATALOG_COLUMNS
+from aimemory.storage.catalog import Catalog
+from aimemory.views import build_rows
+
+
+def _vector(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def _rows(texts, namespace="default", first_vkey=1, metas=None, views_each=1):
+    metas = metas or [{"tags": []}] * len(texts)
+    todo = [(i, to_item(t), m, m.get("tags", [])) for i, (t, m) in enumerate(zip(texts, metas))]
+    views = [[View("text" if n == 0 else "text.chunk", _vector(i * 10 + n), text=t) for n in range(views_each)]
+             for i, t in enumerate(texts)]
+    rows, ids = build_rows(todo, views, namespace, dim=DIM, first_vkey=first_vkey, keep_content=True, model_id="m")
+    return rows.select(CATALOG_COLUMNS), ids
+
+
+@pytest.fixture
+def catalog():
+    c = Catalog()
+    rows, ids = _rows(["red", "green", "blue"], metas=[{"tags": ["a"], "year": 2020}, {"tags": ["b"]},
+                                                     {"tags": ["a", "b"], "year": [2020, 2021]}], views_each=2)
+    c.append_arrow(rows)
+    other, other_ids = _rows(["red"], namespace="other", first_vkey=100)
+    c.append_arrow(other)
+    c.ids, c.other_ids = ids, other_ids  # for the tests
+    return c
+
+
+def test_counts_and_namespaces(catalog):
+    assert len(catalog) == 4
+    assert catalog.count("default") == 3 and catalog.count("other") == 1 and catalog.count(None) == 4
+    assert catalog.namespaces() == {"default": 3, "other": 1}
+    assert len(catalog.alive_vkeys()) == 7
+
+
+def test_positions_are_primary_first_and_confined_to_the_namespace(catalog):
+    mid = catalog.ids[1]
+    positions = catalog.positions(mid, "default")
+    assert [catalog.get(p, "view") for p in positions] == [0, 1]
+    assert catalog.positions(mid, "other") == []
+    assert catalog.positions("nope", None) == []
+    row = catalog.row(positions[0])
+    assert row.id == mid and row.namespace == "default" and row.kind == "text"
+
+
+def test_vkeys_map_back_to_positions(catalog):
+    keys = catalog.array("vkey")
+    assert np.array_equal(catalog.position_of_vkeys(keys), np.arange(len(keys)))
+
+
+def test_duplicates_are_found_per_namespace(catalog):
+    h = to_item("red").content_hash
+    assert catalog.find_duplicate("default", h) == catalog.ids[0]
+    assert catalog.find_duplicate("other", h) == catalog.other_ids[0]
+    assert catalog.find_duplicate("third", h) is None
+
+
+def test_mask_filters_namespace_modality_time_and_where(catalog):
+    assert catalog.mask("default").sum() == 6
+    assert catalog.mask("default", modalities=["image"]).sum() == 0
+    assert catalog.mask("default", since=0.0).sum() == 6 and catalog.mask("default", until=0.0).sum() == 0
+    tagged = catalog.mask("default", where={"tags": "a"})
+    assert {catalog.get(p, "id") for p in np.flatnonzero(tagged)} == {catalog.ids[0], catalog.ids[2]}
+    year = catalog.mask("default", where={"year": 2021})  # list-valued metadata matches any element
+    assert {catalog.get(p, "id") for p in np.flatnonzero(year)} == {catalog.ids[2]}
+    missing = catalog.mask("default", where={"year": None})  # None matches memories without the key
+    assert {catalog.get(p, "id") for p in np.flatnonzero(missing)} == {catalog.ids[1]}
+    with pytest.raises(FilterError):
+        catalog.mask("default", where={"tags": {"nested": 1}})
+    with pytest.raises(FilterError):
+        catalog.mask("default", where=["tags"])  # type: ignore[arg-type]
+
+
+def test_remove_ids_marks_every_view_dead_and_forgets_the_hash(catalog):
+    mid = catalog.ids[0]
+    vkeys = catalog.remove_ids([mid])
+    assert len(vkeys) == 2 and len(catalog) == 3 and catalog.count("default") == 2
+    assert catalog.find_duplicate("default", to_item("red").content_hash) is None
+    assert catalog.mask("default").sum() == 4
+
+
+def test_set_metadata_is_seen_by_filters(catalog):
+    p = catalog.positions(catalog.ids[1], "default")[0]
+    assert catalog.mask("default", where={"tags": "z"}).sum() == 0
+    catalog.set_metadata(p, ["z"], '{"tags": ["z"], "year": 1999}')
+    assert catalog.metadata(p) == {"tags": ["z"], "year": 1999}
+    assert catalog.mask("default", where={"tags": "z"}).sum() == 2
+
+
+def test_rows_must_arrive_in_increasing_vkey_order(catalog):
+    rows, _ = _rows(["late"], first_vkey=1)
+    with pytest.raises(AssertionError, match="increasing vkey"):
+        catalog.append_arrow(rows)

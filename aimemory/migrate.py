@@ -23,6 +23,7 @@ Object-store (s3://, az://) stores are not migrated yet.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -31,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .encoders.base import View
+from .encoders.base import Encoder, View
 from .errors import InputError, StoreError
 from .inputs import Item, bytes_item
 from .storage.manifest import MANIFEST_NAME, Manifest, atomic_write_bytes
@@ -238,8 +239,9 @@ def _sync(source: "MemoryStore", target: "MemoryStore", batch_size: int, report:
     return len(todo) + len(gone)
 
 
-def migrate(store: "MemoryStore", model: object, *, batch_size: int = 32, progress: Progress | None = None,
-            allow_loss: bool = False, max_passes: int = 5, **open_kwargs: Any) -> MigrationReport:
+def migrate(store: "MemoryStore", model: "str | os.PathLike | Encoder", *, batch_size: int = 32,
+            progress: Progress | None = None, allow_loss: bool = False, max_passes: int = 5,
+            **open_kwargs: Any) -> MigrationReport:
     """Re-embed ``store`` into a generation for ``model`` and switch to it (see the module doc).
     ``open_kwargs`` go to the new generation's :class:`MemoryStore` (device, sound_model, ...)."""
     if batch_size < 1:
@@ -278,12 +280,13 @@ def migrate(store: "MemoryStore", model: object, *, batch_size: int = 32, progre
     return report
 
 
-def _open_target(root: Path, model: object, store: "MemoryStore", open_kwargs: dict) -> tuple["MemoryStore", Path]:
+def _open_target(root: Path, model: "str | os.PathLike | Encoder", store: "MemoryStore",
+                 open_kwargs: dict) -> tuple["MemoryStore", Path]:
     """The new generation's store, created on first use and reopened on resume."""
     from .encoders.registry import load_encoder
     from .store import MemoryStore
 
-    encoder = load_encoder(model) if not hasattr(model, "model_id") else model
+    encoder = model if isinstance(model, Encoder) else load_encoder(model)
     if encoder.model_id == store.model_id:
         raise InputError(f"the store already uses {encoder.model_id!r}; nothing to migrate")
     folder = root / generation_name(encoder.model_id)

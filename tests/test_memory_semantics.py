@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 from conftest import ColourEncoder
 
@@ -304,3 +305,86 @@ def test_stores_of_the_first_schema_stay_readable_and_upgrade_on_write(tmp_path)
         assert s.table.missing_columns() == [] and Manifest.read(path).schema_version == 2
     with MemoryStore(path, model=ColourEncoder()) as s:
         assert s.get(new.id).created_by == "me" and s.get(old[1].id).tags == ["t", "u"] and len(s) == 3
+
+
+# -- namespace export / import ---------------------------------------------------------------------
+def _table_rows(store, namespace):
+    """Every view row of a namespace, keyed by (id, view), without the store-internal vkey."""
+    from lancedb.expr import col, lit
+
+    from aimemory.records import table_schema
+
+    names = [n for n in table_schema(store.manifest.dim).names if n != "vkey"]
+    rows = store.table.scan(names, col("namespace") == lit(namespace)).to_pylist()
+    for r in rows:
+        r.pop("namespace")
+        r["vector"] = np.asarray(r["vector"], np.float32).tobytes()
+    return {(r["id"], r["view"]): r for r in rows}
+
+
+def test_namespace_export_import_round_trips_bit_exactly(tmp_path, clock):
+    import io
+
+    from conftest import solid, tone
+
+    png = io.BytesIO()
+    solid("green", noise_seed=3).save(png, format="PNG")
+    with MemoryStore(tmp_path / "a", model=ColourEncoder()) as a:
+        a.remember("red unrelated", namespace="other")
+        a.remember("red fact", id="f1", namespace="agent", source="chat:1", created_by="agent:x",
+                   metadata={"tags": ["t1", "t2"], "score": 0.1, "nested": {"k": [1, "two", None]}})
+        a.remember(png.getvalue(), namespace="agent", derived_from=["f1"], ttl=7 * 86400)
+        a.remember(tone("blue"), namespace="agent", source="clip.wav")
+        a.remember("short lived", namespace="agent", ttl=60)
+        a.remember("ünïcode 🐱 text\nwith lines", namespace="agent", created_at="2001-02-03T04:05:06.789012Z")
+        clock[0] = 120  # "short lived" has expired: it is not exported
+        summary = a.export_namespace(tmp_path / "x", namespace="agent")
+        assert summary["memories"] == 4 and summary["namespace"] == "agent"
+        before = _table_rows(a, "agent")
+    assert (tmp_path / "x" / "vectors.npy").exists() and len(list((tmp_path / "x" / "media").iterdir())) == 2
+    with pytest.raises(InputError):
+        MemoryStore(tmp_path / "a", model=ColourEncoder()).export_namespace(tmp_path / "x", namespace="agent")
+    with MemoryStore(tmp_path / "b", model=ColourEncoder()) as b:
+        got = b.import_namespace(tmp_path / "x")
+        assert len(got) == 4 and {m.status for m in got} == {"new"} and got.skipped == []
+        after = _table_rows(b, "agent")
+        expired = [k for k, r in before.items() if r["text"] == "short lived"]
+        assert after == {k: r for k, r in before.items() if k not in expired}  # every column, bit for bit
+        again = b.import_namespace(tmp_path / "x")
+        assert {m.status for m in again} == {"existing"} and b.table.count_rows() == len(after)
+        moved = b.import_namespace(tmp_path / "x", namespace="copy")
+        assert b.count("copy") == 4
+        assert b.get("f1", namespace="copy").metadata == b.get("f1", namespace="agent").metadata
+        assert b.recall("red fact", k=1, namespace="agent")[0].id == "f1" and moved[0].namespace == "copy"
+
+
+class OtherColourEncoder(ColourEncoder):
+    model_id = "test-colour-other"
+
+
+def test_namespace_import_into_another_model_embeds_again(tmp_path):
+    import io
+
+    from conftest import solid
+
+    png = io.BytesIO()
+    solid("red").save(png, format="PNG")
+    with MemoryStore(tmp_path / "a", model=ColourEncoder()) as a:
+        a.remember("blue note", id="n", created_by="me", metadata={"tags": ["x"]})
+        a.remember(png.getvalue(), id="img")
+        a.export_namespace(tmp_path / "x")
+        created = a.get("n").created_at
+    enc = OtherColourEncoder()
+    with MemoryStore(tmp_path / "b", model=enc) as b:
+        calls = enc.calls
+        got = b.import_namespace(tmp_path / "x")
+        assert enc.calls > calls and {m.id for m in got} == {"n", "img"}
+        n = b.get("n")
+        assert (n.content, n.created_by, n.tags) == ("blue note", "me", ["x"])
+        assert b.get("img").content == png.getvalue()
+        assert n.created_at == created
+
+
+def test_import_refuses_what_is_not_an_export(tmp_path, store):
+    with pytest.raises(InputError, match="not a namespace export"):
+        store.import_namespace(tmp_path)

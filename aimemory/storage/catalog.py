@@ -47,7 +47,9 @@ class Catalog:
         self._arrays: dict[str, np.ndarray] = {}
         self.alive: np.ndarray = np.zeros(0, dtype=bool)
         self.by_id: dict[str, list[int]] = {}
-        self.by_hash: dict[tuple[str, str], str] = {}
+        # (namespace, content hash) -> ids with that content, oldest first: several when named
+        # memories (or dedup=False) share content, so forgetting one leaves the others findable
+        self.by_hash: dict[tuple[str, str], list[str]] = {}
         self._parsed_meta: dict[int, dict] = {}
         # namespaces as small ints, so the per-query namespace mask is an int compare rather than
         # one Python string compare per view (about 25 ms per recall at 1M views)
@@ -83,7 +85,7 @@ class Catalog:
             self.by_id.setdefault(mid, []).append(base + offset)
             self._memories += view == 0
             if view == 0 and h:
-                self.by_hash[(ns, h)] = mid
+                self.by_hash.setdefault((ns, h), []).append(mid)
 
     def remove_ids(self, ids: Iterable[str], namespace: str | None = None) -> list[int]:
         """Mark every view of these memories dead (of every namespace when None); returns their vkeys."""
@@ -98,7 +100,12 @@ class Catalog:
                 self._memories -= self._cols["view"][p] == 0
                 vkeys.append(self._cols["vkey"][p])
                 if self._cols["view"][p] == 0 and self._cols["content_hash"][p]:
-                    self.by_hash.pop((self._cols["namespace"][p], self._cols["content_hash"][p]), None)
+                    key = (self._cols["namespace"][p], self._cols["content_hash"][p])
+                    others = [other for other in self.by_hash.get(key, []) if other != mid]
+                    if others:
+                        self.by_hash[key] = others
+                    else:
+                        self.by_hash.pop(key, None)
         return vkeys
 
     def set_metadata(self, position: int, tags: list[str], metadata_json: str) -> None:
@@ -202,8 +209,10 @@ class Catalog:
 
     def find_duplicate(self, namespace: str, content_hash: str) -> str | None:
         """The id of the memory in ``namespace`` with this content (not an expired one)."""
-        mid = self.by_hash.get((namespace, content_hash))
-        return mid if mid is not None and self.positions(mid, namespace) else None
+        for mid in reversed(self.by_hash.get((namespace, content_hash), [])):  # the newest first
+            if self.positions(mid, namespace):
+                return mid
+        return None
 
     def alive_vkeys(self) -> np.ndarray:
         return self.array("vkey")[self.alive]

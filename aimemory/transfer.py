@@ -197,3 +197,35 @@ def _item(folder: Path, line: dict, vectors: np.ndarray | None, dim: int) -> tup
     item = Item(line["modality"], text if line["modality"] == "text" else None, content, line["mime"],
                 line.get("source"), line["content_hash"], transcript=text if line["modality"] == "audio" else None)
     return item, views
+
+
+def export_tar(store: "MemoryStore", namespace: str) -> bytes:
+    """:func:`export_namespace` as one uncompressed tar archive (for the HTTP API)."""
+    import io
+    import tarfile
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="aimemory-export-") as tmp:
+        export_namespace(store, Path(tmp) / "export", namespace)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for p in sorted((Path(tmp) / "export").rglob("*")):
+                tar.add(p, arcname=str(p.relative_to(Path(tmp) / "export")), recursive=False)
+        return buf.getvalue()
+
+
+def import_tar(store: "MemoryStore", data: bytes, namespace: str | None = None) -> "MemoryList":
+    """:func:`import_namespace` from a tar archive made by :func:`export_tar`. Members are
+    extracted with tarfile's ``data`` filter: no links, devices or paths outside the folder."""
+    import io
+    import tarfile
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="aimemory-import-") as tmp:
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+                tar.extractall(tmp, filter="data")
+        except (tarfile.TarError, OSError) as exc:
+            raise InputError(f"the upload is not a namespace export archive ({exc}); send the tar that "
+                             "GET /api/export returns") from exc
+        return import_namespace(store, tmp, namespace)

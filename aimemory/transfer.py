@@ -45,7 +45,7 @@ MANIFEST_FILE = "aimemory-export.json"
 MEMORIES_FILE = "memories.jsonl"
 VECTORS_FILE = "vectors.npy"
 MEDIA_DIR = "media"
-IMPORT_BATCH = 64
+IMPORT_BATCH = 256  # memories read (content included) and committed at a time: bounds the memory used
 _EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp",
                "image/bmp": ".bmp", "image/tiff": ".tiff", "audio/wav": ".wav", "audio/flac": ".flac",
                "audio/mpeg": ".mp3", "audio/ogg": ".ogg", "audio/aiff": ".aiff", "audio/mp4": ".m4a"}
@@ -127,8 +127,10 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 def import_namespace(store: "MemoryStore", path: str | os.PathLike, namespace: str | None = None,
                      *, batch_size: int = IMPORT_BATCH) -> "MemoryList":
     """Write the memories of the export folder ``path`` into ``namespace`` (default: the one that
-    was exported); returns the memories written (``status`` "new" or "replaced"), with
-    ``skipped`` listing those that expired before the import."""
+    was exported); returns the memories written (``status`` "new", "replaced" or "existing"), with
+    ``skipped`` listing (line, id, "expired") for those that expired before the import. Batches of
+    ``batch_size`` memories are read and committed in turn: an import that fails part way leaves
+    the batches before it stored, and running it again completes it."""
     from .store import MemoryList
 
     folder = Path(path)
@@ -138,23 +140,24 @@ def import_namespace(store: "MemoryStore", path: str | os.PathLike, namespace: s
     vectors = np.load(folder / VECTORS_FILE, allow_pickle=False) if same_model else None
     lines = _read_lines(folder / MEMORIES_FILE)
     now = time.time()
-    items, metas, options, skipped = [], [], [], []
-    for n, line in enumerate(lines):
-        expires = epoch_seconds(line["expires_at"], "expires_at") if line.get("expires_at") else None
-        if expires is not None and expires <= now:
-            skipped.append((n, line["id"], "expired"))
-            continue
-        item, views = _item(folder, line, vectors, store.manifest.dim)
-        items.append(item)
-        metas.append({**line.get("metadata", {}), "tags": line.get("tags", [])})
-        options.append(ItemOptions(
-            id=line["id"], expires_at=expires, created_by=line.get("created_by"),
-            derived_from=tuple(line["derived_from"]) if line.get("derived_from") is not None else None,
-            created_at=epoch_seconds(line["created_at"], "created_at"), views=views))
-    result = store.remember_many(items, metadata=metas, namespace=namespace, options=options,
-                                 batch_size=batch_size)
-    out = MemoryList(result)
-    out.skipped = skipped
+    out = MemoryList()
+    out.skipped = []
+    for start in range(0, len(lines), batch_size):  # content is read a batch at a time
+        items, metas, options = [], [], []
+        for n, line in enumerate(lines[start:start + batch_size], start):
+            expires = epoch_seconds(line["expires_at"], "expires_at") if line.get("expires_at") else None
+            if expires is not None and expires <= now:
+                out.skipped.append((n, line["id"], "expired"))
+                continue
+            item, views = _item(folder, line, vectors, store.manifest.dim)
+            items.append(item)
+            metas.append({**line.get("metadata", {}), "tags": line.get("tags", [])})
+            options.append(ItemOptions(
+                id=line["id"], expires_at=expires, created_by=line.get("created_by"),
+                derived_from=tuple(line["derived_from"]) if line.get("derived_from") is not None else None,
+                created_at=epoch_seconds(line["created_at"], "created_at"), views=views))
+        out.extend(store.remember_many(items, metadata=metas, namespace=namespace, options=options,
+                                       batch_size=batch_size))
     return out
 
 

@@ -151,7 +151,9 @@ class Catalog:
             if not self._expiring:
                 return self._memories
             return int((self.alive & (self.array("view") == 0) & ~self.expired()).sum())
-        primary = self.alive & (self.array("view") == 0) & self.namespace_is(namespace) & ~self.expired()
+        primary = self.alive & (self.array("view") == 0) & self.namespace_is(namespace)
+        if self._expiring:
+            primary &= ~self.expired()
         return int(primary.sum())
 
     def expired(self, now: float | None = None) -> np.ndarray:
@@ -167,7 +169,9 @@ class Catalog:
         return at is not None and at <= (time.time() if now is None else now)
 
     def namespaces(self) -> dict[str, int]:
-        primary = self.alive & (self.array("view") == 0) & ~self.expired()
+        primary = self.alive & (self.array("view") == 0)
+        if self._expiring:
+            primary &= ~self.expired()
         names, counts = np.unique(self.array("namespace")[primary].astype(str), return_counts=True)
         return dict(zip(names.tolist(), counts.tolist()))
 
@@ -222,7 +226,9 @@ class Catalog:
              until: float | None = None, where: Mapping[str, Any] | None = None,
              kinds: Iterable[str] | None = None) -> np.ndarray:
         """Boolean mask over views a query may see. ``namespace`` always applies (hard boundary)."""
-        mask = self.alive & self.namespace_is(namespace) & ~self.expired()
+        mask = self.alive & self.namespace_is(namespace)
+        if self._expiring:  # expired memories are never returned
+            mask &= ~self.expired()
         if modalities is not None:
             mask &= np.isin(self.array("modality"), list(modalities))
         if kinds is not None:

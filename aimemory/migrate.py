@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .encoders.base import Encoder, View
 from .errors import InputError, StoreError
 from .inputs import Item, bytes_item
+from .semantics import ItemOptions
 from .storage.manifest import MANIFEST_NAME, Manifest, atomic_write_bytes
 from .write import commit_views
 
@@ -48,7 +49,7 @@ ROOT_GENERATION = "."
 # what a generation in the root folder owns (everything else there belongs to the store as a whole)
 STORE_LEVEL = {ACTIVE_FILE, STATE_FILE, GENERATIONS, ".write.lock"}
 PRIMARY_COLUMNS = ["id", "namespace", "modality", "created_at", "source", "mime", "content_hash",
-                   "metadata", "text", "content"]
+                   "metadata", "text", "content", "expires_at", "created_by", "derived_from"]
 
 # progress(done, total) after each committed batch
 Progress = Callable[[int, int], None]
@@ -132,9 +133,11 @@ def _signatures(store: "MemoryStore") -> dict[tuple[str, str], tuple[Any, ...]]:
     out = {}
     primary = cat.alive & (cat.array("view") == 0)
     for p in primary.nonzero()[0].tolist():
+        parents = cat.get(p, "derived_from")
         out[(cat.get(p, "namespace"), cat.get(p, "id"))] = (
             cat.get(p, "content_hash"), cat.get(p, "source"), json.dumps(cat.metadata(p), sort_keys=True),
-            float(cat.get(p, "created")), int(p))
+            float(cat.get(p, "created")), cat.get(p, "expires"), cat.get(p, "created_by"),
+            tuple(parents) if parents is not None else None, int(p))
     return out
 
 
@@ -205,9 +208,12 @@ def _copy(source: "MemoryStore", target: "MemoryStore", keys: list[tuple[str, st
             continue
         items = [item for _, item, _ in group]
         metas = [json.loads(row["metadata"] or "{}") for _, _, row in group]
-        times = [row["created_at"] for _, _, row in group]
-        commit_views(target, items, views, namespace=namespace, metadata=metas, dedup=False,
-                     ids=[mid for (_, mid), _, _ in group], created_at=times)
+        options = [ItemOptions(id=mid, created_at=row["created_at"].timestamp(),
+                               expires_at=row["expires_at"].timestamp() if row["expires_at"] else None,
+                               created_by=row["created_by"],
+                               derived_from=tuple(row["derived_from"]) if row["derived_from"] else None)
+                   for (_, mid), _, row in group]
+        commit_views(target, items, views, namespace=namespace, metadata=metas, dedup=False, options=options)
         report.migrated += len(group)
 
 

@@ -34,7 +34,15 @@ from .index import ANN_THRESHOLD, INDEX_DIR, StoreIndex, choose_index, lance_ind
 from .inputs import Item, to_item
 from .migrate import MigrationReport, Progress, active_folder, active_stamp, is_migrated_store
 from .records import Hit, Hits, Memory
-from .semantics import ItemOptions, item_options
+from .semantics import (
+    ItemOptions,
+    encode_rest,
+    item_options,
+    memory_fields,
+    near_duplicate,
+    prepared_views,
+    purge_expired,
+)
 from .storage import Catalog, Manifest, VectorTable
 from .storage.manifest import MANIFEST_NAME
 from .update import commit_metadata, merged, plan
@@ -253,20 +261,34 @@ class MemoryStore:
     # -- remember ------------------------------------------------------------------------------
     def remember(self, x: object, metadata: Mapping[str, Any] | None = None,
                  namespace: str = DEFAULT_NAMESPACE, *, dedup: bool = True,
-                 source: str | None = None, id: str | None = None) -> Memory:
+                 source: str | None = None, id: str | None = None,
+                 expires_at: datetime | float | str | None = None, ttl: float | None = None,
+                 created_by: str | None = None, derived_from: Sequence[str] | None = None,
+                 created_at: datetime | float | str | None = None, near_duplicate: float | None = None,
+                 on_near_duplicate: str = "report") -> Memory:
         """Store one image / audio clip / text and return its :class:`Memory` (the existing one when
         identical content is already stored in this namespace and ``dedup`` is on).
 
-        ``id`` names the memory (see :mod:`aimemory.semantics`): an id the namespace already holds
-        is replaced in one atomic commit (``status == "replaced"``)."""
+        See :mod:`aimemory.semantics`: ``id`` names the memory (an id the namespace already holds is
+        replaced in one atomic commit, ``status == "replaced"``); ``expires_at`` / ``ttl`` (seconds)
+        make it expire; ``created_by`` / ``derived_from`` record provenance; ``created_at`` backdates
+        it; ``near_duplicate`` (a cosine) reports, or with ``on_near_duplicate="merge"`` merges into,
+        a near duplicate already stored."""
         return self.remember_many([x], metadata=metadata, namespace=namespace, dedup=dedup,
-                                  sources=[source], ids=None if id is None else [id])[0]
+                                  sources=[source], ids=None if id is None else [id], expires_at=expires_at,
+                                  ttl=ttl, created_by=created_by,
+                                  derived_from=None if derived_from is None else [derived_from],
+                                  created_at=created_at, near_duplicate=near_duplicate,
+                                  on_near_duplicate=on_near_duplicate)[0]
 
     def remember_many(self, items: Iterable[object], *, batch_size: int = 32,
                       metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
                       namespace: str = DEFAULT_NAMESPACE, dedup: bool = True, errors: str = "raise",
                       sources: Sequence[str | None] | None = None, progress=None,
-                      item_progress=None, ids: Sequence[str | None] | None = None) -> MemoryList:
+                      item_progress=None, ids: Sequence[str | None] | None = None,
+                      expires_at=None, ttl=None, created_by=None, derived_from=None, created_at=None,
+                      near_duplicate: float | None = None, on_near_duplicate: str = "report",
+                      options: Sequence[ItemOptions] | None = None) -> MemoryList:
         """Store many items: batched encoding, one commit per batch.
 
         ``errors="raise"`` decodes every item first and writes nothing if any is bad;
@@ -274,13 +296,21 @@ class MemoryStore:
         ``progress`` is called with the number of items done after each batch;
         ``item_progress(index, what, done, total)`` with work inside one item: ``"decoding"`` (0 of 1)
         as each item is read, ``"transcribing"`` (seconds of audio) after each 30 s speech window.
-        ``ids`` names the memories (None entries: generated); see :meth:`remember`."""
+        ``ids``, ``expires_at``, ``ttl``, ``created_by``, ``derived_from``, ``created_at``: one value for
+        all items or a list of one per item (``ids``: always a list; None entries are generated);
+        see :meth:`remember`. ``options`` (advanced, used by imports): one
+        :class:`~aimemory.semantics.ItemOptions` per item instead of those keywords."""
         check_namespace(namespace)
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors= must be 'raise' or 'skip'; got {errors!r}")
         items = list(items)
         metas = per_item(metadata, len(items), "metadata")
-        options = item_options(len(items), ids=ids)
+        if options is None:
+            options = item_options(len(items), ids=ids, expires_at=expires_at, ttl=ttl, created_by=created_by,
+                                   derived_from=derived_from, created_at=created_at,
+                                   near_duplicate=near_duplicate, on_near_duplicate=on_near_duplicate)
+        elif len(options) != len(items):
+            raise InputError(f"options= has {len(options)} entries for {len(items)} items")
         srcs = list(sources) if sources is not None else [None] * len(items)
         result = MemoryList()
         result.skipped = []
@@ -310,25 +340,30 @@ class MemoryStore:
         return result
 
     def _commit_batch(self, batch: list[tuple[int, Item]], metas: list, namespace: str,
-                      dedup: bool, item_progress=None, options: list[ItemOptions] | None = None) -> list[Memory]:
+                      dedup: bool, item_progress=None, options: Sequence[ItemOptions] | None = None
+                      ) -> list[Memory]:
         """Encode what is new in one batch and commit it (see :func:`aimemory.write.commit_views`),
         all under the write lock, so dedup sees every other writer's commits."""
         if not batch:
             return []
         items = [item for _, item in batch]
         batch_metas = [metas[i] for i, _ in batch]
-        ids = [options[i].id for i, _ in batch] if options else None
+        opts = [options[i] for i, _ in batch] if options else [ItemOptions()] * len(batch)
         with self.writing():
-            new = new_items(self.catalog, items, batch_metas, namespace, dedup, ids)
+            prepared = prepared_views(self.encode, list(enumerate(items)), opts)  # imported, or for near checks
+            near = {slot: found for slot in range(len(items))
+                    if (found := near_duplicate(self, namespace, prepared.get(slot), opts[slot]))}
+            new = new_items(self.catalog, items, batch_metas, namespace, dedup, opts, near)
             views: list[list[View] | None] = [None] * len(items)
             if new:
                 on_progress = None
                 if item_progress is not None:  # position among the new -> the caller's item index
                     def on_progress(j, what, done, total):
                         item_progress(batch[new[j]][0], what, done, total)
-                views = spread_views(self.encode([items[j] for j in new], on_progress), new, len(items))
+                encoded = encode_rest(self.encode, [(j, items[j]) for j in new], prepared, on_progress)
+                views = spread_views(encoded, new, len(items))
             return commit_views(self, items, views, namespace=namespace, metadata=batch_metas, dedup=dedup,
-                                ids=ids)
+                                options=opts, near=near)
 
     def encode(self, items: list[Item], on_progress=None) -> list[list[View]]:
         """Items -> per item, its views (see :func:`aimemory.views.encode_items`)."""
@@ -365,7 +400,7 @@ class MemoryStore:
             id=memory_id, modality=modality, namespace=c.get(p, "namespace"),
             created_at=datetime.fromtimestamp(c.get(p, "created"), tz=timezone.utc),
             source=c.get(p, "source"), metadata=dict(c.metadata(p)), mime=c.get(p, "mime"),
-            transcript=transcript, _loader=lambda: self._load_content(vkey, modality))
+            transcript=transcript, _loader=lambda: self._load_content(vkey, modality), **memory_fields(c, p))
 
     def _load_content(self, vkey: int, modality: str):
         self.check_open()
@@ -400,7 +435,7 @@ class MemoryStore:
         return [h.memory for h in hits]
 
     def __contains__(self, memory_id: object) -> bool:
-        return isinstance(memory_id, str) and memory_id in self.catalog.by_id
+        return isinstance(memory_id, str) and bool(self.catalog.positions(memory_id, None))
 
     def __len__(self) -> int:
         self._fresh()
@@ -467,13 +502,15 @@ class MemoryStore:
     def recall(self, query: object, k: int = 5, modality: str | Sequence[str] | None = None,
                where: Mapping[str, Any] | None = None, namespace: str = DEFAULT_NAMESPACE, *,
                since: datetime | float | str | None = None, until: datetime | float | str | None = None,
-               hybrid: bool = False) -> Hits:
+               hybrid: bool = False, half_life: float | None = None) -> Hits:
         """The ``k`` memories closest to ``query`` (text, image, audio, a file...), best first.
 
         Each hit's ``score`` is the cosine of the query against the memory's best view. With
         ``hybrid=True`` (text queries) the vector ranking is fused with a BM25 keyword ranking:
         results are ordered by that fusion, given as ``hit.fusion``, and ``score`` stays the cosine
-        (computed for hits that only the keyword side found)."""
+        (computed for hits that only the keyword side found). ``half_life`` (seconds) weights by
+        recency: score (and fusion) x 0.5 ** (age / half_life), given as ``hit.recency``; expired
+        memories are never returned (see :mod:`aimemory.semantics`)."""
         from .recall import check_recall_args, run_recall, timestamp
 
         self.check_open()
@@ -485,7 +522,7 @@ class MemoryStore:
             with storage_errors("reading other processes' writes"):
                 self._refresh_if_stale()
             return run_recall(self, item, k, namespace, modalities, where,
-                              timestamp(since), timestamp(until), hybrid)
+                              timestamp(since), timestamp(until), hybrid, half_life=half_life)
 
     def embed(self, x: object) -> np.ndarray:
         """The query vector of ``x`` in this store's space: (dim,) float32, unit norm."""
@@ -521,8 +558,10 @@ class MemoryStore:
         return report
 
     def compact(self) -> None:
-        """Merge table fragments and drop old versions now (also automatic past thresholds)."""
+        """Delete expired memories, merge table fragments and drop old versions now (the merging
+        is also automatic past thresholds; expired memories are only deleted here)."""
         with self.writing(), storage_errors("compact"):
+            purge_expired(self.table, self.catalog, self.index)
             self.table.compact()
             self.table_version = self.table.version
             self.save_index()
@@ -563,6 +602,20 @@ class MemoryStore:
         from .export import to_arrow
 
         return to_arrow(self, namespace, vectors, content)
+
+    def export_namespace(self, path: str | os.PathLike, namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
+        """Write a whole namespace, content and vectors included, to a new folder (see
+        :mod:`aimemory.transfer`); returns its summary."""
+        from .transfer import export_namespace
+
+        return export_namespace(self, path, check_namespace(namespace))
+
+    def import_namespace(self, path: str | os.PathLike, namespace: str | None = None) -> MemoryList:
+        """Write the memories of an :meth:`export_namespace` folder into ``namespace`` (default: the
+        exported one): bit-exact with the same model, embedded again with another."""
+        from .transfer import import_namespace
+
+        return import_namespace(self, path, None if namespace is None else check_namespace(namespace))
 
     def to_pandas(self, namespace: str | None = None, vectors: bool = False, *, content: bool = False):
         """:meth:`to_arrow` as a pandas DataFrame (metadata parsed into dicts)."""

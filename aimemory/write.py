@@ -14,18 +14,16 @@ import logging
 import threading
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
-import pyarrow as pa
 
 from .encoders.base import View
 from .errors import AimemoryError, InputError, StoreError
 from .inputs import Item
-from .records import CATALOG_COLUMNS, Memory
-from .semantics import ItemOptions, name_rows, unchanged
+from .records import CATALOG_COLUMNS, SCHEMA_VERSION, Memory
+from .semantics import ItemOptions, apply_options, unchanged
 from .storage.catalog import Catalog
 from .storage.remote import remote_lease
 from .storage.table import folder_lock, storage_error
@@ -128,27 +126,42 @@ class BatchPlan:
     same_as: dict[int, int] = field(default_factory=dict)  # slot -> earlier slot with the same content
     unchanged: list[tuple[int, str]] = field(default_factory=list)  # named, already stored as given: slot, id
     replaced: dict[str, list[int]] = field(default_factory=dict)  # named memories replaced: id -> old vkeys
+    renamed: set[str] = field(default_factory=set)  # ...of which not expired: their new version is "replaced"
+    near_merged: set[int] = field(default_factory=set)  # slots merged into their near duplicate
 
 
 def plan_batch(catalog: Catalog, items: Sequence[Item], metas: Sequence[Mapping[str, Any] | None],
-               namespace: str, dedup: bool, ids: Sequence[str | None] | None = None) -> BatchPlan:
+               namespace: str, dedup: bool, options: Sequence[ItemOptions] | None = None,
+               near: Mapping[int, tuple[str, float]] | None = None) -> BatchPlan:
     """Sort a batch into new items, content already stored in ``namespace`` and repeats (with
-    ``dedup``; a repeat's metadata is merged into the first). Items named by the caller (``ids``)
-    replace the memory of that id, if any, and are never merged by content. Bad metadata raises here."""
+    ``dedup``; a repeat's metadata is merged into the first). Items named by the caller
+    (``options[slot].id``) replace the memory of that id, if any, and are never merged by content;
+    an item with a near duplicate (``near[slot]``) asking to merge is merged into it. Bad metadata
+    raises here."""
     batch = BatchPlan()
     seen: dict[str, int] = {}  # content hash -> its position in todo
-    ids = list(ids) if ids is not None else [None] * len(items)
-    named = {mid for mid in ids if mid is not None}  # content dedup must not land on one of these
+    options = list(options) if options is not None else [ItemOptions()] * len(items)
+    near = near or {}
+    named = {o.id for o in options if o.id is not None}  # content dedup must not land on one of these
     for slot, (item, metadata) in enumerate(zip(items, metas)):
         meta, tags = parse_metadata(metadata)
-        if (mid := ids[slot]) is not None:  # named by the caller: upsert, no content dedup
-            held = catalog.positions(mid, namespace)
-            if held and unchanged(catalog, held[0], item, meta):
+        option = options[slot]
+        if (mid := option.id) is not None:  # named by the caller: upsert, no content dedup
+            held = catalog.positions(mid, namespace, expired=True)  # expired rows go too
+            if held and not catalog.is_expired(held[0]) and unchanged(catalog, held[0], item, meta, option):
                 batch.unchanged.append((slot, mid))
                 continue
             if held:
                 batch.replaced[mid] = [int(catalog.get(p, "vkey")) for p in held]
+                if not catalog.is_expired(held[0]):
+                    batch.renamed.add(mid)
             batch.todo.append((slot, item, meta, tags))
+            continue
+        found = near.get(slot)
+        if found and option.on_near_duplicate == "merge" and not (
+                dedup and catalog.find_duplicate(namespace, item.content_hash)):  # an exact duplicate first
+            batch.stored.append((slot, found[0], meta))
+            batch.near_merged.add(slot)
             continue
         if dedup:
             existing = catalog.find_duplicate(namespace, item.content_hash)
@@ -169,32 +182,33 @@ def plan_batch(catalog: Catalog, items: Sequence[Item], metas: Sequence[Mapping[
 
 def commit_views(store: "MemoryStore", items: Sequence[Item], views: Sequence[Sequence[View] | None], *,
                  namespace: str = "default", metadata: Metadata = None, dedup: bool = True,
-                 ids: Sequence[str | None] | None = None,
-                 created_at: Sequence[datetime | None] | None = None) -> list[Memory]:
+                 options: Sequence[ItemOptions] | None = None,
+                 near: Mapping[int, tuple[str, float]] | None = None) -> list[Memory]:
     """Store decoded ``items`` whose ``views`` (per item, the encoder's output) are already computed,
     here or on other machines: the new ones in one Lance commit, then the catalog and the index.
 
     With ``dedup``, content already stored in ``namespace`` gets the new tags and metadata merged in
     (``status`` ``"updated"`` or ``"existing"``) and content repeated in ``items`` is stored once;
-    ``views[i]`` may be None for such an item. ``ids`` names memories (None: generated); a named
-    memory the namespace holds is replaced in the same commit (``status`` ``"replaced"``), or left
-    alone when nothing differs (``"existing"``). ``created_at`` keeps given times (a migration copies
-    memories with theirs; None: now). Returns one :class:`Memory` per item. Takes the
-    store's write lock (re-entrant: the remember path already holds it while encoding)."""
+    ``views[i]`` may be None for such an item. ``options`` (one
+    :class:`~aimemory.semantics.ItemOptions` per item) name memories, set expiry, provenance and
+    creation times: a named memory the namespace holds is replaced in the same commit (``status``
+    ``"replaced"``), or left alone when nothing differs (``"existing"``). ``near`` (slot -> (id,
+    cosine)) reports near duplicates found before the write, and merges those whose options ask.
+    Returns one :class:`Memory` per item. Takes the store's write lock (re-entrant: the remember
+    path already holds it while encoding)."""
     if len(views) != len(items):
         raise ValueError(f"commit_views: {len(views)} views for {len(items)} items")
     metas = per_item(metadata, len(items), "metadata")
+    options = list(options) if options is not None else [ItemOptions()] * len(items)
     with store.writing():
-        batch = plan_batch(store.catalog, items, metas, namespace, dedup, ids)
+        batch = plan_batch(store.catalog, items, metas, namespace, dedup, options, near)
         out: list[Memory | None] = [None] * len(items)
         if batch.todo:
             todo_views = [v for slot, *_ in batch.todo if (v := views[slot]) is not None]
             if len(todo_views) != len(batch.todo):
                 missing = next(slot for slot, *_ in batch.todo if views[slot] is None)
                 raise ValueError(f"commit_views: item #{missing} is new but has no views")
-            names = [ItemOptions(id=ids[slot] if ids is not None else None) for slot, *_ in batch.todo]
-            times = [created_at[slot] if created_at is not None else None for slot, *_ in batch.todo]
-            _commit_new(store, batch.todo, todo_views, namespace, out, names, batch.replaced, times)
+            _commit_new(store, batch, todo_views, namespace, out, [options[slot] for slot, *_ in batch.todo])
         for slot, mid in batch.unchanged:
             memory = store.memory(mid, namespace)
             memory.status = "existing"
@@ -207,14 +221,19 @@ def commit_views(store: "MemoryStore", items: Sequence[Item], views: Sequence[Se
                 memory = store.memory(mid, namespace)
                 memory.status = "updated" if mid in changes else "existing"
                 out[slot] = memory
+        for slot, (mid, score) in (near or {}).items():  # reported on new memories and on merges
+            found = out[slot]
+            if found is not None and (slot in batch.near_merged or found.status in ("new", "replaced")):
+                found.near_duplicate_of, found.near_duplicate_score = mid, score
+                found.status = "merged" if slot in batch.near_merged else found.status
         for slot, first in batch.same_as.items():
             out[slot] = out[first]
         return out  # type: ignore[return-value]
 
 
-def _commit_new(store: "MemoryStore", todo: list[New], views: list[Sequence[View]],
-                namespace: str, out: list[Memory | None], names: Sequence[ItemOptions],
-                replaced: Mapping[str, list[int]], times: Sequence[datetime | None] = ()) -> None:
+def _commit_new(store: "MemoryStore", batch: BatchPlan, views: list[Sequence[View]], namespace: str,
+                out: list[Memory | None], options: Sequence[ItemOptions]) -> None:
+    todo = batch.todo
     for (_, item, *_), item_views in zip(todo, views):
         if not item_views:
             raise InputError(f"{item.source or 'the ' + item.modality} produced no vectors; nothing was stored",
@@ -222,14 +241,13 @@ def _commit_new(store: "MemoryStore", todo: list[New], views: list[Sequence[View
     rows, new_ids = build_rows(todo, views, namespace, dim=store.manifest.dim,
                                first_vkey=store.manifest.next_vkey, keep_content=store.keep_content,
                                model_id=store.model_id)
-    rows, new_ids = name_rows(rows, new_ids, names)
-    if any(t is not None for t in times):
-        rows = _with_times(rows, dict(zip(new_ids, times)))
-    old_vkeys = [k for keys in replaced.values() for k in keys]
+    rows, new_ids = apply_options(rows, new_ids, options)
+    old_vkeys = [k for keys in batch.replaced.values() for k in keys]
     with storage_errors("remember"):
         # reserve the keys first: a failure after this wastes keys, never reuses them,
         # and a failure here leaves the table untouched
         store.manifest.next_vkey = int(rows.column("vkey")[-1].as_py()) + 1
+        store.manifest.schema_version = SCHEMA_VERSION  # the write adds the newer columns
         store.manifest.write(store.path)
         if old_vkeys:  # one commit deletes the replaced rows and adds the new ones
             store.table.replace(rows, old_vkeys)
@@ -237,7 +255,7 @@ def _commit_new(store: "MemoryStore", todo: list[New], views: list[Sequence[View
             store.table.add(rows)
     store.table_version = store.table.version
     if old_vkeys:  # the replaced memories leave the catalog and index before the new rows come in
-        store.catalog.remove_ids(list(replaced), namespace)
+        store.catalog.remove_ids(list(batch.replaced), namespace)
         store.index.remove(np.asarray(old_vkeys, dtype=np.int64))
     store.catalog.append_arrow(rows.select(CATALOG_COLUMNS))
     vectors = rows.column("vector").combine_chunks().flatten().to_numpy()
@@ -246,18 +264,10 @@ def _commit_new(store: "MemoryStore", todo: list[New], views: list[Sequence[View
     for (slot, item, *_), mid in zip(todo, new_ids):
         memory = store.memory(mid, namespace)
         memory.transcript = item.transcript
-        memory.status = "replaced" if mid in replaced else "new"
+        memory.status = "replaced" if mid in batch.renamed else "new"
         if item.modality == "text" and store.keep_content and isinstance(item.payload, str):  # no read to show it
             memory.content = item.payload
         out[slot] = memory
-
-
-def _with_times(rows: pa.Table, times: Mapping[str, datetime | None]) -> pa.Table:
-    """Rows whose ``created_at`` is the given time of their memory (where one is given)."""
-    column = rows.column("created_at").to_pylist()
-    new = [times.get(mid) or old for mid, old in zip(rows.column("id").to_pylist(), column)]
-    index = rows.schema.get_field_index("created_at")
-    return rows.set_column(index, rows.schema.field(index), pa.array(new, rows.schema.field(index).type))
 
 
 def note_changes(store: "MemoryStore", n: int) -> None:
@@ -275,9 +285,10 @@ def note_changes(store: "MemoryStore", n: int) -> None:
 
 
 def new_items(catalog: Catalog, items: Sequence[Item], metas: Sequence[Mapping[str, Any] | None],
-              namespace: str, dedup: bool, ids: Sequence[str | None] | None = None) -> list[int]:
+              namespace: str, dedup: bool, options: Sequence[ItemOptions] | None = None,
+              near: Mapping[int, tuple[str, float]] | None = None) -> list[int]:
     """Positions of the items :func:`commit_views` would store as new: the only ones worth encoding."""
-    return [slot for slot, *_ in plan_batch(catalog, items, metas, namespace, dedup, ids).todo]
+    return [slot for slot, *_ in plan_batch(catalog, items, metas, namespace, dedup, options, near).todo]
 
 
 def spread_views(views: Sequence[Sequence[View]], positions: Sequence[int], n: int) -> list[list[View] | None]:

@@ -138,7 +138,7 @@ def attach_texts(store: "MemoryStore", hits: Hits) -> None:
     second read later), audio memories their transcript, and every hit a snippet."""
     wanted = [h for h in hits if h.modality in ("text", "audio")]
     catalog = store.catalog
-    primary = {h.id: int(catalog.get(catalog.positions(h.id, None)[0], "vkey")) for h in wanted}
+    primary = {h.id: int(catalog.get(catalog.positions(h.id, h.memory.namespace)[0], "vkey")) for h in wanted}
     rows = store.table.primary_rows(primary.values(), ["text"]).to_pylist() if primary else []
     text_of = {r["vkey"]: r["text"] for r in rows}
     for h in wanted:

@@ -33,6 +33,7 @@ from .errors import (
 )
 from .inputs import MODALITIES, Item, to_item
 from .records import Hits, Memory
+from .semantics import ItemOptions, item_options, name_rows, unchanged
 from .storage import Catalog, Manifest, VectorTable
 from .storage.manifest import MANIFEST_NAME
 from .storage.remote import remote_lease
@@ -242,29 +243,34 @@ class MemoryStore:
     # -- remember ------------------------------------------------------------------------------
     def remember(self, x: object, metadata: Mapping[str, Any] | None = None,
                  namespace: str = DEFAULT_NAMESPACE, *, dedup: bool = True,
-                 source: str | None = None) -> Memory:
+                 source: str | None = None, id: str | None = None) -> Memory:
         """Store one image / audio clip / text and return its :class:`Memory` (the existing one when
-        identical content is already stored in this namespace and ``dedup`` is on)."""
+        identical content is already stored in this namespace and ``dedup`` is on).
+
+        ``id`` names the memory (see :mod:`aimemory.semantics`): an id the namespace already holds
+        is replaced in one atomic commit (``status == "replaced"``)."""
         return self.remember_many([x], metadata=metadata, namespace=namespace, dedup=dedup,
-                                  sources=[source])[0]
+                                  sources=[source], ids=None if id is None else [id])[0]
 
     def remember_many(self, items: Iterable[object], *, batch_size: int = 32,
                       metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
                       namespace: str = DEFAULT_NAMESPACE, dedup: bool = True, errors: str = "raise",
                       sources: Sequence[str | None] | None = None, progress=None,
-                      item_progress=None) -> MemoryList:
+                      item_progress=None, ids: Sequence[str | None] | None = None) -> MemoryList:
         """Store many items: batched encoding, one commit per batch.
 
         ``errors="raise"`` decodes every item first and writes nothing if any is bad;
         ``errors="skip"`` streams, skips bad items and lists them in ``result.skipped``.
         ``progress`` is called with the number of items done after each batch;
         ``item_progress(index, what, done, total)`` with work inside one item: ``"decoding"`` (0 of 1)
-        as each item is read, ``"transcribing"`` (seconds of audio) after each 30 s speech window."""
+        as each item is read, ``"transcribing"`` (seconds of audio) after each 30 s speech window.
+        ``ids`` names the memories (None entries: generated); see :meth:`remember`."""
         check_namespace(namespace)
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors= must be 'raise' or 'skip'; got {errors!r}")
         items = list(items)
         metas = self._per_item(metadata, len(items), "metadata")
+        options = item_options(len(items), ids=ids)
         srcs = list(sources) if sources is not None else [None] * len(items)
         result = MemoryList()
         result.skipped = []
@@ -282,13 +288,13 @@ class MemoryStore:
                     raise
                 result.skipped.append((i, x, exc))
             if errors == "skip" and len(decoded) >= batch_size:
-                result.extend(self._commit_batch(decoded, metas, namespace, dedup, item_progress))
+                result.extend(self._commit_batch(decoded, metas, namespace, dedup, item_progress, options))
                 decoded = []
                 if progress:
                     progress(i + 1)
         for start in range(0, len(decoded), batch_size):
             result.extend(self._commit_batch(decoded[start:start + batch_size], metas, namespace, dedup,
-                                             item_progress))
+                                             item_progress, options))
             if progress:
                 progress(min(len(items), decoded[min(start + batch_size, len(decoded)) - 1][0] + 1))
         return result
@@ -304,19 +310,32 @@ class MemoryStore:
         return value
 
     def _commit_batch(self, batch: list[tuple[int, Item]], metas: list, namespace: str,
-                      dedup: bool, item_progress=None) -> list[Memory]:
+                      dedup: bool, item_progress=None, options: list[ItemOptions] | None = None) -> list[Memory]:
         if not batch:
             return []
+        options = options or [ItemOptions()] * (max(i for i, _ in batch) + 1)
         with self._write_lock():
             out: list[Memory | None] = [None] * len(batch)
             todo: list[tuple[int, Item, dict, list[str]]] = []
             seen: dict[str, int] = {}  # content hash -> its position in todo
             stored: list[tuple[int, str, dict]] = []  # (slot, id, metadata) of content already stored
+            replaced: dict[str, list[int]] = {}  # named memories this commit replaces: id -> vkeys
+            named = {options[i].id for i, _ in batch}  # content dedup must not land on one of these
             for slot, (i, item) in enumerate(batch):
                 meta, tags = _metadata(metas[i])
+                if (mid := options[i].id) is not None:  # named by the caller: upsert, no content dedup
+                    held = self.catalog.positions(mid, namespace)
+                    if held and unchanged(self.catalog, held[0], item, meta):
+                        out[slot] = self._memory(mid, namespace)
+                        out[slot].status = "existing"
+                        continue
+                    if held:
+                        replaced[mid] = [int(self.catalog.get(p, "vkey")) for p in held]
+                    todo.append((slot, item, meta, tags))
+                    continue
                 if dedup:
                     existing = self.catalog.find_duplicate(namespace, item.content_hash)
-                    if existing is not None:
+                    if existing is not None and existing not in named:
                         stored.append((slot, existing, meta))
                         continue
                     if item.content_hash in seen:  # the same content twice in one batch: one memory
@@ -335,26 +354,34 @@ class MemoryStore:
                         item_progress(batch[todo[j][0]][0], what, done, total)
                 views = self._encode([t[1] for t in todo], on_progress)
                 rows, new_ids = self._rows(todo, views, namespace)
+                rows, new_ids = name_rows(rows, new_ids, [options[batch[t[0]][0]] for t in todo])
+                old_vkeys = [k for keys in replaced.values() for k in keys]
                 with _storage_errors("remember"):
                     # reserve the keys first: a failure after this wastes keys, never reuses them,
                     # and a failure here leaves the table untouched
                     self.manifest.next_vkey = int(rows.column("vkey")[-1].as_py()) + 1
                     self.manifest.write(self.path)
-                    self.table.add(rows)
+                    if old_vkeys:  # one commit deletes the replaced rows and adds the new ones
+                        self.table.replace(rows, old_vkeys)
+                    else:
+                        self.table.add(rows)
                 self._table_version = self.table.version
+                if old_vkeys:  # the replaced memories leave the catalog and index before the new rows come in
+                    self.catalog.remove_ids(list(replaced), namespace)
+                    self.index.remove(np.asarray(old_vkeys, dtype=np.int64))
                 self.catalog.append_arrow(rows.select(self.table_catalog_columns()))
                 vectors = rows.column("vector").combine_chunks().flatten().to_numpy()
                 self.index.add(vectors.reshape(-1, self.manifest.dim), rows.column("vkey").to_numpy())
-                self._note_changes(rows.num_rows)
+                self._note_changes(rows.num_rows + len(old_vkeys))
                 for (slot, item, *_), mid in zip(todo, new_ids):
                     out[slot] = self._memory(mid, namespace)
                     out[slot].transcript = item.transcript
-                    out[slot].status = "new"
+                    out[slot].status = "replaced" if mid in replaced else "new"
                     if item.modality == "text" and self.keep_content:  # known: no read to show it
                         out[slot]._content, out[slot]._loader = item.payload, None
             if stored:  # content already stored: merge the new tags and metadata into it
                 changes = plan(self.catalog, [(mid, {"metadata": meta}) for _, mid, meta in stored], namespace)
-                commit_metadata(self.table, self.catalog, changes)
+                commit_metadata(self.table, self.catalog, changes, namespace)
                 self._table_version = self.table.version
                 for slot, mid, _ in stored:
                     out[slot] = self._memory(mid, namespace)
@@ -467,7 +494,7 @@ class MemoryStore:
             with _storage_errors("forget"):
                 self.table.delete_vkeys(vkeys)
             self._table_version = self.table.version
-            self.catalog.remove_ids(ids)
+            self.catalog.remove_ids(ids, namespace)
             self.index.remove(np.asarray(vkeys, dtype=np.int64))
             self._note_changes(len(vkeys))
         return len(ids)
@@ -495,7 +522,7 @@ class MemoryStore:
         merged({}, **change)  # bad arguments fail before the lock is taken
         with self._write_lock():
             changes = plan(self.catalog, [(mid, change) for mid in ids], namespace)
-            commit_metadata(self.table, self.catalog, changes)
+            commit_metadata(self.table, self.catalog, changes, namespace)
             self._table_version = self.table.version
             out = []
             for mid in ids:

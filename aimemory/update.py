@@ -74,15 +74,15 @@ def plan(catalog, requests: Iterable[tuple[str, Mapping[str, Any]]], namespace: 
     return {mid: current[mid] for mid in changed}
 
 
-def commit_metadata(table, catalog, changes: Mapping[str, dict[str, Any]]) -> None:
+def commit_metadata(table, catalog, changes: Mapping[str, dict[str, Any]], namespace: str | None = None) -> None:
     """Write ``{memory id: its new metadata}`` to ``table`` in one commit, then mirror it in ``catalog``.
-    The caller holds the store's write lock and has checked the ids (see :func:`plan`)."""
+    The caller holds the store's write lock and has checked the ids in ``namespace`` (see :func:`plan`)."""
     if not changes:
         return
     from .records import table_schema
     from .storage.table import is_lance_failure
 
-    position = {mid: catalog.positions(mid, None)[0] for mid in changes}
+    position = {mid: catalog.positions(mid, namespace)[0] for mid in changes}
     vkey_of = {int(catalog.get(p, "vkey")): mid for mid, p in position.items()}
     others = [name for name in table_schema(table.dim).names if name != "vkey"]
     rows = table.primary_rows(list(vkey_of), others)  # whole rows: content and vectors carried over

@@ -157,7 +157,13 @@ KILL_AT = textwrap.dedent("""
         T.delete_vkeys = wrap(T.delete_vkeys, True)
     elif point == "forget_after_commit":
         T.delete_vkeys = wrap(T.delete_vkeys, False)
-    if point.startswith("many"):
+    elif point.startswith("upsert"):
+        store.remember_many([f"red named {seed} {{i}}" for i in range(3)], ids=["n0", "n1", "n2"])
+        T.replace = wrap(T.replace, point == "upsert_before_commit")
+    if point.startswith("upsert"):  # replace three named memories in one commit
+        got = store.remember_many([f"blue named {seed} {{i}}" for i in range(3)], ids=["n0", "n1", "n2"])
+        print("ADD", *[m.id for m in got], flush=True)
+    elif point.startswith("many"):
         got = store.remember_many([f"blue batch {seed} {{i}}" for i in range(6)], batch_size=3)
         print("ADD", *[m.id for m in got], flush=True)
     else:
@@ -174,6 +180,8 @@ KILL_POINTS = {
     "many_after_last_commit": {6},
     "forget_before_commit": {4},
     "forget_after_commit": {1},
+    "upsert_before_commit": {0},  # the three named memories are all old...
+    "upsert_after_commit": {3},  # ...or all new: never neither, never both
 }
 
 
@@ -196,10 +204,12 @@ def _check_kill_point(path: Path, point: str, base: list[str]) -> None:
         contents = {mid: store.get(mid).content for mid in store.catalog.by_id}
         blue = [c for c in contents.values() if c.startswith("blue")]
         red = [mid for mid in base if mid in contents]
-        visible = len(blue) if point.startswith("many") else len(red)
+        visible = len(red) if point.startswith("forget") else len(blue)
         assert visible in KILL_POINTS[point], f"{point}: {visible} visible"
-        if point.startswith("many"):
+        if not point.startswith("forget"):
             assert red == base, "acknowledged memories lost"
+        if point.startswith("upsert"):
+            assert {"n0", "n1", "n2"} <= set(contents) and len(contents) == len(base) + 3, sorted(contents)
         keys = store.catalog.array("vkey").tolist()
         assert sorted(store.index.keys()) == sorted(store.catalog.alive_vkeys())
         after = store.remember(f"green after {point}")

@@ -293,6 +293,27 @@ class VectorTable:
         self._after_commit(rows.num_rows)
         return self.version
 
+    def replace(self, rows: pa.Table, old_vkeys: Iterable[int]) -> int:
+        """Add ``rows`` and delete the rows keyed ``old_vkeys`` in ONE commit; returns the new version.
+        A merge on ``vkey`` whose new keys (never reused) all go unmatched: they are inserted, and
+        the old rows, unmatched by the source, are deleted, so a reader (or a crash) sees the old
+        rows or the new ones, never neither or both. The merge joins on the key column, so it
+        reads that column whole: plain appends use :meth:`add`."""
+        from lancedb.expr import col
+
+        keys = [int(k) for k in old_vkeys]
+        if not keys:
+            return self.add(rows)
+        if self.remote is not None:
+            self.remote.check_lease()
+        schema = self._table.schema
+        rows = rows.select(schema.names)
+        (self._table.merge_insert("vkey").when_not_matched_insert_all()
+         .when_not_matched_by_source_delete(col("vkey").isin(keys))
+         .execute(rows.cast(schema) if rows.schema != schema else rows))
+        self._after_commit(rows.num_rows + len(keys))
+        return self.version
+
     def delete_vkeys(self, vkeys: Iterable[int]) -> int:
         from lancedb.expr import col
 

@@ -13,6 +13,7 @@ pytest.importorskip("langchain_core")
 pytest.importorskip("langchain_tests")
 pytest_socket = pytest.importorskip("pytest_socket")
 
+from conftest import ColourEncoder, solid  # noqa: E402
 from langchain_core.documents import Document  # noqa: E402
 from langchain_core.embeddings import DeterministicFakeEmbedding  # noqa: E402
 from langchain_core.vectorstores import VectorStore  # noqa: E402
@@ -21,8 +22,6 @@ from langchain_tests.integration_tests import VectorStoreIntegrationTests  # noq
 from aimemory import MemoryStore  # noqa: E402
 from aimemory.errors import ModelMismatchError  # noqa: E402
 from aimemory.integrations.langchain import AimemoryVectorStore  # noqa: E402
-
-from conftest import ColourEncoder, solid  # noqa: E402
 
 # the suite's async tests are plain `async def`: run them on pytest-asyncio's loop
 pytestmark = [pytest.mark.asyncio,
@@ -50,6 +49,7 @@ class TestAimemoryVectorStoreStandard(VectorStoreIntegrationTests):
             vs.store.close()
 
 
+@pytest.mark.filterwarnings("ignore:A test tried to use socket")
 def test_sockets_really_are_disabled():
     with pytest.raises(pytest_socket.SocketBlockedError):
         socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -136,7 +136,6 @@ def test_images_and_audio_with_the_stores_own_model(tmp_path):
     """Without `embedding=` the store's model embeds, so images and audio files join the documents
     and a text query finds them (ColourEncoder: colour words match colours and pitches)."""
     import soundfile as sf
-
     from conftest import tone
 
     img = tmp_path / "red.png"

@@ -39,6 +39,18 @@ def open_store(store: "MemoryStore | str | os.PathLike", model: "Encoder | str" 
     return MemoryStore(store, model=model)
 
 
+def stored_dim(path: "str | os.PathLike") -> int | None:
+    """The vector width of an existing local store at ``path`` (None when there is none), read from
+    its manifest: opening it with an outside embedding model then costs no probe call."""
+    from pathlib import Path
+
+    from ..storage import Manifest
+
+    folder = Path(path).expanduser()
+    manifest = Manifest.read(folder) if folder.is_dir() else None
+    return manifest.dim if manifest is not None else None
+
+
 def exists(store: "MemoryStore", memory_id: str, namespace: str) -> bool:
     try:
         store.get(memory_id, namespace)

@@ -32,7 +32,7 @@ from langchain_core.vectorstores import VectorStore
 from ..encoders.external import ExternalEncoder
 from ..errors import UnsupportedInputError
 from ..store import DEFAULT_NAMESPACE
-from .common import Listed, forget_present, list_memories, matches, open_store, upsert
+from .common import Listed, forget_present, list_memories, matches, open_store, stored_dim, upsert
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..records import Memory
@@ -60,15 +60,6 @@ def embeddings_encoder(embedding: Embeddings, *, model_id: str | None = None,
                            model_id=model_id or embeddings_model_id(embedding), dim=dim)
 
 
-def _stored_dim(path: str | os.PathLike) -> int | None:
-    """The vector width of an existing local store (so opening it costs no probe call)."""
-    from ..storage import Manifest
-
-    folder = Path(path).expanduser()
-    manifest = Manifest.read(folder) if folder.is_dir() else None
-    return manifest.dim if manifest is not None else None
-
-
 class AimemoryVectorStore(VectorStore):
     """A LangChain vector store on an aimemory store (a ``MemoryStore`` or a folder path)."""
 
@@ -77,7 +68,7 @@ class AimemoryVectorStore(VectorStore):
         self._embedding = embedding
         model: Any = "auto"
         if embedding is not None:
-            dim = _stored_dim(store) if isinstance(store, (str, os.PathLike)) else None
+            dim = stored_dim(store) if isinstance(store, (str, os.PathLike)) else None
             model = embeddings_encoder(embedding, model_id=model_id, dim=dim)
         self.store = open_store(store, model)
         self.namespace = namespace

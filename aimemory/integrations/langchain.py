@@ -84,6 +84,31 @@ class AimemoryVectorStore(VectorStore):
         texts = list(texts)
         return self._add(texts, metadatas, ids, sources=None)
 
+    def add_embeddings(self, embeddings: Sequence[Sequence[float]], metadatas: list[dict] | None = None, *,
+                       ids: list[str | None] | None = None, texts: Sequence[str] | None = None) -> list[str]:
+        """Add texts with vectors computed elsewhere (stores opened with ``embedding=`` only). The
+        texts default to each metadata's ``"data"`` (what mem0 stores its memory text under)."""
+        encoder = self._external()
+        metadatas = list(metadatas) if metadatas is not None else [{}] * len(embeddings)
+        if texts is None:
+            texts = [str((m or {}).get("data", "")) for m in metadatas]
+        texts = list(texts)
+        if len(set(texts)) < len(texts):  # one vector per text in a call
+            out: list[str] = []
+            for i in range(len(texts)):
+                out += self.add_embeddings([embeddings[i]], [metadatas[i]], ids=None if ids is None else [ids[i]],
+                                           texts=[texts[i]])
+            return out
+        with encoder.supplied(dict(zip(texts, embeddings))):
+            return self.add_texts(texts, metadatas, ids=ids)
+
+    def _external(self) -> ExternalEncoder:
+        encoder = self.store.encoder
+        if not isinstance(encoder, ExternalEncoder):
+            raise UnsupportedInputError("vectors computed elsewhere need a store whose vectors come from "
+                                        "`embedding=`; with the store's own model pass text, images or audio")
+        return encoder
+
     def add_images(self, paths: Sequence[str | os.PathLike], metadatas: list[dict] | None = None, *,
                    ids: list[str | None] | None = None) -> list[str]:
         """Add image files (needs a store model with an image tower, i.e. no ``embedding=``)."""
@@ -168,16 +193,15 @@ class AimemoryVectorStore(VectorStore):
                           **kwargs: Any) -> list[Document]:
         return [doc for doc, _ in self.similarity_search_with_score(query, k, filter, **kwargs)]
 
+    def similarity_search_with_score_by_vector(self, embedding: Sequence[float], k: int = 4, filter: Filter = None,
+                                               **kwargs: Any) -> list[tuple[Document, float]]:
+        """Search by a vector of the embedding model (stores opened with ``embedding=`` only)."""
+        with self._external().supplied({VECTOR_QUERY: embedding}):
+            return self.similarity_search_with_score(VECTOR_QUERY, k, filter, **kwargs)
+
     def similarity_search_by_vector(self, embedding: list[float], k: int = 4, filter: Filter = None,
                                     **kwargs: Any) -> list[Document]:
-        """Search by a vector of the embedding model (stores opened with ``embedding=`` only)."""
-        encoder = self.store.encoder
-        if not isinstance(encoder, ExternalEncoder):
-            raise UnsupportedInputError("search by vector needs a store whose vectors come from "
-                                        "`embedding=`; with the store's own model search by text, "
-                                        "image or audio")
-        with encoder.supplied({VECTOR_QUERY: embedding}):
-            return self.similarity_search(VECTOR_QUERY, k, filter, **kwargs)
+        return [doc for doc, _ in self.similarity_search_with_score_by_vector(embedding, k, filter, **kwargs)]
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         return lambda cosine: (1.0 + cosine) / 2.0  # cosine in [-1, 1] -> relevance in [0, 1]

@@ -21,7 +21,8 @@ EXPORT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".json
                   ".ndjson": "jsonl"}
 
 # Primary-row columns of the Lance table that make up a memory, in output order.
-BASE_COLUMNS = ["id", "namespace", "modality", "created_at", "source", "mime", "tags", "metadata", "text"]
+BASE_COLUMNS = ["id", "namespace", "modality", "created_at", "source", "mime", "tags", "metadata", "text",
+                "created_by", "derived_from", "expires_at"]
 
 
 def to_arrow(store: "MemoryStore", namespace: str | None = None, vectors: bool = False,
@@ -29,7 +30,8 @@ def to_arrow(store: "MemoryStore", namespace: str | None = None, vectors: bool =
     """One row per memory (all namespaces when ``namespace`` is None), oldest first.
 
     Columns: id, namespace, modality, created_at, source, mime, tags, metadata (JSON string), text,
-    n_views; plus ``content`` (bytes; text memories keep theirs in ``text``) and ``vector`` (the
+    created_by, derived_from, expires_at, n_views (expired memories are left out); plus ``content``
+    (bytes; text memories keep theirs in ``text``) and ``vector`` (the
     primary view's embedding) when asked."""
     from lancedb.expr import col, lit
 
@@ -43,17 +45,31 @@ def to_arrow(store: "MemoryStore", namespace: str | None = None, vectors: bool =
         table = store.table.scan(columns, where)
         views = _views_per_memory(store, namespace)
     table = table.sort_by([("created_at", "ascending"), ("vkey", "ascending")]).drop_columns(["vkey"])
-    counts = [views.get(mid, 1) for mid in table.column("id").to_pylist()]
+    table = table.filter(unexpired(table.column("expires_at")))
+    counts = [views.get(key, 1) for key in zip(table.column("namespace").to_pylist(), table.column("id").to_pylist())]
     return table.append_column("n_views", pa.array(counts, pa.int32()))
 
 
-def _views_per_memory(store: "MemoryStore", namespace: str | None) -> dict[str, int]:
+def unexpired(expires_at: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Boolean mask over an ``expires_at`` column: never expires, or not yet."""
+    import time
+
+    import pyarrow.compute as pc
+
+    now = pa.scalar(int(time.time() * 1e6), pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    return pc.or_kleene(pc.is_null(expires_at), pc.greater(expires_at, now))
+
+
+def _views_per_memory(store: "MemoryStore", namespace: str | None) -> dict[tuple[str, str], int]:
+    """(namespace, id) -> views: ids are unique per namespace only."""
     catalog = store.catalog
     alive = catalog.alive
     if namespace is not None:
         alive = alive & (catalog.array("namespace") == namespace)
-    ids, counts = np.unique(catalog.array("id")[alive].astype(str), return_counts=True)
-    return dict(zip(ids.tolist(), counts.tolist()))
+    counts: dict[tuple[str, str], int] = {}
+    for key in zip(catalog.array("namespace")[alive].tolist(), catalog.array("id")[alive].tolist()):
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def to_pandas(store: "MemoryStore", namespace: str | None = None, vectors: bool = False,
@@ -71,7 +87,8 @@ def recent(store: "MemoryStore", namespace: str, n: int = 10) -> list[str]:
     store._fresh()
     catalog = store.catalog
     with store._lock:
-        primary = catalog.alive & (catalog.array("view") == 0) & (catalog.array("namespace") == namespace)
+        primary = (catalog.alive & (catalog.array("view") == 0) & (catalog.array("namespace") == namespace)
+                   & ~catalog.expired())
         positions = np.flatnonzero(primary)
         created = catalog.array("created")[positions]
         order = np.lexsort((-catalog.array("vkey")[positions], -created))[:n]
@@ -106,7 +123,9 @@ def write_file(table: pa.Table, path, fmt: str | None = None) -> None:
     for row in rows:
         if row.get("content") is not None:
             row["content"] = base64.b64encode(row["content"]).decode("ascii")
-        row["created_at"] = row["created_at"].isoformat() if row.get("created_at") else None
+        for key in ("created_at", "expires_at"):
+            if key in row:
+                row[key] = row[key].isoformat() if row[key] else None
         row["metadata"] = json.loads(row["metadata"]) if row.get("metadata") else {}
     if fmt == "jsonl":
         with open(path, "w", encoding="utf-8") as fh:

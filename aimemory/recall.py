@@ -13,6 +13,7 @@ import numpy as np
 from .encoders.base import QueryPlan
 from .inputs import Item
 from .records import Hit, Hits
+from .semantics import check_half_life, recency_ranking, reweigh
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import MemoryStore
@@ -28,15 +29,21 @@ _BACKGROUND: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
                modalities: Sequence[str] | None, where: Mapping[str, Any] | None,
-               since: float | None, until: float | None, hybrid: bool) -> Hits:
+               since: float | None, until: float | None, hybrid: bool, half_life: float | None = None) -> Hits:
     catalog = store.catalog
+    half_life = None if half_life is None else check_half_life(half_life)
     mask = catalog.mask(namespace, modalities, since, until, where)
     n_allowed = int(mask.sum())
     if n_allowed == 0:
         return Hits()
     plans = query_plans(store, item)
     query = np.asarray(plans[0].vector, np.float32)[None, :]  # (1, dim): scores keyword-only hits
-    best = _planned_ranking(store, plans, mask, k if not hybrid else max(k, 20))
+    want, weights = (k if not hybrid else max(k, 20)), {}
+    if half_life is None:
+        best = _planned_ranking(store, plans, mask, want)
+    else:  # recency: cosine x 0.5 ** (age / half_life), see aimemory.semantics
+        best, weights = recency_ranking(lambda n: _planned_ranking(store, plans, mask, n), want, n_allowed,
+                                        catalog, half_life)
     if not best:
         return Hits()
     if store.encoder.private_kinds:  # keyword hits are scored against shared views only
@@ -44,9 +51,12 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
     fusion: dict[str, float] = {}
     if hybrid and item.modality == "text":
         fused = _fuse_with_full_text(store, item.payload, namespace, mask, best)  # type: ignore[arg-type]
+        if half_life is not None:
+            fused, weights = reweigh(fused, catalog, half_life)
         fusion = {mid: value for mid, (value, _) in fused.items()}
         cosines = _best_cosines(store, query, [m for m in list(fused)[:k] if m not in best], namespace, mask)
-        best = {mid: (best[mid][0] if mid in best else cosines[mid], p) for mid, (_, p) in fused.items()}
+        best = {mid: (best[mid][0] if mid in best else cosines[mid] * weights.get(mid, 1.0), p)
+                for mid, (_, p) in fused.items()}
     hits = Hits()
     for memory_id, (score, position) in list(best.items())[:k]:
         row = catalog.row(position)
@@ -55,7 +65,7 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
         hits.append(Hit(id=memory_id, score=float(score), modality=row.modality,
                         memory=store._memory(memory_id, namespace), kind=row.kind,
                         start=_nan_to_none(row.start), end=_nan_to_none(row.end), snippet=row.snippet,
-                        fusion=fusion.get(memory_id)))
+                        fusion=fusion.get(memory_id), recency=weights.get(memory_id)))
     attach_texts(store, hits)
     return hits
 

@@ -18,7 +18,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .inputs import Audio
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: expires_at, created_by, derived_from (see ADDED_COLUMNS)
+
+# Columns added after the first schema, with the schema version that added them. A table without
+# them reads them as null; its first write adds them (a metadata-only Lance commit).
+ADDED_COLUMNS = {"expires_at": 2, "created_by": 2, "derived_from": 2}
 
 
 def table_schema(dim: int) -> pa.Schema:
@@ -43,19 +47,32 @@ def table_schema(dim: int) -> pa.Schema:
         pa.field("content_hash", pa.string()),
         pa.field("tags", pa.list_(pa.string())),
         pa.field("metadata", pa.string()),  # JSON object
+        # schema 2: when the memory stops being returned (every view carries it, so masks need
+        # no lookup), and provenance (primary row only)
+        pa.field("expires_at", pa.timestamp("us", tz="UTC")),
+        pa.field("created_by", pa.string()),
+        pa.field("derived_from", pa.list_(pa.string())),
     ])
 
 
 # Columns the in-memory catalog mirrors (no vectors, no content).
 CATALOG_COLUMNS = ["vkey", "id", "view", "namespace", "modality", "kind", "created_at", "start", "end",
-                   "snippet", "source", "content_hash", "tags", "metadata", "mime"]
+                   "snippet", "source", "content_hash", "tags", "metadata", "mime", "expires_at", "created_by",
+                   "derived_from"]
 
 
 @dataclass(eq=False)
 class Memory:
     """One remembered item. ``content`` (bytes or str) is loaded on first access. ``status`` is set by
-    the calls that write: ``"new"`` (just stored), ``"existing"`` (already stored, nothing changed) or
-    ``"updated"`` (already stored; new tags or metadata merged in); None on reads."""
+    the calls that write: ``"new"`` (just stored), ``"existing"`` (already stored, nothing changed),
+    ``"updated"`` (already stored; new tags or metadata merged in), ``"replaced"`` (a caller-named
+    memory written anew) or ``"merged"`` (a near duplicate of this stored memory was merged into
+    it); None on reads.
+
+    Provenance: ``source`` (where the content came from), ``created_by`` (who or what stored it: an
+    agent, a user), ``derived_from`` (ids of the memories it was made from). ``expires_at`` is when it
+    stops being returned. ``near_duplicate_of`` / ``near_duplicate_score`` are set by
+    ``remember(..., near_duplicate=...)`` (see :mod:`aimemory.semantics`)."""
 
     id: str
     modality: str
@@ -66,6 +83,11 @@ class Memory:
     mime: str | None = None
     transcript: str | None = None
     status: str | None = None
+    created_by: str | None = None
+    derived_from: list[str] | None = None
+    expires_at: datetime | None = None
+    near_duplicate_of: str | None = None
+    near_duplicate_score: float | None = None
     _content: Any = field(default=None, repr=False)
     _loader: Callable[[], Any] | None = field(default=None, repr=False)
 
@@ -123,7 +145,9 @@ class Hit:
     view (-1..1, higher is closer), in every kind of recall; ``kind`` is the tag of the view shown
     and ``start``/``end`` locate it in time-coded memories. ``fusion`` is set by hybrid recall only:
     the reciprocal-rank fusion of the vector and keyword rankings (sum of 1/(60 + rank), at most
-    ~0.033) that orders hybrid results; it is not comparable with a cosine."""
+    ~0.033) that orders hybrid results; it is not comparable with a cosine. ``recency`` is set by
+    ``recall(half_life=...)``: the age weight 0.5 ** (age / half_life) that ``score`` (and ``fusion``)
+    were multiplied by."""
 
     id: str
     score: float
@@ -134,6 +158,7 @@ class Hit:
     end: float | None = None
     snippet: str | None = None
     fusion: float | None = None
+    recency: float | None = None  # recall(half_life=...): the age weight already in ``score``
 
     def __repr__(self) -> str:
         span = f", {self.start:.1f}-{self.end:.1f}s" if self.start is not None and self.end is not None else ""

@@ -32,8 +32,18 @@ from .errors import (
     UnsupportedInputError,
 )
 from .inputs import MODALITIES, Item, to_item
-from .records import Hits, Memory
-from .semantics import ItemOptions, item_options, name_rows, unchanged
+from .records import SCHEMA_VERSION, Hits, Memory
+from .semantics import (
+    ItemOptions,
+    apply_options,
+    encode_rest,
+    item_options,
+    memory_fields,
+    near_duplicate,
+    prepared_views,
+    purge_expired,
+    unchanged,
+)
 from .storage import Catalog, Manifest, VectorTable
 from .storage.manifest import MANIFEST_NAME
 from .storage.remote import remote_lease
@@ -243,20 +253,34 @@ class MemoryStore:
     # -- remember ------------------------------------------------------------------------------
     def remember(self, x: object, metadata: Mapping[str, Any] | None = None,
                  namespace: str = DEFAULT_NAMESPACE, *, dedup: bool = True,
-                 source: str | None = None, id: str | None = None) -> Memory:
+                 source: str | None = None, id: str | None = None,
+                 expires_at: datetime | float | str | None = None, ttl: float | None = None,
+                 created_by: str | None = None, derived_from: Sequence[str] | None = None,
+                 created_at: datetime | float | str | None = None, near_duplicate: float | None = None,
+                 on_near_duplicate: str = "report") -> Memory:
         """Store one image / audio clip / text and return its :class:`Memory` (the existing one when
         identical content is already stored in this namespace and ``dedup`` is on).
 
-        ``id`` names the memory (see :mod:`aimemory.semantics`): an id the namespace already holds
-        is replaced in one atomic commit (``status == "replaced"``)."""
+        See :mod:`aimemory.semantics`: ``id`` names the memory (an id the namespace already holds is
+        replaced in one atomic commit, ``status == "replaced"``); ``expires_at`` / ``ttl`` (seconds)
+        make it expire; ``created_by`` / ``derived_from`` record provenance; ``created_at`` backdates
+        it; ``near_duplicate`` (a cosine) reports, or with ``on_near_duplicate="merge"`` merges into,
+        a near duplicate already stored."""
         return self.remember_many([x], metadata=metadata, namespace=namespace, dedup=dedup,
-                                  sources=[source], ids=None if id is None else [id])[0]
+                                  sources=[source], ids=None if id is None else [id], expires_at=expires_at,
+                                  ttl=ttl, created_by=created_by,
+                                  derived_from=None if derived_from is None else [derived_from],
+                                  created_at=created_at, near_duplicate=near_duplicate,
+                                  on_near_duplicate=on_near_duplicate)[0]
 
     def remember_many(self, items: Iterable[object], *, batch_size: int = 32,
                       metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
                       namespace: str = DEFAULT_NAMESPACE, dedup: bool = True, errors: str = "raise",
                       sources: Sequence[str | None] | None = None, progress=None,
-                      item_progress=None, ids: Sequence[str | None] | None = None) -> MemoryList:
+                      item_progress=None, ids: Sequence[str | None] | None = None,
+                      expires_at=None, ttl=None, created_by=None, derived_from=None, created_at=None,
+                      near_duplicate: float | None = None, on_near_duplicate: str = "report",
+                      options: Sequence[ItemOptions] | None = None) -> MemoryList:
         """Store many items: batched encoding, one commit per batch.
 
         ``errors="raise"`` decodes every item first and writes nothing if any is bad;
@@ -264,13 +288,21 @@ class MemoryStore:
         ``progress`` is called with the number of items done after each batch;
         ``item_progress(index, what, done, total)`` with work inside one item: ``"decoding"`` (0 of 1)
         as each item is read, ``"transcribing"`` (seconds of audio) after each 30 s speech window.
-        ``ids`` names the memories (None entries: generated); see :meth:`remember`."""
+        ``ids``, ``expires_at``, ``ttl``, ``created_by``, ``derived_from``, ``created_at``: one value for
+        all items or a list of one per item (``ids``: always a list; None entries are generated);
+        see :meth:`remember`. ``options`` (advanced, used by imports): one
+        :class:`~aimemory.semantics.ItemOptions` per item instead of those keywords."""
         check_namespace(namespace)
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors= must be 'raise' or 'skip'; got {errors!r}")
         items = list(items)
         metas = self._per_item(metadata, len(items), "metadata")
-        options = item_options(len(items), ids=ids)
+        if options is None:
+            options = item_options(len(items), ids=ids, expires_at=expires_at, ttl=ttl, created_by=created_by,
+                                   derived_from=derived_from, created_at=created_at,
+                                   near_duplicate=near_duplicate, on_near_duplicate=on_near_duplicate)
+        elif len(options) != len(items):
+            raise InputError(f"options= has {len(options)} entries for {len(items)} items")
         srcs = list(sources) if sources is not None else [None] * len(items)
         result = MemoryList()
         result.skipped = []
@@ -320,18 +352,31 @@ class MemoryStore:
             seen: dict[str, int] = {}  # content hash -> its position in todo
             stored: list[tuple[int, str, dict]] = []  # (slot, id, metadata) of content already stored
             replaced: dict[str, list[int]] = {}  # named memories this commit replaces: id -> vkeys
+            renamed: set[str] = set()  # ...of which not expired: their new version is "replaced"
             named = {options[i].id for i, _ in batch}  # content dedup must not land on one of these
+            prepared = prepared_views(self._encode, batch, options)  # imported, or for near-duplicate checks
+            near: dict[int, tuple[str, float]] = {}  # slot -> (id, cosine) of its near duplicate
+            near_merged: set[int] = set()  # slots merged into their near duplicate
             for slot, (i, item) in enumerate(batch):
                 meta, tags = _metadata(metas[i])
+                if found := near_duplicate(self, namespace, prepared.get(slot), options[i]):
+                    near[slot] = found
                 if (mid := options[i].id) is not None:  # named by the caller: upsert, no content dedup
-                    held = self.catalog.positions(mid, namespace)
-                    if held and unchanged(self.catalog, held[0], item, meta):
+                    held = self.catalog.positions(mid, namespace, expired=True)  # expired rows go too
+                    if held and not self.catalog.is_expired(held[0]) and unchanged(
+                            self.catalog, held[0], item, meta, options[i]):
                         out[slot] = self._memory(mid, namespace)
                         out[slot].status = "existing"
                         continue
                     if held:
                         replaced[mid] = [int(self.catalog.get(p, "vkey")) for p in held]
+                        renamed.update([mid] if not self.catalog.is_expired(held[0]) else [])
                     todo.append((slot, item, meta, tags))
+                    continue
+                if found and options[i].on_near_duplicate == "merge" and not (
+                        dedup and self.catalog.find_duplicate(namespace, item.content_hash)):  # exact first
+                    stored.append((slot, found[0], meta))
+                    near_merged.add(slot)
                     continue
                 if dedup:
                     existing = self.catalog.find_duplicate(namespace, item.content_hash)
@@ -352,14 +397,15 @@ class MemoryStore:
                 if item_progress is not None:  # todo position -> the caller's item index
                     def on_progress(j, what, done, total):
                         item_progress(batch[todo[j][0]][0], what, done, total)
-                views = self._encode([t[1] for t in todo], on_progress)
+                views = encode_rest(self._encode, todo, prepared, on_progress)
                 rows, new_ids = self._rows(todo, views, namespace)
-                rows, new_ids = name_rows(rows, new_ids, [options[batch[t[0]][0]] for t in todo])
+                rows, new_ids = apply_options(rows, new_ids, [options[batch[t[0]][0]] for t in todo])
                 old_vkeys = [k for keys in replaced.values() for k in keys]
                 with _storage_errors("remember"):
                     # reserve the keys first: a failure after this wastes keys, never reuses them,
                     # and a failure here leaves the table untouched
                     self.manifest.next_vkey = int(rows.column("vkey")[-1].as_py()) + 1
+                    self.manifest.schema_version = SCHEMA_VERSION  # the write adds the newer columns
                     self.manifest.write(self.path)
                     if old_vkeys:  # one commit deletes the replaced rows and adds the new ones
                         self.table.replace(rows, old_vkeys)
@@ -376,7 +422,7 @@ class MemoryStore:
                 for (slot, item, *_), mid in zip(todo, new_ids):
                     out[slot] = self._memory(mid, namespace)
                     out[slot].transcript = item.transcript
-                    out[slot].status = "replaced" if mid in replaced else "new"
+                    out[slot].status = "replaced" if mid in renamed else "new"
                     if item.modality == "text" and self.keep_content:  # known: no read to show it
                         out[slot]._content, out[slot]._loader = item.payload, None
             if stored:  # content already stored: merge the new tags and metadata into it
@@ -386,6 +432,11 @@ class MemoryStore:
                 for slot, mid, _ in stored:
                     out[slot] = self._memory(mid, namespace)
                     out[slot].status = "updated" if mid in changes else "existing"
+            for slot, (mid, score) in near.items():  # reported on new memories and on merges
+                m = out[slot]
+                if isinstance(m, Memory) and (slot in near_merged or m.status in ("new", "replaced")):
+                    m.near_duplicate_of, m.near_duplicate_score = mid, score
+                    m.status = "merged" if slot in near_merged else m.status
             for slot, m in enumerate(out):
                 if isinstance(m, int):
                     out[slot] = out[-m - 1]
@@ -449,7 +500,7 @@ class MemoryStore:
             id=memory_id, modality=modality, namespace=c.get(p, "namespace"),
             created_at=datetime.fromtimestamp(c.get(p, "created"), tz=timezone.utc),
             source=c.get(p, "source"), metadata=dict(c.metadata(p)), mime=c.get(p, "mime"),
-            transcript=transcript, _loader=lambda: self._load_content(vkey, modality))
+            transcript=transcript, _loader=lambda: self._load_content(vkey, modality), **memory_fields(c, p))
 
     def _load_content(self, vkey: int, modality: str):
         self._check_open()
@@ -468,7 +519,7 @@ class MemoryStore:
             return self._memory(memory_id, check_namespace(namespace), load_transcript=True)
 
     def __contains__(self, memory_id: object) -> bool:
-        return isinstance(memory_id, str) and memory_id in self.catalog.by_id
+        return isinstance(memory_id, str) and bool(self.catalog.positions(memory_id, None))
 
     def __len__(self) -> int:
         self._fresh()
@@ -535,13 +586,15 @@ class MemoryStore:
     def recall(self, query: object, k: int = 5, modality: str | Sequence[str] | None = None,
                where: Mapping[str, Any] | None = None, namespace: str = DEFAULT_NAMESPACE, *,
                since: datetime | float | str | None = None, until: datetime | float | str | None = None,
-               hybrid: bool = False) -> Hits:
+               hybrid: bool = False, half_life: float | None = None) -> Hits:
         """The ``k`` memories closest to ``query`` (text, image, audio, a file...), best first.
 
         Each hit's ``score`` is the cosine of the query against the memory's best view. With
         ``hybrid=True`` (text queries) the vector ranking is fused with a BM25 keyword ranking:
         results are ordered by that fusion, given as ``hit.fusion``, and ``score`` stays the cosine
-        (computed for hits that only the keyword side found)."""
+        (computed for hits that only the keyword side found). ``half_life`` (seconds) weights by
+        recency: score (and fusion) x 0.5 ** (age / half_life), given as ``hit.recency``; expired
+        memories are never returned (see :mod:`aimemory.semantics`)."""
         from .recall import run_recall
 
         self._check_open()
@@ -559,7 +612,7 @@ class MemoryStore:
             with _storage_errors("reading other processes' writes"):
                 self._refresh_if_stale()
             return run_recall(self, item, k, namespace, modalities, where,
-                              _timestamp(since), _timestamp(until), hybrid)
+                              _timestamp(since), _timestamp(until), hybrid, half_life=half_life)
 
     def embed(self, x: object) -> np.ndarray:
         """The query vector of ``x`` in this store's space: (dim,) float32, unit norm."""
@@ -579,8 +632,10 @@ class MemoryStore:
 
     # -- maintenance ---------------------------------------------------------------------------
     def compact(self) -> None:
-        """Merge table fragments and drop old versions now (also automatic past thresholds)."""
+        """Delete expired memories, merge table fragments and drop old versions now (the merging
+        is also automatic past thresholds; expired memories are only deleted here)."""
         with self._write_lock(), _storage_errors("compact"):
+            purge_expired(self.table, self.catalog, self.index)
             self.table.compact()
             self._table_version = self.table.version
             self._save_index()

@@ -134,8 +134,8 @@ def build_rows(todo, views, namespace: str, *, dim: int, first_vkey: int, keep_c
                 "tags": tags if primary else None,
                 "metadata": json.dumps(meta) if primary else None,
             }
-            for name, value in row.items():
-                cols[name].append(value)
+            for name, values in cols.items():  # columns not set here (see semantics) start null
+                values.append(row.get(name))
             vkey += 1
     cols["vector"] = pa.FixedSizeListArray.from_arrays(
         pa.array(np.concatenate(cols["vector"]).astype(np.float32)), dim)

@@ -125,3 +125,182 @@ def test_readers_never_see_neither_or_both_during_upserts(store, monkeypatch):
     other.close()
     assert len(seen) > 10 and all(s == (1, True) for s in seen)
     assert store.get("doc").content == "blue 14"
+
+
+# -- expiry ----------------------------------------------------------------------------------------
+@pytest.fixture
+def clock(monkeypatch):
+    """time.time() plus an offset the test moves forward."""
+    import time
+
+    real, offset = time.time, [0.0]
+    monkeypatch.setattr(time, "time", lambda: real() + offset[0])
+    return offset
+
+
+def test_expired_memories_are_never_returned_and_compact_purges_them(store, clock):
+    from datetime import datetime, timedelta, timezone
+
+    keep = store.remember("red keep", metadata={"tags": ["t"]})
+    ttl = store.remember("red short", ttl=60, metadata={"tags": ["t"]})
+    at = store.remember("red dated", expires_at=datetime.now(timezone.utc) + timedelta(hours=2))
+    iso = store.remember_many(["red iso a", "red iso b"], expires_at="2999-01-01T00:00:00Z")
+    assert ttl.expires_at is not None and abs(ttl.expires_at.timestamp() - (datetime.now().timestamp() + 60)) < 30
+    assert len(store) == 5 and store.count() == 5
+    clock[0] = 3600  # an hour later: the ttl memory has expired
+    assert len(store) == 4 and store.count("default") == 4 and store.stats()["namespaces"] == {"default": 4}
+    assert ttl.id not in {h.id for h in store.recall("red short", k=10)}
+    assert ttl.id not in {h.id for h in store.recall("short", k=10, hybrid=True)}
+    assert ttl.id not in {h.id for h in store.recall("red", k=10, where={"tags": "t"})}
+    with pytest.raises(NotFoundError):
+        store.get(ttl.id)
+    assert ttl.id not in store
+    assert ttl.id not in store.to_arrow().column("id").to_pylist()
+    from aimemory.export import recent
+
+    assert ttl.id not in recent(store, "default")
+    with pytest.raises(NotFoundError):
+        store.update(ttl.id, tags=["x"])
+    # the same content again is a new memory, not the expired one
+    again = store.remember("red short")
+    assert again.id != ttl.id and again.status == "new"
+    clock[0] = 3 * 3600
+    assert {h.id for h in store.recall("red", k=10)} == {keep.id, again.id, *[m.id for m in iso]}
+    rows_before = store.table.count_rows()
+    store.compact()
+    assert store.table.count_rows() == rows_before - 2  # ttl and dated purged from the table
+    assert store.index.ntotal == int(store.catalog.alive.sum()) == 4
+    assert at.id not in store.catalog.by_id
+
+
+def test_upsert_of_an_expired_id_replaces_its_rows(store, clock):
+    store.remember("red", id="x", ttl=10)
+    clock[0] = 100
+    m = store.remember("blue", id="x")
+    assert m.status == "new" and store.get("x").content == "blue"
+    assert store.table.count_rows() == 1 and len(store.catalog.positions("x", "default", expired=True)) == 1
+
+
+@pytest.mark.parametrize("kwargs", [{"ttl": 0}, {"ttl": -5}, {"ttl": float("nan")}, {"ttl": "10"},
+                                    {"expires_at": "yesterday"}, {"expires_at": "2001-01-01T00:00:00"},
+                                    {"ttl": 5, "expires_at": "2999-01-01"}, {"expires_at": True}])
+def test_bad_expiry_is_refused(store, kwargs):
+    with pytest.raises(InputError):
+        store.remember("red", **kwargs)
+    assert len(store) == 0
+
+
+# -- recency ---------------------------------------------------------------------------------------
+def test_half_life_prefers_recent_memories(store):
+    import time
+
+    now = time.time()
+    old = store.remember("red apple pie", created_at=now - 30 * 86400)
+    new = store.remember("red apple tart", created_at=now - 60)
+    plain = store.recall("red apple pie", k=2)
+    assert [h.id for h in plain] == [old.id, new.id] and plain[0].recency is None
+    weighted = store.recall("red apple pie", k=2, half_life=86400)
+    assert [h.id for h in weighted] == [new.id, old.id]
+    assert weighted[1].recency == pytest.approx(0.5 ** 30, rel=1e-3)
+    assert weighted[1].score == pytest.approx(plain[0].score * weighted[1].recency, rel=1e-4)
+    assert [h.id for h in store.recall("red apple pie", k=2, half_life=1e9)] == [old.id, new.id]
+    assert store.recall("apple pie", k=2, hybrid=True, half_life=86400)[0].id == new.id
+    with pytest.raises(InputError):
+        store.recall("red", half_life=0)
+
+
+def test_half_life_finds_a_recent_memory_far_down_the_cosine_ranking(store):
+    import time
+
+    now = time.time()
+    store.remember_many([f"red note {i}" for i in range(40)], created_at=now - 365 * 86400)
+    fresh = store.remember("blue red", created_at=now)
+    assert fresh.id not in {h.id for h in store.recall("red", k=3)}
+    assert store.recall("red", k=3, half_life=86400)[0].id == fresh.id
+
+
+# -- near duplicates -------------------------------------------------------------------------------
+def test_near_duplicate_is_reported(store):
+    first = store.remember("red cat on the mat", metadata={"tags": ["a"]})
+    m = store.remember("red cat on a mat", near_duplicate=0.5)
+    assert m.status == "new" and m.near_duplicate_of == first.id and 0.5 <= m.near_duplicate_score <= 1
+    far = store.remember("blue sky", near_duplicate=0.5)
+    assert far.near_duplicate_of is None and far.near_duplicate_score is None
+    plain = store.remember("red cat on the mat!")  # not asked: not checked
+    assert plain.near_duplicate_of is None
+    assert store.remember("red cat", near_duplicate=0.5, namespace="other").near_duplicate_of is None  # tenants
+
+
+def test_near_duplicate_merge_keeps_the_old_memory(store):
+    first = store.remember("red cat on the mat", metadata={"tags": ["a"], "k": 1})
+    m = store.remember("red cat on a mat", metadata={"tags": ["b"], "j": 2}, near_duplicate=0.5,
+                       on_near_duplicate="merge")
+    assert m.id == first.id and m.status == "merged" and m.near_duplicate_of == first.id
+    assert store.get(first.id).metadata == {"k": 1, "j": 2, "tags": ["a", "b"]}
+    assert len(store) == 1 and store.get(first.id).content == "red cat on the mat"
+    exact = store.remember("red cat on the mat", near_duplicate=0.5, on_near_duplicate="merge")
+    assert exact.status == "existing" and exact.near_duplicate_of is None  # exact dedup comes first
+    named = store.remember("red cat on one mat", id="n", near_duplicate=0.5, on_near_duplicate="merge")
+    assert named.id == "n" and named.status == "new" and named.near_duplicate_of == first.id  # never merged away
+    again = store.remember("red cat on two mats", id="n", near_duplicate=0.99)
+    assert again.status == "replaced" and again.near_duplicate_of in (None, first.id)  # never itself
+    with pytest.raises(InputError):
+        store.remember("red", near_duplicate=2)
+    with pytest.raises(InputError):
+        store.remember("red", near_duplicate=0.9, on_near_duplicate="drop")
+
+
+def test_near_duplicates_in_a_batch_use_one_encoder_call(store, encoder):
+    store.remember("red cat")
+    calls = encoder.calls
+    got = store.remember_many(["red cat!", "blue sky", "green leaf"], near_duplicate=0.5)
+    assert encoder.calls == calls + 1
+    assert [m.near_duplicate_of is not None for m in got] == [True, False, False]
+
+
+# -- provenance ------------------------------------------------------------------------------------
+def test_provenance_round_trips(tmp_path):
+    with MemoryStore(tmp_path / "m", model=ColourEncoder()) as s:
+        a = s.remember("red fact", source="chat:42", created_by="agent:planner")
+        b = s.remember("red summary", created_by="agent:summariser", derived_from=[a.id, "elsewhere-7"])
+        many = s.remember_many(["x red", "y blue"], created_by=["u1", None], derived_from=[[a.id], None])
+        assert (b.created_by, b.derived_from) == ("agent:summariser", [a.id, "elsewhere-7"])
+        assert (many[0].derived_from, many[1].derived_from, many[1].created_by) == ([a.id], None, None)
+    with MemoryStore(tmp_path / "m", model=ColourEncoder()) as s:
+        got = s.get(b.id)
+        assert (got.created_by, got.derived_from, got.source) == ("agent:summariser", [a.id, "elsewhere-7"], None)
+        assert s.get(a.id).source == "chat:42" and s.get(a.id).derived_from is None
+        hit = s.recall("red summary", k=1)[0]
+        assert hit.memory.created_by == "agent:summariser"
+        table = s.to_arrow()
+        row = next(r for r in table.to_pylist() if r["id"] == b.id)
+        assert row["created_by"] == "agent:summariser" and row["derived_from"] == [a.id, "elsewhere-7"]
+    with pytest.raises(InputError):
+        MemoryStore(tmp_path / "m", model=ColourEncoder()).remember("red", derived_from=[""])
+
+
+def test_stores_of_the_first_schema_stay_readable_and_upgrade_on_write(tmp_path):
+    import lancedb
+
+    from aimemory.storage import Manifest
+
+    path = tmp_path / "m"
+    with MemoryStore(path, model=ColourEncoder()) as s:
+        old = s.remember_many(["red one", "blue two"], metadata={"tags": ["t"]})
+    # rewrite the table and manifest as the first schema made them: no expiry or provenance columns
+    db = lancedb.connect(str(path / "tables"))
+    rows = db.open_table("memories").to_arrow().drop_columns(["expires_at", "created_by", "derived_from"])
+    db.create_table("memories", data=rows, mode="overwrite")
+    manifest = Manifest.read(path)
+    manifest.schema_version = 1
+    manifest.write(path)
+    with MemoryStore(path, model=ColourEncoder()) as s:
+        assert s.table.missing_columns() == ["expires_at", "created_by", "derived_from"]
+        got = s.get(old[0].id)
+        assert got.content == "red one" and got.created_by is None and got.expires_at is None
+        assert s.recall("red", k=1)[0].id == old[0].id and len(s.to_arrow()) == 2
+        s.update(old[1].id, tags=["u"])  # a metadata update needs no new columns
+        new = s.remember("green three", created_by="me", ttl=3600)
+        assert s.table.missing_columns() == [] and Manifest.read(path).schema_version == 2
+    with MemoryStore(path, model=ColourEncoder()) as s:
+        assert s.get(new.id).created_by == "me" and s.get(old[1].id).tags == ["t", "u"] and len(s) == 3

@@ -8,6 +8,7 @@ it can never disagree with it after a reopen.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -42,7 +43,7 @@ class Catalog:
     def __init__(self) -> None:
         self._cols: dict[str, list] = {name: [] for name in (
             "vkey", "id", "view", "namespace", "modality", "kind", "created", "start", "end", "snippet",
-            "source", "content_hash", "tags", "metadata", "mime")}
+            "source", "content_hash", "tags", "metadata", "mime", "expires", "created_by", "derived_from")}
         self._arrays: dict[str, np.ndarray] = {}
         self.alive: np.ndarray = np.zeros(0, dtype=bool)
         self.by_id: dict[str, list[int]] = {}
@@ -53,6 +54,7 @@ class Catalog:
         self._ns_code: dict[str, int] = {}
         self._ns_codes: list[int] = []
         self._memories = 0  # alive primary views: ids are unique per namespace, not across them
+        self._expiring = 0  # views with an expiry time: 0 skips every expiry check
 
     # -- building ------------------------------------------------------------------------------
     def append_arrow(self, table: pa.Table) -> None:
@@ -62,11 +64,16 @@ class Catalog:
         table = table.sort_by("vkey")
         cols = table.to_pydict()
         created = table.column("created_at").cast(pa.int64()).to_numpy(zero_copy_only=False) / 1e6
+        expires = [None] * table.num_rows
+        if "expires_at" in cols:  # seconds since the epoch, None for never
+            expires = [None if v is None else v / 1e6 for v in table.column("expires_at").cast(pa.int64()).to_pylist()]
+            self._expiring += sum(v is not None for v in expires)
         base = len(self._cols["vkey"])
         if base and cols["vkey"][0] <= self._cols["vkey"][-1]:
             raise AssertionError("catalog rows must arrive in increasing vkey order")
         for name, values in self._cols.items():
-            values.extend(created.tolist() if name == "created" else cols[name])
+            values.extend(created.tolist() if name == "created" else expires if name == "expires"
+                          else cols.get(name, [None] * table.num_rows))
         codes = self._ns_code
         self._ns_codes.extend(codes.setdefault(ns, len(codes)) for ns in cols["namespace"])
         self._arrays.clear()
@@ -109,7 +116,7 @@ class Catalog:
             values = self._cols[name]
             if name in ("vkey",):
                 arr = np.asarray(values, dtype=np.int64)
-            elif name in ("created", "start", "end"):
+            elif name in ("created", "start", "end", "expires"):
                 arr = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
             elif name == "view":
                 arr = np.asarray(values, dtype=np.int32)
@@ -129,27 +136,46 @@ class Catalog:
 
     # -- lookups -------------------------------------------------------------------------------
     def __len__(self) -> int:
-        return self._memories
+        return self.count(None)
 
     def count(self, namespace: str | None = None) -> int:
+        """Memories (not expired) in one namespace, or in all when None."""
         if namespace is None:
-            return self._memories
-        primary = self.alive & (self.array("view") == 0) & self.namespace_is(namespace)
+            if not self._expiring:
+                return self._memories
+            return int((self.alive & (self.array("view") == 0) & ~self.expired()).sum())
+        primary = self.alive & (self.array("view") == 0) & self.namespace_is(namespace) & ~self.expired()
         return int(primary.sum())
 
+    def expired(self, now: float | None = None) -> np.ndarray:
+        """Boolean mask: the view's memory has expired (its expiry time is at or before ``now``)."""
+        if not self._expiring:
+            return np.zeros(len(self._cols["vkey"]), dtype=bool)
+        expires = self.array("expires")
+        with np.errstate(invalid="ignore"):  # NaN (never) compares False
+            return expires <= (time.time() if now is None else now)
+
+    def is_expired(self, position: int, now: float | None = None) -> bool:
+        at = self._cols["expires"][position]
+        return at is not None and at <= (time.time() if now is None else now)
+
     def namespaces(self) -> dict[str, int]:
-        primary = self.alive & (self.array("view") == 0)
+        primary = self.alive & (self.array("view") == 0) & ~self.expired()
         names, counts = np.unique(self.array("namespace")[primary].astype(str), return_counts=True)
         return dict(zip(names.tolist(), counts.tolist()))
 
-    def positions(self, memory_id: str, namespace: str | None) -> list[int]:
-        """Positions of a memory's views, primary first; [] if absent or in another namespace.
-        Ids are unique per namespace: None means the namespace that holds the id first."""
+    def positions(self, memory_id: str, namespace: str | None, *, expired: bool = False) -> list[int]:
+        """Positions of a memory's views, primary first; [] if absent, in another namespace, or
+        expired (unless ``expired``). Ids are unique per namespace: None means the namespace that
+        holds the id first."""
         positions = self.by_id.get(memory_id, [])
         if positions:
             ns = self._cols["namespace"]
             want = ns[positions[0]] if namespace is None else namespace
             positions = [p for p in positions if ns[p] == want]
+            if not expired and self._expiring:
+                now = time.time()
+                positions = [p for p in positions if not self.is_expired(p, now)]
         return sorted(positions, key=lambda p: self._cols["view"][p])
 
     def position_of_vkeys(self, vkeys: np.ndarray) -> np.ndarray:
@@ -175,7 +201,9 @@ class Catalog:
         return meta
 
     def find_duplicate(self, namespace: str, content_hash: str) -> str | None:
-        return self.by_hash.get((namespace, content_hash))
+        """The id of the memory in ``namespace`` with this content (not an expired one)."""
+        mid = self.by_hash.get((namespace, content_hash))
+        return mid if mid is not None and self.positions(mid, namespace) else None
 
     def alive_vkeys(self) -> np.ndarray:
         return self.array("vkey")[self.alive]
@@ -185,7 +213,7 @@ class Catalog:
              until: float | None = None, where: Mapping[str, Any] | None = None,
              kinds: Iterable[str] | None = None) -> np.ndarray:
         """Boolean mask over views a query may see. ``namespace`` always applies (hard boundary)."""
-        mask = self.alive & self.namespace_is(namespace)
+        mask = self.alive & self.namespace_is(namespace) & ~self.expired()
         if modalities is not None:
             mask &= np.isin(self.array("modality"), list(modalities))
         if kinds is not None:

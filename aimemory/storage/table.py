@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import StoreCorruptError, StoreError
-from ..records import CATALOG_COLUMNS, table_schema
+from ..records import ADDED_COLUMNS, CATALOG_COLUMNS, table_schema
 
 log = logging.getLogger("aimemory.storage")
 
@@ -144,7 +144,7 @@ class VectorTable:
     def _check(self, table) -> None:
         """A version is good when its manifest has our schema and every data file reads."""
         names = set(table.schema.names)
-        missing = [f.name for f in table_schema(self.dim) if f.name not in names]
+        missing = [f.name for f in table_schema(self.dim) if f.name not in names and f.name not in ADDED_COLUMNS]
         if missing:
             raise ValueError(f"manifest lacks columns {missing}")
         width = table.schema.field("vector").type.list_size
@@ -220,17 +220,32 @@ class VectorTable:
     def count_rows(self) -> int:
         return int(self._table.count_rows())
 
+    def missing_columns(self) -> list[str]:
+        """Columns of a newer schema that this (older) table does not have yet."""
+        names = set(self._table.schema.names)
+        return [name for name in ADDED_COLUMNS if name not in names]
+
     def scan(self, columns: list[str], where=None) -> pa.Table:
-        query = self._table.search().select(columns).limit(None)
+        """``columns`` of the rows matching ``where``; columns of a newer schema that this table
+        lacks read as null."""
+        missing = [c for c in self.missing_columns() if c in columns]
+        query = self._table.search().select([c for c in columns if c not in missing]).limit(None)
         if where is not None:
             query = query.where(where)
         try:
-            return query.to_arrow()
+            table = query.to_arrow()
         except BaseException as exc:  # a file torn under an open store: say so, never guess
             if not is_lance_failure(exc):
                 raise
             raise storage_error(exc, f"reading the table in {self.folder} failed",
                                  "reopen the store to fall back to its newest readable version") from exc
+        if missing:
+            schema = table_schema(self.dim)
+            for name in missing:
+                field = schema.field(name)
+                table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+            table = table.select(columns)
+        return table
 
     def catalog_rows(self) -> pa.Table:
         return self.scan(CATALOG_COLUMNS)
@@ -272,10 +287,24 @@ class VectorTable:
                 .select(["vkey", "id", "_score"]).limit(limit).to_arrow())
 
     # -- writes --------------------------------------------------------------------------------
+    def add_missing_columns(self) -> bool:
+        """Give a table of an older schema the newer columns (all null: a metadata-only commit);
+        True when it did. Writes call it first, so rows of the current schema always fit."""
+        missing = self.missing_columns()
+        if not missing:
+            return False
+        if self.remote is not None:
+            self.remote.check_lease()
+        schema = table_schema(self.dim)
+        self._table.add_columns([schema.field(name) for name in missing])
+        log.info("table in %s: added the columns %s of a newer schema", self.folder, missing)
+        return True
+
     def add(self, rows: pa.Table) -> int:
         """Append rows in one commit; returns the new table version."""
         if self.remote is not None:
             self.remote.check_lease()
+        self.add_missing_columns()
         self._table.add(rows.cast(self._table.schema) if rows.schema != self._table.schema else rows)
         self._after_commit(rows.num_rows)
         return self.version
@@ -306,6 +335,7 @@ class VectorTable:
             return self.add(rows)
         if self.remote is not None:
             self.remote.check_lease()
+        self.add_missing_columns()
         schema = self._table.schema
         rows = rows.select(schema.names)
         (self._table.merge_insert("vkey").when_not_matched_insert_all()

@@ -33,12 +33,12 @@ from langgraph.store.base import (  # noqa: E402
 from langgraph.store.memory import InMemoryStore  # noqa: E402
 
 from aimemory import MemoryStore  # noqa: E402
-from aimemory.integrations.langgraph import AimemoryStore  # noqa: E402
+from aimemory.integrations.langgraph import AimemoryStore, memory_id  # noqa: E402
 
 DIM = 16
 SEEDS = range(5)
-BATCHES_PER_SEED = 30
-OPS_PER_BATCH = (4, 24)  # large batches: a write batch costs two Lance commits, whatever its size
+BATCHES_PER_SEED = 21
+OPS_PER_BATCH = (8, 32)  # large batches: a write batch costs two Lance commits, whatever its size
 NAMESPACES = [("a",), ("a", "x"), ("a", "y"), ("b",), ("b", "x", "z"), ("c", "ü é"), ("a", "x", "deep", "er")]
 KEYS = ["k1", "k2", "k3", "k-4", "ключ", "k 6"]
 WORDS = ["tea", "coffee", "green", "blue", "cat", "dog", "meeting", "paris"]
@@ -189,14 +189,35 @@ def test_the_convenience_methods_sync_and_async(tmp_path):
     store.store.close()
 
 
-def test_namespace_rules_and_ttl_are_refused(tmp_path):
+def test_namespace_rules(tmp_path):
     store = AimemoryStore(tmp_path / "mem", index=_index())
     with pytest.raises(InvalidNamespaceError):
         store.put(("a.b",), "k", {"v": 1})
     with pytest.raises(InvalidNamespaceError):
         store.batch([GetOp(("",), "k")])
-    with pytest.raises(NotImplementedError):
-        store.put(("a",), "k", {"v": 1}, ttl=5)
+    store.store.close()
+
+
+def test_ttl_expires_items_and_reads_refresh_it(tmp_path):
+    import time
+
+    store = AimemoryStore(tmp_path / "mem", index=_index(), ttl={"default_ttl": 60})
+    store.put(("t",), "long", {"text": "stays"})  # default_ttl: an hour
+    store.put(("t",), "forever", {"text": "never expires"}, ttl=None)
+    store.put(("t",), "short", {"text": "gone soon"}, ttl=0.05)  # minutes: 3 s (the write must outlive it)
+    time.sleep(3.2)
+    assert store.get(("t",), "short") is None
+    assert sorted(i.key for i in store.search(("t",))) == ["forever", "long"]
+    mid = memory_id(("t",), "long")
+    before = store.store.get(mid, store.namespace).expires_at
+    store.refresh_fraction = 0.0  # refresh on every read (normally once a tenth of the TTL has passed)
+    store.get(("t",), "long", refresh_ttl=False)
+    assert store.store.get(mid, store.namespace).expires_at == before
+    store.get(("t",), "long")
+    after = store.store.get(mid, store.namespace).expires_at
+    assert after > before and store.get(("t",), "long").value == {"text": "stays"}
+    store.sweep_ttl()
+    assert store.store.count(store.namespace) == 2  # the expired item is gone from disk too
     store.store.close()
 
 

@@ -60,16 +60,21 @@ def exists(store: "MemoryStore", memory_id: str, namespace: str) -> bool:
 
 
 def upsert(store: "MemoryStore", items: Sequence[object], metadatas: Sequence[Mapping[str, Any]],
-           ids: Sequence[str], namespace: str, sources: Sequence[str | None] | None = None) -> list["Memory"]:
+           ids: Sequence[str], namespace: str, sources: Sequence[str | None] | None = None,
+           ttl: Sequence[float | None] | None = None) -> list["Memory"]:
     """Remember ``items`` under caller ``ids``: an id already held is replaced, never merged by
-    content. An id given twice keeps its last item (as a dict assignment would)."""
+    content. An id given twice keeps its last item (as a dict assignment would). ``ttl``: seconds
+    to live per item (None: no expiry)."""
     last = {mid: i for i, mid in enumerate(ids)}
     keep = sorted(last.values())
     if not keep:
         return []
+    extra: dict[str, Any] = {}
+    if ttl is not None and any(t is not None for t in ttl):
+        extra["ttl"] = [ttl[i] for i in keep]
     return list(store.remember_many([items[i] for i in keep], metadata=[metadatas[i] for i in keep],
                                     ids=[ids[i] for i in keep], namespace=namespace, dedup=False,
-                                    sources=None if sources is None else [sources[i] for i in keep]))
+                                    sources=None if sources is None else [sources[i] for i in keep], **extra))
 
 
 def forget_present(store: "MemoryStore", ids: Iterable[str], namespace: str) -> int:

@@ -23,7 +23,11 @@ tuple, key, value and times under ``"langgraph"``, so values round-trip exactly 
   value's keys, nested dicts matched key by key, as LangGraph's own stores do.
 * A batch reads the store as it was before the batch, then applies its puts (the last put of a
   (namespace, key) wins), as ``InMemoryStore`` does.
-* TTL: not supported (``supports_ttl`` is False): a ``ttl`` passed to ``put`` raises.
+* TTL (``supports_ttl``): ``put(..., ttl=minutes)`` and ``ttl=TTLConfig(default_ttl=...)`` make
+  items expire; an expired item is never returned (aimemory's expiry), and :meth:`sweep_ttl`
+  deletes them from disk. Reads refresh an item's TTL when ``refresh_ttl`` (``refresh_on_read``)
+  asks, by rewriting the item, at most once per tenth of its TTL (so a hot item is not rewritten on
+  every read).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from langgraph.store.base import (
     Result,
     SearchItem,
     SearchOp,
+    TTLConfig,
     ensure_embeddings,
     get_text_at_path,
     tokenize_path,
@@ -65,6 +70,7 @@ DEFAULT_NAMESPACE = "langgraph"
 META_KEY = "langgraph"
 DEFAULT_FIELDS = ["$"]
 ID_HEX = 40  # hex digits of the sha256 that names an item's memory
+REFRESH_FRACTION = 0.1  # a read rewrites an item's expiry once this fraction of its TTL has passed
 
 
 def memory_id(namespace: tuple[str, ...], key: str) -> str:
@@ -84,10 +90,13 @@ def _matches_namespace(condition: MatchCondition, namespace: tuple[str, ...]) ->
 class AimemoryStore(BaseStore):
     """A LangGraph store on an aimemory store (a ``MemoryStore`` or a folder path)."""
 
-    supports_ttl = False
+    supports_ttl = True
+    #: a read rewrites an item's expiry once this fraction of its TTL has passed
+    refresh_fraction = REFRESH_FRACTION
 
     def __init__(self, store: "MemoryStore | str | os.PathLike", *, index: IndexConfig | None = None,
-                 namespace: str = DEFAULT_NAMESPACE):
+                 namespace: str = DEFAULT_NAMESPACE, ttl: TTLConfig | None = None):
+        self.ttl_config = ttl
         self.index_config = dict(index) if index else None
         model: Any = "auto"
         self.fields: list[str] = DEFAULT_FIELDS
@@ -107,23 +116,32 @@ class AimemoryStore(BaseStore):
         results: list[Result] = [None] * len(ops)
         puts: dict[tuple[tuple[str, ...], str], PutOp] = {}
         snapshot: list[tuple[Item, bool]] | None = None
+        read: set[tuple[tuple[str, ...], str]] = set()  # items whose TTL the reads refresh
         for i, op in enumerate(ops):
             if isinstance(op, GetOp):
                 results[i] = self._get(tuple(op.namespace), op.key)
+                if op.refresh_ttl and results[i] is not None:
+                    read.add((tuple(op.namespace), op.key))
             elif isinstance(op, (SearchOp, ListNamespacesOp)):
                 if snapshot is None:  # every read of a batch sees the store as it was before it
                     snapshot = self._items()
                 results[i] = (self._search(op, snapshot) if isinstance(op, SearchOp)
                               else self._list_namespaces(op, snapshot))
+                if isinstance(op, SearchOp) and op.refresh_ttl:
+                    read.update((it.namespace, it.key) for it in results[i])
             elif isinstance(op, PutOp):
-                if op.ttl is not None:
-                    raise NotImplementedError("AimemoryStore does not support TTL; put without ttl=")
                 puts[(tuple(op.namespace), op.key)] = op
             else:
                 raise ValueError(f"unknown operation type: {type(op).__name__}")
+        if read - set(puts):
+            self._refresh(read - set(puts))
         if puts:
             self._apply(list(puts.values()))
         return results
+
+    def sweep_ttl(self) -> None:
+        """Delete expired items from disk now (they are never returned once expired anyway)."""
+        self.store.compact()
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         """:meth:`batch` in the default executor (the store's writes are blocking file I/O)."""
@@ -212,6 +230,31 @@ class AimemoryStore(BaseStore):
             texts = self._texts(op)
             items.append("\n".join(texts) if texts else json.dumps(value, sort_keys=True, ensure_ascii=False))
             metas.append({META_KEY: {"namespace": list(op.namespace), "key": op.key, "value": value,
-                                     "created_at": created, "updated_at": now, "indexed": bool(texts)}})
+                                     "created_at": created, "updated_at": now, "indexed": bool(texts),
+                                     "ttl": op.ttl}})
             ids.append(mid)
-        upsert(self.store, items, metas, ids, self.namespace)
+        upsert(self.store, items, metas, ids, self.namespace,
+               ttl=[op.ttl * 60 if op.ttl else None for op in writes])
+
+    def _refresh(self, keys: set[tuple[tuple[str, ...], str]]) -> None:
+        """Restart the TTL of items just read: the same item written again with a new expiry."""
+        now = datetime.now(timezone.utc)
+        items, metas, ids, ttls = [], [], [], []
+        for namespace, key in sorted(keys):
+            mid = memory_id(namespace, key)
+            try:
+                memory = self.store.get(mid, self.namespace)
+            except NotFoundError:
+                continue
+            minutes = memory.metadata[META_KEY].get("ttl")
+            if not minutes or memory.expires_at is None:
+                continue
+            left = (memory.expires_at - now).total_seconds()
+            if left > minutes * 60 * (1 - self.refresh_fraction):
+                continue  # refreshed recently enough
+            items.append(memory.text)
+            metas.append({META_KEY: memory.metadata[META_KEY]})
+            ids.append(mid)
+            ttls.append(minutes * 60)
+        if ids:
+            upsert(self.store, items, metas, ids, self.namespace, ttl=ttls)

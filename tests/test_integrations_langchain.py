@@ -153,3 +153,15 @@ def test_images_and_audio_with_the_stores_own_model(tmp_path):
     assert top.id == "beep" and top.page_content == str(wav)
     assert vs.get_by_ids(["photo"])[0].metadata == {"n": 2}
     store.close()
+
+
+def test_aimemory_embeddings_give_langchain_the_stores_model(tmp_path):
+    from aimemory.integrations.langchain import AimemoryEmbeddings
+
+    emb = AimemoryEmbeddings(ColourEncoder())
+    assert emb.model == "test-colour-v1" and len(emb.embed_query("red")) == 16
+    vs = AimemoryVectorStore(tmp_path / "mem", embedding=emb)
+    vs.add_texts(["a red car", "a green tree"], ids=["car", "tree"])
+    assert vs.similarity_search("green", k=1)[0].id == "tree"
+    assert vs.store.model_id == "langchain:AimemoryEmbeddings:test-colour-v1"
+    vs.store.close()

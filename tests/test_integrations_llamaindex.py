@@ -145,3 +145,17 @@ def test_a_vector_store_index_retrieves_through_it(tmp_path):
     result = vs.query(VectorStoreQuery(query_str="cats purr", similarity_top_k=1))
     assert _ids(result) == ["cats"]
     vs.client.close()
+
+
+def test_aimemory_embedding_indexes_offline_with_the_stores_model(tmp_path):
+    from conftest import ColourEncoder
+
+    from aimemory.integrations.llamaindex import AimemoryEmbedding
+
+    embed = AimemoryEmbedding(ColourEncoder())
+    vs = AimemoryVectorStore(tmp_path / "mem", embed_model=embed)
+    nodes = [TextNode(text=t, id_=t) for t in ("a red car", "a green tree", "the blue sea")]
+    index = VectorStoreIndex(nodes, storage_context=StorageContext.from_defaults(vector_store=vs), embed_model=embed)
+    assert index.as_retriever(similarity_top_k=1).retrieve("something green")[0].node.node_id == "a green tree"
+    assert vs.client.model_id == "llamaindex:test-colour-v1"
+    vs.client.close()

@@ -35,6 +35,7 @@ from ..store import DEFAULT_NAMESPACE
 from .common import Listed, forget_present, list_memories, matches, open_store, stored_dim, upsert
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..encoders.base import Encoder
     from ..records import Memory
     from ..store import MemoryStore
 
@@ -58,6 +59,26 @@ def embeddings_encoder(embedding: Embeddings, *, model_id: str | None = None,
     """An aimemory encoder whose text vectors come from ``embedding``."""
     return ExternalEncoder(embedding.embed_documents, embedding.embed_query,
                            model_id=model_id or embeddings_model_id(embedding), dim=dim)
+
+
+class AimemoryEmbeddings(Embeddings):
+    """LangChain ``Embeddings`` from an aimemory model (``"auto"``: the offline ``aimemory-base``
+    when no CLIP is cached), for frameworks that want an embedding function (mem0, LangGraph's
+    ``IndexConfig``). Texts are embedded whole, as queries are."""
+
+    def __init__(self, model: "str | os.PathLike | Encoder" = "auto"):
+        from ..encoders.registry import load_encoder
+
+        self.encoder = load_encoder(model)
+        self.model = self.encoder.model_id  # what the manifest of a store using these records
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        return self.encoder.query_vectors("text", list(texts)).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
 
 
 class AimemoryVectorStore(VectorStore):

@@ -23,6 +23,7 @@ import os
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.schema import BaseNode, MetadataMode
 from llama_index.core.vector_stores.types import (
@@ -63,6 +64,32 @@ def _text_item(text: str) -> Item | str:
     if text.strip():
         return text
     return Item("text", text, None, "text/plain", None, hashlib.sha256(b"text:").hexdigest())
+
+
+class AimemoryEmbedding(BaseEmbedding):
+    """A LlamaIndex embedding model from an aimemory model (``"auto"``: the offline
+    ``aimemory-base`` when no CLIP is cached): LlamaIndex indexes offline, on your machine."""
+
+    _encoder: Any = PrivateAttr()
+
+    def __init__(self, model: Any = "auto", **kwargs: Any):
+        from ..encoders.registry import load_encoder
+
+        encoder = load_encoder(model)
+        super().__init__(model_name=encoder.model_id, **kwargs)
+        self._encoder = encoder
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._encoder.query_vectors("text", [text])[0].tolist()
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self._encoder.query_vectors("text", texts).tolist() if texts else []
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._get_text_embedding(query)
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_text_embedding(query)
 
 
 class AimemoryVectorStore(BasePydanticVectorStore):

@@ -1,6 +1,7 @@
 """An MCP server over one namespace of a store (``aimemory mcp``), built on the official SDK.
 
-Tools: remember_text, remember_file, remember_image, recall, forget, list_recent, update_memory. The
+Tools: remember_text, remember_file, remember_image, recall, forget, list_recent, update_memory,
+export_memories, import_memories (both inside the ``--files-root`` folders). The
 namespace is fixed when the server starts (``--namespace`` / ``$AIMEMORY_NAMESPACE``): no tool takes
 one, so an agent cannot read, change or delete another agent's memories. Recall results are returned as JSON *data*
 with provenance, prefixed by a note that memory content is untrusted (it may contain text written to
@@ -52,7 +53,8 @@ def _clip(text: str | None, n: int = MAX_TEXT_IN_RESULT) -> str | None:
     return text[:n] + "…"
 
 
-STATUS_WORDS = {"new": "new", "existing": "already stored", "updated": "updated"}
+STATUS_WORDS = {"new": "new", "existing": "already stored", "updated": "updated", "replaced": "replaced",
+                "merged": "merged into a near duplicate"}
 
 
 def _summary(memory, status: str | None = None, metadata: bool = False) -> dict[str, Any]:
@@ -62,6 +64,9 @@ def _summary(memory, status: str | None = None, metadata: bool = False) -> dict[
         rec["metadata"] = {k: v for k, v in memory.metadata.items() if k != "tags"}
     if memory.modality == "text" or memory.text:
         rec["text"] = _clip(memory.text)
+    from .semantics import provenance_record
+
+    rec.update({k: v for k, v in provenance_record(memory).items() if v is not None})
     if status:
         rec["status"] = status
     return rec
@@ -103,13 +108,19 @@ def build_server(store: "MemoryStore", namespace: str = "default",
                 raise ToolError(str(exc)) from exc
         return wrapper
 
-    def store_one(x, tags, source=None) -> str:
-        memory = store.remember(x, metadata=_tags(tags), namespace=namespace, source=source)
+    def store_one(x, tags, source=None, **semantics) -> str:
+        memory = store.remember(x, metadata=_tags(tags), namespace=namespace, source=source, **semantics)
         return json.dumps(_summary(memory, STATUS_WORDS.get(memory.status or "", "new")), ensure_ascii=False)
 
-    def remember_text(text: str, tags: list[str] | None = None) -> str:
-        """Remember a piece of text (a note, fact, conversation excerpt). Returns its id."""
-        return store_one(text, tags)
+    def remember_text(text: str, tags: list[str] | None = None, id: str | None = None,  # noqa: A002
+                      ttl_seconds: float | None = None, derived_from: list[str] | None = None,
+                      near_duplicate: float | None = None) -> str:
+        """Remember a piece of text (a note, fact, conversation excerpt). Returns its id. Optional: id
+        (your own; an id already stored is replaced), ttl_seconds (forget it after that long),
+        derived_from (ids it was made from), near_duplicate (a cosine, e.g. 0.95: report a stored
+        near duplicate)."""
+        return store_one(text, tags, id=id, ttl=ttl_seconds, derived_from=derived_from,
+                         near_duplicate=near_duplicate)
 
     def remember_file(path: str, tags: list[str] | None = None) -> str:
         """Remember an image, audio or text file (a path under the server's allowed folders)."""
@@ -140,12 +151,14 @@ def build_server(store: "MemoryStore", namespace: str = "default",
             raise ToolError(f"mime {mime!r} is not an image type")
         return store_one(data, tags, source=f"mcp:{sniffed}")
 
-    def recall(query: str, k: int = 5, modality: str | None = None) -> list:
-        """Search memories by meaning across modalities (text query). modality: image, audio or text."""
+    def recall(query: str, k: int = 5, modality: str | None = None, half_life_seconds: float | None = None) -> list:
+        """Search memories by meaning across modalities (text query). modality: image, audio or text.
+        half_life_seconds favours recent memories (a score halves every that long)."""
         from .display import thumbnail_png
 
         k = max(1, min(int(k), MAX_K))
-        hits = store.recall(query, k=k, modality=modality or None, namespace=namespace)
+        hits = store.recall(query, k=k, modality=modality or None, namespace=namespace,
+                            half_life=half_life_seconds)
         records, images = [], []
         for rank, h in enumerate(hits, 1):
             rec = {"rank": rank, "score": round(float(h.score), 4), **_summary(h.memory),
@@ -178,6 +191,26 @@ def build_server(store: "MemoryStore", namespace: str = "default",
         return json.dumps(_summary(memory, STATUS_WORDS[memory.status or "existing"], metadata=True),
                           ensure_ascii=False)
 
+    def inside_roots(folder: str) -> Path:
+        if not roots:
+            raise ToolError(NO_FILES_ROOT)
+        p = Path(folder).expanduser().resolve()
+        if not _allowed(p, roots):
+            raise ToolError(f"{folder} is outside the folders this server may use ({', '.join(map(str, roots))}) "
+                            "or hidden")
+        return p
+
+    def export_memories(folder: str) -> str:
+        """Write every memory of this namespace (content and vectors included) to a new folder under
+        the server's allowed folders; import_memories (here or in another store) reads it back."""
+        summary = store.export_namespace(inside_roots(folder), namespace=namespace)
+        return json.dumps(summary, ensure_ascii=False)
+
+    def import_memories(folder: str) -> str:
+        """Read a folder written by export_memories into this namespace (ids already stored are replaced)."""
+        got = store.import_namespace(inside_roots(folder), namespace=namespace)
+        return json.dumps({"imported": len(got), "skipped_expired": len(got.skipped)})
+
     def list_recent(n: int = 10) -> str:
         """The newest memories, newest first."""
         from .export import recent
@@ -187,7 +220,8 @@ def build_server(store: "MemoryStore", namespace: str = "default",
         return json.dumps({"note": UNTRUSTED_NOTE, "namespace": namespace, "memories": items},
                           ensure_ascii=False, indent=1)
 
-    for fn in (remember_text, remember_file, remember_image, recall, forget, list_recent, update_memory):
+    for fn in (remember_text, remember_file, remember_image, recall, forget, list_recent, update_memory,
+               export_memories, import_memories):
         server.add_tool(guarded(fn), structured_output=False)
     return server
 

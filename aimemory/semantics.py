@@ -45,6 +45,7 @@ from .errors import InputError
 MAX_ID_CHARS = 256
 MAX_CREATED_BY_CHARS = 256
 NEAR_DUPLICATE_MODES = ("report", "merge")
+EPOCH_RANGE = (-62135596800.0, 253402300799.0)  # 0001-01-01 .. 9999-12-31: what datetime can show
 RECENCY_OVERFETCH = 4  # candidates ranked per wanted hit before the recency weights re-order them
 
 
@@ -84,8 +85,8 @@ def epoch_seconds(value: datetime | float | int | str, name: str) -> float:
     if isinstance(value, bool):
         raise InputError(f"{name} must be a datetime, an ISO-8601 string or epoch seconds; got {value!r}")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            raise InputError(f"{name} must be finite; got {value!r}")
+        if not EPOCH_RANGE[0] <= value <= EPOCH_RANGE[1]:  # NaN fails too
+            raise InputError(f"{name} must be epoch seconds between the years 1 and 9999; got {value!r}")
         return float(value)
     if isinstance(value, str):
         try:
@@ -144,7 +145,7 @@ def item_options(n: int, *, ids: Sequence[str | None] | None = None, expires_at:
         if t is not None:
             if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
                 raise InputError(f"ttl must be a positive number of seconds; got {t!r}")
-            expiry[j] = now + float(t)
+            expiry[j] = min(now + float(t), EPOCH_RANGE[1])  # a ttl of centuries: the end of time
     for at in expiry:
         if at is not None and at <= now:
             raise InputError(f"expires_at {datetime.fromtimestamp(at, timezone.utc).isoformat()} is not in "
@@ -353,3 +354,14 @@ def recency_ranking(rank: Callable[[int], Mapping[str, tuple[float, int]]], k: i
         if len(best) < fetch or fetch >= n_allowed or (len(scores) >= k and scores[k - 1] >= floor):
             return weighted, weights
         fetch = min(n_allowed, fetch * 4)
+
+
+# -- the doors (CLI, MCP, HTTP) ----------------------------------------------------------------------
+def provenance_record(memory) -> dict[str, Any]:
+    """The fields of this module on a memory, as JSON values (near-duplicate fields only when set)."""
+    rec: dict[str, Any] = {"created_by": memory.created_by, "derived_from": memory.derived_from,
+                           "expires_at": memory.expires_at.isoformat() if memory.expires_at else None}
+    if memory.near_duplicate_of is not None:
+        rec["near_duplicate_of"] = memory.near_duplicate_of
+        rec["near_duplicate_score"] = memory.near_duplicate_score
+    return rec

@@ -689,6 +689,20 @@ class MemoryStore:
 
         return to_arrow(self, namespace, vectors, content)
 
+    def export_namespace(self, path: str | os.PathLike, namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
+        """Write a whole namespace, content and vectors included, to a new folder (see
+        :mod:`aimemory.transfer`); returns its summary."""
+        from .transfer import export_namespace
+
+        return export_namespace(self, path, check_namespace(namespace))
+
+    def import_namespace(self, path: str | os.PathLike, namespace: str | None = None) -> MemoryList:
+        """Write the memories of an :meth:`export_namespace` folder into ``namespace`` (default: the
+        exported one): bit-exact with the same model, embedded again with another."""
+        from .transfer import import_namespace
+
+        return import_namespace(self, path, None if namespace is None else check_namespace(namespace))
+
     def to_pandas(self, namespace: str | None = None, vectors: bool = False, *, content: bool = False):
         """:meth:`to_arrow` as a pandas DataFrame (metadata parsed into dicts)."""
         from .export import to_pandas

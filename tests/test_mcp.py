@@ -21,7 +21,8 @@ from mcp import Client, StdioServerParameters  # noqa: E402
 from aimemory import MemoryStore  # noqa: E402
 from aimemory.mcp_server import UNTRUSTED_NOTE, build_server  # noqa: E402
 
-TOOLS = {"remember_text", "remember_file", "remember_image", "recall", "forget", "list_recent", "update_memory"}
+TOOLS = {"remember_text", "remember_file", "remember_image", "recall", "forget", "list_recent", "update_memory",
+         "export_memories", "import_memories"}
 MINI_DIR = Path(__file__).resolve().parent.parent / "aimemory" / "models" / "aimemory-mini"
 
 

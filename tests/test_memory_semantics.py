@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 from conftest import ColourEncoder
 
@@ -304,3 +305,191 @@ def test_stores_of_the_first_schema_stay_readable_and_upgrade_on_write(tmp_path)
         assert s.table.missing_columns() == [] and Manifest.read(path).schema_version == 2
     with MemoryStore(path, model=ColourEncoder()) as s:
         assert s.get(new.id).created_by == "me" and s.get(old[1].id).tags == ["t", "u"] and len(s) == 3
+
+
+# -- namespace export / import ---------------------------------------------------------------------
+def _table_rows(store, namespace):
+    """Every view row of a namespace, keyed by (id, view), without the store-internal vkey."""
+    from lancedb.expr import col, lit
+
+    from aimemory.records import table_schema
+
+    names = [n for n in table_schema(store.manifest.dim).names if n != "vkey"]
+    rows = store.table.scan(names, col("namespace") == lit(namespace)).to_pylist()
+    for r in rows:
+        r.pop("namespace")
+        r["vector"] = np.asarray(r["vector"], np.float32).tobytes()
+    return {(r["id"], r["view"]): r for r in rows}
+
+
+def test_namespace_export_import_round_trips_bit_exactly(tmp_path, clock):
+    import io
+
+    from conftest import solid, tone
+
+    png = io.BytesIO()
+    solid("green", noise_seed=3).save(png, format="PNG")
+    with MemoryStore(tmp_path / "a", model=ColourEncoder()) as a:
+        a.remember("red unrelated", namespace="other")
+        a.remember("red fact", id="f1", namespace="agent", source="chat:1", created_by="agent:x",
+                   metadata={"tags": ["t1", "t2"], "score": 0.1, "nested": {"k": [1, "two", None]}})
+        a.remember(png.getvalue(), namespace="agent", derived_from=["f1"], ttl=7 * 86400)
+        a.remember(tone("blue"), namespace="agent", source="clip.wav")
+        a.remember("short lived", namespace="agent", ttl=60)
+        a.remember("ünïcode 🐱 text\nwith lines", namespace="agent", created_at="2001-02-03T04:05:06.789012Z")
+        clock[0] = 120  # "short lived" has expired: it is not exported
+        summary = a.export_namespace(tmp_path / "x", namespace="agent")
+        assert summary["memories"] == 4 and summary["namespace"] == "agent"
+        before = _table_rows(a, "agent")
+    assert (tmp_path / "x" / "vectors.npy").exists() and len(list((tmp_path / "x" / "media").iterdir())) == 2
+    with pytest.raises(InputError):
+        MemoryStore(tmp_path / "a", model=ColourEncoder()).export_namespace(tmp_path / "x", namespace="agent")
+    with MemoryStore(tmp_path / "b", model=ColourEncoder()) as b:
+        got = b.import_namespace(tmp_path / "x")
+        assert len(got) == 4 and {m.status for m in got} == {"new"} and got.skipped == []
+        after = _table_rows(b, "agent")
+        expired = [k for k, r in before.items() if r["text"] == "short lived"]
+        assert after == {k: r for k, r in before.items() if k not in expired}  # every column, bit for bit
+        again = b.import_namespace(tmp_path / "x")
+        assert {m.status for m in again} == {"existing"} and b.table.count_rows() == len(after)
+        moved = b.import_namespace(tmp_path / "x", namespace="copy")
+        assert b.count("copy") == 4
+        assert b.get("f1", namespace="copy").metadata == b.get("f1", namespace="agent").metadata
+        assert b.recall("red fact", k=1, namespace="agent")[0].id == "f1" and moved[0].namespace == "copy"
+
+
+class OtherColourEncoder(ColourEncoder):
+    model_id = "test-colour-other"
+
+
+def test_namespace_import_into_another_model_embeds_again(tmp_path):
+    import io
+
+    from conftest import solid
+
+    png = io.BytesIO()
+    solid("red").save(png, format="PNG")
+    with MemoryStore(tmp_path / "a", model=ColourEncoder()) as a:
+        a.remember("blue note", id="n", created_by="me", metadata={"tags": ["x"]})
+        a.remember(png.getvalue(), id="img")
+        a.export_namespace(tmp_path / "x")
+        created = a.get("n").created_at
+    enc = OtherColourEncoder()
+    with MemoryStore(tmp_path / "b", model=enc) as b:
+        calls = enc.calls
+        got = b.import_namespace(tmp_path / "x")
+        assert enc.calls > calls and {m.id for m in got} == {"n", "img"}
+        n = b.get("n")
+        assert (n.content, n.created_by, n.tags) == ("blue note", "me", ["x"])
+        assert b.get("img").content == png.getvalue()
+        assert n.created_at == created
+
+
+def test_import_refuses_what_is_not_an_export(tmp_path, store):
+    with pytest.raises(InputError, match="not a namespace export"):
+        store.import_namespace(tmp_path)
+
+
+# -- the doors: CLI, MCP, HTTP ---------------------------------------------------------------------
+def test_cli_ids_expiry_provenance_half_life_and_namespace_transfer(tmp_path, capsys, monkeypatch):
+    import json
+
+    import aimemory.cli.commands as commands
+    from aimemory.cli import main
+
+    monkeypatch.setattr(commands, "_TEST_STORE_KWARGS", {"model": ColourEncoder(), "speech_model": None})
+    a, b = tmp_path / "a", tmp_path / "b"
+
+    def run(*argv):
+        code = main([str(x) for x in argv])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        return out
+
+    run("remember", "--text", "red first", "--id", "n1", "--created-by", "me", "--derived-from", "x",
+        "--ttl", "2h", "--store", a, "-n", "agent")
+    run("remember", "--text", "blue second", "--id", "n1", "--store", a, "-n", "agent")  # replaced
+    shown = json.loads(run("show", "n1", "--json", "--store", a, "-n", "agent"))
+    assert shown["text"] == "blue second" and "created_by" not in shown  # the replacement has none
+    run("remember", "--text", "red third", "--created-by", "me", "--expires-at", "2999-01-01T00:00:00Z",
+        "--store", a, "-n", "agent")
+    hits = json.loads(run("recall", "red", "--half-life", "7d", "--json", "--store", a, "-n", "agent"))
+    assert hits and all("recency" not in h or h["recency"] is None or h["recency"] <= 1 for h in hits)
+    code = main(["remember", "--text", "a", "--text", "b", "--id", "x", "--store", str(a)])
+    assert code == 2  # --id names one memory
+    capsys.readouterr()
+    run("export", "--with-content", tmp_path / "x", "--store", a, "-n", "agent")
+    assert "imported 2 memories" in run("import", tmp_path / "x", "--store", b)
+    with MemoryStore(b, model=ColourEncoder()) as s:
+        assert s.get("n1", namespace="agent").content == "blue second" and s.count("agent") == 2
+
+
+def test_mcp_tools_take_ids_ttl_half_life_and_transfer(tmp_path):
+    pytest.importorskip("mcp")
+    import asyncio
+    import json
+
+    from mcp import Client
+
+    from aimemory.mcp_server import build_server
+
+    root = tmp_path / "files"
+    root.mkdir()
+
+    def payload(result):
+        assert not result.is_error, result.content
+        return json.loads(result.content[0].text)
+
+    with MemoryStore(tmp_path / "m", model=ColourEncoder(), speech_model=None) as mem:
+        async def go():
+            async with Client(build_server(mem, "agent", [root])) as client:
+                one = payload(await client.call_tool("remember_text", {"text": "red note", "id": "k1",
+                                                                       "ttl_seconds": 3600, "derived_from": ["p"]}))
+                assert one["id"] == "k1" and one["status"] == "new" and one["derived_from"] == ["p"]
+                assert one["expires_at"]
+                two = payload(await client.call_tool("remember_text", {"text": "blue note", "id": "k1"}))
+                assert two["status"] == "replaced"
+                near = payload(await client.call_tool("remember_text", {"text": "blue note!", "near_duplicate": 0.5}))
+                assert near["near_duplicate_of"] == "k1"
+                hits = payload(await client.call_tool("recall", {"query": "blue", "half_life_seconds": 86400}))
+                assert hits["hits"][0]["id"] in ("k1", near["id"])
+                summary = payload(await client.call_tool("export_memories", {"folder": str(root / "out")}))
+                assert summary["memories"] == 2
+                outside = await client.call_tool("export_memories", {"folder": str(tmp_path / "elsewhere")})
+                assert outside.is_error
+                back = payload(await client.call_tool("import_memories", {"folder": str(root / "out")}))
+                assert back == {"imported": 2, "skipped_expired": 0}
+
+        asyncio.run(go())
+
+
+def test_http_fields_half_life_and_export_import(tmp_path):
+    pytest.importorskip("httpx")
+    from starlette.testclient import TestClient
+
+    from aimemory.web import create_app
+
+    with MemoryStore(tmp_path / "m", model=ColourEncoder(), speech_model=None) as mem:
+        client = TestClient(create_app(mem), base_url="http://127.0.0.1")
+        r = client.post("/api/memories", json={"text": "red note", "id": "h1", "ttl": 3600, "created_by": "web",
+                                               "derived_from": "a,b", "namespace": "ns"})
+        assert r.status_code == 201, r.text
+        m = r.json()["memories"][0]
+        assert (m["id"], m["status"], m["created_by"], m["derived_from"]) == ("h1", "new", "web", ["a", "b"])
+        assert m["expires_at"]
+        form = {"text": "blue note", "id": "h1", "namespace": "ns", "near_duplicate": "0.99"}
+        r = client.post("/api/memories", files={k: (None, v) for k, v in form.items()})  # multipart
+        assert r.status_code == 201 and r.json()["memories"][0]["status"] == "replaced", r.text
+        assert client.post("/api/memories", json={"text": ["a", "b"], "id": "one"}).status_code == 400
+        assert client.post("/api/memories", json={"text": "a", "ttl": -1}).status_code == 400
+        hits = client.get("/api/recall", params={"q": "blue", "namespace": "ns", "half_life": 3600}).json()["hits"]
+        assert hits[0]["id"] == "h1" and 0 < hits[0]["recency"] <= 1
+        assert client.get("/api/recall", params={"q": "blue", "half_life": -1}).status_code == 400
+        tar = client.get("/api/export", params={"namespace": "ns"})
+        assert tar.status_code == 200 and tar.headers["content-type"] == "application/x-tar"
+        r = client.post("/api/import", params={"namespace": "copy"}, content=tar.content,
+                        headers={"content-type": "application/x-tar"})
+        assert r.status_code == 201 and r.json() == {"imported": 1, "skipped": 0}, r.text
+        assert mem.get("h1", namespace="copy").content == "blue note"
+        bad = client.post("/api/import", content=b"not a tar", headers={"content-type": "application/x-tar"})
+        assert bad.status_code == 400

@@ -1,5 +1,6 @@
 """The store against a model: a Hypothesis state machine runs remember / remember_many / forget /
-recall / reopen / compact / rebuild over three namespaces and checks after every step that the store
+recall / reopen / compact / rebuild, upserts of caller-named memories and memories that expire (a
+clock the machine moves forward) over three namespaces and checks after every step that the store
 holds exactly the model's memories (ids, counts, byte-exact contents), that recall never returns a
 forgotten id or another tenant's memory, that exact search agrees with brute force over the model's
 vectors, and that the IVF path (a small ``ann_threshold``) keeps recall@10 >= 0.95.
@@ -15,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +40,11 @@ from aimemory.inputs import to_item
 NAMESPACES = ("default", "tenant.a", "tenant-b@x")
 WORDS = ("red", "green", "blue", "cat", "sofa", "rain", "dog", "tea")
 ANN_THRESHOLD = 24  # small, so rebuild switches to IVF inside a run
-STATS = {"steps": 0, "examples": 0, "recalls": 0, "ann_recalls": [], "reopens": 0, "compactions": 0}
+NAMES = ("doc-1", "doc-2", "doc/3 ü")  # caller ids: the same few, so upserts replace
+TTL = 3600.0  # expiring memories live an hour of the machine's clock
+STATS = {"steps": 0, "examples": 0, "recalls": 0, "ann_recalls": [], "reopens": 0, "compactions": 0,
+         "upserts": 0, "expired": 0}
+_REAL_TIME = time.time
 
 texts = st.lists(st.sampled_from(WORDS), min_size=1, max_size=4).map(" ".join)
 
@@ -68,24 +74,32 @@ class StoreMachine(RuleBasedStateMachine):
         self.store = MemoryStore(self.dir / "m", model=self.encoder, ann_threshold=ANN_THRESHOLD)
         self.model: dict[str, dict[str, object]] = {ns: {} for ns in NAMESPACES}
         self.vectors: dict[str, np.ndarray] = {}
+        self._vectors_of: dict[object, np.ndarray] = {}  # content -> its vector
         self.forgotten: set[str] = set()
+        self.expires: dict[tuple[str, str], float] = {}  # (namespace, id) -> clock offset at which it expires
+        self.expired: set[tuple[str, str]] = set()  # (namespace, id) expired but not yet compacted away
+        self.offset = 0.0  # the machine's clock: time.time() runs this far ahead
+        time.time = lambda: _REAL_TIME() + self.offset
         STATS["examples"] += 1
 
     def teardown(self):
+        time.time = _REAL_TIME
         self.store.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- helpers -------------------------------------------------------------------------------
     def _vector(self, content) -> np.ndarray:
-        item = to_item(content)
-        return self.encoder.views(item.modality, [item.payload])[0][0].vector
+        if content not in self._vectors_of:
+            item = to_item(content)
+            self._vectors_of[content] = self.encoder.views(item.modality, [item.payload])[0][0].vector
+        return self._vectors_of[content]
 
     def _expect_new_or_dup(self, content, ns: str, got_id: str) -> str | None:
         """The model's id for this content in ``ns`` if it is a duplicate, else record it."""
-        for mid, c in self.model[ns].items():
-            if c == content:
-                assert got_id == mid, "dedup returned another id than the stored duplicate"
-                return mid
+        same = [mid for mid, c in self.model[ns].items() if c == content]
+        if same:  # several when named memories share content: any of them
+            assert got_id in same, "dedup returned another id than a stored duplicate"
+            return got_id
         assert got_id not in self.vectors and got_id not in self.forgotten, "an id was reused"
         self.model[ns][got_id] = content
         self.vectors[got_id] = self._vector(content)
@@ -127,6 +141,44 @@ class StoreMachine(RuleBasedStateMachine):
             self._expect_new_or_dup(content, ns, m.id)
         return multiple(*[m.id for m in got[:3]])
 
+    @rule(target=memories, content=contents, ns=st.sampled_from(NAMESPACES), name=st.sampled_from(NAMES),
+          expiring=st.booleans())
+    def upsert(self, content, ns, name, expiring):
+        """A caller-named memory: new, replaced in one commit, or unchanged."""
+        held = self.model[ns].get(name)
+        m = self.store.remember(content, namespace=ns, id=name, ttl=TTL if expiring else None)
+        assert m.id == name
+        STATS["upserts"] += 1
+        if held is not None and held == content and not expiring and (ns, name) not in self.expires:
+            assert m.status == "existing"
+        else:
+            assert m.status == ("new" if held is None else "replaced")
+        self.expired.discard((ns, name))  # an expired one's rows are replaced too
+        self.model[ns][name] = content
+        self.vectors[name] = self._vector(content)
+        if expiring:
+            self.expires[(ns, name)] = self.offset + TTL
+        else:
+            self.expires.pop((ns, name), None)
+        return name
+
+    @rule(target=memories, content=contents, ns=st.sampled_from(NAMESPACES))
+    def remember_expiring(self, content, ns):
+        m = self.store.remember(content, namespace=ns, ttl=TTL)
+        if self._expect_new_or_dup(content, ns, m.id) is None:
+            self.expires[(ns, m.id)] = self.offset + TTL
+        return m.id
+
+    @rule(hours=st.sampled_from([0.5, 2.0]))
+    def advance_clock(self, hours):
+        """Time passes: memories past their expiry leave the model (and every read of the store)."""
+        self.offset += hours * 3600
+        for (ns, mid), at in list(self.expires.items()):
+            if at <= self.offset:
+                del self.model[ns][mid], self.expires[(ns, mid)]
+                self.expired.add((ns, mid))
+                STATS["expired"] += 1
+
     @rule(mid=consumes(memories))
     def forget(self, mid):
         ns = self._ns_of(mid)
@@ -134,12 +186,15 @@ class StoreMachine(RuleBasedStateMachine):
             with pytest.raises(NotFoundError):
                 self.store.forget(mid)
             return
-        other = next(n for n in NAMESPACES if n != ns)
-        with pytest.raises(NotFoundError):  # another tenant cannot forget it
-            self.store.forget(mid, namespace=other)
+        other = next((n for n in NAMESPACES if mid not in self.model[n]), None)  # names live in several
+        if other is not None:
+            with pytest.raises(NotFoundError):  # another tenant cannot forget it
+                self.store.forget(mid, namespace=other)
         assert self.store.forget(mid, namespace=ns) == 1
         del self.model[ns][mid]
-        self.forgotten.add(mid)
+        self.expires.pop((ns, mid), None)
+        if mid not in NAMES:  # a caller may use a name again
+            self.forgotten.add(mid)
 
     @rule(mids=st.lists(memories, min_size=1, max_size=3, unique=True))
     def forget_many_with_one_unknown(self, mids):
@@ -166,7 +221,7 @@ class StoreMachine(RuleBasedStateMachine):
         if not alive:
             return
         q = self._vector(query)
-        scores = np.stack([self.vectors[m] for m in alive]) @ q
+        scores = np.stack([self._vector(self.model[ns][m]) for m in alive]) @ q
         order = np.argsort(-scores, kind="stable")
         truth = [alive[i] for i in order[:k]]
         if self.store.index.kind == "flat":
@@ -179,8 +234,7 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule(mid=memories, ns=st.sampled_from(NAMESPACES))
     def get(self, mid, ns):
-        owner = self._ns_of(mid)
-        if owner != ns:
+        if mid not in self.model[ns]:
             with pytest.raises(NotFoundError):
                 self.store.get(mid, namespace=ns)
         else:
@@ -198,6 +252,7 @@ class StoreMachine(RuleBasedStateMachine):
     @rule()
     def compact(self):
         self.store.compact()
+        self.expired.clear()  # compaction deletes expired memories
         STATS["compactions"] += 1
 
     @precondition(lambda self: len(self.vectors) >= ANN_THRESHOLD // 2)
@@ -214,7 +269,9 @@ class StoreMachine(RuleBasedStateMachine):
         for ns in NAMESPACES:
             assert s.count(ns) == len(self.model[ns])
         ids = {mid for m in self.model.values() for mid in m}
-        assert set(s.catalog.by_id) == ids
+        held = {(ns, mid) for ns in NAMESPACES for mid in s.catalog.by_id if s.catalog.positions(mid, ns, expired=True)}
+        assert held == {(ns, mid) for ns in NAMESPACES for mid in self.model[ns]} | self.expired
+        assert ids <= set(s.catalog.by_id)
         assert s.index.ntotal == int(s.catalog.alive.sum())
         assert sorted(s.index.keys().tolist()) == sorted(s.catalog.alive_vkeys().tolist())
 

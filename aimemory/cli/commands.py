@@ -121,14 +121,29 @@ def remember(
     sound: Annotated[str, typer.Option(
         "--sound", help="Embed the sound of audio: 'auto' (a local wav2clip when the model is CLIP "
         "ViT-B/32), 'wav2clip', 'none', or a checkpoint path.")] = "auto",
+    memory_id: Annotated[str | None, typer.Option(
+        "--id", help="Name the memory (one input only); an id already stored is replaced.")] = None,
+    ttl: Annotated[str | None, typer.Option("--ttl", help="Expire after: seconds, or 30m, 2h, 7d, 4w.")] = None,
+    expires_at: Annotated[str | None, typer.Option("--expires-at", help="Expire at this ISO time.")] = None,
+    created_by: Annotated[str | None, typer.Option("--created-by", help="Who stores it (provenance).")] = None,
+    derived_from: Annotated[list[str] | None, typer.Option(
+        "--derived-from", help="Id of a memory this one was made from (repeatable).")] = None,
+    near_duplicate: Annotated[float | None, typer.Option(
+        "--near-duplicate", help="Report a stored memory at least this similar (cosine, e.g. 0.95).")] = None,
+    merge_near: Annotated[bool, typer.Option(
+        "--merge-near-duplicates", help="With --near-duplicate: merge into it instead of storing.")] = False,
     as_json: JsonOpt = False,
     store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
 ) -> None:
     """Remember files, folders, globs, - (stdin) or --text.
 
+    --ttl, --expires-at, --created-by, --derived-from and --near-duplicate apply to the memories this
+    run creates (content already stored only gets the tags and metadata).
+
     Content already in the store is recognised by hash and not encoded again, so an interrupted
     run resumes where it stopped. Exits 1 if any input was skipped for an error (everything else is
     still stored), unless --allow-partial."""
+    from . import output
     from .ingest import Tally, collect, ingest, report
 
     metadata = parse_pairs(meta, "--meta")
@@ -140,9 +155,15 @@ def remember(
     if not entries:  # every argument named nothing: do not create an empty store for it
         report(Tally(skipped=problems), as_json, False)
         raise typer.Exit(EXIT_USER)
+    if memory_id is not None and len(entries) != 1:
+        raise typer.BadParameter(f"--id names one memory; {len(entries)} inputs were given", param_hint="--id")
+    extra = {"ids": [memory_id] if memory_id is not None else None, "ttl": output.duration(ttl, "--ttl"),
+             "expires_at": expires_at, "created_by": created_by, "derived_from": derived_from or None,
+             "near_duplicate": near_duplicate, "on_near_duplicate": "merge" if merge_near else None}
+    extra = {k: v for k, v in extra.items() if v is not None}
     with open_store(store, model, create=True, speech=speech, sound=sound) as st:
         code = ingest(st, entries, problems, metadata=metadata, namespace=namespace,
-                      batch_size=batch_size, as_json=as_json, allow_partial=allow_partial)
+                      batch_size=batch_size, as_json=as_json, allow_partial=allow_partial, extra=extra)
     raise typer.Exit(code)
 
 
@@ -158,6 +179,8 @@ def recall(
     hybrid: Annotated[bool, typer.Option("--hybrid", help="Fuse with full-text search (text queries).")] = False,
     since: Annotated[str | None, typer.Option(help="Remembered at/after: ISO date or 30m, 2h, 7d, 4w ago.")] = None,
     until: Annotated[str | None, typer.Option(help="Remembered before: ISO date or 30m, 2h, 7d, 4w ago.")] = None,
+    half_life: Annotated[str | None, typer.Option(
+        "--half-life", help="Favour recent memories: a score halves every this long (3600, 7d...).")] = None,
     as_json: JsonOpt = False,
     store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
 ) -> None:
@@ -180,7 +203,8 @@ def recall(
     start, end = output.when(since, "--since"), output.when(until, "--until")
     with open_store(store, model) as st:
         hits = st.recall(file if file is not None else query, k=k, modality=modality or None,
-                         where=filters or None, namespace=namespace, since=start, until=end, hybrid=hybrid)
+                         where=filters or None, namespace=namespace, since=start, until=end, hybrid=hybrid,
+                         half_life=output.duration(half_life, "--half-life"))
         output.print_hits(hits, as_json)
 
 
@@ -259,8 +283,12 @@ def stats(
 
 @app.command()
 def export(
-    path: Annotated[Path, typer.Argument(metavar="FILE", show_default=False,
-                                         help="File to write: .parquet (or .pq), .csv or .jsonl (or .ndjson).")],
+    path: Annotated[Path | None, typer.Argument(
+        metavar="FILE", show_default=False,
+        help="File to write: .parquet (or .pq), .csv or .jsonl (or .ndjson).")] = None,
+    with_content: Annotated[Path | None, typer.Option(
+        "--with-content", metavar="DIR", help="Instead of FILE: write the whole namespace, content and vectors, "
+        "to a new folder that `aimemory import` reads into another store.")] = None,
     vectors: Annotated[bool, typer.Option("--vectors", help="Include each memory's primary vector.")] = False,
     content: Annotated[bool, typer.Option("--content/--no-content", help="Include image/audio bytes.")] = True,
     all_namespaces: Annotated[bool, typer.Option(
@@ -269,9 +297,20 @@ def export(
 ) -> None:
     """Export one namespace's memories (one row each) to Parquet, CSV or JSON Lines, by extension.
 
-    Content is included unless --no-content (base64 in CSV/JSONL); vectors only with --vectors."""
+    Content is included unless --no-content (base64 in CSV/JSONL); vectors only with --vectors.
+    --with-content DIR writes a folder that round-trips (see `aimemory import`)."""
     from ..errors import InputError
     from ..export import export_format, to_arrow, write_file
+
+    if (path is None) == (with_content is None):
+        raise typer.BadParameter("give a FILE or --with-content DIR (one of them)")
+    if with_content is not None:
+        if all_namespaces:
+            raise typer.BadParameter("--with-content exports one namespace", param_hint="--all-namespaces")
+        with open_store(store, model) as st:
+            summary = st.export_namespace(with_content.expanduser(), namespace=namespace)
+        typer.echo(f"exported {summary['memories']} memories of {namespace!r} to {with_content}")
+        return
 
     if all_namespaces and namespace != "default":
         raise typer.BadParameter("give --namespace or --all-namespaces, not both", param_hint="--all-namespaces")
@@ -288,6 +327,23 @@ def export(
     write_file(table, tmp, fmt)
     tmp.replace(path)  # a reader never sees a half-written file
     typer.echo(f"exported {table.num_rows} memories to {path}")
+
+
+@app.command("import")
+def import_(
+    folder: Annotated[Path, typer.Argument(metavar="DIR", help="A folder written by `export --with-content`.",
+                                           show_default=False)],
+    namespace: Annotated[str | None, typer.Option(
+        "--namespace", "-n", help="Namespace to import into (default: the exported one).")] = None,
+    store: StoreOpt = None, model: ModelOpt = "auto", debug: DebugOpt = False,
+) -> None:
+    """Import a namespace exported with `export --with-content` (ids already stored are replaced)."""
+    if not folder.expanduser().is_dir():
+        raise CliError(f"{folder} is not a folder; pass the folder `aimemory export --with-content` wrote")
+    with open_store(store, model, create=True) as st:
+        got = st.import_namespace(folder.expanduser(), namespace=namespace)
+    skipped = f", {len(got.skipped)} skipped (expired)" if got.skipped else ""
+    typer.echo(f"imported {len(got)} memories{skipped}")
 
 
 @models_app.command("list")

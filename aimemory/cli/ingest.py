@@ -156,9 +156,12 @@ def _stored_id(store, namespace: str, path: Path) -> str | None:
 
 
 def ingest(store, entries: list[Entry], problems: list[tuple[str, str]], *, metadata: dict,
-           namespace: str, batch_size: int, as_json: bool, allow_partial: bool = False) -> int:
+           namespace: str, batch_size: int, as_json: bool, allow_partial: bool = False,
+           extra: dict | None = None) -> int:
     """Remember ``entries`` in batches; print a summary; return the exit code: 1 if anything was
-    skipped for an error (0 with ``allow_partial`` when something was stored), 130 if interrupted."""
+    skipped for an error (0 with ``allow_partial`` when something was stored), 130 if interrupted.
+    ``extra``: more keywords of ``remember_many`` (ids, ttl, provenance...)."""
+    extra = extra or {}
     tally = Tally(skipped=list(problems))
     run_start = datetime.now(timezone.utc)
     seen_ids: set[str] = set()
@@ -170,7 +173,8 @@ def ingest(store, entries: list[Entry], problems: list[tuple[str, str]], *, meta
                 chunk = entries[start:start + batch_size]
                 batch, known = [], []
                 for e in chunk:
-                    mid = _stored_id(store, namespace, e.item) if isinstance(e.item, Path) else None
+                    named = "ids" in extra  # a named memory is upserted, never found by its content
+                    mid = _stored_id(store, namespace, e.item) if isinstance(e.item, Path) and not named else None
                     if mid is not None:
                         known.append((e.label, mid))
                     else:
@@ -193,7 +197,7 @@ def ingest(store, entries: list[Entry], problems: list[tuple[str, str]], *, meta
                     [e.item for e in batch], batch_size=batch_size, metadata=metadata, namespace=namespace,
                     errors="skip", sources=[e.source for e in batch],
                     progress=lambda n, base=done_before: bar.update(task, completed=base + n),
-                    item_progress=inside)
+                    item_progress=inside, **extra)
                 _count(result, batch, tally, run_start, seen_ids)
                 bar.update(task, completed=min(start + batch_size, len(entries)))
         except KeyboardInterrupt:

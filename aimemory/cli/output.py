@@ -34,6 +34,20 @@ def when(value: str | None, option: str) -> datetime | None:
     return dt if dt.tzinfo else dt.astimezone()  # naive = the user's local time
 
 
+def duration(value: str | None, option: str) -> float | None:
+    """``--ttl/--half-life``: seconds, or 30m, 2h, 7d, 4w."""
+    if value is None:
+        return None
+    m = _AGO.match(value)
+    if m:
+        return timedelta(**{_UNITS[m.group(2)]: float(m.group(1))}).total_seconds()
+    try:
+        return float(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a duration: seconds (3600) or 30m, 2h, 7d, 4w",
+                                 param_hint=option) from None
+
+
 def _console(stderr: bool = False):
     from rich.console import Console
 
@@ -111,6 +125,9 @@ def memory_record(m) -> dict:
            "created_at": m.created_at.isoformat(), "source": m.source, "mime": m.mime, "tags": m.tags,
            "metadata": m.metadata,
            "size_bytes": len(content.encode() if isinstance(content, str) else content or b"")}
+    from ..semantics import provenance_record
+
+    rec.update({k: v for k, v in provenance_record(m).items() if v is not None})
     if m.modality == "text" or m.text:
         rec["text"] = m.text
     return rec
@@ -134,7 +151,8 @@ def print_memory(m, as_json: bool) -> None:
     from rich.text import Text
 
     table = _key_value_table()
-    for key in ("id", "modality", "namespace", "created_at", "source", "mime", "size_bytes"):
+    for key in ("id", "modality", "namespace", "created_at", "source", "mime", "size_bytes", "created_by",
+                "derived_from", "expires_at"):
         if rec.get(key) is not None:
             table.add_row(key, Text(str(rec[key])))
     if rec["tags"]:

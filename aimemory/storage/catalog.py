@@ -47,7 +47,9 @@ class Catalog:
         self._arrays: dict[str, np.ndarray] = {}
         self.alive: np.ndarray = np.zeros(0, dtype=bool)
         self.by_id: dict[str, list[int]] = {}
-        self.by_hash: dict[tuple[str, str], str] = {}
+        # (namespace, content hash) -> ids with that content, oldest first: several when named
+        # memories (or dedup=False) share content, so forgetting one leaves the others findable
+        self.by_hash: dict[tuple[str, str], list[str]] = {}
         self._parsed_meta: dict[int, dict] = {}
         # namespaces as small ints, so the per-query namespace mask is an int compare rather than
         # one Python string compare per view (about 25 ms per recall at 1M views)
@@ -83,7 +85,7 @@ class Catalog:
             self.by_id.setdefault(mid, []).append(base + offset)
             self._memories += view == 0
             if view == 0 and h:
-                self.by_hash[(ns, h)] = mid
+                self.by_hash.setdefault((ns, h), []).append(mid)
 
     def remove_ids(self, ids: Iterable[str], namespace: str | None = None) -> list[int]:
         """Mark every view of these memories dead (of every namespace when None); returns their vkeys."""
@@ -98,7 +100,12 @@ class Catalog:
                 self._memories -= self._cols["view"][p] == 0
                 vkeys.append(self._cols["vkey"][p])
                 if self._cols["view"][p] == 0 and self._cols["content_hash"][p]:
-                    self.by_hash.pop((self._cols["namespace"][p], self._cols["content_hash"][p]), None)
+                    key = (self._cols["namespace"][p], self._cols["content_hash"][p])
+                    others = [other for other in self.by_hash.get(key, []) if other != mid]
+                    if others:
+                        self.by_hash[key] = others
+                    else:
+                        self.by_hash.pop(key, None)
         return vkeys
 
     def set_metadata(self, position: int, tags: list[str], metadata_json: str) -> None:
@@ -144,7 +151,9 @@ class Catalog:
             if not self._expiring:
                 return self._memories
             return int((self.alive & (self.array("view") == 0) & ~self.expired()).sum())
-        primary = self.alive & (self.array("view") == 0) & self.namespace_is(namespace) & ~self.expired()
+        primary = self.alive & (self.array("view") == 0) & self.namespace_is(namespace)
+        if self._expiring:
+            primary &= ~self.expired()
         return int(primary.sum())
 
     def expired(self, now: float | None = None) -> np.ndarray:
@@ -160,7 +169,9 @@ class Catalog:
         return at is not None and at <= (time.time() if now is None else now)
 
     def namespaces(self) -> dict[str, int]:
-        primary = self.alive & (self.array("view") == 0) & ~self.expired()
+        primary = self.alive & (self.array("view") == 0)
+        if self._expiring:
+            primary &= ~self.expired()
         names, counts = np.unique(self.array("namespace")[primary].astype(str), return_counts=True)
         return dict(zip(names.tolist(), counts.tolist()))
 
@@ -202,8 +213,10 @@ class Catalog:
 
     def find_duplicate(self, namespace: str, content_hash: str) -> str | None:
         """The id of the memory in ``namespace`` with this content (not an expired one)."""
-        mid = self.by_hash.get((namespace, content_hash))
-        return mid if mid is not None and self.positions(mid, namespace) else None
+        for mid in reversed(self.by_hash.get((namespace, content_hash), [])):  # the newest first
+            if self.positions(mid, namespace):
+                return mid
+        return None
 
     def alive_vkeys(self) -> np.ndarray:
         return self.array("vkey")[self.alive]
@@ -213,7 +226,9 @@ class Catalog:
              until: float | None = None, where: Mapping[str, Any] | None = None,
              kinds: Iterable[str] | None = None) -> np.ndarray:
         """Boolean mask over views a query may see. ``namespace`` always applies (hard boundary)."""
-        mask = self.alive & self.namespace_is(namespace) & ~self.expired()
+        mask = self.alive & self.namespace_is(namespace)
+        if self._expiring:  # expired memories are never returned
+            mask &= ~self.expired()
         if modalities is not None:
             mask &= np.isin(self.array("modality"), list(modalities))
         if kinds is not None:

@@ -30,13 +30,16 @@ from starlette.routing import Route
 
 from ..errors import AimemoryError, NotFoundError
 from .http import (
+    SEMANTIC_FIELDS,
     ApiError,
     ApiJSON,
     Guard,
     as_bool,
+    as_float,
     as_int,
     as_json_object,
     as_modalities,
+    as_semantics,
     as_str,
     as_time,
     as_where,
@@ -92,7 +95,10 @@ def memory_json(m: "Memory", text: str | None = None, limit: int | None = None) 
         "content_url": f"{base}/content?namespace={ns}",
         "thumbnail_url": f"{base}/thumbnail?namespace={ns}" if m.modality == "image" else None,
     }
-    if m.status is not None:  # set by writes: new, existing or updated
+    from ..semantics import provenance_record
+
+    out.update(provenance_record(m))  # created_by, derived_from, expires_at (and near duplicates)
+    if m.status is not None:  # set by writes: new, existing, updated, replaced or merged
         out["status"] = m.status
     if m.modality == "text":
         out["text"] = text[:limit] if (text is not None and limit) else text
@@ -110,6 +116,7 @@ def hit_json(h: "Hit") -> dict[str, Any]:
     text = h.memory._content if h.modality == "text" else None  # attached by recall; no extra read
     return {"id": h.id, "score": round(float(h.score), 6),
             "fusion": None if h.fusion is None else round(float(h.fusion), 6),
+            "recency": h.recency,
             "modality": h.modality, "kind": h.kind, "start": h.start, "end": h.end, "snippet": h.snippet,
             "memory": memory_json(h.memory, text if isinstance(text, str) else None, LIST_TEXT_CHARS)}
 
@@ -173,7 +180,8 @@ class Api:
                 for value in form.getlist("text"):
                     items.append(value if isinstance(value, str) else (await value.read()).decode("utf-8", "replace"))
                     sources.append(None)
-                fields = {k: form.get(k) for k in ("namespace", "metadata", "tags", "dedup", "background")}
+                fields = {k: form.get(k) for k in ("namespace", "metadata", "tags", "dedup", "background",
+                                                   *SEMANTIC_FIELDS)}
             finally:
                 await form.close()
             for k, v in fields.items():
@@ -186,7 +194,8 @@ class Api:
             if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
                 raise bad("'text' must be a string or a list of strings")
             items, sources = list(texts), [None] * len(texts)
-            fields = {k: body.get(k) for k in ("namespace", "metadata", "tags", "dedup", "background")}
+            fields = {k: body.get(k) for k in ("namespace", "metadata", "tags", "dedup", "background",
+                                               *SEMANTIC_FIELDS)}
         else:
             raise ApiError(415, "UnsupportedMediaType", "send multipart/form-data (fields: file, text, "
                            "metadata, tags, namespace) or application/json ({\"text\": ...})")
@@ -207,7 +216,7 @@ class Api:
         dedup = as_bool(fields["dedup"], "dedup", True)
         background = as_bool(fields["background"], "background", len(items) > self.job_threshold)
         store_it = partial(self.store.remember_many, items, metadata=metadata, namespace=namespace,
-                           dedup=dedup, errors="skip", sources=sources)
+                           dedup=dedup, errors="skip", sources=sources, **as_semantics(fields, len(items)))
         if background:
             return self._start_job(store_it, len(items), namespace)
         result = await self.call(store_it)
@@ -290,7 +299,8 @@ class Api:
             modality=as_modalities(params.get("modality")), where=where or None,
             namespace=as_str(params.get("namespace"), "namespace", "default") or "default",
             since=as_time(params.get("since"), "since"), until=as_time(params.get("until"), "until"),
-            hybrid=as_bool(params.get("hybrid"), "hybrid", False))
+            hybrid=as_bool(params.get("hybrid"), "hybrid", False),
+            half_life=as_float(params.get("half_life"), "half_life"))
         return ApiJSON({"hits": [hit_json(h) for h in hits]})
 
     # -- one memory ----------------------------------------------------------------------------
@@ -344,6 +354,27 @@ class Api:
             return memory_json(m, m.content if m.modality == "text" else None)  # type: ignore[arg-type]
 
         return ApiJSON(await self.call(apply))
+
+    async def export(self, request: Request) -> Response:
+        from ..store import check_namespace
+        from ..transfer import export_tar
+
+        data = await self.call(export_tar, self.store, check_namespace(self._namespace(request)))
+        return Response(data, media_type="application/x-tar",
+                        headers={**CONTENT_HEADERS, "content-disposition": 'attachment; filename="export.tar"'})
+
+    async def import_(self, request: Request) -> Response:
+        from ..store import check_namespace
+        from ..transfer import import_tar
+
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype not in ("application/x-tar", "application/octet-stream"):
+            raise ApiError(415, "UnsupportedMediaType", "send the tar archive GET /api/export returned, as "
+                           "application/x-tar")
+        namespace = request.query_params.get("namespace") or None
+        got = await self.call(import_tar, self.store, await request.body(),
+                              None if namespace is None else check_namespace(namespace))
+        return ApiJSON({"imported": len(got), "skipped": len(got.skipped)}, status_code=201)
 
     async def forget(self, request: Request) -> Response:
         n = await self.call(self.store.forget, request.path_params["memory_id"], self._namespace(request))
@@ -437,6 +468,8 @@ def create_app(store: "MemoryStore", *, token: str | None = None, max_upload: in
         Route("/api/recall", api.recall_get, methods=["GET"]),
         Route("/api/recall", api.recall_post, methods=["POST"]),
         Route("/api/jobs/{job_id}", api.job, methods=["GET"]),
+        Route("/api/export", api.export, methods=["GET"]),
+        Route("/api/import", api.import_, methods=["POST"]),
     ]
     handlers = {ApiError: on_api_error, AimemoryError: on_library_error, HTTPException: on_http_exception,
                 Exception: on_unexpected}

@@ -338,6 +338,55 @@ def as_time(value: Any, name: str) -> float | None:
     return seconds
 
 
+def as_float(value: Any, name: str) -> float | None:
+    """A finite number, or a string holding one (form fields and query strings carry strings)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise bad(f"{name} must be a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise bad(f"{name} must be a number; got {str(value)[:40]!r}") from None
+    if not math.isfinite(number):
+        raise bad(f"{name} must be a finite number")
+    return number
+
+
+SEMANTIC_FIELDS = ("id", "ttl", "expires_at", "created_by", "derived_from", "near_duplicate", "on_near_duplicate")
+
+
+def as_semantics(fields: dict, n_items: int) -> dict[str, Any]:
+    """The remember fields of ``aimemory.semantics`` -> ``remember_many`` keywords (the store checks
+    the values): ``id`` (one item; or a list, one per item), ``ttl`` (seconds), ``expires_at``,
+    ``created_by``, ``derived_from`` (ids, a list or comma-separated), ``near_duplicate`` (a cosine),
+    ``on_near_duplicate`` (report or merge)."""
+    out: dict[str, Any] = {}
+    ids = fields.get("id")
+    if ids is not None and ids != "":
+        ids = [ids] if isinstance(ids, str) else ids
+        if not isinstance(ids, list) or len(ids) != n_items:
+            raise bad(f"id names one memory per item: send {n_items} id(s) (a string for one item, else a list)")
+        out["ids"] = ids
+    if (ttl := as_float(fields.get("ttl"), "ttl")) is not None:
+        out["ttl"] = ttl
+    if (expires := as_time(fields.get("expires_at"), "expires_at")) is not None:
+        out["expires_at"] = expires
+    if (who := as_str(fields.get("created_by"), "created_by")) is not None:
+        out["created_by"] = who
+    parents = fields.get("derived_from")
+    if parents:
+        parents = [t.strip() for t in parents.split(",") if t.strip()] if isinstance(parents, str) else parents
+        if not isinstance(parents, list) or not all(isinstance(t, str) for t in parents):
+            raise bad("derived_from must be a list of memory ids or a comma-separated string")
+        out["derived_from"] = parents
+    if (near := as_float(fields.get("near_duplicate"), "near_duplicate")) is not None:
+        out["near_duplicate"] = near
+    if (mode := as_str(fields.get("on_near_duplicate"), "on_near_duplicate")):
+        out["on_near_duplicate"] = mode
+    return out
+
+
 # -- byte ranges -----------------------------------------------------------------------------------
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     """``Range: bytes=a-b`` -> (start, end inclusive); None to send everything; "unsatisfiable".

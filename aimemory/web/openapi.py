@@ -33,6 +33,21 @@ RECALL_PARAMS = {
     "since": {"type": "string", "description": "ISO 8601 time or epoch seconds (inclusive)"},
     "until": {"type": "string", "description": "ISO 8601 time or epoch seconds (exclusive)"},
     "hybrid": {"type": "boolean", "default": False, "description": "Fuse with full-text (BM25) ranks"},
+    "half_life": {"type": "number", "exclusiveMinimum": 0,
+                  "description": "Favour recent memories: scores x 0.5 ** (age seconds / half_life)"},
+}
+# remember fields of aimemory.semantics (multipart fields are strings; JSON bodies may use lists)
+SEMANTIC_PROPS = {
+    "id": {"description": "Your id for the memory (one per item); an id already stored is replaced",
+           "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+    "ttl": {"type": "number", "exclusiveMinimum": 0, "description": "Expire after this many seconds"},
+    "expires_at": {"type": "string", "description": "Expire at this ISO 8601 time (or epoch seconds)"},
+    "created_by": {"type": "string", "description": "Who stores it (provenance)"},
+    "derived_from": {"description": "Ids of the memories it was made from",
+                     "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+    "near_duplicate": {"type": "number", "minimum": -1, "maximum": 1,
+                       "description": "Report a stored memory at least this similar (cosine)"},
+    "on_near_duplicate": {"type": "string", "enum": ["report", "merge"]},
 }
 
 
@@ -46,12 +61,18 @@ def spec(version: str, max_upload: int) -> dict[str, Any]:
         "transcript": {"type": ["string", "null"]}, "text": {"type": ["string", "null"]},
         "text_truncated": {"type": "boolean"},
         "content_url": {"type": "string"}, "thumbnail_url": {"type": ["string", "null"]},
-        "status": {"type": "string", "enum": ["new", "existing", "updated"],
-                   "description": "On writes only: just stored, already stored and unchanged, or already "
-                   "stored with new tags/metadata merged in"}}}
+        "created_by": {"type": ["string", "null"]},
+        "derived_from": {"type": ["array", "null"], "items": {"type": "string"}},
+        "expires_at": {"type": ["string", "null"], "format": "date-time"},
+        "near_duplicate_of": {"type": "string"}, "near_duplicate_score": {"type": "number"},
+        "status": {"type": "string", "enum": ["new", "existing", "updated", "replaced", "merged"],
+                   "description": "On writes only: just stored, already stored and unchanged, already "
+                   "stored with new tags/metadata merged in, a named memory written anew, or merged into "
+                   "a near duplicate"}}}
     hit = {"type": "object", "required": ["id", "score", "modality", "memory"], "properties": {
         "id": {"type": "string"}, "score": {"type": "number", "description": "cosine of the best view"},
         "fusion": {"type": ["number", "null"], "description": "hybrid recall's rank fusion (orders hits)"},
+        "recency": {"type": ["number", "null"], "description": "half_life's age weight, already in score"},
         "modality": MODALITY,
         "kind": {"type": "string"}, "start": {"type": ["number", "null"]}, "end": {"type": ["number", "null"]},
         "snippet": {"type": ["string", "null"]}, "memory": _ref("Memory")}}
@@ -74,11 +95,13 @@ def spec(version: str, max_upload: int) -> dict[str, Any]:
         "tags": {"type": "string", "description": "Comma-separated tags"},
         "namespace": NAMESPACE["schema"],
         "dedup": {"type": "boolean", "default": True},
-        "background": {"type": "boolean", "description": "Run as a job (default: when more than a few items)"}}}
+        "background": {"type": "boolean", "description": "Run as a job (default: when more than a few items)"},
+        **SEMANTIC_PROPS}}
     text_body = {"type": "object", "required": ["text"], "properties": {
         "text": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
         "metadata": {"type": "object"}, "tags": {"type": "array", "items": {"type": "string"}},
-        "namespace": NAMESPACE["schema"], "dedup": {"type": "boolean"}, "background": {"type": "boolean"}}}
+        "namespace": NAMESPACE["schema"], "dedup": {"type": "boolean"}, "background": {"type": "boolean"},
+        **SEMANTIC_PROPS}}
     tag_list = {"oneOf": [{"type": "array", "items": {"type": "string"}},
                           {"type": "string", "description": "comma-separated"}]}
     update_body = {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": {
@@ -176,6 +199,20 @@ def spec(version: str, max_upload: int) -> dict[str, Any]:
                              "application/json": {"schema": recall_json}}},
                          "responses": {"200": hits, **_errors(400, 413, 415)}},
             },
+            "/api/export": {"get": {
+                "summary": "A whole namespace, content and vectors, as a tar archive (POST it to /api/import)",
+                "operationId": "exportNamespace", "parameters": [NAMESPACE],
+                "responses": {"200": {"description": "The export folder as tar", "content": {"application/x-tar": {}}},
+                              **_errors(400)}}},
+            "/api/import": {"post": {
+                "summary": "Import a namespace archive from /api/export (ids already stored are replaced)",
+                "operationId": "importNamespace",
+                "parameters": [{**NAMESPACE, "description": "Namespace to import into (default: the exported one)"}],
+                "requestBody": {"required": True, "content": {  # a tar (application/x-tar is accepted too)
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                "responses": {"201": _json({"type": "object", "properties": {
+                    "imported": {"type": "integer"}, "skipped": {"type": "integer"}}}, "Imported"),
+                    **_errors(400, 413, 415)}}},
             "/api/jobs/{job_id}": {"get": {
                 "summary": "Progress of a background ingest", "operationId": "getJob",
                 "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],

@@ -92,6 +92,7 @@ TIERS = {
     "test_encoders_offline.py": ("heavy",),  # the pretrained offline model on real photographs
     "test_eval_real.py": ("heavy",),  # the real-material evaluation at small size
     "test_nn_yamnet.py": ("heavy",),  # YAMNet parity against TensorFlow outputs
+    "test_integrations_langgraph.py": ("heavy",),  # 2,000 random operations against InMemoryStore
 }
 
 

@@ -188,6 +188,7 @@ class Hits(list["Hit"]):
             "id": [h.id for h in self],
             "score": [h.score for h in self],
             "fusion": pa.array([h.fusion for h in self], pa.float64()),
+            "recency": pa.array([h.recency for h in self], pa.float64()),
             "modality": [h.modality for h in self],
             "kind": [h.kind for h in self],
             "source": [h.memory.source for h in self],

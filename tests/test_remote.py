@@ -89,6 +89,21 @@ def test_forget_reopen_and_dedup(s3):
     reopened.close()
 
 
+def test_named_upsert_and_expiry_on_an_object_store(s3):
+    """The one-commit replace (a merge on vkey) and the expiry columns work through the object store."""
+    from aimemory import MemoryStore
+
+    uri, options = s3
+    with MemoryStore(uri, model=ColourEncoder(), storage_options=options) as store:
+        store.remember("a red apple", id="fruit", created_by="me", ttl=3600)
+        replaced = store.remember("a green pear", id="fruit", derived_from=["x"])
+        assert replaced.status == "replaced" and len(store) == 1
+    with MemoryStore(uri, model=ColourEncoder(), storage_options=options) as store:
+        got = store.get("fruit")
+        assert (got.content, got.derived_from, got.created_by, got.expires_at) == ("a green pear", ["x"], None, None)
+        assert store.recall("green", k=2)[0].id == "fruit" and store.table.count_rows() == 1
+
+
 @pytest.mark.slow  # ~30 s on a busy 2-core machine
 def test_two_writers(s3, tmp_path, monkeypatch):
     """Two machines write at once: the object-store lease keeps keys unique, every memory lands."""

@@ -273,7 +273,9 @@ class MemoryStore:
             if item_progress is not None:
                 item_progress(i, "decoding", 0.0, 1.0)
             try:
-                decoded.append((i, to_item(x, source=srcs[i])))
+                decoding = (lambda done, total, i=i: item_progress(i, "decoding", done, total)) \
+                    if item_progress is not None else None
+                decoded.append((i, to_item(x, source=srcs[i], progress=decoding)))
             except InputError as exc:
                 if errors == "raise":
                     exc.index = i
@@ -415,7 +417,7 @@ class MemoryStore:
         vkey = int(c.get(p, "vkey"))
         modality = c.get(p, "modality")
         transcript = None
-        if modality == "audio" and load_transcript:
+        if modality in ("audio", "video") and load_transcript:
             rows = self.table.primary_rows([vkey], ["text"]).to_pylist()
             transcript = rows[0]["text"] if rows else None
         return Memory(

@@ -1,0 +1,78 @@
+"""Video memories -> views: keyframes through the image tower, the audio track through the same
+speech and sound paths as audio memories, all on the video's timeline.
+
+Each keyframe gives a ``video.frame`` view (the image tower's main vector) spanning its scene, plus
+the tower's other image views (e.g. ``image.appearance``) with the same span; its snippet is what was
+said during the scene, so a hit found by picture still says what was heard there. The audio track
+gives ``audio.speech`` segments (transcript) and ``audio.sound`` windows, exactly as an audio memory.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import InputError, UnsupportedInputError
+from .base import Encoder, View
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..inputs import Item
+    from ..preprocess.video import VideoClip
+
+FRAME = "video.frame"
+FRAME_BATCH = 16  # keyframes per image-tower call: bounds activation memory on long videos
+SNIPPET_CHARS = 400  # said-during-the-scene text kept on a frame view
+
+
+def said_during(speech: list[View], start: float, end: float) -> str | None:
+    """The transcript segments that overlap ``start``..``end``, joined; None when nothing was said."""
+    parts = [v.text for v in speech if v.text and v.start is not None and v.end is not None
+             and v.start < end and v.end > start]
+    text = " ".join(parts).strip()
+    return text[:SNIPPET_CHARS] if text else None
+
+
+def frame_views(encoder: Encoder, clip: "VideoClip", speech: list[View]) -> list[View]:
+    """Keyframes -> their views, time-coded; the ``image`` view becomes ``video.frame``."""
+    out: list[View] = []
+    for s in range(0, len(clip.keyframes), FRAME_BATCH):
+        batch = clip.keyframes[s: s + FRAME_BATCH]
+        for kf, views in zip(batch, encoder.views("image", [k.image for k in batch])):
+            said = said_during(speech, kf.start, kf.end)
+            for v in views:
+                kind = FRAME if v.kind == "image" else v.kind
+                out.append(View(kind, v.vector, kf.start, kf.end, said))
+    return out
+
+
+def video_views(encoder: Encoder, speech, items: list["Item"], speech_views_of: Callable,
+                on_progress=None, indexes: list[int] | None = None) -> list[list[View]]:
+    """Per video item, its views: frames first (the primary view is the first keyframe's), then
+    the audio track's speech segments and sound windows. ``speech_views_of`` is the audio path's
+    transcriber (:func:`aimemory.views.speech_views_of`), so both share one behaviour."""
+    from ..inputs import Item
+
+    if "image" not in encoder.modalities:
+        raise UnsupportedInputError(f"model {encoder.model_id!r} cannot embed video frames (no image "
+                                    "tower); nothing was stored. Use a model with one (e.g. "
+                                    "model='aimemory-base')")
+    out = []
+    for n, item in enumerate(items):
+        clip = item.payload
+        index = indexes[n] if indexes is not None else n
+        said: list[View] = []
+        sound: list[View] = []
+        if clip.audio is not None:
+            track = Item("audio", clip.audio, None, "audio/flac", item.source, item.content_hash)
+            if speech is not None:
+                said = speech_views_of(encoder, speech, [track], on_progress, [index])[0]
+                item.transcript = track.transcript
+            if "audio" in encoder.modalities:
+                sound = encoder.views("audio", [clip.audio])[0]
+        if on_progress is not None:
+            on_progress(index, "embedding frames", 0.0, float(len(clip.keyframes)))
+        views = frame_views(encoder, clip, said) + said + sound
+        if not views:
+            raise InputError(f"{item.source or 'the video'} produced no vectors (no frame decoded and "
+                             "nothing was heard)", item=item.source)
+        out.append(views)
+    return out

@@ -70,10 +70,10 @@ def make_video(folder: Path, minutes: float, size: tuple[int, int], fps: float):
 
 def run(args) -> dict:
     import torch
+    from _video import Spec, still, write_video
 
     from aimemory import MemoryStore
     from aimemory.preprocess.video import decode_video
-    from _video import Spec, still, write_video
 
     torch.set_num_threads(args.threads)
     size = tuple(int(v) for v in args.size.split("x"))

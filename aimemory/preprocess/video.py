@@ -290,7 +290,7 @@ def decode_video(data: bytes, source: str | None = None,
                         rotation = _rotation(frame, video)
                         size = _fit(frame.width, frame.height, KEYFRAME_SIDE, KEYFRAME_MAX_LONG)
 
-                    def picture(frame=frame):
+                    def picture(frame=frame, size=size, rotation=rotation):
                         img = frame.reformat(width=size[0], height=size[1], format="rgb24").to_image()
                         return _upright(img, rotation)
 
@@ -365,7 +365,7 @@ def video_item(data: bytes, mime: str, source: str | None = None,
                progress: Callable[[float, float], None] | None = None) -> "Item":
     """Video bytes -> an :class:`~aimemory.inputs.Item` (modality ``video``, payload a
     :class:`VideoClip`, content the original bytes); a picture-less container becomes audio."""
-    from ..inputs import Item, TARGET_SAMPLE_RATE
+    from ..inputs import TARGET_SAMPLE_RATE, Item
 
     digest = hashlib.sha256(data).hexdigest()
     if not has_video_stream(data):

@@ -105,11 +105,20 @@ def test_keyframes_span_the_scenes_between_hard_cuts(clip_mp4):
 
 def test_long_static_scenes_get_a_keyframe_per_slot(folder, monkeypatch):
     monkeypatch.setattr(video_mod, "MAX_SCENE_S", 2.0)
+    held = []  # pictures held at once: the current scene's candidates only (bounded memory)
+    add = video_mod._Scenes.add
+
+    def counting_add(self, *args):
+        add(self, *args)
+        held.append(len(self.candidates))
+
+    monkeypatch.setattr(video_mod._Scenes, "add", counting_add)
     spec = _spec(scenes=[Scene(5, (200, 30, 30)), Scene(2, (20, 140, 40), "square")], fps=5.0)
     clip = decode_video(write_video(folder / "static.mp4", spec).read_bytes())
     spans = [(round(k.start, 2), round(k.end, 2)) for k in clip.keyframes]
     assert [s for s, _ in spans] == [0.0, 2.0, 4.0, 5.0], spans  # slots, then the cut at 5 s
     assert all(e - s <= 2.0 + 1e-6 for s, e in spans)
+    assert max(held) <= 2.0 * video_mod.KEEP_FPS + 1
 
 
 def test_variable_frame_rate_keeps_times(folder):

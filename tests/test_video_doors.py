@@ -97,3 +97,9 @@ def test_mcp_recall_returns_the_frame(mem):
     image = result.content[1]
     assert image.type == "image" and image.mime_type == "image/jpeg"
     assert float(np.abs(_corner(base64.b64decode(image.data)) - SCENES[2].background).max()) < 30
+
+
+def test_notebook_reprs_show_the_frame(mem):
+    hits = mem.recall("green", k=1)
+    html = hits._repr_html_() + hits[0]._repr_html_() + hits[0].memory._repr_html_()
+    assert html.count("data:image/jpeg;base64,") == 3

@@ -276,7 +276,8 @@ def test_offline_tier_finds_what_was_said_and_what_was_shown(tmp_path, folder):
     pytest.importorskip("aimemory.speech")
     from aimemory.speech import find_local_speech_model
 
-    if find_local_speech_model() is None or shutil.which("espeak-ng") is None:
+    whisper = find_local_speech_model()  # explicit: conftest turns speech_model="auto" off
+    if whisper is None or shutil.which("espeak-ng") is None:
         pytest.skip("needs whisper-base and espeak-ng")
     from _video import speak
 
@@ -286,7 +287,7 @@ def test_offline_tier_finds_what_was_said_and_what_was_shown(tmp_path, folder):
     spec = Spec(scenes, narration=said, size=(224, 168), fps=10.0)
     path = write_video(folder / "narrated.mp4", spec)
     dentist = (9.0, 9.0 + len(speak(said[1][1])) / 16_000)
-    with MemoryStore(tmp_path / "m", model="aimemory-base", speech_model="auto") as store:
+    with MemoryStore(tmp_path / "m", model="aimemory-base", speech_model=whisper) as store:
         memory = store.remember(path)
         assert "dentist" in (memory.transcript or "").lower()
         hit = store.recall("when should I call the dentist", k=1)[0]

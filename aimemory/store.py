@@ -259,7 +259,8 @@ class MemoryStore:
         ``errors="skip"`` streams, skips bad items and lists them in ``result.skipped``.
         ``progress`` is called with the number of items done after each batch;
         ``item_progress(index, what, done, total)`` with work inside one item: ``"decoding"`` (0 of 1)
-        as each item is read, ``"transcribing"`` (seconds of audio) after each 30 s speech window."""
+        as each item is read, ``"decoding video"`` (seconds of video) while a video streams,
+        ``"transcribing"`` (seconds of audio) after each 30 s speech window."""
         check_namespace(namespace)
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors= must be 'raise' or 'skip'; got {errors!r}")
@@ -273,7 +274,7 @@ class MemoryStore:
             if item_progress is not None:
                 item_progress(i, "decoding", 0.0, 1.0)
             try:
-                decoding = (lambda done, total, i=i: item_progress(i, "decoding", done, total)) \
+                decoding = (lambda done, total, i=i: item_progress(i, "decoding video", done, total)) \
                     if item_progress is not None else None
                 decoded.append((i, to_item(x, source=srcs[i], progress=decoding)))
             except InputError as exc:

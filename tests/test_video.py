@@ -245,8 +245,9 @@ def test_remember_and_recall_spans_frames_and_snippets(tmp_path, encoder, folder
         assert store.recall("blue", k=1, modality="image") == []
 
         assert store.remember(path).status == "existing"
-    decoding = [e for e in events if e[1] == "decoding"]
-    assert decoding[0][2:] == (0.0, 1.0) and decoding[-1][2] == decoding[-1][3] > 8.0
+    assert events[0] == (0, "decoding", 0.0, 1.0)
+    decoding = [e for e in events if e[1] == "decoding video"]
+    assert decoding[-1][2] == decoding[-1][3] > 8.0
     assert any(e[1] == "transcribing" for e in events)
 
 

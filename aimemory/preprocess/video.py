@@ -140,7 +140,7 @@ def _too_long(seconds: float, source: str | None) -> InputTooLargeError:
 
 
 def _reason(exc: Exception) -> str:
-    text = str(exc)
+    text = getattr(exc, "strerror", None) or str(exc)  # FFmpeg's words, without its "<none>" file name
     text = re.sub(r"\s*<_io\.\w+ object at 0x[0-9a-f]+>", "", text)
     return re.sub(r"^\[Errno -?\d+\]\s*", "", text).strip(" :;'\"") or type(exc).__name__
 
@@ -285,7 +285,7 @@ def decode_video(data: bytes, source: str | None = None,
                     last_t = max(last_t, t)
                     if t + 1e-6 < next_scan:
                         continue
-                    next_scan = max(next_scan + 1.0 / SCAN_FPS, t)
+                    next_scan = (np.floor(t * SCAN_FPS + 1e-6) + 1) / SCAN_FPS  # the next grid point
                     if scenes.previous is None:
                         rotation = _rotation(frame, video)
                         size = _fit(frame.width, frame.height, KEYFRAME_SIDE, KEYFRAME_MAX_LONG)

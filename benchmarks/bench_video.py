@@ -107,7 +107,8 @@ def run(args) -> dict:
         store.close()
     return {
         "video_s": duration, "size": args.size, "fps": args.fps, "bytes": len(data), "made_s": made_s,
-        "keyframes": len(clip.keyframes), "views": views, "decode_s": decode_s, "remember_s": remember_s,
+        "keyframes": len(clip.keyframes), "clip_bytes": clip.payload_bytes, "views": views,
+        "decode_s": decode_s, "remember_s": remember_s,
         "remember_cpu_s": remember_cpu, "decode_cpu_s": decode_cpu, "stage_starts": stages,
         "decode_rtf": duration / decode_s, "remember_rtf": duration / remember_s,
         "said": {"query": query, "want": [round(v, 2) for v in want], "got": [said.start, said.end],
@@ -147,7 +148,8 @@ def main() -> None:
         print(f"{name:<36}{wall:>8.2f}{r['video_s'] / wall:>13.2f}{cpu:>8.2f}{r['video_s'] / cpu:>19.2f}")
     print("stages began at " + ", ".join(f"{k} {v:.1f} s" for k, v in r["stage_starts"].items())
           + " (wall); CPU s sums all threads, so on an idle machine wall <= CPU s")
-    print(f"views: {r['views']}; transcript words: {r['transcript_words']}")
+    print(f"decoded clip held {r['clip_bytes'] / 1e6:.1f} MB (keyframe JPEGs + 16 kHz audio); "
+          f"views: {r['views']}; transcript words: {r['transcript_words']}")
     s, pic = r["said"], r["picture"]
     print(f"said:    {s['query']!r} -> {s['kind']} {s['got'][0]:.1f}-{s['got'][1]:.1f} s "
           f"(want {s['want'][0]:.1f}-{s['want'][1]:.1f} ± {TOLERANCE_S:g}) {'OK' if s['ok'] else 'MISS'}"

@@ -314,3 +314,8 @@ def test_speech_spans_are_trimmed_to_the_voiced_audio():
                                          View("audio.speech", vec, 1.0, 2.0, "y")], Audio(y, rate))
     assert abs(drifted.start - 3.75) < 0.05 and abs(drifted.end - 5.25) < 0.05 and drifted.text == "hi"
     assert (bed.start, bed.end) == (8.5, 11.0) and (quiet.start, quiet.end) == (1.0, 2.0)
+
+
+def test_decoded_clip_is_small(clip_mp4):
+    clip = decode_video(clip_mp4.read_bytes())
+    assert clip.payload_bytes < 3 * 20_000  # three JPEG keyframes, no audio track

@@ -11,8 +11,9 @@ shrunk to a tiny signature (colour histogram + pixels) and compared with the pre
 marks a cut. Each scene (or each ``MAX_SCENE_S`` slot of a long static scene) yields one keyframe,
 the kept frame nearest its middle, with ``start``/``end`` spanning the scene. Memory stays bounded:
 the candidates of the current scene only, at ``KEEP_FPS``, each at most ``KEYFRAME_SIDE`` on its
-short side. Times use each frame's own timestamp, so variable frame rates need nothing special;
-rotation metadata (the display matrix) is applied to keyframes and thumbnails.
+short side; chosen keyframes as JPEG (~20 KB each); the audio track at 16 kHz (58 MB an hour).
+Times use each frame's own timestamp, so variable frame rates need nothing special; rotation
+metadata (the display matrix) is applied to keyframes and thumbnails.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ MAX_SCENE_S = 30.0  # a long static scene gets a keyframe at least this often
 KEEP_FPS = 1.0  # candidates per second kept for the current scene's keyframe
 KEYFRAME_SIDE = 256  # short side of a kept keyframe; the image towers crop 224
 KEYFRAME_MAX_LONG = 1024  # and its long side at most (panoramas)
+KEYFRAME_QUALITY = 92  # JPEG quality of held keyframes: no visible loss at 256 px
 THUMB_SIDE = 320  # long side of a thumbnail decoded for a hit
 AUDIO_RATE = 16_000
 #: declared duration vs what decoded: ending before this share of it (and 1 s) means a truncated file
@@ -64,13 +66,20 @@ _QT_ATOMS = (b"moov", b"mdat", b"wide")  # QuickTime files that start without an
 
 @dataclass(frozen=True)
 class Keyframe:
-    """One scene's picture: ``image`` RGB (short side <= KEYFRAME_SIDE), taken at ``time`` seconds;
-    the scene spans ``start``..``end`` seconds of the timeline."""
+    """One scene's picture, taken at ``time`` seconds; the scene spans ``start``..``end`` seconds of
+    the timeline. Held as JPEG (``jpeg``, ~20 KB) so a video with thousands of cuts stays small;
+    ``image`` decodes it (RGB, short side <= KEYFRAME_SIDE)."""
 
-    image: "Image"
+    jpeg: bytes
     time: float
     start: float
     end: float
+
+    @property
+    def image(self) -> "Image":
+        from PIL import Image
+
+        return Image.open(io.BytesIO(self.jpeg)).convert("RGB")
 
 
 @dataclass(eq=False)
@@ -87,8 +96,8 @@ class VideoClip:
 
     @property
     def payload_bytes(self) -> int:
-        pixels = sum(k.image.width * k.image.height * 3 for k in self.keyframes)
-        return pixels + (self.audio.samples.nbytes if self.audio is not None else 0)
+        """What the decoded clip holds in memory: keyframe JPEGs plus the 16 kHz audio track."""
+        return sum(len(k.jpeg) for k in self.keyframes) + (self.audio.samples.nbytes if self.audio else 0)
 
 
 # -- sniffing (no PyAV needed) --------------------------------------------------------------------
@@ -196,7 +205,9 @@ class _Scenes:
         if self.candidates:
             middle = (self.start + end) / 2
             t, img = min(self.candidates, key=lambda c: abs(c[0] - middle))
-            self.keyframes.append(Keyframe(img, t, self.start, max(end, t)))
+            buf = io.BytesIO()
+            img.save(buf, format="JPEG", quality=KEYFRAME_QUALITY)
+            self.keyframes.append(Keyframe(buf.getvalue(), t, self.start, max(end, t)))
         self.start, self.candidates = end, []
 
     def add(self, t: float, sig, picture: Callable[[], "Image"]) -> None:

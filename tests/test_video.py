@@ -319,3 +319,11 @@ def test_speech_spans_are_trimmed_to_the_voiced_audio():
 def test_decoded_clip_is_small(clip_mp4):
     clip = decode_video(clip_mp4.read_bytes())
     assert clip.payload_bytes < 3 * 20_000  # three JPEG keyframes, no audio track
+
+
+def test_file_size_cap_applies_to_videos(clip_mp4, monkeypatch):
+    from aimemory import inputs
+
+    monkeypatch.setattr(inputs, "MAX_FILE_BYTES", 10_000)
+    with pytest.raises(InputTooLargeError, match="byte limit"):
+        to_item(clip_mp4)

@@ -209,10 +209,10 @@ function card(hit) {
     const span = hit.start !== null && hit.start !== undefined ? `#t=${hit.start},${hit.end}` : "";
     setMedia(audio, m.content_url, span);
     node.append(audio);
-  } else if (hit.modality === "video" && hit.frame_url) {
-    // the frame of the matching span; the detail view plays the video from there
+  } else if (hit.modality === "video" && (hit.frame_url || m.frame_url)) {
+    // the frame of the matching span (the first frame in a plain listing); the detail view plays from there
     const img = el("img", { className: "thumb", alt: m.source || "video memory", loading: "lazy" });
-    setMedia(img, hit.frame_url);
+    setMedia(img, hit.frame_url || m.frame_url);
     node.append(img);
   }
   const snippet = hit.snippet || m.text || m.transcript;

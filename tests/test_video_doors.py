@@ -56,6 +56,8 @@ def test_cli_prints_the_span(capsys, tmp_path, video, monkeypatch):
 
 
 def test_http_frames_and_ranges(mem, video):
+    pytest.importorskip("starlette")
+    pytest.importorskip("httpx")  # starlette's TestClient drives the app in-process through httpx
     from starlette.testclient import TestClient
 
     from aimemory.web import create_app
@@ -103,3 +105,4 @@ def test_notebook_reprs_show_the_frame(mem):
     hits = mem.recall("green", k=1)
     html = hits._repr_html_() + hits[0]._repr_html_() + hits[0].memory._repr_html_()
     assert html.count("data:image/jpeg;base64,") == 3
+

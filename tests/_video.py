@@ -168,7 +168,7 @@ def write_video(path: Path, spec: Spec, track: np.ndarray | None = None) -> Path
         t = n / spec.fps
     for packet in vs.encode():
         container.mux(packet)
-    audio_until(spec.duration + 1)
+    audio_until(spec.duration + 1 + (len(track) / a_stream.rate if a_stream is not None else 0))  # all of it
     if a_stream is not None:
         for packet in a_stream.encode():
             container.mux(packet)

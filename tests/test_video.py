@@ -173,6 +173,12 @@ def test_audio_track_is_on_the_video_timeline(folder):
     assert abs(loud[0] - 4.0) < 0.1 and abs(loud[-1] - 5.0) < 0.1
 
 
+def test_audio_longer_than_the_picture_is_not_truncation(folder):
+    track = 0.1 * np.sin(np.arange(20 * 16_000) * 0.05).astype(np.float32)  # 20 s of sound, 9 s of picture
+    clip = decode_video(write_video(folder / "long-audio.mp4", _spec(audio=True), track).read_bytes())
+    assert abs(clip.duration - 20.0) < 0.2 and clip.keyframes[-1].end <= 9.2
+
+
 # -- limits and damage -----------------------------------------------------------------------------
 def test_limits_are_typed_errors(clip_mp4, monkeypatch):
     data = clip_mp4.read_bytes()

@@ -240,8 +240,6 @@ def decode_video(data: bytes, source: str | None = None,
     """Video bytes -> keyframes and audio track, streaming; typed errors for damaged, oversized or
     picture-less files. ``progress(done_s, total_s)`` hears about every ~10 s decoded."""
     av = require_av()
-    from ..inputs import Audio
-
     try:
         container = av.open(io.BytesIO(data), mode="r")
     except (av.FFmpegError, ValueError, OSError) as exc:
@@ -317,23 +315,30 @@ def decode_video(data: bytes, source: str | None = None,
             raise _damaged(source, "no frame decodes")
         # a frame lasts until the next one: the last one adds its own duration (or a scan step)
         frame_s = 1.0 / float(video.average_rate) if video.average_rate else 1.0 / SCAN_FPS
-        duration = last_t + frame_s
+        scenes.close(last_t + frame_s)
+        track = _track(chunks, audio_at, source)
+        duration = max(last_t + frame_s, track.duration if track is not None else 0.0)
         if declared is not None and duration < TRUNCATED_SHARE * declared - 1.0:
             raise _damaged(source, f"it stops at {duration:.1f} s of the {declared:.1f} s it declares")
-        scenes.close(duration)
-        track = None
-        if chunks:
-            samples = np.concatenate(chunks)
-            lead = int(round((audio_at or 0.0) * AUDIO_RATE))  # the track starts late: pad to second 0
-            if lead:
-                samples = np.concatenate([np.zeros(lead, np.float32), samples])
-            if not np.isfinite(samples).all():
-                raise _damaged(source, "its audio holds NaN or infinite samples")
-            track = Audio(samples, AUDIO_RATE, source=source) if len(samples) >= 0.05 * AUDIO_RATE else None
         if progress is not None:
             progress(duration, duration)
         display = (height, width) if rotation in (90, 270) else (width, height)
         return VideoClip(scenes.keyframes, track, duration, display[0], display[1], rotation)
+
+
+def _track(chunks: list[np.ndarray], audio_at: float | None, source: str | None) -> "Audio | None":
+    """Resampled audio chunks -> the track on the video's timeline (silence before a late start)."""
+    from ..inputs import Audio
+
+    if not chunks:
+        return None
+    samples = np.concatenate(chunks)
+    lead = int(round((audio_at or 0.0) * AUDIO_RATE))
+    if lead:
+        samples = np.concatenate([np.zeros(lead, np.float32), samples])
+    if not np.isfinite(samples).all():
+        raise _damaged(source, "its audio holds NaN or infinite samples")
+    return Audio(samples, AUDIO_RATE, source=source) if len(samples) >= 0.05 * AUDIO_RATE else None
 
 
 def decode_audio_only(data: bytes, source: str | None = None) -> "Audio":

@@ -305,6 +305,18 @@ def test_offline_tier_finds_what_was_said_and_what_was_shown(tmp_path, folder):
         assert "dentist" in (hit.snippet or "").lower()
 
 
+def test_a_scene_snippet_is_what_was_said_during_or_near_it():
+    from aimemory.encoders.base import View
+    from aimemory.encoders.video import said_during
+
+    vec = np.zeros(4, np.float32)
+    said = [View("audio.speech", vec, 1.0, 2.0, "one"), View("audio.speech", vec, 2.5, 4.0, "two"),
+            View("audio.speech", vec, 30.0, 31.0, "far")]
+    assert said_during(said, 0.0, 3.0) == "one two"
+    assert said_during(said, 6.0, 12.0) == "two"  # nothing during: the nearest, 2 s before
+    assert said_during(said, 12.0, 20.0) is None  # nothing within 5 s
+
+
 def test_speech_spans_are_trimmed_to_the_voiced_audio():
     from aimemory.encoders.base import View
     from aimemory.encoders.video import trim_to_sound

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 FRAME = "video.frame"
 FRAME_BATCH = 16  # keyframes per image-tower call: bounds activation memory on long videos
 SNIPPET_CHARS = 400  # said-during-the-scene text kept on a frame view
+NEAR_S = 5.0  # a silent scene's snippet: the segment said this close before or after it
 #: Whisper's segment ends drift into the silence after a sentence (measured: a 3.6 s phrase came back
 #: as 43.0-63.0 s, ending where the next phrase began), so a segment's span is trimmed to where its
 #: audio is within VOICED_DB of the span's loudest 20 ms, plus TRIM_PAD_S; spans with sound throughout
@@ -34,9 +35,13 @@ TRIM_PAD_S = 0.25
 
 
 def said_during(speech: list[View], start: float, end: float) -> str | None:
-    """The transcript segments that overlap ``start``..``end``, joined; None when nothing was said."""
-    parts = [v.text for v in speech if v.text and v.start is not None and v.end is not None
-             and v.start < end and v.end > start]
+    """The transcript segments that overlap ``start``..``end``, joined; else the nearest one within
+    NEAR_S seconds; None when nothing was said near there."""
+    said = [v for v in speech if v.text and v.start is not None and v.end is not None]
+    parts = [v.text for v in said if v.start < end and v.end > start]
+    if not parts and said:
+        gap, near = min((max(v.start - end, start - v.end), n) for n, v in enumerate(said))
+        parts = [said[near].text] if gap <= NEAR_S else []
     text = " ".join(parts).strip()
     return text[:SNIPPET_CHARS] if text else None
 

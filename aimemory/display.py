@@ -67,6 +67,18 @@ def image_tag(memory, max_px: int = THUMB_PX) -> str:
             f'style="max-width:{max_px}px;max-height:{max_px}px;border-radius:4px"/>')
 
 
+def frame_tag(memory, start: float | None, end: float | None, max_px: int = THUMB_PX) -> str:
+    """A video memory's picture at the middle of the span (its first scene without one)."""
+    try:
+        from .preprocess.video import frame_jpeg, shown_at
+
+        data = base64.b64encode(frame_jpeg(bytes(memory.content), shown_at(start, end), max_px)).decode("ascii")
+    except Exception:  # noqa: BLE001 - an undecodable video must not break the whole table
+        return '<i style="color:#999">(frame unavailable)</i>'
+    return (f'<img src="data:image/jpeg;base64,{data}" alt="{esc(memory.source or memory.id)}" '
+            f'style="max-width:{max_px}px;max-height:{max_px}px;border-radius:4px"/>')
+
+
 def _wav(samples, rate: int) -> bytes:
     import wave
 
@@ -123,6 +135,8 @@ def preview(memory, start: float | None = None, end: float | None = None, text_l
         return image_tag(memory)
     if memory.modality == "audio":
         return audio_tag(memory, start, end)
+    if memory.modality == "video":
+        return frame_tag(memory, start, end) + text_block(memory.text, text_limit)
     return text_block(memory.text, text_limit)
 
 

@@ -68,7 +68,7 @@ _DRAFT_SCALES = (2, 4, 8)
 MAX_AUDIO_SECONDS = 4 * 3600
 MIN_AUDIO_SECONDS = 0.05
 
-MODALITIES = ("image", "audio", "text")
+MODALITIES = ("image", "audio", "text", "video")
 
 # Text files: a BOM names the encoding; else UTF-8; else one 8-bit Western encoding (Windows-1252,
 # whose undefined bytes fall back to Latin-1) when the result reads as text: at least this share of
@@ -101,7 +101,8 @@ _AUDIO_MAGIC = (
 
 @dataclass(eq=False)
 class Item:
-    """A decoded input: ``payload`` is an RGB PIL image, an :class:`Audio` at 16 kHz, or a str.
+    """A decoded input: ``payload`` is an RGB PIL image, an :class:`Audio` at 16 kHz, a str, or a
+    :class:`~aimemory.preprocess.video.VideoClip` (keyframes + audio track).
     ``content`` is the original bytes to keep (None for text, whose payload is the content)."""
 
     modality: str
@@ -128,6 +129,10 @@ def sniff(data: bytes) -> tuple[str, str]:
     for magic, mime in _AUDIO_MAGIC:
         if head.startswith(magic):
             return "audio", mime
+    from .preprocess.video import sniff_video
+
+    if (video := sniff_video(data)) is not None:
+        return "video", video
     if head[4:8] == b"ftyp":
         brand = head[8:12]
         if brand in (b"M4A ", b"M4B ", b"mp42", b"isom", b"dash"):
@@ -414,7 +419,8 @@ def audio_item(audio: Audio, source: str | None = None) -> Item:
                 source or audio.source, _sha256(b"audio:", content))
 
 
-def bytes_item(data: bytes, source: str | None = None) -> Item:
+def bytes_item(data: bytes, source: str | None = None, progress=None) -> Item:
+    """``progress(done_s, total_s)`` hears about long decodes (video)."""
     what = source or "the bytes"
     if not data:
         raise InputError(f"{what} is empty (0 bytes); pass a file with content", item=source)
@@ -435,12 +441,15 @@ def bytes_item(data: bytes, source: str | None = None) -> Item:
     if modality == "image":
         img = _decode_image_bytes(data, source)
         return Item("image", img, data, mime, source, _sha256(data))
+    if modality == "video":
+        from .preprocess.video import video_item
+
+        return video_item(data, mime, source, progress)
     audio = _decode_audio_bytes(data, mime, source)
     return Item("audio", audio.resampled(TARGET_SAMPLE_RATE), data, mime, source, _sha256(data))
 
 
-def path_item(path: Path) -> Item:
-
+def path_item(path: Path, progress=None) -> Item:
     if not path.exists():
         raise InputError(f"no such file: {path}; check the path (it is relative to {Path.cwd()})"
                          if not path.is_absolute() else f"no such file: {path}; check the path",
@@ -452,22 +461,23 @@ def path_item(path: Path) -> Item:
     if size > MAX_FILE_BYTES:
         raise InputTooLargeError(f"{path} is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit; "
                                  "split or downscale it", item=str(path))
-    return bytes_item(path.read_bytes(), str(path))
+    return bytes_item(path.read_bytes(), str(path), progress)
 
 
-def to_item(x: object, *, source: str | None = None, purpose: str = "remember") -> Item:
+def to_item(x: object, *, source: str | None = None, purpose: str = "remember", progress=None) -> Item:
     """Any supported input -> a decoded :class:`Item`; unsupported types raise a typed error.
-    ``purpose`` ("remember" or "recall") words the errors for the call that was made."""
+    ``purpose`` ("remember" or "recall") words the errors for the call that was made;
+    ``progress(done_s, total_s)`` hears about long decodes (video)."""
     if isinstance(x, Item):
         return x
     if isinstance(x, str):
         return text_item(x, source, purpose=purpose)
     if isinstance(x, Path):
-        return path_item(x)
+        return path_item(x, progress)
     if isinstance(x, Audio):
         return audio_item(x, source)
     if isinstance(x, (bytes, bytearray, memoryview)):
-        return bytes_item(bytes(x), source)
+        return bytes_item(bytes(x), source, progress)
     if isinstance(x, np.ndarray):
         return array_item(x, source)
     try:

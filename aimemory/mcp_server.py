@@ -5,8 +5,9 @@ export_memories, import_memories (both inside the ``--files-root`` folders). The
 namespace is fixed when the server starts (``--namespace`` / ``$AIMEMORY_NAMESPACE``): no tool takes
 one, so an agent cannot read, change or delete another agent's memories. Recall results are returned as JSON *data*
 with provenance, prefixed by a note that memory content is untrusted (it may contain text written to
-look like instructions), plus PNG thumbnails for image hits. ``remember_file`` reads only inside the
-folders granted with ``--files-root``; with none granted it reads nothing.
+look like instructions), plus PNG thumbnails for image hits and JPEG frames (of the matching span) for
+video hits. ``remember_file`` reads only inside the folders granted with ``--files-root``; with none
+granted it reads nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import functools
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import __version__
 
@@ -125,7 +126,7 @@ def build_server(store: "MemoryStore", namespace: str = "default",
                          near_duplicate=near_duplicate)
 
     def remember_file(path: str, tags: list[str] | None = None) -> str:
-        """Remember an image, audio or text file (a path under the server's allowed folders)."""
+        """Remember an image, audio, video or text file (a path under the server's allowed folders)."""
         if not roots:
             raise ToolError(NO_FILES_ROOT)
         p = Path(path).expanduser().resolve()
@@ -154,8 +155,9 @@ def build_server(store: "MemoryStore", namespace: str = "default",
         return store_one(data, tags, source=f"mcp:{sniffed}")
 
     def recall(query: str, k: int = 5, modality: str | None = None, half_life_seconds: float | None = None) -> list:
-        """Search memories by meaning across modalities (text query). modality: image, audio or text.
-        half_life_seconds favours recent memories (a score halves every that long)."""
+        """Search memories by meaning across modalities (text query). modality: image, audio, text or
+        video (video hits carry start/end seconds and the matching frame). half_life_seconds favours
+        recent memories (a score halves every that long)."""
         from .display import thumbnail_png
 
         k = max(1, min(int(k), MAX_K))
@@ -165,11 +167,17 @@ def build_server(store: "MemoryStore", namespace: str = "default",
         for rank, h in enumerate(hits, 1):
             rec = {"rank": rank, "score": round(float(h.score), 4), **_summary(h.memory),
                    "kind": h.kind, "snippet": _clip(h.snippet), "start": h.start, "end": h.end}
-            if h.modality == "image":
+            if h.modality in ("image", "video"):
                 try:
-                    png = thumbnail_png(h.memory, THUMB_PX)
-                    images.append(ImageContent(type="image", data=base64.b64encode(png).decode("ascii"),
-                                               mime_type="image/png"))
+                    if h.modality == "video":  # the frame of the matching span
+                        from .preprocess.video import frame_jpeg, shown_at
+
+                        data, mime = frame_jpeg(cast(bytes, h.memory.content), shown_at(h.start, h.end),
+                                                THUMB_PX), "image/jpeg"
+                    else:
+                        data, mime = thumbnail_png(h.memory, THUMB_PX), "image/png"
+                    images.append(ImageContent(type="image", data=base64.b64encode(data).decode("ascii"),
+                                               mime_type=mime))
                     rec["image_block"] = len(images)  # 1-based position among the image blocks
                 except Exception:  # noqa: BLE001 - a broken stored image must not hide the other hits
                     log.warning("no thumbnail for memory %s", h.id)

@@ -33,10 +33,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .encoders.base import Encoder, View
-from .errors import InputError, StoreError
+from .errors import InputError, StoreError, UnsupportedInputError
 from .inputs import Item, bytes_item
 from .semantics import ItemOptions
 from .storage.manifest import MANIFEST_NAME, Manifest, atomic_write_bytes
+from .views import encode_items
 from .write import commit_views
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -160,22 +161,40 @@ def _item(row: dict) -> Item | str:
                    transcript=row["text"])
 
 
+class _KeptTranscript:
+    """A speech recognizer that "hears" what a memory's kept transcript says (no model runs), so a
+    migration re-embeds transcripts without transcribing audio again."""
+
+    def __init__(self, segments: list[tuple[float, float, str]]) -> None:
+        self.segments = segments
+
+    def transcribe(self, audio: Any) -> Any:
+        from .speech import Segment, Transcript
+
+        segments = [Segment(start, end, text) for start, end, text in self.segments]
+        return Transcript(text=" ".join(s.text for s in segments), language="", segments=segments,
+                          no_speech=not segments, language_prob=0.0,
+                          duration=max((s.end for s in segments), default=0.0))
+
+
 def _views(target: "MemoryStore", source: "MemoryStore", items: list[Item], keys: list[tuple[str, str]]
            ) -> list[list[View]]:
-    """The new model's views of ``items``: its own towers (where it has one for the modality), plus
-    kept speech segments re-embedded with its text tower. An item may get no views."""
+    """The new model's views of ``items``: its own towers, with kept speech segments re-embedded by
+    its text tower. An item the new model cannot embed gets no views."""
     views: list[list[View]] = [[] for _ in items]
-    own = [n for n, item in enumerate(items) if item.modality in target.encoder.modalities]
-    # the target has no speech model: kept transcripts are reused below
-    for n, item_views in zip(own, target.encode([items[n] for n in own]) if own else []):
-        views[n] = list(item_views)
+    still = [n for n, item in enumerate(items) if item.modality in ("text", "image")]
+    if still:  # one encoder call per modality, as remember does
+        for n, item_views in zip(still, encode_items(target.encoder, None, [items[n] for n in still],
+                                                     target.model_id)):
+            views[n] = list(item_views)
     for n, (item, (namespace, mid)) in enumerate(zip(items, keys)):
-        if item.modality != "audio":
+        if item.modality in ("text", "image"):
             continue
-        segments = _speech_segments(source, namespace, mid)
-        if segments:
-            vectors = target.encoder.embed_texts([text for _, _, text in segments])
-            views[n] += [View("audio.speech", v, start, end, text) for v, (start, end, text) in zip(vectors, segments)]
+        kept = _KeptTranscript(_speech_segments(source, namespace, mid))
+        try:
+            views[n] = list(encode_items(target.encoder, kept, [item], target.model_id)[0])
+        except (InputError, UnsupportedInputError):
+            views[n] = []  # nothing the new model can embed: listed by the caller
     return views
 
 

@@ -177,7 +177,7 @@ def _background(store: "MemoryStore", plan_mask: np.ndarray, vector: np.ndarray)
 def attach_texts(store: "MemoryStore", hits: Hits) -> None:
     """One read for the texts and transcripts of all hits: text memories get their content (no
     second read later), audio memories their transcript, and every hit a snippet."""
-    wanted = [h for h in hits if h.modality in ("text", "audio")]
+    wanted = [h for h in hits if h.modality in ("text", "audio", "video")]
     catalog = store.catalog
     primary = {h.id: int(catalog.get(catalog.positions(h.id, h.memory.namespace)[0], "vkey")) for h in wanted}
     rows = store.table.primary_rows(primary.values(), ["text"]).to_pylist() if primary else []

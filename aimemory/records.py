@@ -140,6 +140,15 @@ class Memory:
                              "use .content or .text for other memories")
         return bytes_item(bytes(self.content)).payload  # type: ignore[return-value]
 
+    def frame(self, at: float = 0.0) -> "Image":
+        """The picture shown at ``at`` seconds (video memories only), decoded from the content."""
+        from .preprocess.video import frame_at
+
+        if self.modality != "video" or not isinstance(self.content, (bytes, bytearray)):
+            raise ValueError(f"memory {self.id} is a {self.modality} memory without video content; "
+                             "frames come from video memories stored with their content")
+        return frame_at(bytes(self.content), at)
+
     def _repr_html_(self) -> str:
         from .display import memory_html
 
@@ -172,6 +181,12 @@ class Hit:
         src = f", source={self.memory.source!r}" if self.memory.source else ""
         fusion = f", fusion={self.fusion:.4f}" if self.fusion is not None else ""
         return f"Hit(score={self.score:.3f}{fusion}, {self.modality}/{self.kind}, id={self.id!r}{span}{src})"
+
+    def frame(self) -> "Image":
+        """A video hit's picture: the frame shown in the middle of its span (its scene's keyframe)."""
+        from .preprocess.video import shown_at
+
+        return self.memory.frame(shown_at(self.start, self.end))
 
     def _repr_html_(self) -> str:
         from .display import hit_html

@@ -295,7 +295,8 @@ class MemoryStore:
         ``errors="skip"`` streams, skips bad items and lists them in ``result.skipped``.
         ``progress`` is called with the number of items done after each batch;
         ``item_progress(index, what, done, total)`` with work inside one item: ``"decoding"`` (0 of 1)
-        as each item is read, ``"transcribing"`` (seconds of audio) after each 30 s speech window.
+        as each item is read, ``"decoding video"`` (seconds of video) while a video streams,
+        ``"transcribing"`` (seconds of audio) after each 30 s speech window.
         ``ids``, ``expires_at``, ``ttl``, ``created_by``, ``derived_from``, ``created_at``: one value for
         all items or a list of one per item (``ids``: always a list; None entries are generated);
         see :meth:`remember`. ``options`` (advanced, used by imports): one
@@ -319,7 +320,9 @@ class MemoryStore:
             if item_progress is not None:
                 item_progress(i, "decoding", 0.0, 1.0)
             try:
-                decoded.append((i, to_item(x, source=srcs[i])))
+                decoding = (lambda done, total, i=i: item_progress(i, "decoding video", done, total)) \
+                    if item_progress is not None else None
+                decoded.append((i, to_item(x, source=srcs[i], progress=decoding)))
             except InputError as exc:
                 if errors == "raise":
                     exc.index = i
@@ -393,7 +396,7 @@ class MemoryStore:
         vkey = int(c.get(p, "vkey"))
         modality = c.get(p, "modality")
         transcript = None
-        if modality == "audio" and load_transcript:
+        if modality in ("audio", "video") and load_transcript:
             rows = self.table.primary_rows([vkey], ["text"]).to_pylist()
             transcript = rows[0]["text"] if rows else None
         return Memory(

@@ -39,6 +39,13 @@ def encode_items(encoder: Encoder, speech, items: list[Item], model_id: str,
         idx = [i for i, it in enumerate(items) if it.modality == modality]
         if not idx:
             continue
+        if modality == "video":
+            from .encoders.video import video_views
+
+            for i, v in zip(idx, video_views(encoder, speech, [items[i] for i in idx], speech_views_of,
+                                             on_progress, idx)):
+                views[i] = v
+            continue
         can_hear = modality == "audio" and speech is not None
         if modality not in encoder.modalities and not can_hear:
             raise UnsupportedInputError(

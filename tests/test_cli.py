@@ -373,7 +373,7 @@ def test_namespaces_are_separate(capsys, enc, tmp_path):
 @pytest.mark.parametrize("argv", [
     ["recall"],
     ["recall", "x", "--file", "y.png"],
-    ["recall", "x", "--modality", "video"],
+    ["recall", "x", "--modality", "smell"],
     ["recall", "x", "--since", "yesterday"],
     ["remember", "--text", "x", "--meta", "novalue"],
     ["remember"],

@@ -283,7 +283,7 @@ def test_many_files_become_a_job_with_progress(client):
     ("GET", "/api/recall", {"params": {}}, 400),
     ("GET", "/api/recall", {"params": {"q": "red", "k": "0"}}, 400),
     ("GET", "/api/recall", {"params": {"q": "red", "k": "abc"}}, 400),
-    ("GET", "/api/recall", {"params": {"q": "red", "modality": "video"}}, 400),
+    ("GET", "/api/recall", {"params": {"q": "red", "modality": "smell"}}, 400),
     ("GET", "/api/recall", {"params": {"q": "red", "where": "{bad"}}, 400),
     ("GET", "/api/recall", {"params": {"q": "red", "where": '{"a": {"b": 1}}'}}, 400),
     ("GET", "/api/recall", {"params": {"q": "red", "since": "yesterday"}}, 400),

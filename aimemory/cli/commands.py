@@ -176,7 +176,7 @@ def recall(
     file: Annotated[Path | None, typer.Option("--file", "-f", help="Query by an image/audio/text file.")] = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many results.")] = 5,
     modality: Annotated[list[str] | None, typer.Option(
-        "--modality", help="Only image, audio or text (repeatable).")] = None,
+        "--modality", help="Only image, audio, text or video (repeatable).")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Only memories with any of these tags.")] = None,
     where: Annotated[list[str] | None, typer.Option("--where", help="Metadata key=value filter.")] = None,
     hybrid: Annotated[bool, typer.Option("--hybrid", help="Fuse with full-text search (text queries).")] = False,
@@ -195,8 +195,8 @@ def recall(
     if file is not None and not file.is_file():
         raise CliError(f"no such file: {file}; check the --file path")
     for m in modality or []:
-        if m not in ("image", "audio", "text"):
-            raise typer.BadParameter(f"{m!r} is not one of image, audio, text", param_hint="--modality")
+        if m not in ("image", "audio", "text", "video"):
+            raise typer.BadParameter(f"{m!r} is not one of image, audio, text, video", param_hint="--modality")
     if query is not None and len(query) < 4096 and Path(query).expanduser().is_file():
         typer.echo(f"note: searching for the text {query!r}; use --file {query} to search with the file",
                    err=True)

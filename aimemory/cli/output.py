@@ -16,7 +16,7 @@ import typer
 
 _AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-MODALITY_STYLE = {"image": "magenta", "audio": "cyan", "text": "green"}
+MODALITY_STYLE = {"image": "magenta", "audio": "cyan", "text": "green", "video": "yellow"}
 
 
 def when(value: str | None, option: str) -> datetime | None:

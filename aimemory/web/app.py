@@ -40,6 +40,7 @@ from .http import (
     as_int,
     as_json_object,
     as_modalities,
+    as_seconds,
     as_semantics,
     as_str,
     as_time,
@@ -89,6 +90,7 @@ def memory_json(m: "Memory", text: str | None = None, limit: int | None = None) 
         "tags": m.tags, "metadata": m.metadata, "transcript": m.transcript,
         "content_url": f"{base}/content?namespace={ns}",
         "thumbnail_url": f"{base}/thumbnail?namespace={ns}" if m.modality == "image" else None,
+        "frame_url": f"{base}/frame?namespace={ns}" if m.modality == "video" else None,
     }
     from ..semantics import provenance_record
 
@@ -113,7 +115,18 @@ def hit_json(h: "Hit") -> dict[str, Any]:
             "fusion": None if h.fusion is None else round(float(h.fusion), 6),
             "recency": h.recency,
             "modality": h.modality, "kind": h.kind, "start": h.start, "end": h.end, "snippet": h.snippet,
-            "memory": memory_json(h.memory, text if isinstance(text, str) else None, LIST_TEXT_CHARS)}
+            "memory": memory_json(h.memory, text if isinstance(text, str) else None, LIST_TEXT_CHARS),
+            "frame_url": _frame_url(h)}
+
+
+def _frame_url(h: "Hit") -> str | None:
+    """A video hit's picture: the frame in the middle of its span."""
+    if h.modality != "video":
+        return None
+    from ..preprocess.video import shown_at
+
+    return f"/api/memories/{quote(h.id, safe='')}/frame?namespace={quote(h.memory.namespace, safe='')}" \
+        f"&t={shown_at(h.start, h.end):.3f}"
 
 
 class Api:
@@ -402,6 +415,30 @@ class Api:
         return Response(png, media_type="image/png", headers=dict(CONTENT_HEADERS))
 
 
+    async def frame(self, request: Request) -> Response:
+        """A video memory's picture at ``t`` seconds, JPEG, decoded on demand (cached)."""
+        t = round(as_seconds(request.query_params.get("t"), "t"), 2)
+        key = (request.path_params["memory_id"], self._namespace(request), "frame", t)
+
+        def load() -> bytes:
+            from ..preprocess.video import frame_jpeg
+
+            m = self.store.get(key[0], key[1])
+            if m.modality != "video":
+                raise ApiError(404, "NotFoundError", f"memory {m.id} is {m.modality}; only videos have frames")
+            if m.content is None:
+                raise NotFoundError(f"memory {m.id} has no stored content")
+            return frame_jpeg(bytes(m.content), t)
+
+        jpeg = self._thumbs.get(key)
+        if jpeg is None:
+            jpeg = await self.call(load)
+            self._thumbs[key] = jpeg
+            while len(self._thumbs) > THUMB_CACHE:
+                self._thumbs.popitem(last=False)
+        return Response(jpeg, media_type="image/jpeg", headers=dict(CONTENT_HEADERS))
+
+
 def _filename(name: str | None) -> str | None:
     """The base name a browser sent, without folders or control characters, at most 200 chars."""
     if not name:
@@ -450,6 +487,7 @@ def create_app(store: "MemoryStore", *, token: str | None = None, max_upload: in
         Route("/api/memories/{memory_id}", api.update, methods=["PATCH"]),
         Route("/api/memories/{memory_id}/content", api.content, methods=["GET"]),
         Route("/api/memories/{memory_id}/thumbnail", api.thumbnail, methods=["GET"]),
+        Route("/api/memories/{memory_id}/frame", api.frame, methods=["GET"]),
         Route("/api/recall", api.recall_get, methods=["GET"]),
         Route("/api/recall", api.recall_post, methods=["POST"]),
         Route("/api/jobs/{job_id}", api.job, methods=["GET"]),

@@ -282,10 +282,10 @@ def as_modalities(value: Any) -> list[str] | None:
     elif isinstance(value, list) and all(isinstance(p, str) for p in value):
         parts = value
     else:
-        raise bad("modality must be 'image', 'audio', 'text' or a list of them")
+        raise bad("modality must be 'image', 'audio', 'text', 'video' or a list of them")
     for p in parts:
-        if p not in ("image", "audio", "text"):
-            raise bad(f"modality {p!r} is not one of image, audio, text")
+        if p not in ("image", "audio", "text", "video"):
+            raise bad(f"modality {p!r} is not one of image, audio, text, video")
     return parts or None
 
 
@@ -310,6 +310,17 @@ def as_where(value: Any) -> dict | None:
                 raise ApiError(400, "FilterError", f"where[{key!r}] must be a string, number, boolean, "
                                "null or a list of them")
     return where
+
+
+def as_seconds(value: Any, name: str) -> float:
+    """A position in a recording, in seconds (0 when absent)."""
+    try:
+        seconds = float(value) if value not in (None, "") else 0.0
+    except (TypeError, ValueError):
+        raise bad(f"{name} must be seconds from the start (e.g. 12.5); got {str(value)[:40]!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise bad(f"{name} must be a finite number of seconds >= 0")
+    return seconds
 
 
 def as_time(value: Any, name: str) -> float | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-MODALITY = {"type": "string", "enum": ["image", "audio", "text"]}
+MODALITY = {"type": "string", "enum": ["image", "audio", "text", "video"]}
 NAMESPACE = {"name": "namespace", "in": "query", "required": False,
              "description": "Namespace (default: 'default').",
              "schema": {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}$"}}
@@ -61,6 +61,7 @@ def spec(version: str, max_upload: int) -> dict[str, Any]:
         "transcript": {"type": ["string", "null"]}, "text": {"type": ["string", "null"]},
         "text_truncated": {"type": "boolean"},
         "content_url": {"type": "string"}, "thumbnail_url": {"type": ["string", "null"]},
+        "frame_url": {"type": ["string", "null"], "description": "Video memories: a JPEG frame (add &t=seconds)"},
         "created_by": {"type": ["string", "null"]},
         "derived_from": {"type": ["array", "null"], "items": {"type": "string"}},
         "expires_at": {"type": ["string", "null"], "format": "date-time"},
@@ -75,7 +76,8 @@ def spec(version: str, max_upload: int) -> dict[str, Any]:
         "recency": {"type": ["number", "null"], "description": "half_life's age weight, already in score"},
         "modality": MODALITY,
         "kind": {"type": "string"}, "start": {"type": ["number", "null"]}, "end": {"type": ["number", "null"]},
-        "snippet": {"type": ["string", "null"]}, "memory": _ref("Memory")}}
+        "snippet": {"type": ["string", "null"]}, "memory": _ref("Memory"),
+        "frame_url": {"type": ["string", "null"], "description": "Video hits: the frame of the matching span"}}}
     job = {"type": "object", "required": ["id", "status", "total", "done"], "properties": {
         "id": {"type": "string"}, "status": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
         "namespace": {"type": "string"}, "total": {"type": "integer"}, "done": {"type": "integer"},
@@ -187,6 +189,11 @@ def spec(version: str, max_upload: int) -> dict[str, Any]:
                 "parameters": [MEMORY_ID, NAMESPACE, {"name": "size", "in": "query", "required": False,
                                                       "schema": {"type": "integer", "minimum": 16, "maximum": 1024}}],
                 "responses": {"200": {"description": "PNG", "content": {"image/png": {}}}, **_errors(400, 404)}}},
+            "/api/memories/{memory_id}/frame": {"get": {
+                "summary": "A JPEG frame of a video memory at t seconds", "operationId": "getFrame",
+                "parameters": [MEMORY_ID, NAMESPACE, {"name": "t", "in": "query", "required": False,
+                                                      "schema": {"type": "number", "minimum": 0}}],
+                "responses": {"200": {"description": "JPEG", "content": {"image/jpeg": {}}}, **_errors(400, 404)}}},
             "/api/recall": {
                 "get": {"summary": "Recall by a text query", "operationId": "recallText",
                         "parameters": [{"name": "q", "in": "query", "required": True,

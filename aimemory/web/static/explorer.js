@@ -191,7 +191,7 @@ function render(hits, title) {
 }
 
 function badge(modality) {
-  return el("span", { className: `badge badge-${["image", "audio", "text"].includes(modality) ? modality : "x"}`,
+  return el("span", { className: `badge badge-${["image", "audio", "text", "video"].includes(modality) ? modality : "x"}`,
                       text: modality });
 }
 
@@ -209,6 +209,11 @@ function card(hit) {
     const span = hit.start !== null && hit.start !== undefined ? `#t=${hit.start},${hit.end}` : "";
     setMedia(audio, m.content_url, span);
     node.append(audio);
+  } else if (hit.modality === "video" && (hit.frame_url || m.frame_url)) {
+    // the frame of the matching span (the first frame in a plain listing); the detail view plays from there
+    const img = el("img", { className: "thumb", alt: m.source || "video memory", loading: "lazy" });
+    setMedia(img, hit.frame_url || m.frame_url);
+    node.append(img);
   }
   const snippet = hit.snippet || m.text || m.transcript;
   if (snippet) node.append(el("p", { className: "snippet", text: snippet }));
@@ -244,8 +249,8 @@ async function openDetail(id) {
     const img = el("img", { id: "detail-image", alt: m.source || "image memory" });
     setMedia(img, m.content_url);
     media.append(img);
-  } else if (m.modality === "audio") {
-    const audio = el("audio", { id: "detail-audio", controls: true, preload: "auto" });
+  } else if (m.modality === "audio" || m.modality === "video") {
+    const audio = el(m.modality, { id: `detail-${m.modality}`, controls: true, preload: "auto" });
     if (hit.start !== null && hit.start !== undefined) {
       $("detail-span").textContent = `Best match at ${clock(hit.start)}–${clock(hit.end)}` +
         (hit.snippet ? `: “${hit.snippet}”` : "");
@@ -261,7 +266,7 @@ async function openDetail(id) {
     const full = await api(`/api/memories/${encodeURIComponent(id)}?namespace=${encodeURIComponent(m.namespace)}`);
     if (state.current !== hit) return;
     const text = full.modality === "text" ? full.text : full.transcript;
-    if (text) $("detail-text").textContent = (full.modality === "audio" ? "Transcript: " : "") + text;
+    if (text) $("detail-text").textContent = (full.modality === "text" ? "" : "Transcript: ") + text;
     const rows = [["id", full.id], ["namespace", full.namespace], ["created", full.created_at],
                   ["source", full.source], ["type", full.mime], ["tags", (full.tags || []).join(", ")],
                   ["score", hit.score === null ? null : hit.score.toFixed(4)], ["matched view", hit.kind]];

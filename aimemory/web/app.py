@@ -34,6 +34,7 @@ from .http import (
     ApiJSON,
     Guard,
     as_bool,
+    as_fraction,
     as_int,
     as_json_object,
     as_modalities,
@@ -109,6 +110,7 @@ def _memory_with_text(m: "Memory") -> dict[str, Any]:
 def hit_json(h: "Hit") -> dict[str, Any]:
     text = h.memory._content if h.modality == "text" else None  # attached by recall; no extra read
     return {"id": h.id, "score": round(float(h.score), 6),
+            "relevance": None if h.relevance is None else round(float(h.relevance), 6),
             "fusion": None if h.fusion is None else round(float(h.fusion), 6),
             "modality": h.modality, "kind": h.kind, "start": h.start, "end": h.end, "snippet": h.snippet,
             "memory": memory_json(h.memory, text if isinstance(text, str) else None, LIST_TEXT_CHARS)}
@@ -290,7 +292,8 @@ class Api:
             modality=as_modalities(params.get("modality")), where=where or None,
             namespace=as_str(params.get("namespace"), "namespace", "default") or "default",
             since=as_time(params.get("since"), "since"), until=as_time(params.get("until"), "until"),
-            hybrid=as_bool(params.get("hybrid"), "hybrid", False))
+            hybrid=as_bool(params.get("hybrid"), "hybrid", False),
+            min_relevance=as_fraction(params.get("min_relevance"), "min_relevance"))
         return ApiJSON({"hits": [hit_json(h) for h in hits]})
 
     # -- one memory ----------------------------------------------------------------------------

@@ -33,6 +33,8 @@ RECALL_PARAMS = {
     "since": {"type": "string", "description": "ISO 8601 time or epoch seconds (inclusive)"},
     "until": {"type": "string", "description": "ISO 8601 time or epoch seconds (exclusive)"},
     "hybrid": {"type": "boolean", "default": False, "description": "Fuse with full-text (BM25) ranks"},
+    "min_relevance": {"type": "number", "minimum": 0, "maximum": 1,
+                      "description": "Only hits at least this relevant (calibrated 0-1, one scale for all modalities)"},
 }
 
 
@@ -52,6 +54,7 @@ def spec(version: str, max_upload: int) -> dict[str, Any]:
     hit = {"type": "object", "required": ["id", "score", "modality", "memory"], "properties": {
         "id": {"type": "string"}, "score": {"type": "number", "description": "cosine of the best view"},
         "fusion": {"type": ["number", "null"], "description": "hybrid recall's rank fusion (orders hits)"},
+        "relevance": {"type": ["number", "null"], "description": "calibrated 0-1 match probability (orders hits)"},
         "modality": MODALITY,
         "kind": {"type": "string"}, "start": {"type": ["number", "null"]}, "end": {"type": ["number", "null"]},
         "snippet": {"type": ["string", "null"]}, "memory": _ref("Memory")}}

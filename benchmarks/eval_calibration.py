@@ -51,7 +51,8 @@ from aimemory.calibration import (  # noqa: E402
 TOP = 10  # hits per query and pair that are calibrated (what a recall list shows)
 BINS = 10
 THRESHOLD = 0.5
-MAX_SPEECH = 160  # spoken clips transcribed per split (a spread sample)
+SWEEP = (0.3, 0.5, 0.7, 0.8, 0.9)  # thresholds whose precision spread across pairs is also reported
+MAX_SPEECH = {"tune": 160, "test": 120}  # spoken clips transcribed per split (a spread sample)
 METHODS = ("cosine, pooled", "z, pooled", "cosine, per pair", "z, per pair",
            "gap removed, pooled", "gap removed, per pair")
 CHOSEN = "z, per pair"
@@ -161,6 +162,13 @@ def scores_table(test: list[Candidates], preds: dict[str, dict[str, np.ndarray]]
                        "precision spread": float(max(precs) - min(precs)) if precs else float("nan"),
                        "pairs with no hit over t": len(rows) - len(precs),
                        "recall spread": float(max(recs) - min(recs)) if recs else float("nan")}
+        for u in SWEEP:
+            per = [pr_at(by_pair[c.name], c.label, u) for c in test]
+            ps = [x[0] for x in per if not np.isnan(x[0])]
+            out[method][f"sweep {u}"] = {
+                "precision min": min(ps) if ps else float("nan"), "precision max": max(ps) if ps else float("nan"),
+                "spread": max(ps) - min(ps) if ps else float("nan"), "pairs with hits": len(ps),
+                "recall mean": float(np.nanmean([x[1] for x in per]))}
     return out
 
 
@@ -243,6 +251,15 @@ def print_report(res: dict, method_order: list[str]) -> None:
         r = res["methods"][m]
         print(m.ljust(24) + "".join(_fmt(r.get(k)).rjust(17) for k in keys))
     print(f"{'today (no calibration)':24}" + "".rjust(17 * 8) + _fmt(res["nDCG today"]).rjust(17))
+    print("\nprecision across pairs at one threshold (test): min / max / spread (pairs with a hit) / mean recall")
+    print("method".ljust(24) + "".join(f"t={u}".rjust(30) for u in SWEEP))
+    for m in method_order:
+        cells = []
+        for u in SWEEP:
+            r = res["methods"][m][f"sweep {u}"]
+            cells.append(f"{_fmt(r['precision min'])}/{_fmt(r['precision max'])}/{_fmt(r['spread'])}"
+                         f"({r['pairs with hits']})/{_fmt(r['recall mean'])}".rjust(30))
+        print(m.ljust(24) + "".join(cells))
     for m in method_order:
         print(f"\n{m}: per pair (test)")
         cols = ["n", "base rate", "ECE", "Brier", "precision", "recall", "passed"]
@@ -252,8 +269,8 @@ def print_report(res: dict, method_order: list[str]) -> None:
 
 
 def run(model: str, manifest: Path, log=print) -> tuple[dict, dict]:
-    tune_data = load_or_embed(model, manifest, "tune", MAX_SPEECH, log)
-    test_data = load_or_embed(model, manifest, "test", MAX_SPEECH, log)
+    tune_data = load_or_embed(model, manifest, "tune", MAX_SPEECH["tune"], log)
+    test_data = load_or_embed(model, manifest, "test", MAX_SPEECH["test"], log)
     tune_pairs, test_pairs = pair_scores(tune_data), pair_scores(test_data)
     means = modality_means(tune_pairs)
     tune = [Candidates(p, None, means) for p in tune_pairs]

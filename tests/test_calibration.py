@@ -130,3 +130,28 @@ def test_shipped_calibration_of_the_offline_tier_loads():
     if not base.fitted:
         pytest.skip("no calibration shipped for aimemory-base")
     assert pair_key("text", "image") in base.pairs and all(p.a > 0 for p in base.pairs.values())
+
+
+def test_cli_shows_and_filters_relevance(capsys, monkeypatch, tmp_path):
+    import json
+
+    import aimemory.cli.commands as commands
+    from aimemory.cli import main
+
+    monkeypatch.setattr(commands, "_TEST_STORE_KWARGS", {"model": ColourEncoder(), "speech_model": None})
+    store = tmp_path / "s"
+
+    def run(*argv):
+        code = main([str(a) for a in argv])
+        return code, capsys.readouterr().out
+
+    for text in ("red memo", "blue memo", "green memo"):
+        run("remember", "--text", text, "--store", store)
+    code, out = run("recall", "red", "--store", store, "--json")
+    hits = json.loads(out)
+    assert code == 0 and len(hits) == 3 and all(0 <= h["relevance"] <= 1 for h in hits)
+    cut = (hits[0]["relevance"] + hits[1]["relevance"]) / 2
+    code, out = run("recall", "red", "--store", store, "--json", "--min-relevance", cut)
+    assert code == 0 and [h["id"] for h in json.loads(out)] == [hits[0]["id"]]
+    code, out = run("recall", "red", "--store", store)
+    assert code == 0 and "relevance" in out

@@ -5,11 +5,11 @@ image<->text match and an unrelated text<->text one. Each hit's cosine ``s`` is 
 against the store itself, ``z = (s - mean) / std`` over the query's cosines with a spread of up to
 ``BACKGROUND_SAMPLE`` stored views of that kind (shrunk towards the model's typical mean and spread
 for the pair when the store holds few such views), then mapped by the pair's logistic (Platt)
-``relevance = 1 / (1 + exp(-(a * z + b)))``: the probability that a hit with that standing is
-relevant, fitted on labelled pairs of real photos, sounds and speech (benchmarks/eval_calibration.py).
+``relevance = 1 / (1 + exp(-(a * z + c * s + b)))``: the probability that a hit with that standing
+and cosine is relevant, fitted on labelled pairs of real photos, sounds and speech (benchmarks/eval_calibration.py).
 
 Statistics live in two places:
-- per model, fitted once: ``models/<model>/calibration.json`` (``a``, ``b`` and the prior background
+- per model, fitted once: ``models/<model>/calibration.json`` (``a``, ``c``, ``b`` and the prior background
   ``mean``/``std`` per pair). A model without the file (another CLIP, a test encoder) gets
   :data:`DEFAULT_A` / :data:`DEFAULT_B` on every pair and a data-free prior (mean 0, spread
   ``1/sqrt(dim)``, the cosine of random directions); ``python benchmarks/eval_calibration.py --model M
@@ -40,9 +40,9 @@ BACKGROUND_SAMPLE = 256  # stored views per kind that give a query's typical cos
 #: standardises mostly against the prior, a large one against itself
 PRIOR_WEIGHT = 16
 MIN_STD = 1e-3
-#: the pooled logistic on z for pairs a model has no fit for (measured on aimemory-base's tune split;
-#: see MODEL_CARD / benchmarks/eval_calibration.py): z = 3 is ~0.5, z = 5 ~0.95
-DEFAULT_A, DEFAULT_B = 1.5, -4.5
+#: the pooled logistic on z for models without a calibration file: aimemory-base's tune split, all
+#: pairs pooled (benchmarks/eval_calibration.py, "z, pooled"): z = 3.9 is 0.5, z = 7.3 is 0.95
+DEFAULT_A, DEFAULT_B = 0.85, -3.3
 #: transcripts of a spoken query are searched as text but calibrated as their own pair
 SPEECH = "speech"
 #: view kinds calibrated as another kind when a model has no fit of their own
@@ -66,9 +66,13 @@ class PairFit:
     b: float = DEFAULT_B
     mean: float | None = None
     std: float | None = None
+    c: float = 0.0  # weight of the raw cosine beside z (both >= 0, so relevance rises with the cosine)
 
-    def relevance(self, z: float | np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-np.clip(self.a * np.asarray(z, np.float64) + self.b, -500, 500)))
+    def logit(self, z, cosine=0.0) -> np.ndarray:
+        return self.a * np.asarray(z, np.float64) + self.c * np.asarray(cosine, np.float64) + self.b
+
+    def relevance(self, z, cosine=0.0) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-np.clip(self.logit(z, cosine), -500, 500)))
 
 
 @dataclass(frozen=True)
@@ -148,24 +152,35 @@ def save_calibration(calibration: Calibration, path: Path | None = None) -> Path
     return path
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iterations: int = 50) -> tuple[float, float]:
-    """Platt scaling: (a, b) maximising the likelihood of ``y`` (0/1) under sigmoid(a * x + b), by
-    Newton's method with a small ridge; Platt's smoothed targets keep a separable pair finite."""
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iterations: int = 50) -> tuple[float, ...]:
+    """Platt scaling: ``x`` (n,) or (n, f) features, ``y`` (n,) 0/1 -> (a_1..a_f, b) maximising the
+    likelihood of ``y`` under sigmoid(x @ a + b), by Newton's method with a small ridge; Platt's
+    smoothed targets keep a separable pair finite. A feature whose weight comes out negative is
+    dropped (weight 0) and the rest refitted, so relevance never falls as the cosine rises."""
     x = np.asarray(x, np.float64)
+    x = x[:, None] if x.ndim == 1 else x  # (n, f)
     y = np.asarray(y, np.float64)
     pos, neg = y.sum(), len(y) - y.sum()
     t = np.where(y > 0, (pos + 1) / (pos + 2), 1 / (neg + 2))  # Platt (1999) targets
-    w = np.zeros(2)
-    design = np.stack([x, np.ones_like(x)], 1)  # (n, 2)
-    for _ in range(iterations):
-        p = 1 / (1 + np.exp(-(design @ w)))
-        grad = design.T @ (p - t) + l2 * w
-        hess = (design * (p * (1 - p))[:, None]).T @ design + l2 * np.eye(2)
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-9:
+    used = list(range(x.shape[1]))
+    while True:
+        design = np.concatenate([x[:, used], np.ones((len(x), 1))], 1)  # (n, used + 1)
+        w = np.zeros(design.shape[1])
+        for _ in range(iterations):
+            p = 1 / (1 + np.exp(-np.clip(design @ w, -500, 500)))
+            grad = design.T @ (p - t) + l2 * w
+            hess = (design * (p * (1 - p))[:, None]).T @ design + l2 * np.eye(len(w))
+            step = np.linalg.solve(hess, grad)
+            w -= step
+            if np.abs(step).max() < 1e-9:
+                break
+        negative = [f for f, weight in zip(used, w[:-1]) if weight <= 0]
+        if not negative or len(used) == 1:
             break
-    return max(float(w[0]), 1e-3), float(w[1])  # a > 0: relevance never falls as the cosine rises
+        used.remove(min(negative, key=lambda f: w[used.index(f)]))
+    weights = np.zeros(x.shape[1])
+    weights[used] = np.maximum(w[:-1], 1e-3 if len(used) == 1 else 0.0)
+    return (*(float(v) for v in weights), float(w[-1]))
 
 
 def standardise(scores: np.ndarray, sample_sims: np.ndarray, prior: tuple[float, float]) -> np.ndarray:
@@ -217,7 +232,7 @@ class Relevance:
 
     def logit(self, scores) -> np.ndarray:
         """Cosines -> log-odds of relevance: orders like :meth:`of` without saturating at 1."""
-        return self.fit.a * (self.z(scores) - self.penalty) + self.fit.b
+        return self.fit.logit(self.z(scores) - self.penalty, np.asarray(scores, np.float64))
 
     def of(self, scores) -> np.ndarray:
         """Cosines -> relevance in [0, 1], monotone in the cosine."""

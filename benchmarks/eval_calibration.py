@@ -53,9 +53,9 @@ BINS = 10
 THRESHOLD = 0.5
 SWEEP = (0.3, 0.5, 0.7, 0.8, 0.9)  # thresholds whose precision spread across pairs is also reported
 MAX_SPEECH = {"tune": 160, "test": 120}  # spoken clips transcribed per split (a spread sample)
-METHODS = ("cosine, pooled", "z, pooled", "cosine, per pair", "z, per pair",
+METHODS = ("cosine, pooled", "z, pooled", "cosine, per pair", "z, per pair", "z + cosine, per pair",
            "gap removed, pooled", "gap removed, per pair")
-CHOSEN = "z, per pair"
+CHOSEN = "z + cosine, per pair"
 DRAWING_PENALTY = 0.5  # as aimemory.encoders.offline ranks the drawing plan today
 
 
@@ -103,10 +103,12 @@ def modality_means(pairs: list[PairScores]) -> dict:
 
 
 def feature(c: Candidates, method: str) -> np.ndarray:
+    if method.startswith("z + cosine"):
+        return np.stack([c.z, c.cosine], 1)  # (n, 2)
     return c.cosine if method.startswith("cosine") else c.z if method.startswith("z") else c.gap
 
 
-def fit(tune: list[Candidates], method: str) -> dict[str, tuple[float, float]]:
+def fit(tune: list[Candidates], method: str) -> dict[str, tuple[float, ...]]:
     """Method -> pair name -> (a, b); pooled methods give every pair the same numbers."""
     if method.endswith("pooled"):
         ab = fit_logistic(np.concatenate([feature(c, method) for c in tune]), np.concatenate([c.label for c in tune]))
@@ -117,8 +119,10 @@ def fit(tune: list[Candidates], method: str) -> dict[str, tuple[float, float]]:
 
 
 def predict(c: Candidates, method: str, params: dict) -> np.ndarray:
-    a, b = params.get(c.name, params["*"])
-    return 1 / (1 + np.exp(-(a * feature(c, method) + b)))
+    *a, b = params.get(c.name, params["*"])
+    x = feature(c, method)
+    x = x[:, None] if x.ndim == 1 else x
+    return 1 / (1 + np.exp(-(x @ np.asarray(a) + b)))
 
 
 def ece(p: np.ndarray, y: np.ndarray, bins: int = BINS) -> float:
@@ -218,9 +222,11 @@ def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict) ->
         gm = _l2(vecs - means.get(("view", kind), 0))
         gap = qm @ gm.T
         for method, ps in params.items():
-            a, b = ps.get(f"text x {kind}", ps["*"])
-            x = s if method.startswith("cosine") else z if method.startswith("z") else gap
-            rel = 1 / (1 + np.exp(-(a * x + b)))
+            *a, b = ps.get(f"text x {kind}", ps["*"])
+            xs = [z, s] if method.startswith("z + cosine") else \
+                [s] if method.startswith("cosine") else [z] if method.startswith("z") else [gap]
+            logit = sum(w * np.where(np.isfinite(x), x, 0.0) for w, x in zip(a, xs)) + b
+            rel = 1 / (1 + np.exp(-logit))
             rel = np.where(np.isfinite(s), rel, -np.inf)
             np.maximum.at(values[method].T, owner, rel.T)
     out = {}
@@ -292,12 +298,12 @@ def calibration_of(model: str, fitted: dict) -> Calibration:
     """The chosen method's numbers as the file recall reads."""
     ps, prior = fitted["params"][CHOSEN], fitted["prior"]
     pairs = {}
-    for name, (a, b) in ps.items():
+    for name, (a, c, b) in ps.items():
         if name == "*":
             continue
         qm, kind = name.split(" x ")
         mean, std = prior[name]
-        pairs[pair_key(qm, kind)] = PairFit(round(a, 4), round(b, 4), round(mean, 4), round(std, 4))
+        pairs[pair_key(qm, kind)] = PairFit(round(a, 4), round(b, 4), round(mean, 4), round(std, 4), round(c, 4))
     a, b = fitted["params"]["z, pooled"]["*"]
     return Calibration(model, pairs, PairFit(round(a, 4), round(b, 4)), True)
 

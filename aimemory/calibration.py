@@ -96,6 +96,11 @@ class Calibration:
         fit = self.fit_for(query_modality, kind)
         if fit.mean is not None and fit.std is not None:
             return fit.mean, fit.std
+        # an unfitted pair borrows the background of a fitted pair with the same view kind: how high
+        # cosines run depends on the stored kind more than on the query
+        for name, other in sorted(self.pairs.items()):
+            if name.split("|", 1)[1] == KIND_FAMILY.get(kind, kind) and other.mean is not None:
+                return other.mean, other.std or 1.0 / math.sqrt(max(dim, 1))
         return 0.0, 1.0 / math.sqrt(max(dim, 1))
 
     def to_json(self) -> dict:
@@ -175,11 +180,15 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iterations: int
             if np.abs(step).max() < 1e-9:
                 break
         negative = [f for f, weight in zip(used, w[:-1]) if weight <= 0]
-        if not negative or len(used) == 1:
+        if not negative:
             break
         used.remove(min(negative, key=lambda f: w[used.index(f)]))
+        if not used:  # no feature helps: the pair's smoothed base rate, whatever the cosine
+            w = np.asarray([math.log(t.mean() / (1 - t.mean()))])
+            break
     weights = np.zeros(x.shape[1])
-    weights[used] = np.maximum(w[:-1], 1e-3 if len(used) == 1 else 0.0)
+    weights[used] = w[:-1]
+    weights[0] = max(weights[0], 1e-3)  # strictly rising in the first feature: no ties between hits
     return (*(float(v) for v in weights), float(w[-1]))
 
 

@@ -15,6 +15,10 @@ image x image.appearance    photo appearance -> other photos       same coarse l
 text x audio.sound          sound captions -> sounds               same concept or same caption
 audio x audio.sound         sound -> other sounds                  same coarse label
 text x text                 caption -> other captions (as notes)   same concept, another item
+image x text                photo -> captions (as notes)           same concept
+audio x text                sound -> captions (as notes)           same concept
+image x audio.sound         photo -> sounds                        same concept
+audio x image               sound -> photos                        same concept
 text x audio.speech         prompt text -> voice-note transcripts  the very clip
 speech x text               spoken prompt (its transcript) -> prompt texts stored as notes: the very prompt
 speech x image              spoken word (its transcript) -> photos same concept
@@ -178,6 +182,17 @@ def pair_scores(data: dict[str, np.ndarray]) -> list[PairScores]:
     rows = ph + sn
     same = _eq([r["concept"] for r in rows], [r["concept"] for r in rows])
     out.append(PairScores("text", "text", caps, caps, same, ~np.eye(len(rows), dtype=bool)))
+    # photos and sounds as queries across modalities: the captions as notes, each other's items
+    q_image, q_sound = data["photo/image"], data["sound_query/audio"]
+    photo_c, sound_c = [r["concept"] for r in ph], [r["concept"] for r in sn]
+    out.append(PairScores("image", "text", q_image, caps, _eq(photo_c, [r["concept"] for r in rows]),
+                          np.ones((len(ph), len(rows)), bool)))
+    out.append(PairScores("audio", "text", q_sound, caps, _eq(sound_c, [r["concept"] for r in rows]),
+                          np.ones((len(sn), len(rows)), bool)))
+    out.append(PairScores("image", "audio.sound", q_image, data["sound/audio.sound"], _eq(photo_c, sound_c),
+                          np.ones((len(ph), len(sn)), bool)))
+    out.append(PairScores("audio", "image", q_sound, data["photo/image"], _eq(sound_c, photo_c),
+                          np.ones((len(sn), len(ph)), bool)))
     # voice notes: views are transcript segments owned by clips
     owner = data["speech/owner"]
     if len(owner):

@@ -14,7 +14,7 @@ image x image               photo -> other photos                  same coarse l
 image x image.appearance    photo appearance -> other photos       same coarse label
 text x audio.sound          sound captions -> sounds               same concept or same caption
 audio x audio.sound         sound -> other sounds                  same coarse label
-text x text                 caption -> other captions (as notes)   same concept, another item
+text x text                 caption -> other captions (as notes)   same concept in other words
 image x text                photo -> captions (as notes)           same concept
 audio x text                sound -> captions (as notes)           same concept
 image x audio.sound         photo -> sounds                        same concept
@@ -181,7 +181,9 @@ def pair_scores(data: dict[str, np.ndarray]) -> list[PairScores]:
     caps = np.concatenate([data["photo_caption/text"], data["sound_caption/text"]])
     rows = ph + sn
     same = _eq([r["concept"] for r in rows], [r["concept"] for r in rows])
-    out.append(PairScores("text", "text", caps, caps, same, ~np.eye(len(rows), dtype=bool)))
+    # a note with the query's very words is left out: it would teach that only duplicates match
+    distinct = ~_eq([r["caption"].lower() for r in rows], [r["caption"].lower() for r in rows])
+    out.append(PairScores("text", "text", caps, caps, same, distinct))
     # photos and sounds as queries across modalities: the captions as notes, each other's items
     q_image, q_sound = data["photo/image"], data["sound_query/audio"]
     photo_c, sound_c = [r["concept"] for r in ph], [r["concept"] for r in sn]

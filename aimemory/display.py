@@ -175,10 +175,16 @@ def _snippet_html(hit) -> str:
     return f'<div style="margin-top:4px">{when}“{esc(hit.snippet)}”</div>'
 
 
+def _relevance(hit) -> str:
+    """The calibrated relevance as a percentage before the raw cosine (empty when unknown)."""
+    rel = getattr(hit, "relevance", None)
+    return "" if rel is None else f'<span title="relevance (calibrated)">{100 * rel:.0f}%</span> '
+
+
 def hit_html(hit, rank: int | None = None) -> str:
-    """One hit as a card: score, badge, matched view and time span, content."""
+    """One hit as a card: relevance and score, badge, matched view and time span, content."""
     span = _span(hit.start, hit.end)
-    head = (f"{'#' + str(rank) + ' ' if rank else ''}<b>{hit.score:.3f}</b> {badge(hit.modality)} "
+    head = (f"{'#' + str(rank) + ' ' if rank else ''}{_relevance(hit)}<b>{hit.score:.3f}</b> {badge(hit.modality)} "
             f'<span style="color:#888">{esc(hit.kind)}{" · " + esc(span) if span else ""}</span> '
             f"<code>{esc(hit.id)}</code>")
     source = f'<div style="color:#555">source: {esc(hit.memory.source)}</div>' if hit.memory.source else ""
@@ -199,7 +205,7 @@ def hits_html(hits: Iterable) -> str:
         where = esc(h.memory.source or "")
         if span:
             where += f'<div style="color:#888">{esc(h.kind)} [{esc(span)}]</div>'
-        rows.append(f"<tr><td {cell}>{rank}</td><td {cell}><b>{h.score:.3f}</b></td>"
+        rows.append(f"<tr><td {cell}>{rank}</td><td {cell}>{_relevance(h)}<b>{h.score:.3f}</b></td>"
                     f"<td {cell}>{badge(h.modality)}</td><td {cell}>{preview(h.memory, h.start, h.end)}"
                     f"{_snippet_html(h)}</td><td {cell}>{where}</td>"
                     f"<td {cell}><code style=\"font-size:11px\">{esc(h.id)}</code></td></tr>")

@@ -154,18 +154,21 @@ def build_server(store: "MemoryStore", namespace: str = "default",
             raise ToolError(f"mime {mime!r} is not an image type")
         return store_one(data, tags, source=f"mcp:{sniffed}")
 
-    def recall(query: str, k: int = 5, modality: str | None = None, half_life_seconds: float | None = None) -> list:
+    def recall(query: str, k: int = 5, modality: str | None = None, half_life_seconds: float | None = None,
+               min_relevance: float | None = None) -> list:
         """Search memories by meaning across modalities (text query). modality: image, audio, text or
         video (video hits carry start/end seconds and the matching frame). half_life_seconds favours
-        recent memories (a score halves every that long)."""
+        recent memories (a score halves every that long). Each hit has a relevance (0-1, the same
+        scale for every modality); min_relevance drops hits below it."""
         from .display import thumbnail_png
 
         k = max(1, min(int(k), MAX_K))
         hits = store.recall(query, k=k, modality=modality or None, namespace=namespace,
-                            half_life=half_life_seconds)
+                            half_life=half_life_seconds, min_relevance=min_relevance)
         records, images = [], []
         for rank, h in enumerate(hits, 1):
-            rec = {"rank": rank, "score": round(float(h.score), 4), **_summary(h.memory),
+            rec = {"rank": rank, "relevance": None if h.relevance is None else round(float(h.relevance), 4),
+                   "score": round(float(h.score), 4), **_summary(h.memory),
                    "kind": h.kind, "snippet": _clip(h.snippet), "start": h.start, "end": h.end}
             if h.modality in ("image", "video"):
                 try:

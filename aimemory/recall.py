@@ -5,12 +5,12 @@ way out, so a bug in one layer cannot leak another tenant's memory."""
 from __future__ import annotations
 
 import re
-import weakref
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from .calibration import Relevance, background, load_calibration
 from .encoders.base import QueryPlan
 from .errors import InputError
 from .inputs import MODALITIES, Item
@@ -25,10 +25,6 @@ OVERFETCH = 4  # views fetched per wanted memory: memories with several views ne
 SNIPPET_CHARS = 160
 _WORD = re.compile(r"\w+")
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack, Clarke & Buettcher, SIGIR 2009)
-BACKGROUND_SAMPLE = 256  # stored views per plan that give a query's typical cosine and its spread
-#: store -> (table version, {hash of sampled keys: (m, dim) vectors}); only the newest version is kept
-_BACKGROUND: "weakref.WeakKeyDictionary[MemoryStore, tuple[int, dict[int, np.ndarray]]]" = \
-    weakref.WeakKeyDictionary()
 
 
 def check_recall_args(k: object, modality: str | Sequence[str] | None) -> list[str] | None:
@@ -59,7 +55,8 @@ def timestamp(value: datetime | float | str | None) -> float | None:
 
 def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
                modalities: Sequence[str] | None, where: Mapping[str, Any] | None,
-               since: float | None, until: float | None, hybrid: bool, half_life: float | None = None) -> Hits:
+               since: float | None, until: float | None, hybrid: bool, half_life: float | None = None,
+               min_relevance: float | None = None) -> Hits:
     catalog = store.catalog
     half_life = None if half_life is None else check_half_life(half_life)
     mask = catalog.mask(namespace, modalities, since, until, where)
@@ -69,12 +66,23 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
     plans = query_plans(store, item)
     query = np.asarray(plans[0].vector, np.float32)[None, :]  # (1, dim): scores keyword-only hits
     want = k if not hybrid else max(k, 20)
+    cosines_of: dict[str, float] = {}
+    relevance: dict[str, float] = {}
+
+    def by_relevance(n: int) -> dict[str, tuple[float, int]]:
+        """The n most relevant memories: id -> (relevance, position), most relevant first."""
+        ranked = _planned_ranking(store, item.modality, plans, mask, n)
+        for mid, (cosine, rel, _) in ranked.items():
+            cosines_of[mid], relevance[mid] = cosine, rel
+        return {mid: (rel, p) for mid, (_, rel, p) in ranked.items()}
+
     weights: dict[str, float] = {}
     if half_life is None:
-        best = _planned_ranking(store, plans, mask, want)
-    else:  # recency: cosine x 0.5 ** (age / half_life), see aimemory.semantics
-        best, weights = recency_ranking(lambda n: _planned_ranking(store, plans, mask, n), want, n_allowed,
-                                        catalog, half_life)
+        order = by_relevance(want)
+    else:  # recency: relevance x 0.5 ** (age / half_life) orders, see aimemory.semantics
+        order, weights = recency_ranking(by_relevance, want, n_allowed, catalog, half_life)
+    # the shown score is the cosine (times the recency weight); the order is the relevance's
+    best = {mid: (cosines_of[mid] * weights.get(mid, 1.0), p) for mid, (_, p) in order.items()}
     if not best:
         return Hits()
     if store.encoder.private_kinds:  # keyword hits are scored against shared views only
@@ -88,15 +96,20 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
         cosines = _best_cosines(store, query, [m for m in list(fused)[:k] if m not in best], namespace, mask)
         best = {mid: (best[mid][0] if mid in best else cosines[mid] * weights.get(mid, 1.0), p)
                 for mid, (_, p) in fused.items()}
+        relevance.update(_keyword_relevance(store, item.modality, plans[0], mask,
+                                            {m: best[m] for m in cosines}))
     hits = Hits()
     for memory_id, (score, position) in list(best.items())[:k]:
         row = catalog.row(position)
         if row.namespace != namespace:  # defence in depth; the mask already excluded it
             continue
+        rel = relevance.get(memory_id)
+        if min_relevance is not None and (rel is None or rel < min_relevance):
+            continue
         hits.append(Hit(id=memory_id, score=float(score), modality=row.modality,
                         memory=store.memory(memory_id, namespace), kind=row.kind,
                         start=_nan_to_none(row.start), end=_nan_to_none(row.end), snippet=row.snippet,
-                        fusion=fusion.get(memory_id), recency=weights.get(memory_id)))
+                        fusion=fusion.get(memory_id), recency=weights.get(memory_id), relevance=rel))
     attach_texts(store, hits)
     return hits
 
@@ -109,7 +122,7 @@ def query_plans(store: "MemoryStore", item: Item) -> list[QueryPlan]:
     if item.modality == "audio" and store.speech is not None:
         said = store.speech.transcribe(item.payload).text.strip()
         if said:
-            plans.insert(0, QueryPlan(encoder.embed_texts([said])[0]))
+            plans.insert(0, QueryPlan(encoder.embed_texts([said])[0], modality="speech"))
     if not plans:
         from .errors import UnsupportedInputError
 
@@ -127,51 +140,52 @@ def _plan_mask(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray) -> np.nd
     return mask
 
 
-def _planned_ranking(store: "MemoryStore", plans: list[QueryPlan], mask: np.ndarray, k: int
-                     ) -> dict[str, tuple[float, int]]:
-    """Run each plan over its allowed views -> memory id -> (score, position), best first.
+def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[QueryPlan], mask: np.ndarray,
+                     k: int) -> dict[str, tuple[float, float, int]]:
+    """Run each plan over each view kind it may match -> memory id -> (cosine, relevance, position),
+    most relevant first.
 
-    One plan ranks by cosine. Several rank by cosine standardised per plan (see QueryPlan), and a
-    hit's score is its standardised value put back on the first plan's scale: the raw cosine for a
-    hit of the first plan, and for others the cosine the first plan would need to rank the same, so
-    shown scores always fall with rank."""
-    merged: dict[str, tuple[float, int]] = {}  # id -> (rank value, position)
-    scale: tuple[float, float] | None = None  # the first plan that ran sets the shown scale
+    Cosines of different modality pairs (query modality x view kind) are not comparable, so each
+    kind is searched on its own and its cosines calibrated (:mod:`.calibration`): a memory's
+    relevance is that of its best view, and the list is ordered by it (ties by cosine)."""
+    calibration = load_calibration(store.encoder.model_id)
+    kinds = store.catalog.array("kind")
+    merged: dict[str, tuple[float, float, float, int]] = {}  # id -> (logit, cosine, relevance, position)
     for plan in plans:
         plan_mask = _plan_mask(store, plan, mask)
-        n_allowed = int(plan_mask.sum())
-        if n_allowed == 0:
-            continue
         vector = np.asarray(plan.vector, np.float32)
-        allowed = None if n_allowed == store.index.ntotal else store.catalog.array("vkey")[plan_mask]
-        ranked = _vector_ranking(store, vector[None, :], k, allowed, n_allowed)
-        mean, std = _background(store, plan_mask, vector) if len(plans) > 1 else (0.0, 1.0)
-        if scale is None:
-            scale = (mean, std)
-        for mid, (score, p) in ranked.items():
-            value = (score - mean) / std - plan.penalty
-            if mid not in merged or value > merged[mid][0]:
-                merged[mid] = (value, p)
-    order = sorted(merged.items(), key=lambda kv: -kv[1][0])
-    mean, std = scale or (0.0, 1.0)
-    return {mid: (mean + std * value, p) for mid, (value, p) in order}
+        for kind in np.unique(kinds[plan_mask]):
+            kind_mask = plan_mask & (kinds == kind)
+            n_allowed = int(kind_mask.sum())
+            allowed = None if n_allowed == store.index.ntotal else store.catalog.array("vkey")[kind_mask]
+            ranked = _vector_ranking(store, vector[None, :], k, allowed, n_allowed)
+            if not ranked:
+                continue
+            rel = Relevance(calibration, plan.modality or query_modality, str(kind), vector,
+                            background(store, kind_mask), plan.penalty)
+            cosines = np.asarray([score for score, _ in ranked.values()])
+            logits, values = rel.logit(cosines), rel.of(cosines)
+            for (mid, (score, p)), logit, value in zip(ranked.items(), logits, values):
+                if mid not in merged or (logit, score) > merged[mid][:2]:
+                    merged[mid] = (float(logit), score, float(value), p)
+    order = sorted(merged.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))
+    return {mid: (score, value, p) for mid, (_, score, value, p) in order}
 
 
-def _background(store: "MemoryStore", plan_mask: np.ndarray, vector: np.ndarray) -> tuple[float, float]:
-    """Mean and spread of ``vector``'s cosine with a fixed spread of the views it may match."""
-    keys = store.catalog.array("vkey")[plan_mask]
-    if len(keys) > BACKGROUND_SAMPLE:
-        keys = keys[np.linspace(0, len(keys) - 1, BACKGROUND_SAMPLE).astype(int)]
-    version, key = store.table.version, hash(keys.tobytes())
-    cached = _BACKGROUND.get(store)
-    if cached is None or cached[0] != version:  # a new table version: older samples are dropped
-        cached = (version, {})
-        _BACKGROUND[store] = cached
-    sample = cached[1].get(key)
-    if sample is None:
-        sample = cached[1][key] = store.table.vectors_for(keys)[1]
-    sims = sample @ vector
-    return float(sims.mean()), float(max(sims.std(), 1e-3))
+def _keyword_relevance(store: "MemoryStore", query_modality: str, plan: QueryPlan, mask: np.ndarray,
+                       found: dict[str, tuple[float, int]]) -> dict[str, float]:
+    """Relevance of hits only the keyword side found: their cosine with the first plan, calibrated
+    for the kind of the view shown."""
+    calibration = load_calibration(store.encoder.model_id)
+    kinds = store.catalog.array("kind")
+    vector = np.asarray(plan.vector, np.float32)
+    out = {}
+    for mid, (score, p) in found.items():
+        kind_mask = mask & (kinds == kinds[p])
+        rel = Relevance(calibration, plan.modality or query_modality, str(kinds[p]), vector,
+                        background(store, kind_mask))
+        out[mid] = float(rel.of([score])[0])
+    return out
 
 
 def attach_texts(store: "MemoryStore", hits: Hits) -> None:

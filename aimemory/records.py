@@ -163,7 +163,9 @@ class Hit:
     the reciprocal-rank fusion of the vector and keyword rankings (sum of 1/(60 + rank), at most
     ~0.033) that orders hybrid results; it is not comparable with a cosine. ``recency`` is set by
     ``recall(half_life=...)``: the age weight 0.5 ** (age / half_life) that ``score`` (and ``fusion``)
-    were multiplied by."""
+    were multiplied by. ``relevance`` is the calibrated probability (0-1) that the hit is a match,
+    with one meaning whatever the query's modality and the view's kind (see
+    :mod:`aimemory.calibration`): recall orders by it."""
 
     id: str
     score: float
@@ -175,11 +177,13 @@ class Hit:
     snippet: str | None = None
     fusion: float | None = None
     recency: float | None = None  # recall(half_life=...): the age weight already in ``score``
+    relevance: float | None = None
 
     def __repr__(self) -> str:
         span = f", {self.start:.1f}-{self.end:.1f}s" if self.start is not None and self.end is not None else ""
         src = f", source={self.memory.source!r}" if self.memory.source else ""
         fusion = f", fusion={self.fusion:.4f}" if self.fusion is not None else ""
+        fusion += f", relevance={self.relevance:.3f}" if self.relevance is not None else ""
         return f"Hit(score={self.score:.3f}{fusion}, {self.modality}/{self.kind}, id={self.id!r}{span}{src})"
 
     def frame(self) -> "Image":
@@ -202,6 +206,7 @@ class Hits(list["Hit"]):
             "rank": list(range(1, len(self) + 1)),
             "id": [h.id for h in self],
             "score": [h.score for h in self],
+            "relevance": pa.array([h.relevance for h in self], pa.float64()),
             "fusion": pa.array([h.fusion for h in self], pa.float64()),
             "recency": pa.array([h.recency for h in self], pa.float64()),
             "modality": [h.modality for h in self],

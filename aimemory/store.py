@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import __version__
+from .calibration import check_relevance
 from .device import CPU
 from .encoders.base import Encoder, View
 from .errors import (
@@ -505,10 +506,13 @@ class MemoryStore:
     def recall(self, query: object, k: int = 5, modality: str | Sequence[str] | None = None,
                where: Mapping[str, Any] | None = None, namespace: str = DEFAULT_NAMESPACE, *,
                since: datetime | float | str | None = None, until: datetime | float | str | None = None,
-               hybrid: bool = False, half_life: float | None = None) -> Hits:
+               hybrid: bool = False, half_life: float | None = None,
+               min_relevance: float | None = None) -> Hits:
         """The ``k`` memories closest to ``query`` (text, image, audio, a file...), best first.
 
-        Each hit's ``score`` is the cosine of the query against the memory's best view. With
+        Each hit's ``score`` is the cosine of the query against the memory's best view and its
+        ``relevance`` (0-1) that cosine calibrated for the pair of query modality and view kind, one
+        scale for all: hits are ordered by relevance, and ``min_relevance`` drops those below. With
         ``hybrid=True`` (text queries) the vector ranking is fused with a BM25 keyword ranking:
         results are ordered by that fusion, given as ``hit.fusion``, and ``score`` stays the cosine
         (computed for hits that only the keyword side found). ``half_life`` (seconds) weights by
@@ -525,7 +529,8 @@ class MemoryStore:
             with storage_errors("reading other processes' writes"):
                 self._refresh_if_stale()
             return run_recall(self, item, k, namespace, modalities, where,
-                              timestamp(since), timestamp(until), hybrid, half_life=half_life)
+                              timestamp(since), timestamp(until), hybrid, half_life=half_life,
+                              min_relevance=check_relevance(min_relevance))
 
     def embed(self, x: object) -> np.ndarray:
         """The query vector of ``x`` in this store's space: (dim,) float32, unit norm."""

@@ -180,6 +180,8 @@ def recall(
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Only memories with any of these tags.")] = None,
     where: Annotated[list[str] | None, typer.Option("--where", help="Metadata key=value filter.")] = None,
     hybrid: Annotated[bool, typer.Option("--hybrid", help="Fuse with full-text search (text queries).")] = False,
+    min_relevance: Annotated[float | None, typer.Option(
+        "--min-relevance", min=0.0, max=1.0, help="Only hits at least this relevant (0-1, calibrated).")] = None,
     since: Annotated[str | None, typer.Option(help="Remembered at/after: ISO date or 30m, 2h, 7d, 4w ago.")] = None,
     until: Annotated[str | None, typer.Option(help="Remembered before: ISO date or 30m, 2h, 7d, 4w ago.")] = None,
     half_life: Annotated[str | None, typer.Option(
@@ -207,7 +209,7 @@ def recall(
     with open_store(store, model, device=device) as st:
         hits = st.recall(file if file is not None else query, k=k, modality=modality or None,
                          where=filters or None, namespace=namespace, since=start, until=end, hybrid=hybrid,
-                         half_life=output.duration(half_life, "--half-life"))
+                         half_life=output.duration(half_life, "--half-life"), min_relevance=min_relevance)
         output.print_hits(hits, as_json)
 
 

@@ -80,6 +80,8 @@ def hit_record(rank: int, hit) -> dict:
            "kind": hit.kind, "source": m.source, "created_at": m.created_at.isoformat(),
            "tags": m.tags, "metadata": m.metadata, "start": hit.start, "end": hit.end,
            "snippet": hit.snippet}
+    if hit.relevance is not None:
+        rec["relevance"] = round(float(hit.relevance), 6)
     if hit.fusion is not None:  # hybrid recall: the rank fusion that ordered the results
         rec["fusion"] = round(float(hit.fusion), 6)
     if hit.modality == "text":
@@ -99,7 +101,8 @@ def print_hits(hits, as_json: bool) -> None:
         return
     table = Table(show_lines=False, header_style="bold")
     fused = any(h.fusion is not None for h in hits)  # hybrid: ordered by the fusion, shown beside the cosine
-    for name, kw in (("#", {"justify": "right"}), ("score", {"justify": "right", "no_wrap": True}),
+    for name, kw in (("#", {"justify": "right"}), ("relevance", {"justify": "right", "no_wrap": True}),
+                     ("score", {"justify": "right", "no_wrap": True}),
                      *((("fusion", {"justify": "right", "no_wrap": True}),) if fused else ()),
                      ("modality", {"no_wrap": True}), ("what", {"overflow": "fold", "ratio": 1}),
                      ("time", {"no_wrap": True}), ("id", {"style": "dim", "no_wrap": True, "min_width": 24})):
@@ -113,7 +116,8 @@ def print_hits(hits, as_json: bool) -> None:
             if h.snippet:
                 what += f"  “{_one_line(h.snippet, 80)}”"
         fusion = (f"{h.fusion:.4f}" if h.fusion is not None else "",) if fused else ()
-        table.add_row(str(rank), f"{h.score:.3f}", *fusion,
+        relevance = f"{h.relevance:.2f}" if h.relevance is not None else ""
+        table.add_row(str(rank), relevance, f"{h.score:.3f}", *fusion,
                       Text(h.modality, style=MODALITY_STYLE.get(h.modality, "")),
                       Text(what), _span(h.start, h.end), h.id)
     _console().print(table)

@@ -30,11 +30,14 @@ class QueryPlan(NamedTuple):
     """One search a query runs: ``vector`` (dim,) against the views of ``kinds`` (None: every kind
     but the encoder's private ones). With several plans, recall ranks by each plan's cosine
     standardised against a background sample of the store, minus ``penalty`` (in standard
-    deviations): a plan that is less trustworthy must stand out more to win."""
+    deviations): a plan that is less trustworthy must stand out more to win. ``modality`` names the
+    query's side of the calibrated modality pair when it is not the item's own (a spoken query's
+    transcript searches as text but is calibrated as ``"speech"``)."""
 
     vector: np.ndarray
     kinds: frozenset[str] | None = None
     penalty: float = 0.0
+    modality: str | None = None
 
 
 @dataclass(frozen=True)

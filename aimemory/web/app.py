@@ -37,6 +37,7 @@ from .http import (
     Guard,
     as_bool,
     as_float,
+    as_fraction,
     as_int,
     as_json_object,
     as_modalities,
@@ -112,6 +113,7 @@ def _memory_with_text(m: "Memory") -> dict[str, Any]:
 def hit_json(h: "Hit") -> dict[str, Any]:
     text = h.memory.text if h.modality == "text" else None  # attached by recall; no extra read
     return {"id": h.id, "score": round(float(h.score), 6),
+            "relevance": None if h.relevance is None else round(float(h.relevance), 6),
             "fusion": None if h.fusion is None else round(float(h.fusion), 6),
             "recency": h.recency,
             "modality": h.modality, "kind": h.kind, "start": h.start, "end": h.end, "snippet": h.snippet,
@@ -308,7 +310,8 @@ class Api:
             namespace=as_str(params.get("namespace"), "namespace", "default") or "default",
             since=as_time(params.get("since"), "since"), until=as_time(params.get("until"), "until"),
             hybrid=as_bool(params.get("hybrid"), "hybrid", False),
-            half_life=as_float(params.get("half_life"), "half_life"))
+            half_life=as_float(params.get("half_life"), "half_life"),
+            min_relevance=as_fraction(params.get("min_relevance"), "min_relevance"))
         return ApiJSON({"hits": [hit_json(h) for h in hits]})
 
     # -- one memory ----------------------------------------------------------------------------

@@ -252,6 +252,19 @@ def as_int(value: Any, name: str, lo: int, hi: int, default: int) -> int:
     return n
 
 
+def as_fraction(value: Any, name: str) -> float | None:
+    """An optional number from 0 to 1 (a query parameter arrives as text)."""
+    if value is None or value == "":
+        return None
+    try:
+        x = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        x = float("nan")
+    if not 0.0 <= x <= 1.0:
+        raise bad(f"{name} must be a number from 0 to 1; got {value!r}")
+    return x
+
+
 def as_bool(value: Any, name: str, default: bool) -> bool:
     if value is None or value == "":
         return default

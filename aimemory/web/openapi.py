@@ -35,6 +35,8 @@ RECALL_PARAMS = {
     "hybrid": {"type": "boolean", "default": False, "description": "Fuse with full-text (BM25) ranks"},
     "half_life": {"type": "number", "exclusiveMinimum": 0,
                   "description": "Favour recent memories: scores x 0.5 ** (age seconds / half_life)"},
+    "min_relevance": {"type": "number", "minimum": 0, "maximum": 1,
+                      "description": "Only hits at least this relevant (calibrated 0-1, one scale for all modalities)"},
 }
 # remember fields of aimemory.semantics (multipart fields are strings; JSON bodies may use lists)
 SEMANTIC_PROPS = {
@@ -74,6 +76,7 @@ def spec(version: str, max_upload: int) -> dict[str, Any]:
         "id": {"type": "string"}, "score": {"type": "number", "description": "cosine of the best view"},
         "fusion": {"type": ["number", "null"], "description": "hybrid recall's rank fusion (orders hits)"},
         "recency": {"type": ["number", "null"], "description": "half_life's age weight, already in score"},
+        "relevance": {"type": ["number", "null"], "description": "calibrated 0-1 match probability (orders hits)"},
         "modality": MODALITY,
         "kind": {"type": "string"}, "start": {"type": ["number", "null"]}, "end": {"type": ["number", "null"]},
         "snippet": {"type": ["string", "null"]}, "memory": _ref("Memory"),

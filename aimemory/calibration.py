@@ -1,0 +1,249 @@
+"""Relevance: one calibrated 0-1 scale for every hit, whatever the query's modality and the view's kind.
+
+A raw cosine means different things per *modality pair* (query modality x view kind): 0.3 is a strong
+image<->text match and an unrelated text<->text one. Each hit's cosine ``s`` is first standardised
+against the store itself, ``z = (s - mean) / std`` over the query's cosines with a spread of up to
+``BACKGROUND_SAMPLE`` stored views of that kind (shrunk towards the model's typical mean and spread
+for the pair when the store holds few such views), then mapped by the pair's logistic (Platt)
+``relevance = 1 / (1 + exp(-(a * z + c * s + b)))``: the probability that a hit with that standing
+and cosine is relevant, fitted on labelled pairs of real photos, sounds and speech (benchmarks/eval_calibration.py).
+
+Statistics live in two places:
+- per model, fitted once: ``models/<model>/calibration.json`` (``a``, ``c``, ``b`` and the prior background
+  ``mean``/``std`` per pair). A model without the file (another CLIP, a test encoder) gets
+  :data:`DEFAULT_A` / :data:`DEFAULT_B` on every pair and a data-free prior (mean 0, spread
+  ``1/sqrt(dim)``, the cosine of random directions); ``python benchmarks/eval_calibration.py --model M
+  --write`` fits and writes the file for a model from the real corpus's tune split.
+- per store, derived: the background sample of each kind, cached in memory per table version
+  (:func:`background`), so a write invalidates it and nothing on disk goes stale.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import MemoryStore
+
+FILE_NAME = "calibration.json"
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+FORMAT_VERSION = 1
+BACKGROUND_SAMPLE = 256  # stored views per kind that give a query's typical cosine and its spread
+#: how many stored views the model's prior background counts as: a store with few views of a kind
+#: standardises mostly against the prior, a large one against itself
+PRIOR_WEIGHT = 16
+MIN_STD = 1e-3
+#: the pooled logistic on z for models without a calibration file: aimemory-base's tune split, all
+#: pairs pooled (benchmarks/eval_calibration.py, "z, pooled"): z = 3.9 is 0.5, z = 7.3 is 0.95
+DEFAULT_A, DEFAULT_B = 0.85, -3.3
+#: transcripts of a spoken query are searched as text but calibrated as their own pair
+SPEECH = "speech"
+#: view kinds calibrated as another kind when a model has no fit of their own
+KIND_FAMILY = {"text.chunk": "text"}
+
+#: store -> (table version, {hash of sampled keys: (m, dim) vectors}); only the newest version is kept
+_SAMPLES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_LOADED: dict[str, "Calibration"] = {}
+
+
+def pair_key(query_modality: str, kind: str) -> str:
+    """``"text|image"``: how pairs are named in calibration files."""
+    return f"{query_modality}|{kind}"
+
+
+@dataclass(frozen=True)
+class PairFit:
+    """One pair's fitted numbers: logistic ``a``, ``b`` on z; prior background ``mean``, ``std``."""
+
+    a: float = DEFAULT_A
+    b: float = DEFAULT_B
+    mean: float | None = None
+    std: float | None = None
+    c: float = 0.0  # weight of the raw cosine beside z (both >= 0, so relevance rises with the cosine)
+
+    def logit(self, z, cosine=0.0) -> np.ndarray:
+        return self.a * np.asarray(z, np.float64) + self.c * np.asarray(cosine, np.float64) + self.b
+
+    def relevance(self, z, cosine=0.0) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-np.clip(self.logit(z, cosine), -500, 500)))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A model's calibration: per pair fits plus the fallback for pairs it has none for."""
+
+    model_id: str
+    pairs: Mapping[str, PairFit] = field(default_factory=dict)
+    default: PairFit = PairFit()
+    fitted: bool = False  # False: no file for this model, the defaults apply everywhere
+
+    def fit_for(self, query_modality: str, kind: str) -> PairFit:
+        for k in (kind, KIND_FAMILY.get(kind, kind)):
+            found = self.pairs.get(pair_key(query_modality, k))
+            if found is not None:
+                return found
+        return self.default
+
+    def prior(self, query_modality: str, kind: str, dim: int) -> tuple[float, float]:
+        """The pair's typical (mean, std) of a query's cosine to views of ``kind``."""
+        fit = self.fit_for(query_modality, kind)
+        if fit.mean is not None and fit.std is not None:
+            return fit.mean, fit.std
+        # an unfitted pair borrows the background of a fitted pair with the same view kind: how high
+        # cosines run depends on the stored kind more than on the query
+        for name, other in sorted(self.pairs.items()):
+            if name.split("|", 1)[1] == KIND_FAMILY.get(kind, kind) and other.mean is not None:
+                return other.mean, other.std or 1.0 / math.sqrt(max(dim, 1))
+        return 0.0, 1.0 / math.sqrt(max(dim, 1))
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT_VERSION, "model": self.model_id,
+                "default": {"a": self.default.a, "b": self.default.b},
+                "pairs": {k: {n: v for n, v in vars(p).items() if v is not None} for k, p in self.pairs.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Calibration":
+        if data.get("format") != FORMAT_VERSION:
+            from .errors import CheckpointError
+
+            raise CheckpointError(f"calibration file format {data.get('format')!r} is not {FORMAT_VERSION}; "
+                                  "refit it with benchmarks/eval_calibration.py --write")
+        return cls(data["model"], {k: PairFit(**v) for k, v in data["pairs"].items()},
+                   PairFit(**data.get("default", {})), True)
+
+
+def check_relevance(value: object) -> float | None:
+    """A ``min_relevance`` argument: None, or a number in [0, 1]."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        from .errors import InputError
+
+        raise InputError(f"min_relevance must be a number from 0 to 1 (a calibrated probability); got {value!r}")
+    return float(value)
+
+
+def calibration_path(model_id: str) -> Path:
+    return MODELS_DIR / model_id / FILE_NAME
+
+
+def load_calibration(model_id: str) -> Calibration:
+    """The shipped calibration of ``model_id`` (read once per process), else the defaults."""
+    if model_id not in _LOADED:
+        path = calibration_path(model_id) if "/" not in model_id and model_id else None
+        if path is not None and path.is_file():
+            _LOADED[model_id] = Calibration.from_json(json.loads(path.read_text()))
+        else:
+            _LOADED[model_id] = Calibration(model_id)
+    return _LOADED[model_id]
+
+
+def register_calibration(calibration: Calibration) -> None:
+    """Use ``calibration`` for its model in this process (a model fitted outside the package)."""
+    _LOADED[calibration.model_id] = calibration
+
+
+def save_calibration(calibration: Calibration, path: Path | None = None) -> Path:
+    path = path or calibration_path(calibration.model_id)
+    path.write_text(json.dumps(calibration.to_json(), indent=1, sort_keys=True) + "\n")
+    _LOADED.pop(calibration.model_id, None)
+    return path
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iterations: int = 50) -> tuple[float, ...]:
+    """Platt scaling: ``x`` (n,) or (n, f) features, ``y`` (n,) 0/1 -> (a_1..a_f, b) maximising the
+    likelihood of ``y`` under sigmoid(x @ a + b), by Newton's method with a small ridge; Platt's
+    smoothed targets keep a separable pair finite. A feature whose weight comes out negative is
+    dropped (weight 0) and the rest refitted, so relevance never falls as the cosine rises."""
+    x = np.asarray(x, np.float64)
+    x = x[:, None] if x.ndim == 1 else x  # (n, f)
+    y = np.asarray(y, np.float64)
+    pos, neg = y.sum(), len(y) - y.sum()
+    t = np.where(y > 0, (pos + 1) / (pos + 2), 1 / (neg + 2))  # Platt (1999) targets
+    used = list(range(x.shape[1]))
+    while True:
+        design = np.concatenate([x[:, used], np.ones((len(x), 1))], 1)  # (n, used + 1)
+        w = np.zeros(design.shape[1])
+        for _ in range(iterations):
+            p = 1 / (1 + np.exp(-np.clip(design @ w, -500, 500)))
+            grad = design.T @ (p - t) + l2 * w
+            hess = (design * (p * (1 - p))[:, None]).T @ design + l2 * np.eye(len(w))
+            step = np.linalg.solve(hess, grad)
+            w -= step
+            if np.abs(step).max() < 1e-9:
+                break
+        negative = [f for f, weight in zip(used, w[:-1]) if weight <= 0]
+        if not negative:
+            break
+        used.remove(min(negative, key=lambda f: w[used.index(f)]))
+        if not used:  # no feature helps: the pair's smoothed base rate, whatever the cosine
+            w = np.asarray([math.log(t.mean() / (1 - t.mean()))])
+            break
+    weights = np.zeros(x.shape[1])
+    weights[used] = w[:-1]
+    weights[0] = max(weights[0], 1e-3)  # strictly rising in the first feature: no ties between hits
+    return (*(float(v) for v in weights), float(w[-1]))
+
+
+def standardise(scores: np.ndarray, sample_sims: np.ndarray, prior: tuple[float, float]) -> np.ndarray:
+    """Cosines -> z against the query's cosines with a background sample, shrunk towards ``prior``
+    (mean, std) with the weight of ``PRIOR_WEIGHT`` views."""
+    n = len(sample_sims)
+    m0, s0 = prior
+    if n:
+        mean = (sample_sims.sum() + PRIOR_WEIGHT * m0) / (n + PRIOR_WEIGHT)
+        var = (((sample_sims - mean) ** 2).sum() + PRIOR_WEIGHT * (s0 ** 2 + (m0 - mean) ** 2)) / (n + PRIOR_WEIGHT)
+    else:
+        mean, var = m0, s0 ** 2
+    return (np.asarray(scores, np.float64) - mean) / max(math.sqrt(var), MIN_STD)
+
+
+def background(store: "MemoryStore", mask: np.ndarray) -> np.ndarray:
+    """(m, dim) vectors of a fixed spread of at most ``BACKGROUND_SAMPLE`` views in ``mask``, cached
+    for the store's current table version (a write makes a new version and drops older samples)."""
+    keys = store.catalog.array("vkey")[mask]
+    if len(keys) > BACKGROUND_SAMPLE:
+        keys = keys[np.linspace(0, len(keys) - 1, BACKGROUND_SAMPLE).astype(int)]
+    version, key = store.table.version, hash(keys.tobytes())
+    cached = _SAMPLES.get(store)
+    if cached is None or cached[0] != version:
+        samples: dict[int, np.ndarray] = {}
+        cached = (version, samples)
+        _SAMPLES[store] = cached
+    sample = cached[1].get(key)
+    if sample is None:
+        sample = cached[1][key] = store.table.vectors_for(keys)[1] if len(keys) else \
+            np.zeros((0, store.encoder.dim), np.float32)
+    return sample
+
+
+class Relevance:
+    """Relevance of one query plan's hits on views of one kind in one store: ``z`` and ``of``."""
+
+    def __init__(self, calibration: Calibration, query_modality: str, kind: str, vector: np.ndarray,
+                 sample: np.ndarray, penalty: float = 0.0):
+        self.fit = calibration.fit_for(query_modality, kind)
+        prior = calibration.prior(query_modality, kind, len(vector))
+        self._sims = sample @ np.asarray(vector, np.float32)  # (m,)
+        self._prior = prior
+        # a plan's penalty (QueryPlan) is in standard deviations; a pair fitted on its own data has
+        # absorbed its trustworthiness already
+        self.penalty = 0.0 if pair_key(query_modality, kind) in calibration.pairs else penalty
+
+    def z(self, scores) -> np.ndarray:
+        return standardise(np.asarray(scores, np.float64), self._sims, self._prior)
+
+    def logit(self, scores) -> np.ndarray:
+        """Cosines -> log-odds of relevance: orders like :meth:`of` without saturating at 1."""
+        return self.fit.logit(self.z(scores) - self.penalty, np.asarray(scores, np.float64))
+
+    def of(self, scores) -> np.ndarray:
+        """Cosines -> relevance in [0, 1], monotone in the cosine."""
+        return 1.0 / (1.0 + np.exp(-np.clip(self.logit(scores), -500, 500)))

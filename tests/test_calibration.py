@@ -1,0 +1,157 @@
+"""Calibrated relevance: in [0, 1], monotone in the cosine within a pair, filtered by min_relevance,
+mixed-modality results ordered by it, and the statistics stored, reloaded and cached per table version."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import ColourEncoder, solid, tone
+
+from aimemory import calibration as cal
+from aimemory.calibration import (
+    Calibration,
+    PairFit,
+    Relevance,
+    background,
+    fit_logistic,
+    load_calibration,
+    pair_key,
+    register_calibration,
+    save_calibration,
+)
+from aimemory.errors import InputError
+
+
+@pytest.fixture
+def mixed(store):
+    """A tiny store with colour texts, images and tones."""
+    items = [x for colour in ("red", "green", "blue")
+             for x in (f"a {colour} note", solid(colour, noise_seed=1), tone(colour))]
+    store.remember_many(items + ["an unrelated note about taxes"])
+    return store
+
+
+@pytest.fixture
+def restore_calibration():
+    yield
+    register_calibration(Calibration(ColourEncoder.model_id))
+
+
+def test_relevance_is_a_probability_on_every_hit(mixed):
+    hits = mixed.recall("red", k=10)
+    assert len(hits) == 10
+    assert all(h.relevance is not None and 0.0 <= h.relevance <= 1.0 for h in hits)
+    assert "relevance=" in repr(hits[0]) and "relevance" in hits.to_arrow().column_names
+
+
+def test_mixed_results_are_ordered_by_relevance(mixed):
+    hits = mixed.recall("red", k=10)
+    rel = [h.relevance for h in hits]
+    assert rel == sorted(rel, reverse=True)
+    assert {h.modality for h in hits[:3]} == {"text", "image", "audio"}  # each modality's red first
+    assert all("red" in (h.memory.text or "red") for h in hits[:3] if h.modality == "text")
+
+
+def test_relevance_rises_with_the_cosine_within_a_pair(mixed):
+    vector = mixed.embed("red")
+    kinds = mixed.catalog.array("kind")
+    sample = background(mixed, kinds == "text")
+    rel = Relevance(load_calibration(mixed.encoder.model_id), "text", "text", vector, sample)
+    cosines = np.linspace(-1, 1, 41)
+    values = rel.of(cosines)
+    assert np.all(np.diff(values) >= 0) and values[-1] > values[0]
+    assert np.all((values >= 0) & (values <= 1))
+    # and among hits of one kind, a higher cosine never has a lower relevance
+    hits = [h for h in mixed.recall("green", k=10) if h.kind == "image"]
+    assert [h.score for h in hits] == sorted([h.score for h in hits], reverse=True)
+
+
+def test_min_relevance_filters(mixed):
+    every = mixed.recall("blue", k=10)
+    cut = (every[2].relevance + every[3].relevance) / 2
+    kept = mixed.recall("blue", k=10, min_relevance=cut)
+    assert [h.id for h in kept] == [h.id for h in every if h.relevance >= cut]
+    assert 0 < len(kept) < len(every)
+    assert mixed.recall("blue", k=10, min_relevance=0.0) and len(mixed.recall("blue", k=10, min_relevance=1.0)) <= 1
+    with pytest.raises(InputError, match="min_relevance"):
+        mixed.recall("blue", min_relevance=1.5)
+
+
+def test_a_pair_fit_decides_the_mixed_order(mixed, restore_calibration):
+    """The same cosines, ordered by whichever pair its fit calls more relevant."""
+    model = mixed.encoder.model_id
+
+    def first_modality(text_b: float, image_b: float) -> str:
+        register_calibration(Calibration(model, {pair_key("text", "text"): PairFit(1.0, text_b),
+                                                 pair_key("text", "image"): PairFit(1.0, image_b)}, fitted=True))
+        hits = mixed.recall("red", k=2, modality=["text", "image"])
+        assert hits[0].relevance > hits[1].relevance
+        return hits[0].modality
+
+    assert first_modality(-8.0, 0.0) == "image"
+    assert first_modality(0.0, -8.0) == "text"
+
+
+def test_calibration_is_stored_and_reloaded(tmp_path, monkeypatch, restore_calibration):
+    monkeypatch.setattr(cal, "MODELS_DIR", tmp_path)
+    (tmp_path / ColourEncoder.model_id).mkdir()
+    fitted = Calibration(ColourEncoder.model_id, {pair_key("text", "image"): PairFit(1.2, -3.0, 0.1, 0.05)},
+                         PairFit(1.5, -4.5), True)
+    path = save_calibration(fitted)
+    assert path == tmp_path / ColourEncoder.model_id / cal.FILE_NAME
+    loaded = load_calibration(ColourEncoder.model_id)
+    assert loaded == fitted and loaded.fit_for("text", "image").mean == 0.1
+    assert loaded.fit_for("text", "text") == loaded.default  # pairs without a fit use the pooled one
+    assert loaded.prior("text", "text", 16) == (0.0, 0.25)  # data-free prior: random directions
+
+
+def test_background_sample_is_cached_per_table_version(mixed):
+    kinds = mixed.catalog.array("kind")
+    first = background(mixed, kinds == "text")
+    assert background(mixed, kinds == "text") is first and first.shape == (4, mixed.encoder.dim)
+    mixed.remember("a yellow note")
+    kinds = mixed.catalog.array("kind")
+    again = background(mixed, kinds == "text")
+    assert again is not first and len(again) == 5
+
+
+def test_platt_fit_recovers_a_known_logistic():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 2, 4000)
+    y = rng.random(4000) < 1 / (1 + np.exp(-(1.5 * x - 2.0)))
+    a, b = fit_logistic(x, y)
+    assert a == pytest.approx(1.5, abs=0.2) and b == pytest.approx(-2.0, abs=0.2)
+    a, _ = fit_logistic(x, ~y)  # falling evidence is clamped: relevance never falls with the cosine
+    assert a > 0
+
+
+def test_shipped_calibration_of_the_offline_tier_loads():
+    base = load_calibration("aimemory-base")
+    if not base.fitted:
+        pytest.skip("no calibration shipped for aimemory-base")
+    assert pair_key("text", "image") in base.pairs and all(p.a > 0 for p in base.pairs.values())
+
+
+def test_cli_shows_and_filters_relevance(capsys, monkeypatch, tmp_path):
+    import json
+
+    import aimemory.cli.commands as commands
+    from aimemory.cli import main
+
+    monkeypatch.setattr(commands, "_TEST_STORE_KWARGS", {"model": ColourEncoder(), "speech_model": None})
+    store = tmp_path / "s"
+
+    def run(*argv):
+        code = main([str(a) for a in argv])
+        return code, capsys.readouterr().out
+
+    for text in ("red memo", "blue memo", "green memo"):
+        run("remember", "--text", text, "--store", store)
+    code, out = run("recall", "red", "--store", store, "--json")
+    hits = json.loads(out)
+    assert code == 0 and len(hits) == 3 and all(0 <= h["relevance"] <= 1 for h in hits)
+    cut = (hits[0]["relevance"] + hits[1]["relevance"]) / 2
+    code, out = run("recall", "red", "--store", store, "--json", "--min-relevance", cut)
+    assert code == 0 and [h["id"] for h in json.loads(out)] == [hits[0]["id"]]
+    code, out = run("recall", "red", "--store", store)
+    assert code == 0 and "relevance" in out

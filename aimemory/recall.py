@@ -147,10 +147,12 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
 
     Cosines of different modality pairs (query modality x view kind) are not comparable, so each
     kind is searched on its own and its cosines calibrated (:mod:`.calibration`): a memory's
-    relevance is that of its best view, and the list is ordered by it (ties by cosine)."""
+    relevance is that of its best view, and the list is ordered by it (ties by cosine). A model
+    without a fitted calibration is ordered by cosine, as its relevance is only a default guess."""
     calibration = load_calibration(store.encoder.model_id)
+    by_relevance = calibration.fitted
     kinds = store.catalog.array("kind")
-    merged: dict[str, tuple[float, float, float, int]] = {}  # id -> (logit, cosine, relevance, position)
+    merged: dict[str, tuple[float, float, float, int]] = {}  # id -> (order key, cosine, relevance, position)
     for plan in plans:
         plan_mask = _plan_mask(store, plan, mask)
         vector = np.asarray(plan.vector, np.float32)
@@ -166,8 +168,9 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
             cosines = np.asarray([score for score, _ in ranked.values()])
             logits, values = rel.logit(cosines), rel.of(cosines)
             for (mid, (score, p)), logit, value in zip(ranked.items(), logits, values):
-                if mid not in merged or (logit, score) > merged[mid][:2]:
-                    merged[mid] = (float(logit), score, float(value), p)
+                key = float(logit) if by_relevance else score
+                if mid not in merged or (key, score) > merged[mid][:2]:
+                    merged[mid] = (key, score, float(value), p)
     order = sorted(merged.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))
     return {mid: (score, value, p) for mid, (_, score, value, p) in order}
 

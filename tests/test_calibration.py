@@ -44,12 +44,23 @@ def test_relevance_is_a_probability_on_every_hit(mixed):
     assert "relevance=" in repr(hits[0]) and "relevance" in hits.to_arrow().column_names
 
 
-def test_mixed_results_are_ordered_by_relevance(mixed):
+def test_mixed_results_are_ordered_by_relevance_for_a_fitted_model(mixed, restore_calibration):
+    from dataclasses import replace
+
+    register_calibration(replace(load_calibration(ColourEncoder.model_id), fitted=True))
     hits = mixed.recall("red", k=10)
     rel = [h.relevance for h in hits]
     assert rel == sorted(rel, reverse=True)
     assert {h.modality for h in hits[:3]} == {"text", "image", "audio"}  # each modality's red first
     assert all("red" in (h.memory.text or "red") for h in hits[:3] if h.modality == "text")
+
+
+def test_a_model_without_a_fit_is_ordered_by_cosine(mixed):
+    """Its relevance is only a default guess: the order stays the cosine's, as before calibration."""
+    assert not load_calibration(ColourEncoder.model_id).fitted
+    hits = mixed.recall("red", k=10)
+    assert [h.score for h in hits] == sorted([h.score for h in hits], reverse=True)
+    assert all(h.relevance is not None for h in hits)
 
 
 def test_relevance_rises_with_the_cosine_within_a_pair(mixed):

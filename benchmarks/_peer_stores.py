@@ -30,7 +30,8 @@ COLLECTION = "bench"
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 16, 100, 100  # Chroma's defaults, used for FAISS HNSW too
 DISTRIBUTIONS = {"faiss-flat": "faiss-cpu", "faiss-hnsw": "faiss-cpu", "faiss-ivf": "faiss-cpu",
                  "lancedb": "lancedb", "lancedb-ivfpq": "lancedb", "chroma": "chromadb",
-                 "qdrant-local": "qdrant-client", "aimemory": "aimemory-multimodal"}
+                 "qdrant-local": "qdrant-client", "aimemory": "aimemory-multimodal",
+                 "aimemory-ivf": "aimemory-multimodal"}
 
 
 def meta_of(i: int) -> dict:
@@ -268,7 +269,9 @@ def _lookup_encoder(tables: dict[str, np.ndarray]):
             self.dim = dim
 
         def embed_texts(self, texts):
-            return np.stack([tables[t[0]][int(t[1:])] for t in texts]).astype(np.float32, copy=False)
+            # modulo: a second pass inserts new texts ("s200"...) that reuse the insert vectors
+            rows = [tables[t[0]][int(t[1:]) % len(tables[t[0]])] for t in texts]
+            return np.stack(rows).astype(np.float32, copy=False)
 
     return PrecomputedEncoder()
 
@@ -372,7 +375,7 @@ def run_worker(cfg: dict) -> dict:
     work, path, name = Path(cfg["work"]), Path(cfg["path"]), cfg["store"]
     store = make_store(name, work)
     out = {"import_s": time.perf_counter() - t_import, "rss_base": _rss(), "python": sys.executable,
-           "version": _version(DISTRIBUTIONS.get(name, name))}
+           "version": _version(DISTRIBUTIONS.get(name, name)), "load_start": os.getloadavg()[0]}
     if cfg["phase"] == "build":
         vectors = np.load(work / "vectors.npy", mmap_mode="r")
         buckets = np.load(work / "buckets.npy")
@@ -380,7 +383,7 @@ def run_worker(cfg: dict) -> dict:
         t = time.perf_counter()
         out.update(store.build(path, vectors, buckets, cfg["batch"]))
         out["ingest_s"] = time.perf_counter() - t
-        out["rss_end"], out["rss_peak"] = _rss(), _peak()
+        out["rss_end"], out["rss_peak"], out["load_end"] = _rss(), _peak(), os.getloadavg()[0]
         return out
     queries = np.load(work / "queries.npy")
     inserts = np.load(work / "inserts.npy")
@@ -416,14 +419,14 @@ def run_worker(cfg: dict) -> dict:
         times = []
         for j in range(cfg["single"]):
             t = time.perf_counter()
-            store.insert(n0 + j, j if by_index else inserts[j], meta_of(n0 + j))
+            store.insert(n0 + j, j + cfg.get("insert_offset", 0) if by_index else inserts[j], meta_of(n0 + j))
             times.append(time.perf_counter() - t)
         return times
 
     out["single_ms"] = [x * 1e3 for x in _profiled(prof, "single_insert", singles)]
     out["durable_insert"] = store.durable_insert
     store.close()
-    out["rss_end"], out["rss_peak"] = _rss(), _peak()
+    out["rss_end"], out["rss_peak"], out["load_end"] = _rss(), _peak(), os.getloadavg()[0]
     return out
 
 

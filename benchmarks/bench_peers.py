@@ -36,7 +36,7 @@ from _peer_stores import BUCKETS, DISTRIBUTIONS, FILTER_BUCKET, K  # noqa: E402
 DIM = 384
 CHUNK = 50_000  # rows generated at a time
 STORES = ("faiss-flat", "faiss-hnsw", "faiss-ivf", "lancedb", "lancedb-ivfpq", "chroma", "qdrant-local",
-          "aimemory")
+          "aimemory", "aimemory-ivf")  # aimemory-ivf: after rebuild_index(), which picks IVF past 200k rows
 REFERENCE, OURS = "faiss-flat", "aimemory"
 WORKER_TIMEOUT_S = 3600
 # Stores left out above a size, and why (override with --max-rows STORE=N)
@@ -109,13 +109,26 @@ def _worker(python: str, cfg: dict, nice: int, timeout: float) -> dict:
     raise RuntimeError(f"exit {proc.returncode}: {' | '.join(tail)}"[:300])
 
 
+def _dist_version(store: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(DISTRIBUTIONS.get(store, store))
+    except metadata.PackageNotFoundError:
+        return "-"
+
+
+def _ratio(x: float) -> str:
+    return f"{x:,.0f}x" if x >= 100 else f"{x:.1f}x" if x >= 10 else f"{x:.2f}x" if x >= 0.1 else f"{x:.2g}x"
+
+
 def bench_store(name: str, work: Path, args, truth: np.ndarray, ftruth: np.ndarray, log) -> dict:
     python = args.peer_python.get(name.split("-")[0], sys.executable)
     path = work / f"store-{name}"
     base = {"store": name, "work": str(work), "path": str(path), "n": args.n, "batch": args.batch,
             "single": args.single, "filtered_queries": args.filtered_queries, "aimemory_root": str(ROOT),
-            "profile_dir": args.profile if name == OURS and args.profile else None}
-    row: dict = {"store": name}
+            "profile_dir": None}
+    row: dict = {"store": name, "version": _dist_version(name)}
     limit = args.max_rows.get(name, MAX_ROWS.get(name, (None, ""))[0])
     if limit is not None and args.n > limit:
         row["error"] = f"skipped above {limit:,} rows: {MAX_ROWS.get(name, (0, 'limit set by --max-rows'))[1]}"
@@ -136,9 +149,13 @@ def bench_store(name: str, work: Path, args, truth: np.ndarray, ftruth: np.ndarr
                    frecall=recall(q["filtered_ids"], ftruth), single_per_s=len(single) / (single.sum() / 1e3),
                    durable=q["durable_insert"], rss_base=q["rss_base"], rss_open=q["rss_open"],
                    rss_queries=q["rss_queries"], rss_peak=q["rss_peak"], python=q["python"],
-                   disk_after_inserts=dir_bytes(path))
+                   disk_after_inserts=dir_bytes(path), load=(built["load_start"], q["load_end"]))
         log(f"  {name}: open {row['open_s']:.2f}s p50 {row['p50']:.2f} ms recall {row['recall']:.3f} "
             f"filtered p50 {row['fp50']:.2f} ms single {row['single_per_s']:.0f}/s")
+        if name == OURS and args.profile:  # a second, profiled pass: cProfile slows what it watches
+            _worker(python, {**base, "phase": "query", "single": 50, "insert_offset": args.single,
+                                     "profile_dir": args.profile},
+                    args.nice, args.timeout)
     except (RuntimeError, subprocess.TimeoutExpired, KeyError) as exc:
         row["error"] = str(exc)[:200]
         log(f"  {name}: FAILED {row['error']}")
@@ -208,7 +225,7 @@ def format_table(rows: list[dict], info: dict, notes: list[str], n: int) -> str:
                 if not a or not b:
                     cells.append("-")
                     continue
-                cells.append(f"{(a / b if better == 'hi' else b / a):.3g}x")
+                cells.append(_ratio(a / b if better == "hi" else b / a))
             out.append(f"{r['store']:<23}" + "".join(f"{c:>{W}}" for c in cells))
     out += ["", *LEGEND]
     return "\n".join(out)
@@ -221,7 +238,7 @@ def parse_args(argv):
     p.add_argument("--filtered-queries", type=int, default=100)
     p.add_argument("--single", type=int, default=200, help="one-row insert calls")
     p.add_argument("--batch", type=int, default=1000, help="rows per bulk call (per commit for aimemory)")
-    p.add_argument("--stores", default=",".join(STORES))
+    p.add_argument("--stores", default=",".join(STORES[:-1]))
     p.add_argument("--peer-python", action="append", default=[], metavar="STORE=PYTHON",
                    help="run a store's workers with another interpreter, e.g. chroma=/path/venv/bin/python")
     p.add_argument("--max-rows", action="append", default=[], metavar="STORE=N",
@@ -233,6 +250,8 @@ def parse_args(argv):
     p.add_argument("--profile", default=None, help="folder for cProfile text of aimemory's open, "
                    "filtered query and single insert")
     p.add_argument("--out", default=None, help="JSON results")
+    p.add_argument("--rows-from", default=None, help="JSON of an earlier run at the same --n: its rows for "
+                   "stores not in --stores join the table (marked in the notes)")
     args = p.parse_args(argv)
     args.peer_python = dict(s.split("=", 1) for s in args.peer_python)
     args.max_rows = {k: int(v) for k, v in (s.split("=", 1) for s in args.max_rows)}
@@ -259,10 +278,20 @@ def main(argv=None, log=print) -> dict:
                 Path(args.out).write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    notes = []
+    if args.rows_from:
+        earlier = json.loads(Path(args.rows_from).read_text())["rows"]
+        ran = {r["store"] for r in rows}
+        kept = [r for r in earlier if r["store"] not in ran]
+        rows = sorted(kept + rows, key=lambda r: STORES.index(r["store"]) if r["store"] in STORES else 99)
+        notes.append(f"rows of {', '.join(r['store'] for r in kept)} come from an earlier run on the same data "
+                     f"({args.rows_from})")
     versions = {r["store"]: r.get("version", "-") for r in rows}
     info["versions"].update({DISTRIBUTIONS.get(s, s): v for s, v in versions.items()})
-    notes = [f"load avg at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; batch {args.batch}; "
-             f"{args.queries} queries, {args.filtered_queries} filtered, {args.single} single inserts"]
+    notes += [f"load avg at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; batch {args.batch}; "
+              f"{args.queries} queries, {args.filtered_queries} filtered, {args.single} single inserts"]
+    notes += ["1-min load average during each store (build start / query end): " + ", ".join(
+        f"{r['store']} {r['load'][0]:.0f}/{r['load'][1]:.0f}" for r in rows if "load" in r)]
     notes += [f"{r['store']} ran with {r['python']}" for r in rows if r.get("python", sys.executable) != sys.executable]
     table = format_table(rows, info, notes, args.n)
     log(table)

@@ -40,8 +40,8 @@ STORES = ("faiss-flat", "faiss-hnsw", "faiss-ivf", "lancedb", "lancedb-ivfpq", "
 REFERENCE, OURS = "faiss-flat", "aimemory"
 WORKER_TIMEOUT_S = 3600
 # Stores left out above a size, and why (override with --max-rows STORE=N)
-MAX_ROWS = {"qdrant-local": (20_000, "local mode commits SQLite once per point (about 35 rows/s on this disk); "
-                                     "Qdrant itself advises a server past 20,000 points")}
+MAX_ROWS = {"qdrant-local": (20_000, "local mode commits SQLite once per point (35-345 rows/s measured on this "
+                                     "disk, fsync-bound); Qdrant itself advises a server past 20,000 points")}
 
 
 # -- data ------------------------------------------------------------------------------------------

@@ -147,10 +147,11 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
 
     Cosines of different modality pairs (query modality x view kind) are not comparable, so each
     kind is searched on its own and its cosines calibrated (:mod:`.calibration`): a memory's
-    relevance is that of its best view, and the list is ordered by it (ties by cosine). A model
-    without a fitted calibration is ordered by cosine, as its relevance is only a default guess."""
+    relevance is that of its best view, and the list is ordered by it (ties by cosine). One plan of
+    a model without a fitted calibration is ordered by cosine, as its relevance is only a default
+    guess (several plans still need their default calibration to be compared at all)."""
     calibration = load_calibration(store.encoder.model_id)
-    by_relevance = calibration.fitted
+    by_relevance = calibration.fitted or len(plans) > 1
     kinds = store.catalog.array("kind")
     merged: dict[str, tuple[float, float, float, int]] = {}  # id -> (order key, cosine, relevance, position)
     for plan in plans:

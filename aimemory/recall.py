@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from .encoders.base import QueryPlan
+from .image_text import attach_ocr
 from .inputs import Item
 from .records import Hit, Hits
 
@@ -57,6 +58,8 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
                         start=_nan_to_none(row.start), end=_nan_to_none(row.end), snippet=row.snippet,
                         fusion=fusion.get(memory_id)))
     attach_texts(store, hits)
+    if item.modality == "text":
+        attach_ocr(hits, item.payload)  # type: ignore[arg-type]
     return hits
 
 

@@ -99,12 +99,18 @@ class MemoryStore:
     Audio gets two towers besides the model: ``speech_model`` transcribes it (Whisper) and
     ``sound_model`` embeds how it sounds (wav2clip, for CLIP ViT-B/32). Each takes a checkpoint id,
     a local path, or None for off; ``"auto"`` uses one found locally, never the network.
+
+    ``ocr`` reads text in images (screenshots, receipts, signs) so it is searchable by words and by
+    meaning: ``"auto"`` (on when the engine is installed: ``pip install 'aimemory-multimodal[ocr]'``),
+    False (off), True (on, or an error saying how to install it), or an engine with ``read(image)``.
     """
 
     def __init__(self, path: str | os.PathLike, model: "str | os.PathLike | Encoder" = "auto", *,
                  precision: str = "fp32", keep_content: bool = True,
                  ann_threshold: int = index_mod.ANN_THRESHOLD, speech_model: object = "auto",
-                 sound_model: object = "auto", storage_options: Mapping[str, str] | None = None, index: str = "auto"):
+                 sound_model: object = "auto", storage_options: Mapping[str, str] | None = None, index: str = "auto",
+                 ocr: object = "auto"):
+        from .encoders.ocr import load_ocr
         from .encoders.registry import load_encoder, model_id_of
         from .encoders.sound import attach_sound
         from .index_lance import choose_index, lance_index_type
@@ -138,6 +144,7 @@ class MemoryStore:
         self.model_id = manifest.model_id
         self._speech_spec = speech_model
         self._speech = None
+        self.ocr, self.ocr_status = load_ocr(ocr)  # the engine loads its networks on the first text seen
         self.table = VectorTable(self.path, manifest.dim)
         self._unsaved_changes = 0
         self._last_refresh = time.monotonic()
@@ -372,7 +379,7 @@ class MemoryStore:
 
     def _encode(self, items: list[Item], on_progress=None) -> list[list]:
         """Items -> per item, its views (see :func:`aimemory.views.encode_items`)."""
-        return encode_items(self.encoder, self.speech, items, self.model_id, on_progress)
+        return encode_items(self.encoder, self.speech, items, self.model_id, on_progress, ocr=self.ocr)
 
     def _rows(self, todo, views, namespace: str) -> tuple[pa.Table, list[str]]:
         return build_rows(todo, views, namespace, dim=self.manifest.dim,
@@ -575,6 +582,7 @@ class MemoryStore:
             "index": {"kind": self.index.kind, "vectors": self.index.ntotal, "nprobe": self.index.nprobe,
                       "why": self.index_why},
             "table_version": self.table.version,
+            "ocr": {"enabled": self.ocr is not None, "status": self.ocr_status},
         }
 
     def close(self) -> None:

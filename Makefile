@@ -31,7 +31,7 @@ $(VENV)/.runtime: pyproject.toml Makefile | $(BIN)/python
 	touch $@
 
 $(VENV)/.test: pyproject.toml Makefile $(VENV)/.runtime
-	$(BIN)/pip install -q -e '.[test]' $(EDITABLE)
+	$(BIN)/pip install -q -e '.[test,ocr]' $(EDITABLE)
 	# test-only: OpenAI's BPE vocabulary and reference tokenizer as open_clip ships them; --no-deps
 	# because its torchvision dependency would replace the CPU torch build
 	$(BIN)/pip install -q --no-deps open_clip_torch==3.3.0

@@ -150,6 +150,8 @@ def build_server(store: "MemoryStore", namespace: str = "default",
         for rank, h in enumerate(hits, 1):
             rec = {"rank": rank, "score": round(float(h.score), 4), **_summary(h.memory),
                    "kind": h.kind, "snippet": _clip(h.snippet), "start": h.start, "end": h.end}
+            if h.boxes:  # text read in the image: the matching words and their boxes (image pixels)
+                rec["boxes"] = h.boxes
             if h.modality == "image":
                 try:
                     png = thumbnail_png(h.memory, THUMB_PX)

@@ -53,6 +53,9 @@ NamespaceOpt = Annotated[str, typer.Option(
     "--namespace", "-n", envvar="AIMEMORY_NAMESPACE", help="Namespace (one per agent or user).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+OcrOpt = Annotated[bool, typer.Option(
+    "--ocr/--no-ocr", help="Read text in images so it is searchable (when the OCR engine is installed: "
+    "the [ocr] extra).")]
 
 
 def default_store_path() -> Path:
@@ -65,7 +68,7 @@ def default_store_path() -> Path:
 
 
 def open_store(store: Path | None, model: str, *, create: bool = False, speech: str = "auto",
-               sound: str = "auto"):
+               sound: str = "auto", ocr: bool = True):
     """Open the store; commands that only read refuse to create an empty one by accident."""
     from ..store import MemoryStore, is_store
 
@@ -75,7 +78,7 @@ def open_store(store: Path | None, model: str, *, create: bool = False, speech: 
     if path.exists() and not path.is_dir():
         raise CliError(f"{path} is a file, not a store folder; pass the store's folder to --store")
     kwargs = {"model": model, "speech_model": None if speech.lower() == "none" else speech,
-              "sound_model": None if sound.lower() == "none" else sound}
+              "sound_model": None if sound.lower() == "none" else sound, "ocr": "auto" if ocr else False}
     return MemoryStore(path, **{**kwargs, **(_TEST_STORE_KWARGS or {})})
 
 
@@ -121,6 +124,7 @@ def remember(
     sound: Annotated[str, typer.Option(
         "--sound", help="Embed the sound of audio: 'auto' (a local wav2clip when the model is CLIP "
         "ViT-B/32), 'wav2clip', 'none', or a checkpoint path.")] = "auto",
+    ocr: OcrOpt = True,
     as_json: JsonOpt = False,
     store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
 ) -> None:
@@ -140,7 +144,7 @@ def remember(
     if not entries:  # every argument named nothing: do not create an empty store for it
         report(Tally(skipped=problems), as_json, False)
         raise typer.Exit(EXIT_USER)
-    with open_store(store, model, create=True, speech=speech, sound=sound) as st:
+    with open_store(store, model, create=True, speech=speech, sound=sound, ocr=ocr) as st:
         code = ingest(st, entries, problems, metadata=metadata, namespace=namespace,
                       batch_size=batch_size, as_json=as_json, allow_partial=allow_partial)
     raise typer.Exit(code)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .commands import CliError, DebugOpt, ModelOpt, StoreOpt, app, open_store
+from .commands import CliError, DebugOpt, ModelOpt, OcrOpt, StoreOpt, app, open_store
 
 
 @app.command()
@@ -24,6 +24,7 @@ def serve(
                                         "'none' or a checkpoint.")] = "auto",
     sound: Annotated[str, typer.Option("--sound", help="Sound model for audio: 'auto', 'wav2clip', "
                                        "'none' or a checkpoint.")] = "auto",
+    ocr: OcrOpt = True,
     store: StoreOpt = None, model: ModelOpt = "auto", debug: DebugOpt = False,
 ) -> None:
     """Serve the store over HTTP: a JSON API (OpenAPI at /api/openapi.json) and an explorer page at /."""
@@ -40,7 +41,7 @@ def serve(
         token = check_bind(host, token)  # before opening the store: fail fast, load no model
     except BindError as exc:
         raise CliError(str(exc)) from exc
-    mem = open_store(store, model, create=True, speech=speech, sound=sound)
+    mem = open_store(store, model, create=True, speech=speech, sound=sound, ocr=ocr)
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"aimemory: serving {mem.path} ({len(mem)} memories) at http://{shown}:{port}/ "
                f"{'(token required)' if token else '(loopback only)'}; Ctrl-C to stop", err=True)

@@ -111,6 +111,7 @@ def hit_json(h: "Hit") -> dict[str, Any]:
     return {"id": h.id, "score": round(float(h.score), 6),
             "fusion": None if h.fusion is None else round(float(h.fusion), 6),
             "modality": h.modality, "kind": h.kind, "start": h.start, "end": h.end, "snippet": h.snippet,
+            "boxes": h.boxes,
             "memory": memory_json(h.memory, text if isinstance(text, str) else None, LIST_TEXT_CHARS)}
 
 

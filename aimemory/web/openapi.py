@@ -54,7 +54,14 @@ def spec(version: str, max_upload: int) -> dict[str, Any]:
         "fusion": {"type": ["number", "null"], "description": "hybrid recall's rank fusion (orders hits)"},
         "modality": MODALITY,
         "kind": {"type": "string"}, "start": {"type": ["number", "null"]}, "end": {"type": ["number", "null"]},
-        "snippet": {"type": ["string", "null"]}, "memory": _ref("Memory")}}
+        "snippet": {"type": ["string", "null"]},
+        "boxes": {"type": ["array", "null"], "description": "image hits of text queries: the words read in "
+                  "the image that match the query, each with its box (4 [x, y] corners in image pixels); "
+                  "all lines and words are in memory.metadata.ocr",
+                  "items": {"type": "object", "properties": {
+                      "text": {"type": "string"},
+                      "box": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}}}},
+        "memory": _ref("Memory")}}
     job = {"type": "object", "required": ["id", "status", "total", "done"], "properties": {
         "id": {"type": "string"}, "status": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
         "namespace": {"type": "string"}, "total": {"type": "integer"}, "done": {"type": "integer"},

@@ -30,7 +30,7 @@ ROTATIONS = (-30, -12, 8, 20, 90)  # degrees, the rotated variant cycles through
 @dataclass
 class Sample:
     image: Image.Image
-    text: str  # the words drawn, in reading order
+    text: str  # the lines drawn, in reading order, one per line
     variant: str  # clean | rotated | low-contrast | real
     font: str = ""
 
@@ -90,7 +90,7 @@ def render(rng: random.Random, words: list[str], font_files: list[str]) -> Sampl
     for ln in lines:
         draw.text((rng.randint(20, 50), y), ln, fill=fg, font=font)
         y += int(size * 1.6)
-    return Sample(im, " ".join(lines), "clean", Path(font_file).stem)
+    return Sample(im, "\n".join(lines), "clean", Path(font_file).stem)
 
 
 def rotated(sample: Sample, degrees: float) -> Sample:

@@ -158,3 +158,22 @@ def test_offline_model_finds_a_receipt_by_a_code_it_shows(tmp_path, engine, torc
     assert "ZX-9931" in hits[0].snippet and hits[0].boxes[0]["text"] == "ZX-9931"
     assert store.recall("budget review", k=1)[0].id != receipt.id
     store.close()
+
+
+def test_doors_carry_the_boxes():
+    from datetime import datetime, timezone
+
+    from aimemory.cli.output import hit_record
+    from aimemory.records import Hit, Memory
+
+    ocr = {"size": [10, 10], "lines": [{"text": "ZX-9931", "box": [[0, 0], [9, 0], [9, 4], [0, 4]], "words": []}]}
+    memory = Memory(id="x", modality="image", namespace="default", created_at=datetime.now(timezone.utc),
+                    source="receipt.png", metadata={"ocr": ocr})
+    boxes = [{"text": "ZX-9931", "box": ocr["lines"][0]["box"]}]
+    hit = Hit(id="x", score=0.5, modality="image", memory=memory, kind="image.text", snippet="ZX-9931", boxes=boxes)
+    assert hit_record(1, hit)["boxes"] == boxes
+    pytest.importorskip("starlette")
+    from aimemory.web.app import hit_json
+
+    record = hit_json(hit)
+    assert record["boxes"] == boxes and record["memory"]["metadata"]["ocr"]["size"] == [10, 10]

@@ -47,7 +47,7 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
         fused = _fuse_with_full_text(store, item.payload, namespace, mask, best)  # type: ignore[arg-type]
         fusion = {mid: value for mid, (value, _) in fused.items()}
         cosines = _best_cosines(store, query, [m for m in list(fused)[:k] if m not in best], namespace, mask)
-        best = {mid: (best[mid][0] if mid in best else cosines[mid], p) for mid, (_, p) in fused.items()}
+        best = {mid: (best[mid][0] if mid in best else cosines[mid], p) for mid, (_, p) in list(fused.items())[:k]}
     hits = Hits()
     for memory_id, (score, position) in list(best.items())[:k]:
         row = catalog.row(position)

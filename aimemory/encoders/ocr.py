@@ -50,6 +50,9 @@ MIN_LINE_SCORE = 0.5  # recogniser confidence below which a line is dropped (the
 #: ones reduced). The engine's default (shorter side 736) costs 3x the CPU on photos (0.34 vs 0.11 s)
 #: for the same word recall on generated text; enlarging small images keeps small print readable
 READ_SIDE = 960
+#: after the gate, the detector alone at this longer side (a tenth of a full read's CPU) must find a
+#: text box before the full read runs: a photo the gate lets through rarely gets past it
+PROBE_SIDE = 480
 
 # -- the gate: thresholds chosen on 241 generated text images (seed 0 of benchmarks/_ocr_data.py: clean,
 # rotated, low-contrast, plus page.png), 60 one-line images of 1-3 words and 597 real photos without
@@ -216,6 +219,7 @@ class OcrEngine:
         self.threads = threads
         self.gate = gate
         self._engine = None
+        self._probe = None
         self._lock = threading.Lock()
         self.engine_id = ENGINE_ID
 
@@ -237,10 +241,32 @@ class OcrEngine:
                 })
             return self._engine
 
+    @property
+    def probe(self):
+        """The detector alone at PROBE_SIDE (its own small ONNX session)."""
+        with self._lock:
+            if self._probe is None:
+                models = verified_models()
+                from rapidocr import RapidOCR
+
+                self._probe = RapidOCR(params={
+                    "Global.log_level": "error", "Global.use_cls": False, "Global.use_rec": False,
+                    "Det.limit_type": "max", "Det.limit_side_len": PROBE_SIDE,
+                    "Det.model_path": str(models["det"]), "Rec.model_path": str(models["rec"]),
+                    "Cls.model_path": str(models["cls"]),
+                    "EngineConfig.onnxruntime.intra_op_num_threads": -1 if self.threads is None else int(self.threads),
+                    "EngineConfig.onnxruntime.inter_op_num_threads": 1 if self.threads else -1,
+                })
+            return self._probe
+
     def read(self, image: "Image") -> OcrResult:
         size = (int(image.width), int(image.height))
         if self.gate and not text_likely(image):
             return OcrResult((), size)
+        if self.gate and max(size) > PROBE_SIDE:  # smaller images: the probe would be the full read
+            found = self.probe(np.asarray(image.convert("RGB")))
+            if getattr(found, "boxes", None) is None or not len(found.boxes):
+                return OcrResult((), size)
         rgb = image.convert("RGB")
         scale = READ_SIDE / max(size)
         if scale > 1:  # small print: enlarge so the detector sees it at READ_SIDE

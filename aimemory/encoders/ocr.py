@@ -15,6 +15,7 @@ blob is read by the networks, so photographs without text cost little.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -132,10 +133,14 @@ def model_folder() -> Path:
 
 
 def verified_models() -> dict[str, Path]:
-    """task -> model file, each checked against its pinned sha256."""
-    folder = model_folder()
+    """task -> model file, each checked against its pinned sha256 (once per process)."""
+    return dict(_verified(model_folder(), tuple(MODEL_FILES.items())))
+
+
+@functools.lru_cache(maxsize=4)
+def _verified(folder: Path, files: tuple) -> tuple:
     out = {}
-    for task, (name, digest) in MODEL_FILES.items():
+    for task, (name, digest) in files:
         path = folder / name
         if not path.is_file():
             raise ModelNotAvailableError(f"{path} is missing; reinstall the OCR engine: "
@@ -148,7 +153,7 @@ def verified_models() -> dict[str, Path]:
             raise CheckpointError(f"{path} has sha256 {h.hexdigest()}, expected {digest}; reinstall with "
                                   f"pip install --force-reinstall {ENGINE}=={ENGINE_VERSION}")
         out[task] = path
-    return out
+    return tuple(out.items())
 
 
 # -- the gate ------------------------------------------------------------------------------------
@@ -263,7 +268,7 @@ class OcrEngine:
         size = (int(image.width), int(image.height))
         if self.gate and not text_likely(image):
             return OcrResult((), size)
-        if self.gate and max(size) > PROBE_SIDE:  # smaller images: the probe would be the full read
+        if self.gate:  # a small image is probed as it is (the full read enlarges it to READ_SIDE)
             found = self.probe(np.asarray(image.convert("RGB")))
             if getattr(found, "boxes", None) is None or not len(found.boxes):
                 return OcrResult((), size)

@@ -12,6 +12,12 @@ few words it shows, and what OCR costs for photos without text.
    interleaved in batches; and how often the gate lets a photo through.
 With ``--tesseract`` (pytesseract + Debian's tesseract-ocr installed) part 1 also runs Tesseract.
 Threads: torch and onnxruntime 1 each (``--threads``). Machine info is printed with the tables.
+
+Measured (2-core AMD EPYC shared with other jobs, load 8-20; CPU seconds are the reliable figure):
+word recall clean 1.000, low-contrast 0.905, rotated -30/-12/+8/+20 degrees 1.000, +90 degrees 0.841,
+scanned page 0.792 (Tesseract: 1.000, 1.000, 0.000-0.301, 0.000, 0.583); languages: English, French,
+German, Spanish, Polish, Turkish read; Russian, Greek and Vietnamese not; recall@1 of a 2-3 word quote
+over 100 images 0.93 by meaning, 0.95 hybrid; photos without text +15.7% ingest CPU (gate 2.4 ms).
 """
 
 from __future__ import annotations

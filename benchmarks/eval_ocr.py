@@ -17,7 +17,7 @@ Measured (2-core AMD EPYC shared with other jobs, load 8-20; CPU seconds are the
 word recall clean 1.000, low-contrast 0.905, rotated -30/-12/+8/+20 degrees 1.000, +90 degrees 0.841,
 scanned page 0.792 (Tesseract: 1.000, 1.000, 0.000-0.301, 0.000, 0.583); languages: English, French,
 German, Spanish, Polish, Turkish read; Russian, Greek and Vietnamese not; recall@1 of a 2-3 word quote
-over 300 images 0.907 by meaning, 0.960 hybrid (100: 0.93, 0.95); photos without text +15.7% ingest CPU (gate 2.4 ms).
+over 1000 images 0.823 by meaning, 0.937 hybrid (300: 0.907, 0.960; 100: 0.93, 0.95); photos without text +15.7% ingest CPU (gate 2.4 ms).
 """
 
 from __future__ import annotations

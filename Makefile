@@ -31,8 +31,8 @@ $(VENV)/.runtime: pyproject.toml Makefile | $(BIN)/python
 	touch $@
 
 $(VENV)/.test: pyproject.toml Makefile $(VENV)/.runtime
-	# the video extra (PyAV) too: tests/test_video*.py decode and make videos with it
-	$(BIN)/pip install -q -e '.[test,video]' $(EDITABLE)
+	# the video (PyAV) and ocr (RapidOCR) extras too: tests/test_video*.py and test_encoders_ocr.py use them
+	$(BIN)/pip install -q -e '.[test,video,ocr]' $(EDITABLE)
 	# test-only: OpenAI's BPE vocabulary and reference tokenizer as open_clip ships them; --no-deps
 	# because its torchvision dependency would replace the CPU torch build
 	$(BIN)/pip install -q --no-deps open_clip_torch==3.3.0

@@ -107,6 +107,7 @@ def stats(store: "MemoryStore") -> dict[str, Any]:
                   "why": store.index_why},
         "table_version": store.table.version,
         "device": store.placement.device, "compute": store.placement.compute,
+        "ocr": {"enabled": store.ocr is not None, "status": store.ocr_status},
     }
 
 

@@ -111,7 +111,8 @@ class Item:
     mime: str
     source: str | None
     content_hash: str
-    transcript: str | None = None  # filled in by the speech model for audio
+    transcript: str | None = None  # filled in by the speech model for audio, by OCR for images
+    ocr: dict | None = None  # what OCR read in an image: lines, words and boxes (image_text.py)
 
 
 def sniff(data: bytes) -> tuple[str, str]:

@@ -170,6 +170,8 @@ def build_server(store: "MemoryStore", namespace: str = "default",
             rec = {"rank": rank, "relevance": None if h.relevance is None else round(float(h.relevance), 4),
                    "score": round(float(h.score), 4), **_summary(h.memory),
                    "kind": h.kind, "snippet": _clip(h.snippet), "start": h.start, "end": h.end}
+            if h.boxes:  # text read in the image: the matching words and their boxes (image pixels)
+                rec["boxes"] = h.boxes
             if h.modality in ("image", "video"):
                 try:
                     if h.modality == "video":  # the frame of the matching span

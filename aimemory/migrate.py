@@ -185,7 +185,7 @@ def _views(target: "MemoryStore", source: "MemoryStore", items: list[Item], keys
     still = [n for n, item in enumerate(items) if item.modality in ("text", "image")]
     if still:  # one encoder call per modality, as remember does
         for n, item_views in zip(still, encode_items(target.encoder, None, [items[n] for n in still],
-                                                     target.model_id)):
+                                                     target.model_id, ocr=target.ocr)):
             views[n] = list(item_views)
     for n, (item, (namespace, mid)) in enumerate(zip(items, keys)):
         if item.modality in ("text", "image"):

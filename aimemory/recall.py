@@ -13,6 +13,7 @@ import numpy as np
 from .calibration import Relevance, background, load_calibration
 from .encoders.base import QueryPlan
 from .errors import InputError
+from .image_text import attach_ocr
 from .inputs import MODALITIES, Item
 from .records import Hit, Hits
 from .semantics import check_half_life, recency_ranking, reweigh
@@ -95,7 +96,7 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
         fusion = {mid: value for mid, (value, _) in fused.items()}
         cosines = _best_cosines(store, query, [m for m in list(fused)[:k] if m not in best], namespace, mask)
         best = {mid: (best[mid][0] if mid in best else cosines[mid] * weights.get(mid, 1.0), p)
-                for mid, (_, p) in fused.items()}
+                for mid, (_, p) in list(fused.items())[:k]}
         relevance.update(_keyword_relevance(store, item.modality, plans[0], mask,
                                             {m: best[m] for m in cosines}))
     hits = Hits()
@@ -111,6 +112,8 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
                         start=_nan_to_none(row.start), end=_nan_to_none(row.end), snippet=row.snippet,
                         fusion=fusion.get(memory_id), recency=weights.get(memory_id), relevance=rel))
     attach_texts(store, hits)
+    if item.modality == "text":
+        attach_ocr(hits, item.payload)  # type: ignore[arg-type]
     return hits
 
 

@@ -115,10 +115,14 @@ class Memory:
 
     @property
     def text(self) -> str | None:
-        """The text of a text memory, the transcript of an audio memory, else None."""
+        """The text of a text memory, the transcript of an audio memory, the text read in an image."""
         if self.modality == "text":
             c = self.content
             return c if isinstance(c, str) else None
+        if self.transcript is None and self.modality == "image":
+            from .image_text import ocr_text
+
+            return ocr_text(self.metadata)
         return self.transcript
 
     def image(self) -> "Image":
@@ -178,6 +182,9 @@ class Hit:
     fusion: float | None = None
     recency: float | None = None  # recall(half_life=...): the age weight already in ``score``
     relevance: float | None = None
+    #: image hits of text queries: the words read in the image that match the query, with their boxes
+    #: ({"text", "box": 4 (x, y) corners in image pixels}); None when the image has no text read
+    boxes: list[dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
         span = f", {self.start:.1f}-{self.end:.1f}s" if self.start is not None and self.end is not None else ""

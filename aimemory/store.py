@@ -84,21 +84,26 @@ class MemoryStore:
     ``device``: where every tower runs, ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``,
     ``"cuda"``, ``"cuda:1"`` or ``"mps"``; accelerators compute in fp16, and vectors always come
     back float32, so a store's vectors recall each other whatever device made them.
+
+    ``ocr`` reads text in images (screenshots, receipts, signs) so it is searchable by words and by
+    meaning: ``"auto"`` (on when the engine is installed: ``pip install 'aimemory-multimodal[ocr]'``),
+    False (off), True (on, or an error saying how to install it), or an engine with ``read(image)``.
     """
 
     def __init__(self, path: str | os.PathLike, model: "str | os.PathLike | Encoder" = "auto", *,
                  precision: str = "fp32", keep_content: bool = True,
                  ann_threshold: int = ANN_THRESHOLD, speech_model: object = "auto",
                  sound_model: object = "auto", storage_options: Mapping[str, str] | None = None, index: str = "auto",
-                 device: str = "auto"):
+                 device: str = "auto", ocr: object = "auto"):
         from .device import resolve_placement
+        from .encoders.ocr import load_ocr
         from .encoders.registry import load_encoder, model_id_of
         from .encoders.sound import attach_sound
 
         # what a migration's switch reopens with
         self._open_args = dict(path=path, precision=precision, keep_content=keep_content,
                                ann_threshold=ann_threshold, speech_model=speech_model, sound_model=sound_model,
-                               storage_options=storage_options, index=index, device=device)
+                               storage_options=storage_options, index=index, device=device, ocr=ocr)
         self._open_folder(path, storage_options, index, keep_content, ann_threshold)
         manifest = Manifest.read(self.path)
         if manifest is not None and model == "auto":
@@ -111,6 +116,7 @@ class MemoryStore:
                                       _model_source(model, encoder))
         self.encoder: Encoder = attach_sound(encoder, sound_model).to(self.placement)
         self._speech_spec = speech_model
+        self.ocr, self.ocr_status = load_ocr(ocr)  # the engine loads its networks on the first text seen
         self._open_tables(manifest)
 
     @classmethod
@@ -125,6 +131,7 @@ class MemoryStore:
         manifest = store._own_manifest(Manifest.read(store.path), model_id, dim, "fp32", model_id)
         store.encoder = None  # type: ignore[assignment]
         store.placement = CPU
+        store.ocr, store.ocr_status = None, "off: a store opened without a model reads no images"
         store._speech_spec = None
         store._open_tables(manifest)
         return store
@@ -371,7 +378,7 @@ class MemoryStore:
 
     def encode(self, items: list[Item], on_progress=None) -> list[list[View]]:
         """Items -> per item, its views (see :func:`aimemory.views.encode_items`)."""
-        return encode_items(self._model(), self.speech, items, self.model_id, on_progress)
+        return encode_items(self._model(), self.speech, items, self.model_id, on_progress, ocr=self.ocr)
 
     @property
     def speech(self):

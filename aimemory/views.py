@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from .encoders.base import Encoder, View
 from .errors import InputError, ModelError, UnsupportedInputError
+from .image_text import with_ocr
 from .inputs import MODALITIES, Item
 from .records import table_schema
 
@@ -30,10 +31,11 @@ def new_id() -> str:
 
 
 def encode_items(encoder: Encoder, speech, items: list[Item], model_id: str,
-                 on_progress: ItemProgress | None = None) -> list[list[View]]:
-    """Items -> per item, its views (the encoder's own first, then speech segments); one encoder
-    call per modality. ``speech`` is a recognizer or None. ``on_progress(index, what, done, total)``
-    hears about work inside one item (transcription, in seconds of audio)."""
+                 on_progress: ItemProgress | None = None, ocr=None) -> list[list[View]]:
+    """Items -> per item, its views (the encoder's own first, then speech segments or the text read
+    in an image); one encoder call per modality. ``speech`` is a recognizer or None, ``ocr`` an OCR
+    engine or None. ``on_progress(index, what, done, total)`` hears about work inside one item
+    (transcription, in seconds of audio)."""
     views: list[list | None] = [None] * len(items)
     for modality in MODALITIES:
         idx = [i for i, it in enumerate(items) if it.modality == modality]
@@ -53,6 +55,10 @@ def encode_items(encoder: Encoder, speech, items: list[Item], model_id: str,
                 "store whose model supports it (e.g. model='aimemory-mini')")
         if modality == "audio" and speech is not None:
             speech_views = speech_views_of(encoder, speech, [items[i] for i in idx], on_progress, idx)
+        elif modality == "image" and ocr is not None:
+            from .image_text import ocr_views
+
+            speech_views = ocr_views(encoder, ocr, [items[i] for i in idx])
         else:
             speech_views = [[] for _ in idx]
         if modality in encoder.modalities:
@@ -139,7 +145,7 @@ def build_rows(todo, views, namespace: str, *, dim: int, first_vkey: int, keep_c
                 "source": item.source if primary else None,
                 "content_hash": item.content_hash if primary else None,
                 "tags": tags if primary else None,
-                "metadata": json.dumps(meta) if primary else None,
+                "metadata": json.dumps(with_ocr(meta, item)) if primary else None,
             }
             for name, values in cols.items():  # columns not set here (see semantics) start null
                 values.append(row.get(name))

@@ -16,6 +16,8 @@ from aimemory.encoders.base import Encoder, View, l2_normalize
 # Stores in tests do not transcribe audio unless a test asks for a speech model explicitly: a real
 # Whisper on every tone fixture would cost seconds each and test nothing about the store.
 os.environ.setdefault("AIMEMORY_SPEECH", "0")
+# Likewise OCR: stores in tests read text in images only when a test passes ocr=True (or an engine).
+os.environ.setdefault("AIMEMORY_OCR", "0")
 
 DIM = 16
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}

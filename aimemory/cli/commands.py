@@ -56,6 +56,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 DeviceOpt = Annotated[str, typer.Option(
     "--device", envvar="AIMEMORY_DEVICE", help="Where the models run: 'auto' (CUDA, then Apple MPS, "
     "then CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'.")]
+OcrOpt = Annotated[bool, typer.Option(
+    "--ocr/--no-ocr", help="Read text in images so it is searchable (when the OCR engine is installed: "
+    "the [ocr] extra).")]
 
 
 def default_store_path() -> Path:
@@ -68,7 +71,7 @@ def default_store_path() -> Path:
 
 
 def open_store(store: Path | None, model: str, *, create: bool = False, speech: str = "auto",
-               sound: str = "auto", device: str = "auto"):
+               sound: str = "auto", device: str = "auto", ocr: bool = True):
     """Open the store; commands that only read refuse to create an empty one by accident."""
     from ..store import MemoryStore, is_store
 
@@ -78,7 +81,8 @@ def open_store(store: Path | None, model: str, *, create: bool = False, speech: 
     if path.exists() and not path.is_dir():
         raise CliError(f"{path} is a file, not a store folder; pass the store's folder to --store")
     kwargs = {"model": model, "speech_model": None if speech.lower() == "none" else speech,
-              "sound_model": None if sound.lower() == "none" else sound, "device": device}
+              "sound_model": None if sound.lower() == "none" else sound, "device": device,
+              "ocr": "auto" if ocr else False}
     return MemoryStore(path, **{**kwargs, **(_TEST_STORE_KWARGS or {})})
 
 
@@ -135,6 +139,7 @@ def remember(
         "--near-duplicate", help="Report a stored memory at least this similar (cosine, e.g. 0.95).")] = None,
     merge_near: Annotated[bool, typer.Option(
         "--merge-near-duplicates", help="With --near-duplicate: merge into it instead of storing.")] = False,
+    ocr: OcrOpt = True,
     as_json: JsonOpt = False, device: DeviceOpt = "auto",
     store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
 ) -> None:
@@ -164,7 +169,7 @@ def remember(
              "expires_at": expires_at, "created_by": created_by, "derived_from": derived_from or None,
              "near_duplicate": near_duplicate, "on_near_duplicate": "merge" if merge_near else None}
     extra = {k: v for k, v in extra.items() if v is not None}
-    with open_store(store, model, create=True, speech=speech, sound=sound, device=device) as st:
+    with open_store(store, model, create=True, speech=speech, sound=sound, device=device, ocr=ocr) as st:
         code = ingest(st, entries, problems, metadata=metadata, namespace=namespace,
                       batch_size=batch_size, as_json=as_json, allow_partial=allow_partial, extra=extra)
     raise typer.Exit(code)

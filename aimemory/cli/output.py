@@ -84,6 +84,8 @@ def hit_record(rank: int, hit) -> dict:
         rec["relevance"] = round(float(hit.relevance), 6)
     if hit.fusion is not None:  # hybrid recall: the rank fusion that ordered the results
         rec["fusion"] = round(float(hit.fusion), 6)
+    if hit.boxes is not None:  # text read in an image: the words that match, with their boxes
+        rec["boxes"] = hit.boxes
     if hit.modality == "text":
         rec["text"] = m.text
     return rec

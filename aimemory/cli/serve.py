@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .commands import CliError, DebugOpt, DeviceOpt, ModelOpt, StoreOpt, app, open_store
+from .commands import CliError, DebugOpt, DeviceOpt, ModelOpt, OcrOpt, StoreOpt, app, open_store
 
 
 @app.command()
@@ -25,6 +25,7 @@ def serve(
     sound: Annotated[str, typer.Option("--sound", help="Sound model for audio: 'auto', 'wav2clip', "
                                        "'none' or a checkpoint.")] = "auto",
     device: DeviceOpt = "auto",
+    ocr: OcrOpt = True,
     store: StoreOpt = None, model: ModelOpt = "auto", debug: DebugOpt = False,
 ) -> None:
     """Serve the store over HTTP: a JSON API (OpenAPI at /api/openapi.json) and an explorer page at /."""
@@ -41,7 +42,7 @@ def serve(
         token = check_bind(host, token)  # before opening the store: fail fast, load no model
     except BindError as exc:
         raise CliError(str(exc)) from exc
-    mem = open_store(store, model, create=True, speech=speech, sound=sound, device=device)
+    mem = open_store(store, model, create=True, speech=speech, sound=sound, device=device, ocr=ocr)
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"aimemory: serving {mem.path} ({len(mem)} memories) at http://{shown}:{port}/ "
                f"{'(token required)' if token else '(loopback only)'}; Ctrl-C to stop", err=True)

@@ -117,6 +117,7 @@ def hit_json(h: "Hit") -> dict[str, Any]:
             "fusion": None if h.fusion is None else round(float(h.fusion), 6),
             "recency": h.recency,
             "modality": h.modality, "kind": h.kind, "start": h.start, "end": h.end, "snippet": h.snippet,
+            "boxes": h.boxes,
             "memory": memory_json(h.memory, text if isinstance(text, str) else None, LIST_TEXT_CHARS),
             "frame_url": _frame_url(h)}
 

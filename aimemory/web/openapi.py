@@ -79,7 +79,14 @@ def spec(version: str, max_upload: int) -> dict[str, Any]:
         "relevance": {"type": ["number", "null"], "description": "calibrated 0-1 match probability (orders hits)"},
         "modality": MODALITY,
         "kind": {"type": "string"}, "start": {"type": ["number", "null"]}, "end": {"type": ["number", "null"]},
-        "snippet": {"type": ["string", "null"]}, "memory": _ref("Memory"),
+        "snippet": {"type": ["string", "null"]},
+        "boxes": {"type": ["array", "null"], "description": "image hits of text queries: the words read in "
+                  "the image that match the query, each with its box (4 [x, y] corners in image pixels); "
+                  "all lines and words are in memory.metadata.ocr",
+                  "items": {"type": "object", "properties": {
+                      "text": {"type": "string"},
+                      "box": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}}}},
+        "memory": _ref("Memory"),
         "frame_url": {"type": ["string", "null"], "description": "Video hits: the frame of the matching span"}}}
     job = {"type": "object", "required": ["id", "status", "total", "done"], "properties": {
         "id": {"type": "string"}, "status": {"type": "string", "enum": ["queued", "running", "done", "failed"]},

@@ -195,6 +195,27 @@ function badge(modality) {
                       text: modality });
 }
 
+// Text read in an image: outline the words that matched the query. The SVG's viewBox is the image's
+// own pixel size and "meet" fits it like the image's object-fit: contain, so boxes land on the words.
+const SVG = "http://www.w3.org/2000/svg";
+function boxOverlay(hit, className) {
+  const size = hit.memory.metadata && hit.memory.metadata.ocr && hit.memory.metadata.ocr.size;
+  if (!hit.boxes || !hit.boxes.length || !size) return null;
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", className);
+  svg.setAttribute("viewBox", `0 0 ${size[0]} ${size[1]}`);
+  svg.setAttribute("preserveAspectRatio", "xMidYMid meet");
+  for (const b of hit.boxes) {
+    const poly = document.createElementNS(SVG, "polygon");
+    poly.setAttribute("points", b.box.map((p) => p.join(",")).join(" "));
+    const title = document.createElementNS(SVG, "title");
+    title.textContent = b.text;
+    poly.append(title);
+    svg.append(poly);
+  }
+  return svg;
+}
+
 function card(hit) {
   const m = hit.memory;
   const node = el("div", { className: "card", tabindex: "0", "data-id": hit.id, "data-modality": hit.modality,
@@ -203,7 +224,7 @@ function card(hit) {
   if (hit.modality === "image") {
     const img = el("img", { className: "thumb", alt: m.source || "image memory", loading: "lazy" });
     setMedia(img, m.thumbnail_url + "&size=320");
-    node.append(img);
+    node.append(el("div", { className: "thumb-box" }, img, boxOverlay(hit, "ocr-boxes")));
   } else if (hit.modality === "audio") {
     const audio = el("audio", { controls: true, preload: "none" });
     const span = hit.start !== null && hit.start !== undefined ? `#t=${hit.start},${hit.end}` : "";
@@ -248,7 +269,7 @@ async function openDetail(id) {
   if (m.modality === "image") {
     const img = el("img", { id: "detail-image", alt: m.source || "image memory" });
     setMedia(img, m.content_url);
-    media.append(img);
+    media.append(el("div", { className: "image-box" }, img, boxOverlay(hit, "ocr-boxes")));
   } else if (m.modality === "audio" || m.modality === "video") {
     const audio = el(m.modality, { id: `detail-${m.modality}`, controls: true, preload: "auto" });
     if (hit.start !== null && hit.start !== undefined) {
@@ -265,13 +286,16 @@ async function openDetail(id) {
   try {
     const full = await api(`/api/memories/${encodeURIComponent(id)}?namespace=${encodeURIComponent(m.namespace)}`);
     if (state.current !== hit) return;
-    const text = full.modality === "text" ? full.text : full.transcript;
-    if (text) $("detail-text").textContent = (full.modality === "text" ? "" : "Transcript: ") + text;
+    const ocr = full.metadata && full.metadata.ocr;
+    const read = ocr && ocr.lines ? ocr.lines.map((line) => line.text).join("\n") : null;
+    const text = full.modality === "text" ? full.text : full.transcript || read;
+    const label = full.modality === "text" ? "" : full.modality === "image" ? "Text in the image: " : "Transcript: ";
+    if (text) $("detail-text").textContent = label + text;
     const rows = [["id", full.id], ["namespace", full.namespace], ["created", full.created_at],
                   ["source", full.source], ["type", full.mime], ["tags", (full.tags || []).join(", ")],
                   ["score", hit.score === null ? null : hit.score.toFixed(4)], ["matched view", hit.kind]];
     for (const [key, value] of Object.entries(full.metadata || {})) {
-      if (key !== "tags") rows.push([key, typeof value === "string" ? value : JSON.stringify(value)]);
+      if (key !== "tags" && key !== "ocr") rows.push([key, typeof value === "string" ? value : JSON.stringify(value)]);
     }
     const dl = $("detail-meta");
     for (const [key, value] of rows) {

@@ -70,19 +70,19 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
     cosines_of: dict[str, float] = {}
     relevance: dict[str, float] = {}
 
-    def by_relevance(n: int) -> dict[str, tuple[float, int]]:
-        """The n most relevant memories: id -> (relevance, position), most relevant first."""
+    def best_first(n: int) -> dict[str, tuple[float, int]]:
+        """The n best memories: id -> (cosine, position), best first."""
         ranked = _planned_ranking(store, item.modality, plans, mask, n)
         for mid, (cosine, rel, _) in ranked.items():
             cosines_of[mid], relevance[mid] = cosine, rel
-        return {mid: (rel, p) for mid, (_, rel, p) in ranked.items()}
+        return {mid: (cosine, p) for mid, (cosine, _, p) in ranked.items()}
 
     weights: dict[str, float] = {}
     if half_life is None:
-        order = by_relevance(want)
-    else:  # recency: relevance x 0.5 ** (age / half_life) orders, see aimemory.semantics
-        order, weights = recency_ranking(by_relevance, want, n_allowed, catalog, half_life)
-    # the shown score is the cosine (times the recency weight); the order is the relevance's
+        order = best_first(want)
+    else:  # recency: cosine x 0.5 ** (age / half_life), see aimemory.semantics
+        order, weights = recency_ranking(best_first, want, n_allowed, catalog, half_life)
+    # the shown score is the cosine (times the recency weight)
     best = {mid: (cosines_of[mid] * weights.get(mid, 1.0), p) for mid, (_, p) in order.items()}
     if not best:
         return Hits()
@@ -145,21 +145,33 @@ def _plan_mask(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray) -> np.nd
 
 def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[QueryPlan], mask: np.ndarray,
                      k: int) -> dict[str, tuple[float, float, int]]:
-    """Run each plan over each view kind it may match -> memory id -> (cosine, relevance, position),
-    most relevant first.
+    """Run each plan over each view kind it may match -> memory id -> (score, relevance, position),
+    best first.
 
-    Cosines of different modality pairs (query modality x view kind) are not comparable, so each
-    kind is searched on its own and its cosines calibrated (:mod:`.calibration`): a memory's
-    relevance is that of its best view, and the list is ordered by it (ties by cosine). One plan of
-    a model without a fitted calibration is ordered by cosine, as its relevance is only a default
-    guess (several plans still need their default calibration to be compared at all)."""
+    Order: one plan ranks by cosine; several by each plan's cosine standardised against a
+    background sample of the views it may match, minus the plan's penalty (see QueryPlan), and a
+    hit's score is that value put back on the first plan's scale (the raw cosine for the first
+    plan's hits; for others the cosine the first plan would need to rank the same), so shown
+    scores always fall with rank. Each
+    kind is searched on its own so its hits get that pair's calibrated relevance
+    (:mod:`.calibration`); a memory's relevance is that of its best view. Relevance annotates and
+    filters (``min_relevance``) but does not order: measured on real photos, ordering by it let the
+    drawing view's high cosines outrank the right photo."""
     calibration = load_calibration(store.encoder.model_id)
-    by_relevance = calibration.fitted or len(plans) > 1
     kinds = store.catalog.array("kind")
     merged: dict[str, tuple[float, float, float, int]] = {}  # id -> (order key, cosine, relevance, position)
+    scale: tuple[float, float] | None = None  # the first plan that ran sets the shown scale
     for plan in plans:
         plan_mask = _plan_mask(store, plan, mask)
+        if not plan_mask.any():
+            continue
         vector = np.asarray(plan.vector, np.float32)
+        mean, std = 0.0, 1.0
+        if len(plans) > 1:  # plans are compared by how far each stands out from its background
+            sims = background(store, plan_mask) @ vector
+            mean, std = float(sims.mean()), float(max(sims.std(), 1e-3))
+        if scale is None:
+            scale = (mean, std)
         for kind in np.unique(kinds[plan_mask]):
             kind_mask = plan_mask & (kinds == kind)
             n_allowed = int(kind_mask.sum())
@@ -169,14 +181,16 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
                 continue
             rel = Relevance(calibration, plan.modality or query_modality, str(kind), vector,
                             background(store, kind_mask), plan.penalty)
-            cosines = np.asarray([score for score, _ in ranked.values()])
-            logits, values = rel.logit(cosines), rel.of(cosines)
-            for (mid, (score, p)), logit, value in zip(ranked.items(), logits, values):
-                key = float(logit) if by_relevance else score
+            values = rel.of(np.asarray([score for score, _ in ranked.values()]))
+            for (mid, (score, p)), value in zip(ranked.items(), values):
+                key = (score - mean) / std - plan.penalty if len(plans) > 1 else score
                 if mid not in merged or (key, score) > merged[mid][:2]:
                     merged[mid] = (key, score, float(value), p)
     order = sorted(merged.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))
-    return {mid: (score, value, p) for mid, (_, score, value, p) in order}
+    if len(plans) == 1:
+        return {mid: (score, value, p) for mid, (_, score, value, p) in order}
+    mean, std = scale or (0.0, 1.0)
+    return {mid: (mean + std * key, value, p) for mid, (key, _, value, p) in order}
 
 
 def _keyword_relevance(store: "MemoryStore", query_modality: str, plan: QueryPlan, mask: np.ndarray,

@@ -169,7 +169,7 @@ class Hit:
     ``recall(half_life=...)``: the age weight 0.5 ** (age / half_life) that ``score`` (and ``fusion``)
     were multiplied by. ``relevance`` is the calibrated probability (0-1) that the hit is a match,
     with one meaning whatever the query's modality and the view's kind (see
-    :mod:`aimemory.calibration`): recall orders by it."""
+    :mod:`aimemory.calibration`); ``recall(min_relevance=...)`` filters by it."""
 
     id: str
     score: float

@@ -86,7 +86,7 @@ class MemoryStore:
     back float32, so a store's vectors recall each other whatever device made them.
 
     ``ocr`` reads text in images (screenshots, receipts, signs) so it is searchable by words and by
-    meaning: ``"auto"`` (on when the engine is installed: ``pip install 'aimemory-multimodal[ocr]'``),
+    meaning: ``"auto"`` (on when the engine is installed: the ``ocr`` extra),
     False (off), True (on, or an error saying how to install it), or an engine with ``read(image)``.
     """
 
@@ -519,7 +519,7 @@ class MemoryStore:
 
         Each hit's ``score`` is the cosine of the query against the memory's best view and its
         ``relevance`` (0-1) that cosine calibrated for the pair of query modality and view kind, one
-        scale for all: hits are ordered by relevance, and ``min_relevance`` drops those below. With
+        scale for all; ``min_relevance`` drops hits below it (the order stays the cosine's). With
         ``hybrid=True`` (text queries) the vector ranking is fused with a BM25 keyword ranking:
         results are ordered by that fusion, given as ``hit.fusion``, and ``score`` stays the cosine
         (computed for hits that only the keyword side found). ``half_life`` (seconds) weights by

@@ -1,7 +1,7 @@
 """Adapters that plug aimemory into agent frameworks; each imports its framework only when used.
 
 * :mod:`aimemory.integrations.langchain` — ``AimemoryVectorStore``, a LangChain ``VectorStore``
-  (``pip install 'aimemory-multimodal[langchain]'``); mem0 uses it through its ``langchain``
+  (the ``langchain`` extra); mem0 uses it through its ``langchain``
   vector-store provider.
 * :mod:`aimemory.integrations.langgraph` — ``AimemoryStore``, a LangGraph ``BaseStore`` for
   long-term agent memory (``[langgraph]``).

@@ -1,4 +1,4 @@
-"""aimemory as a Google ADK memory service (``pip install 'aimemory-multimodal[adk]'``).
+"""aimemory as a Google ADK memory service (the ``adk`` extra).
 
     from google.adk.runners import Runner
     from aimemory.integrations.adk import AimemoryMemoryService

@@ -1,4 +1,4 @@
-"""aimemory as a LangChain ``VectorStore`` (``pip install 'aimemory-multimodal[langchain]'``).
+"""aimemory as a LangChain ``VectorStore`` (the ``langchain`` extra).
 
     from aimemory.integrations.langchain import AimemoryVectorStore
     vs = AimemoryVectorStore("./memory")                        # the store's own model embeds

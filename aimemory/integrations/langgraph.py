@@ -1,5 +1,5 @@
 """aimemory as a LangGraph ``BaseStore``: long-term memory for LangGraph agents
-(``pip install 'aimemory-multimodal[langgraph]'``).
+(the ``langgraph`` extra).
 
     from aimemory.integrations.langgraph import AimemoryStore
     store = AimemoryStore("./memory")                       # the store's own model embeds

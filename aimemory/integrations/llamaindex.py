@@ -1,4 +1,4 @@
-"""aimemory as a LlamaIndex vector store (``pip install 'aimemory-multimodal[llamaindex]'``).
+"""aimemory as a LlamaIndex vector store (the ``llamaindex`` extra).
 
     from llama_index.core import StorageContext, VectorStoreIndex
     from aimemory.integrations.llamaindex import AimemoryVectorStore

@@ -76,7 +76,7 @@ def spec(version: str, max_upload: int) -> dict[str, Any]:
         "id": {"type": "string"}, "score": {"type": "number", "description": "cosine of the best view"},
         "fusion": {"type": ["number", "null"], "description": "hybrid recall's rank fusion (orders hits)"},
         "recency": {"type": ["number", "null"], "description": "half_life's age weight, already in score"},
-        "relevance": {"type": ["number", "null"], "description": "calibrated 0-1 match probability (orders hits)"},
+        "relevance": {"type": ["number", "null"], "description": "calibrated 0-1 match probability"},
         "modality": MODALITY,
         "kind": {"type": "string"}, "start": {"type": ["number", "null"]}, "end": {"type": ["number", "null"]},
         "snippet": {"type": ["string", "null"]},

@@ -40,7 +40,7 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
     if not best:
         return Hits()
     if store.encoder.private_kinds:  # keyword hits are scored against shared views only
-        mask = mask & ~np.isin(catalog.array("kind"), list(store.encoder.private_kinds))
+        mask = mask & ~catalog.is_in("kind", store.encoder.private_kinds)
     fusion: dict[str, float] = {}
     if hybrid and item.modality == "text":
         fused = _fuse_with_full_text(store, item.payload, namespace, mask, best)  # type: ignore[arg-type]
@@ -78,11 +78,10 @@ def query_plans(store: "MemoryStore", item: Item) -> list[QueryPlan]:
 
 
 def _plan_mask(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray) -> np.ndarray:
-    kinds = store.catalog.array("kind")
     if plan.kinds is not None:
-        return mask & np.isin(kinds, list(plan.kinds))
+        return mask & store.catalog.is_in("kind", plan.kinds)
     if store.encoder.private_kinds:
-        return mask & ~np.isin(kinds, list(store.encoder.private_kinds))
+        return mask & ~store.catalog.is_in("kind", store.encoder.private_kinds)
     return mask
 
 
@@ -134,15 +133,13 @@ def _background(store: "MemoryStore", plan_mask: np.ndarray, vector: np.ndarray)
 
 
 def attach_texts(store: "MemoryStore", hits: Hits) -> None:
-    """One read for the texts and transcripts of all hits: text memories get their content (no
-    second read later), audio memories their transcript, and every hit a snippet."""
+    """Texts and transcripts of all hits, from the catalog (no table read): text memories get their
+    content (no read later), audio memories their transcript, and every hit a snippet."""
     wanted = [h for h in hits if h.modality in ("text", "audio")]
     catalog = store.catalog
-    primary = {h.id: int(catalog.get(catalog.positions(h.id, None)[0], "vkey")) for h in wanted}
-    rows = store.table.primary_rows(primary.values(), ["text"]).to_pylist() if primary else []
-    text_of = {r["vkey"]: r["text"] for r in rows}
     for h in wanted:
-        text = text_of.get(primary[h.id])
+        positions = catalog.positions(h.id, None)
+        text = catalog.get(positions[0], "text") if positions else None
         if text is None:
             continue
         if h.modality == "text":
@@ -171,10 +168,12 @@ def _vector_ranking(store: "MemoryStore", query: np.ndarray, k: int, allowed: np
         valid = keys[0] >= 0
         positions = catalog.position_of_vkeys(keys[0][valid])
         best: dict[str, tuple[float, int]] = {}
-        ids = catalog.array("id")
+        alive = catalog.alive
         for score, p in zip(scores[0][valid], positions):
-            mid = ids[p]
-            if mid not in best and catalog.alive[p]:
+            if not alive[p]:
+                continue
+            mid = catalog.get(int(p), "id")
+            if mid not in best:
                 best[mid] = (float(score), int(p))
         if len(best) >= k or fetch >= n_allowed:
             return best
@@ -215,7 +214,7 @@ def _fuse_with_full_text(store: "MemoryStore", text: str, namespace: str, mask: 
     for key, p in zip(keys, positions):
         if p >= len(mask) or catalog.array("vkey")[p] != key or not mask[p]:
             continue  # filtered out, forgotten, or in another namespace
-        mid = catalog.array("id")[p]
+        mid = catalog.get(int(p), "id")
         fused[mid] = fused.get(mid, 0.0) + 1.0 / (RRF_K + rank + 1)
         position_of.setdefault(mid, int(p))
         rank += 1

@@ -46,9 +46,9 @@ def table_schema(dim: int) -> pa.Schema:
     ])
 
 
-# Columns the in-memory catalog mirrors (no vectors, no content).
+# Columns the in-memory catalog mirrors (no vectors, no content bytes; texts, so hits need no read).
 CATALOG_COLUMNS = ["vkey", "id", "view", "namespace", "modality", "kind", "created_at", "start", "end",
-                   "snippet", "source", "content_hash", "tags", "metadata", "mime"]
+                   "snippet", "source", "content_hash", "tags", "metadata", "mime", "text"]
 
 
 @dataclass(eq=False)

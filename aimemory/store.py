@@ -33,7 +33,7 @@ from .errors import (
 )
 from .inputs import MODALITIES, Item, to_item
 from .records import Hits, Memory
-from .storage import Catalog, Manifest, VectorTable
+from .storage import Manifest, VectorTable
 from .storage.manifest import MANIFEST_NAME
 from .storage.remote import remote_lease
 from .update import commit_metadata, merged, plan
@@ -145,8 +145,9 @@ class MemoryStore:
 
     # -- opening -------------------------------------------------------------------------------
     def _load_catalog_and_index(self) -> None:
-        self.catalog = Catalog()
-        self.catalog.append_arrow(self.table.catalog_rows())
+        from .storage.catalog_file import open_catalog
+
+        self.catalog = open_catalog(self.path, self.table, self.manifest.model_id, self.manifest.dim)[0]
         self._table_version = self.table.version
         next_vkey = max(self.manifest.next_vkey, int(self.catalog.array("vkey").max(initial=0)) + 1)
         if next_vkey != self.manifest.next_vkey:
@@ -215,10 +216,19 @@ class MemoryStore:
 
     def _refresh_if_changed(self) -> None:
         """Another process committed since we last looked: reload the catalog and catch up."""
+        from .storage.catalog_file import refresh_catalog
+
         self.table._table.checkout_latest()
         if self.table.version != self._table_version:
             self.manifest = Manifest.read(self.path) or self.manifest
-            self._load_catalog_and_index()
+            self.catalog, added, removed = refresh_catalog(self.catalog, self.table)
+            self._table_version = self.table.version
+            if added is None:  # rebuilt: verify the index against it as on open
+                self.index = self._open_index()
+            else:  # caught up: the index takes exactly the same change
+                self.index.remove(removed)
+                keys, vectors = self.table.vectors_for(added)
+                self.index.add(vectors, keys)
 
     def _refresh_if_stale(self) -> None:
         """Readers notice other processes' commits, checking at most every REFRESH_INTERVAL_S."""
@@ -403,6 +413,12 @@ class MemoryStore:
     def _save_index(self) -> None:
         self.index.save(self.path / INDEX_DIR, self.table.version)
         self._unsaved_changes = 0
+        self._save_catalog(force=True)
+
+    def _save_catalog(self, force: bool = False) -> None:
+        from .storage.catalog_file import save_if_due
+
+        save_if_due(self.catalog, self.path, self.table, self.manifest.model_id, self.manifest.dim, force)
 
     # -- read ----------------------------------------------------------------------------------
     def _memory(self, memory_id: str, namespace: str | None, load_transcript: bool = False) -> Memory:
@@ -414,10 +430,7 @@ class MemoryStore:
         c = self.catalog
         vkey = int(c.get(p, "vkey"))
         modality = c.get(p, "modality")
-        transcript = None
-        if modality == "audio" and load_transcript:
-            rows = self.table.primary_rows([vkey], ["text"]).to_pylist()
-            transcript = rows[0]["text"] if rows else None
+        transcript = c.get(p, "text") if modality == "audio" and load_transcript else None
         return Memory(
             id=memory_id, modality=modality, namespace=c.get(p, "namespace"),
             created_at=datetime.fromtimestamp(c.get(p, "created"), tz=timezone.utc),
@@ -426,6 +439,11 @@ class MemoryStore:
 
     def _load_content(self, vkey: int, modality: str):
         self._check_open()
+        if modality == "text":  # texts are in the catalog
+            positions = self.catalog.position_of_vkeys(np.asarray([vkey]))
+            p = int(positions[0])
+            if p < self.catalog.n_rows and self.catalog.get(p, "vkey") == vkey and self.catalog.alive[p]:
+                return self.catalog.get(p, "text")
         row = self.table.primary_rows([vkey], ["content", "text"]).to_pylist()
         if not row:
             return None
@@ -441,7 +459,7 @@ class MemoryStore:
             return self._memory(memory_id, check_namespace(namespace), load_transcript=True)
 
     def __contains__(self, memory_id: object) -> bool:
-        return isinstance(memory_id, str) and memory_id in self.catalog.by_id
+        return isinstance(memory_id, str) and bool(self.catalog.live_positions(memory_id))
 
     def __len__(self) -> int:
         self._fresh()
@@ -586,6 +604,8 @@ class MemoryStore:
                 if self.index.dirty:
                     with _storage_errors("saving the index on close"):
                         self._save_index()
+                else:
+                    self._save_catalog()
             finally:
                 self.table.close()
                 self._closed = True

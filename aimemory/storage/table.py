@@ -232,8 +232,29 @@ class VectorTable:
             raise storage_error(exc, f"reading the table in {self.folder} failed",
                                  "reopen the store to fall back to its newest readable version") from exc
 
-    def catalog_rows(self) -> pa.Table:
-        return self.scan(CATALOG_COLUMNS)
+    def catalog_rows(self, with_row_id: bool = False) -> pa.Table:
+        """The catalog's columns of every row (plus Lance's ``_rowid`` when asked)."""
+        return self.rows_since(None, CATALOG_COLUMNS) if with_row_id else self.scan(CATALOG_COLUMNS)
+
+    def rows_since(self, row_id: int | None, columns: list[str]) -> pa.Table:
+        """Rows whose Lance row id (``_rowid``, returned too) is above ``row_id`` (all when None).
+        Appends, rewrites (updates) and compaction put rows in new fragments, whose ids are larger
+        than any before, so this reads only what changed since a row id high-water mark."""
+        query = self._table.search().select(columns).with_row_id(True).limit(None)
+        if row_id is not None and row_id >= 0:
+            query = query.where(f"_rowid > {int(row_id)}")
+        try:
+            return query.to_arrow()
+        except BaseException as exc:
+            if not is_lance_failure(exc):
+                raise
+            raise storage_error(exc, f"reading the table in {self.folder} failed",
+                                 "reopen the store to fall back to its newest readable version") from exc
+
+    @property
+    def dataset_path(self) -> Path:
+        """The local Lance dataset folder (meaningless for object stores)."""
+        return self._dataset
 
     def max_vkey(self) -> int:
         keys = self.scan(["vkey"]).column("vkey")

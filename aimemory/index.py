@@ -48,6 +48,10 @@ class Sidecar:
     dim: int
     nprobe: int = 0
     file: str = ""
+    # (size, mtime_ns, inode) of the file as saved and hashed: while they match, the file is the
+    # one written (atomic renames, new name per save) and its hash is not recomputed on open (the
+    # hash of a 1.5 GB index costs seconds)
+    file_stamp: list | None = None
 
 
 def _faiss():
@@ -213,7 +217,7 @@ class VectorIndex:
         atomic_write_bytes(folder / name, data)
         keys = self.keys()
         sidecar = Sidecar(table_version, len(keys), keys_checksum(keys), digest, self.kind, self.dim,
-                          self.nprobe, name)
+                          self.nprobe, name, _stamp(folder / name))
         atomic_write_bytes(folder / SIDECAR_FILE, json.dumps(asdict(sidecar)).encode())
         for old in folder.glob(f"{INDEX_STEM}-*.faiss"):
             if old.name != name:
@@ -230,10 +234,14 @@ class VectorIndex:
             return None
         try:
             sidecar = Sidecar(**json.loads(sidecar_path.read_text()))
-            data = (folder / sidecar.file).read_bytes()
-            if hashlib.sha256(data).hexdigest() != sidecar.file_sha256:
-                raise ValueError("index file checksum does not match its sidecar")
-            raw = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+            path = folder / sidecar.file
+            if sidecar.file_stamp is not None and list(sidecar.file_stamp) == _stamp(path):
+                raw = faiss.read_index(str(path))  # the very file that was saved and hashed
+            else:
+                data = path.read_bytes()
+                if hashlib.sha256(data).hexdigest() != sidecar.file_sha256:
+                    raise ValueError("index file checksum does not match its sidecar")
+                raw = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         except Exception as exc:  # torn, truncated or foreign file: the table can rebuild it
             log.warning("vector index in %s is unusable (%s); rebuilding it from the table", folder, exc)
             return None
@@ -244,6 +252,11 @@ class VectorIndex:
                         folder, index.ntotal, sidecar.count)
             return None
         return index, sidecar
+
+
+def _stamp(path: Path) -> list[int]:
+    st = Path(path).stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
 def remove_files(folder: Path) -> None:

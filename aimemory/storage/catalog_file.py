@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
+from ..errors import StoreError
 from ..records import CATALOG_COLUMNS
 from .catalog import CODED, NUMERIC, STRINGS, Catalog
 from .catalog_where import ENTRY_SCHEMA, MetaEntries
@@ -316,7 +317,7 @@ def open_catalog(folder: Path, table, model_id: str, dim: int) -> tuple[Catalog,
 def _save_quietly(catalog: Catalog, folder: Path, table, model_id: str, dim: int) -> None:
     try:
         save(catalog, folder, table, model_id, dim)
-    except (OSError, StaleCatalog) as exc:  # a cache: a read-only folder or a race only costs speed
+    except (OSError, StaleCatalog, StoreError) as exc:  # a cache: failing to save only costs speed
         log.info("the catalog of %s was not saved (%s)", folder, exc)
 
 

@@ -92,34 +92,42 @@ class MetaEntries:
         if grow > 0:
             self.start.extend(np.zeros(grow, np.int64))
             self.end.extend(np.zeros(grow, np.int64))
-        for p, text in zip(positions, texts):
-            if text:
-                self.set_row(int(p), json.loads(text))
+        self._add([(int(p), json.loads(text)) for p, text in zip(positions, texts) if text])
 
     def set_row(self, p: int, meta: Mapping[str, Any]) -> None:
         s, e = self.start.buf[p], self.end.buf[p]
         if e > s:
             self.live.buf[s:e] = False
+        self._add([(p, meta)])
+
+    def _add(self, metas: list[tuple[int, Mapping[str, Any]]]) -> None:
+        """Append the entries of these rows (each row's entries end up contiguous)."""
         rows, keys, types, nums, strs = [], [], [], [], []
-        for key, value in meta.items():
-            code = self.key_code.get(key)
-            if code is None:
-                code = self.key_code[key] = len(self.key_names)
-                self.key_names.append(key)
-            for t, x, s_ in _values(value):
-                rows.append(p)
-                keys.append(code)
-                types.append(t)
-                nums.append(x)
-                strs.append(s_)
+        starts, ends = [], []
         first = self.row.n
+        code_of = self.key_code
+        for p, meta in metas:
+            starts.append(first + len(rows))
+            for key, value in meta.items():
+                code = code_of.get(key)
+                if code is None:
+                    code = code_of[key] = len(self.key_names)
+                    self.key_names.append(key)
+                for t, x, s_ in _values(value):
+                    rows.append(p)
+                    keys.append(code)
+                    types.append(t)
+                    nums.append(x)
+                    strs.append(s_)
+            ends.append(first + len(rows))
         self.row.extend(rows)
         self.key.extend(keys)
         self.type.extend(types)
         self.num.extend(nums)
         self.live.extend(np.ones(len(rows), np.bool_))
         self.str.extend(strs)
-        self.start.buf[p], self.end.buf[p] = first, self.row.n
+        at = np.fromiter((p for p, _ in metas), dtype=np.int64, count=len(metas))
+        self.start.buf[at], self.end.buf[at] = starts, ends
 
     def matches(self, key: str, wanted: list, n_rows: int) -> np.ndarray:
         """Bool (n_rows,): rows whose metadata ``key`` equals one of ``wanted`` (or lacks the key

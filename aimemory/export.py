@@ -51,7 +51,7 @@ def _views_per_memory(store: "MemoryStore", namespace: str | None) -> dict[str, 
     catalog = store.catalog
     alive = catalog.alive
     if namespace is not None:
-        alive = alive & (catalog.array("namespace") == namespace)
+        alive = alive & catalog.namespace_is(namespace)
     ids, counts = np.unique(catalog.array("id")[alive].astype(str), return_counts=True)
     return dict(zip(ids.tolist(), counts.tolist()))
 
@@ -71,11 +71,11 @@ def recent(store: "MemoryStore", namespace: str, n: int = 10) -> list[str]:
     store._fresh()
     catalog = store.catalog
     with store._lock:
-        primary = catalog.alive & (catalog.array("view") == 0) & (catalog.array("namespace") == namespace)
+        primary = catalog.alive & (catalog.array("view") == 0) & catalog.namespace_is(namespace)
         positions = np.flatnonzero(primary)
         created = catalog.array("created")[positions]
         order = np.lexsort((-catalog.array("vkey")[positions], -created))[:n]
-        return [str(catalog.array("id")[positions[i]]) for i in order]
+        return [str(catalog.get(int(positions[i]), "id")) for i in order]
 
 
 def export_format(path) -> str:

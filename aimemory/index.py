@@ -235,13 +235,18 @@ class VectorIndex:
         try:
             sidecar = Sidecar(**json.loads(sidecar_path.read_text()))
             path = folder / sidecar.file
-            if sidecar.file_stamp is not None and list(sidecar.file_stamp) == _stamp(path):
-                raw = faiss.read_index(str(path))  # the very file that was saved and hashed
-            else:
-                data = path.read_bytes()
-                if hashlib.sha256(data).hexdigest() != sidecar.file_sha256:
-                    raise ValueError("index file checksum does not match its sidecar")
-                raw = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+            stamp = _stamp(path)
+            if sidecar.file_stamp is None or list(sidecar.file_stamp) != stamp:
+                with open(path, "rb") as fh:
+                    if hashlib.file_digest(fh, "sha256").hexdigest() != sidecar.file_sha256:
+                        raise ValueError("index file checksum does not match its sidecar")
+                if sidecar.file_stamp is None:  # saved before stamps: record it, hash once only
+                    sidecar.file_stamp = stamp
+                    try:
+                        atomic_write_bytes(sidecar_path, json.dumps(asdict(sidecar)).encode())
+                    except OSError:
+                        pass
+            raw = faiss.read_index(str(path))
         except Exception as exc:  # torn, truncated or foreign file: the table can rebuild it
             log.warning("vector index in %s is unusable (%s); rebuilding it from the table", folder, exc)
             return None

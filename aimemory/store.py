@@ -582,14 +582,13 @@ class MemoryStore:
             return self._stats()
 
     def _stats(self) -> dict[str, Any]:
-        kinds, counts = np.unique(self.catalog.array("kind")[self.catalog.alive].astype(str),
-                                  return_counts=True)
+        views = self.catalog.value_counts("kind")
         return {
             "path": getattr(self.path, "uri", None) or str(self.path), "model": self.model_id, "dim": self.manifest.dim,
             "precision": self.manifest.precision, "memories": len(self),
             "sound_model": getattr(getattr(self.encoder, "tower", None), "model_id", None),
             "vectors": int(self.catalog.alive.sum()), "namespaces": self.catalog.namespaces(),
-            "views": dict(zip(kinds.tolist(), counts.tolist())),
+            "views": views,
             "index": {"kind": self.index.kind, "vectors": self.index.ntotal, "nprobe": self.index.nprobe,
                       "why": self.index_why},
             "table_version": self.table.version,

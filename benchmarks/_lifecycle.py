@@ -84,6 +84,8 @@ def worker(args) -> dict:
     out["recall_p50_ms"], out["recall_p99_ms"] = _pcts(lat)
     out["filtered_p50_ms"], _ = _pcts(flat)
     store.close()
+    if args.store_only:
+        return out
     store = MemoryStore(args.store, model=MODEL)  # the real text towers: encode + store
     store.recall(TEXT_QUERIES[0], k=10)  # loads the towers (not measured)
     enc_lat = []
@@ -157,9 +159,11 @@ def build_direct(path: Path, n: int, log, chunk: int = 100_000) -> None:
     log(f"built {path} ({n} memories, written to Lance directly) in {time.perf_counter() - t:.0f}s")
 
 
-def _run_worker(root: Path, store: Path, n: int, copy: Path | None) -> dict:
+def _run_worker(root: Path, store: Path, n: int, copy: Path | None, store_only: bool = False) -> dict:
     env = {**os.environ, "PYTHONPATH": str(root), "AIMEMORY_SPEECH": "0"}
     cmd = [sys.executable, str(Path(__file__)), "worker", "--store", str(store), "--n", str(n)]
+    if store_only:
+        cmd.append("--store-only")
     if copy is not None:
         cmd += ["--copy", str(copy)]
     got = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
@@ -189,13 +193,15 @@ def orchestrate(args, log=print) -> dict:
     cli: dict[str, list[float]] = {name: [] for name in roots}
     for rep in range(args.reps):
         for name, root in roots.items():  # interleaved: A, B, A, B
-            copy = work / f"copy-{name}"
-            shutil.rmtree(copy, ignore_errors=True)
-            shutil.copytree(store, copy)
-            runs[name].append(_run_worker(root, store, args.n, copy))
-            shutil.rmtree(copy, ignore_errors=True)
+            copy = None if args.store_only else work / f"copy-{name}"
+            if copy is not None:
+                shutil.rmtree(copy, ignore_errors=True)
+                shutil.copytree(store, copy)
+            runs[name].append(_run_worker(root, store, args.n, copy, args.store_only))
+            if copy is not None:
+                shutil.rmtree(copy, ignore_errors=True)
             log(f"rep {rep} {name}: {runs[name][-1]}")
-        for _ in range(args.cli_reps):
+        for _ in range(0 if args.store_only else args.cli_reps):
             for name, root in roots.items():
                 cli[name].append(cli_seconds(root, store))
     served = serve_cli(mine, store, args.cli_reps) if args.serve else None
@@ -242,10 +248,11 @@ def summarise(runs: dict, cli: dict, served) -> list[str]:
         if len(names) > 1 and med["baseline"][key]:
             line += f"   {med['this'][key] / med['baseline'][key]:.3f}"
         lines.append(line)
-    line = f"{'CLI recall, process (s)':26}" + "".join(f"{statistics.median(cli[n]):>12.3f}" for n in names)
-    if len(names) > 1:
-        line += f"   {statistics.median(cli['this']) / statistics.median(cli['baseline']):.3f}"
-    lines.append(line)
+    if all(cli.values()):
+        line = f"{'CLI recall, process (s)':26}" + "".join(f"{statistics.median(cli[n]):>12.3f}" for n in names)
+        if len(names) > 1:
+            line += f"   {statistics.median(cli['this']) / statistics.median(cli['baseline']):.3f}"
+        lines.append(line)
     if served:
         lines.append(f"{'CLI recall via serve (s)':26}{statistics.median(served):>12.3f}")
     return lines
@@ -263,6 +270,8 @@ def parse(argv=None):
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--cli-reps", type=int, default=3)
     p.add_argument("--serve", action="store_true", help="also time the CLI against a running `aimemory serve`")
+    p.add_argument("--store-only", action="store_true",
+                   help="only open and recall timings (no model, no remember, no CLI): for 1M")
     p.add_argument("--out", default="")
     return p.parse_args(argv)
 

@@ -40,7 +40,7 @@ def no_rebuild(monkeypatch):
 
 @pytest.fixture
 def rows_read(monkeypatch):
-    """Rows the catalog read back by row id since the fixture started (catch-ups and saves)."""
+    """Rows the catalog read back by row address since the fixture started (catch-ups and saves)."""
     got: list[int] = []
     real = VectorTable.rows_since
 

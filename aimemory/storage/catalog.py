@@ -82,7 +82,7 @@ class Catalog:
         self.ids = KeyIndex()
         self.hashes = KeyIndex()  # content hash -> primary positions
         self.meta = MetaEntries()
-        self.rowid_watermark = -1  # Lance row ids up to this one are mirrored (see catalog_file)
+        self.rowaddr_watermark = -1  # Lance row addresss up to this one are mirrored (see catalog_file)
         self.changes = 0  # rows changed since the catalog was last loaded or saved
         self._parsed_meta: dict[int, dict] = {}
         self._objects: dict[str, np.ndarray] = {}
@@ -221,6 +221,11 @@ class Catalog:
         primary = self.alive & (self.array("view") == 0)
         counts = np.bincount(self.codes["namespace"].view[primary], minlength=len(self.vocab["namespace"]))
         return {ns: int(c) for ns, c in sorted(zip(self.vocab["namespace"], counts)) if c}
+
+    def value_counts(self, name: str) -> dict[str, int]:
+        """Live views per value of a coded column (namespace, modality, kind), sorted by value."""
+        counts = np.bincount(self.codes[name].view[self.alive], minlength=len(self.vocab[name]))
+        return {v: int(c) for v, c in sorted(zip(self.vocab[name], counts)) if c}
 
     def positions(self, memory_id: str, namespace: str | None) -> list[int]:
         """Positions of a memory's views, primary first; [] if absent or in another namespace."""

@@ -1,10 +1,10 @@
 """The catalog saved beside the table: Arrow IPC files, memory-mapped on open, tied to one Lance version.
 
 ``catalog/catalog.json`` (written last, atomically) names the files, their CRC32s, the Lance version
-the catalog mirrors and a digest of that version's Lance manifest file, the row id high-water mark,
+the catalog mirrors and a digest of that version's Lance manifest file, the row address high-water mark,
 and the store's model and width. A saved catalog is used only when all of that checks out; otherwise
 (missing, torn, garbled, another store's, a version the table no longer has) it is rebuilt from the
-table. A catalog older than the table is caught up by reading only rows whose Lance row id is above
+table. A catalog older than the table is caught up by reading only rows whose Lance row address is above
 the mark (appends, updates and compactions land in new fragments) and, when rows were deleted, the
 ``vkey`` column; never the whole table.
 """
@@ -35,7 +35,6 @@ log = logging.getLogger("aimemory.storage")
 FOLDER = "catalog"
 SIDECAR = "catalog.json"
 FORMAT = 1
-CRC_CHUNK = 64 << 20
 U64_MAX = 2**64 - 1  # Lance v2 manifest names count down from here
 SAVE_AFTER_CATCH_UP = 10_000  # rows read by a catch-up on open past which the result is saved
 
@@ -62,10 +61,10 @@ def manifest_digest(dataset: Path, version: int) -> str | None:
 # -- building from the table ------------------------------------------------------------------------
 def build(table) -> Catalog:
     """The catalog of every row of ``table`` (a VectorTable), vectorised but for metadata parsing."""
-    rows = table.catalog_rows(with_row_id=True).sort_by("vkey")
+    rows = table.catalog_rows(with_row_address=True).sort_by("vkey")
     catalog = _from_rows(rows)
     if rows.num_rows:
-        catalog.rowid_watermark = int(pc.max(rows.column("_rowid")).as_py())
+        catalog.rowaddr_watermark = int(pc.max(rows.column("_rowaddr")).as_py())
     return catalog
 
 
@@ -119,7 +118,7 @@ def _primaries(ids: KeyIndex, views: np.ndarray) -> np.ndarray:
 def catch_up(catalog: Catalog, table) -> tuple[np.ndarray, np.ndarray]:
     """Bring ``catalog`` to the table's current version in place; -> (vkeys added, vkeys removed).
     Raises StaleCatalog when the change cannot be explained (the caller rebuilds)."""
-    rows = table.rows_since(catalog.rowid_watermark, [*CATALOG_COLUMNS]).sort_by("vkey")
+    rows = table.rows_since(catalog.rowaddr_watermark, [*CATALOG_COLUMNS]).sort_by("vkey")
     added = np.zeros(0, np.int64)
     if rows.num_rows:
         vkeys = rows.column("vkey").to_numpy().astype(np.int64)
@@ -136,13 +135,14 @@ def catch_up(catalog: Catalog, table) -> tuple[np.ndarray, np.ndarray]:
             same = pc.fill_null(pc.equal(before, after), False).to_numpy(zero_copy_only=False)
             same |= (pc.is_null(before).to_numpy(zero_copy_only=False)
                      & pc.is_null(after).to_numpy(zero_copy_only=False))
-            tags = old.column("tags").to_pylist()
-            for i in np.flatnonzero(~same):
-                catalog.set_metadata(int(old_pos[i]), tags[i] or [], after[int(i)].as_py())
+            changed = np.flatnonzero(~same)
+            tags = old.column("tags").take(pa.array(changed)).to_pylist()
+            for i, tag_list in zip(changed.tolist(), tags):
+                catalog.set_metadata(int(old_pos[i]), tag_list or [], after[i].as_py())
         if new.any():
-            catalog.append_arrow(rows.filter(pa.array(new)).drop_columns(["_rowid"]))
+            catalog.append_arrow(rows.filter(pa.array(new)).drop_columns(["_rowaddr"]))
             added = vkeys[new]
-        catalog.rowid_watermark = max(catalog.rowid_watermark, int(pc.max(rows.column("_rowid")).as_py()))
+        catalog.rowaddr_watermark = max(catalog.rowaddr_watermark, int(pc.max(rows.column("_rowaddr")).as_py()))
     removed = np.zeros(0, np.int64)
     expected = table.count_rows()
     if int(np.count_nonzero(catalog.alive)) != expected:  # deletes: only keys are read to find them
@@ -155,14 +155,6 @@ def catch_up(catalog: Catalog, table) -> tuple[np.ndarray, np.ndarray]:
 
 
 # -- saving and loading -----------------------------------------------------------------------------
-def _crc(path: Path) -> int:
-    crc = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CRC_CHUNK):
-            crc = zlib.crc32(chunk, crc)
-    return crc
-
-
 def _write_ipc(folder: Path, stem: str, table: pa.Table) -> tuple[str, int]:
     sink = pa.BufferOutputStream()
     with ipc.new_file(sink, table.schema) as writer:
@@ -198,12 +190,12 @@ def save(catalog: Catalog, folder: Path, table, model_id: str, dim: int) -> None
     digest = manifest_digest(table.dataset_path, table.version)
     if digest is None:
         return
-    since = table.rows_since(catalog.rowid_watermark, ["vkey"])  # advance the row id mark first
+    since = table.rows_since(catalog.rowaddr_watermark, ["vkey"])  # advance the row address mark first
     if since.num_rows:
         pos = catalog.position_of_vkeys(since.column("vkey").to_numpy())
         if pos.max() >= catalog.n_rows:
             raise StaleCatalog("the catalog is behind the table; not saved")
-        catalog.rowid_watermark = max(catalog.rowid_watermark, int(pc.max(since.column("_rowid")).as_py()))
+        catalog.rowaddr_watermark = max(catalog.rowaddr_watermark, int(pc.max(since.column("_rowaddr")).as_py()))
     folder = Path(folder) / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     hkeys, horder = catalog.hashes.merged()
@@ -213,7 +205,7 @@ def save(catalog: Catalog, folder: Path, table, model_id: str, dim: int) -> None
         files[stem] = _write_ipc(folder, stem, tab)
     side = {"format": FORMAT, "table_version": table.version, "manifest_sha256": digest,
             "rows": catalog.n_rows, "alive": int(np.count_nonzero(catalog.alive)),
-            "rowid_watermark": catalog.rowid_watermark, "model_id": model_id, "dim": dim,
+            "rowaddr_watermark": catalog.rowaddr_watermark, "model_id": model_id, "dim": dim,
             "vocab": catalog.vocab, "meta_keys": catalog.meta.key_names,
             "files": {stem: {"name": name, "crc32": crc} for stem, (name, crc) in files.items()}}
     atomic_write_bytes(folder / SIDECAR, json.dumps(side).encode())
@@ -226,9 +218,13 @@ def save(catalog: Catalog, folder: Path, table, model_id: str, dim: int) -> None
 
 def _read(folder: Path, entry: dict, verify: bool) -> pa.Table:
     path = folder / entry["name"]
-    if verify and _crc(path) != entry["crc32"]:
-        raise StaleCatalog(f"{path.name} does not match its checksum")
-    return ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+    source = pa.memory_map(str(path), "r")
+    if verify:  # the mapped pages are the ones the reader then uses: one pass over the file
+        data = source.read_buffer()
+        if zlib.crc32(memoryview(data)) != entry["crc32"]:
+            raise StaleCatalog(f"{path.name} does not match its checksum")
+        source.seek(0)
+    return ipc.open_file(source).read_all()
 
 
 def load(folder: Path, table, model_id: str, dim: int, verify: bool = True) -> Catalog:
@@ -290,7 +286,7 @@ def _from_saved(rows: pa.Table, entries: pa.Table, hashes: pa.Table, side: dict)
                          rows.column("meta_end").to_numpy())
     if len(c.meta) and (c.meta.row.view.max() >= n or c.meta.end.view.max() > len(c.meta)):
         raise StaleCatalog("metadata entries out of range")
-    c.rowid_watermark = int(side["rowid_watermark"])
+    c.rowaddr_watermark = int(side["rowaddr_watermark"])
     return c
 
 

@@ -232,17 +232,18 @@ class VectorTable:
             raise storage_error(exc, f"reading the table in {self.folder} failed",
                                  "reopen the store to fall back to its newest readable version") from exc
 
-    def catalog_rows(self, with_row_id: bool = False) -> pa.Table:
-        """The catalog's columns of every row (plus Lance's ``_rowid`` when asked)."""
-        return self.rows_since(None, CATALOG_COLUMNS) if with_row_id else self.scan(CATALOG_COLUMNS)
+    def catalog_rows(self, with_row_address: bool = False) -> pa.Table:
+        """The catalog's columns of every row (plus Lance's ``_rowaddr`` when asked)."""
+        return self.rows_since(None, CATALOG_COLUMNS) if with_row_address else self.scan(CATALOG_COLUMNS)
 
-    def rows_since(self, row_id: int | None, columns: list[str]) -> pa.Table:
-        """Rows whose Lance row id (``_rowid``, returned too) is above ``row_id`` (all when None).
-        Appends, rewrites (updates) and compaction put rows in new fragments, whose ids are larger
-        than any before, so this reads only what changed since a row id high-water mark."""
-        query = self._table.search().select(columns).with_row_id(True).limit(None)
-        if row_id is not None and row_id >= 0:
-            query = query.where(f"_rowid > {int(row_id)}")
+    def rows_since(self, row_address: int | None, columns: list[str]) -> pa.Table:
+        """Rows whose Lance row address (``_rowaddr``: fragment id << 32 | offset, returned too) is
+        above ``row_address`` (all rows when None). Appends, rewrites (updates) and compaction put
+        rows in new fragments, whose ids are larger than any before, so this reads only what changed
+        since a high-water mark."""
+        query = self._table.search().select([*columns, "_rowaddr"]).limit(None)
+        if row_address is not None and row_address >= 0:
+            query = query.where(f"_rowaddr > {int(row_address)}")
         try:
             return query.to_arrow()
         except BaseException as exc:

@@ -154,8 +154,8 @@ def build_direct(path: Path, n: int, log, chunk: int = 100_000) -> None:
         table.add(pa.table([cols[f.name] if f.name in cols else pa.nulls(m, f.type) for f in schema], schema=schema))
     table.compact()
     Manifest(MODEL, DIM, next_vkey=n + 1, extra={"model_source": MODEL}).write(path)
-    with MemoryStore(path, model=_encoder(n), ann_threshold=10 * n) as store:
-        store.rebuild_index()
+    del vectors
+    MemoryStore(path, model=_encoder(n), ann_threshold=10 * n).close()  # builds and saves catalog + index
     log(f"built {path} ({n} memories, written to Lance directly) in {time.perf_counter() - t:.0f}s")
 
 

@@ -214,10 +214,11 @@ def test_vectorised_where_equals_the_per_row_filter(tmp_path):
             store = _open(path)
         c = store.catalog
         candidates = c.alive & c.namespace_is("default")
-        wanted = [None, True, 0, 1, 2.5, "a", "b", "1", "", -3, 1.0, False]
+        wanted = [None, True, 0, 1, 2.5, "a", "b", "1", "", -3, 1.0, False, "text", "text/plain",
+                  *list(c.by_id)[:2]]
         for _ in range(300):
             where = {}
-            for key in rng.sample(["x", "y", "z", "tags", "missing", "source", "modality", "mime"], rng.randint(1, 2)):
+            for key in rng.sample(["x", "y", "z", "tags", "missing", "source", "modality", "mime", "kind", "id"], rng.randint(1, 2)):
                 where[key] = rng.choice(wanted) if rng.random() < 0.5 else rng.sample(wanted, rng.randint(1, 3))
             assert np.array_equal(c.where_mask(where, candidates), _old_where(c, where, candidates)), where
         store.close()

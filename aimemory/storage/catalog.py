@@ -296,7 +296,7 @@ class Catalog:
         for key, values in wanted.items():
             if not ok.any():
                 break
-            if key in CODED:
+            if key == "modality":  # the other coded columns (namespace, kind) are metadata keys here
                 ok &= self.is_in(key, values)
             elif key in COLUMN_FILTERS:
                 col = self.strings[key].arrow()

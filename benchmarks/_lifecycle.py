@@ -61,7 +61,7 @@ def worker(args) -> dict:
     out["open_first_s"] = round(time.perf_counter() - t, 3)
     store.close()
     opens = []
-    for _ in range(3):
+    for _ in range(args.opens):
         t = time.perf_counter()
         store = MemoryStore(args.store, model=enc)
         opens.append(time.perf_counter() - t)
@@ -159,9 +159,11 @@ def build_direct(path: Path, n: int, log, chunk: int = 100_000) -> None:
     log(f"built {path} ({n} memories, written to Lance directly) in {time.perf_counter() - t:.0f}s")
 
 
-def _run_worker(root: Path, store: Path, n: int, copy: Path | None, store_only: bool = False) -> dict:
+def _run_worker(root: Path, store: Path, n: int, copy: Path | None, store_only: bool = False,
+                opens: int = 3) -> dict:
     env = {**os.environ, "PYTHONPATH": str(root), "AIMEMORY_SPEECH": "0"}
-    cmd = [sys.executable, str(Path(__file__)), "worker", "--store", str(store), "--n", str(n)]
+    cmd = [sys.executable, str(Path(__file__)), "worker", "--store", str(store), "--n", str(n),
+           "--opens", str(opens)]
     if store_only:
         cmd.append("--store-only")
     if copy is not None:
@@ -197,7 +199,7 @@ def orchestrate(args, log=print) -> dict:
             if copy is not None:
                 shutil.rmtree(copy, ignore_errors=True)
                 shutil.copytree(store, copy)
-            runs[name].append(_run_worker(root, store, args.n, copy, args.store_only))
+            runs[name].append(_run_worker(root, store, args.n, copy, args.store_only, args.opens))
             if copy is not None:
                 shutil.rmtree(copy, ignore_errors=True)
             log(f"rep {rep} {name}: {runs[name][-1]}")
@@ -270,6 +272,7 @@ def parse(argv=None):
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--cli-reps", type=int, default=3)
     p.add_argument("--serve", action="store_true", help="also time the CLI against a running `aimemory serve`")
+    p.add_argument("--opens", type=int, default=3, help="timed reopens per run (median)")
     p.add_argument("--store-only", action="store_true",
                    help="only open and recall timings (no model, no remember, no CLI): for 1M")
     p.add_argument("--out", default="")

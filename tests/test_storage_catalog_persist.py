@@ -137,12 +137,20 @@ def _corrupt_rows_file(path, how):
         rows.unlink()
 
 
-@pytest.mark.parametrize("how", ["truncate", "garble", "sidecar", "newer", "delete"])
-def test_torn_or_garbled_catalog_is_rebuilt(tmp_path, how, caplog):
-    path = tmp_path / "mem"
+@pytest.fixture(scope="module")
+def saved_store(tmp_path_factory):
+    """A closed store of 25 memories with its saved catalog, and what it holds (copy before use)."""
+    path = tmp_path_factory.mktemp("saved") / "mem"
     with _open(path) as s:
         _fill(s, 25)
-        expected = _snapshot(s)
+        return path, _snapshot(s)
+
+
+@pytest.mark.parametrize("how", ["truncate", "garble", "sidecar", "newer", "delete"])
+def test_torn_or_garbled_catalog_is_rebuilt(tmp_path, saved_store, how, caplog):
+    path = tmp_path / "mem"
+    shutil.copytree(saved_store[0], path)
+    expected = saved_store[1]
     _corrupt_rows_file(path, how)
     with caplog.at_level(logging.WARNING, logger="aimemory.storage"), _open(path) as s:
         assert _snapshot(s) == expected
@@ -152,12 +160,10 @@ def test_torn_or_garbled_catalog_is_rebuilt(tmp_path, how, caplog):
     assert side["rows"] == 25
 
 
-def test_another_stores_catalog_is_not_trusted(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    with _open(a) as s:
-        _fill(s, 10)
+def test_another_stores_catalog_is_not_trusted(tmp_path, saved_store):
+    a, b = saved_store[0], tmp_path / "b"
     with _open(b) as s:
-        _fill(s, 10, start=50)
+        _fill(s, 25, start=50)  # as many rows as the other store: only the digest tells them apart
         expected = _snapshot(s)
     shutil.rmtree(b / "catalog")
     shutil.copytree(a / "catalog", b / "catalog")  # same version number, another table

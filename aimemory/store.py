@@ -413,7 +413,7 @@ class MemoryStore:
     def _save_index(self) -> None:
         self.index.save(self.path / INDEX_DIR, self.table.version)
         self._unsaved_changes = 0
-        self._save_catalog(force=True)
+        self._save_catalog()  # when due: a few unsaved rows cost the next open only a short catch-up
 
     def _save_catalog(self, force: bool = False) -> None:
         from .storage.catalog_file import save_if_due

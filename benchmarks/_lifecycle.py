@@ -70,12 +70,12 @@ def worker(args) -> dict:
     store = MemoryStore(args.store, model=enc)
     rng = random.Random(1)
     lat, flat = [], []
-    for _ in range(QUERIES):
+    for _ in range(args.queries):
         q = f"v{rng.randrange(args.n)}"
         t = time.perf_counter()
         store.recall(q, k=10)
         lat.append(time.perf_counter() - t)
-    for _ in range(QUERIES // 2):
+    for _ in range(max(1, args.queries // 2)):
         q = f"v{rng.randrange(args.n)}"
         t = time.perf_counter()
         hits = store.recall(q, k=10, where={"group": 7})
@@ -160,10 +160,10 @@ def build_direct(path: Path, n: int, log, chunk: int = 100_000) -> None:
 
 
 def _run_worker(root: Path, store: Path, n: int, copy: Path | None, store_only: bool = False,
-                opens: int = 3) -> dict:
+                opens: int = 3, queries: int = QUERIES) -> dict:
     env = {**os.environ, "PYTHONPATH": str(root), "AIMEMORY_SPEECH": "0"}
     cmd = [sys.executable, str(Path(__file__)), "worker", "--store", str(store), "--n", str(n),
-           "--opens", str(opens)]
+           "--opens", str(opens), "--queries", str(queries)]
     if store_only:
         cmd.append("--store-only")
     if copy is not None:
@@ -199,7 +199,7 @@ def orchestrate(args, log=print) -> dict:
             if copy is not None:
                 shutil.rmtree(copy, ignore_errors=True)
                 shutil.copytree(store, copy)
-            runs[name].append(_run_worker(root, store, args.n, copy, args.store_only, args.opens))
+            runs[name].append(_run_worker(root, store, args.n, copy, args.store_only, args.opens, args.queries))
             if copy is not None:
                 shutil.rmtree(copy, ignore_errors=True)
             log(f"rep {rep} {name}: {runs[name][-1]}")
@@ -273,6 +273,7 @@ def parse(argv=None):
     p.add_argument("--cli-reps", type=int, default=3)
     p.add_argument("--serve", action="store_true", help="also time the CLI against a running `aimemory serve`")
     p.add_argument("--opens", type=int, default=3, help="timed reopens per run (median)")
+    p.add_argument("--queries", type=int, default=QUERIES, help="recalls per run (half as many filtered)")
     p.add_argument("--store-only", action="store_true",
                    help="only open and recall timings (no model, no remember, no CLI): for 1M")
     p.add_argument("--out", default="")

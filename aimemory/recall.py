@@ -168,11 +168,9 @@ def _vector_ranking(store: "MemoryStore", query: np.ndarray, k: int, allowed: np
         valid = keys[0] >= 0
         positions = catalog.position_of_vkeys(keys[0][valid])
         best: dict[str, tuple[float, int]] = {}
-        alive = catalog.alive
-        for score, p in zip(scores[0][valid], positions):
-            if not alive[p]:
-                continue
-            mid = catalog.get(int(p), "id")
+        live = catalog.alive[positions]
+        scores_live, positions = scores[0][valid][live], positions[live]
+        for score, p, mid in zip(scores_live, positions, catalog.take("id", positions)):
             if mid not in best:
                 best[mid] = (float(score), int(p))
         if len(best) >= k or fetch >= n_allowed:

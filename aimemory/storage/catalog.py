@@ -247,6 +247,10 @@ class Catalog:
             return self.vocab[name][self.codes[name].buf[position]]
         return self.strings[name].get(position)
 
+    def take(self, name: str, positions: np.ndarray) -> list:
+        """Values of a string column at many positions, in one read."""
+        return self.strings[name].take(positions)
+
     def row(self, position: int) -> Row:
         g = self.get
         return Row(g(position, "vkey"), g(position, "id"), g(position, "view"), g(position, "namespace"),

@@ -64,6 +64,24 @@ class Column:
             return self.over[p]
         return self.base[p].as_py()
 
+    def take(self, positions: np.ndarray) -> list:
+        """Values at many positions in one Arrow take (plus the tail and overrides)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        nb = len(self.base)
+        in_base = positions < nb
+        out = [None] * len(positions)
+        if in_base.any():
+            idx = np.flatnonzero(in_base)
+            for i, v in zip(idx.tolist(), self.base.take(pa.array(positions[idx])).to_pylist()):
+                out[i] = v
+        for i in np.flatnonzero(~in_base).tolist():
+            out[i] = self.tail[int(positions[i]) - nb]
+        if self.over:
+            for i, p in enumerate(positions.tolist()):
+                if p in self.over:
+                    out[i] = self.over[p]
+        return out
+
     def set(self, p: int, value: Any) -> None:
         nb = len(self.base)
         if p >= nb:

@@ -223,6 +223,10 @@ class MemoryStore:
             self.manifest = Manifest.read(self.path) or self.manifest
             self.catalog, added, removed = refresh_catalog(self.catalog, self.table)
             self._table_version = self.table.version
+            # a reader's open may have written an older next_vkey over a writer's reservation:
+            # never hand out a key at or below one the table holds
+            self.manifest.next_vkey = max(self.manifest.next_vkey,
+                                          int(self.catalog.array("vkey").max(initial=0)) + 1)
             if added is None:  # rebuilt: verify the index against it as on open
                 self.index = self._open_index()
             else:  # caught up: the index takes exactly the same change

@@ -231,3 +231,39 @@ def test_vectorised_where_equals_the_per_row_filter(tmp_path):
         store.close()
     with _open(path) as store, pytest.raises(FilterError):
         store.recall("text", where={"x": {"nested": 1}})
+
+
+def test_expiry_and_provenance_survive_a_saved_catalog(tmp_path, monkeypatch):
+    path = tmp_path / "mem"
+    with _open(path) as s:
+        keep = s.remember("kept red note", created_by="agent-a", ttl=3600).id
+        child = s.remember("derived blue note", derived_from=[keep], created_by="agent-b").id
+        gone = s.remember("short lived green note", ttl=60).id
+        twin = s.remember("shared content", id="first", dedup=False).id
+        newer = s.remember("shared content", id="second", dedup=False).id
+    side = json.loads((path / "catalog" / "catalog.json").read_text())
+    assert side["format"] == catalog_file.FORMAT == 2
+    monkeypatch.setattr(catalog_file, "build", lambda table: pytest.fail("rebuilt"))
+    with _open(path) as s:
+        assert s.get(keep).created_by == "agent-a" and s.get(keep).expires_at is not None
+        assert s.get(child).derived_from == [keep] and s.get(child).expires_at is None
+        assert len(s) == 5
+        c = s.catalog
+        h = c.get(c.positions(twin, "default")[0], "content_hash")
+        assert c.find_duplicate("default", h) == newer  # the newest of the memories sharing content
+        monkeypatch.setattr(time, "time", lambda: time.monotonic() + 10**10)  # far past every expiry
+        assert gone not in s and keep not in s and child in s
+        assert c.positions(gone, "default") == [] and c.positions(gone, "default", expired=True)
+        assert c.count("default") == 3 and c.namespaces() == {"default": 3}
+
+
+def test_a_catalog_saved_in_the_first_format_is_rebuilt(tmp_path):
+    path = tmp_path / "mem"
+    with _open(path) as s:
+        mid = s.remember("old format note", created_by="agent-a").id
+    sidecar = path / "catalog" / "catalog.json"
+    side = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**side, "format": 1}))
+    with _open(path) as s:
+        assert s.get(mid).created_by == "agent-a"
+    assert json.loads(sidecar.read_text())["format"] == 2

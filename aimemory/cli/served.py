@@ -101,9 +101,10 @@ def recall(store: Path, query: str, **params: Any) -> list | None:
     return [_hit(h) for h in hits]
 
 
-HIT_DEFAULTS = {"start": None, "end": None, "snippet": None, "fusion": None, "recency": None, "relevance": None}
-MEMORY_DEFAULTS = {"source": None, "mime": None, "tags": [], "metadata": {}, "transcript": None,
-                   "created_by": None, "derived_from": None, "expires_at": None}
+HIT_DEFAULTS: dict[str, Any] = {"start": None, "end": None, "snippet": None, "fusion": None, "recency": None,
+                                "relevance": None}
+MEMORY_DEFAULTS: dict[str, Any] = {"source": None, "mime": None, "tags": [], "metadata": {}, "transcript": None,
+                                   "created_by": None, "derived_from": None, "expires_at": None}
 
 
 def _hit(h: dict) -> SimpleNamespace:

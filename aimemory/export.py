@@ -64,7 +64,7 @@ def _views_per_memory(store: "MemoryStore", namespace: str | None) -> dict[tuple
     catalog = store.catalog
     alive = catalog.alive
     if namespace is not None:
-        alive = alive & (catalog.array("namespace") == namespace)
+        alive = alive & catalog.namespace_is(namespace)
     counts: dict[tuple[str, str], int] = {}
     for key in zip(catalog.array("namespace")[alive].tolist(), catalog.array("id")[alive].tolist()):
         counts[key] = counts.get(key, 0) + 1
@@ -85,12 +85,11 @@ def recent(store: "MemoryStore", namespace: str, n: int = 10) -> list[str]:
     """Ids of the ``n`` newest memories in ``namespace``, newest first (catalog only, no disk read)."""
     with store.reading():
         catalog = store.catalog
-        primary = (catalog.alive & (catalog.array("view") == 0) & (catalog.array("namespace") == namespace)
-                   & ~catalog.expired())
+        primary = catalog.alive & (catalog.array("view") == 0) & catalog.namespace_is(namespace) & ~catalog.expired()
         positions = np.flatnonzero(primary)
         created = catalog.array("created")[positions]
         order = np.lexsort((-catalog.array("vkey")[positions], -created))[:n]
-        return [str(catalog.array("id")[positions[i]]) for i in order]
+        return [str(catalog.get(int(positions[i]), "id")) for i in order]
 
 
 def stats(store: "MemoryStore") -> dict[str, Any]:

@@ -87,7 +87,7 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
     if not best:
         return Hits()
     if store.encoder.private_kinds:  # keyword hits are scored against shared views only
-        mask = mask & ~np.isin(catalog.array("kind"), list(store.encoder.private_kinds))
+        mask = mask & ~catalog.is_in("kind", store.encoder.private_kinds)
     fusion: dict[str, float] = {}
     if hybrid and item.modality == "text":
         fused = _fuse_with_full_text(store, item.payload, namespace, mask, best)  # type: ignore[arg-type]
@@ -135,11 +135,12 @@ def query_plans(store: "MemoryStore", item: Item) -> list[QueryPlan]:
 
 
 def _plan_mask(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray) -> np.ndarray:
-    kinds = store.catalog.array("kind")
     if plan.kinds is not None:
-        return mask & np.isin(kinds, list(plan.kinds))
+        kept: np.ndarray = mask & store.catalog.is_in("kind", plan.kinds)
+        return kept
     if store.encoder.private_kinds:
-        return mask & ~np.isin(kinds, list(store.encoder.private_kinds))
+        shared: np.ndarray = mask & ~store.catalog.is_in("kind", store.encoder.private_kinds)
+        return shared
     return mask
 
 
@@ -210,15 +211,13 @@ def _keyword_relevance(store: "MemoryStore", query_modality: str, plan: QueryPla
 
 
 def attach_texts(store: "MemoryStore", hits: Hits) -> None:
-    """One read for the texts and transcripts of all hits: text memories get their content (no
-    second read later), audio memories their transcript, and every hit a snippet."""
+    """Texts and transcripts of all hits, from the catalog (no table read): text memories get their
+    content (no read later), audio and video memories their transcript, and every hit a snippet."""
     wanted = [h for h in hits if h.modality in ("text", "audio", "video")]
     catalog = store.catalog
-    primary = {h.id: int(catalog.get(catalog.positions(h.id, h.memory.namespace)[0], "vkey")) for h in wanted}
-    rows = store.table.primary_rows(primary.values(), ["text"]).to_pylist() if primary else []
-    text_of = {r["vkey"]: r["text"] for r in rows}
     for h in wanted:
-        text = text_of.get(primary[h.id])
+        positions = catalog.positions(h.id, h.memory.namespace, expired=True)
+        text = catalog.get(positions[0], "text") if positions else None
         if text is None:
             continue
         if h.modality == "text":
@@ -247,10 +246,10 @@ def _vector_ranking(store: "MemoryStore", query: np.ndarray, k: int, allowed: np
         valid = keys[0] >= 0
         positions = catalog.position_of_vkeys(keys[0][valid])
         best: dict[str, tuple[float, int]] = {}
-        ids = catalog.array("id")
-        for score, p in zip(scores[0][valid], positions):
-            mid = ids[p]
-            if mid not in best and catalog.alive[p]:
+        live = catalog.alive[positions]
+        scores_live, positions = scores[0][valid][live], positions[live]
+        for score, p, mid in zip(scores_live, positions, catalog.take("id", positions)):
+            if mid not in best:
                 best[mid] = (float(score), int(p))
         if len(best) >= k or fetch >= n_allowed:
             return best
@@ -291,7 +290,7 @@ def _fuse_with_full_text(store: "MemoryStore", text: str, namespace: str, mask: 
     for key, p in zip(keys, positions):
         if p >= len(mask) or catalog.array("vkey")[p] != key or not mask[p]:
             continue  # filtered out, forgotten, or in another namespace
-        mid = catalog.array("id")[p]
+        mid = catalog.get(int(p), "id")
         fused[mid] = fused.get(mid, 0.0) + 1.0 / (RRF_K + rank + 1)
         position_of.setdefault(mid, int(p))
         rank += 1

@@ -55,10 +55,10 @@ def table_schema(dim: int) -> pa.Schema:
     ])
 
 
-# Columns the in-memory catalog mirrors (no vectors, no content).
+# Columns the in-memory catalog mirrors (no vectors, no content bytes; texts, so hits need no read).
 CATALOG_COLUMNS = ["vkey", "id", "view", "namespace", "modality", "kind", "created_at", "start", "end",
-                   "snippet", "source", "content_hash", "tags", "metadata", "mime", "expires_at", "created_by",
-                   "derived_from"]
+                   "snippet", "source", "content_hash", "tags", "metadata", "mime", "text", "expires_at",
+                   "created_by", "derived_from"]
 
 
 @dataclass(eq=False)

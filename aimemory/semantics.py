@@ -285,7 +285,7 @@ def near_duplicate(store, namespace: str, views: list | None, options: ItemOptio
     kind = views[0].kind
     mask = catalog.mask(namespace, kinds=[kind]) & (catalog.array("view") == 0)
     if options.id is not None:
-        mask &= catalog.array("id") != options.id
+        mask[catalog.live_positions(options.id)] = False
     allowed = catalog.array("vkey")[mask]
     if not len(allowed):
         return None

@@ -44,7 +44,7 @@ from .semantics import (
     prepared_views,
     purge_expired,
 )
-from .storage import Catalog, Manifest, VectorTable
+from .storage import Manifest, VectorTable
 from .storage.manifest import MANIFEST_NAME
 from .update import commit_metadata, merged, plan
 from .views import encode_items, load_speech
@@ -177,8 +177,9 @@ class MemoryStore:
         self._load_catalog_and_index()
 
     def _load_catalog_and_index(self) -> None:
-        self.catalog = Catalog()
-        self.catalog.append_arrow(self.table.catalog_rows())
+        from .storage.catalog_file import open_catalog
+
+        self.catalog = open_catalog(self.path, self.table, self.manifest.model_id, self.manifest.dim)[0]
         self.table_version = self.table.version  # the version the catalog and index reflect
         next_vkey = max(self.manifest.next_vkey, int(self.catalog.array("vkey").max(initial=0)) + 1)
         if next_vkey != self.manifest.next_vkey:
@@ -203,6 +204,13 @@ class MemoryStore:
         """Write the vector index beside the table (it is a cache: rebuilt or caught up on open)."""
         self.index.save(self.path / INDEX_DIR, self.table.version)
         self.unsaved_changes = 0
+        self.save_catalog()  # when due: a few unsaved rows cost the next open only a short catch-up
+
+    def save_catalog(self, force: bool = False) -> None:
+        """Save the catalog beside the table when enough changed since (``force``: when anything did)."""
+        from .storage.catalog_file import save_if_due
+
+        save_if_due(self.catalog, self.path, self.table, self.manifest.model_id, self.manifest.dim, force)
 
     # -- concurrency ---------------------------------------------------------------------------
     def writing(self) -> AbstractContextManager[None]:
@@ -234,10 +242,23 @@ class MemoryStore:
 
     def _refresh_if_changed(self) -> None:
         """Another process committed since we last looked: reload the catalog and catch up."""
+        from .storage.catalog_file import refresh_catalog
+
         self.table.checkout_latest()
         if self.table.version != self.table_version:
             self.manifest = Manifest.read(self.path) or self.manifest
-            self._load_catalog_and_index()
+            self.catalog, added, removed = refresh_catalog(self.catalog, self.table)
+            self.table_version = self.table.version
+            # a reader's open may have written an older next_vkey over a writer's reservation:
+            # never hand out a key at or below one the table holds
+            self.manifest.next_vkey = max(self.manifest.next_vkey,
+                                          int(self.catalog.array("vkey").max(initial=0)) + 1)
+            if added is None or removed is None:  # rebuilt: verify the index against it as on open
+                self.index = self._open_index()
+            else:  # caught up: the index takes exactly the same change
+                self.index.remove(removed)
+                keys, vectors = self.table.vectors_for(added)
+                self.index.add(vectors, keys)
 
     def _refresh_if_stale(self) -> None:
         """Readers notice other processes' commits, checking at most every REFRESH_INTERVAL_S."""
@@ -403,10 +424,7 @@ class MemoryStore:
         c = self.catalog
         vkey = int(c.get(p, "vkey"))
         modality = c.get(p, "modality")
-        transcript = None
-        if modality in ("audio", "video") and load_transcript:
-            rows = self.table.primary_rows([vkey], ["text"]).to_pylist()
-            transcript = rows[0]["text"] if rows else None
+        transcript = c.get(p, "text") if modality in ("audio", "video") and load_transcript else None
         return Memory(
             id=memory_id, modality=modality, namespace=c.get(p, "namespace"),
             created_at=datetime.fromtimestamp(c.get(p, "created"), tz=timezone.utc),
@@ -415,6 +433,11 @@ class MemoryStore:
 
     def _load_content(self, vkey: int, modality: str):
         self.check_open()
+        if modality == "text":  # texts are in the catalog
+            positions = self.catalog.position_of_vkeys(np.asarray([vkey]))
+            p = int(positions[0])
+            if p < self.catalog.n_rows and self.catalog.get(p, "vkey") == vkey and self.catalog.alive[p]:
+                return self.catalog.get(p, "text")
         row = self.table.primary_rows([vkey], ["content", "text"]).to_pylist()
         if not row:
             return None
@@ -597,6 +620,8 @@ class MemoryStore:
                 if self.index.dirty:
                     with storage_errors("saving the index on close"):
                         self.save_index()
+                else:
+                    self.save_catalog()
             finally:
                 self.table.close()
                 self._closed = True

@@ -473,7 +473,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None, log=print) -> dict:
-    """Run the benchmark; returns {"machine", "ingest", "results", "table"} (and prints the table)."""
+    """Run the benchmark; returns {"machine", "ingest", "results", "table"} (and prints the table).
+    ``--lifecycle``: the store lifecycle benchmark instead (open, recall, filters, remember, CLI; see
+    _lifecycle.py)."""
+    if "--lifecycle" in (sys.argv[1:] if argv is None else argv):
+        from _lifecycle import main as lifecycle
+
+        return lifecycle(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     datasets = [d for d in args.datasets.split(",") if d]

@@ -211,10 +211,20 @@ def recall(
     if tag:
         filters["tags"] = list(tag)
     start, end = output.when(since, "--since"), output.when(until, "--until")
+    half = output.duration(half_life, "--half-life")
+    if file is None and _TEST_STORE_KWARGS is None:  # a running `aimemory serve` answers in ms
+        from . import served
+
+        hits = served.recall((store or default_store_path()).expanduser(), query, k=k, modality=modality or None,
+                             where=filters or None, namespace=namespace, since=start, until=end, hybrid=hybrid,
+                             half_life=half, min_relevance=min_relevance)
+        if hits is not None:
+            output.print_hits(hits, as_json)
+            return
     with open_store(store, model, device=device) as st:
         hits = st.recall(file if file is not None else query, k=k, modality=modality or None,
                          where=filters or None, namespace=namespace, since=start, until=end, hybrid=hybrid,
-                         half_life=output.duration(half_life, "--half-life"), min_relevance=min_relevance)
+                         half_life=half, min_relevance=min_relevance)
         output.print_hits(hits, as_json)
 
 

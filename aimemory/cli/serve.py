@@ -46,5 +46,11 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"aimemory: serving {mem.path} ({len(mem)} memories) at http://{shown}:{port}/ "
                f"{'(token required)' if token else '(loopback only)'}; Ctrl-C to stop", err=True)
-    run_server(mem, host, port, token=token, max_upload=int(max_upload_mb * 1024 * 1024),
-               log_level="debug" if debug else "info")
+    from . import served
+
+    record = served.announce(mem.path, host, port, token is not None)  # lets `aimemory recall` reuse us
+    try:
+        run_server(mem, host, port, token=token, max_upload=int(max_upload_mb * 1024 * 1024),
+                   log_level="debug" if debug else "info")
+    finally:
+        served.withdraw(record)

@@ -23,6 +23,7 @@ log = logging.getLogger("aimemory.index")
 
 INDEX_STEM = "vectors"
 SIDECAR_FILE = "vectors.json"
+STAMP_FILE = "vectors.stamp.json"  # the saved file's (size, mtime, inode) once its hash checked out
 ANN_THRESHOLD = 200_000  # vectors; below it exact search is fast enough (about 15 ms at 100k x 512)
 NPROBE_CANDIDATES = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 SMALL_BATCH = 20  # FAISS's BLAS threshold: below it a flat search scans each query on one thread
@@ -208,6 +209,7 @@ class VectorIndex:
         sidecar = Sidecar(table_version, len(keys), keys_checksum(keys), digest, self.kind, self.dim,
                           self.nprobe, name)
         atomic_write_bytes(folder / SIDECAR_FILE, json.dumps(asdict(sidecar)).encode())
+        _write_stamp(folder, sidecar, folder / name)
         for old in folder.glob(f"{INDEX_STEM}-*.faiss"):
             if old.name != name:
                 old.unlink(missing_ok=True)
@@ -223,10 +225,13 @@ class VectorIndex:
             return None
         try:
             sidecar = Sidecar(**json.loads(sidecar_path.read_text()))
-            data = (folder / sidecar.file).read_bytes()
-            if hashlib.sha256(data).hexdigest() != sidecar.file_sha256:
-                raise ValueError("index file checksum does not match its sidecar")
-            raw = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+            path = folder / sidecar.file
+            if not _stamp_matches(folder, sidecar, path):
+                with open(path, "rb") as fh:
+                    if hashlib.file_digest(fh, "sha256").hexdigest() != sidecar.file_sha256:
+                        raise ValueError("index file checksum does not match its sidecar")
+                _write_stamp(folder, sidecar, path)
+            raw = faiss.read_index(str(path))
         except Exception as exc:  # torn, truncated or foreign file: the table can rebuild it
             log.warning("vector index in %s is unusable (%s); rebuilding it from the table", folder, exc)
             return None
@@ -237,3 +242,36 @@ class VectorIndex:
                         folder, index.ntotal, sidecar.count)
             return None
         return index, sidecar
+
+
+def _stamp(path: Path) -> list[int]:
+    st = Path(path).stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _stamp_matches(folder: Path, sidecar: Sidecar, path: Path) -> bool:
+    """Whether ``path`` is the very file whose hash was checked (same name, hash, size, mtime and
+    inode; files are written under a new name per save and renamed atomically), so opening a large
+    index does not hash it again (sha256 of a 1.5 GB index costs seconds)."""
+    try:
+        record = json.loads((Path(folder) / STAMP_FILE).read_text())
+        return bool(record["file"] == sidecar.file and record["sha256"] == sidecar.file_sha256
+                    and record["stamp"] == _stamp(path))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _write_stamp(folder: Path, sidecar: Sidecar, path: Path) -> None:
+    """Record the stamp of a file whose hash was just checked or written (a separate file, so
+    sidecars stay readable by older versions)."""
+    try:
+        atomic_write_bytes(Path(folder) / STAMP_FILE, json.dumps(
+            {"file": sidecar.file, "sha256": sidecar.file_sha256, "stamp": _stamp(path)}).encode())
+    except OSError:
+        pass
+
+
+def remove_files(folder: Path) -> None:
+    """Delete the saved index (it is rebuilt from the table on the next open)."""
+    for path in [Path(folder) / SIDECAR_FILE, Path(folder) / STAMP_FILE, *Path(folder).glob(f"{INDEX_STEM}-*.faiss")]:
+        path.unlink(missing_ok=True)

@@ -1,8 +1,10 @@
-"""An in-memory, columnar mirror of the table's small columns (no vectors, no content).
+"""A columnar mirror of the table's small columns (no vectors, no content bytes; texts included).
 
 It answers "which views may this query see" (namespace, modality, time, ``where=``) as a boolean mask
-without touching disk, and maps index keys back to memories. It is always rebuilt from the table, so
-it can never disagree with it after a reopen.
+without touching disk, maps index keys back to memories, and serves hits' texts and snippets. Numeric
+columns are numpy arrays, strings stay Arrow arrays (memory-mapped when loaded from the saved copy,
+see :mod:`.catalog_file`), and lookups by id or content hash bisect sorted key arrays, so opening a
+store does no per-row Python work. The Lance table stays the source of truth.
 """
 
 from __future__ import annotations
@@ -10,15 +12,26 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ..errors import FilterError
+from .catalog_where import MetaEntries, check_where
+from .columns import Column, Grow, KeyIndex
 
 # Fields of ``where=`` that are memory columns rather than metadata keys.
 COLUMN_FILTERS = ("source", "modality", "mime", "id")
+# "expires": seconds since the epoch when the memory stops being returned, NaN for never
+NUMERIC = {"vkey": np.int64, "view": np.int32, "created": np.float64, "start": np.float64,
+           "end": np.float64, "expires": np.float64, "alive": np.bool_, "primary": np.int64}
+OPTIONAL_FLOATS = ("start", "end", "expires")  # NaN reads as None
+CODED = ("namespace", "modality", "kind")  # few distinct values: held as int32 codes
+STRINGS = {"id": pa.large_string(), "snippet": pa.large_string(), "source": pa.large_string(),
+           "content_hash": pa.large_string(), "metadata": pa.large_string(), "mime": pa.large_string(),
+           "text": pa.large_string(), "tags": pa.list_(pa.string()), "created_by": pa.large_string(),
+           "derived_from": pa.list_(pa.string())}
 
 
 @dataclass
@@ -37,185 +50,273 @@ class Row:
     snippet: str | None
 
 
+class IdView(Mapping[str, list[int]]):
+    """``catalog.by_id``: live memory id -> positions of its views (a read-only view)."""
+
+    def __init__(self, catalog: "Catalog"):
+        self._c = catalog
+
+    def __getitem__(self, mid: str) -> list[int]:
+        positions = self._c.live_positions(mid) if isinstance(mid, str) else []
+        if not positions:
+            raise KeyError(mid)
+        return positions
+
+    def __contains__(self, mid: object) -> bool:
+        return isinstance(mid, str) and bool(self._c.live_positions(mid))
+
+    def __iter__(self) -> Iterator[str]:
+        c = self._c
+        for p in np.flatnonzero(c.alive & (c.array("view") == 0)):
+            yield c.get(int(p), "id")
+
+    def __len__(self) -> int:
+        c = self._c
+        return int(np.count_nonzero(c.alive & (c.array("view") == 0)))
+
+
 class Catalog:
-    """Columnar arrays, one entry per view, appended in ``vkey`` order."""
+    """Columnar arrays, one entry per view, in ``vkey`` order."""
 
     def __init__(self) -> None:
-        self._cols: dict[str, list[Any]] = {name: [] for name in (
-            "vkey", "id", "view", "namespace", "modality", "kind", "created", "start", "end", "snippet",
-            "source", "content_hash", "tags", "metadata", "mime", "expires", "created_by", "derived_from")}
-        self._arrays: dict[str, np.ndarray] = {}
-        self.alive: np.ndarray = np.zeros(0, dtype=bool)
-        self.by_id: dict[str, list[int]] = {}
-        # (namespace, content hash) -> ids with that content, oldest first: several when named
-        # memories (or dedup=False) share content, so forgetting one leaves the others findable
-        self.by_hash: dict[tuple[str, str], list[str]] = {}
+        self.num = {name: Grow(dtype) for name, dtype in NUMERIC.items()}
+        self.codes = {name: Grow(np.int32) for name in CODED}
+        self.vocab: dict[str, list[str]] = {name: [] for name in CODED}
+        self.strings = {name: Column(pa.array([], t), t) for name, t in STRINGS.items()}
+        self.id_keys = KeyIndex()
+        self.hash_keys = KeyIndex()  # content hash -> primary positions
+        self.meta = MetaEntries()
+        self.rowaddr_watermark = -1  # Lance row addresss up to this one are mirrored (see catalog_file)
+        self.changes = 0  # rows changed since the catalog was last loaded or saved
         self._parsed_meta: dict[int, dict[str, Any]] = {}
-        # namespaces as small ints, so the per-query namespace mask is an int compare rather than
-        # one Python string compare per view (about 25 ms per recall at 1M views)
-        self._ns_code: dict[str, int] = {}
-        self._ns_codes: list[int] = []
-        self._memories = 0  # alive primary views: ids are unique per namespace, not across them
-        self._expiring = 0  # views with an expiry time: 0 skips every expiry check
+        self._objects: dict[str, np.ndarray] = {}
+        self._expiring = 0  # rows with an expiry time: 0 skips every expiry check
 
     # -- building ------------------------------------------------------------------------------
+    def _code(self, name: str, values: list[str]) -> np.ndarray:
+        vocab = self.vocab[name]
+        index = {v: i for i, v in enumerate(vocab)}
+        out = np.empty(len(values), np.int32)
+        for i, v in enumerate(values):
+            c = index.get(v)
+            if c is None:
+                c = index[v] = len(vocab)
+                vocab.append(v)
+            out[i] = c
+        return out
+
     def append_arrow(self, table: pa.Table) -> None:
         """Add rows (a table with the catalog columns), which must have larger vkeys than any held."""
         if table.num_rows == 0:
             return
         table = table.sort_by("vkey")
-        cols = table.to_pydict()
-        created = table.column("created_at").cast(pa.int64()).to_numpy(zero_copy_only=False) / 1e6
-        expires = [None] * table.num_rows
-        if "expires_at" in cols:  # seconds since the epoch, None for never
-            expires = [None if v is None else v / 1e6 for v in table.column("expires_at").cast(pa.int64()).to_pylist()]
-            self._expiring += sum(v is not None for v in expires)
-        base = len(self._cols["vkey"])
-        if base and cols["vkey"][0] <= self._cols["vkey"][-1]:
+        vkeys = table.column("vkey").to_numpy().astype(np.int64)
+        base = self.n_rows
+        if base and vkeys[0] <= self.num["vkey"].view[-1]:
             raise AssertionError("catalog rows must arrive in increasing vkey order")
-        for name, values in self._cols.items():
-            values.extend(created.tolist() if name == "created" else expires if name == "expires"
-                          else cols.get(name, [None] * table.num_rows))
-        codes = self._ns_code
-        self._ns_codes.extend(codes.setdefault(ns, len(codes)) for ns in cols["namespace"])
-        self._arrays.clear()
-        self.alive = np.concatenate([self.alive, np.ones(table.num_rows, dtype=bool)])
-        for offset, (mid, view, ns, h) in enumerate(zip(cols["id"], cols["view"], cols["namespace"],
-                                                         cols["content_hash"])):
-            self.by_id.setdefault(mid, []).append(base + offset)
-            self._memories += view == 0
-            if view == 0 and h:
-                self.by_hash.setdefault((ns, h), []).append(mid)
+        views = table.column("view").to_numpy().astype(np.int32)
+        ids = table.column("id").to_pylist()
+        expires = expiry_seconds(table)
+        self._expiring += int(np.count_nonzero(~np.isnan(expires)))
+        positions = np.arange(base, base + len(vkeys))
+        first = {mid: p for p, mid, v in zip(positions.tolist(), ids, views.tolist()) if v == 0}
+        for p, mid in zip(positions.tolist(), ids):
+            if mid not in first:  # a view whose primary came in an earlier batch
+                held = [q for q in self.id_keys.find(mid) if self.num["view"].buf[q] == 0]
+                first[mid] = held[0] if held else p
+        for name, values in (("vkey", vkeys), ("view", views),
+                             ("created", _seconds(table.column("created_at"))),
+                             ("start", _floats(table.column("start"))), ("end", _floats(table.column("end"))),
+                             ("expires", expires),
+                             ("alive", np.ones(len(vkeys), np.bool_)),
+                             ("primary", [first[m] for m in ids])):
+            self.num[name].extend(values)
+        for name in CODED:
+            self.codes[name].extend(self._code(name, table.column(name).to_pylist()))
+        for name in STRINGS:
+            values = table.column(name).to_pylist() if name in table.column_names else [None] * len(vkeys)
+            self.strings[name].extend(values)
+        self.id_keys.add(ids, positions)
+        hashes = self.strings["content_hash"].tail[-len(vkeys):]
+        self.hash_keys.add([h if v == 0 else None for h, v in zip(hashes, views.tolist())], positions)
+        self.meta.add_rows(self.n_rows, positions.tolist(), self.strings["metadata"].tail[-len(vkeys):])
+        self._objects.clear()
+        self.changes += len(vkeys)
 
     def remove_ids(self, ids: Iterable[str], namespace: str | None = None) -> list[int]:
         """Mark every view of these memories dead (of every namespace when None); returns their vkeys."""
         vkeys = []
         for mid in ids:
-            held = self.by_id.pop(mid, [])
-            positions = [p for p in held if namespace is None or self._cols["namespace"][p] == namespace]
-            if len(positions) < len(held):  # the same id in other namespaces stays
-                self.by_id[mid] = [p for p in held if p not in positions]
-            for p in positions:
-                self.alive[p] = False
-                self._memories -= self._cols["view"][p] == 0
-                vkeys.append(self._cols["vkey"][p])
-                if self._cols["view"][p] == 0 and self._cols["content_hash"][p]:
-                    key = (self._cols["namespace"][p], self._cols["content_hash"][p])
-                    others = [other for other in self.by_hash.get(key, []) if other != mid]
-                    if others:
-                        self.by_hash[key] = others
-                    else:
-                        self.by_hash.pop(key, None)
+            for p in self.live_positions(mid):
+                if namespace is not None and self.get(p, "namespace") != namespace:
+                    continue  # the same id in other namespaces stays
+                self.num["alive"].buf[p] = False
+                vkeys.append(int(self.num["vkey"].buf[p]))
+        self.changes += len(vkeys)
         return vkeys
+
+    def remove_vkeys(self, vkeys: np.ndarray) -> int:
+        """Mark the views with these keys dead (other processes' deletes); returns how many were live."""
+        positions = self.position_of_vkeys(np.asarray(vkeys, np.int64))
+        ok = positions < self.n_rows
+        positions = positions[ok][self.num["vkey"].view[positions[ok]] == np.asarray(vkeys)[ok]]
+        live = positions[self.alive[positions]]
+        self.num["alive"].buf[live] = False
+        self.changes += len(live)
+        return len(live)
 
     def set_metadata(self, position: int, tags: list[str], metadata_json: str) -> None:
         """Mirror a committed change of a primary row's tags and metadata."""
-        self._cols["tags"][position] = list(tags)
-        self._cols["metadata"][position] = metadata_json
+        self.strings["tags"].set(position, list(tags))
+        self.strings["metadata"].set(position, metadata_json)
         self._parsed_meta.pop(position, None)
-        self._arrays.pop("tags", None)
-        self._arrays.pop("metadata", None)
+        self.meta.set_row(position, json.loads(metadata_json) if metadata_json else {})
+        self._objects.pop("tags", None)
+        self._objects.pop("metadata", None)
+        self.changes += 1
+
+    def count_expiring(self) -> None:
+        """Recount the rows with an expiry time (after the columns were set wholesale)."""
+        self._expiring = int(np.count_nonzero(~np.isnan(self.num["expires"].view)))
+
+    # -- columns -------------------------------------------------------------------------------
+    @property
+    def alive(self) -> np.ndarray:
+        return self.num["alive"].view
+
+    @property
+    def by_id(self) -> IdView:
+        return IdView(self)
 
     def array(self, name: str) -> np.ndarray:
-        """A column as a numpy array (cached until the next append)."""
-        arr = self._arrays.get(name)
+        """A column as a numpy array (numeric columns are views; others are built once per change)."""
+        if name in self.num:
+            return self.num[name].view
+        arr = self._objects.get(name)
         if arr is None:
-            values = self._cols[name]
-            if name in ("vkey",):
-                arr = np.asarray(values, dtype=np.int64)
-            elif name in ("created", "start", "end", "expires"):
-                arr = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
-            elif name == "view":
-                arr = np.asarray(values, dtype=np.int32)
+            if name in CODED:
+                vocab = np.empty(len(self.vocab[name]), dtype=object)
+                vocab[:] = self.vocab[name]
+                arr = vocab[self.codes[name].view]
             else:
-                arr = np.empty(len(values), dtype=object)
-                arr[:] = values
-            self._arrays[name] = arr
+                arr = self.strings[name].numpy()
+            self._objects[name] = arr
         return arr
 
+    def is_in(self, name: str, values: Iterable[str]) -> np.ndarray:
+        """Bool mask: the coded column ``name`` (namespace, modality, kind) is one of ``values``."""
+        vocab = {v: i for i, v in enumerate(self.vocab[name])}
+        codes = [vocab[v] for v in values if isinstance(v, str) and v in vocab]
+        return np.isin(self.codes[name].view, codes)
+
     def namespace_is(self, namespace: str) -> np.ndarray:
-        """Boolean mask: the view's namespace is ``namespace`` (cached until the next append)."""
-        codes = self._arrays.get("_ns_code")
-        if codes is None:
-            codes = self._arrays["_ns_code"] = np.asarray(self._ns_codes, dtype=np.int32)
-        code = self._ns_code.get(namespace)
-        return codes == code if code is not None else np.zeros(len(codes), dtype=bool)
+        return self.is_in("namespace", [namespace])
 
     # -- lookups -------------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return self.count(None)
+    @property
+    def n_rows(self) -> int:
+        """Rows held, live or not (positions run from 0 to this)."""
+        return self.num["vkey"].n
+
+    def __len__(self) -> int:  # live memories
+        return self.count()
+
+    def live_positions(self, memory_id: str) -> list[int]:
+        alive = self.alive
+        return [p for p in self.id_keys.find(memory_id) if alive[p]]
 
     def count(self, namespace: str | None = None) -> int:
         """Memories (not expired) in one namespace, or in all when None."""
-        if namespace is None:
-            if not self._expiring:
-                return self._memories
-            return int((self.alive & (self.array("view") == 0) & ~self.expired()).sum())
-        primary = self.alive & (self.array("view") == 0) & self.namespace_is(namespace)
+        primary = self.alive & (self.array("view") == 0)
+        if namespace is not None:
+            primary &= self.namespace_is(namespace)
         if self._expiring:
             primary &= ~self.expired()
-        return int(primary.sum())
+        return int(np.count_nonzero(primary))
 
     def expired(self, now: float | None = None) -> np.ndarray:
         """Boolean mask: the view's memory has expired (its expiry time is at or before ``now``)."""
         if not self._expiring:
-            return np.zeros(len(self._cols["vkey"]), dtype=bool)
-        expires = self.array("expires")
+            return np.zeros(self.n_rows, dtype=bool)
         with np.errstate(invalid="ignore"):  # NaN (never) compares False
-            return expires <= (time.time() if now is None else now)
+            out: np.ndarray = self.num["expires"].view <= (time.time() if now is None else now)
+        return out
 
     def is_expired(self, position: int, now: float | None = None) -> bool:
-        at = self._cols["expires"][position]
-        return at is not None and at <= (time.time() if now is None else now)
+        if not self._expiring:
+            return False
+        at = float(self.num["expires"].buf[position])
+        return at == at and at <= (time.time() if now is None else now)
 
     def namespaces(self) -> dict[str, int]:
         primary = self.alive & (self.array("view") == 0)
         if self._expiring:
             primary &= ~self.expired()
-        names, counts = np.unique(self.array("namespace")[primary].astype(str), return_counts=True)
-        return dict(zip(names.tolist(), counts.tolist()))
+        counts = np.bincount(self.codes["namespace"].view[primary], minlength=len(self.vocab["namespace"]))
+        return {ns: int(c) for ns, c in sorted(zip(self.vocab["namespace"], counts)) if c}
+
+    def value_counts(self, name: str) -> dict[str, int]:
+        """Live views per value of a coded column (namespace, modality, kind), sorted by value."""
+        counts = np.bincount(self.codes[name].view[self.alive], minlength=len(self.vocab[name]))
+        return {v: int(c) for v, c in sorted(zip(self.vocab[name], counts)) if c}
 
     def positions(self, memory_id: str, namespace: str | None, *, expired: bool = False) -> list[int]:
         """Positions of a memory's views, primary first; [] if absent, in another namespace, or
         expired (unless ``expired``). Ids are unique per namespace: None means the namespace that
         holds the id first."""
-        positions = self.by_id.get(memory_id, [])
+        positions = self.live_positions(memory_id)
         if positions:
-            ns = self._cols["namespace"]
-            want = ns[positions[0]] if namespace is None else namespace
+            ns = self.codes["namespace"].buf
+            if namespace is None:
+                want = int(ns[positions[0]])
+            elif namespace in self.vocab["namespace"]:
+                want = self.vocab["namespace"].index(namespace)
+            else:
+                return []
             positions = [p for p in positions if ns[p] == want]
             if not expired and self._expiring:
                 now = time.time()
                 positions = [p for p in positions if not self.is_expired(p, now)]
-        return sorted(positions, key=lambda p: self._cols["view"][p])
+        view = self.num["view"].buf
+        return sorted(positions, key=lambda p: view[p])
 
     def position_of_vkeys(self, vkeys: np.ndarray) -> np.ndarray:
         """vkeys -> positions (vkeys are sorted, so this is a binary search)."""
-        return np.searchsorted(self.array("vkey"), vkeys)
+        return np.searchsorted(self.num["vkey"].view, vkeys)
 
     def get(self, position: int, name: str) -> Any:
-        return self._cols[name][position]
+        if name in self.num:
+            value = self.num[name].buf[position].item()
+            return None if name in OPTIONAL_FLOATS and value != value else value
+        if name in CODED:
+            return self.vocab[name][self.codes[name].buf[position]]
+        return self.strings[name].get(position)
+
+    def take(self, name: str, positions: np.ndarray) -> list[Any]:
+        """Values of a string column at many positions, in one read."""
+        return self.strings[name].take(positions)
 
     def row(self, position: int) -> Row:
-        c = self._cols
-        return Row(c["vkey"][position], c["id"][position], c["view"][position],
-                   c["namespace"][position], c["modality"][position], c["kind"][position],
-                   c["created"][position], c["start"][position], c["end"][position],
-                   c["snippet"][position])
+        g = self.get
+        return Row(g(position, "vkey"), g(position, "id"), g(position, "view"), g(position, "namespace"),
+                   g(position, "modality"), g(position, "kind"), g(position, "created"),
+                   g(position, "start"), g(position, "end"), g(position, "snippet"))
 
     def metadata(self, primary_position: int) -> dict[str, Any]:
         meta = self._parsed_meta.get(primary_position)
         if meta is None:
-            raw = self._cols["metadata"][primary_position]
+            raw = self.get(primary_position, "metadata")
             meta = json.loads(raw) if raw else {}
             self._parsed_meta[primary_position] = meta
         return meta
 
     def find_duplicate(self, namespace: str, content_hash: str) -> str | None:
-        """The id of the memory in ``namespace`` with this content (not an expired one)."""
-        for mid in reversed(self.by_hash.get((namespace, content_hash), [])):  # the newest first
-            if self.positions(mid, namespace):
-                return mid
+        """The id of the newest live memory in ``namespace`` with this content (not an expired one)."""
+        for p in sorted(self.hash_keys.find(content_hash), reverse=True):  # positions follow vkeys: newest first
+            if self.alive[p] and self.num["view"].buf[p] == 0 and self.get(p, "namespace") == namespace:
+                mid = self.get(p, "id")
+                if self.positions(mid, namespace):
+                    return str(mid)
         return None
 
     def alive_vkeys(self) -> np.ndarray:
@@ -231,44 +332,58 @@ class Catalog:
         if self._expiring:  # expired memories are never returned
             mask &= ~self.expired()
         if modalities is not None:
-            mask &= np.isin(self.array("modality"), list(modalities))
+            mask &= self.is_in("modality", modalities)
         if kinds is not None:
-            mask &= np.isin(self.array("kind"), list(kinds))
+            mask &= self.is_in("kind", kinds)
         if since is not None:
             mask &= self.array("created") >= since
         if until is not None:
             mask &= self.array("created") < until
         if where:
-            mask &= self._where_mask(where, mask)
+            mask &= self.where_mask(where, mask)
         return mask
 
-    def _where_mask(self, where: Mapping[str, Any], candidates: np.ndarray) -> np.ndarray:
-        if not isinstance(where, Mapping):
-            raise FilterError(f"where= must be a dict like {{'tags': 'pets'}}; got {type(where).__name__}")
-        ids = self.array("id")
-        out = np.zeros(len(ids), dtype=bool)
-        for p in np.flatnonzero(candidates & (self.array("view") == 0)):
-            if all(self._matches(int(p), key, want) for key, want in where.items()):
-                out[self.by_id[ids[p]]] = True
+    def where_mask(self, where: Mapping[str, Any], candidates: np.ndarray) -> np.ndarray:
+        """Views of memories whose primary view is a candidate and matches every ``where`` entry."""
+        wanted = check_where(where)
+        n = self.n_rows
+        ok = candidates & (self.array("view") == 0)
+        for key, values in wanted.items():
+            if not ok.any():
+                break
+            if key == "modality":  # the other coded columns (namespace, kind) are metadata keys here
+                ok &= self.is_in(key, values)
+            elif key in COLUMN_FILTERS:
+                col = self.strings[key].arrow()
+                strs = [w for w in values if isinstance(w, str)]
+                hit = pc.is_in(col, value_set=pa.array(strs, pa.large_string())).to_numpy(zero_copy_only=False) \
+                    if strs else np.zeros(n, bool)
+                if any(w is None for w in values):
+                    hit = hit | pc.is_null(col).to_numpy(zero_copy_only=False)
+                ok &= hit
+            else:
+                ok &= self.meta.matches(key, values, n)
+        out: np.ndarray = ok[self.num["primary"].view]
         return out
 
-    def _matches(self, p: int, key: str, want: Any) -> bool:
-        if not isinstance(key, str):
-            raise FilterError(f"where= keys must be strings; got {key!r}")
-        wanted = list(want) if isinstance(want, (list, tuple, set, frozenset)) else [want]
-        for w in wanted:
-            if not isinstance(w, (str, int, float, bool)) and w is not None:
-                raise FilterError(f"where={{{key!r}: ...}} values must be str, int, float, bool or "
-                                  f"None (or a list of them); got {type(w).__name__}")
-        if key == "tags":
-            have = set(self._cols["tags"][p] or [])
-            return any(w in have for w in wanted)
-        if key in COLUMN_FILTERS:
-            return self._cols[key][p] in wanted
-        meta = self.metadata(p)
-        if key not in meta:
-            return None in wanted
-        value = meta[key]
-        if isinstance(value, list):
-            return any(w in value for w in wanted)
-        return value in wanted
+
+def _seconds(column: pa.ChunkedArray) -> np.ndarray:
+    micros = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    seconds: np.ndarray = micros.to_numpy(zero_copy_only=False) / 1e6
+    return seconds
+
+
+def expiry_seconds(table: pa.Table) -> np.ndarray:
+    """The ``expires_at`` column as seconds since the epoch (NaN for never, or when absent)."""
+    if "expires_at" not in table.column_names:
+        return np.full(table.num_rows, np.nan)
+    micros = table.column("expires_at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    # far-future times exceed a double's exact integers: convert in numpy, not with an Arrow cast
+    seconds: np.ndarray = pc.fill_null(micros, 0).to_numpy(zero_copy_only=False).astype(np.float64) / 1e6
+    seconds[pc.is_null(micros).to_numpy(zero_copy_only=False)] = np.nan
+    return seconds
+
+
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    values: np.ndarray = pc.fill_null(column.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+    return values

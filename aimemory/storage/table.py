@@ -272,8 +272,22 @@ class VectorTable:
         """Fold new rows into the table's indexes (Lance ``optimize``, no version cleanup)."""
         self._table.optimize()
 
-    def catalog_rows(self) -> pa.Table:
-        return self.scan(CATALOG_COLUMNS)
+    def catalog_rows(self, with_row_address: bool = False) -> pa.Table:
+        """The catalog's columns of every row (plus Lance's ``_rowaddr`` when asked)."""
+        return self.rows_since(None, CATALOG_COLUMNS) if with_row_address else self.scan(CATALOG_COLUMNS)
+
+    def rows_since(self, row_address: int | None, columns: list[str]) -> pa.Table:
+        """Rows whose Lance row address (``_rowaddr``: fragment id << 32 | offset, returned too) is
+        above ``row_address`` (all rows when None). Appends, rewrites (updates) and compaction put
+        rows in new fragments, whose ids are larger than any before, so this reads only what changed
+        since a high-water mark."""
+        where = f"_rowaddr > {int(row_address)}" if row_address is not None and row_address >= 0 else None
+        return self.scan([*columns, "_rowaddr"], where)
+
+    @property
+    def dataset_path(self) -> Path:
+        """The local Lance dataset folder (meaningless for object stores)."""
+        return self._dataset
 
     def vectors_for(self, vkeys: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """-> (vkeys (n,), vectors (n, dim) float32) for the given keys (all rows when None)."""

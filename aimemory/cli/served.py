@@ -1,0 +1,120 @@
+"""The CLI reuses a running ``aimemory serve`` of the same store: a cold ``aimemory recall`` then
+costs one loopback HTTP request instead of loading the store and the model (seconds of imports).
+
+``aimemory serve`` leaves ``.serve.json`` (mode 0600) in the store folder while it runs: its pid and
+loopback URL. The CLI uses it only when that pid is alive and is an ``aimemory serve`` process, and
+falls back to opening the store itself on any failure. ``AIMEMORY_USE_SERVER=0`` turns reuse off.
+Only standard-library modules are imported here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+RECORD = ".serve.json"
+TIMEOUT_S = 30.0  # a recall on a loaded server; a first query also loads the server's text towers
+
+
+def announce(store: Path, host: str, port: int, token_required: bool) -> Path | None:
+    """Write the record for ``aimemory serve`` (None when it cannot be reached on loopback)."""
+    if not port:
+        return None
+    loop = "[::1]" if host in ("::1", "::") else "127.0.0.1"
+    path = Path(store) / RECORD
+    data = json.dumps({"pid": os.getpid(), "url": f"http://{loop}:{port}", "token": token_required})
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(data)
+    except OSError:
+        return None
+    return path
+
+
+def withdraw(record: Path | None) -> None:
+    if record is not None:
+        try:
+            if json.loads(record.read_text()).get("pid") == os.getpid():
+                record.unlink()
+        except (OSError, ValueError):
+            pass
+
+
+def _alive_server(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():  # Linux: the pid must be a serve process, not a recycled pid
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return b"serve" in args and any(b"aimemory" in a for a in args)
+    return True
+
+
+def find(store: Path) -> dict | None:
+    """The running server of ``store``, or None."""
+    if os.environ.get("AIMEMORY_USE_SERVER", "1") == "0":
+        return None
+    try:
+        record = json.loads((Path(store) / RECORD).read_text())
+        pid, url = int(record["pid"]), str(record["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not url.startswith(("http://127.0.0.1:", "http://[::1]:")) or not _alive_server(pid):
+        return None
+    if record.get("token") and not os.environ.get("AIMEMORY_TOKEN"):
+        return None
+    return record
+
+
+def _when(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def recall(store: Path, query: str, **params: Any) -> list | None:
+    """Hits from the running server (objects with the attributes the CLI prints), or None when
+    there is no usable server (the caller then opens the store)."""
+    from urllib import error, request
+
+    record = find(store)
+    if record is None:
+        return None
+    body = {"q": query, **{k: _when(v) for k, v in params.items() if v is not None}}
+    headers = {"Content-Type": "application/json"}
+    if record.get("token"):
+        headers["Authorization"] = f"Bearer {os.environ['AIMEMORY_TOKEN']}"
+    req = request.Request(record["url"] + "/api/recall", data=json.dumps(body).encode(), headers=headers)
+    try:
+        with request.urlopen(req, timeout=TIMEOUT_S) as resp:
+            hits = json.loads(resp.read())["hits"]
+    except (error.URLError, OSError, ValueError, KeyError):
+        return None  # down, refused, or an answer we cannot read: recall locally
+    return [_hit(h) for h in hits]
+
+
+HIT_DEFAULTS: dict[str, Any] = {"start": None, "end": None, "snippet": None, "fusion": None, "recency": None,
+                                "relevance": None}
+MEMORY_DEFAULTS: dict[str, Any] = {"source": None, "mime": None, "tags": [], "metadata": {}, "transcript": None,
+                                   "created_by": None, "derived_from": None, "expires_at": None}
+
+
+def _hit(h: dict) -> SimpleNamespace:
+    """A hit of the web API's JSON as an object with the attributes of a :class:`Hit` (fields an
+    older server leaves out read as None)."""
+    m = {**MEMORY_DEFAULTS, **h["memory"]}
+    m["created_at"] = datetime.fromisoformat(m["created_at"])
+    if m["expires_at"]:
+        m["expires_at"] = datetime.fromisoformat(m["expires_at"])
+    if m.get("modality") != "text":
+        m["text"] = m.get("transcript")
+    memory = SimpleNamespace(**m)
+    return SimpleNamespace(**{**HIT_DEFAULTS, **{k: v for k, v in h.items() if k != "memory"}}, memory=memory)

@@ -1,0 +1,339 @@
+"""The catalog saved beside the table: Arrow IPC files, memory-mapped on open, tied to one Lance version.
+
+``catalog/catalog.json`` (written last, atomically) names the files, their CRC32s, the Lance version
+the catalog mirrors and a digest of that version's Lance manifest file, the row address high-water mark,
+and the store's model and width. A saved catalog is used only when all of that checks out; otherwise
+(missing, torn, garbled, another store's, a version the table no longer has) it is rebuilt from the
+table. A catalog older than the table is caught up by reading only rows whose Lance row address is above
+the mark (appends, updates and compactions land in new fragments) and, when rows were deleted, the
+``vkey`` column; never the whole table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+
+from ..errors import StoreError
+from ..records import CATALOG_COLUMNS
+from .catalog import CODED, NUMERIC, STRINGS, Catalog, expiry_seconds
+from .catalog_where import ENTRY_SCHEMA, MetaEntries
+from .columns import Column, Grow, KeyIndex
+from .manifest import atomic_write_bytes
+
+log = logging.getLogger("aimemory.storage")
+
+FOLDER = "catalog"
+SIDECAR = "catalog.json"
+FORMAT = 2  # 2: expires, created_by, derived_from
+U64_MAX = 2**64 - 1  # Lance v2 manifest names count down from here
+SAVE_AFTER_CATCH_UP = 10_000  # rows read by a catch-up on open past which the result is saved
+
+
+class StaleCatalog(Exception):
+    """The saved catalog cannot be used (the message says why); it is rebuilt from the table."""
+
+
+# -- Lance versions without lancedb -----------------------------------------------------------------
+def manifest_file(dataset: Path, version: int) -> Path | None:
+    """The Lance manifest file of ``version`` (v1 or v2 naming), or None when it is gone."""
+    for name in (f"{U64_MAX - version:020d}.manifest", f"{version}.manifest", f"{U64_MAX - version}.manifest"):
+        path = Path(dataset) / "_versions" / name
+        if path.is_file():
+            return path
+    return None
+
+
+def manifest_digest(dataset: Path, version: int) -> str | None:
+    path = manifest_file(dataset, version)
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else None
+
+
+# -- building from the table ------------------------------------------------------------------------
+def build(table) -> Catalog:
+    """The catalog of every row of ``table`` (a VectorTable), vectorised but for metadata parsing."""
+    rows = table.catalog_rows(with_row_address=True).sort_by("vkey")
+    catalog = _from_rows(rows)
+    if rows.num_rows:
+        catalog.rowaddr_watermark = int(pc.max(rows.column("_rowaddr")).as_py())
+    return catalog
+
+
+def _from_rows(rows: pa.Table) -> Catalog:
+    """Rows in the table's schema, sorted by vkey -> a catalog (all rows alive)."""
+    n = rows.num_rows
+    c = Catalog()
+    vkeys = rows.column("vkey").to_numpy().astype(np.int64)
+    views = rows.column("view").to_numpy().astype(np.int32)
+    c.num["vkey"], c.num["view"] = Grow(np.int64, vkeys), Grow(np.int32, views)
+    c.num["created"] = Grow(np.float64, rows.column("created_at").cast(pa.timestamp("us", tz="UTC"))
+                            .cast(pa.int64()).to_numpy(zero_copy_only=False) / 1e6)
+    for name in ("start", "end"):
+        c.num[name] = Grow(np.float64, pc.fill_null(rows.column(name).cast(pa.float64()), np.nan)
+                           .to_numpy(zero_copy_only=False))
+    c.num["expires"] = Grow(np.float64, expiry_seconds(rows))
+    c.num["alive"] = Grow(np.bool_, np.ones(n, np.bool_))
+    for name in CODED:
+        enc = pc.dictionary_encode(rows.column(name)).combine_chunks()
+        c.vocab[name] = enc.dictionary.to_pylist()
+        c.codes[name] = Grow(np.int32, enc.indices.to_numpy(zero_copy_only=False))
+    for name, t in STRINGS.items():
+        c.strings[name] = Column(rows.column(name), t)
+    ids = c.strings["id"].base
+    c.id_keys = KeyIndex.build(ids, np.arange(n))
+    c.num["primary"] = Grow(np.int64, _primaries(c.id_keys, views))
+    c.count_expiring()
+    hashes = c.strings["content_hash"].base
+    has = np.flatnonzero((views == 0) & ~pc.is_null(hashes).to_numpy(zero_copy_only=False))
+    c.hash_keys = KeyIndex.build(hashes.take(pa.array(has)), has)
+    c.meta = MetaEntries(n)
+    c.meta.add_rows(n, range(n), c.strings["metadata"].base.to_pylist())
+    return c
+
+
+def _primaries(ids: KeyIndex, views: np.ndarray) -> np.ndarray:
+    """Per row, the position of its memory's primary view (views of a memory share an id)."""
+    n = len(views)
+    out = np.arange(n, dtype=np.int64)
+    if n == 0:
+        return out
+    keys, order = ids.sorted, ids.order
+    group = np.concatenate([[0], np.cumsum(keys[1:] != keys[:-1])])
+    first = np.full(group[-1] + 1, -1, np.int64)
+    first[group[::-1]] = order[::-1]  # any row of the group, for groups without a view 0
+    prim = views[order] == 0
+    first[group[prim]] = order[prim]
+    out[order] = first[group]
+    return out
+
+
+# -- catching up with the table ---------------------------------------------------------------------
+def catch_up(catalog: Catalog, table) -> tuple[np.ndarray, np.ndarray]:
+    """Bring ``catalog`` to the table's current version in place; -> (vkeys added, vkeys removed).
+    Raises StaleCatalog when the change cannot be explained (the caller rebuilds)."""
+    rows = table.rows_since(catalog.rowaddr_watermark, [*CATALOG_COLUMNS]).sort_by("vkey")
+    added = np.zeros(0, np.int64)
+    if rows.num_rows:
+        vkeys = rows.column("vkey").to_numpy().astype(np.int64)
+        top = int(catalog.num["vkey"].view[-1]) if catalog.n_rows else -1
+        new = vkeys > top
+        old_pos = catalog.position_of_vkeys(vkeys[~new])
+        if len(old_pos) and (old_pos.max() >= catalog.n_rows or
+                             (catalog.num["vkey"].view[old_pos] != vkeys[~new]).any()):
+            raise StaleCatalog("rows with unknown keys below the catalog's newest one")
+        if len(old_pos):  # rewritten rows (updates, compaction): mirror changed metadata
+            old = rows.filter(pa.array(~new))
+            before = catalog.strings["metadata"].arrow().take(pa.array(old_pos))
+            after = old.column("metadata").combine_chunks().cast(pa.large_string())
+            same = pc.fill_null(pc.equal(before, after), False).to_numpy(zero_copy_only=False)
+            same |= (pc.is_null(before).to_numpy(zero_copy_only=False)
+                     & pc.is_null(after).to_numpy(zero_copy_only=False))
+            changed = np.flatnonzero(~same)
+            tags = old.column("tags").take(pa.array(changed)).to_pylist()
+            for i, tag_list in zip(changed.tolist(), tags):
+                catalog.set_metadata(int(old_pos[i]), tag_list or [], after[i].as_py())
+        if new.any():
+            catalog.append_arrow(rows.filter(pa.array(new)).drop_columns(["_rowaddr"]))
+            added = vkeys[new]
+        catalog.rowaddr_watermark = max(catalog.rowaddr_watermark, int(pc.max(rows.column("_rowaddr")).as_py()))
+    removed = np.zeros(0, np.int64)
+    expected = table.count_rows()
+    if int(np.count_nonzero(catalog.alive)) != expected:  # deletes: only keys are read to find them
+        present = table.scan(["vkey"]).column("vkey").to_numpy().astype(np.int64)
+        removed = np.setdiff1d(catalog.alive_vkeys(), present)
+        catalog.remove_vkeys(removed)
+        if int(np.count_nonzero(catalog.alive)) != expected:
+            raise StaleCatalog("the table holds rows the catalog does not")
+    return added, removed
+
+
+# -- saving and loading -----------------------------------------------------------------------------
+def _write_ipc(folder: Path, stem: str, table: pa.Table) -> tuple[str, int]:
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=max(1, table.num_rows))
+    data = sink.getvalue()
+    crc = zlib.crc32(memoryview(data))
+    name = f"{stem}-{crc:08x}-{os.getpid()}.arrow"
+    atomic_write_bytes(folder / name, data.to_pybytes())
+    return name, crc
+
+
+def _fixed_array(keys: np.ndarray) -> pa.Array:
+    """numpy 'S<w>' -> Arrow fixed_size_binary(w), one buffer copy."""
+    width = max(1, keys.dtype.itemsize)
+    data = np.ascontiguousarray(keys.astype(f"S{width}"))
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(data), [None, pa.py_buffer(data.tobytes())])
+
+
+def _rows_table(c: Catalog) -> pa.Table:
+    cols = {name: c.num[name].view for name in NUMERIC}
+    cols.update({f"{name}_code": c.codes[name].view for name in CODED})
+    cols.update({name: c.strings[name].arrow() for name in STRINGS})
+    keys, order = c.id_keys.merged()
+    cols["id_sorted"], cols["id_order"] = _fixed_array(keys), order
+    cols["meta_start"], cols["meta_end"] = c.meta.start.view, c.meta.end.view
+    return pa.table(cols)
+
+
+def save(catalog: Catalog, folder: Path, table, model_id: str, dim: int) -> None:
+    """Write the catalog (mirroring ``table`` at its current version) and then its sidecar."""
+    if getattr(table, "remote", None) is not None:
+        return  # object stores: no local Lance manifests to tie the files to
+    digest = manifest_digest(table.dataset_path, table.version)
+    if digest is None:
+        return
+    since = table.rows_since(catalog.rowaddr_watermark, ["vkey"])  # advance the row address mark first
+    if since.num_rows:
+        pos = catalog.position_of_vkeys(since.column("vkey").to_numpy())
+        if pos.max() >= catalog.n_rows:
+            raise StaleCatalog("the catalog is behind the table; not saved")
+        catalog.rowaddr_watermark = max(catalog.rowaddr_watermark, int(pc.max(since.column("_rowaddr")).as_py()))
+    folder = Path(folder) / FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    hkeys, horder = catalog.hash_keys.merged()
+    hashes = pa.table({"key": _fixed_array(hkeys), "pos": horder})
+    files = {}
+    for stem, tab in (("rows", _rows_table(catalog)), ("entries", catalog.meta.table()), ("hashes", hashes)):
+        files[stem] = _write_ipc(folder, stem, tab)
+    side = {"format": FORMAT, "table_version": table.version, "manifest_sha256": digest,
+            "rows": catalog.n_rows, "alive": int(np.count_nonzero(catalog.alive)),
+            "rowaddr_watermark": catalog.rowaddr_watermark, "model_id": model_id, "dim": dim,
+            "vocab": catalog.vocab, "meta_keys": catalog.meta.key_names,
+            "files": {stem: {"name": name, "crc32": crc} for stem, (name, crc) in files.items()}}
+    atomic_write_bytes(folder / SIDECAR, json.dumps(side).encode())
+    keep = {name for name, _ in files.values()}
+    for old in folder.glob("*.arrow"):
+        if old.name not in keep:
+            old.unlink(missing_ok=True)
+    catalog.changes = 0
+
+
+def _read(folder: Path, entry: dict, verify: bool) -> pa.Table:
+    path = folder / entry["name"]
+    source = pa.memory_map(str(path), "r")
+    if verify:  # the mapped pages are the ones the reader then uses: one pass over the file
+        data = source.read_buffer()
+        if zlib.crc32(memoryview(data)) != entry["crc32"]:
+            raise StaleCatalog(f"{path.name} does not match its checksum")
+        source.seek(0)
+    return ipc.open_file(source).read_all()
+
+
+def load(folder: Path, table, model_id: str, dim: int, verify: bool = True) -> Catalog:
+    """The saved catalog, checked against the table (not caught up yet); raises StaleCatalog."""
+    folder = Path(folder) / FOLDER
+    try:
+        side = json.loads((folder / SIDECAR).read_text())
+        if side.get("format") != FORMAT or side.get("model_id") != model_id or side.get("dim") != dim:
+            raise StaleCatalog("made by another version, model or width")
+        version = int(side["table_version"])
+        if version > table.version:
+            raise StaleCatalog(f"mirrors version {version}, newer than the table's {table.version}")
+        digest = manifest_digest(table.dataset_path, version)
+        if digest != side["manifest_sha256"]:
+            raise StaleCatalog("its Lance version is gone or is another table's")
+        rows = _read(folder, side["files"]["rows"], verify)
+        entries = _read(folder, side["files"]["entries"], verify)
+        hashes = _read(folder, side["files"]["hashes"], verify)
+        if rows.num_rows != side["rows"] or entries.schema != ENTRY_SCHEMA:
+            raise StaleCatalog("row count or schema does not match its sidecar")
+        c = _from_saved(rows, entries, hashes, side)
+    except StaleCatalog:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, IndexError, pa.ArrowException) as exc:
+        raise StaleCatalog(f"unreadable ({type(exc).__name__}: {exc})") from exc
+    if int(np.count_nonzero(c.alive)) != side["alive"]:
+        raise StaleCatalog("live row count does not match its sidecar")
+    if version == table.version and side["alive"] != table.count_rows():
+        raise StaleCatalog("row count does not match the table")
+    return c
+
+
+def _fixed(column: pa.ChunkedArray) -> np.ndarray:
+    arr = column.combine_chunks()
+    width = arr.type.byte_width
+    data = np.frombuffer(arr.buffers()[1], dtype=f"S{width}", count=len(arr) + arr.offset)
+    return data[arr.offset:]
+
+
+def _from_saved(rows: pa.Table, entries: pa.Table, hashes: pa.Table, side: dict) -> Catalog:
+    c = Catalog()
+    for name, dtype in NUMERIC.items():
+        c.num[name] = Grow(dtype, rows.column(name).to_numpy(zero_copy_only=False))
+    for name in CODED:
+        c.vocab[name] = list(side["vocab"][name])
+        codes = rows.column(f"{name}_code").to_numpy()
+        if len(codes) and (codes.min() < 0 or codes.max() >= len(c.vocab[name])):
+            raise StaleCatalog(f"{name} codes out of range")
+        c.codes[name] = Grow(np.int32, codes)
+    for name, t in STRINGS.items():
+        c.strings[name] = Column(rows.column(name), t)
+    n = rows.num_rows
+    c.id_keys = KeyIndex(_fixed(rows.column("id_sorted")), rows.column("id_order").to_numpy())
+    c.hash_keys = KeyIndex(_fixed(hashes.column("key")), hashes.column("pos").to_numpy())
+    for order in (c.id_keys.order, c.hash_keys.order, c.num["primary"].view):
+        if len(order) and (order.min() < 0 or order.max() >= n):
+            raise StaleCatalog("positions out of range")
+    c.meta = MetaEntries(n, entries, side["meta_keys"], rows.column("meta_start").to_numpy(),
+                         rows.column("meta_end").to_numpy())
+    if len(c.meta) and (c.meta.row.view.max() >= n or c.meta.end.view.max() > len(c.meta)):
+        raise StaleCatalog("metadata entries out of range")
+    c.rowaddr_watermark = int(side["rowaddr_watermark"])
+    c.count_expiring()
+    return c
+
+
+def open_catalog(folder: Path, table, model_id: str, dim: int) -> tuple[Catalog, np.ndarray, np.ndarray]:
+    """The saved catalog caught up with the table, else one rebuilt from it (and saved, best effort).
+    -> (catalog, vkeys added since the saved version, vkeys removed since)."""
+    none = np.zeros(0, np.int64)
+    if getattr(table, "remote", None) is not None:
+        return build(table), none, none
+    try:
+        catalog = load(folder, table, model_id, dim)
+        added, removed = catch_up(catalog, table)
+        if catalog.changes >= SAVE_AFTER_CATCH_UP:
+            _save_quietly(catalog, folder, table, model_id, dim)
+        return catalog, added, removed
+    except StaleCatalog as exc:
+        if (Path(folder) / FOLDER / SIDECAR).exists():
+            log.warning("the saved catalog of %s is not usable (%s); rebuilding it from the table", folder, exc)
+    catalog = build(table)
+    _save_quietly(catalog, folder, table, model_id, dim)
+    return catalog, none, none
+
+
+def _save_quietly(catalog: Catalog, folder: Path, table, model_id: str, dim: int) -> None:
+    try:
+        save(catalog, folder, table, model_id, dim)
+    except (OSError, StaleCatalog, StoreError) as exc:  # a cache: failing to save only costs speed
+        log.info("the catalog of %s was not saved (%s)", folder, exc)
+
+
+def refresh_catalog(catalog: Catalog, table) -> tuple[Catalog, np.ndarray | None, np.ndarray | None]:
+    """Another process committed: catch ``catalog`` up in place (cost of the change), or rebuild it.
+    -> (catalog, vkeys added, vkeys removed); both None after a rebuild."""
+    try:
+        added, removed = catch_up(catalog, table)
+        return catalog, added, removed
+    except StaleCatalog as exc:
+        log.warning("catalog of %s rebuilt from the table (%s)", table.folder, exc)
+        return build(table), None, None
+
+
+def save_if_due(catalog: Catalog, folder: Path, table, model_id: str, dim: int, force: bool = False) -> None:
+    """Save when anything changed (``force``) or when the next open would otherwise read more than
+    SAVE_AFTER_CATCH_UP rows or a twentieth of the table to catch up."""
+    due = catalog.changes >= min(SAVE_AFTER_CATCH_UP, max(1, catalog.n_rows // 20))
+    if catalog.changes and (force or due):
+        _save_quietly(catalog, folder, table, model_id, dim)

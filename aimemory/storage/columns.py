@@ -1,0 +1,185 @@
+"""Column containers for the catalog: growable numpy buffers, Arrow string columns with an appended
+tail, and a sorted-key index (binary search over fixed-width bytes) with a small dict for new keys.
+
+They let a catalog loaded from a memory-mapped Arrow file answer at once (no per-row Python work on
+open) and still take appends in O(rows appended).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+MIN_CAPACITY = 64
+
+
+class Grow:
+    """A numpy array with spare capacity: ``extend`` is amortised O(len(values))."""
+
+    def __init__(self, dtype, data: np.ndarray | Sequence | None = None):
+        data = np.asarray(data if data is not None else [], dtype=dtype)
+        self.n = len(data)
+        self.buf = np.empty(max(MIN_CAPACITY, self.n), dtype=dtype)
+        self.buf[: self.n] = data
+
+    def extend(self, values) -> None:
+        values = np.asarray(values, dtype=self.buf.dtype)
+        end = self.n + len(values)
+        if end > len(self.buf):
+            new = np.empty(max(end, 2 * len(self.buf)), dtype=self.buf.dtype)
+            new[: self.n] = self.buf[: self.n]
+            self.buf = new
+        self.buf[self.n:end] = values
+        self.n = end
+
+    @property
+    def view(self) -> np.ndarray:
+        return self.buf[: self.n]
+
+
+class Column:
+    """An Arrow column (read-only, possibly memory-mapped) + Python values appended or overridden since."""
+
+    def __init__(self, base: pa.Array | pa.ChunkedArray, arrow_type: pa.DataType):
+        if isinstance(base, pa.ChunkedArray):
+            base = base.combine_chunks() if base.num_chunks != 1 else base.chunk(0)
+        self.type = arrow_type
+        self.base = base if base.type == arrow_type else base.cast(arrow_type)
+        self.tail: list = []
+        self.over: dict[int, Any] = {}  # base position -> value set since load
+        self._arrow: pa.Array | None = None
+        self._numpy: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.base) + len(self.tail)
+
+    def get(self, p: int) -> Any:
+        nb = len(self.base)
+        if p >= nb:
+            return self.tail[p - nb]
+        if p in self.over:
+            return self.over[p]
+        return self.base[p].as_py()
+
+    def take(self, positions: np.ndarray) -> list:
+        """Values at many positions in one Arrow take (plus the tail and overrides)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        nb = len(self.base)
+        in_base = positions < nb
+        out = [None] * len(positions)
+        if in_base.any():
+            idx = np.flatnonzero(in_base)
+            for i, v in zip(idx.tolist(), self.base.take(pa.array(positions[idx])).to_pylist()):
+                out[i] = v
+        for i in np.flatnonzero(~in_base).tolist():
+            out[i] = self.tail[int(positions[i]) - nb]
+        if self.over:
+            for i, p in enumerate(positions.tolist()):
+                if p in self.over:
+                    out[i] = self.over[p]
+        return out
+
+    def set(self, p: int, value: Any) -> None:
+        nb = len(self.base)
+        if p >= nb:
+            self.tail[p - nb] = value
+        else:
+            self.over[p] = value
+        self._arrow = self._numpy = None
+
+    def extend(self, values: Iterable) -> None:
+        self.tail.extend(values)
+        self._arrow = self._numpy = None
+
+    def arrow(self) -> pa.Array:
+        """The whole column as one Arrow array (cached until the next change)."""
+        if self._arrow is None:
+            parts = [self.base]
+            if self.tail:
+                parts.append(pa.array(self.tail, self.type))
+            arr = pa.concat_arrays(parts) if len(parts) > 1 else self.base
+            if self.over:  # overridden base rows: take them from an array of the new values
+                where = np.fromiter(self.over, dtype=np.int64, count=len(self.over))
+                extra = pa.array([self.over[int(p)] for p in where], self.type)
+                idx = np.arange(len(arr), dtype=np.int64)
+                idx[where] = len(arr) + np.arange(len(where))
+                arr = pa.concat_arrays([arr, extra]).take(pa.array(idx))
+            self._arrow = arr
+        return self._arrow
+
+    def numpy(self) -> np.ndarray:
+        """An object array of Python values (cached; O(n) to build, for rare whole-column reads)."""
+        if self._numpy is None:
+            out = np.empty(len(self), dtype=object)
+            out[:] = self.arrow().to_pylist()
+            self._numpy = out
+        return self._numpy
+
+
+def fixed_bytes(strings: pa.Array) -> tuple[np.ndarray, int]:
+    """A string array -> (numpy 'S<w>' array, w); nulls become b''. Vectorised for ASCII keys."""
+    strings = strings.cast(pa.large_string()) if strings.type != pa.large_string() else strings
+    filled = pc.fill_null(strings, "")
+    width = int(pc.max(pc.binary_length(filled)).as_py() or 0) if len(filled) else 0
+    width = max(width, 1)
+    if int(pc.max(pc.utf8_length(filled)).as_py() or 0) == width or len(filled) == 0:
+        try:  # ASCII (as generated ids and hex hashes are): pad and view the bytes in place
+            padded = pc.utf8_rpad(filled, width=width, padding="\x00").cast(pa.large_binary())
+            fixed = padded.cast(pa.binary(width))
+            data = np.frombuffer(fixed.buffers()[1], dtype=f"S{width}", count=len(fixed) + fixed.offset)
+            return data[fixed.offset:].copy(), width
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    return np.array([s.encode() for s in filled.to_pylist()], dtype=f"S{width}"), width
+
+
+class KeyIndex:
+    """String key -> row positions: a sorted fixed-width byte array searched by bisection (built or
+    loaded once), plus a dict for keys added since."""
+
+    def __init__(self, sorted_keys: np.ndarray | None = None, order: np.ndarray | None = None):
+        self.sorted = sorted_keys if sorted_keys is not None else np.zeros(0, dtype="S1")
+        self.order = order if order is not None else np.zeros(0, dtype=np.int64)
+        self.tail: dict[str, list[int]] = {}
+
+    @classmethod
+    def build(cls, keys: pa.Array, positions: np.ndarray) -> "KeyIndex":
+        """``keys`` (strings) at ``positions`` (int64)."""
+        if len(keys) == 0:
+            return cls()
+        data, _ = fixed_bytes(keys)
+        order = np.argsort(data, kind="stable")
+        return cls(data[order], np.asarray(positions, dtype=np.int64)[order])
+
+    def find(self, key: str) -> list[int]:
+        out: list[int] = []
+        raw = key.encode()
+        width = self.sorted.dtype.itemsize
+        if len(self.sorted) and len(raw) <= width and not raw.endswith(b"\x00"):
+            lo = int(np.searchsorted(self.sorted, raw, "left"))
+            hi = int(np.searchsorted(self.sorted, raw, "right"))
+            out = self.order[lo:hi].tolist()
+        extra = self.tail.get(key)
+        return out + extra if extra else out
+
+    def add(self, keys: Iterable[str | None], positions: Iterable[int]) -> None:
+        for key, p in zip(keys, positions):
+            if key is not None:
+                self.tail.setdefault(key, []).append(int(p))
+
+    def merged(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted keys, positions) including the tail: what a saved catalog stores."""
+        if not self.tail:
+            return self.sorted, self.order
+        keys = [k for k, ps in self.tail.items() for _ in ps]
+        pos = np.array([p for ps in self.tail.values() for p in ps], dtype=np.int64)
+        width = max([self.sorted.dtype.itemsize] + [len(k.encode()) for k in keys])
+        base = self.sorted.astype(f"S{width}")
+        extra = np.array([k.encode() for k in keys], dtype=f"S{width}")
+        o = np.argsort(extra, kind="stable")
+        extra, pos = extra[o], pos[o]
+        at = np.searchsorted(base, extra, "right")
+        return np.insert(base, at, extra), np.insert(self.order, at, pos)

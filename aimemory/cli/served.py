@@ -102,7 +102,7 @@ def recall(store: Path, query: str, **params: Any) -> list | None:
 
 
 HIT_DEFAULTS: dict[str, Any] = {"start": None, "end": None, "snippet": None, "fusion": None, "recency": None,
-                                "relevance": None}
+                                "relevance": None, "boxes": None, "frame_url": None}
 MEMORY_DEFAULTS: dict[str, Any] = {"source": None, "mime": None, "tags": [], "metadata": {}, "transcript": None,
                                    "created_by": None, "derived_from": None, "expires_at": None}
 

@@ -47,8 +47,9 @@ ACTIVE_FILE = "active.json"  # {"folder": <active generation, relative>, "previo
 STATE_FILE = "migration.json"  # a migration in progress: {"model": ..., "folder": ..., "started": ...}
 GENERATIONS = "generations"
 ROOT_GENERATION = "."
-# what a generation in the root folder owns (everything else there belongs to the store as a whole)
-STORE_LEVEL = {ACTIVE_FILE, STATE_FILE, GENERATIONS, ".write.lock"}
+# what a generation in the root folder owns: --drop-old deletes these there and nothing else (the
+# folder may hold the store's other files, or a user's)
+GENERATION_FILES = (MANIFEST_NAME, "tables", "index", "catalog")
 PRIMARY_COLUMNS = ["id", "namespace", "modality", "created_at", "source", "mime", "content_hash",
                    "metadata", "text", "content", "expires_at", "created_by", "derived_from"]
 
@@ -353,7 +354,7 @@ def drop_old(root: str | Path) -> int:
     if previous == active_folder(root).resolve():
         raise InputError("the previous generation is the active one; nothing dropped")
     if active["previous"] == ROOT_GENERATION:  # the first generation lives beside the store-level files
-        doomed = [p for p in previous.iterdir() if p.name not in STORE_LEVEL]
+        doomed = [previous / name for name in GENERATION_FILES if (previous / name).exists()]
     else:
         doomed = [previous]
     freed = sum(_size(p) for p in doomed)

@@ -145,8 +145,11 @@ def test_rollback_and_drop_old(old_store):
         assert {m.id for m in back.recall("red", k=10)} == ids
     rollback(root)  # and forward again
     assert json.loads((root / ACTIVE_FILE).read_text())["model"] == "test-colour-v2"
+    (root / "notes.txt").write_text("a file of the user's, not the store's")
+    assert (root / "tables").is_dir()
     freed = drop_old(root)
-    assert freed > 0 and not (root / "memories.lance").exists()
+    assert freed > 0 and not (root / "tables").exists() and not (root / "aimemory.json").exists()
+    assert (root / "notes.txt").exists() and (root / "generations").is_dir()
     with pytest.raises(InputError, match="no previous generation"):
         rollback(root)
     with MemoryStore(root, model=ColourEncoderV2(), speech_model=None) as now:

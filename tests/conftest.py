@@ -95,6 +95,15 @@ TIERS = {
     "test_eval_real.py": ("heavy",),  # the real-material evaluation at small size
     "test_nn_yamnet.py": ("heavy",),  # YAMNet parity against TensorFlow outputs
     "test_integrations_langgraph.py": ("heavy",),  # 2,000 random operations against InMemoryStore
+    # framework adapters: each imports its framework (seconds), and LangChain's whole standard suite
+    "test_integrations_langchain.py": ("heavy",),
+    "test_integrations_llamaindex.py": ("heavy",),
+    "test_integrations_adk.py": ("heavy",),
+    "test_integrations_mem0.py": ("heavy",),
+    "test_bench_peers_smoke.py": ("heavy",),  # six benchmark subprocesses
+    "test_video_doors.py": ("services",),  # HTTP and MCP with real videos
+    "test_cli_served.py": ("services",),  # a running `aimemory serve`
+    "test_migrate.py": ("heavy",),  # a migrating subprocess killed while another recalls
 }
 
 

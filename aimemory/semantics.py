@@ -101,8 +101,9 @@ def epoch_seconds(value: datetime | float | int | str, name: str) -> float:
     return value.timestamp()
 
 
-def _per_item(value: Any, n: int, name: str, one: Callable[[Any], bool]) -> list:
-    """``value`` for every item (``one(value)``: a single value) or a list of one per item."""
+def each_item(value: Any, n: int, name: str, one: Callable[[Any], bool]) -> list[Any]:
+    """``value`` for each of ``n`` items: None or a single value (``one(value)``) repeated, or a list
+    of exactly ``n``."""
     if value is None or one(value):
         return [value] * n
     values = list(value)
@@ -140,8 +141,8 @@ def item_options(n: int, *, ids: Sequence[str | None] | None = None, expires_at:
         raise InputError("pass expires_at= or ttl=, not both")
     is_time = lambda v: isinstance(v, (str, int, float, datetime))  # noqa: E731
     expiry = [None if v is None else epoch_seconds(v, "expires_at")
-              for v in _per_item(expires_at, n, "expires_at", is_time)]
-    for j, t in enumerate(_per_item(ttl, n, "ttl", lambda v: isinstance(v, (int, float)))):
+              for v in each_item(expires_at, n, "expires_at", is_time)]
+    for j, t in enumerate(each_item(ttl, n, "ttl", lambda v: isinstance(v, (int, float)))):
         if t is not None:
             if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
                 raise InputError(f"ttl must be a positive number of seconds; got {t!r}")
@@ -150,16 +151,16 @@ def item_options(n: int, *, ids: Sequence[str | None] | None = None, expires_at:
         if at is not None and at <= now:
             raise InputError(f"expires_at {datetime.fromtimestamp(at, timezone.utc).isoformat()} is not in "
                              "the future; such a memory could never be returned")
-    creators = _per_item(created_by, n, "created_by", lambda v: isinstance(v, str))
+    creators = each_item(created_by, n, "created_by", lambda v: isinstance(v, str))
     for who in creators:
         if who is not None and (not isinstance(who, str) or not who or len(who) > MAX_CREATED_BY_CHARS):
             raise InputError(f"created_by must be a non-empty string of at most {MAX_CREATED_BY_CHARS} "
                              f"characters; got {who!r:.80}")
     all_ids = isinstance(derived_from, str) or (
         derived_from is not None and all(isinstance(v, str) for v in derived_from))
-    parents = [_derived(v) for v in _per_item(derived_from, n, "derived_from", lambda v: all_ids)]
+    parents = [_derived(v) for v in each_item(derived_from, n, "derived_from", lambda v: all_ids)]
     created = [None if v is None else epoch_seconds(v, "created_at")
-               for v in _per_item(created_at, n, "created_at", is_time)]
+               for v in each_item(created_at, n, "created_at", is_time)]
     if near_duplicate is not None:
         if isinstance(near_duplicate, bool) or not isinstance(near_duplicate, (int, float)) \
                 or not -1.0 <= near_duplicate <= 1.0:

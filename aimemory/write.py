@@ -23,7 +23,7 @@ from .encoders.base import View
 from .errors import AimemoryError, InputError, StoreError
 from .inputs import Item
 from .records import CATALOG_COLUMNS, SCHEMA_VERSION, Memory
-from .semantics import ItemOptions, apply_options, unchanged
+from .semantics import ItemOptions, apply_options, each_item, unchanged
 from .storage.catalog import Catalog
 from .storage.remote import remote_lease
 from .storage.table import folder_lock, storage_error
@@ -107,14 +107,9 @@ def parse_metadata(metadata: Mapping[str, Any] | None) -> tuple[dict[str, Any], 
 
 
 def per_item(value: Any, n: int, name: str) -> list[Any]:
-    """``value`` for each of ``n`` items: None or one mapping repeated, or a list of exactly ``n``."""
-    if value is None or isinstance(value, Mapping):
-        return [value] * n
-    values = list(value)
-    if len(values) != n:
-        raise InputError(f"{name}= has {len(values)} entries for {n} items; pass one per item, or "
-                         "one mapping for all")
-    return values
+    """``value`` (a mapping, e.g. metadata) for each of ``n`` items: None or one mapping repeated,
+    or a list of exactly ``n``."""
+    return each_item(value, n, name, lambda v: isinstance(v, Mapping))
 
 
 @dataclass

@@ -12,7 +12,7 @@ import os
 import re
 import time
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -33,22 +33,22 @@ from .errors import (
 )
 from .index import ANN_THRESHOLD, INDEX_DIR, StoreIndex, choose_index, lance_index_type, open_index
 from .inputs import Item, to_item
+from .lookup import memory_at, recent_memories
 from .migrate import MigrationReport, Progress, active_folder, active_stamp, is_migrated_store
-from .records import Hit, Hits, Memory
+from .records import Hits, Memory
 from .semantics import (
     ItemOptions,
     encode_rest,
     item_options,
-    memory_fields,
     near_duplicate,
     prepared_views,
     purge_expired,
 )
 from .storage import Manifest, VectorTable
 from .storage.manifest import MANIFEST_NAME
-from .update import commit_metadata, merged, plan
+from .update import forget_memories, update_memories
 from .views import encode_items, load_speech
-from .write import WriteLock, commit_views, new_items, note_changes, per_item, spread_views, storage_errors
+from .write import WriteLock, commit_views, new_items, per_item, spread_views, storage_errors
 
 log = logging.getLogger("aimemory")
 
@@ -416,32 +416,7 @@ class MemoryStore:
     def memory(self, memory_id: str, namespace: str | None, load_transcript: bool = False) -> Memory:
         """The :class:`Memory` of an id, from the catalog (content loads on first use); for callers
         already inside :meth:`reading` or :meth:`writing` (:meth:`get` takes the lock itself)."""
-        positions = self.catalog.positions(memory_id, namespace)
-        if not positions:
-            where = f" in namespace {namespace!r}" if namespace is not None else ""
-            raise NotFoundError(f"no memory {memory_id!r}{where}")
-        p = positions[0]
-        c = self.catalog
-        vkey = int(c.get(p, "vkey"))
-        modality = c.get(p, "modality")
-        transcript = c.get(p, "text") if modality in ("audio", "video") and load_transcript else None
-        return Memory(
-            id=memory_id, modality=modality, namespace=c.get(p, "namespace"),
-            created_at=datetime.fromtimestamp(c.get(p, "created"), tz=timezone.utc),
-            source=c.get(p, "source"), metadata=dict(c.metadata(p)), mime=c.get(p, "mime"),
-            transcript=transcript, _loader=lambda: self._load_content(vkey, modality), **memory_fields(c, p))
-
-    def _load_content(self, vkey: int, modality: str):
-        self.check_open()
-        if modality == "text":  # texts are in the catalog
-            positions = self.catalog.position_of_vkeys(np.asarray([vkey]))
-            p = int(positions[0])
-            if p < self.catalog.n_rows and self.catalog.get(p, "vkey") == vkey and self.catalog.alive[p]:
-                return self.catalog.get(p, "text")
-        row = self.table.primary_rows([vkey], ["content", "text"]).to_pylist()
-        if not row:
-            return None
-        return row[0]["text"] if modality == "text" else row[0]["content"]
+        return memory_at(self, memory_id, namespace, load_transcript)
 
     def get(self, memory_id: str, namespace: str = DEFAULT_NAMESPACE) -> Memory:
         """The memory with this id in this namespace, or :class:`NotFoundError`."""
@@ -453,20 +428,8 @@ class MemoryStore:
             return self.memory(memory_id, check_namespace(namespace), load_transcript=True)
 
     def recent(self, n: int = 10, namespace: str = DEFAULT_NAMESPACE) -> list[Memory]:
-        """The ``n`` newest memories in ``namespace``, newest first, texts and transcripts attached
-        (one table read for all of them)."""
-        from .export import recent
-        from .recall import attach_texts
-
-        ids = recent(self, check_namespace(namespace), n)
-        if not ids:
-            return []
-        self.check_open()  # the texts are read from the table
-        with self._lock:
-            # Hit wrappers let recall's batched text read fill in all texts in one table scan
-            hits = Hits(Hit(mid, 0.0, m.modality, m) for mid in ids for m in [self.memory(mid, namespace)])
-            attach_texts(self, hits)
-        return [h.memory for h in hits]
+        """The ``n`` newest memories in ``namespace``, newest first, texts and transcripts attached."""
+        return recent_memories(self, check_namespace(namespace), n)
 
     def __contains__(self, memory_id: object) -> bool:
         return isinstance(memory_id, str) and bool(self.catalog.positions(memory_id, None))
@@ -481,26 +444,13 @@ class MemoryStore:
         with self._lock:  # a writer thread swaps the catalog's arrays under this lock
             return self.catalog.count(namespace)
 
-    # -- forget --------------------------------------------------------------------------------
+    # -- forget and update -----------------------------------------------------------------------
     def forget(self, memory_id: str | Iterable[str], namespace: str = DEFAULT_NAMESPACE) -> int:
         """Delete memories (table and index) by id; returns how many were deleted. Unknown ids
         raise :class:`NotFoundError` and nothing is deleted."""
         ids = [memory_id] if isinstance(memory_id, str) else list(memory_id)
-        check_namespace(namespace)
-        with self.writing():
-            for mid in ids:
-                if not isinstance(mid, str) or not self.catalog.positions(mid, namespace):
-                    raise NotFoundError(f"no memory {mid!r} in namespace {namespace!r}; nothing was deleted")
-            vkeys = [int(self.catalog.get(p, "vkey")) for mid in ids for p in self.catalog.positions(mid, namespace)]
-            with storage_errors("forget"):
-                self.table.delete_vkeys(vkeys)
-            self.table_version = self.table.version
-            self.catalog.remove_ids(ids, namespace)
-            self.index.remove(np.asarray(vkeys, dtype=np.int64))
-            note_changes(self, len(vkeys))
-        return len(ids)
+        return forget_memories(self, ids, check_namespace(namespace))
 
-    # -- update --------------------------------------------------------------------------------
     def update(self, memory_id: str, *, metadata: Mapping[str, Any] | None = None,
                tags: str | Iterable[str] | None = None, remove_tags: str | Iterable[str] | None = None,
                replace: bool = False, namespace: str = DEFAULT_NAMESPACE) -> Memory:
@@ -517,20 +467,9 @@ class MemoryStore:
                     tags: str | Iterable[str] | None = None, remove_tags: str | Iterable[str] | None = None,
                     replace: bool = False, namespace: str = DEFAULT_NAMESPACE) -> list[Memory]:
         """:meth:`update` for many memories, in one commit; an unknown id changes nothing."""
-        check_namespace(namespace)
         ids = [memory_ids] if isinstance(memory_ids, str) else list(memory_ids)
         change: dict[str, Any] = {"metadata": metadata, "tags": tags, "remove_tags": remove_tags, "replace": replace}
-        merged({}, **change)  # bad arguments fail before the lock is taken
-        with self.writing():
-            changes = plan(self.catalog, [(mid, change) for mid in ids], namespace)
-            commit_metadata(self.table, self.catalog, changes, namespace)
-            self.table_version = self.table.version
-            out = []
-            for mid in ids:
-                memory = self.memory(mid, namespace, load_transcript=True)
-                memory.status = "updated" if mid in changes else "existing"
-                out.append(memory)
-            return out
+        return update_memories(self, ids, change, check_namespace(namespace))
 
     # -- recall --------------------------------------------------------------------------------
     def recall(self, query: object, k: int = 5, modality: str | Sequence[str] | None = None,

@@ -1,4 +1,5 @@
-"""Changing what is said about stored memories (tags, metadata), never what they are.
+"""Changing what is said about stored memories (tags, metadata), never what they are; and
+forgetting them.
 
 A memory's tags and metadata live on its primary table row (see ``records.py``). An update reads those
 rows whole, edits the two columns and writes them back with one Lance commit (a merge on ``vkey``), then
@@ -15,11 +16,18 @@ Rules, shared by :meth:`MemoryStore.update` and by ``remember`` of content alrea
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+import numpy as np
 import pyarrow as pa
 
 from .errors import AimemoryError, InputError, NotFoundError, StoreError
+
+if TYPE_CHECKING:
+    from .records import Memory
+    from .storage.catalog import Catalog
+    from .storage.table import VectorTable
+    from .store import MemoryStore
 
 TagsArg = str | Iterable[str] | None
 
@@ -55,7 +63,8 @@ def merged(stored: Mapping[str, Any], *, metadata: Mapping[str, Any] | None = No
     return out
 
 
-def plan(catalog, requests: Iterable[tuple[str, Mapping[str, Any]]], namespace: str) -> dict[str, dict[str, Any]]:
+def plan(catalog: "Catalog", requests: Iterable[tuple[str, Mapping[str, Any]]],
+         namespace: str) -> dict[str, dict[str, Any]]:
     """``{memory id: its new metadata}`` for the memories that ``requests`` ((id, change) pairs, a
     change being :func:`merged`'s keywords, applied in order) alter; an unknown id, or one of
     another namespace, raises NotFoundError."""
@@ -74,7 +83,8 @@ def plan(catalog, requests: Iterable[tuple[str, Mapping[str, Any]]], namespace: 
     return {mid: current[mid] for mid in changed}
 
 
-def commit_metadata(table, catalog, changes: Mapping[str, dict[str, Any]], namespace: str | None = None) -> None:
+def commit_metadata(table: "VectorTable", catalog: "Catalog", changes: Mapping[str, dict[str, Any]],
+                    namespace: str | None = None) -> None:
     """Write ``{memory id: its new metadata}`` to ``table`` in one commit, then mirror it in ``catalog``.
     The caller holds the store's write lock and has checked the ids in ``namespace`` (see :func:`plan`)."""
     if not changes:
@@ -105,3 +115,40 @@ def commit_metadata(table, catalog, changes: Mapping[str, dict[str, Any]], names
                          f"({exc}); nothing was changed") from exc
     for mid, tag_list, text in zip(order, tags, texts):
         catalog.set_metadata(position[mid], tag_list, text)
+
+
+def update_memories(store: "MemoryStore", ids: Sequence[str], change: Mapping[str, Any],
+                    namespace: str) -> list["Memory"]:
+    """:meth:`MemoryStore.update_many`: apply one change (:func:`merged`'s keywords) to ``ids`` in one
+    commit under the write lock; an unknown id changes nothing."""
+    merged({}, **change)  # bad arguments fail before the lock is taken
+    with store.writing():
+        changes = plan(store.catalog, [(mid, change) for mid in ids], namespace)
+        commit_metadata(store.table, store.catalog, changes, namespace)
+        store.table_version = store.table.version
+        out = []
+        for mid in ids:
+            memory = store.memory(mid, namespace, load_transcript=True)
+            memory.status = "updated" if mid in changes else "existing"
+            out.append(memory)
+        return out
+
+
+def forget_memories(store: "MemoryStore", ids: Sequence[str], namespace: str) -> int:
+    """:meth:`MemoryStore.forget`: delete ``ids`` (every view: table, catalog, index) in one commit;
+    an unknown id raises NotFoundError and nothing is deleted."""
+    from .write import note_changes, storage_errors
+
+    with store.writing():
+        catalog = store.catalog
+        for mid in ids:
+            if not isinstance(mid, str) or not catalog.positions(mid, namespace):
+                raise NotFoundError(f"no memory {mid!r} in namespace {namespace!r}; nothing was deleted")
+        vkeys = [int(catalog.get(p, "vkey")) for mid in ids for p in catalog.positions(mid, namespace)]
+        with storage_errors("forget"):
+            store.table.delete_vkeys(vkeys)
+        store.table_version = store.table.version
+        catalog.remove_ids(list(ids), namespace)
+        store.index.remove(np.asarray(vkeys, dtype=np.int64))
+        note_changes(store, len(vkeys))
+    return len(ids)

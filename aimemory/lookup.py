@@ -1,0 +1,73 @@
+"""Reading memories back by id: the :class:`~aimemory.records.Memory` of a catalog row, its
+content (texts from the catalog, media from the table on first use) and the newest memories.
+
+Callers hold the store's read or write lock where noted; :class:`~aimemory.store.MemoryStore`'s
+``get`` / ``recent`` / ``memory`` are the public entry points.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import NotFoundError
+from .records import Hit, Hits, Memory
+from .semantics import memory_fields
+
+if TYPE_CHECKING:
+    from .store import MemoryStore
+
+
+def memory_at(store: "MemoryStore", memory_id: str, namespace: str | None,
+              load_transcript: bool = False) -> Memory:
+    """The memory of ``memory_id`` (in ``namespace``, or any when None) from the catalog; its
+    content loads on first use. The caller holds the store's lock."""
+    catalog = store.catalog
+    positions = catalog.positions(memory_id, namespace)
+    if not positions:
+        where = f" in namespace {namespace!r}" if namespace is not None else ""
+        raise NotFoundError(f"no memory {memory_id!r}{where}")
+    p = positions[0]
+    vkey = int(catalog.get(p, "vkey"))
+    modality = catalog.get(p, "modality")
+    transcript = catalog.get(p, "text") if modality in ("audio", "video") and load_transcript else None
+    return Memory(
+        id=memory_id, modality=modality, namespace=catalog.get(p, "namespace"),
+        created_at=datetime.fromtimestamp(catalog.get(p, "created"), tz=timezone.utc),
+        source=catalog.get(p, "source"), metadata=dict(catalog.metadata(p)), mime=catalog.get(p, "mime"),
+        transcript=transcript, _loader=lambda: load_content(store, vkey, modality),
+        **memory_fields(catalog, p))
+
+
+def load_content(store: "MemoryStore", vkey: int, modality: str) -> Any:
+    """A memory's content: its text (from the catalog while the row is there) or its media bytes
+    (one table read); None when the content was not kept."""
+    store.check_open()
+    catalog = store.catalog
+    if modality == "text":
+        p = int(catalog.position_of_vkeys(np.asarray([vkey]))[0])
+        if p < catalog.n_rows and catalog.get(p, "vkey") == vkey and catalog.alive[p]:
+            return catalog.get(p, "text")
+    row = store.table.primary_rows([vkey], ["content", "text"]).to_pylist()
+    if not row:
+        return None
+    return row[0]["text"] if modality == "text" else row[0]["content"]
+
+
+def recent_memories(store: "MemoryStore", namespace: str, n: int) -> list[Memory]:
+    """The ``n`` newest memories in ``namespace``, newest first, texts and transcripts attached (one
+    table read for all of them)."""
+    from .export import recent
+    from .recall import attach_texts
+
+    ids = recent(store, namespace, n)
+    if not ids:
+        return []
+    store.check_open()  # the texts are read from the table
+    with store.reading():
+        # Hit wrappers let recall's batched text read fill in all texts at once
+        hits = Hits(Hit(mid, 0.0, m.modality, m) for mid in ids for m in [memory_at(store, mid, namespace)])
+        attach_texts(store, hits)
+    return [h.memory for h in hits]

@@ -197,12 +197,16 @@ def build_server(store: "MemoryStore", namespace: str = "default",
         return json.dumps({"forgot": id})
 
     def update_memory(id: str, add_tags: list[str] | None = None,  # noqa: A002 - part of the interface
-                      remove_tags: list[str] | None = None, metadata: dict[str, Any] | None = None) -> str:
-        """Add or remove tags and set metadata fields (merged into what is stored) of one memory."""
-        if not (add_tags or remove_tags or metadata):
-            raise ToolError("nothing to change: pass add_tags, remove_tags or metadata")
-        memory = store.update(id, tags=add_tags, remove_tags=remove_tags, metadata=metadata,
-                              namespace=namespace)
+                      remove_tags: list[str] | None = None, metadata: dict[str, Any] | None = None,
+                      ttl_seconds: float | None = None, never_expire: bool = False) -> str:
+        """Add or remove tags and set metadata fields (merged into what is stored) of one memory;
+        ttl_seconds (forget it that long from now) or never_expire (keep it) changes its expiry."""
+        if not (add_tags or remove_tags or metadata or ttl_seconds is not None or never_expire):
+            raise ToolError("nothing to change: pass add_tags, remove_tags, metadata, ttl_seconds or never_expire")
+        if never_expire and ttl_seconds is not None:
+            raise ToolError("pass ttl_seconds or never_expire, not both")
+        memory = store.update(id, tags=add_tags, remove_tags=remove_tags, metadata=metadata, ttl=ttl_seconds,
+                              expires_at="never" if never_expire else None, namespace=namespace)
         return json.dumps(_summary(memory, STATUS_WORDS[memory.status or "existing"], metadata=True),
                           ensure_ascii=False)
 

@@ -46,7 +46,7 @@ from .semantics import (
 )
 from .storage import Manifest, VectorTable
 from .storage.manifest import MANIFEST_NAME
-from .update import forget_memories, update_memories
+from .update import expiry_change, forget_memories, update_memories
 from .views import encode_items, load_speech
 from .write import WriteLock, commit_views, new_items, per_item, spread_views, storage_errors
 
@@ -453,23 +453,26 @@ class MemoryStore:
 
     def update(self, memory_id: str, *, metadata: Mapping[str, Any] | None = None,
                tags: str | Iterable[str] | None = None, remove_tags: str | Iterable[str] | None = None,
-               replace: bool = False, namespace: str = DEFAULT_NAMESPACE) -> Memory:
-        """Change a memory's tags and metadata; its content and vectors stay as they are.
+               replace: bool = False, expires_at: datetime | float | str | None = None, ttl: float | None = None,
+               namespace: str = DEFAULT_NAMESPACE) -> Memory:
+        """Change a memory's tags, metadata and expiry; its content and vectors stay as they are.
 
         ``metadata`` is merged key by key (new values win), ``tags`` are added, ``remove_tags``
-        removed; ``replace=True`` sets the metadata and tags to exactly those given. One commit (none
+        removed; ``replace=True`` sets the metadata and tags to exactly those given. ``expires_at``
+        (a time, or ``"never"``) or ``ttl`` (seconds from now) sets when it expires. One commit (none
         when nothing changes: ``status`` says ``"updated"`` or ``"existing"``). An id of another
         namespace is :class:`NotFoundError`."""
         return self.update_many([memory_id], metadata=metadata, tags=tags, remove_tags=remove_tags,
-                                replace=replace, namespace=namespace)[0]
+                                replace=replace, expires_at=expires_at, ttl=ttl, namespace=namespace)[0]
 
     def update_many(self, memory_ids: Iterable[str], *, metadata: Mapping[str, Any] | None = None,
                     tags: str | Iterable[str] | None = None, remove_tags: str | Iterable[str] | None = None,
-                    replace: bool = False, namespace: str = DEFAULT_NAMESPACE) -> list[Memory]:
+                    replace: bool = False, expires_at: datetime | float | str | None = None,
+                    ttl: float | None = None, namespace: str = DEFAULT_NAMESPACE) -> list[Memory]:
         """:meth:`update` for many memories, in one commit; an unknown id changes nothing."""
         ids = [memory_ids] if isinstance(memory_ids, str) else list(memory_ids)
         change: dict[str, Any] = {"metadata": metadata, "tags": tags, "remove_tags": remove_tags, "replace": replace}
-        return update_memories(self, ids, change, check_namespace(namespace))
+        return update_memories(self, ids, change, check_namespace(namespace), expiry_change(expires_at, ttl))
 
     # -- recall --------------------------------------------------------------------------------
     def recall(self, query: object, k: int = 5, modality: str | Sequence[str] | None = None,

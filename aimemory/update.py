@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .store import MemoryStore
 
 TagsArg = str | Iterable[str] | None
+KEEP = "keep"  # an update that leaves expiry as it is
 
 
 def _tag_list(tags: Any, name: str) -> list[str]:
@@ -83,27 +84,64 @@ def plan(catalog: "Catalog", requests: Iterable[tuple[str, Mapping[str, Any]]],
     return {mid: current[mid] for mid in changed}
 
 
+def expiry_change(expires_at: Any, ttl: Any) -> float | None | str:
+    """What an update does to expiry: ``KEEP`` (neither given), None (``expires_at="never"``: the
+    memory stops expiring), or the new time in epoch seconds (``expires_at`` or ``ttl`` seconds from
+    now, which must be in the future)."""
+    from .semantics import item_options
+
+    if expires_at is None and ttl is None:
+        return KEEP
+    if isinstance(expires_at, str) and expires_at.strip().lower() == "never":
+        if ttl is not None:
+            raise InputError("pass expires_at='never' or ttl=, not both")
+        return None
+    return item_options(1, expires_at=expires_at, ttl=ttl)[0].expires_at
+
+
 def commit_metadata(table: "VectorTable", catalog: "Catalog", changes: Mapping[str, dict[str, Any]],
-                    namespace: str | None = None) -> None:
-    """Write ``{memory id: its new metadata}`` to ``table`` in one commit, then mirror it in ``catalog``.
+                    namespace: str | None = None, expiry: Mapping[str, float | None] | None = None) -> None:
+    """Write ``{memory id: its new metadata}`` and ``expiry`` (``{memory id: epoch seconds, or None for
+    never}``, set on every view of the memory) to ``table`` in one commit, then mirror them in ``catalog``.
     The caller holds the store's write lock and has checked the ids in ``namespace`` (see :func:`plan`)."""
-    if not changes:
+    expiry = expiry or {}
+    if not changes and not expiry:
         return
     from .records import table_schema
     from .storage.table import is_lance_failure
 
-    position = {mid: catalog.positions(mid, namespace)[0] for mid in changes}
-    vkey_of = {int(catalog.get(p, "vkey")): mid for mid, p in position.items()}
+    positions = {mid: catalog.positions(mid, namespace) for mid in {*changes, *expiry}}
+    vkey_of = {int(catalog.get(p, "vkey")): mid for mid, ps in positions.items()
+               for p in (ps if mid in expiry else ps[:1])}  # metadata lives on the primary row only
     others = [name for name in table_schema(table.dim).names if name != "vkey"]
     rows = table.primary_rows(list(vkey_of), others)  # whole rows: content and vectors carried over
     if rows.num_rows != len(vkey_of):
-        raise StoreError(f"{len(vkey_of) - rows.num_rows} of the memories to update are missing from the "
-                         "table; nothing was changed; reopen the store and retry")
+        raise StoreError(f"{len(vkey_of) - rows.num_rows} rows of the memories to update are missing from "
+                         "the table; nothing was changed; reopen the store and retry")
     order = [vkey_of[int(k)] for k in rows.column("vkey").to_pylist()]
-    tags = [changes[mid]["tags"] for mid in order]
-    texts = [json.dumps(changes[mid]) for mid in order]
-    rows = rows.set_column(rows.schema.get_field_index("tags"), "tags", pa.array(tags, pa.list_(pa.string())))
-    rows = rows.set_column(rows.schema.get_field_index("metadata"), "metadata", pa.array(texts, pa.string()))
+    primary = [v == 0 for v in rows.column("view").to_pylist()]
+    stored_tags, stored_meta = rows.column("tags").to_pylist(), rows.column("metadata").to_pylist()
+    tags = [changes[mid]["tags"] if first and mid in changes else old
+            for mid, first, old in zip(order, primary, stored_tags)]
+    texts = [json.dumps(changes[mid]) if first and mid in changes else old
+             for mid, first, old in zip(order, primary, stored_meta)]
+
+    def put(name: str, values: pa.Array) -> pa.Table:
+        index = rows.schema.get_field_index(name)
+        return rows.set_column(index, rows.schema.field(index), values.cast(rows.schema.field(index).type))
+
+    rows = put("tags", pa.array(tags, pa.list_(pa.string())))
+    rows = put("metadata", pa.array(texts, pa.string()))
+    if expiry:
+        old = rows.column("expires_at").cast(pa.int64()).to_pylist()
+        def micros(mid: str, was: int | None) -> int | None:
+            if mid not in expiry:
+                return was
+            at = expiry[mid]
+            return None if at is None else round(at * 1e6)
+
+        rows = put("expires_at", pa.array([micros(mid, was) for mid, was in zip(order, old)],
+                                          pa.int64()).cast(pa.timestamp("us", tz="UTC")))
     try:
         table.rewrite_rows(rows)
     except AimemoryError:
@@ -111,25 +149,36 @@ def commit_metadata(table: "VectorTable", catalog: "Catalog", changes: Mapping[s
     except BaseException as exc:
         if not is_lance_failure(exc):
             raise
-        raise StoreError(f"updating {len(changes)} memor{'y' if len(changes) == 1 else 'ies'} failed "
-                         f"({exc}); nothing was changed") from exc
-    for mid, tag_list, text in zip(order, tags, texts):
-        catalog.set_metadata(position[mid], tag_list, text)
+        n = len(positions)
+        raise StoreError(f"updating {n} memor{'y' if n == 1 else 'ies'} failed ({exc}); nothing was changed") from exc
+    for mid in changes:
+        catalog.set_metadata(positions[mid][0], changes[mid]["tags"], json.dumps(changes[mid]))
+    for mid, at in expiry.items():
+        catalog.set_expiry(positions[mid], at)
 
 
 def update_memories(store: "MemoryStore", ids: Sequence[str], change: Mapping[str, Any],
-                    namespace: str) -> list["Memory"]:
-    """:meth:`MemoryStore.update_many`: apply one change (:func:`merged`'s keywords) to ``ids`` in one
-    commit under the write lock; an unknown id changes nothing."""
+                    namespace: str, expires: float | None | str = "keep") -> list["Memory"]:
+    """:meth:`MemoryStore.update_many`: apply one change (:func:`merged`'s keywords) and ``expires``
+    (see :func:`expiry_change`) to ``ids`` in one commit under the write lock; an unknown id changes
+    nothing."""
     merged({}, **change)  # bad arguments fail before the lock is taken
     with store.writing():
-        changes = plan(store.catalog, [(mid, change) for mid in ids], namespace)
-        commit_metadata(store.table, store.catalog, changes, namespace)
+        catalog = store.catalog
+        changes = plan(catalog, [(mid, change) for mid in ids], namespace)
+        expiry: dict[str, float | None] = {}
+        if expires != KEEP:
+            at = None if expires is None else float(expires)
+            for mid in dict.fromkeys(ids):
+                held = catalog.get(catalog.positions(mid, namespace)[0], "expires")
+                if held != at and not (held is not None and at is not None and abs(held - at) < 1e-6):
+                    expiry[mid] = at
+        commit_metadata(store.table, catalog, changes, namespace, expiry)
         store.table_version = store.table.version
         out = []
         for mid in ids:
             memory = store.memory(mid, namespace, load_transcript=True)
-            memory.status = "updated" if mid in changes else "existing"
+            memory.status = "updated" if mid in changes or mid in expiry else "existing"
             out.append(memory)
         return out
 

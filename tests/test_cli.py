@@ -157,6 +157,13 @@ def test_tag_command_adds_removes_and_sets_metadata(capsys, enc, files, tmp_path
     assert code == 1 and "no memory" in err  # another namespace: not found
     code, _, err = run(capsys, "tag", mid, "--store", store)
     assert code == 2  # nothing to change is a usage error
+    code, out, err = run(capsys, "tag", mid, "--ttl", "2h", "--store", store, "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["status"] == "updated" and json.loads(out)[0]["expires_at"] is not None
+    code, out, _ = run(capsys, "tag", mid, "--expires-at", "never", "--store", store)
+    assert code == 0 and f"updated  {mid}" in out and "expires" not in out
+    code, _, err = run(capsys, "tag", mid, "--expires-at", "2001-01-01", "--store", store)
+    assert code == 1 and "not in the future" in err
 
 
 def test_progress_shows_the_current_file_inside_long_items(capsys, enc, files, tmp_path, monkeypatch):

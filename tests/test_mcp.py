@@ -136,6 +136,10 @@ def test_remember_again_merges_tags_and_update_memory(mem):
             assert bad.is_error and "no memory" in bad.content[0].text  # another namespace
             bad = await client.call_tool("update_memory", {"id": note["id"]})
             assert bad.is_error and "nothing to change" in bad.content[0].text
+            up = payload(await client.call_tool("update_memory", {"id": note["id"], "ttl_seconds": 3600}))
+            assert up["status"] == "updated" and up["expires_at"]
+            up = payload(await client.call_tool("update_memory", {"id": note["id"], "never_expire": True}))
+            assert up["status"] == "updated" and not up.get("expires_at")
     asyncio.run(go())
     assert mem.get(other.id, namespace="alice").tags == []
 

@@ -128,3 +128,54 @@ def test_stored_non_finite_metadata_does_not_block_a_merge(store):
     again = store.remember("red odd", metadata={"tags": ["x"]})
     assert again.id == m.id and again.status == "updated" and again.tags == ["x"]
     assert store.update(m.id, tags="y").tags == ["x", "y"]
+
+
+# -- expiry ----------------------------------------------------------------------------------------
+@pytest.fixture
+def clock(monkeypatch):
+    """time.time() plus an offset the test moves forward."""
+    import time
+
+    real, offset = time.time, [0.0]
+    monkeypatch.setattr(time, "time", lambda: real() + offset[0])
+    return offset
+
+
+def test_update_sets_extends_and_clears_expiry_on_every_view(tmp_path, clock):
+    long_text = " ".join(["green leaves and green grass"] * 40)  # 200 words: several chunk views
+    with MemoryStore(tmp_path / "m", model=ColourEncoder(), speech_model=None) as store:
+        note = store.remember("a red note", metadata={"tags": ["keep"]})
+        clip = store.remember(long_text, ttl=60)
+        version = store.table.version
+        assert store.update(note.id, ttl=30).status == "updated"
+        assert store.table.version == version + 1  # one commit
+        assert store.get(note.id).expires_at is not None and store.get(note.id).tags == ["keep"]
+        extended = store.update(clip.id, ttl=3600)
+        assert extended.expires_at.timestamp() > clip.expires_at.timestamp() + 3000
+        clock[0] += 120  # the note's 30 s are over, the clip's hour is not
+        assert note.id not in store and [h.id for h in store.recall("green", k=5)] == [clip.id]
+        assert store.update(clip.id, expires_at="never").expires_at is None
+        clock[0] += 7200
+        assert clip.id in store and [h.id for h in store.recall("green", k=5)] == [clip.id]
+        views = store.catalog.positions(clip.id, None)
+        assert len(views) > 1  # the chunks' views besides the primary row
+        assert all(store.catalog.get(p, "expires") is None for p in views)
+    with MemoryStore(tmp_path / "m", model=ColourEncoder(), speech_model=None) as reopened:  # from the table
+        assert reopened.get(clip.id).expires_at is None and note.id not in reopened
+
+
+def test_update_expiry_that_changes_nothing_commits_nothing_and_bad_expiry_is_refused(store, clock):
+    import time
+
+    at = time.time() + 600
+    memory = store.remember("a blue note", expires_at=at)
+    version = store.table.version
+    assert store.update(memory.id, expires_at=at).status == "existing"
+    assert store.table.version == version
+    with pytest.raises(InputError, match="not in the future"):
+        store.update(memory.id, expires_at=time.time() - 5)
+    with pytest.raises(InputError, match="not both"):
+        store.update(memory.id, expires_at="never", ttl=5)
+    with pytest.raises(InputError, match="ttl must be a positive"):
+        store.update(memory.id, ttl=-1)
+    assert store.table.version == version and store.get(memory.id).expires_at.timestamp() == pytest.approx(at)

@@ -168,7 +168,12 @@ def test_remembering_again_merges_tags_and_patch_updates(client):
     assert r.json()["metadata"] == {"only": 1, "tags": []}
     assert client.get(f"{url}/content", params={"namespace": "upd"}).content == png("red", seed=7)
     assert_error(client.patch(url, json={"tags": ["x"]}), 404, "NotFoundError")  # another namespace
-    for bad in ({"tags": [1]}, {"metadata": [1]}, {"replace": "maybe"}, {"nonsense": 1}, {}):
+    r = client.patch(url, params={"namespace": "upd"}, json={"ttl": 3600})
+    assert r.status_code == 200 and r.json()["status"] == "updated" and r.json()["expires_at"], r.text
+    r = client.patch(url, params={"namespace": "upd"}, json={"expires_at": "never"})
+    assert r.status_code == 200 and r.json()["expires_at"] is None, r.text
+    for bad in ({"tags": [1]}, {"metadata": [1]}, {"replace": "maybe"}, {"nonsense": 1}, {},
+                {"ttl": -5}, {"expires_at": "2001-01-01"}, {"expires_at": "soon"}):
         assert_error(client.patch(url, params={"namespace": "upd"}, json=bad), 400)
     assert_error(client.patch(url, params={"namespace": "upd"}, content=b"tags=x",
                               headers={"content-type": "application/x-www-form-urlencoded"}), 415)

@@ -248,27 +248,36 @@ def tag(
         "--meta", help="Set metadata key=value, merged into what is stored (repeatable).")] = None,
     replace: Annotated[bool, typer.Option(
         "--replace", help="Set the tags and metadata to exactly those given (drops the others).")] = False,
+    ttl: Annotated[str | None, typer.Option(
+        "--ttl", help="Expire after (from now): seconds, or 30m, 2h, 7d, 4w.")] = None,
+    expires_at: Annotated[str | None, typer.Option(
+        "--expires-at", help="Expire at this ISO time; 'never' stops the memories expiring.")] = None,
     as_json: JsonOpt = False,
     store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
 ) -> None:
-    """Add or remove tags and set metadata of stored memories (one commit; content is untouched)."""
+    """Add or remove tags, set metadata and expiry of stored memories (one commit; content is untouched)."""
     import json
 
+    from . import output
+
     metadata = parse_pairs(meta, "--meta")
-    if not (add or remove or metadata or replace):
-        raise typer.BadParameter("nothing to change: pass --add, --remove, --meta or --replace")
+    if not (add or remove or metadata or replace or ttl or expires_at):
+        raise typer.BadParameter("nothing to change: pass --add, --remove, --meta, --replace, --ttl or --expires-at")
     if replace and remove:
         raise typer.BadParameter("--replace sets the tags to those of --add; --remove cannot be used with it")
     with open_store(store, model) as st:
         memories = st.update_many(list(dict.fromkeys(ids)), metadata=metadata, tags=add, remove_tags=remove,
-                                  replace=replace, namespace=namespace)
+                                  replace=replace, ttl=output.duration(ttl, "--ttl"), expires_at=expires_at,
+                                  namespace=namespace)
     if as_json:
-        typer.echo(json.dumps([{"id": m.id, "status": m.status, "tags": m.tags, "metadata": m.metadata}
+        typer.echo(json.dumps([{"id": m.id, "status": m.status, "tags": m.tags, "metadata": m.metadata,
+                                "expires_at": m.expires_at.isoformat() if m.expires_at else None}
                                for m in memories], indent=2, ensure_ascii=False))
         return
     for m in memories:
         state = "updated" if m.status == "updated" else "unchanged"
-        typer.echo(f"{state}  {m.id}  tags: {', '.join(m.tags) or '(none)'}")
+        expiry = f"  expires {m.expires_at.isoformat(timespec='seconds')}" if m.expires_at else ""
+        typer.echo(f"{state}  {m.id}  tags: {', '.join(m.tags) or '(none)'}{expiry}")
 
 
 @app.command()

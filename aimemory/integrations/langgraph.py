@@ -237,9 +237,10 @@ class AimemoryStore(BaseStore):
                ttl=[op.ttl * 60 if op.ttl else None for op in writes])
 
     def _refresh(self, keys: set[tuple[tuple[str, ...], str]]) -> None:
-        """Restart the TTL of items just read: the same item written again with a new expiry."""
+        """Restart the TTL of items just read: an expiry-only update (nothing is embedded again), one
+        commit per distinct TTL."""
         now = datetime.now(timezone.utc)
-        items, metas, ids, ttls = [], [], [], []
+        by_ttl: dict[float, list[str]] = {}
         for namespace, key in sorted(keys):
             mid = memory_id(namespace, key)
             try:
@@ -252,9 +253,9 @@ class AimemoryStore(BaseStore):
             left = (memory.expires_at - now).total_seconds()
             if left > minutes * 60 * (1 - self.refresh_fraction):
                 continue  # refreshed recently enough
-            items.append(memory.text)
-            metas.append({META_KEY: memory.metadata[META_KEY]})
-            ids.append(mid)
-            ttls.append(minutes * 60)
-        if ids:
-            upsert(self.store, items, metas, ids, self.namespace, ttl=ttls)
+            by_ttl.setdefault(minutes * 60, []).append(mid)
+        for seconds, ids in by_ttl.items():
+            try:
+                self.store.update_many(ids, ttl=seconds, namespace=self.namespace)
+            except NotFoundError:  # forgotten meanwhile by another writer: nothing left to refresh
+                continue

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -173,6 +173,12 @@ class Catalog:
         self.meta.set_row(position, json.loads(metadata_json) if metadata_json else {})
         self._objects.pop("tags", None)
         self._objects.pop("metadata", None)
+        self.changes += 1
+
+    def set_expiry(self, positions: Sequence[int], at: float | None) -> None:
+        """Mirror a committed change of a memory's expiry (epoch seconds, None for never) on its rows."""
+        self.num["expires"].buf[np.asarray(positions, dtype=np.int64)] = np.nan if at is None else at
+        self.count_expiring()
         self.changes += 1
 
     def count_expiring(self) -> None:

@@ -70,7 +70,7 @@ MAX_K = 100
 MAX_LIST = 200
 LIST_TEXT_CHARS = 2000
 THUMB_CACHE = 256
-UPDATE_FIELDS = {"tags", "remove_tags", "metadata", "replace"}
+UPDATE_FIELDS = {"tags", "remove_tags", "metadata", "replace", "ttl", "expires_at"}
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"explorer.js": "text/javascript; charset=utf-8", "explorer.css": "text/css; charset=utf-8"}
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
@@ -339,7 +339,7 @@ class Api:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             raise ApiError(415, "UnsupportedMediaType", "send application/json: {\"tags\": [...], "
-                           "\"remove_tags\": [...], \"metadata\": {...}, \"replace\": false}")
+                           "\"remove_tags\": [...], \"metadata\": {...}, \"replace\": false, \"ttl\": 3600}")
         body = await _json_body(request)
         unknown = sorted(set(body) - UPDATE_FIELDS)
         if unknown:
@@ -348,8 +348,12 @@ class Api:
                   "tags": _tag_field(body.get("tags"), "tags"),
                   "remove_tags": _tag_field(body.get("remove_tags"), "remove_tags"),
                   "replace": as_bool(body.get("replace"), "replace", False)}
-        if not (change["metadata"] or change["tags"] or change["remove_tags"] or change["replace"]):
-            raise bad("nothing to change: send tags, remove_tags, metadata or replace")
+        expires = body.get("expires_at")
+        if not (isinstance(expires, str) and expires.strip().lower() == "never"):
+            expires = as_time(expires, "expires_at")
+        change.update(ttl=as_float(body.get("ttl"), "ttl"), expires_at=expires)
+        if not any(change.values()):
+            raise bad("nothing to change: send tags, remove_tags, metadata, replace, ttl or expires_at")
 
         def apply() -> dict:
             m = self.store.update(request.path_params["memory_id"], namespace=self._namespace(request), **change)

@@ -121,7 +121,10 @@ def spec(version: str, max_upload: int) -> dict[str, Any]:
         "remove_tags": {**tag_list, "description": "Tags to remove (after adding)"},
         "metadata": {"type": "object", "description": "Merged key by key into the stored metadata"},
         "replace": {"type": "boolean", "default": False,
-                    "description": "Set metadata and tags to exactly those given"}}}
+                    "description": "Set metadata and tags to exactly those given"},
+        "ttl": SEMANTIC_PROPS["ttl"],
+        "expires_at": {"type": "string",
+                       "description": "Expire at this ISO 8601 time (or epoch seconds); \"never\" stops expiry"}}}
     recall_query = {"type": "object", "properties": {
         "file": {"type": "string", "format": "binary", "description": "An image or audio clip as the query"},
         "q": {"type": "string", "description": "Text query (when no file is sent)"}, **RECALL_PARAMS}}
@@ -177,7 +180,7 @@ def spec(version: str, max_upload: int) -> dict[str, Any]:
                 "get": {"summary": "One memory's metadata (and text)", "operationId": "getMemory",
                         "parameters": [MEMORY_ID, NAMESPACE],
                         "responses": {"200": _json(_ref("Memory"), "The memory"), **_errors(400, 404)}},
-                "patch": {"summary": "Change a memory's tags and metadata (one commit; content untouched)",
+                "patch": {"summary": "Change a memory's tags, metadata and expiry (one commit; content untouched)",
                           "operationId": "updateMemory", "parameters": [MEMORY_ID, NAMESPACE],
                           "requestBody": {"required": True, "content": {"application/json": {"schema": update_body}}},
                           "responses": {"200": _json(_ref("Memory"), "The memory after the change"),

@@ -1,6 +1,6 @@
 """The store against a model: a Hypothesis state machine runs remember / remember_many / forget /
-recall / reopen / compact / rebuild, upserts of caller-named memories and memories that expire (a
-clock the machine moves forward) over three namespaces and checks after every step that the store
+recall / reopen / compact / rebuild, upserts of caller-named memories, memories that expire and
+changes of expiry (a clock the machine moves forward) over three namespaces and checks after every step that the store
 holds exactly the model's memories (ids, counts, byte-exact contents), that recall never returns a
 forgotten id or another tenant's memory, that exact search agrees with brute force over the model's
 vectors, and that the IVF path (a small ``ann_threshold``) keeps recall@10 >= 0.95.
@@ -43,7 +43,7 @@ ANN_THRESHOLD = 24  # small, so rebuild switches to IVF inside a run
 NAMES = ("doc-1", "doc-2", "doc/3 ü")  # caller ids: the same few, so upserts replace
 TTL = 3600.0  # expiring memories live an hour of the machine's clock
 STATS = {"steps": 0, "examples": 0, "recalls": 0, "ann_recalls": [], "reopens": 0, "compactions": 0,
-         "upserts": 0, "expired": 0}
+         "upserts": 0, "expired": 0, "expiry_updates": 0}
 _REAL_TIME = time.time
 
 texts = st.lists(st.sampled_from(WORDS), min_size=1, max_size=4).map(" ".join)
@@ -168,6 +168,23 @@ class StoreMachine(RuleBasedStateMachine):
         if self._expect_new_or_dup(content, ns, m.id) is None:
             self.expires[(ns, m.id)] = self.offset + TTL
         return m.id
+
+    @rule(mid=memories, keep=st.booleans())
+    def change_expiry(self, mid, keep):
+        """update(ttl=) restarts a memory's clock; update(expires_at="never") keeps it for good."""
+        ns = self._ns_of(mid)
+        if ns is None:  # forgotten, or expired out of the model
+            with pytest.raises(NotFoundError):
+                self.store.update(mid, ttl=TTL, namespace=next(iter(NAMESPACES)))
+            return
+        m = self.store.update(mid, **({"expires_at": "never"} if keep else {"ttl": TTL}), namespace=ns)
+        if keep:
+            self.expires.pop((ns, mid), None)
+            assert m.expires_at is None
+        else:
+            self.expires[(ns, mid)] = self.offset + TTL
+            assert m.expires_at is not None
+        STATS["expiry_updates"] += 1
 
     @rule(hours=st.sampled_from([0.5, 2.0]))
     def advance_clock(self, hours):

@@ -214,7 +214,8 @@ def ingest(source: Any, store_uri: str | os.PathLike, *, model: Any = "auto",
             if store is None:
                 # the actors computed every view: the driver commits them, so it loads no model
                 model_id, dim, _ = pickle.loads(batch["model"][0])
-                store = MemoryStore.for_views(uri, model_id, dim, storage_options=storage_options)
+                store = MemoryStore.for_views(uri, model_id, dim, precision=precision,
+                                              storage_options=storage_options)
             before = store.count(namespace)
             commit_views(store, items, views, namespace=namespace, metadata=metadata)
             new = store.count(namespace) - before

@@ -120,15 +120,15 @@ class MemoryStore:
         self._open_tables(manifest)
 
     @classmethod
-    def for_views(cls, path: str | os.PathLike, model_id: str, dim: int, *,
+    def for_views(cls, path: str | os.PathLike, model_id: str, dim: int, *, precision: str = "fp32",
                   storage_options: Mapping[str, str] | None = None) -> "MemoryStore":
         """A store opened without a model, to commit views computed elsewhere with
         :func:`aimemory.write.commit_views` (the Ray ingest's driver). A new store's manifest names
-        ``model_id`` and ``dim``; an existing store must have been made by that model. remember,
-        recall, embed and classify need a model and refuse."""
+        ``model_id``, ``dim`` and the ``precision`` the views were computed in; an existing store
+        must have been made by that model. remember, recall, embed and classify need a model and refuse."""
         store = cls.__new__(cls)
         store._open_folder(path, storage_options, "auto", True, ANN_THRESHOLD)
-        manifest = store._own_manifest(Manifest.read(store.path), model_id, dim, "fp32", model_id)
+        manifest = store._own_manifest(Manifest.read(store.path), model_id, dim, precision, model_id)
         store.encoder = None  # type: ignore[assignment]
         store.placement = CPU
         store.ocr, store.ocr_status = None, "off: a store opened without a model reads no images"

@@ -131,6 +131,16 @@ def encoder():
 
 
 @pytest.fixture
+def clock(monkeypatch):
+    """time.time() plus an offset the test moves forward."""
+    import time
+
+    real, offset = time.time, [0.0]
+    monkeypatch.setattr(time, "time", lambda: real() + offset[0])
+    return offset
+
+
+@pytest.fixture
 def store(tmp_path, encoder):
     from aimemory import MemoryStore
 

@@ -129,16 +129,6 @@ def test_readers_never_see_neither_or_both_during_upserts(store, monkeypatch):
 
 
 # -- expiry ----------------------------------------------------------------------------------------
-@pytest.fixture
-def clock(monkeypatch):
-    """time.time() plus an offset the test moves forward."""
-    import time
-
-    real, offset = time.time, [0.0]
-    monkeypatch.setattr(time, "time", lambda: real() + offset[0])
-    return offset
-
-
 def test_expired_memories_are_never_returned_and_compact_purges_them(store, clock):
     from datetime import datetime, timedelta, timezone
 

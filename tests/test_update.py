@@ -131,16 +131,6 @@ def test_stored_non_finite_metadata_does_not_block_a_merge(store):
 
 
 # -- expiry ----------------------------------------------------------------------------------------
-@pytest.fixture
-def clock(monkeypatch):
-    """time.time() plus an offset the test moves forward."""
-    import time
-
-    real, offset = time.time, [0.0]
-    monkeypatch.setattr(time, "time", lambda: real() + offset[0])
-    return offset
-
-
 def test_update_sets_extends_and_clears_expiry_on_every_view(tmp_path, clock):
     long_text = " ".join(["green leaves and green grass"] * 40)  # 200 words: several chunk views
     with MemoryStore(tmp_path / "m", model=ColourEncoder(), speech_model=None) as store:

@@ -455,13 +455,17 @@ def mcp(
 
         raise CliError(f"`aimemory mcp` needs the MCP SDK: {install_hint('mcp')}") from exc
     from ..mcp_server import serve
-    from ..store import check_namespace
+    from ..namespaces import check_namespace
 
     check_namespace(namespace)  # a bad name fails here, before the client connects
     for root in files_root or []:
         if not root.expanduser().is_dir():
             raise CliError(f"--files-root {root} is not a folder; pass an existing folder the agent may read")
-    serve(open_store(store, model, create=True, device=device), namespace, files_root)
+    path = (store or default_store_path()).expanduser()
+    if path.exists() and not path.is_dir():
+        raise CliError(f"{path} is a file, not a store folder; pass the store's folder to --store")
+    # the store opens in the background: the server answers the client's handshake meanwhile
+    serve(lambda: open_store(store, model, create=True, device=device), namespace, files_root)
 
 
 @app.callback(invoke_without_command=True)

@@ -152,6 +152,19 @@ class VectorIndex:
                 out.append(np.array(ids, dtype=np.int64))
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
+    def vectors(self, vkeys: np.ndarray) -> np.ndarray | None:
+        """(n, dim) float32 vectors of ``vkeys`` held by a flat index (exact copies of the table's:
+        keys are never reused), or None when one is missing or the index is IVF (no direct map)."""
+        if self.kind != "flat":
+            return None
+        out = np.empty((len(vkeys), self.dim), np.float32)
+        try:
+            for i, key in enumerate(np.asarray(vkeys, np.int64).tolist()):
+                out[i] = self._index.reconstruct(key)
+        except RuntimeError:  # a key the index does not hold
+            return None
+        return out
+
     # -- search --------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,86 @@
+"""A store opened in a background thread, so a server answers its protocol at once.
+
+``aimemory mcp`` must answer the client's ``initialize`` and ``tools/list`` while the store and the
+model load (seconds of imports and weights): :class:`PendingStore` starts opening the store in a
+thread, then warms the encoder up with one text query (the towers a first recall needs load then,
+not during the agent's first call), and every attribute access waits until that is done. An error
+while opening is raised again to every caller, so each tool call reports it (with its fix).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import MemoryStore
+
+log = logging.getLogger("aimemory")
+
+WARM_UP_QUERY = "warm up"  # any text: the query towers load and run once
+
+
+def warm_up(store: "MemoryStore") -> None:
+    """Load and run what a first text recall needs (best effort: a failure only costs time later)."""
+    encoder = getattr(store, "encoder", None)
+    if encoder is None or "text" not in getattr(encoder, "modalities", ()):
+        return
+    try:
+        encoder.query_plans("text", WARM_UP_QUERY)
+    except Exception as exc:  # noqa: BLE001 - the real call will report a real problem
+        log.info("warming the text towers up failed (%s); they load on the first recall", exc)
+
+
+class PendingStore:
+    """A :class:`MemoryStore` being opened by ``opener`` in a background thread (started at once).
+
+    Attribute access (``pending.recall(...)``) waits until the store is open and warmed up, then
+    acts on it; :meth:`result` returns the store itself. ``warm``: run :func:`warm_up` before the
+    store counts as ready."""
+
+    def __init__(self, opener: Callable[[], "MemoryStore"], *, warm: bool = True):
+        self._opener = opener
+        self._warm = warm
+        self._store: "MemoryStore | None" = None
+        self._error: BaseException | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._open, name="aimemory-open-store", daemon=True)
+        self._thread.start()
+
+    def _open(self) -> None:
+        try:
+            store = self._opener()
+            if self._warm:
+                warm_up(store)
+            self._store = store
+        except BaseException as exc:  # noqa: BLE001 - handed to every caller by result()
+            self._error = exc
+            log.error("the memory store could not be opened: %s", exc)
+        finally:
+            self._ready.set()
+
+    @property
+    def ready(self) -> bool:
+        """Whether opening has finished (successfully or not)."""
+        return self._ready.is_set()
+
+    def result(self, timeout: float | None = None) -> "MemoryStore":
+        """The open store; waits for it (TimeoutError past ``timeout``), raises the opening error."""
+        if not self._ready.wait(timeout):
+            raise TimeoutError("the memory store is still opening")
+        if self._error is not None:
+            raise self._error
+        assert self._store is not None
+        return self._store
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.result(), name)
+
+    def close(self) -> None:
+        """Close the store once it is open (waits for the opening to finish first)."""
+        self._ready.wait()
+        if self._store is not None:
+            self._store.close()

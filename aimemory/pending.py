@@ -26,8 +26,11 @@ def warm_up(store: "MemoryStore") -> None:
     encoder = getattr(store, "encoder", None)
     if encoder is None or "text" not in getattr(encoder, "modalities", ()):
         return
+    import numpy as np
+
     try:
-        encoder.query_plans("text", WARM_UP_QUERY)
+        for plan in encoder.query_plans("text", WARM_UP_QUERY):
+            np.asarray(plan.vector)  # a plan may compute its vector on first use
     except Exception as exc:  # noqa: BLE001 - the real call will report a real problem
         log.info("warming the text towers up failed (%s); they load on the first recall", exc)
 

@@ -221,6 +221,10 @@ def recall(
         if hits is not None:
             output.print_hits(hits, as_json)
             return
+    if file is None and "torch" not in sys.modules:
+        # one short text query: one thread encodes it as fast as two on an idle machine, and does not
+        # wait for a second core on a busy one (measured: 0.013 s vs 0.57 s per query, load 7 on 2 cores)
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
     with open_store(store, model, device=device) as st:
         hits = st.recall(file if file is not None else query, k=k, modality=modality or None,
                          where=filters or None, namespace=namespace, since=start, until=end, hybrid=hybrid,

@@ -92,6 +92,13 @@ def run_cli(checkout: Path, args: list[str], **extra: str) -> float:
     return elapsed
 
 
+def run_python(checkout: Path, code: str) -> float:
+    """A bare ``python -c CODE``: the floors (the interpreter; torch, which any query encode needs)."""
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], env=env_for(checkout), check=True, timeout=300)
+    return time.perf_counter() - t
+
+
 def mcp_times(checkout: Path, store: Path) -> dict[str, float]:
     """Seconds from starting ``aimemory mcp`` to its initialize, tools/list and first recall answers."""
     from mcp import Client, StdioServerParameters
@@ -154,6 +161,8 @@ def measure(checkouts: dict[str, Path], stores: dict[str, Path], runs: int, mcp:
         run_cli(checkout, ["recall", QUERY, "--store", str(stores[label])], AIMEMORY_USE_SERVER="0")
     for i in range(runs):
         for label, checkout in checkouts.items():
+            add("floor: python", label, run_python(checkout, "pass"))
+            add("floor: import torch", label, run_python(checkout, "import torch"))
             add("aimemory --help", label, run_cli(checkout, ["--help"]))
             add("cold CLI recall", label, run_cli(checkout, ["recall", QUERY, "--store", str(stores[label])],
                                                   AIMEMORY_USE_SERVER="0"))
@@ -199,6 +208,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=5, help="runs per case and checkout (median reported)")
     p.add_argument("--n", type=int, default=100_000, help="memories in the store")
     p.add_argument("--work", default="/tmp/aimemory-bench-cold", help="folder for the store (reused)")
+    p.add_argument("--store", default=None, help="time this existing store instead (hard-linked copies are used)")
     p.add_argument("--baseline", default=None, help="another aimemory checkout to compare against")
     p.add_argument("--no-mcp", action="store_true", help="skip the MCP cases")
     p.add_argument("--no-served", action="store_true", help="skip the served recall")
@@ -208,19 +218,20 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None, log=print) -> dict:
     args = parse_args(argv)
     work = Path(args.work)
-    store = work / f"store-{args.n}"
-    if not (store / "catalog").is_dir():
+    store = Path(args.store).resolve() if args.store else work / f"store-{args.n}"
+    if args.store is None and not (store / "catalog").is_dir():
         shutil.rmtree(store, ignore_errors=True)
         log(f"building a {args.n:,}-memory store in {store} ...")
         t = time.perf_counter()
         build_store(store, args.n)
         log(f"  built in {time.perf_counter() - t:.0f} s")
+    work.mkdir(parents=True, exist_ok=True)
     checkouts = {"new": ROOT}
     if args.baseline:
         checkouts["base"] = Path(args.baseline).resolve()
     stores = {}
     for label in checkouts:  # one copy per checkout: each `serve` announces itself in its store folder
-        copy = work / f"store-{args.n}-{label}"
+        copy = work / f"{store.name}-{label}"
         if not copy.is_dir():
             subprocess.run(["cp", "-al", str(store), str(copy)], check=True)
         (copy / ".serve.json").unlink(missing_ok=True)
@@ -233,7 +244,8 @@ def main(argv=None, log=print) -> dict:
             log("the mcp package is not installed: MCP cases skipped")
             mcp = False
     log("\n".join(machine_lines()))
-    log(f"store: {args.n:,} text memories, {MODEL_ID} ({DIM}-d); {args.runs} runs per case, "
+    what = f"{store} (existing)" if args.store else f"{args.n:,} text memories, {MODEL_ID} ({DIM}-d)"
+    log(f"store: {what}; {args.runs} runs per case, "
         f"checkouts {', '.join(f'{k}={v}' for k, v in checkouts.items())}")
     times = measure(checkouts, stores, args.runs, mcp, not args.no_served, log)
     log(table(times, list(checkouts)))

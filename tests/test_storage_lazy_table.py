@@ -182,3 +182,19 @@ def test_the_flat_index_gives_the_table_s_vectors(tmp_path):
         order = {int(k): i for i, k in enumerate(want_keys)}
         assert np.array_equal(got, want[[order[int(k)] for k in keys]])
         assert s.index.vectors(np.asarray([10**9])) is None
+
+
+def test_recall_is_the_same_with_lance_loaded_or_not(tmp_path):
+    path = tmp_path / "m"
+    _fill(path)
+
+    def answer(store):
+        hits = store.recall("red", k=5, min_relevance=0.0)
+        return [(h.id, round(h.score, 6), round(h.relevance, 6)) for h in hits]
+
+    with _open(path) as lazy:
+        got = answer(lazy)
+        assert not lazy.table.opened  # background samples came from the index
+    with _open(path) as loaded:
+        loaded.table.real()
+        assert answer(loaded) == got

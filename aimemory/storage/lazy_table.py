@@ -26,7 +26,7 @@ import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, cast
 
 import numpy as np
 
@@ -257,9 +257,10 @@ class LazyTable:
         self._closed = True
 
 
-def open_table(folder: Path, dim: int, vectors: VectorSource | None = None) -> "VectorTable | LazyTable":
+def open_table(folder: Path, dim: int, vectors: VectorSource | None = None) -> VectorTable:
     """The store's table: lazy when it is a local Lance dataset with a saved catalog beside it (so a
-    read can be answered without Lance), else the real :class:`VectorTable` opened now."""
+    read can be answered without Lance), else the real :class:`VectorTable` opened now. Typed as a
+    VectorTable: a :class:`LazyTable` stands in for one everywhere."""
     if getattr(folder, "remote", None) is not None or not (Path(folder) / FOLDER / SIDECAR).is_file():
         return VectorTable(folder, dim)
     dataset = dataset_folder(folder)
@@ -267,7 +268,7 @@ def open_table(folder: Path, dim: int, vectors: VectorSource | None = None) -> "
     facts = None if version is None else read_manifest(dataset, version)
     if facts is None or not data_files_intact(dataset, facts):  # Lance opens it (and recovers)
         return VectorTable(folder, dim)
-    return LazyTable(folder, dim, facts, vectors)
+    return cast(VectorTable, LazyTable(folder, dim, facts, vectors))
 
 
 def index_vectors(owner: Any) -> VectorSource:

@@ -76,6 +76,14 @@ def build_store(path: Path, n: int) -> None:
 
 
 # -- timing ------------------------------------------------------------------------------------------
+def package_of(checkout: Path) -> str:
+    """Where ``import aimemory`` resolves in ``checkout`` (run from inside it: ``python -m`` puts the
+    working directory before PYTHONPATH, so every command here runs with ``cwd=checkout``)."""
+    return subprocess.run([sys.executable, "-c", "import aimemory; print(aimemory.__file__)"],
+                          env=env_for(checkout), cwd=checkout, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
 def env_for(checkout: Path, **extra: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(checkout), "PYTHONWARNINGS": "ignore", **extra}
     env.pop("AIMEMORY_TOKEN", None)
@@ -84,7 +92,7 @@ def env_for(checkout: Path, **extra: str) -> dict:
 
 def run_cli(checkout: Path, args: list[str], **extra: str) -> float:
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "aimemory", *args], env=env_for(checkout, **extra),
+    proc = subprocess.run([sys.executable, "-m", "aimemory", *args], env=env_for(checkout, **extra), cwd=checkout,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
     elapsed = time.perf_counter() - t
     if proc.returncode != 0:
@@ -95,7 +103,7 @@ def run_cli(checkout: Path, args: list[str], **extra: str) -> float:
 def run_python(checkout: Path, code: str) -> float:
     """A bare ``python -c CODE``: the floors (the interpreter; torch, which any query encode needs)."""
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], env=env_for(checkout), check=True, timeout=300)
+    subprocess.run([sys.executable, "-c", code], env=env_for(checkout), cwd=checkout, check=True, timeout=300)
     return time.perf_counter() - t
 
 
@@ -105,7 +113,7 @@ def mcp_times(checkout: Path, store: Path) -> dict[str, float]:
 
     params = StdioServerParameters(command=sys.executable,
                                    args=["-m", "aimemory", "mcp", "--store", str(store)],
-                                   env=env_for(checkout, AIMEMORY_OFFLINE="1"))
+                                   env=env_for(checkout, AIMEMORY_OFFLINE="1"), cwd=checkout)
 
     async def go() -> dict[str, float]:
         t = time.perf_counter()
@@ -132,7 +140,7 @@ def free_port() -> int:
 def start_server(checkout: Path, store: Path) -> subprocess.Popen:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "aimemory", "serve", "--store", str(store), "--port", str(port)],
-                            env=env_for(checkout, AIMEMORY_OFFLINE="1"), stdout=subprocess.DEVNULL,
+                            env=env_for(checkout, AIMEMORY_OFFLINE="1"), cwd=checkout, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + SERVE_WAIT_S
     while time.monotonic() < deadline:
@@ -236,6 +244,10 @@ def main(argv=None, log=print) -> dict:
             subprocess.run(["cp", "-al", str(store), str(copy)], check=True)
         (copy / ".serve.json").unlink(missing_ok=True)
         stores[label] = copy
+    for label, checkout in checkouts.items():
+        where = package_of(checkout)
+        if not Path(where).resolve().is_relative_to(checkout):
+            raise SystemExit(f"{label}: aimemory imports from {where}, not from {checkout}")
     mcp = not args.no_mcp
     if mcp:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -221,11 +222,9 @@ def recall(
         if hits is not None:
             output.print_hits(hits, as_json)
             return
-    if file is None and "torch" not in sys.modules:
-        # one short text query: one thread encodes it as fast as two on an idle machine, and does not
-        # wait for a second core on a busy one (measured: 0.013 s vs 0.57 s per query, load 7 on 2 cores)
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
-    with open_store(store, model, device=device) as st:
+    from .threads import one_thread
+
+    with one_thread() if file is None else nullcontext(), open_store(store, model, device=device) as st:
         hits = st.recall(file if file is not None else query, k=k, modality=modality or None,
                          where=filters or None, namespace=namespace, since=start, until=end, hybrid=hybrid,
                          half_life=half, min_relevance=min_relevance)

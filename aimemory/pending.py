@@ -2,9 +2,10 @@
 
 ``aimemory mcp`` must answer the client's ``initialize`` and ``tools/list`` while the store and the
 model load (seconds of imports and weights): :class:`PendingStore` starts opening the store in a
-thread, then warms the encoder up with one text query (the towers a first recall needs load then,
-not during the agent's first call), and every attribute access waits until that is done. An error
-while opening is raised again to every caller, so each tool call reports it (with its fix).
+thread, and every attribute access waits until it is open. Then the same thread warms the encoder
+up with one text query, so the towers a first recall needs are loaded before an agent that calls
+later asks (a call made at once does not wait for the warm-up). An error while opening is raised
+again to every caller, so each tool call reports it (with its fix).
 """
 
 from __future__ import annotations
@@ -38,9 +39,8 @@ def warm_up(store: "MemoryStore") -> None:
 class PendingStore:
     """A :class:`MemoryStore` being opened by ``opener`` in a background thread (started at once).
 
-    Attribute access (``pending.recall(...)``) waits until the store is open and warmed up, then
-    acts on it; :meth:`result` returns the store itself. ``warm``: run :func:`warm_up` before the
-    store counts as ready."""
+    Attribute access (``pending.recall(...)``) waits until the store is open, then acts on it;
+    :meth:`result` returns the store itself. ``warm``: run :func:`warm_up` once it is open."""
 
     def __init__(self, opener: Callable[[], "MemoryStore"], *, warm: bool = True):
         self._opener = opener
@@ -53,15 +53,16 @@ class PendingStore:
 
     def _open(self) -> None:
         try:
-            store = self._opener()
-            if self._warm:
-                warm_up(store)
-            self._store = store
+            self._store = self._opener()
         except BaseException as exc:  # noqa: BLE001 - handed to every caller by result()
             self._error = exc
             log.error("the memory store could not be opened: %s", exc)
         finally:
             self._ready.set()
+        # after ready: a call that is already waiting must not wait for the warm-up too (the towers
+        # load under their own locks, so a recall meanwhile waits only for the tower it needs)
+        if self._warm and self._store is not None:
+            warm_up(self._store)
 
     @property
     def ready(self) -> bool:
@@ -83,7 +84,7 @@ class PendingStore:
         return getattr(self.result(), name)
 
     def close(self) -> None:
-        """Close the store once it is open (waits for the opening to finish first)."""
-        self._ready.wait()
+        """Close the store once it is open (waits for the opening and the warm-up first)."""
+        self._thread.join()
         if self._store is not None:
             self._store.close()

@@ -198,3 +198,14 @@ def test_recall_is_the_same_with_lance_loaded_or_not(tmp_path):
     with _open(path) as loaded:
         loaded.table.real()
         assert answer(loaded) == got
+
+
+def test_a_closed_lazy_table_does_not_open_lance(tmp_path):
+    from aimemory.errors import StoreClosedError
+
+    path = tmp_path / "m"
+    _fill(path)
+    table = open_table(path, DIM)
+    table.close()
+    with pytest.raises(StoreClosedError):
+        table.scan(["vkey"])

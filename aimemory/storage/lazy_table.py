@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator, cast
 
 import numpy as np
 
+from ..errors import StoreClosedError
 from .catalog_file import FOLDER, SIDECAR, manifest_file
 from .table import TABLE_NAME, VectorTable
 
@@ -209,6 +210,8 @@ class LazyTable:
         """The real table, opened now if it is not yet."""
         if self._real is None:
             with self._opening:
+                if self._closed:  # as a closed VectorTable: no reads after close
+                    raise StoreClosedError("this store's table is closed; open the store again")
                 if self._real is None:
                     table = VectorTable(self.folder, self.dim)
                     if table.version != self._version:

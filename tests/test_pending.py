@@ -55,11 +55,34 @@ def test_an_opening_error_reaches_every_caller():
     pending.close()  # nothing to close
 
 
-def test_warm_up_plans_one_text_query(tmp_path):
+def test_warm_up_plans_one_text_query_and_opens_lance(tmp_path):
+    with MemoryStore(tmp_path / "m", model=Recorder()) as store:
+        store.remember("red door")
     Recorder.planned = 0
     with MemoryStore(tmp_path / "m", model=Recorder()) as store:
+        assert not store.table.opened
         warm_up(store)
+        assert store.table.opened
     assert Recorder.planned == 1
+
+
+def test_no_warm_up_when_a_call_is_already_waiting(tmp_path):
+    gate = threading.Event()
+    Recorder.planned = 0
+
+    def opener():
+        gate.wait(WAIT_S)
+        return MemoryStore(tmp_path / "m", model=Recorder())
+
+    pending = PendingStore(opener)
+    waiter = threading.Thread(target=pending.result)
+    waiter.start()
+    while not pending.asked:
+        threading.Event().wait(0.01)
+    gate.set()
+    waiter.join()
+    pending.close()  # waits for the opening thread, warm-up included
+    assert Recorder.planned == 0
 
 
 def test_mcp_lists_tools_before_the_store_is_open(tmp_path):

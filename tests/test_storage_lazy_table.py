@@ -209,3 +209,20 @@ def test_a_closed_lazy_table_does_not_open_lance(tmp_path):
     table.close()
     with pytest.raises(StoreClosedError):
         table.scan(["vkey"])
+
+
+def test_an_ivf_index_gives_the_table_s_vectors_too(tmp_path):
+    path = tmp_path / "m"
+    with MemoryStore(path, model=ColourEncoder(), ann_threshold=50) as s:
+        s.remember_many([f"note {i} {'red' if i % 2 else 'blue'}" for i in range(200)])
+        s.rebuild_index()
+        assert s.index.kind == "ivf"
+        s.save_catalog(force=True)
+    with MemoryStore(path, model=ColourEncoder(), ann_threshold=50) as s:
+        keys = s.catalog.alive_vkeys()[::37]
+        got = s.index.vectors(keys)
+        assert len(s.recall("red", k=3)) == 3 and not s.table.opened  # background samples from IVF
+        want_keys, want = s.table.real().vectors_for(keys)
+        order = {int(k): i for i, k in enumerate(want_keys)}
+        assert np.array_equal(got, want[[order[int(k)] for k in keys]])
+        assert s.index.vectors(np.asarray([10**9])) is None

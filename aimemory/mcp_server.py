@@ -18,7 +18,7 @@ import functools
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from . import __version__
 
@@ -94,8 +94,7 @@ def build_server(store: "MemoryStore", namespace: str = "default",
     from mcp.types import ImageContent, TextContent
 
     from .errors import AimemoryError, InputError
-    from .inputs import sniff
-    from .store import check_namespace
+    from .namespaces import check_namespace  # not the store: it may still be opening (see serve)
 
     check_namespace(namespace)
     roots = [Path(r).expanduser().resolve() for r in (files_roots or [])]
@@ -143,6 +142,8 @@ def build_server(store: "MemoryStore", namespace: str = "default",
             data = base64.b64decode(data_base64, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise ToolError(f"data_base64 is not valid base64: {exc}") from exc
+        from .inputs import sniff
+
         try:
             modality, sniffed = sniff(data)
         except InputError:
@@ -242,9 +243,19 @@ def build_server(store: "MemoryStore", namespace: str = "default",
     return server
 
 
-def serve(store: "MemoryStore", namespace: str = "default",
+def serve(store: "MemoryStore | Callable[[], MemoryStore]", namespace: str = "default",
           files_roots: list[str | Path] | None = None) -> None:
-    """Run the server on stdio until the client disconnects; closes the store."""
+    """Run the server on stdio until the client disconnects; closes the store.
+
+    ``store``: an open store, or a function that opens one: then the server answers ``initialize``
+    and ``tools/list`` at once while the store opens (and its text towers warm up) in a background
+    thread, and tool calls wait for it (see :mod:`aimemory.pending`)."""
+    if callable(store):
+        from mcp.server.mcpserver import MCPServer  # noqa: F401  (the SDK first: it answers meanwhile)
+
+        from .pending import PendingStore
+
+        store = cast("MemoryStore", PendingStore(store))
     server = build_server(store, namespace, files_roots)
     try:
         server.run("stdio")

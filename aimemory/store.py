@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -35,6 +34,7 @@ from .index import ANN_THRESHOLD, INDEX_DIR, StoreIndex, choose_index, lance_ind
 from .inputs import Item, to_item
 from .lookup import memory_at, recent_memories
 from .migrate import MigrationReport, Progress, active_folder, active_stamp, is_migrated_store
+from .namespaces import NAMESPACE_RE, check_namespace  # noqa: F401  (public here too)
 from .records import Hits, Memory
 from .semantics import (
     ItemOptions,
@@ -44,7 +44,8 @@ from .semantics import (
     prepared_views,
     purge_expired,
 )
-from .storage import Manifest, VectorTable
+from .storage import Manifest
+from .storage.lazy_table import index_vectors, open_table
 from .storage.manifest import MANIFEST_NAME
 from .update import expiry_change, forget_memories, update_memories
 from .views import encode_items, load_speech
@@ -53,15 +54,7 @@ from .write import WriteLock, commit_views, new_items, per_item, spread_views, s
 log = logging.getLogger("aimemory")
 
 DEFAULT_NAMESPACE = "default"
-NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}$")
 REFRESH_INTERVAL_S = 0.5  # how stale a reader's view of other processes' writes may be
-
-
-def check_namespace(namespace: str) -> str:
-    if not isinstance(namespace, str) or not NAMESPACE_RE.match(namespace) or ".." in namespace:
-        raise InputError(f"namespace {namespace!r} is not valid: use 1-128 letters, digits and . _ : @ - "
-                         "(no '/' and no '..')")
-    return namespace
 
 
 class MemoryList(list):
@@ -171,7 +164,7 @@ class MemoryStore:
         self.manifest = manifest
         self.model_id = manifest.model_id
         self._speech = None
-        self.table = VectorTable(self.path, manifest.dim)
+        self.table = open_table(self.path, manifest.dim, index_vectors(self))  # Lance loads on first need
         self.unsaved_changes = 0  # vectors added or removed since the index was last saved
         self._last_refresh = time.monotonic()
         self._load_catalog_and_index()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -221,7 +222,9 @@ def recall(
         if hits is not None:
             output.print_hits(hits, as_json)
             return
-    with open_store(store, model, device=device) as st:
+    from .threads import one_thread
+
+    with one_thread() if file is None else nullcontext(), open_store(store, model, device=device) as st:
         hits = st.recall(file if file is not None else query, k=k, modality=modality or None,
                          where=filters or None, namespace=namespace, since=start, until=end, hybrid=hybrid,
                          half_life=half, min_relevance=min_relevance)
@@ -464,13 +467,17 @@ def mcp(
 
         raise CliError(f"`aimemory mcp` needs the MCP SDK: {install_hint('mcp')}") from exc
     from ..mcp_server import serve
-    from ..store import check_namespace
+    from ..namespaces import check_namespace
 
     check_namespace(namespace)  # a bad name fails here, before the client connects
     for root in files_root or []:
         if not root.expanduser().is_dir():
             raise CliError(f"--files-root {root} is not a folder; pass an existing folder the agent may read")
-    serve(open_store(store, model, create=True, device=device), namespace, files_root)
+    path = (store or default_store_path()).expanduser()
+    if path.exists() and not path.is_dir():
+        raise CliError(f"{path} is a file, not a store folder; pass the store's folder to --store")
+    # the store opens in the background: the server answers the client's handshake meanwhile
+    serve(lambda: open_store(store, model, create=True, device=device), namespace, files_root)
 
 
 @app.callback(invoke_without_command=True)

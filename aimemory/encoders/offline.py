@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Sequence
+from typing import TYPE_CHECKING, Callable, ClassVar, Sequence, cast
 
 import numpy as np
 
@@ -71,6 +71,29 @@ def appearance_basis(fc_weight: np.ndarray, dim: int) -> np.ndarray:
     feature directions the classifier separates classes along. Data-free and fixed per checkpoint."""
     _, _, vt = np.linalg.svd(fc_weight.astype(np.float64), full_matrices=False)
     return vt[:dim].astype(np.float32)
+
+
+class DeferredVector:
+    """A query vector computed on first use (``np.asarray(v)``, indexing, ``len``), then kept."""
+
+    def __init__(self, compute: Callable[[], np.ndarray]):
+        self._compute = compute
+        self._value: np.ndarray | None = None
+
+    def value(self) -> np.ndarray:
+        if self._value is None:
+            self._value = np.asarray(self._compute(), np.float32)  # (dim,)
+        return self._value
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        value = self.value()
+        return value if dtype is None else value.astype(dtype, copy=False)
+
+    def __getitem__(self, key):
+        return self.value()[key]
+
+    def __len__(self) -> int:
+        return len(self.value())
 
 
 class OfflineEncoder(Encoder):
@@ -196,9 +219,11 @@ class OfflineEncoder(Encoder):
 
     def query_plans(self, modality: str, payload: object) -> list[QueryPlan]:
         if modality == "text":
-            drawing = self._drawing(self.drawing_tower.embed_texts([payload]))[0]  # type: ignore[list-item]
+            # the built-in model loads and runs only when recall uses the plan: a store without drawing
+            # views (text-only stores) never needs it
+            drawing = DeferredVector(lambda: self._drawing(self.drawing_tower.embed_texts([payload]))[0])  # type: ignore[list-item]
             return [QueryPlan(self.embed_texts([payload])[0]),  # type: ignore[list-item]
-                    QueryPlan(drawing, frozenset({DRAWING}), DRAWING_PENALTY)]
+                    QueryPlan(cast(np.ndarray, drawing), frozenset({DRAWING}), DRAWING_PENALTY)]
         if modality != "image":
             return super().query_plans(modality, payload)
         placed, appearance = self._image_vectors([payload])  # type: ignore[list-item]

@@ -152,6 +152,41 @@ class VectorIndex:
                 out.append(np.array(ids, dtype=np.int64))
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
+    def vectors(self, vkeys: np.ndarray) -> np.ndarray | None:
+        """(n, dim) float32 vectors of ``vkeys`` (exact copies of the table's: both index kinds store
+        raw float32 vectors, and keys are never reused), or None when the index lacks one."""
+        keys = np.asarray(vkeys, np.int64)
+        out = np.empty((len(keys), self.dim), np.float32)  # (n, dim)
+        if self.kind == "flat":
+            try:
+                for i, key in enumerate(keys.tolist()):
+                    out[i] = self._index.reconstruct(key)
+            except RuntimeError:  # a key the index does not hold
+                return None
+            return out
+        # IVF keeps no id -> position map: look the keys up list by list (one pass over the ids)
+        faiss = _faiss()
+        ivf = faiss.extract_index_ivf(self._index)
+        invlists = ivf.invlists
+        if invlists.code_size != self.dim * 4:  # not raw float32 codes (not an IndexIVFFlat)
+            return None
+        want = {key: i for i, key in enumerate(keys.tolist())}
+        found = 0
+        for list_no in range(ivf.nlist):
+            size = invlists.list_size(list_no)
+            if not size:
+                continue
+            ids = np.array(faiss.rev_swig_ptr(invlists.get_ids(list_no), size), dtype=np.int64)
+            hit = np.flatnonzero(np.isin(ids, keys))
+            if not len(hit):
+                continue
+            codes = np.array(faiss.rev_swig_ptr(invlists.get_codes(list_no), size * invlists.code_size))
+            rows = codes.view(np.float32).reshape(size, self.dim)  # IndexIVFFlat codes are the vectors
+            for j in hit.tolist():
+                out[want[int(ids[j])]] = rows[j]
+            found += len(hit)
+        return out if found == len(want) == len(keys) else None
+
     # -- search --------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:

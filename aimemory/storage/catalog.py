@@ -82,7 +82,8 @@ class Catalog:
         self.num = {name: Grow(dtype) for name, dtype in NUMERIC.items()}
         self.codes = {name: Grow(np.int32) for name in CODED}
         self.vocab: dict[str, list[str]] = {name: [] for name in CODED}
-        self.strings = {name: Column(pa.array([], t), t) for name, t in STRINGS.items()}
+        # pa.nulls, not pa.array([]): the latter imports pandas (0.3-0.5 s) to sniff its argument
+        self.strings = {name: Column(pa.nulls(0, t), t) for name, t in STRINGS.items()}
         self.id_keys = KeyIndex()
         self.hash_keys = KeyIndex()  # content hash -> primary positions
         self.meta = MetaEntries()

@@ -25,6 +25,7 @@ import pyarrow.ipc as ipc
 
 from ..errors import StoreError
 from ..records import CATALOG_COLUMNS
+from .arrow_numpy import to_numpy
 from .catalog import CODED, NUMERIC, STRINGS, Catalog, expiry_seconds
 from .catalog_where import ENTRY_SCHEMA, MetaEntries
 from .columns import Column, Grow, KeyIndex
@@ -231,6 +232,11 @@ def _read(folder: Path, entry: dict, verify: bool) -> pa.Table:
 
 def load(folder: Path, table, model_id: str, dim: int, verify: bool = True) -> Catalog:
     """The saved catalog, checked against the table (not caught up yet); raises StaleCatalog."""
+    return _load(folder, table, model_id, dim, verify)[0]
+
+
+def _load(folder: Path, table, model_id: str, dim: int, verify: bool = True) -> tuple[Catalog, int]:
+    """:func:`load`, and the table version the saved catalog mirrors."""
     folder = Path(folder) / FOLDER
     try:
         side = json.loads((folder / SIDECAR).read_text())
@@ -256,7 +262,7 @@ def load(folder: Path, table, model_id: str, dim: int, verify: bool = True) -> C
         raise StaleCatalog("live row count does not match its sidecar")
     if version == table.version and side["alive"] != table.count_rows():
         raise StaleCatalog("row count does not match the table")
-    return c
+    return c, version
 
 
 def _fixed(column: pa.ChunkedArray) -> np.ndarray:
@@ -269,23 +275,23 @@ def _fixed(column: pa.ChunkedArray) -> np.ndarray:
 def _from_saved(rows: pa.Table, entries: pa.Table, hashes: pa.Table, side: dict) -> Catalog:
     c = Catalog()
     for name, dtype in NUMERIC.items():
-        c.num[name] = Grow(dtype, rows.column(name).to_numpy(zero_copy_only=False))
+        c.num[name] = Grow(dtype, to_numpy(rows.column(name)))
     for name in CODED:
         c.vocab[name] = list(side["vocab"][name])
-        codes = rows.column(f"{name}_code").to_numpy()
+        codes = to_numpy(rows.column(f"{name}_code"))
         if len(codes) and (codes.min() < 0 or codes.max() >= len(c.vocab[name])):
             raise StaleCatalog(f"{name} codes out of range")
         c.codes[name] = Grow(np.int32, codes)
     for name, t in STRINGS.items():
         c.strings[name] = Column(rows.column(name), t)
     n = rows.num_rows
-    c.id_keys = KeyIndex(_fixed(rows.column("id_sorted")), rows.column("id_order").to_numpy())
-    c.hash_keys = KeyIndex(_fixed(hashes.column("key")), hashes.column("pos").to_numpy())
+    c.id_keys = KeyIndex(_fixed(rows.column("id_sorted")), to_numpy(rows.column("id_order")))
+    c.hash_keys = KeyIndex(_fixed(hashes.column("key")), to_numpy(hashes.column("pos")))
     for order in (c.id_keys.order, c.hash_keys.order, c.num["primary"].view):
         if len(order) and (order.min() < 0 or order.max() >= n):
             raise StaleCatalog("positions out of range")
-    c.meta = MetaEntries(n, entries, side["meta_keys"], rows.column("meta_start").to_numpy(),
-                         rows.column("meta_end").to_numpy())
+    c.meta = MetaEntries(n, entries, side["meta_keys"], to_numpy(rows.column("meta_start")),
+                         to_numpy(rows.column("meta_end")))
     if len(c.meta) and (c.meta.row.view.max() >= n or c.meta.end.view.max() > len(c.meta)):
         raise StaleCatalog("metadata entries out of range")
     c.rowaddr_watermark = int(side["rowaddr_watermark"])
@@ -300,7 +306,9 @@ def open_catalog(folder: Path, table, model_id: str, dim: int) -> tuple[Catalog,
     if getattr(table, "remote", None) is not None:
         return build(table), none, none
     try:
-        catalog = load(folder, table, model_id, dim)
+        catalog, version = _load(folder, table, model_id, dim)
+        if version == table.version:  # saved at this very version (digest and rows checked): current
+            return catalog, none, none
         added, removed = catch_up(catalog, table)
         if catalog.changes >= SAVE_AFTER_CATCH_UP:
             _save_quietly(catalog, folder, table, model_id, dim)

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import FilterError
+from .arrow_numpy import to_numpy
 from .columns import Column, Grow
 
 NONE, NUM, STR, OTHER = 0, 1, 2, 3  # entry types; OTHER is present but never equal to a wanted value
@@ -72,12 +73,13 @@ class MetaEntries:
         self.key_names: list[str] = list(keys or [])
         self.key_code = {k: i for i, k in enumerate(self.key_names)}
         if table is None:
-            table = ENTRY_SCHEMA.empty_table()
-        self.row = Grow(np.int64, table.column("row").to_numpy())
-        self.key = Grow(np.int32, table.column("key").to_numpy())
-        self.type = Grow(np.int8, table.column("type").to_numpy())
-        self.num = Grow(np.float64, table.column("num").to_numpy(zero_copy_only=False))
-        self.live = Grow(np.bool_, table.column("live").to_numpy(zero_copy_only=False))
+            # built from typed empty arrays: Schema.empty_table() imports pandas (0.3-0.5 s)
+            table = pa.Table.from_arrays([pa.nulls(0, f.type) for f in ENTRY_SCHEMA], schema=ENTRY_SCHEMA)
+        self.row = Grow(np.int64, to_numpy(table.column("row")))
+        self.key = Grow(np.int32, to_numpy(table.column("key")))
+        self.type = Grow(np.int8, to_numpy(table.column("type")))
+        self.num = Grow(np.float64, to_numpy(table.column("num")))
+        self.live = Grow(np.bool_, to_numpy(table.column("live")))
         self.str = Column(table.column("str"), pa.large_string())
         # per catalog row: its entries are [start, end) (rows without metadata: empty)
         self.start = Grow(np.int64, start if start is not None else np.zeros(n_rows, np.int64))

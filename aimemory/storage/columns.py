@@ -13,6 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .arrow_numpy import int64_array
+
 MIN_CAPACITY = 64
 
 
@@ -72,7 +74,7 @@ class Column:
         out = [None] * len(positions)
         if in_base.any():
             idx = np.flatnonzero(in_base)
-            for i, v in zip(idx.tolist(), self.base.take(pa.array(positions[idx])).to_pylist()):
+            for i, v in zip(idx.tolist(), self.base.take(int64_array(positions[idx])).to_pylist()):
                 out[i] = v
         for i in np.flatnonzero(~in_base).tolist():
             out[i] = self.tail[int(positions[i]) - nb]

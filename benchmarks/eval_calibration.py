@@ -201,10 +201,15 @@ def predict(c: Candidates, method: str, params: dict) -> np.ndarray:
     return _apply(feature(c, method), params.get(c.name, params["*"]))
 
 
-def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict) -> dict[str, float]:
+def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict,
+               base: dict[str, float] | None = None) -> dict[str, float]:
     """nDCG@10 of text queries (photo and sound captions) over one mixed store: photos (label and
     drawing views), sounds, every caption as a note (the query's own excluded) and voice notes.
-    'today' ranks as recall does without calibration; each method ranks by relevance."""
+    'today' ranks as recall does without calibration; each method ranks by relevance, a memory
+    taking its best view's. With ``base`` (pair -> tune base rate), CHOSEN is also ranked with its
+    views' evidence combined ("combined"): the best view's log-odds plus, for each other view kind,
+    its log-odds minus its pair's base-rate log-odds (naive Bayes), so a view whose calibration is
+    flat (the drawing view of a photo) neither lifts nor sinks a memory."""
     meta = json.loads(str(data["meta"]))
     ph, sn, sp = meta["photos"], meta["sounds"], meta["speech"]
     notes = ph + sn
@@ -226,6 +231,7 @@ def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict) ->
     gain[np.arange(len(notes)), own_note] = False
     rankers = ["today"] + list(params)
     values = {r: np.full((len(notes), n_items), -np.inf) for r in rankers}
+    per_kind: dict[str, np.ndarray] = {}  # kind -> (q, items) best log-odds of CHOSEN
     shared = np.concatenate([v for k, v, _ in views if k != "image.drawing"])
     for kind, vecs, owner in views:
         q = q_draw if kind == "image.drawing" else q_text
@@ -254,6 +260,17 @@ def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict) ->
             rel = 1 / (1 + np.exp(-logit))
             rel = np.where(np.isfinite(s), rel, -np.inf)
             np.maximum.at(values[method].T, owner, rel.T)
+            if method == CHOSEN and base is not None:
+                best = per_kind.setdefault(kind, np.full((len(notes), n_items), -np.inf))
+                np.maximum.at(best.T, owner, np.where(np.isfinite(s), logit, -np.inf).T)
+    if base is not None:
+        rankers.append("combined")
+        stack = np.stack(list(per_kind.values()))  # (kinds, q, items)
+        prior_logit = np.asarray([np.log(base[f"text x {k}"] / (1 - base[f"text x {k}"])) for k in per_kind])
+        evidence = np.where(np.isfinite(stack), stack - prior_logit[:, None, None], 0.0)
+        top = stack.max(0)
+        best_evidence = np.take_along_axis(evidence, stack.argmax(0)[None], 0)[0]
+        values["combined"] = np.where(np.isfinite(top), top + evidence.sum(0) - best_evidence, -np.inf)
     out = {}
     discount = 1 / np.log2(np.arange(2, 12))
     for r in rankers:
@@ -271,6 +288,7 @@ def print_report(res: dict, method_order: list[str]) -> None:
           f"reported on test ({res['test pairs']}); top {TOP} hits per query and pair; "
           f"shrinkage strength {res['strength']} (CV log loss {res['strength CV']})")
     keys = ["pooled ECE", "macro ECE", "pooled Brier", "small-store ECE", "nDCG@10 mixed"]
+    print(f"nDCG@10 mixed, {CHOSEN}, views combined: {fmt(res['methods'][CHOSEN]['nDCG@10 mixed, views combined'])}")
     print("\n" + "method".ljust(26) + "".join(k.rjust(17) for k in keys))
     for m in method_order:
         r = res["methods"][m]
@@ -304,9 +322,10 @@ def run(model: str, manifest: Path, log=print, drawing: str = "own", strength: f
         if not m.startswith("gap"):
             table[m]["small-store ECE"] = ece(np.concatenate([predict(c, m, params[m]) for c in small]),
                                               np.concatenate([c.label for c in small]))
-    ndcg = ndcg_mixed(test_data, params, prior, means)
+    ndcg = ndcg_mixed(test_data, params, prior, means, {c.name: float(c.label.mean()) for c in tune})
     for m in METHODS:
         table[m]["nDCG@10 mixed"] = ndcg[m]
+    table[CHOSEN]["nDCG@10 mixed, views combined"] = ndcg["combined"]
     res = {"model": model, "tune pairs": sum(len(c.label) for c in tune), "strength": chosen,
            "strength CV": {str(k): round(v, 4) for k, v in losses.items()},
            "test pairs": sum(len(c.label) for c in test), "methods": table, "nDCG today": ndcg["today"],

@@ -60,7 +60,8 @@ def pair_key(query_modality: str, kind: str) -> str:
 
 @dataclass(frozen=True)
 class PairFit:
-    """One pair's fitted numbers: logistic ``a``, ``b`` on z; prior background ``mean``, ``std``."""
+    """One pair's fitted numbers: logistic ``a``, ``b`` on z (``c`` on the cosine); prior background
+    ``mean``, ``std`` (a query's typical mean and spread of cosines with views of the kind)."""
 
     a: float = DEFAULT_A
     b: float = DEFAULT_B
@@ -157,24 +158,34 @@ def save_calibration(calibration: Calibration, path: Path | None = None) -> Path
     return path
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iterations: int = 50) -> tuple[float, ...]:
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iterations: int = 50,
+                 prior: tuple[float, ...] | None = None, strength: float = 0.0) -> tuple[float, ...]:
     """Platt scaling: ``x`` (n,) or (n, f) features, ``y`` (n,) 0/1 -> (a_1..a_f, b) maximising the
     likelihood of ``y`` under sigmoid(x @ a + b), by Newton's method with a small ridge; Platt's
-    smoothed targets keep a separable pair finite. A feature whose weight comes out negative is
-    dropped (weight 0) and the rest refitted, so relevance never falls as the cosine rises."""
+    smoothed targets keep a separable pair finite. With ``prior`` (a_1..a_f, b) the feature weights
+    are pulled towards its a's with a Gaussian prior of precision ``strength`` (empirical-Bayes
+    shrinkage: a pair with few labelled hits keeps about the pooled slopes, one with many follows its
+    own data); the intercept stays free, as base rates differ a lot between pairs. A
+    feature whose weight comes out negative is dropped (weight 0) and the rest refitted, so
+    relevance never falls as the cosine rises."""
     x = np.asarray(x, np.float64)
     x = x[:, None] if x.ndim == 1 else x  # (n, f)
     y = np.asarray(y, np.float64)
     pos, neg = y.sum(), len(y) - y.sum()
     t = np.where(y > 0, (pos + 1) / (pos + 2), 1 / (neg + 2))  # Platt (1999) targets
+    centre = np.zeros(x.shape[1] + 1) if prior is None else np.asarray(prior, np.float64)
+    pull = strength if prior is not None else 0.0
     used = list(range(x.shape[1]))
     while True:
         design = np.concatenate([x[:, used], np.ones((len(x), 1))], 1)  # (n, used + 1)
+        w0 = centre[used + [x.shape[1]]]  # (used + 1,)
+        lam = np.full(len(w0), pull)  # (used + 1,)
+        lam[-1] = 0.0
         w = np.zeros(design.shape[1])
         for _ in range(iterations):
             p = 1 / (1 + np.exp(-np.clip(design @ w, -500, 500)))
-            grad = design.T @ (p - t) + l2 * w
-            hess = (design * (p * (1 - p))[:, None]).T @ design + l2 * np.eye(len(w))
+            grad = design.T @ (p - t) + l2 * w + lam * (w - w0)
+            hess = (design * (p * (1 - p))[:, None]).T @ design + np.diag(l2 + lam)
             step = np.linalg.solve(hess, grad)
             w -= step
             if np.abs(step).max() < 1e-9:

@@ -13,13 +13,22 @@ show, and those are what is calibrated and scored. Methods:
 - ``z, pooled``: cosine standardised per query against a background sample of the pair's views, one
   logistic for every pair;
 - ``cosine, per pair`` / ``z, per pair``: Platt scaling fitted per pair on the cosine / on z;
+- ``z + cosine, per pair``: Platt on (z, cosine) per pair;
+- ``z + cosine, shrunk``: the same, each pair's weights pulled towards the pooled fit with a Gaussian
+  prior (empirical-Bayes / hierarchical Platt) whose strength is chosen by 2-fold cross-validation
+  on tune (macro log loss over pairs), so a pair with few labelled hits stays near the pooled fit;
 - ``gap removed, pooled`` / ``gap removed, per pair``: per-modality mean vectors (from tune) subtracted
   from queries and views before the cosine, then a pooled / per-pair logistic.
 
-Metrics per pair and pooled: expected calibration error (10 equal-width bins), Brier score, and at one
-relevance threshold the precision and recall with their spread across pairs; nDCG@10 of mixed lists
-(text queries over photos, sounds, notes and voice notes in one store) as recall ranks today and by
-each method's relevance.
+z is the cosine standardised against the query's cosines with a background sample of the pair's
+views, shrunk towards the pair's prior background (aimemory.calibration.standardise).
+
+Metrics (benchmarks/_calibration_metrics.py) per pair and pooled: expected calibration error (10
+equal-width bins), Brier score, and at relevance thresholds the precision per pair with its Wilson 95%
+interval and the spread across pairs with enough hits; "small stores": pooled ECE when each query sees
+only ``SMALL_STORE`` random views of the pair (the background is then mostly the prior); nDCG@10 of
+mixed lists (text queries over photos, sounds, notes and voice notes in one store) as recall ranked
+before calibration and by each method's relevance.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _calibration_data import PairScores, load_or_embed, pair_scores  # noqa: E402
+from _calibration_metrics import ece, fmt, method_metrics, print_pairs, print_spreads  # noqa: E402
 from _machine import machine_lines  # noqa: E402
 
 from aimemory.calibration import (  # noqa: E402
@@ -49,14 +59,16 @@ from aimemory.calibration import (  # noqa: E402
 )
 
 TOP = 10  # hits per query and pair that are calibrated (what a recall list shows)
-BINS = 10
-THRESHOLD = 0.5
-SWEEP = (0.3, 0.5, 0.7, 0.8, 0.9)  # thresholds whose precision spread across pairs is also reported
+SWEEP = (0.5, 0.7, 0.8, 0.9)  # relevance thresholds whose precision per pair is reported
 MAX_SPEECH = {"tune": 160, "test": 120}  # spoken clips transcribed per split (a spread sample)
 METHODS = ("cosine, pooled", "z, pooled", "cosine, per pair", "z, per pair", "z + cosine, per pair",
-           "gap removed, pooled", "gap removed, per pair")
-CHOSEN = "z + cosine, per pair"
+           "z + cosine, shrunk", "gap removed, pooled", "gap removed, per pair")
+CHOSEN = "z + cosine, shrunk"
+STRENGTHS = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)  # prior precisions tried for the shrunk fit
+SMALL_STORE = 12  # views per pair a query sees in the small-store check (the demo holds 6-13)
 DRAWING_PENALTY = 0.5  # as aimemory.encoders.offline ranks the drawing plan today
+TAIL = "tail precision (of shrunk)"  # a reported alternative meaning of the threshold, not shipped
+TAIL_LEAD = 20  # the top hits of a pair whose precision is too noisy to map on its own
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
@@ -69,11 +81,19 @@ def background_idx(n: int) -> np.ndarray:
 
 
 class Candidates:
-    """One pair's hits: per query its top TOP valid views, with cosine, z, gap-removed cosine, label."""
+    """One pair's hits: per query its top TOP valid views, with cosine, z, gap-removed cosine, label.
+    With ``small``, each query sees only that many random views (its background too)."""
 
-    def __init__(self, pair: PairScores, prior: tuple[float, float] | None, means: dict | None):
+    def __init__(self, pair: PairScores, prior: tuple | None, means: dict | None, small: int | None = None):
         s = pair.scores()  # (q, g)
-        masked = np.where(pair.valid, s, -np.inf)
+        valid = pair.valid
+        if small is not None:
+            rng = np.random.default_rng(0)
+            seen = np.zeros_like(valid)
+            for q in range(len(s)):
+                seen[q, rng.choice(s.shape[1], min(small, s.shape[1]), replace=False)] = True
+            valid = valid & seen
+        masked = np.where(valid, s, -np.inf)
         top = np.argsort(-masked, axis=1, kind="stable")[:, :TOP]  # (q, TOP)
         rows = np.repeat(np.arange(len(s)), top.shape[1])
         cols = top.ravel()
@@ -83,11 +103,18 @@ class Candidates:
         self.name = pair.name
         self.cosine = s[rows, cols]
         self.label = pair.relevant[rows, cols].astype(np.float64)
-        bg = s[:, background_idx(s.shape[1])]  # (q, m): the query's cosines with the sample
-        self.bg_mean, self.bg_std = float(bg.mean()), float(bg.std(axis=1).mean())
-        prior = prior or (self.bg_mean, self.bg_std)
+        self.query = rows  # (n,) which query each hit answers
+        self.n_queries = len(s)
+        if small is None:  # (q, m): the query's cosines with the sample recall would draw
+            bg = list(s[:, background_idx(s.shape[1])])
+        else:
+            bg = [s[q, valid[q]] for q in range(len(s))]
+        centres = np.asarray([b.mean() for b in bg])
+        # the pair's prior background: typical mean and spread, and how much the mean moves per query
+        self.stats = (float(centres.mean()), float(np.mean([b.std() for b in bg])), float(centres.std()))
+        prior = prior or self.stats[:2]
         self.z = np.concatenate([standardise(s[q, cols[rows == q]], bg[q], prior) for q in range(len(s))])
-        if means is not None:
+        if means is not None and small is None:
             qm = _l2(pair.queries - means[("query", pair.query_modality, pair.kind)])
             gm = _l2(pair.gallery - means[("view", pair.kind)])
             self.gap = np.einsum("ij,ij->i", qm[rows], gm[cols])
@@ -108,86 +135,95 @@ def feature(c: Candidates, method: str) -> np.ndarray:
     return c.cosine if method.startswith("cosine") else c.z if method.startswith("z") else c.gap
 
 
-def fit(tune: list[Candidates], method: str) -> dict[str, tuple[float, ...]]:
-    """Method -> pair name -> (a, b); pooled methods give every pair the same numbers."""
+def _pooled(tune: list[Candidates], method: str) -> tuple[float, ...]:
+    return fit_logistic(np.concatenate([feature(c, method) for c in tune]), np.concatenate([c.label for c in tune]))
+
+
+def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+
+
+def choose_strength(tune: list[Candidates], method: str) -> tuple[float, dict[float, float]]:
+    """The prior precision of the shrunk fit: 2-fold cross-validation on tune (each pair's queries
+    split into halves in id order, so a concept's items mostly stay together), scored by the macro
+    mean over pairs of the held-out log loss, so thin pairs weigh as much as thick ones."""
+    losses = {}
+    for strength in STRENGTHS:
+        per_pair = []
+        for c in tune:
+            half = c.query < c.n_queries // 2
+            loss = []
+            for train in (half, ~half):
+                if not train.any() or train.all():
+                    continue
+                sub = [_subset(o, train) if o is c else o for o in tune]
+                pooled = _pooled(sub, method)
+                w = fit_logistic(feature(c, method)[train], c.label[train], prior=pooled, strength=strength)
+                loss.append(_log_loss(_apply(feature(c, method)[~train], w), c.label[~train]))
+            if loss:
+                per_pair.append(np.mean(loss))
+        losses[strength] = float(np.mean(per_pair))
+    return min(losses, key=losses.get), losses
+
+
+def _subset(c: Candidates, keep: np.ndarray) -> Candidates:
+    out = Candidates.__new__(Candidates)
+    out.__dict__.update(c.__dict__)
+    out.z, out.cosine, out.label, out.query = c.z[keep], c.cosine[keep], c.label[keep], c.query[keep]
+    return out
+
+
+def _apply(x: np.ndarray, w: tuple[float, ...]) -> np.ndarray:
+    x = x[:, None] if x.ndim == 1 else x
+    return 1 / (1 + np.exp(-(x @ np.asarray(w[:-1]) + w[-1])))
+
+
+def fit(tune: list[Candidates], method: str, strength: float = 0.0) -> dict[str, tuple[float, ...]]:
+    """Method -> pair name -> (a, [c,] b); pooled methods give every pair the same numbers, the
+    shrunk one pulls each pair towards the pooled fit with prior precision ``strength``."""
+    pooled = _pooled(tune, method)
     if method.endswith("pooled"):
-        ab = fit_logistic(np.concatenate([feature(c, method) for c in tune]), np.concatenate([c.label for c in tune]))
-        return {c.name: ab for c in tune} | {"*": ab}
-    out = {c.name: fit_logistic(feature(c, method), c.label) for c in tune}
-    out["*"] = fit_logistic(np.concatenate([feature(c, method) for c in tune]), np.concatenate([c.label for c in tune]))
+        return {c.name: pooled for c in tune} | {"*": pooled}
+    prior = pooled if method.endswith("shrunk") else None
+    out = {c.name: fit_logistic(feature(c, method), c.label, prior=prior, strength=strength) for c in tune}
+    out["*"] = pooled
     return out
 
 
 def borrow_for_penalised(params: dict) -> dict:
-    """The drawing plan (penalised, DRAWING_PENALTY) is calibrated like text x image on z shifted by
-    its penalty: fitted on its own, on photos where the built-in model's drawing view is noise, it
-    gives every drawing hit about the base rate and buries the emoji it exists for."""
+    """``--drawing borrow``: the drawing plan (penalised, DRAWING_PENALTY) calibrated like text x image
+    on z shifted by its penalty, as shipped before. On real photos its hits over 0.5 were all wrong
+    (the built-in model's drawing vector of a photo is noise), so the default fits the pair itself."""
     a, _, b = params["text x image"]
     return {**params, "text x image.drawing": (a, 0.0, b - a * DRAWING_PENALTY)}
 
 
+def tail_map(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A pair's map from relevance to the precision of the tune hits scoring at least that (so a
+    threshold t would keep hits whose precision is t in every pair, if tune carried over): scores
+    ascending, and their tail precision made to rise with the score (the pessimistic running
+    minimum from the top); the top ``TAIL_LEAD`` hits share the precision of the top TAIL_LEAD."""
+    order = np.argsort(-p, kind="stable")
+    prec = np.cumsum(y[order]) / np.arange(1, len(p) + 1)  # (n,) precision of the top i
+    lead = min(TAIL_LEAD, len(prec) - 1)
+    prec[:lead] = prec[lead]
+    return p[order][::-1], np.minimum.accumulate(prec)[::-1]
+
+
 def predict(c: Candidates, method: str, params: dict) -> np.ndarray:
-    *a, b = params.get(c.name, params["*"])
-    x = feature(c, method)
-    x = x[:, None] if x.ndim == 1 else x
-    return 1 / (1 + np.exp(-(x @ np.asarray(a) + b)))
+    return _apply(feature(c, method), params.get(c.name, params["*"]))
 
 
-def ece(p: np.ndarray, y: np.ndarray, bins: int = BINS) -> float:
-    which = np.minimum((p * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        sel = which == b
-        if sel.any():
-            total += sel.sum() * abs(p[sel].mean() - y[sel].mean())
-    return float(total / max(len(p), 1))
-
-
-def pr_at(p: np.ndarray, y: np.ndarray, t: float) -> tuple[float, float, int]:
-    """Precision and recall (of the relevant hits among the candidates) at threshold t, and how many pass."""
-    sel = p >= t
-    precision = float(y[sel].mean()) if sel.any() else float("nan")
-    recall = float(y[sel].sum() / y.sum()) if y.sum() else float("nan")
-    return precision, recall, int(sel.sum())
-
-
-def scores_table(test: list[Candidates], preds: dict[str, dict[str, np.ndarray]], t: float) -> dict:
-    """Method -> metrics dict (per pair and pooled)."""
-    out = {}
-    for method, by_pair in preds.items():
-        rows = {}
-        for c in test:
-            p = by_pair[c.name]
-            prec, rec, n = pr_at(p, c.label, t)
-            rows[c.name] = {"n": len(p), "base rate": float(c.label.mean()), "ECE": ece(p, c.label),
-                            "Brier": float(((p - c.label) ** 2).mean()), "precision": prec, "recall": rec,
-                            "passed": n}
-        p_all = np.concatenate([by_pair[c.name] for c in test])
-        y_all = np.concatenate([c.label for c in test])
-        precs = [r["precision"] for r in rows.values() if not np.isnan(r["precision"])]
-        recs = [r["recall"] for r in rows.values() if not np.isnan(r["recall"])]
-        pooled_p, pooled_r, _ = pr_at(p_all, y_all, t)
-        out[method] = {"pairs": rows, "pooled ECE": ece(p_all, y_all),
-                       "macro ECE": float(np.mean([r["ECE"] for r in rows.values()])),
-                       "pooled Brier": float(((p_all - y_all) ** 2).mean()), "pooled precision": pooled_p,
-                       "pooled recall": pooled_r,
-                       "precision spread": float(max(precs) - min(precs)) if precs else float("nan"),
-                       "pairs with no hit over t": len(rows) - len(precs),
-                       "recall spread": float(max(recs) - min(recs)) if recs else float("nan")}
-        for u in SWEEP:
-            per = [pr_at(by_pair[c.name], c.label, u) for c in test]
-            ps = [x[0] for x in per if not np.isnan(x[0])]
-            out[method][f"sweep {u}"] = {
-                "precision min": min(ps) if ps else float("nan"), "precision max": max(ps) if ps else float("nan"),
-                "spread": max(ps) - min(ps) if ps else float("nan"), "pairs with hits": len(ps),
-                "recall mean": float(np.nanmean([x[1] for x in per]))}
-    return out
-
-
-def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict) -> dict[str, float]:
+def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict,
+               base: dict[str, float] | None = None) -> dict[str, float]:
     """nDCG@10 of text queries (photo and sound captions) over one mixed store: photos (label and
     drawing views), sounds, every caption as a note (the query's own excluded) and voice notes.
-    'today' ranks as recall does without calibration; each method ranks by relevance."""
+    'today' ranks as recall does without calibration; each method ranks by relevance, a memory
+    taking its best view's. With ``base`` (pair -> tune base rate), CHOSEN is also ranked with its
+    views' evidence combined ("combined"): the best view's log-odds plus, for each other view kind,
+    its log-odds minus its pair's base-rate log-odds (naive Bayes), so a view whose calibration is
+    flat (the drawing view of a photo) neither lifts nor sinks a memory."""
     meta = json.loads(str(data["meta"]))
     ph, sn, sp = meta["photos"], meta["sounds"], meta["speech"]
     notes = ph + sn
@@ -209,6 +245,7 @@ def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict) ->
     gain[np.arange(len(notes)), own_note] = False
     rankers = ["today"] + list(params)
     values = {r: np.full((len(notes), n_items), -np.inf) for r in rankers}
+    per_kind: dict[str, np.ndarray] = {}  # kind -> (q, items) best log-odds of CHOSEN
     shared = np.concatenate([v for k, v, _ in views if k != "image.drawing"])
     for kind, vecs, owner in views:
         q = q_draw if kind == "image.drawing" else q_text
@@ -237,6 +274,17 @@ def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict) ->
             rel = 1 / (1 + np.exp(-logit))
             rel = np.where(np.isfinite(s), rel, -np.inf)
             np.maximum.at(values[method].T, owner, rel.T)
+            if method == CHOSEN and base is not None:
+                best = per_kind.setdefault(kind, np.full((len(notes), n_items), -np.inf))
+                np.maximum.at(best.T, owner, np.where(np.isfinite(s), logit, -np.inf).T)
+    if base is not None:
+        rankers.append("combined")
+        stack = np.stack(list(per_kind.values()))  # (kinds, q, items)
+        prior_logit = np.asarray([np.log(base[f"text x {k}"] / (1 - base[f"text x {k}"])) for k in per_kind])
+        evidence = np.where(np.isfinite(stack), stack - prior_logit[:, None, None], 0.0)
+        top = stack.max(0)
+        best_evidence = np.take_along_axis(evidence, stack.argmax(0)[None], 0)[0]
+        values["combined"] = np.where(np.isfinite(top), top + evidence.sum(0) - best_evidence, -np.inf)
     out = {}
     discount = 1 / np.log2(np.arange(2, 12))
     for r in rankers:
@@ -248,58 +296,58 @@ def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict) ->
     return out
 
 
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return "-"
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
-
-
 def print_report(res: dict, method_order: list[str]) -> None:
     print("\n".join(machine_lines()))
     print(f"\nmodel {res['model']}: fitted on tune ({res['tune pairs']} labelled hits), "
-          f"reported on test ({res['test pairs']}); top {TOP} hits per query and pair; threshold {THRESHOLD}")
-    keys = ["pooled ECE", "macro ECE", "pooled Brier", "pooled precision", "pooled recall",
-            "precision spread", "recall spread", "pairs with no hit over t", "nDCG@10 mixed"]
-    print("\n" + "method".ljust(24) + "".join(k[:16].rjust(17) for k in keys))
+          f"reported on test ({res['test pairs']}); top {TOP} hits per query and pair; "
+          f"shrinkage strength {res['strength']} (CV log loss {res['strength CV']})")
+    keys = ["pooled ECE", "macro ECE", "pooled Brier", "small-store ECE", "nDCG@10 mixed"]
+    print(f"nDCG@10 mixed, {CHOSEN}, views combined: {fmt(res['methods'][CHOSEN]['nDCG@10 mixed, views combined'])}")
+    print("\n" + "method".ljust(26) + "".join(k.rjust(17) for k in keys))
     for m in method_order:
         r = res["methods"][m]
-        print(m.ljust(24) + "".join(_fmt(r.get(k)).rjust(17) for k in keys))
-    print(f"{'today (no calibration)':24}" + "".rjust(17 * 8) + _fmt(res["nDCG today"]).rjust(17))
-    print("\nprecision across pairs at one threshold (test): min / max / spread (pairs with a hit) / mean recall")
-    print("method".ljust(24) + "".join(f"t={u}".rjust(30) for u in SWEEP))
+        print(m.ljust(26) + "".join(fmt(r.get(k)).rjust(17) for k in keys))
+    print(f"{'before calibration':26}" + "".rjust(17 * 4) + fmt(res["nDCG today"]).rjust(17))
+    print_spreads(res["methods"], method_order, SWEEP)
     for m in method_order:
-        cells = []
-        for u in SWEEP:
-            r = res["methods"][m][f"sweep {u}"]
-            cells.append(f"{_fmt(r['precision min'])}/{_fmt(r['precision max'])}/{_fmt(r['spread'])}"
-                         f"({r['pairs with hits']})/{_fmt(r['recall mean'])}".rjust(30))
-        print(m.ljust(24) + "".join(cells))
-    for m in method_order:
-        print(f"\n{m}: per pair (test)")
-        cols = ["n", "base rate", "ECE", "Brier", "precision", "recall", "passed"]
-        print("pair".ljust(28) + "".join(c.rjust(11) for c in cols))
-        for name, r in res["methods"][m]["pairs"].items():
-            print(name.ljust(28) + "".join(_fmt(r[c]).rjust(11) for c in cols))
+        print_pairs(m, res["methods"][m], SWEEP)
 
 
-def run(model: str, manifest: Path, log=print) -> tuple[dict, dict]:
-    tune_data = load_or_embed(model, manifest, "tune", MAX_SPEECH["tune"], log)
-    test_data = load_or_embed(model, manifest, "test", MAX_SPEECH["test"], log)
+def run(model: str, manifest: Path, log=print, drawing: str = "own", strength: float | None = None,
+        max_speech: dict | None = None) -> tuple[dict, dict]:
+    max_speech = max_speech or MAX_SPEECH
+    tune_data = load_or_embed(model, manifest, "tune", max_speech["tune"], log)
+    test_data = load_or_embed(model, manifest, "test", max_speech["test"], log)
     tune_pairs, test_pairs = pair_scores(tune_data), pair_scores(test_data)
     means = modality_means(tune_pairs)
     tune = [Candidates(p, None, means) for p in tune_pairs]
-    prior = {c.name: (c.bg_mean, c.bg_std) for c in tune}  # the model's typical background per pair
+    prior = {c.name: c.stats[:2] for c in tune}  # the model's typical background per pair
     test = [Candidates(p, prior.get(p.name), means) for p in test_pairs]
-    params = {m: fit(tune, m) for m in METHODS}
-    params[CHOSEN] = borrow_for_penalised(params[CHOSEN])
-    preds = {m: {c.name: predict(c, m, params[m]) for c in test} for m in METHODS}
-    table = scores_table(test, preds, THRESHOLD)
-    ndcg = ndcg_mixed(test_data, params, prior, means)
+    small = [Candidates(p, prior.get(p.name), None, SMALL_STORE) for p in test_pairs]
+    chosen, losses = choose_strength(tune, CHOSEN) if strength is None else (strength, {})
+    params = {m: fit(tune, m, chosen) for m in METHODS}
+    if drawing == "borrow":
+        for m in ("z + cosine, per pair", CHOSEN):
+            params[m] = borrow_for_penalised(params[m])
+    table = {}
+    for m in METHODS:
+        table[m] = method_metrics([c.name for c in test], [predict(c, m, params[m]) for c in test],
+                                  [c.label for c in test], SWEEP)
+        if not m.startswith("gap"):
+            table[m]["small-store ECE"] = ece(np.concatenate([predict(c, m, params[m]) for c in small]),
+                                              np.concatenate([c.label for c in small]))
+    ndcg = ndcg_mixed(test_data, params, prior, means, {c.name: float(c.label.mean()) for c in tune})
     for m in METHODS:
         table[m]["nDCG@10 mixed"] = ndcg[m]
-    res = {"model": model, "tune pairs": sum(len(c.label) for c in tune),
+    table[CHOSEN]["nDCG@10 mixed, views combined"] = ndcg["combined"]
+    maps = {c.name: tail_map(predict(c, CHOSEN, params[CHOSEN]), c.label) for c in tune}
+    table[TAIL] = method_metrics([c.name for c in test], [np.interp(predict(c, CHOSEN, params[CHOSEN]), *maps[c.name])
+                                                          for c in test], [c.label for c in test], SWEEP)
+    res = {"model": model, "tune pairs": sum(len(c.label) for c in tune), "strength": chosen,
+           "strength CV": {str(k): round(v, 4) for k, v in losses.items()},
            "test pairs": sum(len(c.label) for c in test), "methods": table, "nDCG today": ndcg["today"],
-           "params": {m: {k: list(v) for k, v in p.items()} for m, p in params.items()}}
+           "params": {m: {k: list(v) for k, v in p.items()} for m, p in params.items()},
+           "tune hits": {c.name: [len(c.label), int(c.label.sum())] for c in tune}}
     return res, {"prior": prior, "params": params}
 
 
@@ -324,6 +372,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--write", action="store_true", help=f"write the {CHOSEN!r} fit to models/<model>/calibration.json")
+    ap.add_argument("--drawing", choices=("own", "borrow"), default="own",
+                    help="the drawing view: calibrated like text x photo on its penalised z, or fitted itself")
+    ap.add_argument("--strength", type=float, default=None, help="shrinkage prior precision (default: chosen by CV)")
+    ap.add_argument("--max-speech", type=int, nargs=2, default=None, metavar=("TUNE", "TEST"),
+                    help="spoken clips per split (a spread sample; default all)")
     args = ap.parse_args(argv)
     import torch
     from real_corpus import build, default_cache
@@ -331,9 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     manifest = args.manifest or build(default_cache())
     t0 = time.time()
-    res, fitted = run(args.model, manifest)
+    res, fitted = run(args.model, manifest, drawing=args.drawing, strength=args.strength,
+                      max_speech=None if args.max_speech is None else dict(zip(("tune", "test"), args.max_speech)))
     res["seconds"] = round(time.time() - t0, 1)
-    print_report(res, list(METHODS))
+    print_report(res, [*METHODS, TAIL])
     print(f"\nchosen: {CHOSEN}; {res['seconds']} s")
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))

@@ -136,6 +136,20 @@ def test_platt_fit_recovers_a_known_logistic():
     assert a > 0
 
 
+def test_shrunk_fit_keeps_a_thin_pair_near_the_pooled_slopes():
+    """Empirical-Bayes Platt: a strong prior holds the slope at the pooled one and leaves the
+    intercept (the pair's base rate) free; no prior gives the plain fit."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, 60)
+    y = rng.random(60) < 1 / (1 + np.exp(-(3.0 * x - 1.0)))
+    plain = fit_logistic(x, y)
+    assert fit_logistic(x, y, prior=(0.5, -9.0), strength=0.0) == pytest.approx(plain)
+    a, b = fit_logistic(x, y, prior=(0.5, -9.0), strength=1e4)
+    assert a == pytest.approx(0.5, abs=0.01) and b > -3.0  # the prior's intercept is not imposed
+    a_mid, _ = fit_logistic(x, y, prior=(0.5, -9.0), strength=3.0)
+    assert 0.5 < a_mid < plain[0]
+
+
 def test_shipped_calibration_of_the_offline_tier_loads():
     base = load_calibration("aimemory-base")
     if not base.fitted:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from . import write_ahead
 from .encoders.base import View
 from .errors import AimemoryError, InputError, StoreError
 from .inputs import Item
@@ -29,7 +30,6 @@ from .storage.remote import remote_lease
 from .storage.table import folder_lock, storage_error
 from .update import commit_metadata, merged, plan
 from .views import build_rows
-from . import write_ahead
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import MemoryStore

@@ -580,6 +580,8 @@ class MemoryStore:
         check_namespace(namespace)
         modalities = check_recall_args(k, modality)
         item = to_item(query, purpose="recall")
+        if hybrid and self.segment is not None and self.segment.records:
+            self.flush()  # the keyword side searches the table's full-text index
         with self._lock:
             with storage_errors("reading other processes' writes"):
                 self._refresh_if_stale()

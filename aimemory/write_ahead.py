@@ -145,6 +145,7 @@ def fold_if_due(store: "MemoryStore") -> None:
 def takes(store: "MemoryStore", todo: Sequence, replacing: bool) -> bool:
     """Whether a commit of ``todo`` (new items) goes through the segment."""
     return (store.segment is not None and store.write_ahead and not replacing
+            and store.manifest.schema_version == SCHEMA_VERSION  # an older table is upgraded directly
             and 0 < len(todo) <= WRITE_AHEAD_MAX_ITEMS
             and all(item.modality == "text" for _, item, *_ in todo))
 

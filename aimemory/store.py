@@ -263,8 +263,7 @@ class MemoryStore:
         from .storage.catalog_file import refresh_catalog
 
         tail = read_tail(self)  # before the table (see aimemory.write_ahead)
-        self.table.checkout_latest()
-        if self.table.version != self.table_version:
+        if self.table.checkout_latest() and self.table.version != self.table_version:
             self.manifest = Manifest.read(self.path) or self.manifest
             self.catalog, added, removed = refresh_catalog(self.catalog, self.table, pending_keys(self))
             self.table_version = self.table.version

@@ -267,7 +267,7 @@ def _commit_new(store: "MemoryStore", batch: BatchPlan, views: list[Sequence[Vie
                 store.table.replace(rows, old_vkeys)
             else:
                 store.table.add(rows)
-    store.table_version = store.table.version
+            store.table_version = store.table.version
     if old_vkeys:  # the replaced memories leave the catalog and index before the new rows come in
         store.catalog.remove_ids(list(batch.replaced), namespace)
         store.index.remove(np.asarray(old_vkeys, dtype=np.int64))

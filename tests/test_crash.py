@@ -152,7 +152,7 @@ KILL_AT = textwrap.dedent("""
     if point == "append_torn":  # half a record reaches the file
         def torn(self, rows):
             record = segment_mod.encode_rows(rows)
-            os.write(self.fd, record[: len(record) // 2])
+            os.pwrite(self.fd, record[: len(record) // 2], self.offset)
             die()
         S.append = torn
     elif point == "append_before_index":  # the record is written, the catalog and index not updated

@@ -9,7 +9,6 @@ import threading
 
 import numpy as np
 import pyarrow as pa
-import pytest
 from conftest import ColourEncoder
 
 import aimemory.write_ahead as write_ahead
@@ -100,7 +99,8 @@ def test_fold_twice_adds_nothing_twice(tmp_path):
 def test_torn_tail_is_cut_and_the_store_stays_consistent(tmp_path):
     s = _open(tmp_path / "m")
     a = s.remember("red kept")
-    with open(tmp_path / "m" / SEGMENT_NAME, "ab") as fh:
+    with open(tmp_path / "m" / SEGMENT_NAME, "r+b") as fh:
+        fh.seek(s.segment.offset)
         fh.write(encode_rows(s.segment.rows())[:40])  # a crashed append
     with _open(tmp_path / "m") as t:
         assert t.count() == 1 and a.id in t

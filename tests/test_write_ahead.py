@@ -4,7 +4,6 @@ leaves alone. Kill points are in test_crash.py."""
 
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
@@ -133,8 +132,8 @@ def test_other_processes_see_appends_on_their_next_read(tmp_path):
 
 def test_concurrent_writers_share_fsyncs(tmp_path, monkeypatch):
     syncs = []
-    real = os.fdatasync
-    monkeypatch.setattr(segment_mod.os, "fdatasync", lambda fd: (syncs.append(1), real(fd)))
+    real = segment_mod.datasync
+    monkeypatch.setattr(segment_mod, "datasync", lambda fd: (syncs.append(1), real(fd)))
     with _open(tmp_path / "m") as s:
         def work(t):
             for i in range(15):

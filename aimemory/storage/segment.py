@@ -93,6 +93,11 @@ def _parse_header(data: bytes) -> tuple[int, int] | None:
     return generation, base
 
 
+def datasync(fd: int) -> None:
+    """Flush a file's data (fdatasync; fsync where there is none, as on macOS)."""
+    (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(fd)
+
+
 def _fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -135,8 +140,9 @@ class Segment:
         if header is None:
             os.close(fd)
             return False
-        self._close_fd()
-        self.fd, self.ino = fd, os.fstat(fd).st_ino
+        with self._cond:  # a syncing thread dups the descriptor under this lock
+            self._close_fd()
+            self.fd, self.ino = fd, os.fstat(fd).st_ino
         generation, self.base_version = header
         if generation != self.generation:
             self.records, self.pending = [], []
@@ -275,7 +281,7 @@ class Segment:
                 target, fd = self._written, os.dup(self.fd)  # a reset may close self.fd meanwhile
                 self._cond.release()
                 try:
-                    os.fdatasync(fd)
+                    datasync(fd)
                 finally:
                     os.close(fd)
                     self._cond.acquire()

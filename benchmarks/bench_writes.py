@@ -5,8 +5,11 @@ through the write-ahead segment and straight to Lance, measured A/B in the same 
     .venv/bin/python benchmarks/bench_writes.py --sizes 10000 --writes 100 --quick
 
 Per (store size, path, writer threads): writes/s, p50/p99 latency of one acknowledged (durable)
-write, the visibility delay (write acknowledged -> a second store handle on the same folder, as
-another process would, finds it), and the cost of folding the segment's records into Lance.
+write, the latency of a recall right after a write (it must return the write), the visibility delay
+for another handle on the folder (write acknowledged -> a second store, as another process has,
+finds it by its reads), and the cost of folding the segment's records into Lance. The disk's
+fdatasync latency (an overwrite of a written block: what a segment append waits for) is measured
+before and after: one writer thread cannot acknowledge durable writes faster than that.
 
 Two encoders: a benchmark encoder (vectors precomputed, so the store's own cost is measured) and
 ``aimemory-base`` end to end (its text tower, all-MiniLM-L6-v2, encodes each text; skipped with a
@@ -92,7 +95,8 @@ def _pct(values, q) -> float:
     return float(np.percentile(np.asarray(values) * 1000, q)) if len(values) else float("nan")
 
 
-def run_writes(path: Path, encoder, write_ahead: bool, n_writes: int, threads: int, tag: str) -> dict:
+def run_writes(path: Path, encoder, write_ahead: bool, n_writes: int, threads: int, tag: str,
+               probes: int = VISIBILITY_PROBES) -> dict:
     """``n_writes`` single remembers from ``threads`` threads; then visibility and fold cost."""
     from aimemory import MemoryStore
 
@@ -130,7 +134,7 @@ def run_writes(path: Path, encoder, write_ahead: bool, n_writes: int, threads: i
     other = MemoryStore(path, model=encoder, write_ahead=write_ahead, **TOWERS)
     other.count()
     seen, here = [], []
-    for i in range(VISIBILITY_PROBES):
+    for i in range(probes):
         m = store.remember(f"{tag} probe {i}: visible yet?")
         t0 = time.perf_counter()
         assert store.recall(m.content, k=1)[0].id == m.id  # this process: at once
@@ -147,7 +151,7 @@ def run_writes(path: Path, encoder, write_ahead: bool, n_writes: int, threads: i
     return dict(size=size, path="segment" if write_ahead else "direct", threads=threads,
                 encoder=encoder.model_id if tag.startswith("e2e") else "bench", writes=n_writes,
                 rate=round(n_writes / wall, 1), p50_ms=round(_pct(lat, 50), 2), p99_ms=round(_pct(lat, 99), 2),
-                recall_sees_ms=round(_pct(here, 50), 2), other_sees_p50_ms=round(_pct(seen, 50), 1),
+                recall_ms=round(_pct(here, 50), 1), other_sees_p50_ms=round(_pct(seen, 50), 1),
                 other_sees_max_ms=round(_pct(seen, 100), 1),
                 fold_ms=round(fold_s * 1000, 1) if pending else float("nan"), folded=pending)
 
@@ -164,6 +168,27 @@ def encode_cost(encoder, n: int = 40) -> dict:
                 max_rate=round(1000 / _pct(lat, 50), 1))
 
 
+def datasync_latency(folder: Path, n: int = 200) -> dict:
+    """p50/p99 of a 3 KB overwrite + fdatasync in ``folder`` (a record's append on written zeros)."""
+    from aimemory.storage.segment import datasync
+
+    path = folder / "datasync-probe.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+    try:
+        os.write(fd, bytes(3000 * n))
+        os.fsync(fd)
+        lat = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            os.pwrite(fd, b"x" * 3000, 3000 * i)
+            datasync(fd)
+            lat.append(time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return dict(p50_ms=round(_pct(lat, 50), 2), p99_ms=round(_pct(lat, 99), 2), mean_ms=round(1000 * np.mean(lat), 2))
+
+
 def _real_encoder(log):
     from aimemory.encoders.registry import load_encoder
     from aimemory.errors import AimemoryError
@@ -176,7 +201,7 @@ def _real_encoder(log):
 
 
 def table(rows: list[dict]) -> str:
-    cols = ["size", "path", "threads", "encoder", "writes", "rate", "p50_ms", "p99_ms", "recall_sees_ms",
+    cols = ["size", "path", "threads", "encoder", "writes", "rate", "p50_ms", "p99_ms", "recall_ms",
             "other_sees_p50_ms", "other_sees_max_ms", "fold_ms", "folded"]
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     lines = ["  ".join(c.rjust(widths[c]) for c in cols)]
@@ -184,15 +209,20 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
+    global CACHE
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--writes", type=int, default=300, help="single remembers per configuration")
     parser.add_argument("--threads", default="1,4", help="writer threads (group commit above 1)")
     parser.add_argument("--e2e-writes", type=int, default=100, help="writes per end-to-end configuration")
+    parser.add_argument("--e2e-threads", default="1,2", help="writer threads end to end")
     parser.add_argument("--quick", action="store_true", help="no end-to-end rows")
     parser.add_argument("--out", help="write the rows as JSON here")
-    args = parser.parse_args()
+    parser.add_argument("--probes", type=int, default=VISIBILITY_PROBES, help="visibility probes per row")
+    parser.add_argument("--cache", default=str(CACHE), help="where the built stores are kept for reuse")
+    args = parser.parse_args(argv)
+    CACHE = Path(args.cache)
     log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
     import torch
 
@@ -207,20 +237,28 @@ def main() -> None:
         cost = encode_cost(real)
         print(f"aimemory-base one text encode: p50 {cost['p50_ms']} ms, p99 {cost['p99_ms']} ms "
               f"-> at most {cost['max_rate']} encodes/s on one thread")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    sync_before = datasync_latency(CACHE)
+    print(f"fdatasync (3 KB overwrite) before: {sync_before}")
     for n in [int(s) for s in args.sizes.split(",")]:
         path = build_store(n, log)
         for threads in [int(t) for t in args.threads.split(",")]:
             for ahead in (True, False):  # A/B, same store, same run
-                rows.append(run_writes(path, bench, ahead, args.writes, threads, "bench"))
+                rows.append(run_writes(path, bench, ahead, args.writes, threads, "bench", args.probes))
                 log(table(rows[-1:]))
         if real is not None:
-            for ahead in (True, False):
-                rows.append(run_writes(path, real, ahead, args.e2e_writes, 1, "e2e"))
-                log(table(rows[-1:]))
+            for threads in [int(t) for t in args.e2e_threads.split(",")]:
+                for ahead in (True, False):
+                    rows.append(run_writes(path, real, ahead, args.e2e_writes, threads, "e2e", args.probes))
+                    log(table(rows[-1:]))
     print(table(rows))
+    sync_after = datasync_latency(CACHE)
+    print(f"fdatasync (3 KB overwrite) after: {sync_after}")
     print(f"load average after: {os.getloadavg()}")
     if args.out:
-        Path(args.out).write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
+        Path(args.out).write_text(json.dumps({"machine": info, "rows": rows, "datasync_before": sync_before,
+                                              "datasync_after": sync_after}, indent=2))
+    return rows
 
 
 if __name__ == "__main__":

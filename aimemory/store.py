@@ -181,8 +181,9 @@ class MemoryStore:
         self.unsaved_changes = 0  # vectors added or removed since the index was last saved
         self._last_refresh = time.monotonic()
         # the segment before the table's version (see aimemory.write_ahead); local FAISS stores only
-        self.segment = open_segment(self.path, self.table, manifest, self.table.remote is None
-                                    and self.index_choice == "faiss")
+        with storage_errors("opening the write-ahead segment"):
+            self.segment = open_segment(self.path, self.table, manifest, self.table.remote is None
+                                        and self.index_choice == "faiss")
         self.table.checkout_latest()
         self._load_catalog_and_index()
         absorb(self, self.segment.records if self.segment is not None else [])
@@ -423,7 +424,9 @@ class MemoryStore:
 
     def encode(self, items: list[Item], on_progress=None) -> list[list[View]]:
         """Items -> per item, its views (see :func:`aimemory.views.encode_items`)."""
-        return encode_items(self._model(), self.speech, items, self.model_id, on_progress, ocr=self.ocr)
+        heard = any(item.modality in ("audio", "video") for item in items)  # texts never load Whisper
+        return encode_items(self._model(), self.speech if heard else None, items, self.model_id, on_progress,
+                            ocr=self.ocr)
 
     @property
     def speech(self):

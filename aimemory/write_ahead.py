@@ -177,6 +177,20 @@ def sync(store: "MemoryStore") -> None:
             segment.sync()
 
 
+def vectors_for(store: "MemoryStore", vkeys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """-> (keys (n,), vectors (n, dim)) of these views, from the table and the segment's records."""
+    keys, vectors = store.table.vectors_for(vkeys)
+    segment = store.segment
+    wanted = np.setdiff1d(np.asarray(vkeys, np.int64), keys)
+    if segment is None or not segment.records or not len(wanted):
+        return keys, vectors
+    rows = segment.rows()
+    mine = rows.filter(pc.is_in(rows.column("vkey"), value_set=pa.array(wanted, pa.int64())))
+    more = mine.column("vector").combine_chunks().flatten().to_numpy().reshape(-1, store.manifest.dim)
+    return (np.concatenate([keys, mine.column("vkey").to_numpy().astype(np.int64)]),
+            np.concatenate([vectors, more.astype(np.float32, copy=False)]))
+
+
 # -- reading other processes' appends -----------------------------------------------------------
 def read_tail(store: "MemoryStore") -> list[pa.Table]:
     """New records of the segment (read BEFORE the table is checked out: a fold commits to the

@@ -32,10 +32,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .records import CATALOG_COLUMNS, SCHEMA_VERSION
+from .storage.manifest import Manifest
 from .storage.segment import Segment
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .storage.manifest import Manifest
     from .storage.table import VectorTable
     from .store import MemoryStore
 
@@ -60,10 +60,11 @@ def open_segment(folder: Path, table: "VectorTable", manifest: "Manifest", enabl
         with _lock_if_free(folder) as locked:
             if locked:
                 segment.read_tail()
+                table.checkout_latest()  # another writer may have committed since the table opened
                 if segment.fd < 0:
                     segment.create(table.version)
                 elif segment.records:
-                    fold_records(table, manifest, folder, segment)
+                    fold_records(table, Manifest.read(folder) or manifest, folder, segment)
                 else:
                     segment.cut_torn_tail()
     return segment

@@ -1,8 +1,10 @@
 """Crash safety: a writer process is SIGKILLed at a random moment while remembering, forgetting,
-compacting and saving its index, and at chosen kill points inside remember_many (before, during and
-after each batch's commit, during key reservation) and forget (before/after its commit); the store
-must reopen with every acknowledged write present, nothing half-visible, no key reused, and an
-index that agrees with the table. CI: 12 random + 18 kill-point trials; slow: 1000 + 120."""
+compacting, saving its index and folding its write-ahead segment, and at chosen kill points inside
+remember_many (before, during and after each batch's commit, during key reservation), forget
+(before/after its commit), a write-ahead append (torn half-way, written but not yet in the index,
+before/after its fsync) and a fold (before/after its Lance commit); the store must reopen with every
+acknowledged write present, nothing half-visible or twice, no key reused, and an index that agrees
+with the table. CI: 12 random + 18 kill-point trials; slow: 1000 + 120."""
 
 from __future__ import annotations
 

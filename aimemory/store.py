@@ -230,7 +230,10 @@ class MemoryStore:
         threads, processes and machines; other processes' commits are read on taking it, and the
         write-ahead segment is folded into the table first (``fold=False``: the small-write path)."""
         self.check_open()
-        return self._writes.hold((lambda: fold_segment(self)) if fold else None)
+        return self._writes.hold(self._fold_segment if fold else None)
+
+    def _fold_segment(self) -> None:
+        fold_segment(self)
 
     def flush(self) -> None:
         """Fold the write-ahead segment into the table now (reads never need it: they see small

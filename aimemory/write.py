@@ -206,7 +206,7 @@ def commit_views(store: "MemoryStore", items: Sequence[Item], views: Sequence[Se
 
 
 def _commit_planned(store: "MemoryStore", items: Sequence[Item], views: Sequence[Sequence[View] | None],
-                    namespace: str, metas: list, dedup: bool, options: list[ItemOptions],
+                    namespace: str, metas: list[Mapping[str, Any] | None], dedup: bool, options: list[ItemOptions],
                     near: Mapping[int, tuple[str, float]] | None) -> list[Memory]:
     batch = plan_batch(store.catalog, items, metas, namespace, dedup, options, near)
     out: list[Memory | None] = [None] * len(items)

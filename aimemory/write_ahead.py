@@ -25,7 +25,7 @@ import logging
 import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, BinaryIO, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -75,6 +75,7 @@ class _lock_if_free:
 
     def __init__(self, folder: Path):
         self.path = Path(folder) / ".write.lock"
+        self.fh: BinaryIO | None = None
 
     def __enter__(self) -> bool:
         self.fh = open(self.path, "a+b")
@@ -155,6 +156,7 @@ def append(store: "MemoryStore", rows: pa.Table) -> None:
     """Append ``rows`` (keys from the manifest's next key) to the segment; the caller then adds
     them to the catalog and index, and :func:`sync` makes them durable after the lock is released."""
     segment = store.segment
+    assert segment is not None  # takes() said so
     if segment.fd < 0:  # no file yet (the lock was busy when the store opened)
         segment.create(store.table.version)
     segment.cut_torn_tail()
@@ -186,6 +188,7 @@ def vectors_for(store: "MemoryStore", vkeys: np.ndarray) -> tuple[np.ndarray, np
     if segment is None or not segment.records or not len(wanted):
         return keys, vectors
     rows = segment.rows()
+    assert rows is not None  # there are records
     mine = rows.filter(pc.is_in(rows.column("vkey"), value_set=pa.array(wanted, pa.int64())))
     more = mine.column("vector").combine_chunks().flatten().to_numpy().reshape(-1, store.manifest.dim)
     return (np.concatenate([keys, mine.column("vkey").to_numpy().astype(np.int64)]),

@@ -166,7 +166,7 @@ class Segment:
 
     def _read_records(self) -> list[pa.Table]:
         """Whole records from ``offset`` on (two small reads each); stops at zeros or a torn one."""
-        out = []
+        out: list[pa.Table] = []
         while True:
             head = os.pread(self.fd, _RECORD.size, self.offset)
             if len(head) < _RECORD.size or head[:4] != RECORD_MAGIC:
@@ -269,7 +269,8 @@ class Segment:
         """Return once this thread's last append is on disk. The first waiter fsyncs everything
         written so far while others wait for it, so concurrent writers share one fsync."""
         ticket = getattr(self._local, "ticket", None)
-        if ticket is None or getattr(self._local, "defer", 0):
+        deferring: int = getattr(self._local, "defer", 0)
+        if ticket is None or deferring:
             return
         self._local.ticket = None
         with self._cond:

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
+from .write_ahead import vectors_for
+
 if TYPE_CHECKING:  # pragma: no cover
     from .store import MemoryStore
 
@@ -230,7 +232,7 @@ def background(store: "MemoryStore", mask: np.ndarray) -> np.ndarray:
         _SAMPLES[store] = cached
     sample = cached[1].get(key)
     if sample is None:
-        sample = cached[1][key] = store.table.vectors_for(keys)[1] if len(keys) else \
+        sample = cached[1][key] = vectors_for(store, keys)[1] if len(keys) else \
             np.zeros((0, store.encoder.dim), np.float32)
     return sample
 

@@ -37,6 +37,7 @@ from .errors import InputError, StoreError, UnsupportedInputError
 from .inputs import Item, bytes_item
 from .semantics import ItemOptions
 from .storage.manifest import MANIFEST_NAME, Manifest, atomic_write_bytes
+from .storage.segment import SEGMENT_NAME
 from .views import encode_items
 from .write import commit_views
 
@@ -49,7 +50,7 @@ GENERATIONS = "generations"
 ROOT_GENERATION = "."
 # what a generation in the root folder owns: --drop-old deletes these there and nothing else (the
 # folder may hold the store's other files, or a user's)
-GENERATION_FILES = (MANIFEST_NAME, "tables", "index", "catalog")
+GENERATION_FILES = (MANIFEST_NAME, "tables", "index", "catalog", SEGMENT_NAME)
 PRIMARY_COLUMNS = ["id", "namespace", "modality", "created_at", "source", "mime", "content_hash",
                    "metadata", "text", "content", "expires_at", "created_by", "derived_from"]
 

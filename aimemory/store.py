@@ -50,6 +50,9 @@ from .storage.manifest import MANIFEST_NAME
 from .update import expiry_change, forget_memories, update_memories
 from .views import encode_items, load_speech
 from .write import WriteLock, commit_views, new_items, per_item, spread_views, storage_errors
+from .write_ahead import absorb, deferred_sync, open_segment, pending_keys, read_tail
+from .write_ahead import fold as fold_segment
+from .write_ahead import sync as sync_segment
 
 log = logging.getLogger("aimemory")
 
@@ -87,7 +90,7 @@ class MemoryStore:
                  precision: str = "fp32", keep_content: bool = True,
                  ann_threshold: int = ANN_THRESHOLD, speech_model: object = "auto",
                  sound_model: object = "auto", storage_options: Mapping[str, str] | None = None, index: str = "auto",
-                 device: str = "auto", ocr: object = "auto"):
+                 device: str = "auto", ocr: object = "auto", write_ahead: bool = True):
         from .device import resolve_placement
         from .encoders.ocr import load_ocr
         from .encoders.registry import load_encoder, model_id_of
@@ -96,7 +99,9 @@ class MemoryStore:
         # what a migration's switch reopens with
         self._open_args = dict(path=path, precision=precision, keep_content=keep_content,
                                ann_threshold=ann_threshold, speech_model=speech_model, sound_model=sound_model,
-                               storage_options=storage_options, index=index, device=device, ocr=ocr)
+                               storage_options=storage_options, index=index, device=device, ocr=ocr,
+                               write_ahead=write_ahead)
+        self.write_ahead = write_ahead  # small writes go through the segment (see aimemory.write_ahead)
         self._open_folder(path, storage_options, index, keep_content, ann_threshold)
         manifest = Manifest.read(self.path)
         if manifest is not None and model == "auto":
@@ -120,6 +125,7 @@ class MemoryStore:
         ``model_id``, ``dim`` and the ``precision`` the views were computed in; an existing store
         must have been made by that model. remember, recall, embed and classify need a model and refuse."""
         store = cls.__new__(cls)
+        store.write_ahead = True
         store._open_folder(path, storage_options, "auto", True, ANN_THRESHOLD)
         manifest = store._own_manifest(Manifest.read(store.path), model_id, dim, precision, model_id)
         store.encoder = None  # type: ignore[assignment]
@@ -167,7 +173,13 @@ class MemoryStore:
         self.table = open_table(self.path, manifest.dim, index_vectors(self))  # Lance loads on first need
         self.unsaved_changes = 0  # vectors added or removed since the index was last saved
         self._last_refresh = time.monotonic()
+        # the segment before the table's version (see aimemory.write_ahead); local FAISS stores only
+        with storage_errors("opening the write-ahead segment"):
+            self.segment = open_segment(self.path, self.table, manifest, self.table.remote is None
+                                        and self.index_choice == "faiss")
+        self.table.checkout_latest()
         self._load_catalog_and_index()
+        absorb(self, self.segment.records if self.segment is not None else [])
 
     def _load_catalog_and_index(self) -> None:
         from .storage.catalog_file import open_catalog
@@ -206,11 +218,21 @@ class MemoryStore:
         save_if_due(self.catalog, self.path, self.table, self.manifest.model_id, self.manifest.dim, force)
 
     # -- concurrency ---------------------------------------------------------------------------
-    def writing(self) -> AbstractContextManager[None]:
+    def writing(self, fold: bool = True) -> AbstractContextManager[None]:
         """The write lock (see :class:`aimemory.write.WriteLock`): one writer at a time across
-        threads, processes and machines; other processes' commits are read on taking it."""
+        threads, processes and machines; other processes' commits are read on taking it, and the
+        write-ahead segment is folded into the table first (``fold=False``: the small-write path)."""
         self.check_open()
-        return self._writes.hold()
+        return self._writes.hold(self._fold_segment if fold else None)
+
+    def _fold_segment(self) -> None:
+        fold_segment(self)
+
+    def flush(self) -> None:
+        """Fold the write-ahead segment into the table now (reads never need it: they see small
+        writes at once; exports and migrations call it)."""
+        with self.writing():
+            pass
 
     @contextmanager
     def reading(self) -> Iterator[None]:
@@ -237,10 +259,10 @@ class MemoryStore:
         """Another process committed since we last looked: reload the catalog and catch up."""
         from .storage.catalog_file import refresh_catalog
 
-        self.table.checkout_latest()
-        if self.table.version != self.table_version:
+        tail = read_tail(self)  # before the table (see aimemory.write_ahead)
+        if self.table.checkout_latest() and self.table.version != self.table_version:
             self.manifest = Manifest.read(self.path) or self.manifest
-            self.catalog, added, removed = refresh_catalog(self.catalog, self.table)
+            self.catalog, added, removed = refresh_catalog(self.catalog, self.table, pending_keys(self))
             self.table_version = self.table.version
             # a reader's open may have written an older next_vkey over a writer's reservation:
             # never hand out a key at or below one the table holds
@@ -248,16 +270,20 @@ class MemoryStore:
                                           int(self.catalog.array("vkey").max(initial=0)) + 1)
             if added is None or removed is None:  # rebuilt: verify the index against it as on open
                 self.index = self._open_index()
+                tail = self.segment.records if self.segment is not None else []  # all of them again
             else:  # caught up: the index takes exactly the same change
                 self.index.remove(removed)
                 keys, vectors = self.table.vectors_for(added)
                 self.index.add(vectors, keys)
+        absorb(self, tail)
 
     def _refresh_if_stale(self) -> None:
         """Readers notice other processes' commits, checking at most every REFRESH_INTERVAL_S."""
         now = time.monotonic()
         if now - self._last_refresh >= REFRESH_INTERVAL_S:
             self._last_refresh = now
+            self._refresh_if_changed()
+        elif self.segment is not None and self.segment.changed():  # another process appended: one stat
             self._refresh_if_changed()
 
     def _fresh(self) -> None:
@@ -374,7 +400,7 @@ class MemoryStore:
         items = [item for _, item in batch]
         batch_metas = [metas[i] for i, _ in batch]
         opts = [options[i] for i, _ in batch] if options else [ItemOptions()] * len(batch)
-        with self.writing():
+        with deferred_sync(self), self.writing(fold=False):
             prepared = prepared_views(self.encode, list(enumerate(items)), opts)  # imported, or for near checks
             near = {slot: found for slot in range(len(items))
                     if (found := near_duplicate(self, namespace, prepared.get(slot), opts[slot]))}
@@ -387,12 +413,16 @@ class MemoryStore:
                         item_progress(batch[new[j]][0], what, done, total)
                 encoded = encode_rest(self.encode, [(j, items[j]) for j in new], prepared, on_progress)
                 views = spread_views(encoded, new, len(items))
-            return commit_views(self, items, views, namespace=namespace, metadata=batch_metas, dedup=dedup,
-                                options=opts, near=near)
+            out = commit_views(self, items, views, namespace=namespace, metadata=batch_metas, dedup=dedup,
+                               options=opts, near=near)
+        sync_segment(self)  # after the lock: writer threads share the fsync
+        return out
 
     def encode(self, items: list[Item], on_progress=None) -> list[list[View]]:
         """Items -> per item, its views (see :func:`aimemory.views.encode_items`)."""
-        return encode_items(self._model(), self.speech, items, self.model_id, on_progress, ocr=self.ocr)
+        heard = any(item.modality in ("audio", "video") for item in items)  # texts never load Whisper
+        return encode_items(self._model(), self.speech if heard else None, items, self.model_id, on_progress,
+                            ocr=self.ocr)
 
     @property
     def speech(self):
@@ -490,6 +520,8 @@ class MemoryStore:
         check_namespace(namespace)
         modalities = check_recall_args(k, modality)
         item = to_item(query, purpose="recall")
+        if hybrid and self.segment is not None and self.segment.records:
+            self.flush()  # the keyword side searches the table's full-text index
         with self._lock:
             with storage_errors("reading other processes' writes"):
                 self._refresh_if_stale()
@@ -523,6 +555,7 @@ class MemoryStore:
         is called after each batch."""
         from .migrate import migrate
 
+        self.flush()  # every memory in the table before it is read
         report = migrate(self, model, batch_size=batch_size, progress=progress, allow_loss=allow_loss)
         if report.switched:
             self.close()
@@ -550,6 +583,12 @@ class MemoryStore:
         """Save the index and release the store; safe to call twice."""
         if self._closed:
             return
+        if self.segment is not None and self.segment.records:
+            try:  # the segment's records into the table, so the saves below match it
+                self.flush()
+            except StoreError as exc:
+                log.warning("folding the write-ahead segment of %s on close failed (%s); the next "
+                            "open folds it", self.path, exc)
         with self._lock:
             try:
                 if self.index.dirty:
@@ -558,6 +597,8 @@ class MemoryStore:
                 else:
                     self.save_catalog()
             finally:
+                if self.segment is not None:
+                    self.segment.close()
                 self.table.close()
                 self._closed = True
 
@@ -576,6 +617,7 @@ class MemoryStore:
         """One row per memory (all namespaces when None); vectors/content opt-in."""
         from .export import to_arrow
 
+        self.flush()
         return to_arrow(self, namespace, vectors, content)
 
     def export_namespace(self, path: str | os.PathLike, namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
@@ -583,6 +625,7 @@ class MemoryStore:
         :mod:`aimemory.transfer`); returns its summary."""
         from .transfer import export_namespace
 
+        self.flush()
         return export_namespace(self, path, check_namespace(namespace))
 
     def import_namespace(self, path: str | os.PathLike, namespace: str | None = None) -> MemoryList:
@@ -596,6 +639,7 @@ class MemoryStore:
         """:meth:`to_arrow` as a pandas DataFrame (metadata parsed into dicts)."""
         from .export import to_pandas
 
+        self.flush()
         return to_pandas(self, namespace, vectors, content)
 
 

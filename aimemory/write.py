@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from . import write_ahead
 from .encoders.base import View
 from .errors import AimemoryError, InputError, StoreError
 from .inputs import Item
@@ -73,7 +74,8 @@ class WriteLock:
         self._held = False  # only read and written by the thread holding ``threads``
 
     @contextmanager
-    def hold(self) -> Iterator[None]:
+    def hold(self, then: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold the lock; ``then`` runs after the refresh when this call takes it (not when nested)."""
         with self.threads:
             if self._held:  # this thread already holds it: flock again would wait on itself
                 yield
@@ -85,6 +87,8 @@ class WriteLock:
                 try:
                     with storage_errors("reading other processes' writes"):
                         self.refresh()
+                    if then is not None:
+                        then()
                     yield
                 finally:
                     self._held = False
@@ -195,35 +199,45 @@ def commit_views(store: "MemoryStore", items: Sequence[Item], views: Sequence[Se
         raise ValueError(f"commit_views: {len(views)} views for {len(items)} items")
     metas = per_item(metadata, len(items), "metadata")
     options = list(options) if options is not None else [ItemOptions()] * len(items)
-    with store.writing():
-        batch = plan_batch(store.catalog, items, metas, namespace, dedup, options, near)
-        out: list[Memory | None] = [None] * len(items)
-        if batch.todo:
-            todo_views = [v for slot, *_ in batch.todo if (v := views[slot]) is not None]
-            if len(todo_views) != len(batch.todo):
-                missing = next(slot for slot, *_ in batch.todo if views[slot] is None)
-                raise ValueError(f"commit_views: item #{missing} is new but has no views")
-            _commit_new(store, batch, todo_views, namespace, out, [options[slot] for slot, *_ in batch.todo])
-        for slot, mid in batch.unchanged:
+    with store.writing(fold=False):
+        out = _commit_planned(store, items, views, namespace, metas, dedup, options, near)
+    write_ahead.sync(store)  # after the lock: writer threads share the fsync (deferred by remember)
+    return out
+
+
+def _commit_planned(store: "MemoryStore", items: Sequence[Item], views: Sequence[Sequence[View] | None],
+                    namespace: str, metas: list[Mapping[str, Any] | None], dedup: bool, options: list[ItemOptions],
+                    near: Mapping[int, tuple[str, float]] | None) -> list[Memory]:
+    batch = plan_batch(store.catalog, items, metas, namespace, dedup, options, near)
+    out: list[Memory | None] = [None] * len(items)
+    if batch.todo:
+        todo_views = [v for slot, *_ in batch.todo if (v := views[slot]) is not None]
+        if len(todo_views) != len(batch.todo):
+            missing = next(slot for slot, *_ in batch.todo if views[slot] is None)
+            raise ValueError(f"commit_views: item #{missing} is new but has no views")
+        _commit_new(store, batch, todo_views, namespace, out, [options[slot] for slot, *_ in batch.todo])
+    for slot, mid in batch.unchanged:
+        memory = store.memory(mid, namespace)
+        memory.status = "existing"
+        out[slot] = memory
+    if batch.stored:  # content already stored: merge the new tags and metadata into it
+        changes = plan(store.catalog, [(mid, {"metadata": meta}) for _, mid, meta in batch.stored], namespace)
+        if changes:  # rows are rewritten in the table: the segment's must be there
+            write_ahead.fold(store)
+        commit_metadata(store.table, store.catalog, changes, namespace)
+        store.table_version = store.table.version
+        for slot, mid, _ in batch.stored:
             memory = store.memory(mid, namespace)
-            memory.status = "existing"
+            memory.status = "updated" if mid in changes else "existing"
             out[slot] = memory
-        if batch.stored:  # content already stored: merge the new tags and metadata into it
-            changes = plan(store.catalog, [(mid, {"metadata": meta}) for _, mid, meta in batch.stored], namespace)
-            commit_metadata(store.table, store.catalog, changes, namespace)
-            store.table_version = store.table.version
-            for slot, mid, _ in batch.stored:
-                memory = store.memory(mid, namespace)
-                memory.status = "updated" if mid in changes else "existing"
-                out[slot] = memory
-        for slot, (mid, score) in (near or {}).items():  # reported on new memories and on merges
-            found = out[slot]
-            if found is not None and (slot in batch.near_merged or found.status in ("new", "replaced")):
-                found.near_duplicate_of, found.near_duplicate_score = mid, score
-                found.status = "merged" if slot in batch.near_merged else found.status
-        for slot, first in batch.same_as.items():
-            out[slot] = out[first]
-        return out  # type: ignore[return-value]
+    for slot, (mid, score) in (near or {}).items():  # reported on new memories and on merges
+        found = out[slot]
+        if found is not None and (slot in batch.near_merged or found.status in ("new", "replaced")):
+            found.near_duplicate_of, found.near_duplicate_score = mid, score
+            found.status = "merged" if slot in batch.near_merged else found.status
+    for slot, first in batch.same_as.items():
+        out[slot] = out[first]
+    return out  # type: ignore[return-value]
 
 
 def _commit_new(store: "MemoryStore", batch: BatchPlan, views: list[Sequence[View]], namespace: str,
@@ -238,24 +252,32 @@ def _commit_new(store: "MemoryStore", batch: BatchPlan, views: list[Sequence[Vie
                                model_id=store.model_id)
     rows, new_ids = apply_options(rows, new_ids, options)
     old_vkeys = [k for keys in batch.replaced.values() for k in keys]
+    ahead = write_ahead.takes(store, todo, bool(old_vkeys))
     with storage_errors("remember"):
-        # reserve the keys first: a failure after this wastes keys, never reuses them,
-        # and a failure here leaves the table untouched
-        store.manifest.next_vkey = int(rows.column("vkey")[-1].as_py()) + 1
-        store.manifest.schema_version = SCHEMA_VERSION  # the write adds the newer columns
-        store.manifest.write(store.path)
-        if old_vkeys:  # one commit deletes the replaced rows and adds the new ones
-            store.table.replace(rows, old_vkeys)
+        if ahead:  # appended, durable at sync (after the lock), folded into the table later
+            write_ahead.append(store, rows)
         else:
-            store.table.add(rows)
-    store.table_version = store.table.version
+            write_ahead.fold(store)  # the table gains keys only with the segment empty
+            # reserve the keys first: a failure after this wastes keys, never reuses them,
+            # and a failure here leaves the table untouched
+            store.manifest.next_vkey = int(rows.column("vkey")[-1].as_py()) + 1
+            store.manifest.schema_version = SCHEMA_VERSION  # the write adds the newer columns
+            store.manifest.write(store.path)
+            if old_vkeys:  # one commit deletes the replaced rows and adds the new ones
+                store.table.replace(rows, old_vkeys)
+            else:
+                store.table.add(rows)
+            store.table_version = store.table.version
     if old_vkeys:  # the replaced memories leave the catalog and index before the new rows come in
         store.catalog.remove_ids(list(batch.replaced), namespace)
         store.index.remove(np.asarray(old_vkeys, dtype=np.int64))
     store.catalog.append_arrow(rows.select(CATALOG_COLUMNS))
     vectors = rows.column("vector").combine_chunks().flatten().to_numpy()
     store.index.add(vectors.reshape(-1, store.manifest.dim), rows.column("vkey").to_numpy())
-    note_changes(store, rows.num_rows + len(old_vkeys))
+    if ahead:
+        write_ahead.fold_if_due(store)
+    else:
+        note_changes(store, rows.num_rows + len(old_vkeys))
     for (slot, item, *_), mid in zip(todo, new_ids):
         memory = store.memory(mid, namespace)
         memory.transcript = item.transcript

@@ -57,3 +57,15 @@ def test_text_bench_prints_the_table():
     assert out["min_cosine"]["native fp32"] >= 0.9999 and out["min_cosine"]["native bf16"] >= 0.99
     assert {r["side"] for r in out["results"]} == {"native fp32", "native bf16", "transformers fp32"}
     assert all(r["batch_per_s"] > 0 and r["query_ms"] > 0 for r in out["results"])
+
+
+def test_write_bench_prints_the_table(tmp_path, capsys):
+    """benchmarks/bench_writes.py at a tiny size: segment and direct rows, A/B in one run."""
+    spec = importlib.util.spec_from_file_location("bench_writes", BENCH.parent / "bench_writes.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.main(["--quick", "--sizes", "300", "--writes", "6", "--threads", "1,2",
+                       "--probes", "2", "--cache", str(tmp_path)])
+    assert [(r["path"], r["threads"]) for r in rows] == [("segment", 1), ("direct", 1), ("segment", 2), ("direct", 2)]
+    assert all(r["rate"] > 0 for r in rows) and rows[0]["folded"] > 0
+    assert "fdatasync" in capsys.readouterr().out

@@ -1,8 +1,10 @@
 """Crash safety: a writer process is SIGKILLed at a random moment while remembering, forgetting,
-compacting and saving its index, and at chosen kill points inside remember_many (before, during and
-after each batch's commit, during key reservation) and forget (before/after its commit); the store
-must reopen with every acknowledged write present, nothing half-visible, no key reused, and an
-index that agrees with the table. CI: 12 random + 18 kill-point trials; slow: 1000 + 120."""
+compacting, saving its index and folding its write-ahead segment, and at chosen kill points inside
+remember_many (before, during and after each batch's commit, during key reservation), forget
+(before/after its commit), a write-ahead append (torn half-way, written but not yet in the index,
+before/after its fsync) and a fold (before/after its Lance commit); the store must reopen with every
+acknowledged write present, nothing half-visible or twice, no key reused, and an index that agrees
+with the table. CI: 12 random + 18 kill-point trials; slow: 1000 + 120."""
 
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ WRITER = textwrap.dedent("""
     table_mod.COMPACT_EVERY_COMMITS = 7       # compaction happens often enough to be hit
     import aimemory.store as store_mod
     store_mod.SAVE_INDEX_AFTER_CHANGES = 5    # and so do index saves
+    import aimemory.write_ahead as write_ahead_mod
+    write_ahead_mod.FOLD_AFTER_RECORDS = 3    # and folds of the write-ahead segment
     rng = random.Random({seed})
     store = MemoryStore({path!r}, model=ColourEncoder())
     print("READY", flush=True)
@@ -124,8 +128,10 @@ KILL_AT = textwrap.dedent("""
     from conftest import ColourEncoder
     from aimemory import MemoryStore
     import aimemory.storage.manifest as manifest_mod
+    import aimemory.storage.segment as segment_mod
     import aimemory.storage.table as table_mod
-    store = MemoryStore({path!r}, model=ColourEncoder())
+    ahead = {point!r}.startswith(("append", "fold"))
+    store = MemoryStore({path!r}, model=ColourEncoder(), write_ahead=ahead)
     base = store.remember_many([f"red base {seed} {{i}}" for i in range(4)])
     print("ADD", *[m.id for m in base], flush=True)
     point, calls = {point!r}, []
@@ -144,8 +150,26 @@ KILL_AT = textwrap.dedent("""
             return out
         return f
 
-    T = table_mod.VectorTable
-    if point == "many_before_first_commit":
+    T, S = table_mod.VectorTable, segment_mod.Segment
+    if point == "append_torn":  # half a record reaches the file
+        def torn(self, rows):
+            record = segment_mod.encode_rows(rows)
+            os.pwrite(self.fd, record[: len(record) // 2], self.offset)
+            die()
+        S.append = torn
+    elif point == "append_before_index":  # the record is written, the catalog and index not updated
+        S.append = wrap(S.append, False)
+    elif point == "append_before_sync":
+        S.sync = wrap(S.sync, True)
+    elif point == "append_after_sync":  # durable, not yet acknowledged
+        S.sync = wrap(S.sync, False)
+    elif point == "fold_before_commit":
+        T.add = wrap(T.add, True)
+    elif point == "fold_after_commit":  # in the table, still in the segment: folded again on open
+        T.add = wrap(T.add, False)
+    elif point == "fold_then_forget":  # forget folds first, then dies before its own commit
+        T.delete_vkeys = wrap(T.delete_vkeys, True)
+    elif point == "many_before_first_commit":
         T.add = wrap(T.add, True)
     elif point == "many_after_first_commit":
         T.add = wrap(T.add, False)
@@ -163,6 +187,10 @@ KILL_AT = textwrap.dedent("""
     if point.startswith("upsert"):  # replace three named memories in one commit
         got = store.remember_many([f"blue named {seed} {{i}}" for i in range(3)], ids=["n0", "n1", "n2"])
         print("ADD", *[m.id for m in got], flush=True)
+    elif point.startswith(("append", "fold_before", "fold_after")):
+        got = store.remember_many([f"blue batch {seed} {{i}}" for i in range(3)])
+        print("ADD", *[m.id for m in got], flush=True)
+        store.flush()
     elif point.startswith("many"):
         got = store.remember_many([f"blue batch {seed} {{i}}" for i in range(6)], batch_size=3)
         print("ADD", *[m.id for m in got], flush=True)
@@ -182,6 +210,14 @@ KILL_POINTS = {
     "forget_after_commit": {1},
     "upsert_before_commit": {0},  # the three named memories are all old...
     "upsert_after_commit": {3},  # ...or all new: never neither, never both
+    # the write-ahead segment: a torn record is dropped; a written one survives a killed process
+    "append_torn": {0},
+    "append_before_index": {3},
+    "append_before_sync": {3},
+    "append_after_sync": {3},
+    "fold_before_commit": {3},  # acknowledged, folded on the next open
+    "fold_after_commit": {3},  # folded twice, stored once
+    "fold_then_forget": {4},
 }
 
 
@@ -204,10 +240,13 @@ def _check_kill_point(path: Path, point: str, base: list[str]) -> None:
         contents = {mid: store.get(mid).content for mid in store.catalog.by_id}
         blue = [c for c in contents.values() if c.startswith("blue")]
         red = [mid for mid in base if mid in contents]
-        visible = len(red) if point.startswith("forget") else len(blue)
+        visible = len(red) if "forget" in point else len(blue)
         assert visible in KILL_POINTS[point], f"{point}: {visible} visible"
-        if not point.startswith("forget"):
+        if "forget" not in point:
             assert red == base, "acknowledged memories lost"
+        # nothing twice (a fold repeated after a crash), the table holds what the catalog does
+        assert len(set(store.catalog.array("vkey").tolist())) == store.catalog.n_rows
+        assert store.table.count_rows() == int(store.catalog.alive.sum()), "the open folded the segment"
         if point.startswith("upsert"):
             assert {"n0", "n1", "n2"} <= set(contents) and len(contents) == len(base) + 3, sorted(contents)
         keys = store.catalog.array("vkey").tolist()

@@ -239,6 +239,7 @@ def test_catalog_reads_race_with_a_writer_thread(tmp_path):
     try:
         with MemoryStore(tmp_path / "m", model=ColourEncoder()) as s:
             s.remember_many([f"red {i}" for i in range(3)])
+            s.flush()  # the rows below are read from the table
             rows = s.table.catalog_rows()
             errors: list[BaseException] = []
             done = threading.Event()

@@ -302,6 +302,7 @@ def test_bad_vectors_from_an_encoder_are_refused(tmp_path, mode):
             s.remember("blue poison")
         with pytest.raises(ModelError):
             s.remember_many(["green a", "green b"])
+        s.flush()  # the write-ahead segment into the table
         assert len(s) == 1 and s.table.count_rows() == 1
         enc.mode = "ok"
         assert s.recall("red", k=3)[0].id == keep.id

@@ -7,6 +7,9 @@ vectors, and that the IVF path (a small ``ann_threshold``) keeps recall@10 >= 0.
 
 Tenant isolation of every read and write path (get, forget, recall, hybrid full-text, dedup,
 remember) is also proven directly in the tests at the end.
+
+The store runs with the write-ahead segment on (small writes, folded every few records), and a second
+handle on the same folder, as another process has, must hold the same memories after every step.
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ class StoreMachine(RuleBasedStateMachine):
         self.dir = Path(tempfile.mkdtemp(prefix="aimem-state-"))
         self.encoder = ColourEncoder()
         self.store = MemoryStore(self.dir / "m", model=self.encoder, ann_threshold=ANN_THRESHOLD)
+        # another handle on the folder, as another process has: it must see every write too
+        self.other = MemoryStore(self.dir / "m", model=ColourEncoder(), ann_threshold=ANN_THRESHOLD)
         self.model: dict[str, dict[str, object]] = {ns: {} for ns in NAMESPACES}
         self.vectors: dict[str, np.ndarray] = {}
         self._vectors_of: dict[object, np.ndarray] = {}  # content -> its vector
@@ -85,6 +90,7 @@ class StoreMachine(RuleBasedStateMachine):
     def teardown(self):
         time.time = _REAL_TIME
         self.store.close()
+        self.other.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -291,6 +297,9 @@ class StoreMachine(RuleBasedStateMachine):
         assert ids <= set(s.catalog.by_id)
         assert s.index.ntotal == int(s.catalog.alive.sum())
         assert sorted(s.index.keys().tolist()) == sorted(s.catalog.alive_vkeys().tolist())
+        self.other.refresh()  # small writes from the write-ahead segment, the rest from the table
+        assert {ns: self.other.count(ns) for ns in NAMESPACES} == {ns: len(self.model[ns]) for ns in NAMESPACES}
+        assert sorted(self.other.catalog.alive_vkeys().tolist()) == sorted(s.catalog.alive_vkeys().tolist())
 
     @invariant()
     def recall_agrees_with_brute_force(self):
@@ -334,7 +343,10 @@ def _report(name: str, figures: dict) -> None:
             f.write(json.dumps({"suite": name, **figures}) + "\n")
 
 
-def test_state_machine():
+def test_state_machine(monkeypatch):
+    import aimemory.write_ahead as write_ahead
+
+    monkeypatch.setattr(write_ahead, "FOLD_AFTER_RECORDS", 4)  # folds happen within a run
     figures = _run(8, 30)
     assert figures["steps"] >= 100
 

@@ -48,7 +48,7 @@ def build(path: Path, n: int = 4) -> tuple[list[str], list[str], set[Path]]:
     """n single-commit text memories; returns (ids, texts, data files of the last commit)."""
     texts = [f"red memory number {i} \u00e9\u4e2d" for i in range(n)]
     ids = []
-    with MemoryStore(path, model=ColourEncoder()) as s:
+    with MemoryStore(path, model=ColourEncoder(), write_ahead=False) as s:  # a Lance commit each
         for t in texts[:-1]:
             ids.append(s.remember(t).id)
         before = data_files(path)
@@ -142,7 +142,7 @@ def test_every_data_file_torn_is_store_corrupt(tmp_path):
 def test_file_torn_under_an_open_store_raises_not_guesses(tmp_path):
     """A data file torn while a store has it open: a typed error or the right bytes, never others."""
     path = tmp_path / "m"
-    s = MemoryStore(path, model=ColourEncoder())
+    s = MemoryStore(path, model=ColourEncoder(), write_ahead=False)  # each memory in its own data file
     keep = s.remember("red kept")
     before = data_files(path)
     torn = s.remember("green torn")

@@ -60,6 +60,7 @@ def test_manifest_facts_agree_with_lance_through_appends_deletes_updates_and_com
         s.update(ids[5], tags=["changed"])
         check()
         s.remember("one more, green")
+        s.flush()  # a small write waits in the write-ahead segment until folded
         check()
         s.compact()
         check()
@@ -92,11 +93,15 @@ def test_content_writes_and_other_processes_commits_open_lance(tmp_path):
         assert reader.table.opened
     with _open(path) as reader, _open(path) as writer:
         assert not reader.table.opened
-        new = writer.remember("written by another process, red")
-        reader.refresh()  # a newer manifest file: Lance opens to read what changed
-        assert reader.table.opened
+        new = writer.remember("written by another process, red")  # into the write-ahead segment
+        reader.refresh()  # the segment's new tail carries the rows: no Lance needed
+        assert not reader.table.opened
         assert reader.get(new.id).content == "written by another process, red"
         assert new.id in {h.id for h in reader.recall("red", k=20)}
+        writer.flush()
+        reader.refresh()  # folded: a newer manifest file, so Lance opens to read what changed
+        assert reader.table.opened
+        assert reader.get(new.id).content == "written by another process, red"
 
 
 def test_a_torn_data_file_or_a_missing_catalog_opens_lance_at_once(tmp_path):

@@ -70,6 +70,7 @@ def test_update_merges_removes_and_replaces(store):
 
 def test_update_many_is_one_commit(store):
     a, b, c = store.remember_many(["red a", "green b", "blue c"])
+    store.flush()  # the write-ahead segment into the table: the update below is then one commit
     version = store.table.version
     out = store.update_many([a.id, c.id], tags="picked")
     assert [m.tags for m in out] == [["picked"], ["picked"]]
@@ -136,6 +137,7 @@ def test_update_sets_extends_and_clears_expiry_on_every_view(tmp_path, clock):
     with MemoryStore(tmp_path / "m", model=ColourEncoder(), speech_model=None) as store:
         note = store.remember("a red note", metadata={"tags": ["keep"]})
         clip = store.remember(long_text, ttl=60)
+        store.flush()  # small writes wait in the write-ahead segment; count the update's commit alone
         version = store.table.version
         assert store.update(note.id, ttl=30).status == "updated"
         assert store.table.version == version + 1  # one commit
@@ -159,6 +161,7 @@ def test_update_expiry_that_changes_nothing_commits_nothing_and_bad_expiry_is_re
 
     at = time.time() + 600
     memory = store.remember("a blue note", expires_at=at)
+    store.flush()
     version = store.table.version
     assert store.update(memory.id, expires_at=at).status == "existing"
     assert store.table.version == version

@@ -118,9 +118,11 @@ def _primaries(ids: KeyIndex, views: np.ndarray) -> np.ndarray:
 
 
 # -- catching up with the table ---------------------------------------------------------------------
-def catch_up(catalog: Catalog, table) -> tuple[np.ndarray, np.ndarray]:
+def catch_up(catalog: Catalog, table, pending: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Bring ``catalog`` to the table's current version in place; -> (vkeys added, vkeys removed).
-    Raises StaleCatalog when the change cannot be explained (the caller rebuilds)."""
+    ``pending``: keys the catalog holds from the write-ahead segment, which the table may not hold
+    yet (they are not deletions). Raises StaleCatalog when the change cannot be explained (the
+    caller rebuilds)."""
     rows = table.rows_since(catalog.rowaddr_watermark, [*CATALOG_COLUMNS]).sort_by("vkey")
     added = np.zeros(0, np.int64)
     if rows.num_rows:
@@ -147,12 +149,16 @@ def catch_up(catalog: Catalog, table) -> tuple[np.ndarray, np.ndarray]:
             added = vkeys[new]
         catalog.rowaddr_watermark = max(catalog.rowaddr_watermark, int(pc.max(rows.column("_rowaddr")).as_py()))
     removed = np.zeros(0, np.int64)
+    held = np.zeros(0, np.int64)
+    if pending is not None and len(pending):
+        held = np.intersect1d(np.asarray(pending, np.int64), catalog.alive_vkeys())
     expected = table.count_rows()
-    if int(np.count_nonzero(catalog.alive)) != expected:  # deletes: only keys are read to find them
+    if int(np.count_nonzero(catalog.alive)) != expected + len(held):  # deletes: only keys are read
         present = table.scan(["vkey"]).column("vkey").to_numpy().astype(np.int64)
-        removed = np.setdiff1d(catalog.alive_vkeys(), present)
+        keep = np.union1d(present, held)  # a fold that crashed may have committed some held ones
+        removed = np.setdiff1d(catalog.alive_vkeys(), keep)
         catalog.remove_vkeys(removed)
-        if int(np.count_nonzero(catalog.alive)) != expected:
+        if int(np.count_nonzero(catalog.alive)) != len(keep):
             raise StaleCatalog("the table holds rows the catalog does not")
     return added, removed
 
@@ -328,11 +334,13 @@ def _save_quietly(catalog: Catalog, folder: Path, table, model_id: str, dim: int
         log.info("the catalog of %s was not saved (%s)", folder, exc)
 
 
-def refresh_catalog(catalog: Catalog, table) -> tuple[Catalog, np.ndarray | None, np.ndarray | None]:
-    """Another process committed: catch ``catalog`` up in place (cost of the change), or rebuild it.
-    -> (catalog, vkeys added, vkeys removed); both None after a rebuild."""
+def refresh_catalog(catalog: Catalog, table, pending: np.ndarray | None = None
+                    ) -> tuple[Catalog, np.ndarray | None, np.ndarray | None]:
+    """Another process committed: catch ``catalog`` up in place (cost of the change), or rebuild it
+    (``pending``: see :func:`catch_up`). -> (catalog, vkeys added, vkeys removed); both None after
+    a rebuild."""
     try:
-        added, removed = catch_up(catalog, table)
+        added, removed = catch_up(catalog, table, pending)
         return catalog, added, removed
     except StaleCatalog as exc:
         log.warning("catalog of %s rebuilt from the table (%s)", table.folder, exc)

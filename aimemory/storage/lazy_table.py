@@ -238,12 +238,13 @@ class LazyTable:
             return self._facts.rows
         return self._real.count_rows()
 
-    def checkout_latest(self) -> None:
+    def checkout_latest(self) -> bool:
         """Another process committed when a newer manifest file exists: then Lance is needed to
-        read what changed, so the real table opens (at the latest version)."""
+        read what changed, so the real table opens (at the latest version). False when nothing
+        was committed (as :meth:`VectorTable.checkout_latest`)."""
         if self._real is None and latest_version(self.dataset_path) == self._version:
-            return
-        self.real().checkout_latest()
+            return False
+        return self.real().checkout_latest()
 
     def vectors_for(self, vkeys: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """-> (vkeys (n,), vectors (n, dim)); from the loaded index while Lance is not loaded."""

@@ -30,6 +30,9 @@ COMPACT_EVERY_COMMITS = 64  # small appends make many fragments; compact past th
 COMPACT_GROWTH = 0.25
 KEEP_VERSIONS_FOR = timedelta(hours=1)  # old versions kept for readers and crash recovery
 FTS_REFRESH_ROWS = 2_000  # rebuild the text index when this many rows are not yet indexed
+# a folder's mtime ticks coarsely (a kernel tick): an unchanged mtime proves "no commit since" only
+# when it was already this old when looked at (as git's racy-index rule)
+VERSIONS_STAMP_MARGIN_S = 0.05
 
 _U64_MAX = 2**64 - 1  # Lance v2 manifest names count down from here
 # errors that mean "the machine is short of something", not "the files are damaged"
@@ -114,6 +117,7 @@ class VectorTable:
         self.rows_changed_since_compaction = 0
         self.rows_at_compaction = 0  # unknown at open: the first compaction is due by commit count
         self.recovered_from: int | None = None  # the torn version walked back from, if any
+        self._seen_stamp: tuple[int, int] | None = None  # the versions folder at the last checkout
         self._table = self._open()
 
     # -- opening and recovery ------------------------------------------------------------------
@@ -248,9 +252,26 @@ class VectorTable:
             table = table.select(columns)
         return table
 
-    def checkout_latest(self) -> None:
-        """Move to the newest committed version (another process may have written)."""
+    def checkout_latest(self) -> bool:
+        """Move to the newest committed version (another process may have written). False when
+        the versions folder shows no commit since the last call: one stat, no Lance call."""
+        stamp = self._versions_stamp()
+        if stamp is not None and stamp == self._seen_stamp:
+            return False
         self._table.checkout_latest()
+        old_enough = stamp is not None and time.time() - stamp[0] / 1e9 > VERSIONS_STAMP_MARGIN_S
+        self._seen_stamp = stamp if old_enough else None
+        return True
+
+    def _versions_stamp(self) -> tuple[int, int] | None:
+        """(mtime, inode) of the local versions folder: a commit adds a manifest file to it."""
+        if self.remote is not None:
+            return None
+        try:
+            st = os.stat(self._dataset / "_versions")
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_ino
 
     def batches(self, columns: list[str], rows_per_batch: int) -> Iterator[pa.RecordBatch]:
         """Every row's ``columns``, streamed in batches (memory bounded by a batch, not the table)."""

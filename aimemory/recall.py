@@ -153,13 +153,16 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
     background sample of the views it may match, minus the plan's penalty (see QueryPlan), and a
     hit's score is that value put back on the first plan's scale (the raw cosine for the first
     plan's hits; for others the cosine the first plan would need to rank the same), so shown
-    scores always fall with rank. Each
-    kind is searched on its own so its hits get that pair's calibrated relevance
-    (:mod:`.calibration`); a memory's relevance is that of its best view. Relevance annotates and
-    filters (``min_relevance``) but does not order: measured on real photos, ordering by it let the
-    drawing view's high cosines outrank the right photo."""
+    scores always fall with rank. One
+    search per plan covers every kind it may match (within a plan the order is the cosine's, whatever
+    the kind, so the plan's best k are the same as the best k of each kind merged); its hits are then
+    split by kind, so each gets that pair's calibrated relevance (:mod:`.calibration`); a memory's
+    relevance is that of its best view. Relevance annotates and filters (``min_relevance``) but does
+    not order: measured on real photos, ordering by it let the drawing view's high cosines outrank
+    the right photo."""
     calibration = load_calibration(store.encoder.model_id)
-    kinds = store.catalog.array("kind")
+    catalog = store.catalog
+    kind_codes, kind_names = catalog.codes_of("kind")
     merged: dict[str, tuple[float, float, float, int]] = {}  # id -> (order key, cosine, relevance, position)
     scale: tuple[float, float] | None = None  # the first plan that ran sets the shown scale
     for plan in plans:
@@ -173,20 +176,23 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
             mean, std = float(sims.mean()), float(max(sims.std(), 1e-3))
         if scale is None:
             scale = (mean, std)
-        for kind in np.unique(kinds[plan_mask]):
-            kind_mask = plan_mask & (kinds == kind)
-            n_allowed = int(kind_mask.sum())
-            allowed = None if n_allowed == store.index.ntotal else store.catalog.array("vkey")[kind_mask]
-            ranked = _vector_ranking(store, vector[None, :], k, allowed, n_allowed)
-            if not ranked:
-                continue
-            rel = Relevance(calibration, plan.modality or query_modality, str(kind), vector,
+        n_allowed = int(plan_mask.sum())
+        allowed = None if n_allowed == store.index.ntotal else catalog.array("vkey")[plan_mask]
+        ranked = _vector_ranking(store, vector[None, :], k, allowed, n_allowed)
+        if not ranked:
+            continue
+        scores = np.asarray([score for score, _ in ranked.values()], np.float32)
+        hit_codes = kind_codes[np.asarray([p for _, p in ranked.values()], np.int64)]
+        values = np.zeros(len(ranked))
+        for code in np.unique(hit_codes):  # each kind's hits get that kind's calibration
+            kind_mask = plan_mask & (kind_codes == code)
+            rel = Relevance(calibration, plan.modality or query_modality, kind_names[code], vector,
                             background(store, kind_mask), plan.penalty)
-            values = rel.of(np.asarray([score for score, _ in ranked.values()]))
-            for (mid, (score, p)), value in zip(ranked.items(), values):
-                key = (score - mean) / std - plan.penalty if len(plans) > 1 else score
-                if mid not in merged or (key, score) > merged[mid][:2]:
-                    merged[mid] = (key, score, float(value), p)
+            values[hit_codes == code] = rel.of(scores[hit_codes == code])
+        for (mid, (score, p)), value in zip(ranked.items(), values):
+            key = (score - mean) / std - plan.penalty if len(plans) > 1 else score
+            if mid not in merged or (key, score) > merged[mid][:2]:
+                merged[mid] = (key, score, float(value), p)
     order = sorted(merged.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))
     if len(plans) == 1:
         return {mid: (score, value, p) for mid, (_, score, value, p) in order}

@@ -3,6 +3,9 @@ size threshold with ``nprobe`` tuned so recall@10 against exact search stays >= 
 
 The index is a cache. It is saved beside the table with a sidecar (table version, key count, key
 checksum, file checksum) written atomically, and on open it is verified and caught up, or rebuilt.
+A saved index is memory-mapped on open (its vectors are paged in as searches touch them, so opening
+a 1M store reads no vectors and a reader's RAM holds one copy of them); the first change in this
+process reads it into RAM, since FAISS cannot grow a mapped index.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,8 @@ STAMP_FILE = "vectors.stamp.json"  # the saved file's (size, mtime, inode) once 
 ANN_THRESHOLD = 200_000  # vectors; below it exact search is fast enough (about 15 ms at 100k x 512)
 NPROBE_CANDIDATES = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 SMALL_BATCH = 20  # FAISS's BLAS threshold: below it a flat search scans each query on one thread
+BATCH_SELECTOR_MAX = 64  # allowed sets smaller than max key / this use a hash set, larger a bitmap
+TRUTH_CHUNK = 65_536  # rows per block when computing exact top-k for tuning (bounded extra memory)
 
 
 def keys_checksum(vkeys: np.ndarray) -> str:
@@ -61,6 +67,7 @@ class VectorIndex:
         self.nprobe = nprobe
         self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(dim)) if kind == "flat" else None
         self._ids: np.ndarray | None = None  # flat: position -> vkey, cached until add/remove
+        self._mapped: Path | None = None  # the file this index is memory-mapped from, if it is
         self.dirty = False
 
     # -- building ------------------------------------------------------------------------------
@@ -100,10 +107,7 @@ class VectorIndex:
         faiss = _faiss()
         n, dim = vectors.shape
         queries = near_queries(vectors[rng.choice(n, size=min(FAISS_TUNING_QUERIES, n), replace=False)], rng)
-        exact = faiss.IndexFlatIP(dim)
-        exact.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        _, truth = exact.search(queries, 10)
-        want = np.asarray(vkeys, dtype=np.int64)[truth]
+        want = np.asarray(vkeys, dtype=np.int64)[exact_top(vectors, queries, 10)]
         ivf = faiss.extract_index_ivf(self._index)
         for nprobe in NPROBE_CANDIDATES:
             if nprobe >= ivf.nlist:
@@ -116,9 +120,24 @@ class VectorIndex:
         return int(ivf.nlist)
 
     # -- mutation ------------------------------------------------------------------------------
+    def _own(self) -> None:
+        """Read a memory-mapped index into RAM before changing it (FAISS aborts the process when
+        a mapped index grows). From its file when that is still there, else through a copy."""
+        if self._mapped is None:
+            return
+        faiss = _faiss()
+        try:
+            owned = faiss.read_index(str(self._mapped))
+        except RuntimeError:  # the file was replaced by another process's save meanwhile
+            owned = faiss.deserialize_index(faiss.serialize_index(self._index))
+        if owned.ntotal != self._index.ntotal:  # another save reused nothing: names hash contents
+            owned = faiss.deserialize_index(faiss.serialize_index(self._index))
+        self._index, self._mapped, self._ids = owned, None, None
+
     def add(self, vectors: np.ndarray, vkeys: np.ndarray) -> None:
         if len(vkeys) == 0:
             return
+        self._own()
         self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
                                  np.ascontiguousarray(vkeys, dtype=np.int64))
         self._ids = None
@@ -128,6 +147,7 @@ class VectorIndex:
         if len(vkeys) == 0:
             return 0
         faiss = _faiss()
+        self._own()
         removed = self._index.remove_ids(faiss.IDSelectorBatch(np.asarray(vkeys, dtype=np.int64)))
         self._ids = None
         self.dirty = True
@@ -165,16 +185,26 @@ class VectorIndex:
             return (np.full((len(queries), 0), -np.inf, np.float32), np.full((len(queries), 0), -1, np.int64))
         if self.kind == "flat" and allowed is None and len(queries) < SMALL_BATCH:
             return self._blas_flat_search(queries, k)
-        params = None
+        sel = None if allowed is None else id_selector(allowed)
         if self.kind == "flat":
-            if allowed is not None:
-                params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+            params = None if sel is None else faiss.SearchParameters(sel=sel)
         else:
-            sel = faiss.IDSelectorBatch(allowed) if allowed is not None else None
-            params = faiss.SearchParametersIVF(nprobe=self.nprobe, sel=sel) if sel is not None \
-                else faiss.SearchParametersIVF(nprobe=self.nprobe)
+            nprobe = self.nprobe_for(len(allowed) if allowed is not None else self.ntotal)
+            params = faiss.SearchParametersIVF(nprobe=nprobe) if sel is None \
+                else faiss.SearchParametersIVF(nprobe=nprobe, sel=sel)
         scores, keys = self._index.search(queries, k, params=params)
         return scores, keys
+
+    def nprobe_for(self, n_allowed: int) -> int:
+        """Lists an IVF search probes when ``n_allowed`` of its vectors may match: the tuned nprobe
+        scaled by the inverse of that fraction, so a filtered search meets about as many allowed
+        vectors as an unfiltered one (a 1% filter probes 100x the lists, up to all: exact)."""
+        if self.kind == "flat":
+            return 0
+        nlist = int(_faiss().extract_index_ivf(self._index).nlist)
+        if n_allowed >= self.ntotal:
+            return min(self.nprobe, nlist)
+        return min(nlist, math.ceil(self.nprobe * self.ntotal / max(n_allowed, 1)))
 
     def _blas_flat_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k for a few queries by a BLAS matvec over the flat index's own storage (no
@@ -231,17 +261,51 @@ class VectorIndex:
                     if hashlib.file_digest(fh, "sha256").hexdigest() != sidecar.file_sha256:
                         raise ValueError("index file checksum does not match its sidecar")
                 _write_stamp(folder, sidecar, path)
-            raw = faiss.read_index(str(path))
+            raw = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
         except Exception as exc:  # torn, truncated or foreign file: the table can rebuild it
             log.warning("vector index in %s is unusable (%s); rebuilding it from the table", folder, exc)
             return None
         index = cls(sidecar.dim, sidecar.kind, sidecar.nprobe)
-        index._index = raw
+        index._index, index._mapped = raw, path
         if index.ntotal != sidecar.count:
             log.warning("vector index in %s holds %d vectors, sidecar says %d; rebuilding",
                         folder, index.ntotal, sidecar.count)
             return None
         return index, sidecar
+
+
+def id_selector(allowed: np.ndarray) -> object:
+    """A FAISS id selector for the sorted int64 keys ``allowed``: a bitmap over the key range when
+    the set is large (built in a few ms at 1M keys, where a hash set takes tens of ms per query),
+    else a hash set. The bitmap's bytes stay alive as an attribute of the selector."""
+    faiss = _faiss()
+    allowed = np.asarray(allowed, dtype=np.int64)
+    top = int(allowed[-1]) if len(allowed) else 0
+    if len(allowed) * BATCH_SELECTOR_MAX < top or top < 0 or (len(allowed) and allowed[0] < 0):
+        return faiss.IDSelectorBatch(allowed)
+    bits = np.zeros(top + 1, dtype=bool)
+    bits[allowed] = True
+    packed = np.packbits(bits, bitorder="little")  # bit (key & 7) of byte (key >> 3), as FAISS reads it
+    sel = faiss.IDSelectorBitmap(len(packed), faiss.swig_ptr(packed))
+    sel.bitmap_bytes = packed  # type: ignore[attr-defined]  # keep the buffer alive with the selector
+    return sel
+
+
+def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Row numbers (q, k) of the k largest inner products of ``queries`` (q, d) in ``vectors``
+    (n, d), best first, by blocks of rows (no second copy of the vectors)."""
+    best_s = np.full((len(queries), 0), -np.inf, np.float32)
+    best_i = np.zeros((len(queries), 0), np.int64)
+    for start in range(0, len(vectors), TRUTH_CHUNK):
+        block = np.asarray(vectors[start:start + TRUTH_CHUNK], np.float32)
+        scores = queries @ block.T  # (q, m)
+        m = min(k, scores.shape[1])
+        top = np.argpartition(-scores, m - 1, axis=1)[:, :m]
+        best_s = np.concatenate([best_s, np.take_along_axis(scores, top, 1)], axis=1)
+        best_i = np.concatenate([best_i, top + start], axis=1)
+        keep = np.argsort(-best_s, axis=1, kind="stable")[:, :k]
+        best_s, best_i = np.take_along_axis(best_s, keep, 1), np.take_along_axis(best_i, keep, 1)
+    return best_i
 
 
 def _stamp(path: Path) -> list[int]:

@@ -209,6 +209,11 @@ class Catalog:
         codes = [vocab[v] for v in values if isinstance(v, str) and v in vocab]
         return np.isin(self.codes[name].view, codes)
 
+    def codes_of(self, name: str) -> tuple[np.ndarray, list[str]]:
+        """The coded column ``name`` (namespace, modality, kind) as (int32 codes per row, names by
+        code): comparing codes is what a mask over 1M rows can afford, comparing strings is not."""
+        return self.codes[name].view, list(self.vocab[name])
+
     def namespace_is(self, namespace: str) -> np.ndarray:
         return self.is_in("namespace", [namespace])
 

@@ -14,6 +14,8 @@ import hashlib
 import json
 import logging
 import math
+import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -226,15 +228,11 @@ class VectorIndex:
     # -- persistence ---------------------------------------------------------------------------
     def save(self, folder: Path, table_version: int) -> None:
         """Write index then sidecar, each atomically; the sidecar names the index file's hash."""
-        faiss = _faiss()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        data = faiss.serialize_index(self._index).tobytes()
-        digest = hashlib.sha256(data).hexdigest()
         # A new file name per save: the sidecar switches to it in one atomic rename, so a crash
         # at any point leaves a matching (sidecar, index) pair behind.
-        name = f"{INDEX_STEM}-{digest[:16]}.faiss"
-        atomic_write_bytes(folder / name, data)
+        name, digest = _write_index_file(self._index, folder)
         keys = self.keys()
         sidecar = Sidecar(table_version, len(keys), keys_checksum(keys), digest, self.kind, self.dim,
                           self.nprobe, name)
@@ -272,6 +270,31 @@ class VectorIndex:
                         folder, index.ntotal, sidecar.count)
             return None
         return index, sidecar
+
+
+def _write_index_file(index: Any, folder: Path) -> tuple[str, str]:
+    """Stream ``index`` to a temp file in ``folder``, hash it, fsync and rename it to a name made of
+    its hash -> (file name, sha256). No in-memory copy of the vectors is made (serialising to a
+    buffer made two)."""
+    faiss = _faiss()
+    fd, tmp = tempfile.mkstemp(prefix=f".{INDEX_STEM}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        faiss.write_index(index, tmp)
+        with open(tmp, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            os.fsync(fh.fileno())
+        name = f"{INDEX_STEM}-{digest[:16]}.faiss"
+        os.replace(tmp, folder / name)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return name, digest
 
 
 def id_selector(allowed: np.ndarray) -> object:

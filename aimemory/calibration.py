@@ -211,7 +211,7 @@ def background(store: "MemoryStore", mask: np.ndarray) -> np.ndarray:
     keys = store.catalog.array("vkey")[mask]
     if len(keys) > BACKGROUND_SAMPLE:
         keys = keys[np.linspace(0, len(keys) - 1, BACKGROUND_SAMPLE).astype(int)]
-    version, key = store.table.version, hash(keys.tobytes())
+    version, key = store.table_version, hash(keys.tobytes())  # the version recall sees; no Lance call
     cached = _SAMPLES.get(store)
     if cached is None or cached[0] != version:
         samples: dict[int, np.ndarray] = {}

@@ -158,6 +158,10 @@ def _overlap(got: list[list[str]], want: list[list[str]]) -> float:
     return float(np.mean([len(set(g) & set(w)) / max(len(w), 1) for g, w in zip(got, want)]))
 
 
+def _note(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
 def worker(args) -> dict:
     """One fresh process: open, RSS, recall (store only, then with the real encode), exact search
     against the bandwidth bound. RSS is read before anything but the store touches the vectors."""
@@ -202,6 +206,7 @@ def worker(args) -> dict:
     out["filtered_p50_ms"], out["filtered_p99_ms"] = _pcts(flat)
     out["rss_after_recalls_mib"] = round(_rss_mib() - rss0, 1)
     out["rss_over_raw"] = round(out["rss_after_recalls_mib"] / raw_mib, 3)
+    _note(f"store-only recalls done: {out}")
     # the real text towers: encode alone, then encode + recall
     real = MemoryStore(path, model=MODEL)
     real.recall(TEXT_QUERIES[0], k=10)  # loads the towers (not measured)
@@ -217,6 +222,7 @@ def worker(args) -> dict:
         tgot.append([h.id for h in hits])
     out["encode_p50_ms"], out["encode_p99_ms"] = _pcts(enc_lat)
     out["recall_encode_p50_ms"], out["recall_encode_p99_ms"] = _pcts(e2e)
+    _note("text recalls done; exact ground truth next")
     # ground truth: the same recall code over an exact index
     exact = ExactIndex(vectors)
     store.index = real.index = exact  # type: ignore[assignment]
@@ -227,6 +233,7 @@ def worker(args) -> dict:
     out["text_recall10"] = round(_overlap(tgot, [[h.id for h in real.recall(t, k=10)] for t in texts]), 4)
     store.close()
     real.close()
+    _note("ground truth done; exact search against the bandwidth bound next")
     # exact search (the store's flat index) against a streaming read of the same bytes
     flat_index = VectorIndex.build(exact.vectors, np.arange(1, n + 1, dtype=np.int64), ann_threshold=n + 1)
     out["bound_ms"] = round(_stream_ms(exact.vectors, args.threads), 2)
@@ -318,9 +325,9 @@ def main(argv=None, log=print) -> dict:
            "OMP_NUM_THREADS": str(args.threads), "OPENBLAS_NUM_THREADS": str(args.threads)}
     cmd = [sys.executable, str(Path(__file__)), "worker", "--store", str(store), "--threads", str(args.threads),
            "--queries", str(args.queries), "--text-queries", str(args.text_queries), "--opens", str(args.opens)]
-    got = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    got = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)  # progress on stderr
     if got.returncode:
-        raise RuntimeError(f"worker failed:\n{got.stderr[-3000:]}")
+        raise RuntimeError(f"worker failed with exit status {got.returncode}")
     out = json.loads(got.stdout.strip().splitlines()[-1])
     lines = table_lines(out)
     log("\n".join(lines))

@@ -94,3 +94,26 @@ def test_filtered_ivf_probes_more_lists_and_stays_exact_enough(data):
     _, got = index.search(queries, 10, allowed)
     assert np.isin(got, allowed).all()
     assert recall_at_k(got, _exact(vectors, keys, queries, 10, allowed)) >= 0.97
+
+
+def test_far_queries_probe_more_lists_near_ones_do_not(data):
+    vectors, keys = data
+    index = VectorIndex.build(vectors, keys, ann_threshold=1)
+    index.margin = 0.3  # low dimensions: random directions still sit near some centroids
+    near_lists, _ = index.search_lists(vectors[:5], index.nprobe)
+    far = np.random.default_rng(0).standard_normal((5, DIM)).astype(np.float32)
+    far /= np.linalg.norm(far, axis=1, keepdims=True)
+    far_lists, _ = index.search_lists(far, index.nprobe)
+    assert ((near_lists >= 0).sum(axis=1) >= index.nprobe).all()
+    assert (far_lists >= 0).sum() > (near_lists >= 0).sum()
+    _, got = index.search(far, 10)
+    assert recall_at_k(got, _exact(vectors, keys, far, 10)) >= 0.9
+
+
+def test_the_tuned_margin_is_saved_with_the_index(data, tmp_path):
+    vectors, keys = data
+    index = VectorIndex.build(vectors, keys, ann_threshold=1)
+    index.margin = 0.03
+    index.save(tmp_path, table_version=1)
+    loaded, sidecar = VectorIndex.load(tmp_path)
+    assert loaded.margin == sidecar.margin == 0.03

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..storage.manifest import atomic_write_bytes
-from .tuning import FAISS_TUNING_QUERIES, TARGET_RECALL, TUNING_MARGIN, near_queries, recall_at_k
+from .tuning import FAISS_TUNING_QUERIES, TARGET_RECALL, TUNING_MARGIN, far_queries, near_queries, recall_at_k
 
 log = logging.getLogger("aimemory.index")
 
@@ -33,6 +33,8 @@ STAMP_FILE = "vectors.stamp.json"  # the saved file's (size, mtime, inode) once 
 ANN_THRESHOLD = 200_000  # vectors; below it exact search is fast enough (about 15 ms at 100k x 512)
 NPROBE_CANDIDATES = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 SMALL_BATCH = 20  # FAISS's BLAS threshold: below it a flat search scans each query on one thread
+SCORE_MARGINS = (0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.15)  # tried in order, see _tune_margin
+ADAPTIVE_MAX_LISTS = 16  # x nprobe: the most lists a query far from every list probes
 BATCH_SELECTOR_MAX = 64  # allowed sets smaller than max key / this use a hash set, larger a bitmap
 TRUTH_CHUNK = 65_536  # rows per block when computing exact top-k for tuning (bounded extra memory)
 
@@ -51,6 +53,7 @@ class Sidecar:
     dim: int
     nprobe: int = 0
     file: str = ""
+    margin: float = 0.0  # IVF: also probe lists whose centroid scores within this of the best
 
 
 def _faiss() -> Any:
@@ -67,6 +70,7 @@ class VectorIndex:
         self.dim = dim
         self.kind = kind
         self.nprobe = nprobe
+        self.margin = 0.0  # IVF: see search_lists
         self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(dim)) if kind == "flat" else None
         self._ids: np.ndarray | None = None  # flat: position -> vkey, cached until add/remove
         self._mapped: Path | None = None  # the file this index is memory-mapped from, if it is
@@ -100,6 +104,7 @@ class VectorIndex:
         index = cls(dim, "ivf")
         index._index = ivf
         index.nprobe = index._tune_nprobe(vectors, vkeys, rng)
+        index.margin = index.tune_margin(vectors, vkeys, rng)
         index.dirty = True
         return index
 
@@ -120,6 +125,23 @@ class VectorIndex:
                 log.info("IVF nlist=%d tuned to nprobe=%d (recall@10 %.3f)", ivf.nlist, nprobe, recall)
                 return nprobe
         return int(ivf.nlist)
+
+    def tune_margin(self, vectors: np.ndarray, vkeys: np.ndarray, rng: np.random.Generator) -> float:
+        """Smallest centroid-score margin (see :meth:`search_lists`) whose recall@10 reaches the
+        target on queries far from every stored vector (random directions: the worst case, and
+        where a text query lands among photos). Near queries need no margin: their best list
+        stands far ahead of the rest, so the margin adds no lists for them."""
+        n, dim = vectors.shape
+        queries = far_queries(rng, min(FAISS_TUNING_QUERIES, n), dim)
+        want = np.asarray(vkeys, dtype=np.int64)[exact_top(vectors, queries, 10)]
+        recall = 0.0
+        for margin in SCORE_MARGINS:
+            self.margin = margin
+            recall = recall_at_k(self.search(queries, 10)[1], want)
+            if recall >= TARGET_RECALL + TUNING_MARGIN:
+                break
+        log.info("IVF tuned to a centroid margin of %.2f for far queries (recall@10 %.3f)", self.margin, recall)
+        return self.margin
 
     # -- mutation ------------------------------------------------------------------------------
     def _own(self) -> None:
@@ -188,14 +210,45 @@ class VectorIndex:
         if self.kind == "flat" and allowed is None and len(queries) < SMALL_BATCH:
             return self._blas_flat_search(queries, k)
         sel = None if allowed is None else id_selector(allowed)
-        if self.kind == "flat":
-            params = None if sel is None else faiss.SearchParameters(sel=sel)
-        else:
-            nprobe = self.nprobe_for(len(allowed) if allowed is not None else self.ntotal)
-            params = faiss.SearchParametersIVF(nprobe=nprobe) if sel is None \
-                else faiss.SearchParametersIVF(nprobe=nprobe, sel=sel)
+        if self.kind != "flat":
+            return self._ivf_search(queries, k, sel, self.nprobe_for(len(allowed) if allowed is not None
+                                                                     else self.ntotal))
+        params = None if sel is None else faiss.SearchParameters(sel=sel)
         scores, keys = self._index.search(queries, k, params=params)
         return scores, keys
+
+    def _ivf_search(self, queries: np.ndarray, k: int, sel: Any, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        """Probe the lists :meth:`search_lists` picks, through FAISS's preassigned search (the
+        selector still applies)."""
+        faiss = _faiss()
+        ivf = faiss.extract_index_ivf(self._index)
+        lists, list_scores = self.search_lists(queries, nprobe)  # (q, m) list numbers, -1 = skip
+        scores = np.empty((len(queries), k), np.float32)
+        keys = np.empty((len(queries), k), np.int64)
+        params = faiss.SearchParametersIVF(nprobe=lists.shape[1]) if sel is None \
+            else faiss.SearchParametersIVF(nprobe=lists.shape[1], sel=sel)
+        ivf.search_preassigned_c(len(queries), faiss.swig_ptr(queries), k, faiss.swig_ptr(lists),
+                                 faiss.swig_ptr(list_scores), faiss.swig_ptr(scores), faiss.swig_ptr(keys),
+                                 False, params)
+        return scores, keys
+
+    def search_lists(self, queries: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        """The IVF lists each query probes -> (lists (q, m) int64 with -1 for none, their centroid
+        scores (q, m)): the ``nprobe`` best, plus every list whose centroid scores within
+        ``margin`` of the best one, up to ADAPTIVE_MAX_LISTS x nprobe. A query near stored vectors
+        has one clear best list and probes ``nprobe``; a query far from all of them (a text query
+        among photos) sees flat centroid scores and probes more, which is what keeps its recall."""
+        faiss = _faiss()
+        ivf = faiss.extract_index_ivf(self._index)
+        most = min(int(ivf.nlist), max(nprobe, ADAPTIVE_MAX_LISTS * self.nprobe) if self.margin else nprobe)
+        list_scores, lists = ivf.quantizer.search(queries, most)  # (q, most) each, best first
+        if self.margin and most > nprobe:
+            near = list_scores >= list_scores[:, :1] - self.margin
+            near[:, :nprobe] = True
+            lists = np.where(near, lists, -1)
+            lists = np.ascontiguousarray(lists[:, :max(nprobe, int(near.sum(axis=1).max()))])
+            list_scores = np.ascontiguousarray(list_scores[:, :lists.shape[1]])
+        return np.ascontiguousarray(lists, dtype=np.int64), np.ascontiguousarray(list_scores, dtype=np.float32)
 
     def nprobe_for(self, n_allowed: int) -> int:
         """Lists an IVF search probes when ``n_allowed`` of its vectors may match: the tuned nprobe
@@ -235,7 +288,7 @@ class VectorIndex:
         name, digest = _write_index_file(self._index, folder)
         keys = self.keys()
         sidecar = Sidecar(table_version, len(keys), keys_checksum(keys), digest, self.kind, self.dim,
-                          self.nprobe, name)
+                          self.nprobe, name, self.margin)
         atomic_write_bytes(folder / SIDECAR_FILE, json.dumps(asdict(sidecar)).encode())
         _write_stamp(folder, sidecar, folder / name)
         for old in folder.glob(f"{INDEX_STEM}-*.faiss"):
@@ -264,6 +317,7 @@ class VectorIndex:
             log.warning("vector index in %s is unusable (%s); rebuilding it from the table", folder, exc)
             return None
         index = cls(sidecar.dim, sidecar.kind, sidecar.nprobe)
+        index.margin = float(sidecar.margin)
         index._index, index._mapped = raw, path
         if index.ntotal != sidecar.count:
             log.warning("vector index in %s holds %d vectors, sidecar says %d; rebuilding",

@@ -171,6 +171,8 @@ def worker(args) -> dict:
 
     from aimemory import MemoryStore
     from aimemory.index import VectorIndex
+    from aimemory.inputs import to_item
+    from aimemory.recall import query_plans
 
     torch.set_num_threads(args.threads)
     path = Path(args.store)
@@ -214,7 +216,7 @@ def worker(args) -> dict:
     enc_lat, e2e, tgot = [], [], []
     for text in texts:
         t = time.perf_counter()
-        real.encoder.query_plans("text", text)
+        query_plans(real, to_item(text, purpose="recall"))  # the encode recall runs (one torch thread)
         enc_lat.append(time.perf_counter() - t)
         t = time.perf_counter()
         hits = real.recall(text, k=10)

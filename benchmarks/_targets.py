@@ -15,6 +15,7 @@ so two searches: the shared kinds and the drawings).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -181,6 +182,7 @@ def worker(args) -> dict:
     queries = near_queries(vectors, args.queries)
     enc = _encoder(path, queries)
     out: dict = {"n": n, "raw_mib": round(raw_mib, 1), "loadavg_start": os.getloadavg()}
+    gc.collect()
     rss0 = _rss_mib()
     opens = []
     for _ in range(args.opens):
@@ -188,6 +190,8 @@ def worker(args) -> dict:
         store = MemoryStore(path, model=enc)
         opens.append(time.perf_counter() - t)
         store.close()
+        del store
+        gc.collect()  # a closed store is freed by the cycle collector; its mappings go with it
     out["open_first_s"], out["open_s"] = round(opens[0], 3), round(statistics.median(opens), 3)
     store = MemoryStore(path, model=enc)
     out["index"] = store.stats()["index"]

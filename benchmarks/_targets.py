@@ -244,27 +244,42 @@ def worker(args) -> dict:
     flat_index = VectorIndex.build(exact.vectors, np.arange(1, n + 1, dtype=np.int64), ann_threshold=n + 1)
     out["bound_ms"] = round(_stream_ms(exact.vectors, args.threads), 2)
     ex = []
-    for q in queries[:50]:
+    for q in queries[:50]:  # single queries, as recall makes them
         t = time.perf_counter()
         flat_index.search(q[None], 10)
         ex.append(time.perf_counter() - t)
     out["exact_p50_ms"], _ = _pcts(ex)
-    out["exact_over_bound"] = round(out["exact_p50_ms"] / out["bound_ms"], 3)
+    out["exact_min_ms"] = round(1000 * min(ex), 2)  # best of, like the bound: the least load noise
+    out["exact_over_bound"] = round(out["exact_min_ms"] / out["bound_ms"], 3)
     out["loadavg_end"] = os.getloadavg()
     return out
 
 
 def _stream_ms(a: np.ndarray, threads: int) -> float:
-    """Best of 7 streaming reads of ``a`` (threaded sums over row slices): the bandwidth bound."""
+    """The bandwidth bound: the fastest of 7 streaming reads of ``a`` by each of two kernels that
+    only read it (numpy sums over row slices on ``threads`` threads; FAISS's vector norms on one
+    thread and on ``threads``), in ms."""
     from concurrent.futures import ThreadPoolExecutor
 
-    parts = np.array_split(a, threads)
+    import faiss
+
+    n, d = a.shape
+    norms = np.empty(n, np.float32)
+
+    def norm_rows(lo: int, hi: int) -> None:
+        faiss.fvec_norms_L2sqr(faiss.swig_ptr(norms[lo:hi]), faiss.swig_ptr(a[lo:hi]), d, hi - lo)
+
+    cuts = np.linspace(0, n, threads + 1).astype(int)
     best = float("inf")
     with ThreadPoolExecutor(threads) as pool:
-        for _ in range(7):
-            t = time.perf_counter()
-            list(pool.map(lambda p: p.sum(dtype=np.float32), parts))
-            best = min(best, time.perf_counter() - t)
+        kernels = [lambda: list(pool.map(lambda p: p.sum(dtype=np.float32), np.array_split(a, threads))),
+                   lambda: norm_rows(0, n),
+                   lambda: list(pool.map(lambda c: norm_rows(*c), zip(cuts[:-1], cuts[1:])))]
+        for kernel in kernels:
+            for _ in range(7):
+                t = time.perf_counter()
+                kernel()
+                best = min(best, time.perf_counter() - t)
     return best * 1e3
 
 
@@ -283,8 +298,8 @@ def table_lines(out: dict) -> list[str]:
          min(out["recall10"], out["text_recall10"], out["filtered_recall10"]) >= TARGETS["recall10"]),
         ("filtered recall p50 / p99 (1% of memories)", "-",
          f"{out['filtered_p50_ms']} / {out['filtered_p99_ms']} ms", None),
-        ("exact search / bandwidth bound", f"<= {TARGETS['exact_over_bound']}x",
-         f"{out['exact_p50_ms']} / {out['bound_ms']} ms = {out['exact_over_bound']}x",
+        ("exact search (best; p50) / bandwidth bound (best)", f"<= {TARGETS['exact_over_bound']}x",
+         f"{out['exact_min_ms']} ({out['exact_p50_ms']}) / {out['bound_ms']} ms = {out['exact_over_bound']}x",
          out["exact_over_bound"] <= TARGETS["exact_over_bound"]),
         ("RSS over imports / raw vector bytes", f"<= {TARGETS['rss_over_raw']}x",
          f"{out['rss_after_recalls_mib']:.0f} / {out['raw_mib']:.0f} MiB = {out['rss_over_raw']}x",

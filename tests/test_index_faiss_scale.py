@@ -117,3 +117,14 @@ def test_the_tuned_margin_is_saved_with_the_index(data, tmp_path):
     index.save(tmp_path, table_version=1)
     loaded, sidecar = VectorIndex.load(tmp_path)
     assert loaded.margin == sidecar.margin == 0.03
+
+
+def test_a_lone_exact_query_streams_to_the_same_top_k(data):
+    vectors, keys = data
+    index = VectorIndex.build(vectors, keys, ann_threshold=10 * N)
+    for q in (vectors[7:8] + 0.01, vectors[100:101]):
+        scores, got = index.search(q, 10)
+        assert (got[0] == _exact(vectors, keys, q, 10)[0]).all()
+        assert np.all(np.diff(scores[0]) <= 0)
+    small = VectorIndex.build(vectors[:3], keys[:3], ann_threshold=10 * N)
+    assert sorted(small.search(vectors[:1], 10)[1][0].tolist()) == sorted(keys[:3].tolist())

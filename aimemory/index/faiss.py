@@ -36,6 +36,7 @@ SMALL_BATCH = 20  # FAISS's BLAS threshold: below it a flat search scans each qu
 SCORE_MARGINS = (0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.15)  # tried in order, see _tune_margin
 ADAPTIVE_MAX_LISTS = 16  # x nprobe: the most lists a query far from every list probes
 BATCH_SELECTOR_MAX = 64  # allowed sets smaller than max key / this use a hash set, larger a bitmap
+SCAN_BLOCK = 65_536  # rows scored per block by a lone exact query (256 KB of scores stay in cache)
 TRUTH_CHUNK = 65_536  # rows per block when computing exact top-k for tuning (bounded extra memory)
 
 
@@ -207,6 +208,8 @@ class VectorIndex:
         k = max(1, min(k, self.ntotal)) if self.ntotal else 1
         if self.ntotal == 0:
             return (np.full((len(queries), 0), -np.inf, np.float32), np.full((len(queries), 0), -1, np.int64))
+        if self.kind == "flat" and allowed is None and len(queries) == 1:
+            return self._scan_flat_search(queries, k)
         if self.kind == "flat" and allowed is None and len(queries) < SMALL_BATCH:
             return self._blas_flat_search(queries, k)
         sel = None if allowed is None else id_selector(allowed)
@@ -260,6 +263,38 @@ class VectorIndex:
         if n_allowed >= self.ntotal:
             return min(self.nprobe, nlist)
         return min(nlist, math.ceil(self.nprobe * self.ntotal / max(n_allowed, 1)))
+
+    def _flat_rows(self) -> np.ndarray:
+        """The flat index's own vectors (n, d), no copy, and its position -> vkey map (cached)."""
+        faiss = _faiss()
+        n = self.ntotal
+        flat = faiss.downcast_index(self._index.index)
+        if self._ids is None or len(self._ids) != n:
+            self._ids = faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
+        rows: np.ndarray = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
+        return rows
+
+    def _scan_flat_search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k for one query (1, d) in one streaming pass: FAISS's SIMD inner products over
+        a block of rows, then a k-heap over the block's scores while they are in cache. On one
+        thread this runs near the memory bandwidth (a BLAS matvec on two threads stalled on a busy
+        machine, and a top-k over all n scores afterwards re-read them from memory)."""
+        faiss = _faiss()
+        rows, n = self._flat_rows(), self.ntotal
+        assert self._ids is not None
+        scores, found = np.full(k, -np.inf, np.float32), np.full(k, -1, np.int64)
+        heap = faiss.float_minheap_array_t()
+        heap.nh, heap.k, heap.val, heap.ids = 1, k, faiss.swig_ptr(scores), faiss.swig_ptr(found)
+        heap.heapify()
+        block = np.empty(min(SCAN_BLOCK, n), np.float32)  # (b,) scores of one block of rows
+        q = faiss.swig_ptr(query)
+        for start in range(0, n, SCAN_BLOCK):
+            m = min(SCAN_BLOCK, n - start)
+            faiss.fvec_inner_products_ny(faiss.swig_ptr(block), q, faiss.swig_ptr(rows[start:start + m]), self.dim, m)
+            heap.addn(m, faiss.swig_ptr(block), start)
+        heap.reorder()  # best first
+        keys = np.where(found >= 0, self._ids[np.maximum(found, 0)], -1)
+        return scores[None], keys[None]
 
     def _blas_flat_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k for a few queries by a BLAS matvec over the flat index's own storage (no

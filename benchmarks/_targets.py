@@ -267,7 +267,7 @@ def _stream_ms(a: np.ndarray, threads: int) -> float:
     norms = np.empty(n, np.float32)
 
     def norm_rows(lo: int, hi: int) -> None:
-        faiss.fvec_norms_L2sqr(faiss.swig_ptr(norms[lo:hi]), faiss.swig_ptr(a[lo:hi]), d, hi - lo)
+        faiss.fvec_norms_L2sqr(faiss.swig_ptr(norms[lo:hi]), faiss.swig_ptr(a[lo:hi]), int(d), int(hi - lo))
 
     cuts = np.linspace(0, n, threads + 1).astype(int)
     best = float("inf")

@@ -399,7 +399,7 @@ def id_selector(allowed: np.ndarray) -> object:
     bits[allowed] = True
     packed = np.packbits(bits, bitorder="little")  # bit (key & 7) of byte (key >> 3), as FAISS reads it
     sel = faiss.IDSelectorBitmap(len(packed), faiss.swig_ptr(packed))
-    sel.bitmap_bytes = packed  # type: ignore[attr-defined]  # keep the buffer alive with the selector
+    sel.bitmap_bytes = packed  # keep the buffer alive with the selector
     return sel
 
 

@@ -316,6 +316,39 @@ def table_lines(out: dict) -> list[str]:
     return lines
 
 
+PEER_QUERY_RATIO = 1.2  # aimemory's query p50 within this of raw FAISS (flat: the same exact search)
+
+
+def peer_target_lines(rows: list[dict], ours: str = "aimemory", faiss_ref: str = "faiss-flat") -> list[str]:
+    """The peer targets from bench_peers.py rows: aimemory ahead of every peer on open time, single
+    insert and filtered query p50, and its query p50 within 1.2x of raw FAISS."""
+    by = {r["store"]: r for r in rows if "error" not in r and r.get("p50") is not None}
+    if ours not in by:
+        return []
+    me = by[ours]
+    peers = {name: r for name, r in by.items() if not name.startswith("aimemory")}
+    lines = [f"{'peer target':<44}{'aimemory':>12}  {'best peer':<28}met?"]
+
+    def ahead(label: str, key: str, lower_is_better: bool, fmt: str) -> None:
+        have = {k: r[key] for k, r in peers.items() if r.get(key) is not None}
+        if not have or me.get(key) is None:
+            return
+        best = (min if lower_is_better else max)(have, key=have.get)
+        met = me[key] < have[best] if lower_is_better else me[key] > have[best]
+        lines.append(f"{label:<44}{fmt.format(me[key]):>12}  {best + ' ' + fmt.format(have[best]):<28}"
+                     f"{'yes' if met else 'NO'}")
+
+    ahead("open (s), ahead of every peer", "open_s", True, "{:.2f}")
+    ahead("single insert (rows/s), ahead of every peer", "single_per_s", False, "{:.0f}")
+    ahead("filtered query p50 (ms), ahead of every peer", "fp50", True, "{:.2f}")
+    if faiss_ref in by:
+        ratio = me["p50"] / by[faiss_ref]["p50"]
+        lines.append(f"{'query p50 (ms), <= 1.2x raw FAISS flat':<44}{me['p50']:>12.2f}  "
+                     f"{faiss_ref + ' ' + format(by[faiss_ref]['p50'], '.2f') + f' ({ratio:.2f}x)':<28}"
+                     f"{'yes' if ratio <= PEER_QUERY_RATIO else 'NO'}")
+    return lines
+
+
 def parse(argv=None):
     p = argparse.ArgumentParser(description="bench_store.py --targets: the 1M store targets")
     p.add_argument("--targets", action="store_true")
@@ -326,6 +359,7 @@ def parse(argv=None):
     p.add_argument("--text-queries", type=int, default=40)
     p.add_argument("--opens", type=int, default=3)
     p.add_argument("--out", default=None)
+    p.add_argument("--peers", default=None, help="a bench_peers.py --out JSON: its peer targets join the table")
     sub = p.add_subparsers(dest="cmd")
     w = sub.add_parser("worker")
     w.add_argument("--store", required=True)
@@ -351,6 +385,8 @@ def main(argv=None, log=print) -> dict:
         raise RuntimeError(f"worker failed with exit status {got.returncode}")
     out = json.loads(got.stdout.strip().splitlines()[-1])
     lines = table_lines(out)
+    if args.peers:
+        lines += ["", *peer_target_lines(json.loads(Path(args.peers).read_text())["rows"])]
     log("\n".join(lines))
     if args.out:
         Path(args.out).write_text(json.dumps({**out, "table": lines}, indent=1))

@@ -38,6 +38,7 @@ FILE_NAME = "calibration.json"
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 FORMAT_VERSION = 1
 BACKGROUND_SAMPLE = 256  # stored views per kind that give a query's typical cosine and its spread
+MAX_SAMPLES_PER_VERSION = 32  # samples kept per table version (kinds x plans, plus segment writes)
 #: how many stored views the model's prior background counts as: a store with few views of a kind
 #: standardises mostly against the prior, a large one against itself
 PRIOR_WEIGHT = 16
@@ -224,7 +225,7 @@ def background(store: "MemoryStore", mask: np.ndarray) -> np.ndarray:
     keys = store.catalog.array("vkey")[mask]
     if len(keys) > BACKGROUND_SAMPLE:
         keys = keys[np.linspace(0, len(keys) - 1, BACKGROUND_SAMPLE).astype(int)]
-    version, key = store.table.version, hash(keys.tobytes())
+    version, key = store.table_version, hash(keys.tobytes())  # the version recall sees; no Lance call
     cached = _SAMPLES.get(store)
     if cached is None or cached[0] != version:
         samples: dict[int, np.ndarray] = {}
@@ -232,6 +233,8 @@ def background(store: "MemoryStore", mask: np.ndarray) -> np.ndarray:
         _SAMPLES[store] = cached
     sample = cached[1].get(key)
     if sample is None:
+        if len(cached[1]) >= MAX_SAMPLES_PER_VERSION:  # writes waiting in the write-ahead segment
+            del cached[1][next(iter(cached[1]))]  # change the keys without a new version: oldest out
         sample = cached[1][key] = vectors_for(store, keys)[1] if len(keys) else \
             np.zeros((0, store.encoder.dim), np.float32)
     return sample

@@ -5,8 +5,11 @@ way out, so a bug in one layer cannot leak another tenant's memory."""
 from __future__ import annotations
 
 import re
+import sys
+import threading
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -26,6 +29,8 @@ OVERFETCH = 4  # views fetched per wanted memory: memories with several views ne
 SNIPPET_CHARS = 160
 _WORD = re.compile(r"\w+")
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack, Clarke & Buettcher, SIGIR 2009)
+_THREADS_LOCK = threading.Lock()
+_single_threaded = [0, 0]  # [recalls encoding on one thread now, torch's thread count before the first]
 
 
 def check_recall_args(k: object, modality: str | Sequence[str] | None) -> list[str] | None:
@@ -121,7 +126,8 @@ def query_plans(store: "MemoryStore", item: Item) -> list[QueryPlan]:
     """The encoder's searches for ``item``, plus, for a spoken query, its transcript searched as text
     (a question asked aloud is found by what it says, not only by how it sounds)."""
     encoder = store.encoder
-    plans = encoder.query_plans(item.modality, item.payload) if item.modality in encoder.modalities else []
+    with _one_torch_thread(item.modality == "text"):
+        plans = encoder.query_plans(item.modality, item.payload) if item.modality in encoder.modalities else []
     if item.modality == "audio" and store.speech is not None:
         said = store.speech.transcribe(item.payload).text.strip()
         if said:
@@ -132,6 +138,31 @@ def query_plans(store: "MemoryStore", item: Item) -> list[QueryPlan]:
         raise UnsupportedInputError(f"model {encoder.model_id!r} cannot search by {item.modality}: "
                                     "no speech was heard and the model has no tower for it")
     return plans
+
+
+@contextmanager
+def _one_torch_thread(wanted: bool) -> Iterator[None]:
+    """Encode a text query on one torch thread: a query of a few tokens gains nothing from intra-op
+    threads, and on a busy machine their barriers cost far more than the work (measured at load 12
+    on 2 cores: aimemory-base's two text towers took 60 ms on one thread, 840 ms on two). Process-wide
+    like torch's setting, so concurrent recalls count themselves in and the last one out restores it."""
+    torch = sys.modules.get("torch") if wanted else None
+    if torch is None:
+        yield
+        return
+    with _THREADS_LOCK:
+        if _single_threaded[0] == 0:
+            _single_threaded[1] = torch.get_num_threads()
+            if _single_threaded[1] != 1:
+                torch.set_num_threads(1)
+        _single_threaded[0] += 1
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _single_threaded[0] -= 1
+            if _single_threaded[0] == 0 and _single_threaded[1] != 1:
+                torch.set_num_threads(_single_threaded[1])
 
 
 def _plan_mask(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray) -> np.ndarray:
@@ -153,13 +184,16 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
     background sample of the views it may match, minus the plan's penalty (see QueryPlan), and a
     hit's score is that value put back on the first plan's scale (the raw cosine for the first
     plan's hits; for others the cosine the first plan would need to rank the same), so shown
-    scores always fall with rank. Each
-    kind is searched on its own so its hits get that pair's calibrated relevance
-    (:mod:`.calibration`); a memory's relevance is that of its best view. Relevance annotates and
-    filters (``min_relevance``) but does not order: measured on real photos, ordering by it let the
-    drawing view's high cosines outrank the right photo."""
+    scores always fall with rank. One
+    search per plan covers every kind it may match (within a plan the order is the cosine's, whatever
+    the kind, so the plan's best k are the same as the best k of each kind merged); its hits are then
+    split by kind, so each gets that pair's calibrated relevance (:mod:`.calibration`); a memory's
+    relevance is that of its best view. Relevance annotates and filters (``min_relevance``) but does
+    not order: measured on real photos, ordering by it let the drawing view's high cosines outrank
+    the right photo."""
     calibration = load_calibration(store.encoder.model_id)
-    kinds = store.catalog.array("kind")
+    catalog = store.catalog
+    kind_codes, kind_names = catalog.codes_of("kind")
     merged: dict[str, tuple[float, float, float, int]] = {}  # id -> (order key, cosine, relevance, position)
     scale: tuple[float, float] | None = None  # the first plan that ran sets the shown scale
     for plan in plans:
@@ -173,20 +207,23 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
             mean, std = float(sims.mean()), float(max(sims.std(), 1e-3))
         if scale is None:
             scale = (mean, std)
-        for kind in np.unique(kinds[plan_mask]):
-            kind_mask = plan_mask & (kinds == kind)
-            n_allowed = int(kind_mask.sum())
-            allowed = None if n_allowed == store.index.ntotal else store.catalog.array("vkey")[kind_mask]
-            ranked = _vector_ranking(store, vector[None, :], k, allowed, n_allowed)
-            if not ranked:
-                continue
-            rel = Relevance(calibration, plan.modality or query_modality, str(kind), vector,
+        n_allowed = int(plan_mask.sum())
+        allowed = None if n_allowed == store.index.ntotal else catalog.array("vkey")[plan_mask]
+        ranked = _vector_ranking(store, vector[None, :], k, allowed, n_allowed)
+        if not ranked:
+            continue
+        scores = np.asarray([score for score, _ in ranked.values()], np.float32)
+        hit_codes = kind_codes[np.asarray([p for _, p in ranked.values()], np.int64)]
+        values = np.zeros(len(ranked))
+        for code in np.unique(hit_codes):  # each kind's hits get that kind's calibration
+            kind_mask = plan_mask & (kind_codes == code)
+            rel = Relevance(calibration, plan.modality or query_modality, kind_names[code], vector,
                             background(store, kind_mask), plan.penalty)
-            values = rel.of(np.asarray([score for score, _ in ranked.values()]))
-            for (mid, (score, p)), value in zip(ranked.items(), values):
-                key = (score - mean) / std - plan.penalty if len(plans) > 1 else score
-                if mid not in merged or (key, score) > merged[mid][:2]:
-                    merged[mid] = (key, score, float(value), p)
+            values[hit_codes == code] = rel.of(scores[hit_codes == code])
+        for (mid, (score, p)), value in zip(ranked.items(), values):
+            key = (score - mean) / std - plan.penalty if len(plans) > 1 else score
+            if mid not in merged or (key, score) > merged[mid][:2]:
+                merged[mid] = (key, score, float(value), p)
     order = sorted(merged.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))
     if len(plans) == 1:
         return {mid: (score, value, p) for mid, (_, score, value, p) in order}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -108,7 +109,10 @@ class MemoryStore:
             model = manifest.extra.get("model_source", manifest.model_id)
         if manifest is not None and (wanted := model_id_of(model, precision)) is not None:
             manifest.check_model(wanted, None, self.path)  # before loading: no download for a mismatch
-        self.placement = resolve_placement(device)  # before loading: a missing GPU fails fast
+        # before loading: a missing GPU fails fast. A ready encoder in a process that never imported
+        # torch has no network to place: asking torch about GPUs would import it (seconds) for nothing
+        self.placement = CPU if isinstance(model, Encoder) and "torch" not in sys.modules and device == "auto" \
+            else resolve_placement(device)
         encoder = load_encoder(model, precision=precision)
         manifest = self._own_manifest(manifest, encoder.model_id, encoder.dim, precision,
                                       _model_source(model, encoder))

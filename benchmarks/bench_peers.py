@@ -227,7 +227,9 @@ def format_table(rows: list[dict], info: dict, notes: list[str], n: int) -> str:
                     continue
                 cells.append(_ratio(a / b if better == "hi" else b / a))
             out.append(f"{r['store']:<23}" + "".join(f"{c:>{W}}" for c in cells))
-    out += ["", *LEGEND]
+    from _targets import peer_target_lines  # measure / aimemory / best peer / met?
+
+    out += ["", *LEGEND, "", *peer_target_lines(rows)]
     return "\n".join(out)
 
 

@@ -3,6 +3,7 @@ against numpy brute force, FAISS defaults and LanceDB's own search, measured in 
 
     .venv/bin/python benchmarks/bench_store.py --sizes 10000,100000,1000000 --threads 2 --out r.json
     .venv/bin/python benchmarks/bench_store.py --quick          # 10k only, a smoke test
+    .venv/bin/python benchmarks/bench_store.py --targets --n 1000000 --work /tmp/scale   # targets table
 
 The encoder is excluded: a benchmark encoder maps texts "v<i>" / "q<i>" to precomputed vectors,
 so the store's cost is everything after the embedding (catalog, Lance commit, FAISS, hydration).
@@ -475,11 +476,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None, log=print) -> dict:
     """Run the benchmark; returns {"machine", "ingest", "results", "table"} (and prints the table).
     ``--lifecycle``: the store lifecycle benchmark instead (open, recall, filters, remember, CLI; see
-    _lifecycle.py)."""
+    _lifecycle.py); ``--targets``: the 1M targets table (see _targets.py)."""
     if "--lifecycle" in (sys.argv[1:] if argv is None else argv):
         from _lifecycle import main as lifecycle
 
         return lifecycle(sys.argv[1:] if argv is None else argv)
+    if "--targets" in (sys.argv[1:] if argv is None else argv):
+        from _targets import main as targets  # the 1M targets table (recall, exact vs bound, RSS, open)
+
+        return targets(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     datasets = [d for d in args.datasets.split(",") if d]

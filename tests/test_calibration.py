@@ -126,6 +126,15 @@ def test_background_sample_is_cached_per_table_version(mixed):
     assert again is not first and len(again) == 5
 
 
+def test_background_samples_stay_bounded_while_writes_wait_in_the_segment(mixed):
+    version = mixed.table_version
+    for i in range(cal.MAX_SAMPLES_PER_VERSION + 8):  # each write changes the text sample's keys
+        mixed.remember(f"note number {i}, red")
+        assert background(mixed, mixed.catalog.array("kind") == "text").shape[0] == min(5 + i, 256)
+    assert mixed.table_version == version  # no fold: every sample was cached under one version
+    assert len(cal._SAMPLES[mixed][1]) <= cal.MAX_SAMPLES_PER_VERSION
+
+
 def test_platt_fit_recovers_a_known_logistic():
     rng = np.random.default_rng(0)
     x = rng.normal(0, 2, 4000)

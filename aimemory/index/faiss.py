@@ -3,6 +3,9 @@ size threshold with ``nprobe`` tuned so recall@10 against exact search stays >= 
 
 The index is a cache. It is saved beside the table with a sidecar (table version, key count, key
 checksum, file checksum) written atomically, and on open it is verified and caught up, or rebuilt.
+A saved index is memory-mapped on open (its vectors are paged in as searches touch them, so opening
+a 1M store reads no vectors and a reader's RAM holds one copy of them); the first change in this
+process reads it into RAM, since FAISS cannot grow a mapped index.
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..storage.manifest import atomic_write_bytes
-from .tuning import FAISS_TUNING_QUERIES, TARGET_RECALL, TUNING_MARGIN, near_queries, recall_at_k
+from .tuning import FAISS_TUNING_QUERIES, TARGET_RECALL, TUNING_MARGIN, far_queries, near_queries, recall_at_k
 
 log = logging.getLogger("aimemory.index")
 
@@ -27,6 +33,11 @@ STAMP_FILE = "vectors.stamp.json"  # the saved file's (size, mtime, inode) once 
 ANN_THRESHOLD = 200_000  # vectors; below it exact search is fast enough (about 15 ms at 100k x 512)
 NPROBE_CANDIDATES = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 SMALL_BATCH = 20  # FAISS's BLAS threshold: below it a flat search scans each query on one thread
+SCORE_MARGINS = (0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.15)  # tried in order, see _tune_margin
+ADAPTIVE_MAX_LISTS = 16  # x nprobe: the most lists a query far from every list probes
+BATCH_SELECTOR_MAX = 64  # allowed sets smaller than max key / this use a hash set, larger a bitmap
+SCAN_BLOCK = 65_536  # rows scored per block by a lone exact query (256 KB of scores stay in cache)
+TRUTH_CHUNK = 65_536  # rows per block when computing exact top-k for tuning (bounded extra memory)
 
 
 def keys_checksum(vkeys: np.ndarray) -> str:
@@ -43,6 +54,7 @@ class Sidecar:
     dim: int
     nprobe: int = 0
     file: str = ""
+    margin: float = 0.0  # IVF: also probe lists whose centroid scores within this of the best
 
 
 def _faiss() -> Any:
@@ -59,8 +71,10 @@ class VectorIndex:
         self.dim = dim
         self.kind = kind
         self.nprobe = nprobe
+        self.margin = 0.0  # IVF: see search_lists
         self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(dim)) if kind == "flat" else None
         self._ids: np.ndarray | None = None  # flat: position -> vkey, cached until add/remove
+        self._mapped: Path | None = None  # the file this index is memory-mapped from, if it is
         self.dirty = False
 
     # -- building ------------------------------------------------------------------------------
@@ -91,6 +105,7 @@ class VectorIndex:
         index = cls(dim, "ivf")
         index._index = ivf
         index.nprobe = index._tune_nprobe(vectors, vkeys, rng)
+        index.margin = index.tune_margin(vectors, vkeys, rng)
         index.dirty = True
         return index
 
@@ -100,10 +115,7 @@ class VectorIndex:
         faiss = _faiss()
         n, dim = vectors.shape
         queries = near_queries(vectors[rng.choice(n, size=min(FAISS_TUNING_QUERIES, n), replace=False)], rng)
-        exact = faiss.IndexFlatIP(dim)
-        exact.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        _, truth = exact.search(queries, 10)
-        want = np.asarray(vkeys, dtype=np.int64)[truth]
+        want = np.asarray(vkeys, dtype=np.int64)[exact_top(vectors, queries, 10)]
         ivf = faiss.extract_index_ivf(self._index)
         for nprobe in NPROBE_CANDIDATES:
             if nprobe >= ivf.nlist:
@@ -115,10 +127,42 @@ class VectorIndex:
                 return nprobe
         return int(ivf.nlist)
 
+    def tune_margin(self, vectors: np.ndarray, vkeys: np.ndarray, rng: np.random.Generator) -> float:
+        """Smallest centroid-score margin (see :meth:`search_lists`) whose recall@10 reaches the
+        target on queries far from every stored vector (random directions: the worst case, and
+        where a text query lands among photos). Near queries need no margin: their best list
+        stands far ahead of the rest, so the margin adds no lists for them."""
+        n, dim = vectors.shape
+        queries = far_queries(rng, min(FAISS_TUNING_QUERIES, n), dim)
+        want = np.asarray(vkeys, dtype=np.int64)[exact_top(vectors, queries, 10)]
+        recall = 0.0
+        for margin in SCORE_MARGINS:
+            self.margin = margin
+            recall = recall_at_k(self.search(queries, 10)[1], want)
+            if recall >= TARGET_RECALL + TUNING_MARGIN:
+                break
+        log.info("IVF tuned to a centroid margin of %.2f for far queries (recall@10 %.3f)", self.margin, recall)
+        return self.margin
+
     # -- mutation ------------------------------------------------------------------------------
+    def _own(self) -> None:
+        """Read a memory-mapped index into RAM before changing it (FAISS aborts the process when
+        a mapped index grows). From its file when that is still there, else through a copy."""
+        if self._mapped is None:
+            return
+        faiss = _faiss()
+        try:
+            owned = faiss.read_index(str(self._mapped))
+        except RuntimeError:  # the file was replaced by another process's save meanwhile
+            owned = faiss.deserialize_index(faiss.serialize_index(self._index))
+        if owned.ntotal != self._index.ntotal:  # another save reused nothing: names hash contents
+            owned = faiss.deserialize_index(faiss.serialize_index(self._index))
+        self._index, self._mapped, self._ids = owned, None, None
+
     def add(self, vectors: np.ndarray, vkeys: np.ndarray) -> None:
         if len(vkeys) == 0:
             return
+        self._own()
         self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
                                  np.ascontiguousarray(vkeys, dtype=np.int64))
         self._ids = None
@@ -128,6 +172,7 @@ class VectorIndex:
         if len(vkeys) == 0:
             return 0
         faiss = _faiss()
+        self._own()
         removed = self._index.remove_ids(faiss.IDSelectorBatch(np.asarray(vkeys, dtype=np.int64)))
         self._ids = None
         self.dirty = True
@@ -198,18 +243,93 @@ class VectorIndex:
         k = max(1, min(k, self.ntotal)) if self.ntotal else 1
         if self.ntotal == 0:
             return (np.full((len(queries), 0), -np.inf, np.float32), np.full((len(queries), 0), -1, np.int64))
+        if self.kind == "flat" and allowed is None and len(queries) == 1:
+            return self._scan_flat_search(queries, k)
         if self.kind == "flat" and allowed is None and len(queries) < SMALL_BATCH:
             return self._blas_flat_search(queries, k)
-        params = None
-        if self.kind == "flat":
-            if allowed is not None:
-                params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
-        else:
-            sel = faiss.IDSelectorBatch(allowed) if allowed is not None else None
-            params = faiss.SearchParametersIVF(nprobe=self.nprobe, sel=sel) if sel is not None \
-                else faiss.SearchParametersIVF(nprobe=self.nprobe)
+        sel = None if allowed is None else id_selector(allowed)
+        if self.kind != "flat":
+            return self._ivf_search(queries, k, sel, self.nprobe_for(len(allowed) if allowed is not None
+                                                                     else self.ntotal))
+        params = None if sel is None else faiss.SearchParameters(sel=sel)
         scores, keys = self._index.search(queries, k, params=params)
         return scores, keys
+
+    def _ivf_search(self, queries: np.ndarray, k: int, sel: Any, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        """Probe the lists :meth:`search_lists` picks, through FAISS's preassigned search (the
+        selector still applies)."""
+        faiss = _faiss()
+        ivf = faiss.extract_index_ivf(self._index)
+        lists, list_scores = self.search_lists(queries, nprobe)  # (q, m) list numbers, -1 = skip
+        scores = np.empty((len(queries), k), np.float32)
+        keys = np.empty((len(queries), k), np.int64)
+        params = faiss.SearchParametersIVF(nprobe=lists.shape[1]) if sel is None \
+            else faiss.SearchParametersIVF(nprobe=lists.shape[1], sel=sel)
+        ivf.search_preassigned_c(len(queries), faiss.swig_ptr(queries), k, faiss.swig_ptr(lists),
+                                 faiss.swig_ptr(list_scores), faiss.swig_ptr(scores), faiss.swig_ptr(keys),
+                                 False, params)
+        return scores, keys
+
+    def search_lists(self, queries: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        """The IVF lists each query probes -> (lists (q, m) int64 with -1 for none, their centroid
+        scores (q, m)): the ``nprobe`` best, plus every list whose centroid scores within
+        ``margin`` of the best one, up to ADAPTIVE_MAX_LISTS x nprobe. A query near stored vectors
+        has one clear best list and probes ``nprobe``; a query far from all of them (a text query
+        among photos) sees flat centroid scores and probes more, which is what keeps its recall."""
+        faiss = _faiss()
+        ivf = faiss.extract_index_ivf(self._index)
+        most = min(int(ivf.nlist), max(nprobe, ADAPTIVE_MAX_LISTS * self.nprobe) if self.margin else nprobe)
+        list_scores, lists = ivf.quantizer.search(queries, most)  # (q, most) each, best first
+        if self.margin and most > nprobe:
+            near = list_scores >= list_scores[:, :1] - self.margin
+            near[:, :nprobe] = True
+            lists = np.where(near, lists, -1)
+            lists = np.ascontiguousarray(lists[:, :max(nprobe, int(near.sum(axis=1).max()))])
+            list_scores = np.ascontiguousarray(list_scores[:, :lists.shape[1]])
+        return np.ascontiguousarray(lists, dtype=np.int64), np.ascontiguousarray(list_scores, dtype=np.float32)
+
+    def nprobe_for(self, n_allowed: int) -> int:
+        """Lists an IVF search probes when ``n_allowed`` of its vectors may match: the tuned nprobe
+        scaled by the inverse of that fraction, so a filtered search meets about as many allowed
+        vectors as an unfiltered one (a 1% filter probes 100x the lists, up to all: exact)."""
+        if self.kind == "flat":
+            return 0
+        nlist = int(_faiss().extract_index_ivf(self._index).nlist)
+        if n_allowed >= self.ntotal:
+            return min(self.nprobe, nlist)
+        return min(nlist, math.ceil(self.nprobe * self.ntotal / max(n_allowed, 1)))
+
+    def _flat_rows(self) -> np.ndarray:
+        """The flat index's own vectors (n, d), no copy, and its position -> vkey map (cached)."""
+        faiss = _faiss()
+        n = self.ntotal
+        flat = faiss.downcast_index(self._index.index)
+        if self._ids is None or len(self._ids) != n:
+            self._ids = faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
+        rows: np.ndarray = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
+        return rows
+
+    def _scan_flat_search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k for one query (1, d) in one streaming pass: FAISS's SIMD inner products over
+        a block of rows, then a k-heap over the block's scores while they are in cache. On one
+        thread this runs near the memory bandwidth (a BLAS matvec on two threads stalled on a busy
+        machine, and a top-k over all n scores afterwards re-read them from memory)."""
+        faiss = _faiss()
+        rows, n = self._flat_rows(), self.ntotal
+        assert self._ids is not None
+        scores, found = np.full(k, -np.inf, np.float32), np.full(k, -1, np.int64)
+        heap = faiss.float_minheap_array_t()
+        heap.nh, heap.k, heap.val, heap.ids = 1, k, faiss.swig_ptr(scores), faiss.swig_ptr(found)
+        heap.heapify()
+        block = np.empty(min(SCAN_BLOCK, n), np.float32)  # (b,) scores of one block of rows
+        q = faiss.swig_ptr(query)
+        for start in range(0, n, SCAN_BLOCK):
+            m = min(SCAN_BLOCK, n - start)
+            faiss.fvec_inner_products_ny(faiss.swig_ptr(block), q, faiss.swig_ptr(rows[start:start + m]), self.dim, m)
+            heap.addn(m, faiss.swig_ptr(block), start)
+        heap.reorder()  # best first
+        keys = np.where(found >= 0, self._ids[np.maximum(found, 0)], -1)
+        return scores[None], keys[None]
 
     def _blas_flat_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k for a few queries by a BLAS matvec over the flat index's own storage (no
@@ -231,18 +351,14 @@ class VectorIndex:
     # -- persistence ---------------------------------------------------------------------------
     def save(self, folder: Path, table_version: int) -> None:
         """Write index then sidecar, each atomically; the sidecar names the index file's hash."""
-        faiss = _faiss()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        data = faiss.serialize_index(self._index).tobytes()
-        digest = hashlib.sha256(data).hexdigest()
         # A new file name per save: the sidecar switches to it in one atomic rename, so a crash
         # at any point leaves a matching (sidecar, index) pair behind.
-        name = f"{INDEX_STEM}-{digest[:16]}.faiss"
-        atomic_write_bytes(folder / name, data)
+        name, digest = _write_index_file(self._index, folder)
         keys = self.keys()
         sidecar = Sidecar(table_version, len(keys), keys_checksum(keys), digest, self.kind, self.dim,
-                          self.nprobe, name)
+                          self.nprobe, name, self.margin)
         atomic_write_bytes(folder / SIDECAR_FILE, json.dumps(asdict(sidecar)).encode())
         _write_stamp(folder, sidecar, folder / name)
         for old in folder.glob(f"{INDEX_STEM}-*.faiss"):
@@ -266,17 +382,93 @@ class VectorIndex:
                     if hashlib.file_digest(fh, "sha256").hexdigest() != sidecar.file_sha256:
                         raise ValueError("index file checksum does not match its sidecar")
                 _write_stamp(folder, sidecar, path)
-            raw = faiss.read_index(str(path))
+            raw = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
         except Exception as exc:  # torn, truncated or foreign file: the table can rebuild it
             log.warning("vector index in %s is unusable (%s); rebuilding it from the table", folder, exc)
             return None
         index = cls(sidecar.dim, sidecar.kind, sidecar.nprobe)
-        index._index = raw
+        index.margin = float(sidecar.margin)
+        index._index, index._mapped = raw, path
+        _read_ahead(path)
         if index.ntotal != sidecar.count:
             log.warning("vector index in %s holds %d vectors, sidecar says %d; rebuilding",
                         folder, index.ntotal, sidecar.count)
             return None
         return index, sidecar
+
+
+def _write_index_file(index: Any, folder: Path) -> tuple[str, str]:
+    """Stream ``index`` to a temp file in ``folder``, hash it, fsync and rename it to a name made of
+    its hash -> (file name, sha256). No in-memory copy of the vectors is made (serialising to a
+    buffer made two)."""
+    faiss = _faiss()
+    fd, tmp = tempfile.mkstemp(prefix=f".{INDEX_STEM}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        faiss.write_index(index, tmp)
+        with open(tmp, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            os.fsync(fh.fileno())
+        name = f"{INDEX_STEM}-{digest[:16]}.faiss"
+        os.replace(tmp, folder / name)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return name, digest
+
+
+def id_selector(allowed: np.ndarray) -> object:
+    """A FAISS id selector for the sorted int64 keys ``allowed``: a bitmap over the key range when
+    the set is large (built in a few ms at 1M keys, where a hash set takes tens of ms per query),
+    else a hash set. The bitmap's bytes stay alive as an attribute of the selector."""
+    faiss = _faiss()
+    allowed = np.asarray(allowed, dtype=np.int64)
+    top = int(allowed[-1]) if len(allowed) else 0
+    if len(allowed) * BATCH_SELECTOR_MAX < top or top < 0 or (len(allowed) and allowed[0] < 0):
+        return faiss.IDSelectorBatch(allowed)
+    bits = np.zeros(top + 1, dtype=bool)
+    bits[allowed] = True
+    packed = np.packbits(bits, bitorder="little")  # bit (key & 7) of byte (key >> 3), as FAISS reads it
+    sel = faiss.IDSelectorBitmap(len(packed), faiss.swig_ptr(packed))
+    sel.bitmap_bytes = packed  # keep the buffer alive with the selector
+    return sel
+
+
+def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Row numbers (q, k) of the k largest inner products of ``queries`` (q, d) in ``vectors``
+    (n, d), best first, by blocks of rows (no second copy of the vectors)."""
+    best_s = np.full((len(queries), 0), -np.inf, np.float32)
+    best_i = np.zeros((len(queries), 0), np.int64)
+    for start in range(0, len(vectors), TRUTH_CHUNK):
+        block = np.asarray(vectors[start:start + TRUTH_CHUNK], np.float32)
+        scores = queries @ block.T  # (q, m)
+        m = min(k, scores.shape[1])
+        top = np.argpartition(-scores, m - 1, axis=1)[:, :m]
+        best_s = np.concatenate([best_s, np.take_along_axis(scores, top, 1)], axis=1)
+        best_i = np.concatenate([best_i, top + start], axis=1)
+        keep = np.argsort(-best_s, axis=1, kind="stable")[:, :k]
+        best_s, best_i = np.take_along_axis(best_s, keep, 1), np.take_along_axis(best_i, keep, 1)
+    return best_i
+
+
+def _read_ahead(path: Path) -> None:
+    """Ask the kernel to read a mapped index file into the page cache in the background (returns at
+    once): the first searches then map cached pages instead of waiting on the disk for each list."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
 
 
 def _stamp(path: Path) -> list[int]:

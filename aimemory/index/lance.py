@@ -60,8 +60,8 @@ def choose_index(choice: str, root: Path) -> tuple[str, str]:
     if remote:
         return "lance", ("auto: the store is on an object store, so readers share Lance's ANN index "
                          "kept in the table (a FAISS copy would need every vector in each reader's RAM)")
-    return "faiss", ("auto: local store, so FAISS in RAM (exact below ann_threshold, IVF above) is "
-                     "fastest; pass index='lance' for stores larger than RAM")
+    return "faiss", ("auto: local store, so FAISS (exact below ann_threshold, IVF above, memory-mapped "
+                     "from its saved file) is fastest; pass index='lance' for stores larger than RAM")
 
 
 def lance_index_type(choice: str) -> str | None:

@@ -22,3 +22,10 @@ def near_queries(picks: np.ndarray, rng: np.random.Generator, noise: float = TUN
     """Tuning queries near stored vectors: ``picks`` (q, d) plus noise, unit rows (q, d) float32."""
     queries = picks + rng.standard_normal(picks.shape).astype(np.float32) * noise
     return np.ascontiguousarray(queries / np.linalg.norm(queries, axis=1, keepdims=True))
+
+
+def far_queries(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    """Tuning queries far from stored vectors: random unit directions (n, dim) float32 (a text query
+    among photos lands about as far from every stored vector)."""
+    queries = rng.standard_normal((n, dim)).astype(np.float32)
+    return np.ascontiguousarray(queries / np.linalg.norm(queries, axis=1, keepdims=True))

@@ -213,8 +213,19 @@ class Catalog:
     def is_in(self, name: str, values: Iterable[str]) -> np.ndarray:
         """Bool mask: the coded column ``name`` (namespace, modality, kind) is one of ``values``."""
         vocab = {v: i for i, v in enumerate(self.vocab[name])}
-        codes = [vocab[v] for v in values if isinstance(v, str) and v in vocab]
-        return np.isin(self.codes[name].view, codes)
+        codes = sorted({vocab[v] for v in values if isinstance(v, str) and v in vocab})
+        column = self.codes[name].view
+        if len(codes) > 2:
+            return np.isin(column, codes)
+        out = np.zeros(len(column), dtype=bool)  # one or two codes: compares (np.isin sorts: 4x slower at 1M)
+        for code in codes:
+            out |= column == code
+        return out
+
+    def codes_of(self, name: str) -> tuple[np.ndarray, list[str]]:
+        """The coded column ``name`` (namespace, modality, kind) as (int32 codes per row, names by
+        code): comparing codes is what a mask over 1M rows can afford, comparing strings is not."""
+        return self.codes[name].view, list(self.vocab[name])
 
     def namespace_is(self, namespace: str) -> np.ndarray:
         return self.is_in("namespace", [namespace])

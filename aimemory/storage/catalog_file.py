@@ -35,6 +35,7 @@ log = logging.getLogger("aimemory.storage")
 
 FOLDER = "catalog"
 SIDECAR = "catalog.json"
+STAMPS = "catalog.stamps.json"  # file name -> (size, mtime, inode, crc32) once its checksum held
 FORMAT = 2  # 2: expires, created_by, derived_from
 U64_MAX = 2**64 - 1  # Lance v2 manifest names count down from here
 SAVE_AFTER_CATCH_UP = 10_000  # rows read by a catch-up on open past which the result is saved
@@ -219,20 +220,45 @@ def save(catalog: Catalog, folder: Path, table, model_id: str, dim: int) -> None
             "files": {stem: {"name": name, "crc32": crc} for stem, (name, crc) in files.items()}}
     atomic_write_bytes(folder / SIDECAR, json.dumps(side).encode())
     keep = {name for name, _ in files.values()}
+    _write_stamps(folder, {name: _stamp(folder / name, crc) for name, crc in files.values()})
     for old in folder.glob("*.arrow"):
         if old.name not in keep:
             old.unlink(missing_ok=True)
     catalog.changes = 0
 
 
-def _read(folder: Path, entry: dict, verify: bool) -> pa.Table:
+def _stamp(path: Path, crc: int) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ino, crc]
+
+
+def _stamps(folder: Path) -> dict:
+    try:
+        return dict(json.loads((folder / STAMPS).read_text()))
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def _write_stamps(folder: Path, stamps: dict) -> None:
+    try:  # best effort: without it the next open checks the files' CRCs again
+        atomic_write_bytes(folder / STAMPS, json.dumps(stamps).encode())
+    except OSError:
+        pass
+
+
+def _read(folder: Path, entry: dict, verify: bool, stamps: dict | None = None) -> pa.Table:
+    """One saved file, memory-mapped. ``verify``: check its CRC, unless ``stamps`` holds this very
+    file (name, size, mtime, inode: files are written under new names and renamed into place) as
+    already checked, so a 1M catalog's open does not read 445 MB to checksum them."""
     path = folder / entry["name"]
     source = pa.memory_map(str(path), "r")
-    if verify:  # the mapped pages are the ones the reader then uses: one pass over the file
+    if verify and (stamps is None or stamps.get(entry["name"]) != _stamp(path, entry["crc32"])):
         data = source.read_buffer()
         if zlib.crc32(memoryview(data)) != entry["crc32"]:
             raise StaleCatalog(f"{path.name} does not match its checksum")
         source.seek(0)
+        if stamps is not None:
+            stamps[entry["name"]] = _stamp(path, entry["crc32"])
     return ipc.open_file(source).read_all()
 
 
@@ -254,9 +280,14 @@ def _load(folder: Path, table, model_id: str, dim: int, verify: bool = True) -> 
         digest = manifest_digest(table.dataset_path, version)
         if digest != side["manifest_sha256"]:
             raise StaleCatalog("its Lance version is gone or is another table's")
-        rows = _read(folder, side["files"]["rows"], verify)
-        entries = _read(folder, side["files"]["entries"], verify)
-        hashes = _read(folder, side["files"]["hashes"], verify)
+        stamps = _stamps(folder)
+        before = dict(stamps)
+        rows = _read(folder, side["files"]["rows"], verify, stamps)
+        entries = _read(folder, side["files"]["entries"], verify, stamps)
+        hashes = _read(folder, side["files"]["hashes"], verify, stamps)
+        if stamps != before:
+            _write_stamps(folder, {e["name"]: stamps[e["name"]] for e in side["files"].values()
+                                   if e["name"] in stamps})
         if rows.num_rows != side["rows"] or entries.schema != ENTRY_SCHEMA:
             raise StaleCatalog("row count or schema does not match its sidecar")
         c = _from_saved(rows, entries, hashes, side)

@@ -22,6 +22,7 @@ import pyarrow as pa
 from . import __version__
 from .calibration import check_relevance
 from .device import CPU
+from .encode_batch import EncodeBatcher, default_parallel, small_texts
 from .encoders.base import Encoder, View
 from .errors import (
     InputError,
@@ -103,6 +104,8 @@ class MemoryStore:
                                storage_options=storage_options, index=index, device=device, ocr=ocr,
                                write_ahead=write_ahead)
         self.write_ahead = write_ahead  # small writes go through the segment (see aimemory.write_ahead)
+        self.batch_encodes = True  # small text writes share encoder calls (see aimemory.encode_batch)
+        self.encode_batcher: EncodeBatcher | None = None  # shares small text writes' encodes, once the encoder loads
         self._open_folder(path, storage_options, index, keep_content, ann_threshold)
         manifest = Manifest.read(self.path)
         if manifest is not None and model == "auto":
@@ -119,6 +122,7 @@ class MemoryStore:
         self.encoder: Encoder = attach_sound(encoder, sound_model).to(self.placement)
         self._speech_spec = speech_model
         self.ocr, self.ocr_status = load_ocr(ocr)  # the engine loads its networks on the first text seen
+        self.encode_batcher = EncodeBatcher(self.encode, default_parallel())
         self._open_tables(manifest)
 
     @classmethod
@@ -130,6 +134,7 @@ class MemoryStore:
         must have been made by that model. remember, recall, embed and classify need a model and refuse."""
         store = cls.__new__(cls)
         store.write_ahead = True
+        store.batch_encodes, store.encode_batcher = False, None  # no model to encode with
         store._open_folder(path, storage_options, "auto", True, ANN_THRESHOLD)
         manifest = store._own_manifest(Manifest.read(store.path), model_id, dim, precision, model_id)
         store.encoder = None  # type: ignore[assignment]
@@ -404,8 +409,10 @@ class MemoryStore:
         items = [item for _, item in batch]
         batch_metas = [metas[i] for i, _ in batch]
         opts = [options[i] for i, _ in batch] if options else [ItemOptions()] * len(batch)
+        ahead = self._encode_ahead(items, opts)  # small texts: encoded before the lock, calls shared
         with deferred_sync(self), self.writing(fold=False):
-            prepared = prepared_views(self.encode, list(enumerate(items)), opts)  # imported, or for near checks
+            # imported, or for near checks
+            prepared = ahead if ahead is not None else prepared_views(self.encode, list(enumerate(items)), opts)
             near = {slot: found for slot in range(len(items))
                     if (found := near_duplicate(self, namespace, prepared.get(slot), opts[slot]))}
             new = new_items(self.catalog, items, batch_metas, namespace, dedup, opts, near)
@@ -421,6 +428,17 @@ class MemoryStore:
                                options=opts, near=near)
         sync_segment(self)  # after the lock: writer threads share the fsync
         return out
+
+    def _encode_ahead(self, items: list[Item], opts: Sequence[ItemOptions]) -> dict[int, list[View]] | None:
+        """slot -> views of a small text write, encoded outside the write lock in calls shared with
+        other threads' small writes (see :mod:`aimemory.encode_batch`); None for other writes (and
+        with ``batch_encodes`` off), which encode under the lock. Content already stored is still
+        found under the lock: it only cost an encode."""
+        if not self.batch_encodes or self.encode_batcher is None or any(o.views is not None for o in opts) \
+                or not small_texts(items):
+            return None
+        self.check_open()
+        return dict(enumerate(self.encode_batcher.encode(items)))
 
     def encode(self, items: list[Item], on_progress=None) -> list[list[View]]:
         """Items -> per item, its views (see :func:`aimemory.views.encode_items`)."""

@@ -22,7 +22,7 @@ import pyarrow as pa
 from . import __version__
 from .calibration import check_relevance
 from .device import CPU
-from .encode_batch import EncodeBatcher, default_parallel, small_texts
+from .encode_batch import EncodeBatcher, small_texts
 from .encoders.base import Encoder, View
 from .errors import (
     InputError,
@@ -122,7 +122,7 @@ class MemoryStore:
         self.encoder: Encoder = attach_sound(encoder, sound_model).to(self.placement)
         self._speech_spec = speech_model
         self.ocr, self.ocr_status = load_ocr(ocr)  # the engine loads its networks on the first text seen
-        self.encode_batcher = EncodeBatcher(self.encode, default_parallel())
+        self.encode_batcher = EncodeBatcher(self.encode)
         self._open_tables(manifest)
 
     @classmethod

@@ -13,7 +13,9 @@ before and after: one writer thread cannot acknowledge durable writes faster tha
 
 Two encoders: a benchmark encoder (vectors precomputed, so the store's own cost is measured) and
 ``aimemory-base`` end to end (its text tower, all-MiniLM-L6-v2, encodes each text; skipped with a
-message when its weights are not installed). Both share the store: it is built once per size with
+message when its weights are not installed). End-to-end rows run with concurrent writers' texts
+sharing encoder calls (``batching`` on, see ``aimemory.encode_batch``) and off, A/B in the same run;
+``per_call`` is the mean number of texts per encoder call. Both share the store: it is built once per size with
 ``commit_views`` (model id ``aimemory-base``, 384 dims) and reused from the cache folder.
 """
 
@@ -96,11 +98,14 @@ def _pct(values, q) -> float:
 
 
 def run_writes(path: Path, encoder, write_ahead: bool, n_writes: int, threads: int, tag: str,
-               probes: int = VISIBILITY_PROBES) -> dict:
+               probes: int = VISIBILITY_PROBES, batching: bool = True, parallel: int | None = None) -> dict:
     """``n_writes`` single remembers from ``threads`` threads; then visibility and fold cost."""
     from aimemory import MemoryStore
 
     store = MemoryStore(path, model=encoder, write_ahead=write_ahead, **TOWERS)
+    store.batch_encodes = batching
+    if parallel is not None:  # shared encoder calls allowed at once (default 1)
+        store.encode_batcher.max_parallel = parallel
     store.flush()
     tag = f"{tag} {time.time_ns()}"  # new texts every run: a repeat would be deduplicated, not written
     size = store.count()
@@ -118,6 +123,8 @@ def run_writes(path: Path, encoder, write_ahead: bool, n_writes: int, threads: i
 
     for i in range(WARMUP):
         store.remember(f"{tag} warm-up {i}")
+    batcher = store.encode_batcher
+    batcher.calls = batcher.items = 0  # count the timed writes only
     per = [n_writes // threads + (1 if t < n_writes % threads else 0) for t in range(threads)]
     workers = [threading.Thread(target=work, args=(t, n)) for t, n in enumerate(per)]
     t0 = time.perf_counter()
@@ -126,6 +133,8 @@ def run_writes(path: Path, encoder, write_ahead: bool, n_writes: int, threads: i
     for w in workers:
         w.join()
     wall = time.perf_counter() - t0
+    batcher = store.encode_batcher
+    per_call = round(batcher.items / batcher.calls, 2) if batching and batcher.calls else float("nan")
     pending = store.segment.n_records if store.segment is not None else 0
     t1 = time.perf_counter()
     store.flush()
@@ -149,7 +158,9 @@ def run_writes(path: Path, encoder, write_ahead: bool, n_writes: int, threads: i
     other.close()
     store.close()
     return dict(size=size, path="segment" if write_ahead else "direct", threads=threads,
-                encoder=encoder.model_id if tag.startswith("e2e") else "bench", writes=n_writes,
+                encoder=encoder.model_id if tag.startswith("e2e") else "bench",
+                batching=f"on/{store.encode_batcher.max_parallel}" if batching else "off", per_call=per_call,
+                writes=n_writes,
                 rate=round(n_writes / wall, 1), p50_ms=round(_pct(lat, 50), 2), p99_ms=round(_pct(lat, 99), 2),
                 recall_ms=round(_pct(here, 50), 1), other_sees_p50_ms=round(_pct(seen, 50), 1),
                 other_sees_max_ms=round(_pct(seen, 100), 1),
@@ -166,6 +177,21 @@ def encode_cost(encoder, n: int = 40) -> dict:
         lat.append(time.perf_counter() - t0)
     return dict(p50_ms=round(_pct(lat, 50), 2), p99_ms=round(_pct(lat, 99), 2),
                 max_rate=round(1000 / _pct(lat, 50), 1))
+
+
+def batch_encode_cost(encoder, sizes=(1, 4, 8, 16), reps: int = 12) -> dict:
+    """Median ms of one encoder call for n short texts (what shared calls save per text)."""
+    texts = [f"the agent noted item {i}: the user prefers green tea in the morning" for i in range(16 * reps)]
+    encoder.views("text", texts[:2])
+    out = {}
+    for n in sizes:
+        lat = []
+        for r in range(reps):
+            t0 = time.perf_counter()
+            encoder.views("text", texts[r * n:(r + 1) * n])
+            lat.append(time.perf_counter() - t0)
+        out[n] = round(_pct(lat, 50), 1)
+    return out
 
 
 def datasync_latency(folder: Path, n: int = 200) -> dict:
@@ -201,8 +227,8 @@ def _real_encoder(log):
 
 
 def table(rows: list[dict]) -> str:
-    cols = ["size", "path", "threads", "encoder", "writes", "rate", "p50_ms", "p99_ms", "recall_ms",
-            "other_sees_p50_ms", "other_sees_max_ms", "fold_ms", "folded"]
+    cols = ["size", "path", "threads", "encoder", "batching", "per_call", "writes", "rate", "p50_ms", "p99_ms",
+            "recall_ms", "other_sees_p50_ms", "other_sees_max_ms", "fold_ms", "folded"]
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     lines = ["  ".join(c.rjust(widths[c]) for c in cols)]
     lines += ["  ".join(str(r[c]).rjust(widths[c]) for c in cols) for r in rows]
@@ -216,7 +242,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--writes", type=int, default=300, help="single remembers per configuration")
     parser.add_argument("--threads", default="1,4", help="writer threads (group commit above 1)")
     parser.add_argument("--e2e-writes", type=int, default=100, help="writes per end-to-end configuration")
-    parser.add_argument("--e2e-threads", default="1,2", help="writer threads end to end")
+    parser.add_argument("--e2e-threads", default="1,4,8", help="writer threads end to end")
+    parser.add_argument("--e2e-parallel", default="",
+                        help="also batching rows with these max_parallel values (e.g. 2); default rows use 1")
+    parser.add_argument("--e2e-direct", action="store_true", help="also end to end with write_ahead=False")
+    parser.add_argument("--no-bench-rows", action="store_true", help="only the end-to-end rows")
     parser.add_argument("--quick", action="store_true", help="no end-to-end rows")
     parser.add_argument("--out", help="write the rows as JSON here")
     parser.add_argument("--probes", type=int, default=VISIBILITY_PROBES, help="visibility probes per row")
@@ -237,19 +267,25 @@ def main(argv: list[str] | None = None) -> list[dict]:
         cost = encode_cost(real)
         print(f"aimemory-base one text encode: p50 {cost['p50_ms']} ms, p99 {cost['p99_ms']} ms "
               f"-> at most {cost['max_rate']} encodes/s on one thread")
+        costs = batch_encode_cost(real)
+        print("aimemory-base one call for n texts (median ms): "
+              + ", ".join(f"n={n}: {ms} ({ms / n:.1f}/text)" for n, ms in costs.items()))
     CACHE.mkdir(parents=True, exist_ok=True)
     sync_before = datasync_latency(CACHE)
     print(f"fdatasync (3 KB overwrite) before: {sync_before}")
     for n in [int(s) for s in args.sizes.split(",")]:
         path = build_store(n, log)
-        for threads in [int(t) for t in args.threads.split(",")]:
+        for threads in [] if args.no_bench_rows else [int(t) for t in args.threads.split(",")]:
             for ahead in (True, False):  # A/B, same store, same run
                 rows.append(run_writes(path, bench, ahead, args.writes, threads, "bench", args.probes))
                 log(table(rows[-1:]))
         if real is not None:
             for threads in [int(t) for t in args.e2e_threads.split(",")]:
-                for ahead in (True, False):
-                    rows.append(run_writes(path, real, ahead, args.e2e_writes, threads, "e2e", args.probes))
+                runs = [(True, True, None)] + [(True, True, int(p)) for p in args.e2e_parallel.split(",") if p]
+                runs += [(True, False, None)] + ([(False, True, None)] if args.e2e_direct else [])
+                for ahead, batching, parallel in runs:  # shared encodes on and off: A/B, same store, same run
+                    rows.append(run_writes(path, real, ahead, args.e2e_writes, threads, "e2e", args.probes,
+                                           batching, parallel))
                     log(table(rows[-1:]))
     print(table(rows))
     sync_after = datasync_latency(CACHE)

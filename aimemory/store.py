@@ -402,8 +402,9 @@ class MemoryStore:
     def _commit_batch(self, batch: list[tuple[int, Item]], metas: list, namespace: str,
                       dedup: bool, item_progress=None, options: Sequence[ItemOptions] | None = None
                       ) -> list[Memory]:
-        """Encode what is new in one batch and commit it (see :func:`aimemory.write.commit_views`),
-        all under the write lock, so dedup sees every other writer's commits."""
+        """Encode what is new in one batch and commit it (see :func:`aimemory.write.commit_views`)
+        under the write lock, so dedup sees every other writer's commits. Small text writes are
+        encoded before the lock instead, in calls shared with other threads (:meth:`_encode_ahead`)."""
         if not batch:
             return []
         items = [item for _, item in batch]

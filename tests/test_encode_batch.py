@@ -236,3 +236,15 @@ def test_batching_off_and_other_writes_encode_under_the_lock(tmp_path):
         store.batch_encodes = True
         store.remember_many([f"blue many {i}" for i in range(20)], batch_size=20)  # a large batch
         assert store.encode_batcher.calls == 0 and store.count() == 23
+
+
+def test_near_duplicate_checks_use_the_shared_encode(tmp_path):
+    encoder = SlowEncoder()
+    with MemoryStore(tmp_path / "mem", model=encoder) as store:
+        first = store.remember("red apple on the table")
+        again = store.remember("red apple on the table!", near_duplicate=0.5)
+        assert again.status == "new" and again.near_duplicate_of == first.id
+        merged = store.remember("red apple on a table", near_duplicate=0.5, on_near_duplicate="merge",
+                                metadata={"tags": ["fruit"]})
+        assert merged.status == "merged" and store.count() == 2
+        assert encoder.batches == [1, 1, 1]  # one encode per write, none under the lock

@@ -172,3 +172,20 @@ def test_update_expiry_that_changes_nothing_commits_nothing_and_bad_expiry_is_re
     with pytest.raises(InputError, match="ttl must be a positive"):
         store.update(memory.id, ttl=-1)
     assert store.table.version == version and store.get(memory.id).expires_at.timestamp() == pytest.approx(at)
+
+
+def test_another_handle_sees_an_expiry_change(tmp_path, clock):
+    path = tmp_path / "m"
+    with MemoryStore(path, model=ColourEncoder()) as writer, MemoryStore(path, model=ColourEncoder()) as reader:
+        memory = writer.remember("a green note", ttl=60)
+        reader.refresh()
+        assert reader.get(memory.id).expires_at is not None
+        writer.update(memory.id, expires_at="never")
+        reader.refresh()  # the rewritten rows carry the new expiry into the reader's catalog
+        assert reader.get(memory.id).expires_at is None
+        clock[0] += 3600
+        assert memory.id in reader and reader.count() == 1
+        writer.update(memory.id, ttl=30)
+        reader.refresh()
+        clock[0] += 60
+        assert memory.id not in reader and reader.count() == 0

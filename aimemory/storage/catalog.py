@@ -176,8 +176,9 @@ class Catalog:
         self._objects.pop("metadata", None)
         self.changes += 1
 
-    def set_expiry(self, positions: Sequence[int], at: float | None) -> None:
-        """Mirror a committed change of a memory's expiry (epoch seconds, None for never) on its rows."""
+    def set_expiry(self, positions: Sequence[int] | np.ndarray, at: float | np.ndarray | None) -> None:
+        """Mirror a committed change of expiry on these rows: epoch seconds (one for all, or one per
+        row), None or NaN for never."""
         self.num["expires"].buf[np.asarray(positions, dtype=np.int64)] = np.nan if at is None else at
         self.count_expiring()
         self.changes += 1

@@ -145,6 +145,11 @@ def catch_up(catalog: Catalog, table, pending: np.ndarray | None = None) -> tupl
             tags = old.column("tags").take(pa.array(changed)).to_pylist()
             for i, tag_list in zip(changed.tolist(), tags):
                 catalog.set_metadata(int(old_pos[i]), tag_list or [], after[i].as_py())
+            # and changed expiry (an update's ttl / "never"), on every view row it rewrote
+            was, now = catalog.num["expires"].view[old_pos], expiry_seconds(old)
+            moved = ~((was == now) | (np.isnan(was) & np.isnan(now)))
+            if moved.any():
+                catalog.set_expiry(old_pos[moved], now[moved])
         if new.any():
             catalog.append_arrow(rows.filter(pa.array(new)).drop_columns(["_rowaddr"]))
             added = vkeys[new]

@@ -22,7 +22,7 @@ import pyarrow as pa
 from . import __version__
 from .calibration import check_relevance
 from .device import CPU
-from .encode_batch import EncodeBatcher, small_texts
+from .encode_batch import EncodeBatcher
 from .encoders.base import Encoder, View
 from .errors import (
     InputError,
@@ -38,12 +38,10 @@ from .lookup import memory_at, recent_memories
 from .migrate import MigrationReport, Progress, active_folder, active_stamp, is_migrated_store
 from .namespaces import NAMESPACE_RE, check_namespace  # noqa: F401  (public here too)
 from .records import Hits, Memory
+from .remember import remember_items
 from .semantics import (
     ItemOptions,
-    encode_rest,
     item_options,
-    near_duplicate,
-    prepared_views,
     purge_expired,
 )
 from .storage import Manifest
@@ -51,10 +49,9 @@ from .storage.lazy_table import index_vectors, open_table
 from .storage.manifest import MANIFEST_NAME
 from .update import expiry_change, forget_memories, update_memories
 from .views import encode_items, load_speech
-from .write import WriteLock, commit_views, new_items, per_item, spread_views, storage_errors
-from .write_ahead import absorb, deferred_sync, open_segment, pending_keys, read_tail
+from .write import WriteLock, per_item, storage_errors
+from .write_ahead import absorb, open_segment, pending_keys, read_tail
 from .write_ahead import fold as fold_segment
-from .write_ahead import sync as sync_segment
 
 log = logging.getLogger("aimemory")
 
@@ -362,84 +359,19 @@ class MemoryStore:
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors= must be 'raise' or 'skip'; got {errors!r}")
         items = list(items)
-        metas = per_item(metadata, len(items), "metadata")
         if options is None:
             options = item_options(len(items), ids=ids, expires_at=expires_at, ttl=ttl, created_by=created_by,
                                    derived_from=derived_from, created_at=created_at,
                                    near_duplicate=near_duplicate, on_near_duplicate=on_near_duplicate)
         elif len(options) != len(items):
             raise InputError(f"options= has {len(options)} entries for {len(items)} items")
-        srcs = list(sources) if sources is not None else [None] * len(items)
         result = MemoryList()
-        result.skipped = []
-        decoded: list[tuple[int, Item]] = []
-        for i, x in enumerate(items):
-            if item_progress is not None:
-                item_progress(i, "decoding", 0.0, 1.0)
-            try:
-                decoding = (lambda done, total, i=i: item_progress(i, "decoding video", done, total)) \
-                    if item_progress is not None else None
-                decoded.append((i, to_item(x, source=srcs[i], progress=decoding)))
-            except InputError as exc:
-                if errors == "raise":
-                    exc.index = i
-                    at = f" (item #{i})" if len(items) > 1 else ""  # one item: no index to point at
-                    exc.args = (f"{exc.args[0]}{at}; nothing was stored",)
-                    raise
-                result.skipped.append((i, x, exc))
-            if errors == "skip" and len(decoded) >= batch_size:
-                result.extend(self._commit_batch(decoded, metas, namespace, dedup, item_progress, options))
-                decoded = []
-                if progress:
-                    progress(i + 1)
-        for start in range(0, len(decoded), batch_size):
-            result.extend(self._commit_batch(decoded[start:start + batch_size], metas, namespace, dedup,
-                                             item_progress, options))
-            if progress:
-                progress(min(len(items), decoded[min(start + batch_size, len(decoded)) - 1][0] + 1))
+        result.skipped = remember_items(
+            self, items, result, metas=per_item(metadata, len(items), "metadata"), options=options,
+            namespace=namespace, dedup=dedup, errors=errors, batch_size=batch_size,
+            sources=list(sources) if sources is not None else [None] * len(items),
+            progress=progress, item_progress=item_progress)
         return result
-
-    def _commit_batch(self, batch: list[tuple[int, Item]], metas: list, namespace: str,
-                      dedup: bool, item_progress=None, options: Sequence[ItemOptions] | None = None
-                      ) -> list[Memory]:
-        """Encode what is new in one batch and commit it (see :func:`aimemory.write.commit_views`)
-        under the write lock, so dedup sees every other writer's commits. Small text writes are
-        encoded before the lock instead, in calls shared with other threads (:meth:`_encode_ahead`)."""
-        if not batch:
-            return []
-        items = [item for _, item in batch]
-        batch_metas = [metas[i] for i, _ in batch]
-        opts = [options[i] for i, _ in batch] if options else [ItemOptions()] * len(batch)
-        ahead = self._encode_ahead(items, opts)  # small texts: encoded before the lock, calls shared
-        with deferred_sync(self), self.writing(fold=False):
-            # imported, or for near checks
-            prepared = ahead if ahead is not None else prepared_views(self.encode, list(enumerate(items)), opts)
-            near = {slot: found for slot in range(len(items))
-                    if (found := near_duplicate(self, namespace, prepared.get(slot), opts[slot]))}
-            new = new_items(self.catalog, items, batch_metas, namespace, dedup, opts, near)
-            views: list[list[View] | None] = [None] * len(items)
-            if new:
-                on_progress = None
-                if item_progress is not None:  # position among the new -> the caller's item index
-                    def on_progress(j, what, done, total):
-                        item_progress(batch[new[j]][0], what, done, total)
-                encoded = encode_rest(self.encode, [(j, items[j]) for j in new], prepared, on_progress)
-                views = spread_views(encoded, new, len(items))
-            out = commit_views(self, items, views, namespace=namespace, metadata=batch_metas, dedup=dedup,
-                               options=opts, near=near)
-        sync_segment(self)  # after the lock: writer threads share the fsync
-        return out
-
-    def _encode_ahead(self, items: list[Item], opts: Sequence[ItemOptions]) -> dict[int, list[View]] | None:
-        """slot -> views of a small text write, encoded outside the write lock in calls shared with
-        other threads' small writes (see :mod:`aimemory.encode_batch`); None for other writes (and
-        with ``batch_encodes`` off), which encode under the lock. Content already stored is still
-        found under the lock: it only cost an encode."""
-        if not self.batch_encodes or self.encode_batcher is None or any(o.views is not None for o in opts) \
-                or not small_texts(items):
-            return None
-        self.check_open()
-        return dict(enumerate(self.encode_batcher.encode(items)))
 
     def encode(self, items: list[Item], on_progress=None) -> list[list[View]]:
         """Items -> per item, its views (see :func:`aimemory.views.encode_items`)."""

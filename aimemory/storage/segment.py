@@ -39,6 +39,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from .manifest import fsync_dir
+
 SEGMENT_NAME = "segment.wal"
 HEADER_MAGIC = b"AIMSEG01"
 RECORD_MAGIC = b"SEGR"
@@ -96,14 +98,6 @@ def _parse_header(data: bytes) -> tuple[int, int] | None:
 def datasync(fd: int) -> None:
     """Flush a file's data (fdatasync; fsync where there is none, as on macOS)."""
     (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(fd)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Segment:
@@ -257,7 +251,7 @@ class Segment:
         finally:
             os.close(fd)
         os.replace(tmp, self.path)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         self.generation = -1  # _open starts the generation afresh
         self._open()
         with self._cond:  # waiters on the old generation: their records are in the table now

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from ..errors import StoreCorruptError, StoreError
 from ..records import ADDED_COLUMNS, CATALOG_COLUMNS, table_schema
+from .manifest import fsync_dir
 
 log = logging.getLogger("aimemory.storage")
 
@@ -78,14 +79,6 @@ def folder_lock(folder: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _connect_args(folder: Path, remote) -> dict:
@@ -199,7 +192,7 @@ class VectorTable:
                 error = StoreCorruptError("only the empty initial version is readable")
                 break
             if moved:
-                _fsync_dir(self._dataset / "_versions")
+                fsync_dir(self._dataset / "_versions")
                 self.recovered_from = max(versions)
                 log.warning("table in %s: version(s) %s are unreadable (%s); opened version %d, the "
                             "newest readable one. Writes made after it are lost; the torn manifests "

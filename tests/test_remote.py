@@ -146,6 +146,7 @@ def test_lease_is_renewed_while_a_long_write_runs(s3):
     uri, options = s3
     encoder = SlowColour()
     store = MemoryStore(uri, model=encoder, storage_options={**options, "aimemory_lease_ttl_s": "0.5"})
+    store.batch_encodes = False  # the slow encode runs under the lease, as a long batch's does
     rival, outcome = _rival(uri, options), []
 
     def take_over():
@@ -176,6 +177,7 @@ def test_a_writer_whose_lease_was_taken_over_commits_nothing(s3, monkeypatch):
     encoder = SlowColour()
     store = MemoryStore(uri, model=encoder, storage_options={**options, "aimemory_lease_ttl_s": "0.5"})
     store.remember_many([])  # nothing: the table exists, the lease is free
+    store.batch_encodes = False  # the slow encode runs under the lease, as a long batch's does
     monkeypatch.setattr(RemoteLocation, "_renew_until", lambda self, stop: None)  # a suspended renewer
     rival = _rival(uri, options)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .calibration import Relevance, background, load_calibration
+from .calibration import Relevance, background, load_calibration, sample_keys
 from .encoders.base import QueryPlan
 from .errors import InputError
 from .image_text import attach_ocr
@@ -66,7 +66,11 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
     catalog = store.catalog
     half_life = None if half_life is None else check_half_life(half_life)
     mask = catalog.mask(namespace, modalities, since, until, where)
-    n_allowed = int(mask.sum())
+    # a query without clock or metadata filters sees a mask fixed until the catalog changes: what
+    # is derived from it (per plan and kind) is cached under this key (see Catalog.memo)
+    fixed = None if since is not None or until is not None or where or catalog.expiring else \
+        ("recall", namespace, None if modalities is None else tuple(sorted(set(modalities))))
+    n_allowed = int(mask.sum()) if fixed is None else catalog.memo((*fixed, "n"), lambda: int(mask.sum()))
     if n_allowed == 0:
         return Hits()
     plans = query_plans(store, item)
@@ -77,7 +81,7 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
 
     def best_first(n: int) -> dict[str, tuple[float, int]]:
         """The n best memories: id -> (cosine, position), best first."""
-        ranked = _planned_ranking(store, item.modality, plans, mask, n)
+        ranked = _planned_ranking(store, item.modality, plans, mask, n, fixed)
         for mid, (cosine, rel, _) in ranked.items():
             cosines_of[mid], relevance[mid] = cosine, rel
         return {mid: (cosine, p) for mid, (cosine, _, p) in ranked.items()}
@@ -165,6 +169,19 @@ def _one_torch_thread(wanted: bool) -> Iterator[None]:
                 torch.set_num_threads(_single_threaded[1])
 
 
+def _derived(catalog: Catalog, fixed: tuple | None, what: tuple, build: Any) -> Any:
+    """``build()``, cached in the catalog under ``fixed`` + ``what`` when the mask is fixed."""
+    return build() if fixed is None else catalog.memo((*fixed, *what), build)
+
+
+def _allowed_positions(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray, fixed: tuple | None) -> np.ndarray:
+    """Catalog positions (ascending) of the views ``plan`` may match within ``mask``: one pass over
+    the rows, after which kinds, keys and samples are taken from these positions only."""
+    kinds = None if plan.kinds is None else tuple(sorted(plan.kinds))
+    return _derived(store.catalog, fixed, (kinds, "positions"),
+                    lambda: np.flatnonzero(_plan_mask(store, plan, mask)))
+
+
 def _plan_mask(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray) -> np.ndarray:
     if plan.kinds is not None:
         kept: np.ndarray = mask & store.catalog.is_in("kind", plan.kinds)
@@ -176,7 +193,7 @@ def _plan_mask(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray) -> np.nd
 
 
 def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[QueryPlan], mask: np.ndarray,
-                     k: int) -> dict[str, tuple[float, float, int]]:
+                     k: int, fixed: tuple | None = None) -> dict[str, tuple[float, float, int]]:
     """Run each plan over each view kind it may match -> memory id -> (score, relevance, position),
     best first.
 
@@ -190,35 +207,43 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
     split by kind, so each gets that pair's calibrated relevance (:mod:`.calibration`); a memory's
     relevance is that of its best view. Relevance annotates and filters (``min_relevance``) but does
     not order: measured on real photos, ordering by it let the drawing view's high cosines outrank
-    the right photo."""
+    the right photo.
+
+    ``fixed``: the cache key of ``mask`` when it depends on the catalog alone (see run_recall);
+    each plan's allowed views and background samples are then reused until the catalog changes."""
     calibration = load_calibration(store.encoder.model_id)
     catalog = store.catalog
     kind_codes, kind_names = catalog.codes_of("kind")
+    vkeys = catalog.array("vkey")
     merged: dict[str, tuple[float, float, float, int]] = {}  # id -> (order key, cosine, relevance, position)
     scale: tuple[float, float] | None = None  # the first plan that ran sets the shown scale
     for plan in plans:
-        plan_mask = _plan_mask(store, plan, mask)
-        if not plan_mask.any():
+        kinds = None if plan.kinds is None else tuple(sorted(plan.kinds))  # the plan's cache key
+        allowed_at = _allowed_positions(store, plan, mask, fixed)  # (m,) catalog positions, ascending
+        n_allowed = len(allowed_at)
+        if not n_allowed:
             continue
         vector = np.asarray(plan.vector, np.float32)
         mean, std = 0.0, 1.0
         if len(plans) > 1:  # plans are compared by how far each stands out from its background
-            sims = background(store, plan_mask) @ vector
+            keys = _derived(catalog, fixed, (kinds, "sample"), lambda at=allowed_at: sample_keys(vkeys[at]))
+            sims = background(store, None, keys) @ vector
             mean, std = float(sims.mean()), float(max(sims.std(), 1e-3))
         if scale is None:
             scale = (mean, std)
-        n_allowed = int(plan_mask.sum())
-        allowed = None if n_allowed == store.index.ntotal else catalog.array("vkey")[plan_mask]
+        allowed = None if n_allowed == store.index.ntotal else \
+            _derived(catalog, fixed, (kinds, "vkeys"), lambda at=allowed_at: vkeys[at])
         ranked = _vector_ranking(store, vector[None, :], k, allowed, n_allowed)
         if not ranked:
             continue
         scores = np.asarray([score for score, _ in ranked.values()], np.float32)
         hit_codes = kind_codes[np.asarray([p for _, p in ranked.values()], np.int64)]
         values = np.zeros(len(ranked))
-        for code in np.unique(hit_codes):  # each kind's hits get that kind's calibration
-            kind_mask = plan_mask & (kind_codes == code)
+        for code in np.unique(hit_codes).tolist():  # each kind's hits get that kind's calibration
+            keys = _derived(catalog, fixed, (kinds, "sample", code), lambda at=allowed_at, c=code:
+                            sample_keys(vkeys[at[kind_codes[at] == c]]))
             rel = Relevance(calibration, plan.modality or query_modality, kind_names[code], vector,
-                            background(store, kind_mask), plan.penalty)
+                            background(store, None, keys), plan.penalty)
             values[hit_codes == code] = rel.of(scores[hit_codes == code])
         for (mid, (score, p)), value in zip(ranked.items(), values):
             key = (score - mean) / std - plan.penalty if len(plans) > 1 else score

@@ -67,3 +67,19 @@ def test_subset_search_of_nothing_held() -> None:
     index = VectorIndex.build(_unit(rng, 500, 8), np.arange(1, 501, dtype=np.int64), ann_threshold=1000)
     scores, keys = index.search(_unit(rng, 1, 8), 5, np.asarray([1000, 1001], np.int64))
     assert (keys == -1).all()
+
+
+def test_large_allowed_set_scan_matches_selector_search() -> None:
+    rng = np.random.default_rng(6)
+    n, d = 3000, 24
+    vectors = _unit(rng, n, d)
+    keys = rng.permutation(np.arange(5, 5 + 2 * n, 2, dtype=np.int64))
+    index = VectorIndex.build(vectors, keys, ann_threshold=10 * n)
+    for share in (0.06, 0.3, 0.9, 1.0):
+        allowed = np.sort(rng.choice(keys, int(share * n), replace=False))
+        allowed = np.union1d(allowed, [1, 10 ** 6])  # keys the index never held
+        query = _unit(rng, 1, d)
+        got_s, got_k = index.search(query, 40, allowed)
+        want_s, want_k = _selector_search(index, vectors, keys, query, 40, allowed)
+        assert got_k.tolist() == want_k.tolist()
+        np.testing.assert_allclose(got_s, want_s, atol=1e-5)

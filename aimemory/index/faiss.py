@@ -252,6 +252,8 @@ class VectorIndex:
             return self._scan_flat_search(queries, k)
         if self.kind == "flat" and allowed is not None and len(allowed) <= SUBSET_SHARE * self.ntotal:
             return self._subset_flat_search(queries, k, allowed)
+        if self.kind == "flat" and allowed is not None and len(queries) == 1:
+            return self._scan_flat_search(queries, k, self._allowed_rows(allowed))
         if self.kind == "flat" and allowed is None and len(queries) < SMALL_BATCH:
             return self._blas_flat_search(queries, k)
         sel = None if allowed is None else id_selector(allowed)
@@ -317,11 +319,14 @@ class VectorIndex:
         rows: np.ndarray = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
         return rows
 
-    def _scan_flat_search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _scan_flat_search(self, query: np.ndarray, k: int, rows_allowed: np.ndarray | None = None
+                          ) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k for one query (1, d) in one streaming pass: FAISS's SIMD inner products over
         a block of rows, then a k-heap over the block's scores while they are in cache. On one
         thread this runs near the memory bandwidth (a BLAS matvec on two threads stalled on a busy
-        machine, and a top-k over all n scores afterwards re-read them from memory)."""
+        machine, and a top-k over all n scores afterwards re-read them from memory). ``rows_allowed``
+        (n,) bool: only those rows compete (FAISS's selector search opens an OpenMP region per
+        query, which on a busy machine costs more than the scan)."""
         faiss = _faiss()
         rows, n = self._flat_rows(), self.ntotal
         assert self._ids is not None
@@ -333,6 +338,8 @@ class VectorIndex:
         for start in range(0, n, SCAN_BLOCK):
             m = min(SCAN_BLOCK, n - start)
             faiss.fvec_inner_products_ny(faiss.swig_ptr(block), q, faiss.swig_ptr(rows[start:start + m]), self.dim, m)
+            if rows_allowed is not None:  # a -inf score never enters the heap
+                block[:m][~rows_allowed[start:start + m]] = -np.inf
             heap.addn(m, faiss.swig_ptr(block), start)
         # best first in numpy: FAISS's heapify / reorder open an OpenMP region each, which on a busy
         # machine waits milliseconds for its threads to sort k numbers
@@ -364,6 +371,19 @@ class VectorIndex:
         out_s[:, :k] = np.take_along_axis(best, order, 1)
         out_k[:, :k] = np.take_along_axis(best_keys, order, 1)
         return out_s, out_k
+
+    def _allowed_rows(self, allowed: np.ndarray) -> np.ndarray:
+        """(n,) bool over the flat storage rows: the row's vkey is in ``allowed`` (through a bitmap
+        over the key range: one pass over the rows, no search per key)."""
+        self._flat_rows()
+        ids = self._ids
+        assert ids is not None
+        allowed = np.asarray(allowed, np.int64)
+        top = int(allowed.max()) if len(allowed) else -1
+        bits = np.zeros(top + 2, dtype=bool)  # the last slot stands for every key above top
+        bits[allowed[allowed >= 0]] = True
+        rows: np.ndarray = bits[np.clip(ids, -1, top + 1)]  # ids are >= 0; -1 would read the spare slot
+        return rows
 
     def _position_of(self, vkeys: np.ndarray) -> np.ndarray:
         """Flat storage rows of ``vkeys`` (-1 for keys not held), through the cached sorted ids."""

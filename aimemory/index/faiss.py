@@ -39,9 +39,9 @@ BATCH_SELECTOR_MAX = 64  # allowed sets smaller than max key / this use a hash s
 SCAN_BLOCK = 65_536  # rows scored per block by a lone exact query (256 KB of scores stay in cache)
 TRUTH_CHUNK = 65_536  # rows per block when computing exact top-k for tuning (bounded extra memory)
 #: a flat search allowed at most this share of the vectors gathers and scores just those rows: at 1%
-#: of 100k that is 1k rows (under 1 ms) where a selector search scans and tests all 100k (7 ms);
-#: gathering costs about twice a streamed row, so past a few percent the scan wins
-SUBSET_SHARE = 0.05
+#: of 100k that is 1k rows (0.25 ms) where a selector search scans and tests all 100k (7 ms); a
+#: gathered row costs about 8x a streamed one (measured at 100k x 384), so past ~12% the scan wins
+SUBSET_SHARE = 0.125
 
 
 def keys_checksum(vkeys: np.ndarray) -> str:
@@ -360,7 +360,14 @@ class VectorIndex:
         k = min(k, len(keys))
         if k == 0:
             return (np.full((len(queries), k_out), -np.inf, np.float32), np.full((len(queries), k_out), -1, np.int64))
-        scores = queries @ rows[position].T  # (q, m)
+        gathered = rows[position]  # (m, d)
+        if len(queries) == 1:  # FAISS's SIMD loop on this thread: a BLAS call wakes its threads,
+            faiss = _faiss()   # which on a busy machine costs more than the 1-10k rows it scores
+            scores = np.empty((1, len(keys)), np.float32)  # (1, m)
+            faiss.fvec_inner_products_ny(faiss.swig_ptr(scores), faiss.swig_ptr(queries[0]),
+                                         faiss.swig_ptr(gathered), self.dim, len(keys))
+        else:
+            scores = queries @ gathered.T  # (q, m)
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < len(keys) else \
             np.broadcast_to(np.arange(len(keys)), scores.shape)
         best = np.take_along_axis(scores, top, 1)

@@ -174,12 +174,26 @@ def _derived(catalog: Catalog, fixed: tuple | None, what: tuple, build: Any) -> 
     return build() if fixed is None else catalog.memo((*fixed, *what), build)
 
 
-def _allowed_positions(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray, fixed: tuple | None) -> np.ndarray:
-    """Catalog positions (ascending) of the views ``plan`` may match within ``mask``: one pass over
-    the rows, after which kinds, keys and samples are taken from these positions only."""
+def _of_kind(catalog: Catalog, allowed_at: np.ndarray, allowed: np.ndarray, code: int) -> np.ndarray:
+    """The positions among ``allowed_at`` (ascending; ``allowed`` is their mask) of views of the
+    kind ``code``: from the allowed positions when they are few, else from the kind's own positions
+    (cached per catalog version) through the mask, so a broad filter costs no gathers over 1M."""
+    kind_codes = catalog.codes_of("kind")[0]
+    if len(allowed_at) * 8 < catalog.n_rows:
+        at: np.ndarray = allowed_at[kind_codes[allowed_at] == code]
+        return at
+    of_kind = catalog.memo(("kind positions", code), lambda: np.flatnonzero(kind_codes == code))
+    at = of_kind[allowed[of_kind]]
+    return at
+
+
+def _allowed(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray, fixed: tuple | None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The views ``plan`` may match within ``mask`` -> (mask (n,), its positions (m,) ascending):
+    one pass over the rows, after which kinds, keys and samples are taken from these."""
     kinds = None if plan.kinds is None else tuple(sorted(plan.kinds))
-    return _derived(store.catalog, fixed, (kinds, "positions"),
-                    lambda: np.flatnonzero(_plan_mask(store, plan, mask)))
+    plan_mask = _derived(store.catalog, fixed, (kinds, "mask"), lambda: _plan_mask(store, plan, mask))
+    return plan_mask, _derived(store.catalog, fixed, (kinds, "positions"), lambda: np.flatnonzero(plan_mask))
 
 
 def _plan_mask(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray) -> np.ndarray:
@@ -219,7 +233,7 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
     scale: tuple[float, float] | None = None  # the first plan that ran sets the shown scale
     for plan in plans:
         kinds = None if plan.kinds is None else tuple(sorted(plan.kinds))  # the plan's cache key
-        allowed_at = _allowed_positions(store, plan, mask, fixed)  # (m,) catalog positions, ascending
+        allowed_mask, allowed_at = _allowed(store, plan, mask, fixed)  # (n,) bool, (m,) its positions
         n_allowed = len(allowed_at)
         if not n_allowed:
             continue
@@ -240,8 +254,8 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
         hit_codes = kind_codes[np.asarray([p for _, p in ranked.values()], np.int64)]
         values = np.zeros(len(ranked))
         for code in np.unique(hit_codes).tolist():  # each kind's hits get that kind's calibration
-            keys = _derived(catalog, fixed, (kinds, "sample", code), lambda at=allowed_at, c=code:
-                            sample_keys(vkeys[at[kind_codes[at] == c]]))
+            keys = _derived(catalog, fixed, (kinds, "sample", code), lambda at=allowed_at, m=allowed_mask, c=code:
+                            sample_keys(vkeys[_of_kind(catalog, at, m, c)]))
             rel = Relevance(calibration, plan.modality or query_modality, kind_names[code], vector,
                             background(store, None, keys), plan.penalty)
             values[hit_codes == code] = rel.of(scores[hit_codes == code])

@@ -29,6 +29,7 @@ OVERFETCH = 4  # views fetched per wanted memory: memories with several views ne
 SNIPPET_CHARS = 160
 _WORD = re.compile(r"\w+")
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack, Clarke & Buettcher, SIGIR 2009)
+FEW_ALLOWED = 8  # allowed views under 1/this of the rows are handled by position, more by mask
 _THREADS_LOCK = threading.Lock()
 _single_threaded = [0, 0]  # [recalls encoding on one thread now, torch's thread count before the first]
 
@@ -174,12 +175,12 @@ def _derived(catalog: Catalog, fixed: tuple | None, what: tuple, build: Any) -> 
     return build() if fixed is None else catalog.memo((*fixed, *what), build)
 
 
-def _of_kind(catalog: Catalog, allowed_at: np.ndarray, allowed: np.ndarray, code: int) -> np.ndarray:
-    """The positions among ``allowed_at`` (ascending; ``allowed`` is their mask) of views of the
-    kind ``code``: from the allowed positions when they are few, else from the kind's own positions
-    (cached per catalog version) through the mask, so a broad filter costs no gathers over 1M."""
+def _of_kind(catalog: Catalog, allowed_at: np.ndarray | None, allowed: np.ndarray, code: int) -> np.ndarray:
+    """Positions (ascending) of the allowed views of the kind ``code``: from ``allowed_at`` (the
+    allowed positions, given when they are few), else from the kind's own positions (cached per
+    catalog version) through the mask ``allowed``, so a broad filter gathers nothing over 1M rows."""
     kind_codes = catalog.codes_of("kind")[0]
-    if len(allowed_at) * 8 < catalog.n_rows:
+    if allowed_at is not None:
         at: np.ndarray = allowed_at[kind_codes[allowed_at] == code]
         return at
     of_kind = catalog.memo(("kind positions", code), lambda: np.flatnonzero(kind_codes == code))
@@ -188,12 +189,16 @@ def _of_kind(catalog: Catalog, allowed_at: np.ndarray, allowed: np.ndarray, code
 
 
 def _allowed(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray, fixed: tuple | None
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """The views ``plan`` may match within ``mask`` -> (mask (n,), its positions (m,) ascending):
-    one pass over the rows, after which kinds, keys and samples are taken from these."""
+             ) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """The views ``plan`` may match within ``mask`` -> (mask (n,), how many, their positions (m,)
+    ascending when they are few, else None): kinds, keys and samples are then taken from these."""
+    catalog = store.catalog
     kinds = None if plan.kinds is None else tuple(sorted(plan.kinds))
-    plan_mask = _derived(store.catalog, fixed, (kinds, "mask"), lambda: _plan_mask(store, plan, mask))
-    return plan_mask, _derived(store.catalog, fixed, (kinds, "positions"), lambda: np.flatnonzero(plan_mask))
+    plan_mask = _derived(catalog, fixed, (kinds, "mask"), lambda: _plan_mask(store, plan, mask))
+    n_allowed = _derived(catalog, fixed, (kinds, "n"), lambda: int(np.count_nonzero(plan_mask)))
+    if n_allowed * FEW_ALLOWED >= catalog.n_rows:
+        return plan_mask, n_allowed, None
+    return plan_mask, n_allowed, _derived(catalog, fixed, (kinds, "positions"), lambda: np.flatnonzero(plan_mask))
 
 
 def _plan_mask(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray) -> np.ndarray:
@@ -233,20 +238,21 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
     scale: tuple[float, float] | None = None  # the first plan that ran sets the shown scale
     for plan in plans:
         kinds = None if plan.kinds is None else tuple(sorted(plan.kinds))  # the plan's cache key
-        allowed_mask, allowed_at = _allowed(store, plan, mask, fixed)  # (n,) bool, (m,) its positions
-        n_allowed = len(allowed_at)
+        allowed_mask, n_allowed, allowed_at = _allowed(store, plan, mask, fixed)  # (n,) bool, m, (m,) | None
         if not n_allowed:
             continue
         vector = np.asarray(plan.vector, np.float32)
         mean, std = 0.0, 1.0
         if len(plans) > 1:  # plans are compared by how far each stands out from its background
-            keys = _derived(catalog, fixed, (kinds, "sample"), lambda at=allowed_at: sample_keys(vkeys[at]))
+            keys = _derived(catalog, fixed, (kinds, "sample"), lambda at=allowed_at, m=allowed_mask:
+                            sample_keys(vkeys[m] if at is None else vkeys[at]))
             sims = background(store, None, keys) @ vector
             mean, std = float(sims.mean()), float(max(sims.std(), 1e-3))
         if scale is None:
             scale = (mean, std)
         allowed = None if n_allowed == store.index.ntotal else \
-            _derived(catalog, fixed, (kinds, "vkeys"), lambda at=allowed_at: vkeys[at])
+            _derived(catalog, fixed, (kinds, "vkeys"),
+                     lambda at=allowed_at, m=allowed_mask: vkeys[m] if at is None else vkeys[at])
         ranked = _vector_ranking(store, vector[None, :], k, allowed, n_allowed)
         if not ranked:
             continue

@@ -33,6 +33,7 @@ STRINGS = {"id": pa.large_string(), "snippet": pa.large_string(), "source": pa.l
            "text": pa.large_string(), "tags": pa.list_(pa.string()), "created_by": pa.large_string(),
            "derived_from": pa.list_(pa.string())}
 MEMO_ENTRIES = 64  # derived masks and samples kept per catalog version (a 1M-row mask is 1 MB)
+MEMO_BYTES = 48 << 20  # and at most this many bytes of them: the oldest go first
 
 
 @dataclass
@@ -93,6 +94,7 @@ class Catalog:
         self.version = 0  # bumped by every change and never reset: what derived values are cached by
         self._memo: dict[Any, Any] = {}
         self._memo_version = -1
+        self._memo_bytes = 0
         self._parsed_meta: dict[int, dict[str, Any]] = {}
         self._objects: dict[str, np.ndarray] = {}
         self._expiring = 0  # rows with an expiry time: 0 skips every expiry check
@@ -202,15 +204,18 @@ class Catalog:
         O(rows) work. Cached arrays are read-only; callers combine them into new arrays."""
         if self._memo_version != self.version:
             self._memo.clear()
-            self._memo_version = self.version
+            self._memo_version, self._memo_bytes = self.version, 0
         value = self._memo.get(key)
         if value is None:
-            if len(self._memo) >= MEMO_ENTRIES:
-                del self._memo[next(iter(self._memo))]  # oldest out
             value = build()
+            size = value.nbytes if isinstance(value, np.ndarray) else 0
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False
+            while self._memo and (len(self._memo) >= MEMO_ENTRIES or self._memo_bytes + size > MEMO_BYTES):
+                old = self._memo.pop(next(iter(self._memo)))  # oldest out
+                self._memo_bytes -= old.nbytes if isinstance(old, np.ndarray) else 0
             self._memo[key] = value
+            self._memo_bytes += size
         return value
 
     @property

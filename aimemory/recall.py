@@ -281,13 +281,17 @@ def _keyword_relevance(store: "MemoryStore", query_modality: str, plan: QueryPla
     """Relevance of hits only the keyword side found: their cosine with the first plan, calibrated
     for the kind of the view shown."""
     calibration = load_calibration(store.encoder.model_id)
-    kinds = store.catalog.array("kind")
+    catalog = store.catalog
+    kind_codes, kind_names = catalog.codes_of("kind")
     vector = np.asarray(plan.vector, np.float32)
     out = {}
+    samples: dict[int, np.ndarray] = {}  # kind code -> background sample: one pass per kind, not per hit
     for mid, (score, p) in found.items():
-        kind_mask = mask & (kinds == kinds[p])
-        rel = Relevance(calibration, plan.modality or query_modality, str(kinds[p]), vector,
-                        background(store, kind_mask))
+        code = int(kind_codes[p])
+        if code not in samples:
+            of_kind = _of_kind(catalog, None, mask, code)  # (m,) positions
+            samples[code] = background(store, None, sample_keys(catalog.array("vkey")[of_kind]))
+        rel = Relevance(calibration, plan.modality or query_modality, kind_names[code], vector, samples[code])
         out[mid] = float(rel.of([score])[0])
     return out
 

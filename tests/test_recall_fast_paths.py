@@ -64,6 +64,10 @@ def test_random_filters_match_the_reference(filled):
         elif pick < 0.7:
             kw["where"] = {"tags": f"t{rng.randrange(3)}"}
         query = rng.choice([f"{rng.choice(COLOURS)} note", solid(rng.choice(COLOURS), noise_seed=99)])
+        if isinstance(query, str) and rng.random() < 0.3:
+            kw["hybrid"] = True  # keyword-only hits are calibrated against their kind's sample
+        if rng.random() < 0.2:
+            kw["half_life"] = 3600.0
         _same(filled, query, **kw)
     assert _same(filled, "red", namespace="other", k=5)[0][0]
     assert all(h[0] for h in _same(filled, "red", where={"g": 3}, k=50))

@@ -36,7 +36,7 @@ def test_subset_search_matches_selector_search(shuffled: bool) -> None:
     index.remove(keys[:50])  # removed keys shift storage rows
     live = np.isin(keys, keys[:50], invert=True)
     for _ in range(20):
-        m = int(rng.integers(1, n // 25))
+        m = int(rng.integers(1, n // 50))  # within SUBSET_SHARE
         allowed = np.sort(rng.choice(keys, m, replace=False))
         allowed = np.union1d(allowed, [1, 2])  # keys the index never held are skipped
         k = int(rng.integers(1, 60))

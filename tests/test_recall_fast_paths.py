@@ -20,6 +20,7 @@ COLOURS = ["red", "blue", "green"]
 def _no_fast_paths(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(Catalog, "memo", lambda self, key, build: build())
     mp.setattr(faiss_index, "SUBSET_SHARE", 0.0)
+    mp.setattr(faiss_index, "MASKED_SCAN_SHARE", 2.0)
 
 
 def _hits(store: MemoryStore, query: object, **kw) -> list[tuple[str, float, float | None]]:
@@ -49,7 +50,10 @@ def filled(tmp_path):
         yield s
 
 
-def test_random_filters_match_the_reference(filled):
+@pytest.mark.parametrize("subset_share", [None, 0.2])
+def test_random_filters_match_the_reference(filled, monkeypatch, subset_share):
+    if subset_share is not None:  # this small store's filters then take the gathered-subset search
+        monkeypatch.setattr(faiss_index, "SUBSET_SHARE", subset_share)
     rng = random.Random(7)
     t0 = min(m.created_at.timestamp() for m in [filled.get(h.id) for h in filled.recall("red", k=50)])
     for _ in range(25):

@@ -20,7 +20,6 @@ COLOURS = ["red", "blue", "green"]
 def _no_fast_paths(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(Catalog, "memo", lambda self, key, build: build())
     mp.setattr(faiss_index, "SUBSET_SHARE", 0.0)
-    mp.setattr(faiss_index, "MASKED_SCAN_SHARE", 2.0)
 
 
 def _hits(store: MemoryStore, query: object, **kw) -> list[tuple[str, float, float | None]]:

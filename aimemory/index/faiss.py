@@ -39,11 +39,9 @@ BATCH_SELECTOR_MAX = 64  # allowed sets smaller than max key / this use a hash s
 SCAN_BLOCK = 65_536  # rows scored per block by a lone exact query (256 KB of scores stay in cache)
 TRUTH_CHUNK = 65_536  # rows per block when computing exact top-k for tuning (bounded extra memory)
 #: a lone flat query allowed at most this share of the vectors gathers and scores just those rows;
-#: up to MASKED_SCAN_SHARE FAISS's selector search (which skips disallowed rows) is faster; past it
-#: a streaming scan with disallowed rows masked out. Measured at 100k x 384 on one thread, ms:
-#: share 1%: gather 0.27, selector 0.41, scan 10.7; 10%: 5.7, 4.3, 10.0; 50%: 28, 12.3, 9.6
+#: above it FAISS's selector search (which skips disallowed rows) is as fast. Measured at 100k x 384
+#: on one thread, ms: share 1%: gather 0.27, selector 0.41; 5%: 3.4, 1.7; 95%: selector 8.9 = scan
 SUBSET_SHARE = 0.02
-MASKED_SCAN_SHARE = 0.4
 
 
 def keys_checksum(vkeys: np.ndarray) -> str:
@@ -271,9 +269,6 @@ class VectorIndex:
             return self._scan_flat_search(queries, k)
         if self.kind == "flat" and allowed is not None and len(allowed) <= SUBSET_SHARE * self.ntotal:
             return self._subset_flat_search(queries, k, allowed)
-        if self.kind == "flat" and allowed is not None and len(queries) == 1 and \
-                len(allowed) >= MASKED_SCAN_SHARE * self.ntotal:
-            return self._scan_flat_search(queries, k, self._allowed_rows(allowed))
         if self.kind == "flat" and allowed is None and len(queries) < SMALL_BATCH:
             return self._blas_flat_search(queries, k)
         sel = None if allowed is None else id_selector(allowed)
@@ -339,14 +334,11 @@ class VectorIndex:
         rows: np.ndarray = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
         return rows
 
-    def _scan_flat_search(self, query: np.ndarray, k: int, rows_allowed: np.ndarray | None = None
-                          ) -> tuple[np.ndarray, np.ndarray]:
+    def _scan_flat_search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k for one query (1, d) in one streaming pass: FAISS's SIMD inner products over
         a block of rows, then a k-heap over the block's scores while they are in cache. On one
         thread this runs near the memory bandwidth (a BLAS matvec on two threads stalled on a busy
-        machine, and a top-k over all n scores afterwards re-read them from memory). ``rows_allowed``
-        (n,) bool: only those rows compete (for a broad filter this streams faster than FAISS's
-        selector search, which tests and jumps row by row)."""
+        machine, and a top-k over all n scores afterwards re-read them from memory)."""
         faiss = _faiss()
         rows, n = self._flat_rows(), self.ntotal
         assert self._ids is not None
@@ -358,8 +350,6 @@ class VectorIndex:
         for start in range(0, n, SCAN_BLOCK):
             m = min(SCAN_BLOCK, n - start)
             faiss.fvec_inner_products_ny(faiss.swig_ptr(block), q, faiss.swig_ptr(rows[start:start + m]), self.dim, m)
-            if rows_allowed is not None:  # a -inf score never enters the heap
-                block[:m][~rows_allowed[start:start + m]] = -np.inf
             heap.addn(m, faiss.swig_ptr(block), start)
         # best first in numpy: FAISS's heapify / reorder open an OpenMP region each, which on a busy
         # machine waits milliseconds for its threads to sort k numbers
@@ -398,19 +388,6 @@ class VectorIndex:
         out_s[:, :k] = np.take_along_axis(best, order, 1)
         out_k[:, :k] = np.take_along_axis(best_keys, order, 1)
         return out_s, out_k
-
-    def _allowed_rows(self, allowed: np.ndarray) -> np.ndarray:
-        """(n,) bool over the flat storage rows: the row's vkey is in ``allowed`` (through a bitmap
-        over the key range: one pass over the rows, no search per key)."""
-        self._flat_rows()
-        ids = self._ids
-        assert ids is not None
-        allowed = np.asarray(allowed, np.int64)
-        top = int(allowed.max()) if len(allowed) else -1
-        bits = np.zeros(top + 2, dtype=bool)  # the last slot stands for every key above top
-        bits[allowed[allowed >= 0]] = True
-        rows: np.ndarray = bits[np.clip(ids, -1, top + 1)]  # ids are >= 0; -1 would read the spare slot
-        return rows
 
     def _position_of(self, vkeys: np.ndarray) -> np.ndarray:
         """Flat storage rows of ``vkeys`` (-1 for keys not held), through the cached sorted ids."""

@@ -31,8 +31,10 @@ CASES = {"unfiltered": {}, "where 1%": {"where": {"group": 7}},
 OPEN_LEFTOVERS = ("segment.wal", ".write.lock")  # what opening a store creates
 
 
-def worker(store_path: str, queries: int, seed: int) -> dict:
-    """One process: open the store, time each case -> case -> latencies (s)."""
+def worker(store_path: str, queries: int, seed: int, text: int = 0) -> dict:
+    """One process: open the store, time each case -> case -> latencies (s). ``text``: also that
+    many real text queries through aimemory-base (its plans search several view kinds), timed
+    end to end and for the encode alone."""
     import numpy as np
 
     sys.path.insert(0, str(HERE))
@@ -55,6 +57,23 @@ def worker(store_path: str, queries: int, seed: int) -> dict:
             lat.append(time.perf_counter() - t)
         out[name] = lat
     store.close()
+    if text:
+        from aimemory.inputs import to_item
+        from aimemory.recall import query_plans
+
+        real = MemoryStore(path, model=_targets.MODEL)
+        real.recall(_targets.TEXT_QUERIES[0], k=10)  # loads the towers (not measured)
+        e2e, enc = [], []
+        for i in range(text):
+            q = f"{_targets.TEXT_QUERIES[i % len(_targets.TEXT_QUERIES)]} {i}"
+            t = time.perf_counter()
+            query_plans(real, to_item(q, purpose="recall"))
+            enc.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            real.recall(q, k=10)
+            e2e.append(time.perf_counter() - t)
+        out["text, encode only"], out["text, with encode"] = enc, e2e
+        real.close()
     return out
 
 
@@ -71,11 +90,12 @@ def main() -> None:
     ap.add_argument("--before", help="another checkout of aimemory to compare with")
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=2, help="alternating worker runs per checkout")
+    ap.add_argument("--text", type=int, default=0, help="real text queries through aimemory-base")
     ap.add_argument("--json", help="write the results here")
-    ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker[0], int(args.worker[1]), int(args.worker[2]))))
+        print(json.dumps(worker(args.worker[0], *map(int, args.worker[1:]))))
         return
     sys.path.insert(0, str(HERE))
     from _machine import machine_lines
@@ -97,7 +117,8 @@ def main() -> None:
             for label, checkout in checkouts.items():
                 env = {**os.environ, "PYTHONPATH": str(checkout)}  # threads as a user gets them
                 run = subprocess.run([sys.executable, str(HERE / "bench_recall.py"), "--worker", str(path),
-                                      str(args.queries), str(r + 1)], env=env, capture_output=True, text=True)
+                                      str(args.queries), str(r + 1), str(args.text)],
+                                     env=env, capture_output=True, text=True)
                 if run.returncode:
                     sys.exit(f"{label} worker failed:\n{run.stderr[-3000:]}")
                 got = json.loads(run.stdout.strip().splitlines()[-1])
@@ -115,7 +136,7 @@ def main() -> None:
     head = f"{'case':16s}" + "".join(f"{label + ' p50':>13s}{label + ' p99':>13s}" for label in checkouts)
     print(head)
     table = {}
-    for case in CASES:
+    for case in [*CASES, *(["text, encode only", "text, with encode"] if args.text else [])]:
         row = {label: (_pct(samples[label][case], 0.5), _pct(samples[label][case], 0.99)) for label in checkouts}
         table[case] = row
         print(f"{case:16s}" + "".join(f"{p50:10.2f} ms{p99:10.2f} ms" for p50, p99 in row.values()))

@@ -10,6 +10,7 @@ store does no per-row Python work. The Lance table stays the source of truth.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -95,6 +96,7 @@ class Catalog:
         self._memo: dict[Any, Any] = {}
         self._memo_version = -1
         self._memo_bytes = 0
+        self._memo_lock = threading.Lock()
         self._parsed_meta: dict[int, dict[str, Any]] = {}
         self._objects: dict[str, np.ndarray] = {}
         self._expiring = 0  # rows with an expiry time: 0 skips every expiry check
@@ -186,7 +188,7 @@ class Catalog:
         """Mirror a committed change of a memory's expiry (epoch seconds, None for never) on its rows."""
         self.num["expires"].buf[np.asarray(positions, dtype=np.int64)] = np.nan if at is None else at
         self.count_expiring()
-        self._changed(1)
+        self.changes += 1
 
     def count_expiring(self) -> None:
         """Recount the rows with an expiry time (after the columns were set wholesale)."""
@@ -202,20 +204,27 @@ class Catalog:
         """``build()``, cached under ``key`` until the catalog next changes: masks and samples that
         depend only on the rows (not on the clock), so a query reuses them instead of redoing
         O(rows) work. Cached arrays are read-only; callers combine them into new arrays."""
-        if self._memo_version != self.version:
-            self._memo.clear()
-            self._memo_version, self._memo_bytes = self.version, 0
-        value = self._memo.get(key)
-        if value is None:
-            value = build()
-            size = value.nbytes if isinstance(value, np.ndarray) else 0
-            if isinstance(value, np.ndarray):
-                value.flags.writeable = False
+        version = self.version
+        with self._memo_lock:
+            if self._memo_version != version:
+                self._memo.clear()
+                self._memo_version, self._memo_bytes = version, 0
+            value = self._memo.get(key)
+        if value is not None:
+            return value
+        value = build()
+        size = value.nbytes if isinstance(value, np.ndarray) else 0
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+        with self._memo_lock:
+            if self._memo_version != version or self.version != version:
+                return value  # the rows changed while it was built: use it once, keep nothing
             while self._memo and (len(self._memo) >= MEMO_ENTRIES or self._memo_bytes + size > MEMO_BYTES):
                 old = self._memo.pop(next(iter(self._memo)))  # oldest out
                 self._memo_bytes -= old.nbytes if isinstance(old, np.ndarray) else 0
-            self._memo[key] = value
-            self._memo_bytes += size
+            if key not in self._memo:
+                self._memo[key] = value
+                self._memo_bytes += size
         return value
 
     @property

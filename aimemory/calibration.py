@@ -219,12 +219,20 @@ def standardise(scores: np.ndarray, sample_sims: np.ndarray, prior: tuple[float,
     return (np.asarray(scores, np.float64) - mean) / max(math.sqrt(var), MIN_STD)
 
 
-def background(store: "MemoryStore", mask: np.ndarray) -> np.ndarray:
-    """(m, dim) vectors of a fixed spread of at most ``BACKGROUND_SAMPLE`` views in ``mask``, cached
-    for the store's current table version (a write makes a new version and drops older samples)."""
-    keys = store.catalog.array("vkey")[mask]
-    if len(keys) > BACKGROUND_SAMPLE:
-        keys = keys[np.linspace(0, len(keys) - 1, BACKGROUND_SAMPLE).astype(int)]
+def sample_keys(vkeys: np.ndarray) -> np.ndarray:
+    """The background sample's keys among ``vkeys`` (the allowed views' keys in catalog order): a
+    fixed spread of at most ``BACKGROUND_SAMPLE``."""
+    if len(vkeys) > BACKGROUND_SAMPLE:
+        vkeys = vkeys[np.linspace(0, len(vkeys) - 1, BACKGROUND_SAMPLE).astype(int)]
+    return vkeys
+
+
+def background(store: "MemoryStore", mask: np.ndarray | None, keys: np.ndarray | None = None) -> np.ndarray:
+    """(m, dim) vectors of a fixed spread of at most ``BACKGROUND_SAMPLE`` views in ``mask`` (or of
+    the ready ``keys`` from :func:`sample_keys`, which spares a pass over every row), cached for the
+    store's current table version (a write makes a new version and drops older samples)."""
+    if keys is None:
+        keys = sample_keys(store.catalog.array("vkey")[mask])
     version, key = store.table_version, hash(keys.tobytes())  # the version recall sees; no Lance call
     cached = _SAMPLES.get(store)
     if cached is None or cached[0] != version:

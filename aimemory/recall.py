@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .calibration import Relevance, background, load_calibration
+from .calibration import Relevance, background, load_calibration, sample_keys
 from .encoders.base import QueryPlan
 from .errors import InputError
 from .image_text import attach_ocr
@@ -29,6 +29,7 @@ OVERFETCH = 4  # views fetched per wanted memory: memories with several views ne
 SNIPPET_CHARS = 160
 _WORD = re.compile(r"\w+")
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack, Clarke & Buettcher, SIGIR 2009)
+FEW_ALLOWED = 8  # allowed views under 1/this of the rows are handled by position, more by mask
 _THREADS_LOCK = threading.Lock()
 _single_threaded = [0, 0]  # [recalls encoding on one thread now, torch's thread count before the first]
 
@@ -66,7 +67,11 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
     catalog = store.catalog
     half_life = None if half_life is None else check_half_life(half_life)
     mask = catalog.mask(namespace, modalities, since, until, where)
-    n_allowed = int(mask.sum())
+    # a query without clock or metadata filters sees a mask fixed until the catalog changes: what
+    # is derived from it (per plan and kind) is cached under this key (see Catalog.memo)
+    fixed = None if since is not None or until is not None or where or catalog.expiring else \
+        ("recall", namespace, None if modalities is None else tuple(sorted(set(modalities))))
+    n_allowed = int(mask.sum()) if fixed is None else catalog.memo((*fixed, "n"), lambda: int(mask.sum()))
     if n_allowed == 0:
         return Hits()
     plans = query_plans(store, item)
@@ -77,7 +82,7 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
 
     def best_first(n: int) -> dict[str, tuple[float, int]]:
         """The n best memories: id -> (cosine, position), best first."""
-        ranked = _planned_ranking(store, item.modality, plans, mask, n)
+        ranked = _planned_ranking(store, item.modality, plans, mask, n, fixed)
         for mid, (cosine, rel, _) in ranked.items():
             cosines_of[mid], relevance[mid] = cosine, rel
         return {mid: (cosine, p) for mid, (cosine, _, p) in ranked.items()}
@@ -165,6 +170,37 @@ def _one_torch_thread(wanted: bool) -> Iterator[None]:
                 torch.set_num_threads(_single_threaded[1])
 
 
+def _derived(catalog: Catalog, fixed: tuple | None, what: tuple, build: Any) -> Any:
+    """``build()``, cached in the catalog under ``fixed`` + ``what`` when the mask is fixed."""
+    return build() if fixed is None else catalog.memo((*fixed, *what), build)
+
+
+def _of_kind(catalog: Catalog, allowed_at: np.ndarray | None, allowed: np.ndarray, code: int) -> np.ndarray:
+    """Positions (ascending) of the allowed views of the kind ``code``: from ``allowed_at`` (the
+    allowed positions, given when they are few), else from the kind's own positions (cached per
+    catalog version) through the mask ``allowed``, so a broad filter gathers nothing over 1M rows."""
+    kind_codes = catalog.codes_of("kind")[0]
+    if allowed_at is not None:
+        at: np.ndarray = allowed_at[kind_codes[allowed_at] == code]
+        return at
+    of_kind = catalog.memo(("kind positions", code), lambda: np.flatnonzero(kind_codes == code))
+    at = of_kind[allowed[of_kind]]
+    return at
+
+
+def _allowed(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray, fixed: tuple | None
+             ) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """The views ``plan`` may match within ``mask`` -> (mask (n,), how many, their positions (m,)
+    ascending when they are few, else None): kinds, keys and samples are then taken from these."""
+    catalog = store.catalog
+    kinds = None if plan.kinds is None else tuple(sorted(plan.kinds))
+    plan_mask = _derived(catalog, fixed, (kinds, "mask"), lambda: _plan_mask(store, plan, mask))
+    n_allowed = _derived(catalog, fixed, (kinds, "n"), lambda: int(np.count_nonzero(plan_mask)))
+    if n_allowed * FEW_ALLOWED >= catalog.n_rows:
+        return plan_mask, n_allowed, None
+    return plan_mask, n_allowed, _derived(catalog, fixed, (kinds, "positions"), lambda: np.flatnonzero(plan_mask))
+
+
 def _plan_mask(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray) -> np.ndarray:
     if plan.kinds is not None:
         kept: np.ndarray = mask & store.catalog.is_in("kind", plan.kinds)
@@ -176,7 +212,7 @@ def _plan_mask(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray) -> np.nd
 
 
 def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[QueryPlan], mask: np.ndarray,
-                     k: int) -> dict[str, tuple[float, float, int]]:
+                     k: int, fixed: tuple | None = None) -> dict[str, tuple[float, float, int]]:
     """Run each plan over each view kind it may match -> memory id -> (score, relevance, position),
     best first.
 
@@ -190,35 +226,44 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
     split by kind, so each gets that pair's calibrated relevance (:mod:`.calibration`); a memory's
     relevance is that of its best view. Relevance annotates and filters (``min_relevance``) but does
     not order: measured on real photos, ordering by it let the drawing view's high cosines outrank
-    the right photo."""
+    the right photo.
+
+    ``fixed``: the cache key of ``mask`` when it depends on the catalog alone (see run_recall);
+    each plan's allowed views and background samples are then reused until the catalog changes."""
     calibration = load_calibration(store.encoder.model_id)
     catalog = store.catalog
     kind_codes, kind_names = catalog.codes_of("kind")
+    vkeys = catalog.array("vkey")
     merged: dict[str, tuple[float, float, float, int]] = {}  # id -> (order key, cosine, relevance, position)
     scale: tuple[float, float] | None = None  # the first plan that ran sets the shown scale
     for plan in plans:
-        plan_mask = _plan_mask(store, plan, mask)
-        if not plan_mask.any():
+        kinds = None if plan.kinds is None else tuple(sorted(plan.kinds))  # the plan's cache key
+        allowed_mask, n_allowed, allowed_at = _allowed(store, plan, mask, fixed)  # (n,) bool, m, (m,) | None
+        if not n_allowed:
             continue
         vector = np.asarray(plan.vector, np.float32)
         mean, std = 0.0, 1.0
         if len(plans) > 1:  # plans are compared by how far each stands out from its background
-            sims = background(store, plan_mask) @ vector
+            keys = _derived(catalog, fixed, (kinds, "sample"), lambda at=allowed_at, m=allowed_mask:
+                            sample_keys(vkeys[m] if at is None else vkeys[at]))
+            sims = background(store, None, keys) @ vector
             mean, std = float(sims.mean()), float(max(sims.std(), 1e-3))
         if scale is None:
             scale = (mean, std)
-        n_allowed = int(plan_mask.sum())
-        allowed = None if n_allowed == store.index.ntotal else catalog.array("vkey")[plan_mask]
+        allowed = None if n_allowed == store.index.ntotal else \
+            _derived(catalog, fixed, (kinds, "vkeys"),
+                     lambda at=allowed_at, m=allowed_mask: vkeys[m] if at is None else vkeys[at])
         ranked = _vector_ranking(store, vector[None, :], k, allowed, n_allowed)
         if not ranked:
             continue
         scores = np.asarray([score for score, _ in ranked.values()], np.float32)
         hit_codes = kind_codes[np.asarray([p for _, p in ranked.values()], np.int64)]
         values = np.zeros(len(ranked))
-        for code in np.unique(hit_codes):  # each kind's hits get that kind's calibration
-            kind_mask = plan_mask & (kind_codes == code)
+        for code in np.unique(hit_codes).tolist():  # each kind's hits get that kind's calibration
+            keys = _derived(catalog, fixed, (kinds, "sample", code), lambda at=allowed_at, m=allowed_mask, c=code:
+                            sample_keys(vkeys[_of_kind(catalog, at, m, c)]))
             rel = Relevance(calibration, plan.modality or query_modality, kind_names[code], vector,
-                            background(store, kind_mask), plan.penalty)
+                            background(store, None, keys), plan.penalty)
             values[hit_codes == code] = rel.of(scores[hit_codes == code])
         for (mid, (score, p)), value in zip(ranked.items(), values):
             key = (score - mean) / std - plan.penalty if len(plans) > 1 else score
@@ -236,13 +281,17 @@ def _keyword_relevance(store: "MemoryStore", query_modality: str, plan: QueryPla
     """Relevance of hits only the keyword side found: their cosine with the first plan, calibrated
     for the kind of the view shown."""
     calibration = load_calibration(store.encoder.model_id)
-    kinds = store.catalog.array("kind")
+    catalog = store.catalog
+    kind_codes, kind_names = catalog.codes_of("kind")
     vector = np.asarray(plan.vector, np.float32)
     out = {}
+    samples: dict[int, np.ndarray] = {}  # kind code -> background sample: one pass per kind, not per hit
     for mid, (score, p) in found.items():
-        kind_mask = mask & (kinds == kinds[p])
-        rel = Relevance(calibration, plan.modality or query_modality, str(kinds[p]), vector,
-                        background(store, kind_mask))
+        code = int(kind_codes[p])
+        if code not in samples:
+            of_kind = _of_kind(catalog, None, mask, code)  # (m,) positions
+            samples[code] = background(store, None, sample_keys(catalog.array("vkey")[of_kind]))
+        rel = Relevance(calibration, plan.modality or query_modality, kind_names[code], vector, samples[code])
         out[mid] = float(rel.of([score])[0])
     return out
 

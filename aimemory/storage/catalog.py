@@ -10,9 +10,10 @@ store does no per-row Python work. The Lance table stays the source of truth.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +33,8 @@ STRINGS = {"id": pa.large_string(), "snippet": pa.large_string(), "source": pa.l
            "content_hash": pa.large_string(), "metadata": pa.large_string(), "mime": pa.large_string(),
            "text": pa.large_string(), "tags": pa.list_(pa.string()), "created_by": pa.large_string(),
            "derived_from": pa.list_(pa.string())}
+MEMO_ENTRIES = 64  # derived masks and samples kept per catalog version (a 1M-row mask is 1 MB)
+MEMO_BYTES = 48 << 20  # and at most this many bytes of them: the oldest go first
 
 
 @dataclass
@@ -89,6 +92,11 @@ class Catalog:
         self.meta = MetaEntries()
         self.rowaddr_watermark = -1  # Lance row addresss up to this one are mirrored (see catalog_file)
         self.changes = 0  # rows changed since the catalog was last loaded or saved
+        self.version = 0  # bumped by every change and never reset: what derived values are cached by
+        self._memo: dict[Any, Any] = {}
+        self._memo_version = -1
+        self._memo_bytes = 0
+        self._memo_lock = threading.Lock()
         self._parsed_meta: dict[int, dict[str, Any]] = {}
         self._objects: dict[str, np.ndarray] = {}
         self._expiring = 0  # rows with an expiry time: 0 skips every expiry check
@@ -142,7 +150,7 @@ class Catalog:
         self.hash_keys.add([h if v == 0 else None for h, v in zip(hashes, views.tolist())], positions)
         self.meta.add_rows(self.n_rows, positions.tolist(), self.strings["metadata"].tail[-len(vkeys):])
         self._objects.clear()
-        self.changes += len(vkeys)
+        self._changed(len(vkeys))
 
     def remove_ids(self, ids: Iterable[str], namespace: str | None = None) -> list[int]:
         """Mark every view of these memories dead (of every namespace when None); returns their vkeys."""
@@ -153,7 +161,7 @@ class Catalog:
                     continue  # the same id in other namespaces stays
                 self.num["alive"].buf[p] = False
                 vkeys.append(int(self.num["vkey"].buf[p]))
-        self.changes += len(vkeys)
+        self._changed(len(vkeys))
         return vkeys
 
     def remove_vkeys(self, vkeys: np.ndarray) -> int:
@@ -163,7 +171,7 @@ class Catalog:
         positions = positions[ok][self.num["vkey"].view[positions[ok]] == np.asarray(vkeys)[ok]]
         live = positions[self.alive[positions]]
         self.num["alive"].buf[live] = False
-        self.changes += len(live)
+        self._changed(len(live))
         return len(live)
 
     def set_metadata(self, position: int, tags: list[str], metadata_json: str) -> None:
@@ -174,7 +182,7 @@ class Catalog:
         self.meta.set_row(position, json.loads(metadata_json) if metadata_json else {})
         self._objects.pop("tags", None)
         self._objects.pop("metadata", None)
-        self.changes += 1
+        self._changed(1)
 
     def set_expiry(self, positions: Sequence[int] | np.ndarray, at: float | np.ndarray | None) -> None:
         """Mirror a committed change of expiry on these rows: epoch seconds (one for all, or one per
@@ -186,6 +194,44 @@ class Catalog:
     def count_expiring(self) -> None:
         """Recount the rows with an expiry time (after the columns were set wholesale)."""
         self._expiring = int(np.count_nonzero(~np.isnan(self.num["expires"].view)))
+        self.version += 1
+
+    def _changed(self, rows: int) -> None:
+        self.changes += rows
+        self.version += 1
+
+    # -- derived values ------------------------------------------------------------------------
+    def memo(self, key: Any, build: Callable[[], Any]) -> Any:
+        """``build()``, cached under ``key`` until the catalog next changes: masks and samples that
+        depend only on the rows (not on the clock), so a query reuses them instead of redoing
+        O(rows) work. Cached arrays are read-only; callers combine them into new arrays."""
+        version = self.version
+        with self._memo_lock:
+            if self._memo_version != version:
+                self._memo.clear()
+                self._memo_version, self._memo_bytes = version, 0
+            value = self._memo.get(key)
+        if value is not None:
+            return value
+        value = build()
+        size = value.nbytes if isinstance(value, np.ndarray) else 0
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+        with self._memo_lock:
+            if self._memo_version != version or self.version != version:
+                return value  # the rows changed while it was built: use it once, keep nothing
+            while self._memo and (len(self._memo) >= MEMO_ENTRIES or self._memo_bytes + size > MEMO_BYTES):
+                old = self._memo.pop(next(iter(self._memo)))  # oldest out
+                self._memo_bytes -= old.nbytes if isinstance(old, np.ndarray) else 0
+            if key not in self._memo:
+                self._memo[key] = value
+                self._memo_bytes += size
+        return value
+
+    @property
+    def expiring(self) -> bool:
+        """Some row has an expiry time: masks then depend on the clock and are not cached whole."""
+        return bool(self._expiring)
 
     # -- columns -------------------------------------------------------------------------------
     @property
@@ -347,19 +393,31 @@ class Catalog:
              until: float | None = None, where: Mapping[str, Any] | None = None,
              kinds: Iterable[str] | None = None) -> np.ndarray:
         """Boolean mask over views a query may see. ``namespace`` always applies (hard boundary)."""
-        mask: np.ndarray = self.alive & self.namespace_is(namespace)
-        if self._expiring:  # expired memories are never returned
+        modalities = None if modalities is None else list(modalities)
+        kinds = None if kinds is None else list(kinds)
+        fixed = ("mask", namespace, _key(modalities), _key(kinds))
+        mask: np.ndarray = self.memo(fixed, lambda: self._fixed_mask(namespace, modalities, kinds))
+        if not (self._expiring or since is not None or until is not None or where):
+            return mask  # cached, read-only
+        mask = mask.copy()
+        if self._expiring:  # expired memories are never returned (the clock moves: not cached)
             mask &= ~self.expired()
-        if modalities is not None:
-            mask &= self.is_in("modality", modalities)
-        if kinds is not None:
-            mask &= self.is_in("kind", kinds)
         if since is not None:
             mask &= self.array("created") >= since
         if until is not None:
             mask &= self.array("created") < until
         if where:
             mask &= self.where_mask(where, mask)
+        return mask
+
+    def _fixed_mask(self, namespace: str, modalities: Iterable[str] | None,
+                    kinds: Iterable[str] | None) -> np.ndarray:
+        """The clock-free part of :meth:`mask`: live views of the namespace, modalities and kinds."""
+        mask: np.ndarray = self.alive & self.namespace_is(namespace)
+        if modalities is not None:
+            mask &= self.is_in("modality", modalities)
+        if kinds is not None:
+            mask &= self.is_in("kind", kinds)
         return mask
 
     def where_mask(self, where: Mapping[str, Any], candidates: np.ndarray) -> np.ndarray:
@@ -381,9 +439,18 @@ class Catalog:
                     hit = hit | pc.is_null(col).to_numpy(zero_copy_only=False)
                 ok &= hit
             else:
-                ok &= self.meta.matches(key, values, n)
+                ok &= self.memo(("where", key, _key(values)), lambda k=key, v=values: self.meta.matches(k, v, n))
         out: np.ndarray = ok[self.num["primary"].view]
         return out
+
+
+def _key(values: Iterable[Any] | None) -> tuple | None:
+    """A hashable cache key of filter values (types kept apart: 1 and True are one dict key)."""
+    if values is None:
+        return None
+    if isinstance(values, str):
+        values = [values]
+    return tuple(sorted(((type(v).__name__, v) for v in values), key=repr))
 
 
 def _seconds(column: pa.ChunkedArray) -> np.ndarray:

@@ -1,0 +1,85 @@
+"""Flat searches that skip FAISS's selector scan give FAISS's own answers: a small allowed set scored
+by gathering its rows, and the lone-query scan ordered in numpy."""
+
+import numpy as np
+import pytest
+
+faiss = pytest.importorskip("faiss")
+
+from aimemory.index import VectorIndex  # noqa: E402
+
+
+def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _selector_search(index: VectorIndex, vectors: np.ndarray, keys: np.ndarray, query: np.ndarray, k: int,
+                     allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS's own answer: a fresh flat index searched with an id selector (or none)."""
+    ref = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
+    ref.add_with_ids(vectors, keys)
+    params = None if allowed is None else faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+    return ref.search(query, k, params=params)
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_subset_search_matches_selector_search(shuffled: bool) -> None:
+    rng = np.random.default_rng(3)
+    n, d = 4000, 32
+    vectors = _unit(rng, n, d)
+    keys = np.arange(10, 10 + 3 * n, 3, dtype=np.int64)
+    if shuffled:  # keys added out of order: positions go through the argsort
+        order = rng.permutation(n)
+        vectors, keys = vectors[order], keys[order]
+    index = VectorIndex.build(vectors, keys, ann_threshold=10 * n)
+    index.remove(keys[:50])  # removed keys shift storage rows
+    live = np.isin(keys, keys[:50], invert=True)
+    for _ in range(20):
+        m = int(rng.integers(1, n // 50))  # within SUBSET_SHARE
+        allowed = np.sort(rng.choice(keys, m, replace=False))
+        allowed = np.union1d(allowed, [1, 2])  # keys the index never held are skipped
+        k = int(rng.integers(1, 60))
+        query = _unit(rng, 1, d)
+        got_s, got_k = index.search(query, k, allowed)
+        want_s, want_k = _selector_search(index, vectors[live], keys[live], query, min(k, index.ntotal), allowed)
+        held = want_k[0] >= 0
+        assert got_k[0][: held.sum()].tolist() == want_k[0][held].tolist()
+        np.testing.assert_allclose(got_s[0][: held.sum()], want_s[0][held], atol=1e-5)
+        assert (got_k[0][held.sum():] == -1).all()
+
+
+def test_lone_query_scan_is_ordered_best_first() -> None:
+    rng = np.random.default_rng(4)
+    vectors = _unit(rng, 3000, 16)
+    keys = np.arange(1, 3001, dtype=np.int64)
+    index = VectorIndex.build(vectors, keys, ann_threshold=10_000)
+    for _ in range(5):
+        query = _unit(rng, 1, 16)
+        got_s, got_k = index.search(query, 25)
+        want_s, want_k = _selector_search(index, vectors, keys, query, 25, None)
+        assert got_k.tolist() == want_k.tolist()
+        np.testing.assert_allclose(got_s, want_s, atol=1e-5)
+
+
+def test_subset_search_of_nothing_held() -> None:
+    rng = np.random.default_rng(5)
+    index = VectorIndex.build(_unit(rng, 500, 8), np.arange(1, 501, dtype=np.int64), ann_threshold=1000)
+    scores, keys = index.search(_unit(rng, 1, 8), 5, np.asarray([1000, 1001], np.int64))
+    assert (keys == -1).all()
+
+
+def test_large_allowed_set_scan_matches_selector_search() -> None:
+    rng = np.random.default_rng(6)
+    n, d = 3000, 24
+    vectors = _unit(rng, n, d)
+    keys = rng.permutation(np.arange(5, 5 + 2 * n, 2, dtype=np.int64))
+    index = VectorIndex.build(vectors, keys, ann_threshold=10 * n)
+    for share in (0.06, 0.3, 0.9, 1.0):
+        allowed = np.sort(rng.choice(keys, int(share * n), replace=False))
+        allowed = np.union1d(allowed, [1, 10 ** 6])  # keys the index never held
+        query = _unit(rng, 1, d)
+        got_s, got_k = index.search(query, 40, allowed)
+        want_s, want_k = _selector_search(index, vectors, keys, query, 40, allowed)
+        assert got_k.tolist() == want_k.tolist()
+        np.testing.assert_allclose(got_s, want_s, atol=1e-5)

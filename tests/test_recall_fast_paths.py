@@ -1,0 +1,94 @@
+"""Recall's cached masks and small-set search give the same hits as recomputing every mask and
+searching FAISS with an id selector, on random filters, and follow every change of the store:
+writes (also those waiting in the write-ahead segment), forgets, metadata updates and expiry."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from conftest import ColourEncoder, solid
+
+from aimemory import MemoryStore
+from aimemory.index import faiss as faiss_index
+from aimemory.storage.catalog import Catalog
+
+COLOURS = ["red", "blue", "green"]
+
+
+def _no_fast_paths(mp: pytest.MonkeyPatch) -> None:
+    mp.setattr(Catalog, "memo", lambda self, key, build: build())
+    mp.setattr(faiss_index, "SUBSET_SHARE", 0.0)
+
+
+def _hits(store: MemoryStore, query: object, **kw) -> list[tuple[str, float, float | None]]:
+    return [(h.id, h.score, h.relevance) for h in store.recall(query, **kw)]
+
+
+def _same(store: MemoryStore, query: object, **kw) -> list[tuple[str, float, float | None]]:
+    """The hits of the fast recall, checked against the reference path."""
+    got = _hits(store, query, **kw)
+    with pytest.MonkeyPatch.context() as mp:
+        _no_fast_paths(mp)
+        want = _hits(store, query, **kw)
+    assert [g[0] for g in got] == [w[0] for w in want], kw
+    np.testing.assert_allclose([g[1] for g in got], [w[1] for w in want], atol=1e-5)
+    np.testing.assert_allclose([g[2] or 0.0 for g in got], [w[2] or 0.0 for w in want], atol=1e-5)
+    return got
+
+
+@pytest.fixture
+def filled(tmp_path):
+    with MemoryStore(tmp_path / "mem", model=ColourEncoder()) as s:
+        texts = [f"note {i} {COLOURS[i % 3]} {COLOURS[(i // 3) % 3]}" for i in range(400)]
+        s.remember_many(texts, metadata=[{"g": i % 40, "tags": [f"t{i % 3}"]} for i in range(400)])
+        s.remember_many([solid(c, noise_seed=i) for i, c in enumerate(COLOURS * 7)],
+                        metadata=[{"g": i % 40} for i in range(21)])
+        s.remember_many(["other tenant red"] * 1, namespace="other")
+        yield s
+
+
+@pytest.mark.parametrize("subset_share", [None, 0.2])
+def test_random_filters_match_the_reference(filled, monkeypatch, subset_share):
+    if subset_share is not None:  # this small store's filters then take the gathered-subset search
+        monkeypatch.setattr(faiss_index, "SUBSET_SHARE", subset_share)
+    rng = random.Random(7)
+    t0 = min(m.created_at.timestamp() for m in [filled.get(h.id) for h in filled.recall("red", k=50)])
+    for _ in range(25):
+        kw: dict = {"k": rng.choice([1, 5, 10, 30])}
+        pick = rng.random()
+        if pick < 0.3:
+            kw["where"] = {"g": rng.sample(range(40), rng.choice([1, 2, 4]))}
+        elif pick < 0.5:
+            kw["modality"] = rng.choice(["image", "text", ["image", "text"]])
+        elif pick < 0.6:
+            kw["since"] = t0 + rng.random() * 0.5
+        elif pick < 0.7:
+            kw["where"] = {"tags": f"t{rng.randrange(3)}"}
+        query = rng.choice([f"{rng.choice(COLOURS)} note", solid(rng.choice(COLOURS), noise_seed=99)])
+        if isinstance(query, str) and rng.random() < 0.3:
+            kw["hybrid"] = True  # keyword-only hits are calibrated against their kind's sample
+        if rng.random() < 0.2:
+            kw["half_life"] = 3600.0
+        _same(filled, query, **kw)
+    assert _same(filled, "red", namespace="other", k=5)[0][0]
+    assert all(h[0] for h in _same(filled, "red", where={"g": 3}, k=50))
+
+
+def test_cached_masks_follow_writes_forgets_updates_and_expiry(filled, clock):
+    seen = _same(filled, "green", modality="text", k=3)
+    new = filled.remember("green green green", metadata={"g": 99})  # may wait in the write-ahead segment
+    assert _same(filled, "green green green", modality="text", k=3)[0][0] == new.id
+    assert [h[0] for h in _same(filled, "green", where={"g": 99}, k=3)] == [new.id]
+    filled.forget(new.id)
+    assert new.id not in [h[0] for h in _same(filled, "green green green", modality="text", k=3)]
+    assert _same(filled, "green", where={"g": 99}, k=3) == []
+    top = seen[0][0]
+    filled.update(top, metadata={"g": 77})
+    assert [h[0] for h in _same(filled, "green", where={"g": 77}, k=3)] == [top]
+    filled.update(top, ttl=60)
+    assert top in [h[0] for h in _same(filled, "green", modality="text", k=3)]
+    clock[0] += 120  # expired: gone from every recall, cached mask or not
+    assert top not in [h[0] for h in _same(filled, "green", modality="text", k=3)]
+    assert top not in [h[0] for h in _same(filled, "green", k=3)]

@@ -170,7 +170,7 @@ def _one_torch_thread(wanted: bool) -> Iterator[None]:
                 torch.set_num_threads(_single_threaded[1])
 
 
-def _derived(catalog: Catalog, fixed: tuple | None, what: tuple, build: Any) -> Any:
+def _derived(catalog: Catalog, fixed: tuple[Any, ...] | None, what: tuple[Any, ...], build: Any) -> Any:
     """``build()``, cached in the catalog under ``fixed`` + ``what`` when the mask is fixed."""
     return build() if fixed is None else catalog.memo((*fixed, *what), build)
 
@@ -188,7 +188,7 @@ def _of_kind(catalog: Catalog, allowed_at: np.ndarray | None, allowed: np.ndarra
     return at
 
 
-def _allowed(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray, fixed: tuple | None
+def _allowed(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray, fixed: tuple[Any, ...] | None
              ) -> tuple[np.ndarray, int, np.ndarray | None]:
     """The views ``plan`` may match within ``mask`` -> (mask (n,), how many, their positions (m,)
     ascending when they are few, else None): kinds, keys and samples are then taken from these."""
@@ -212,7 +212,7 @@ def _plan_mask(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray) -> np.nd
 
 
 def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[QueryPlan], mask: np.ndarray,
-                     k: int, fixed: tuple | None = None) -> dict[str, tuple[float, float, int]]:
+                     k: int, fixed: tuple[Any, ...] | None = None) -> dict[str, tuple[float, float, int]]:
     """Run each plan over each view kind it may match -> memory id -> (score, relevance, position),
     best first.
 

@@ -439,12 +439,16 @@ class Catalog:
                     hit = hit | pc.is_null(col).to_numpy(zero_copy_only=False)
                 ok &= hit
             else:
-                ok &= self.memo(("where", key, _key(values)), lambda k=key, v=values: self.meta.matches(k, v, n))
+                def match(k: str = key, v: Any = values) -> np.ndarray:
+                    found: np.ndarray = self.meta.matches(k, v, n)
+                    return found
+
+                ok &= self.memo(("where", key, _key(values)), match)
         out: np.ndarray = ok[self.num["primary"].view]
         return out
 
 
-def _key(values: Iterable[Any] | None) -> tuple | None:
+def _key(values: Iterable[Any] | None) -> tuple[Any, ...] | None:
     """A hashable cache key of filter values (types kept apart: 1 and True are one dict key)."""
     if values is None:
         return None

@@ -121,22 +121,23 @@ class SlowColour(ColourEncoder):
     """Encoding (under the write lease) takes longer than the lease's lifetime, as a big batch on a
     slow machine does; ``encoding`` is set once it has begun."""
 
-    def __init__(self):
+    def __init__(self, seconds: float = 1.5):
         super().__init__()
         self.encoding = threading.Event()
+        self.seconds = seconds
 
     def embed_texts(self, texts):
         import time
 
         self.encoding.set()
-        time.sleep(1.5)
+        time.sleep(self.seconds)
         return super().embed_texts(texts)
 
 
-def _rival(uri, options):
+def _rival(uri, options, ttl_s: float = 0.5):
     from aimemory.storage.remote import RemoteLocation
 
-    return RemoteLocation(uri, {**options, "aimemory_lease_ttl_s": "0.5"})
+    return RemoteLocation(uri, {**options, "aimemory_lease_ttl_s": str(ttl_s)})
 
 
 def test_lease_is_renewed_while_a_long_write_runs(s3):
@@ -144,15 +145,17 @@ def test_lease_is_renewed_while_a_long_write_runs(s3):
     from aimemory.errors import StoreError
 
     uri, options = s3
-    encoder = SlowColour()
-    store = MemoryStore(uri, model=encoder, storage_options={**options, "aimemory_lease_ttl_s": "0.5"})
+    # a lifetime of 1.2 s renewed every 0.4 s: a renewal may run late by most of a second on a busy
+    # machine (a full test run) without the lease lapsing; the encode outlasts the rival's wait
+    encoder = SlowColour(seconds=3.0)
+    store = MemoryStore(uri, model=encoder, storage_options={**options, "aimemory_lease_ttl_s": "1.2"})
     store.batch_encodes = False  # the slow encode runs under the lease, as a long batch's does
-    rival, outcome = _rival(uri, options), []
+    rival, outcome = _rival(uri, options, ttl_s=1.2), []
 
     def take_over():
         encoder.encoding.wait(10)  # the store holds the lease now
         try:
-            with rival.lease(timeout_s=1.0):  # twice the lifetime: it would expire without renewal
+            with rival.lease(timeout_s=2.4):  # twice the lifetime: it would expire without renewal
                 outcome.append("acquired")
         except StoreError as exc:
             outcome.append(str(exc))

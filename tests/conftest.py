@@ -131,6 +131,18 @@ def encoder():
 
 
 @pytest.fixture
+def no_network():
+    """Refuse network sockets for the test, so passing proves it needs no network; Unix sockets stay
+    (an event loop's self-pipe is one). Needs pytest-socket."""
+    pytest_socket = pytest.importorskip("pytest_socket")
+    pytest_socket.disable_socket(allow_unix_socket=True)
+    try:
+        yield
+    finally:
+        pytest_socket.enable_socket()
+
+
+@pytest.fixture
 def clock(monkeypatch):
     """time.time() plus an offset the test moves forward."""
     import time

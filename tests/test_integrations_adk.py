@@ -10,7 +10,7 @@ import io
 import pytest
 
 pytest.importorskip("google.adk")
-pytest_socket = pytest.importorskip("pytest_socket")
+pytest.importorskip("pytest_socket")
 
 from conftest import ColourEncoder, solid, tone  # noqa: E402
 from google.adk.events.event import Event  # noqa: E402
@@ -21,14 +21,7 @@ from google.genai import types  # noqa: E402
 from aimemory import MemoryStore  # noqa: E402
 from aimemory.integrations.adk import AimemoryMemoryService, user_namespace  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def no_network():
-    pytest_socket.disable_socket(allow_unix_socket=True)
-    try:
-        yield
-    finally:
-        pytest_socket.enable_socket()
+pytestmark = pytest.mark.usefixtures("no_network")  # network sockets refused (conftest)
 
 
 @pytest.fixture

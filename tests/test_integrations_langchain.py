@@ -24,19 +24,8 @@ from aimemory.errors import ModelMismatchError  # noqa: E402
 from aimemory.integrations.langchain import AimemoryVectorStore  # noqa: E402
 
 # the suite's async tests are plain `async def`: run them on pytest-asyncio's loop
-pytestmark = [pytest.mark.asyncio,
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("no_network"),  # sockets refused (conftest)
               pytest.mark.filterwarnings("ignore:The test .* is marked with '@pytest.mark.asyncio'")]
-
-
-@pytest.fixture(autouse=True)
-def no_network():
-    """Every test here runs with network sockets refused (Unix sockets stay: the event loop's
-    self-pipe is one), so passing proves the adapter and the suite need no network."""
-    pytest_socket.disable_socket(allow_unix_socket=True)
-    try:
-        yield
-    finally:
-        pytest_socket.enable_socket()
 
 
 class TestAimemoryVectorStoreStandard(VectorStoreIntegrationTests):

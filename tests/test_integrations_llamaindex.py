@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("llama_index.core")
-pytest_socket = pytest.importorskip("pytest_socket")
+pytest.importorskip("pytest_socket")
 
 from llama_index.core import StorageContext, VectorStoreIndex  # noqa: E402
 from llama_index.core.base.embeddings.base import BaseEmbedding  # noqa: E402
@@ -28,13 +28,7 @@ from aimemory.integrations.llamaindex import AimemoryVectorStore  # noqa: E402
 DIM = 8
 
 
-@pytest.fixture(autouse=True)
-def no_network():
-    pytest_socket.disable_socket(allow_unix_socket=True)
-    try:
-        yield
-    finally:
-        pytest_socket.enable_socket()
+pytestmark = pytest.mark.usefixtures("no_network")  # network sockets refused (conftest)
 
 
 def vec(text: str) -> list[float]:

@@ -15,7 +15,7 @@ os.environ.setdefault("MEM0_DIR", tempfile.mkdtemp(prefix="mem0-"))  # mem0 keep
 pytest.importorskip("langchain")  # mem0's langchain embedder and LLM import it
 pytest.importorskip("langchain_community")  # mem0's langchain vector-store provider imports it
 pytest.importorskip("mem0")
-pytest_socket = pytest.importorskip("pytest_socket")
+pytest.importorskip("pytest_socket")
 
 from langchain_core.embeddings import DeterministicFakeEmbedding  # noqa: E402
 from langchain_core.language_models.fake_chat_models import FakeListChatModel  # noqa: E402
@@ -23,14 +23,7 @@ from mem0 import Memory  # noqa: E402
 
 from aimemory.integrations.langchain import AimemoryVectorStore  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def no_network():
-    pytest_socket.disable_socket(allow_unix_socket=True)
-    try:
-        yield
-    finally:
-        pytest_socket.enable_socket()
+pytestmark = pytest.mark.usefixtures("no_network")  # network sockets refused (conftest)
 
 
 @pytest.fixture

@@ -60,6 +60,12 @@ class Placement:
 
         return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.compute]
 
+    @property
+    def arithmetic_device(self) -> "torch.device | None":
+        """Where input arithmetic (pixel normalisation) runs: the GPU for CUDA, else None (the CPU;
+        MPS has no float64, which the reference rescale uses)."""
+        return self.torch_device if self.kind == "cuda" else None
+
     def move(self, module: Any) -> Any:
         """A module on this device: the module itself when it is there already, else a copy
         (loaded models are shared per process, and another store may be using this one)."""

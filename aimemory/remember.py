@@ -14,6 +14,7 @@ from .encode_batch import small_texts
 from .encoders.base import View
 from .errors import InputError
 from .inputs import Item, to_item
+from .prefetch import decode_threads, ordered
 from .records import Memory
 from .semantics import ItemOptions, encode_rest, near_duplicate, prepared_views
 from .write import commit_views, new_items, spread_views
@@ -37,13 +38,29 @@ def remember_items(store: "MemoryStore", items: Sequence[object], result: list[M
     error) and the rest stream through."""
     skipped: list[tuple[int, object, InputError]] = []
     decoded: list[tuple[int, Item]] = []
-    for i, x in enumerate(items):
+
+    # files decode on a few threads while the batch before them encodes (images are also resized
+    # to the model's input there); texts need no threads
+    threads = decode_threads() if any(not isinstance(x, str) for x in items) else 1
+    encoder = store.encoder if threads > 1 else None
+
+    def decode(i: int) -> Item:
+        decoding = (lambda done, total: item_progress(i, "decoding video", done, total)) \
+            if item_progress is not None else None
+        item = to_item(items[i], source=sources[i], progress=decoding)
+        if encoder is not None and item.modality == "image":
+            encoder.prepare_image(item.payload)  # type: ignore[arg-type]  # an image item holds a PIL image
+        return item
+
+    for i, (item, failure) in enumerate(ordered(decode, range(len(items)), threads=threads,
+                                                ahead=batch_size + threads)):
+        x = items[i]
         if item_progress is not None:
             item_progress(i, "decoding", 0.0, 1.0)
         try:
-            decoding = (lambda done, total, i=i: item_progress(i, "decoding video", done, total)) \
-                if item_progress is not None else None
-            decoded.append((i, to_item(x, source=sources[i], progress=decoding)))
+            if failure is not None:
+                raise failure
+            decoded.append((i, item))  # type: ignore[arg-type]
         except InputError as exc:
             if errors == "raise":
                 exc.index = i

@@ -247,26 +247,26 @@ def test_text_stdin_and_glob(capsys, enc, files, tmp_path, monkeypatch):
 
 
 def test_ctrl_c_between_batches_keeps_finished_batches_and_rerun_resumes(capsys, enc, tmp_path, monkeypatch):
-    from aimemory.store import MemoryStore
+    from aimemory import remember as remember_mod
 
     d = tmp_path / "many"
     d.mkdir()
     for i in range(5):
         solid("red", noise_seed=i).save(d / f"img{i}.png")
-    real = MemoryStore.remember_many
+    real = remember_mod.commit_batch
     calls = {"n": 0}
 
-    def flaky(self, *a, **kw):
+    def flaky(*a, **kw):  # Ctrl-C while the second batch encodes, inside one store call
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return real(self, *a, **kw)
+        return real(*a, **kw)
 
-    monkeypatch.setattr(MemoryStore, "remember_many", flaky)
+    monkeypatch.setattr(remember_mod, "commit_batch", flaky)
     code, out, err = run(capsys, "remember", d, "--store", tmp_path / "s", "--batch-size", "2")
     assert code == 130
-    assert "2 new" in out and "interrupted" in err
-    monkeypatch.setattr(MemoryStore, "remember_many", real)
+    assert "2 new" in out and "interrupted" in err  # the committed batch is counted, found by hash
+    monkeypatch.setattr(remember_mod, "commit_batch", real)
     code, out, _ = run(capsys, "remember", d, "--store", tmp_path / "s", "--batch-size", "2")
     assert code == 0 and "3 new, 2 already stored, 0 skipped" in out
 
@@ -484,21 +484,21 @@ def test_download_offline_is_model_not_available(capsys, monkeypatch):
 
 
 def test_error_mid_ingest_reports_what_is_stored(capsys, enc, tmp_path, monkeypatch):
+    from aimemory import remember as remember_mod
     from aimemory.errors import CheckpointError
-    from aimemory.store import MemoryStore
 
     for i in range(3):
         (tmp_path / f"n{i}.txt").write_text(f"red note {i}")
-    real = MemoryStore.remember_many
+    real = remember_mod.commit_batch
     calls = {"n": 0}
 
-    def failing(self, *a, **kw):
+    def failing(*a, **kw):
         calls["n"] += 1
         if calls["n"] == 2:
             raise CheckpointError("speech model is corrupt")
-        return real(self, *a, **kw)
+        return real(*a, **kw)
 
-    monkeypatch.setattr(MemoryStore, "remember_many", failing)
+    monkeypatch.setattr(remember_mod, "commit_batch", failing)
     code, out, err = run(capsys, "remember", *sorted(tmp_path.glob("n*.txt")), "--store", tmp_path / "s",
                          "--batch-size", "1")
     assert code == 3 and "1 new" in out and "speech model is corrupt" in err

@@ -1,7 +1,7 @@
 """``aimemory remember``: expand inputs, store them batch by batch with a progress bar, report.
 
-Each batch is one ``remember_many`` call, i.e. one atomic commit, so Ctrl-C leaves every finished
-batch stored and nothing half-written. A rerun resumes cheaply: the store recognises content it
+Each batch is one atomic commit (``remember_many`` commits per ``batch_size``), so Ctrl-C leaves
+every finished batch stored and nothing half-written. A rerun resumes cheaply: the store recognises content it
 already holds by hash and returns the existing memory without encoding it again.
 """
 
@@ -17,9 +17,14 @@ from pathlib import Path
 
 import typer
 
+from ..prefetch import decode_threads, thread_map
+
 GLOB_CHARS = set("*?[")
 LIST_EACH_UP_TO = 20  # below this many items, print one line per item
 CURRENT_CHARS = 40  # longest file name the progress bar shows
+# batches handed to the store in one call: its files decode on threads ahead of each batch's
+# commit, across batches; every batch is still its own atomic commit
+WINDOW_BATCHES = 8
 
 
 @dataclass
@@ -169,12 +174,15 @@ def ingest(store, entries: list[Entry], problems: list[tuple[str, str]], *, meta
     with _progress(len(entries)) as bar:
         task = bar.add_task("remember", total=len(entries), current="")
         try:
-            for start in range(0, len(entries), batch_size):
-                chunk = entries[start:start + batch_size]
+            window = batch_size * WINDOW_BATCHES
+            named = "ids" in extra  # a named memory is upserted, never found by its content
+            for start in range(0, len(entries), window):
+                chunk = entries[start:start + window]
                 batch, known = [], []
-                for e in chunk:
-                    named = "ids" in extra  # a named memory is upserted, never found by its content
-                    mid = _stored_id(store, namespace, e.item) if isinstance(e.item, Path) and not named else None
+                found = thread_map(lambda e: _stored_id(store, namespace, e.item)
+                                   if isinstance(e.item, Path) and not named else None,
+                                   chunk, threads=decode_threads())  # hashing releases the GIL
+                for e, mid in zip(chunk, found):
                     if mid is not None:
                         known.append((e.label, mid))
                     else:
@@ -193,13 +201,17 @@ def ingest(store, entries: list[Entry], problems: list[tuple[str, str]], *, meta
                         part = min(done / total, 1.0) if total else 0.0
                         bar.update(task, completed=base + i + part, current=current)
 
-                result = store.remember_many(
-                    [e.item for e in batch], batch_size=batch_size, metadata=metadata, namespace=namespace,
-                    errors="skip", sources=[e.source for e in batch],
-                    progress=lambda n, base=done_before: bar.update(task, completed=base + n),
-                    item_progress=inside, **extra)
+                try:
+                    result = store.remember_many(
+                        [e.item for e in batch], batch_size=batch_size, metadata=metadata, namespace=namespace,
+                        errors="skip", sources=[e.source for e in batch],
+                        progress=lambda n, base=done_before: bar.update(task, completed=base + n),
+                        item_progress=inside, **extra)
+                except BaseException:  # Ctrl-C or an error: say what the window's batches stored
+                    _count_committed(store, namespace, batch, tally, seen_ids)
+                    raise
                 _count(result, batch, tally, run_start, seen_ids)
-                bar.update(task, completed=min(start + batch_size, len(entries)))
+                bar.update(task, completed=min(start + window, len(entries)))
         except KeyboardInterrupt:
             interrupted = True
         except Exception:
@@ -234,6 +246,16 @@ def _merge_into_stored(store, known: list[tuple[str, str]], metadata: dict, name
         (tally.updated if mid in updated else tally.existing).append((label, mid))
         updated.discard(mid)  # the same file named twice: merged once
         seen_ids.add(mid)
+
+
+def _count_committed(store, namespace: str, batch: list[Entry], tally: Tally, seen_ids: set[str]) -> None:
+    """After Ctrl-C or an error inside a window: the window's batches committed before it are found
+    by hash (none of these files was stored when the window started)."""
+    for e in batch:
+        mid = _stored_id(store, namespace, e.item) if isinstance(e.item, Path) else None
+        if mid is not None and mid not in seen_ids:
+            seen_ids.add(mid)
+            tally.new.append((e.label, mid))
 
 
 def _count(result, batch: list[Entry], tally: Tally, run_start: datetime, seen_ids: set[str]) -> None:

@@ -110,6 +110,10 @@ class Encoder:
             "configure an audio tower"
         )
 
+    def prepare_image(self, image: "Image") -> None:
+        """Work on one image that can run ahead of its batch, on a decoding thread (resizing it to
+        the model's input); the batch's :meth:`embed_images` then finds it done. Optional."""
+
     # -- what the store calls ------------------------------------------------------------------
     def views(self, modality: str, payloads: Sequence[object]) -> list[list[View]]:
         """Embed source items of one modality; each item may yield several views."""

@@ -154,13 +154,16 @@ class ClipEncoder(Encoder):
         new.batch_size = placement.batch_size(BATCH_SIZE, bytes_per_item=64 * 3 * size * size * 4)
         return new
 
+    def prepare_image(self, image) -> None:
+        self.preprocess.prepare(image)
+
     @torch.inference_mode()
     def embed_images(self, images: Sequence) -> np.ndarray:
         """PIL images -> (n, dim) float32 unit rows, ``batch_size`` images per forward."""
         out = []
         place = self.placement
         for i in range(0, len(images), self.batch_size):
-            pixels = self.preprocess(images[i:i + self.batch_size])  # (b, 3, S, S)
+            pixels = self.preprocess(images[i:i + self.batch_size], device=place.arithmetic_device)  # (b, 3, S, S)
             with place.autocast():
                 out.append(place.back(self.model.encode_image(place.put(pixels))))
         return _unit(out, self.dim)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from ..prefetch import decode_threads, thread_map
 from .image import to_rgb
 
 TF_LITE_MEAN = (127.0, 127.0, 127.0)  # on 0..255 pixels, as the Lite checkpoints were trained
@@ -70,7 +71,7 @@ class ImageNetPreprocessor:
         """PIL images -> (n, 3, size, size) float32 normalised pixels."""
         if not len(images):
             return torch.zeros((0, 3, self.size, self.size)).contiguous(memory_format=torch.channels_last)
-        return self.normalize(np.stack([self.to_uint8(im) for im in images]))
+        return self.normalize(np.stack(thread_map(self.to_uint8, images, threads=decode_threads())))
 
     def crops(self, image: Image.Image, n: int = 2) -> torch.Tensor:
         """Several views of one image -> (n, 3, size, size), see :func:`crops`."""

@@ -7,10 +7,8 @@ Lance table is the source of truth; the catalog and the index are rebuilt or cau
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-import time
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -19,44 +17,28 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
-from . import __version__
 from .calibration import check_relevance
 from .device import CPU
 from .encode_batch import EncodeBatcher
 from .encoders.base import Encoder, View
-from .errors import (
-    InputError,
-    ModelNotAvailableError,
-    NotFoundError,
-    StoreClosedError,
-    StoreError,
-    UnsupportedInputError,
-)
-from .index import ANN_THRESHOLD, INDEX_DIR, StoreIndex, choose_index, lance_index_type, open_index
+from .errors import InputError, ModelNotAvailableError, NotFoundError, StoreClosedError, UnsupportedInputError
+from .index import ANN_THRESHOLD
 from .inputs import Item, to_item
 from .lookup import memory_at, recent_memories
-from .migrate import MigrationReport, Progress, active_folder, active_stamp, is_migrated_store
+from .migrate import MigrationReport, Progress, is_migrated_store
 from .namespaces import NAMESPACE_RE, check_namespace  # noqa: F401  (public here too)
 from .records import Hits, Memory
 from .remember import remember_items
-from .semantics import (
-    ItemOptions,
-    item_options,
-    purge_expired,
-)
+from .semantics import ItemOptions, item_options, purge_expired
 from .storage import Manifest
-from .storage.lazy_table import index_vectors, open_table
 from .storage.manifest import MANIFEST_NAME
+from .store_state import REFRESH_INTERVAL_S, StateAttributes, StoreState, model_source  # noqa: F401  (public here too)
 from .update import expiry_change, forget_memories, update_memories
 from .views import encode_items, load_speech
-from .write import WriteLock, per_item, storage_errors
-from .write_ahead import absorb, open_segment, pending_keys, read_tail
+from .write import per_item, storage_errors
 from .write_ahead import fold as fold_segment
 
-log = logging.getLogger("aimemory")
-
 DEFAULT_NAMESPACE = "default"
-REFRESH_INTERVAL_S = 0.5  # how stale a reader's view of other processes' writes may be
 
 
 class MemoryList(list):
@@ -65,7 +47,7 @@ class MemoryList(list):
     skipped: list
 
 
-class MemoryStore:
+class MemoryStore(StateAttributes):
     """A multimodal memory on disk at ``path``.
 
     >>> store = MemoryStore("./memory", model="auto")
@@ -92,7 +74,7 @@ class MemoryStore:
                  device: str = "auto", ocr: object = "auto", write_ahead: bool = True):
         from .device import resolve_placement
         from .encoders.ocr import load_ocr
-        from .encoders.registry import load_encoder, model_id_of
+        from .encoders.registry import load_encoder
         from .encoders.sound import attach_sound
 
         # what a migration's switch reopens with
@@ -103,24 +85,22 @@ class MemoryStore:
         self.write_ahead = write_ahead  # small writes go through the segment (see aimemory.write_ahead)
         self.batch_encodes = True  # small text writes share encoder calls (see aimemory.encode_batch)
         self.encode_batcher: EncodeBatcher | None = None  # shares small text writes' encodes, once the encoder loads
-        self._open_folder(path, storage_options, index, keep_content, ann_threshold)
-        manifest = Manifest.read(self.path)
-        if manifest is not None and model == "auto":
-            model = manifest.extra.get("model_source", manifest.model_id)
-        if manifest is not None and (wanted := model_id_of(model, precision)) is not None:
-            manifest.check_model(wanted, None, self.path)  # before loading: no download for a mismatch
+        self.state = StoreState(path, storage_options, index, ann_threshold)
+        self.keep_content = keep_content
+        model, manifest = self.state.model_to_load(model, precision)
         # before loading: a missing GPU fails fast. A ready encoder in a process that never imported
         # torch has no network to place: asking torch about GPUs would import it (seconds) for nothing
         self.placement = CPU if isinstance(model, Encoder) and "torch" not in sys.modules and device == "auto" \
             else resolve_placement(device)
         encoder = load_encoder(model, precision=precision)
-        manifest = self._own_manifest(manifest, encoder.model_id, encoder.dim, precision,
-                                      _model_source(model, encoder))
+        manifest = self.state.own_manifest(manifest, encoder.model_id, encoder.dim, precision,
+                                           model_source(model, encoder))
         self.encoder: Encoder = attach_sound(encoder, sound_model).to(self.placement)
         self._speech_spec = speech_model
         self.ocr, self.ocr_status = load_ocr(ocr)  # the engine loads its networks on the first text seen
         self.encode_batcher = EncodeBatcher(self.encode)
-        self._open_tables(manifest)
+        self.model_id, self._speech = manifest.model_id, None
+        self.state.open_tables(manifest)
 
     @classmethod
     def for_views(cls, path: str | os.PathLike, model_id: str, dim: int, *, precision: str = "fp32",
@@ -132,96 +112,31 @@ class MemoryStore:
         store = cls.__new__(cls)
         store.write_ahead = True
         store.batch_encodes, store.encode_batcher = False, None  # no model to encode with
-        store._open_folder(path, storage_options, "auto", True, ANN_THRESHOLD)
-        manifest = store._own_manifest(Manifest.read(store.path), model_id, dim, precision, model_id)
+        store.state = StoreState(path, storage_options, "auto", ANN_THRESHOLD)
+        store.keep_content = True
+        manifest = store.state.own_manifest(Manifest.read(store.path), model_id, dim, precision, model_id)
         store.encoder = None  # type: ignore[assignment]
         store.placement = CPU
         store.ocr, store.ocr_status = None, "off: a store opened without a model reads no images"
         store._speech_spec = None
-        store._open_tables(manifest)
+        store.model_id, store._speech = manifest.model_id, None
+        store.state.open_tables(manifest)
         return store
 
-    # -- opening -------------------------------------------------------------------------------
-    def _open_folder(self, path: str | os.PathLike, storage_options: Mapping[str, str] | None, index: str,
-                     keep_content: bool, ann_threshold: int) -> None:
-        from .storage.remote import store_root
-
-        # a folder; for s3:// URIs a local cache folder whose .remote the manifest and table use
-        self.root = store_root(path, storage_options)
-        self.root.mkdir(parents=True, exist_ok=True)
-        # the generation of vectors the store opens (see aimemory.migrate); object stores have one
-        self.path = self.root if getattr(self.root, "remote", None) is not None else active_folder(self.root)
-        self._generation_stamp = active_stamp(self.root)
-        self.index_choice, self.index_why = choose_index(index, self.path)
-        self.lance_index_type = lance_index_type(index)
-        self.keep_content = keep_content
-        self.ann_threshold = ann_threshold
-        self._writes = WriteLock(self.path, self._refresh_for_write)
-        self._lock = self._writes.threads  # readers hold it while they read the catalog
-        self._closed = False
-
-    def _own_manifest(self, manifest: Manifest | None, model_id: str, dim: int, precision: str,
-                      model_source: str) -> Manifest:
-        """The store's manifest, written for a new store; checked against the model either way."""
-        if manifest is None:
-            manifest = Manifest(model_id, dim, precision=precision, created_with=__version__,
-                                extra={"model_source": model_source,
-                                       **({"lance_index_type": self.lance_index_type}
-                                          if self.lance_index_type else {})})
-            manifest.write(self.path)
-        manifest.check_model(model_id, dim, self.path)
-        return manifest
-
-    def _open_tables(self, manifest: Manifest) -> None:
-        self.manifest = manifest
-        self.model_id = manifest.model_id
-        self._speech = None
-        self.table = open_table(self.path, manifest.dim, index_vectors(self))  # Lance loads on first need
-        self.unsaved_changes = 0  # vectors added or removed since the index was last saved
-        self._last_refresh = time.monotonic()
-        # the segment before the table's version (see aimemory.write_ahead); local FAISS stores only
-        with storage_errors("opening the write-ahead segment"):
-            self.segment = open_segment(self.path, self.table, manifest, self.table.remote is None
-                                        and self.index_choice == "faiss")
-        self.table.checkout_latest()
-        self._load_catalog_and_index()
-        absorb(self, self.segment.records if self.segment is not None else [])
-
-    def _load_catalog_and_index(self) -> None:
-        from .storage.catalog_file import open_catalog
-
-        self.catalog = open_catalog(self.path, self.table, self.manifest.model_id, self.manifest.dim)[0]
-        self.table_version = self.table.version  # the version the catalog and index reflect
-        next_vkey = max(self.manifest.next_vkey, int(self.catalog.array("vkey").max(initial=0)) + 1)
-        if next_vkey != self.manifest.next_vkey:
-            self.manifest.next_vkey = next_vkey
-            self.manifest.write(self.path)
-        self.index = self._open_index()
-
-    def _open_index(self, rebuild: bool = False) -> StoreIndex:
-        """The index (see :func:`aimemory.index.open_index`): caught up with the table, or rebuilt."""
-        return open_index(self.index_choice, self.table, self.catalog.alive_vkeys(), folder=self.path / INDEX_DIR,
-                          table_version=self.table_version, ann_threshold=self.ann_threshold,
-                          index_type=self.lance_index_type or self.manifest.extra.get("lance_index_type"),
-                          rebuild=rebuild)
-
+    # -- the index and the catalog (see aimemory.store_state) ----------------------------------
     def rebuild_index(self) -> None:
         """Rebuild the vector index from the table (e.g. after changing ``ann_threshold``)."""
         with self.writing():
-            self.index = self._open_index(rebuild=True)
+            self.index = self.state.open_index(rebuild=True)
             self.save_index()
 
     def save_index(self) -> None:
         """Write the vector index beside the table (it is a cache: rebuilt or caught up on open)."""
-        self.index.save(self.path / INDEX_DIR, self.table.version)
-        self.unsaved_changes = 0
-        self.save_catalog()  # when due: a few unsaved rows cost the next open only a short catch-up
+        self.state.save_index()
 
     def save_catalog(self, force: bool = False) -> None:
         """Save the catalog beside the table when enough changed since (``force``: when anything did)."""
-        from .storage.catalog_file import save_if_due
-
-        save_if_due(self.catalog, self.path, self.table, self.manifest.model_id, self.manifest.dim, force)
+        self.state.save_catalog(force)
 
     # -- concurrency ---------------------------------------------------------------------------
     def writing(self, fold: bool = True) -> AbstractContextManager[None]:
@@ -229,7 +144,7 @@ class MemoryStore:
         threads, processes and machines; other processes' commits are read on taking it, and the
         write-ahead segment is folded into the table first (``fold=False``: the small-write path)."""
         self.check_open()
-        return self._writes.hold(self._fold_segment if fold else None)
+        return self.state.writes.hold(self._fold_segment if fold else None)
 
     def _fold_segment(self) -> None:
         fold_segment(self)
@@ -244,65 +159,18 @@ class MemoryStore:
     def reading(self) -> Iterator[None]:
         """Hold the catalog still for a read, after catching up with other processes' commits (at
         most every REFRESH_INTERVAL_S). A closed store reads what it held."""
-        self._fresh()
-        with self._lock:
+        self.state.fresh()
+        with self.state.lock:
             yield
 
     def refresh(self) -> None:
         """Catch up with other processes' commits now (reads do it at most every REFRESH_INTERVAL_S)."""
         self.check_open()
-        with self._lock, storage_errors("reading other processes' writes"):
-            self._refresh_if_changed()
-
-    def _refresh_for_write(self) -> None:
-        """A writer first checks that no migration switched the store away from this generation."""
-        if active_stamp(self.root) != self._generation_stamp:
-            raise StoreError(f"the store at {self.root} was switched to another model by `aimemory migrate` "
-                             "(or a rollback) since it was opened; nothing was written. Reopen it")
-        self._refresh_if_changed()
-
-    def _refresh_if_changed(self) -> None:
-        """Another process committed since we last looked: reload the catalog and catch up."""
-        from .storage.catalog_file import refresh_catalog
-
-        tail = read_tail(self)  # before the table (see aimemory.write_ahead)
-        if self.table.checkout_latest() and self.table.version != self.table_version:
-            self.manifest = Manifest.read(self.path) or self.manifest
-            self.catalog, added, removed = refresh_catalog(self.catalog, self.table, pending_keys(self))
-            self.table_version = self.table.version
-            # a reader's open may have written an older next_vkey over a writer's reservation:
-            # never hand out a key at or below one the table holds
-            self.manifest.next_vkey = max(self.manifest.next_vkey,
-                                          int(self.catalog.array("vkey").max(initial=0)) + 1)
-            if added is None or removed is None:  # rebuilt: verify the index against it as on open
-                self.index = self._open_index()
-                tail = self.segment.records if self.segment is not None else []  # all of them again
-            else:  # caught up: the index takes exactly the same change
-                self.index.remove(removed)
-                keys, vectors = self.table.vectors_for(added)
-                self.index.add(vectors, keys)
-        absorb(self, tail)
-
-    def _refresh_if_stale(self) -> None:
-        """Readers notice other processes' commits, checking at most every REFRESH_INTERVAL_S."""
-        now = time.monotonic()
-        if now - self._last_refresh >= REFRESH_INTERVAL_S:
-            self._last_refresh = now
-            self._refresh_if_changed()
-        elif self.segment is not None and self.segment.changed():  # another process appended: one stat
-            self._refresh_if_changed()
-
-    def _fresh(self) -> None:
-        """Let a read see other processes' commits (as recall does), at most every REFRESH_INTERVAL_S.
-        A closed store has nothing to refresh: its reads answer (or refuse) as they always did."""
-        if self._closed:
-            return
-        with self._lock, storage_errors("reading other processes' writes"):
-            self._refresh_if_stale()
+        self.state.refresh()
 
     def check_open(self) -> None:
         """:class:`StoreClosedError` once the store is closed."""
-        if self._closed:
+        if self.state.closed:
             raise StoreClosedError("this MemoryStore is closed; open a new one")
 
     def _model(self) -> Encoder:
@@ -401,8 +269,8 @@ class MemoryStore:
         self.check_open()
         if not isinstance(memory_id, str):
             raise NotFoundError(f"memory ids are strings; got {type(memory_id).__name__}")
-        self._fresh()
-        with self._lock:
+        self.state.fresh()
+        with self.state.lock:
             return self.memory(memory_id, check_namespace(namespace), load_transcript=True)
 
     def recent(self, n: int = 10, namespace: str = DEFAULT_NAMESPACE) -> list[Memory]:
@@ -413,13 +281,13 @@ class MemoryStore:
         return isinstance(memory_id, str) and bool(self.catalog.positions(memory_id, None))
 
     def __len__(self) -> int:
-        self._fresh()
+        self.state.fresh()
         return len(self.catalog)
 
     def count(self, namespace: str | None = None) -> int:
         """Memories in one namespace (all namespaces when None)."""
-        self._fresh()
-        with self._lock:  # a writer thread swaps the catalog's arrays under this lock
+        self.state.fresh()
+        with self.state.lock:  # a writer thread swaps the catalog's arrays under this lock
             return self.catalog.count(namespace)
 
     # -- forget and update -----------------------------------------------------------------------
@@ -477,9 +345,8 @@ class MemoryStore:
         item = to_item(query, purpose="recall")
         if hybrid and self.segment is not None and self.segment.records:
             self.flush()  # the keyword side searches the table's full-text index
-        with self._lock:
-            with storage_errors("reading other processes' writes"):
-                self._refresh_if_stale()
+        with self.state.lock:
+            self.state.refresh_if_stale()
             return run_recall(self, item, k, namespace, modalities, where,
                               timestamp(since), timestamp(until), hybrid, half_life=half_life,
                               min_relevance=check_relevance(min_relevance))
@@ -536,26 +403,7 @@ class MemoryStore:
 
     def close(self) -> None:
         """Save the index and release the store; safe to call twice."""
-        if self._closed:
-            return
-        if self.segment is not None and self.segment.records:
-            try:  # the segment's records into the table, so the saves below match it
-                self.flush()
-            except StoreError as exc:
-                log.warning("folding the write-ahead segment of %s on close failed (%s); the next "
-                            "open folds it", self.path, exc)
-        with self._lock:
-            try:
-                if self.index.dirty:
-                    with storage_errors("saving the index on close"):
-                        self.save_index()
-                else:
-                    self.save_catalog()
-            finally:
-                if self.segment is not None:
-                    self.segment.close()
-                self.table.close()
-                self._closed = True
+        self.state.close(fold=self.flush)
 
     def __enter__(self) -> "MemoryStore":
         return self
@@ -564,7 +412,7 @@ class MemoryStore:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self)} memories"
+        state = "closed" if self.state.closed else f"{len(self)} memories"
         return f"MemoryStore({str(self.root)!r}, model={self.model_id!r}, {state})"
 
     # -- tables (see aimemory.export) ----------------------------------------------------------
@@ -596,12 +444,6 @@ class MemoryStore:
 
         self.flush()
         return to_pandas(self, namespace, vectors, content)
-
-
-def _model_source(model, encoder: Encoder) -> str:
-    if isinstance(model, Encoder):
-        return encoder.model_id
-    return os.fspath(model) if model != "auto" else encoder.model_id
 
 
 def is_store(path: str | os.PathLike) -> bool:

@@ -38,6 +38,7 @@ from .storage.segment import Segment
 if TYPE_CHECKING:  # pragma: no cover
     from .storage.table import VectorTable
     from .store import MemoryStore
+    from .store_state import StoreState
 
 log = logging.getLogger("aimemory")
 
@@ -196,7 +197,7 @@ def vectors_for(store: "MemoryStore", vkeys: np.ndarray) -> tuple[np.ndarray, np
 
 
 # -- reading other processes' appends -----------------------------------------------------------
-def read_tail(store: "MemoryStore") -> list[pa.Table]:
+def read_tail(store: "MemoryStore | StoreState") -> list[pa.Table]:
     """New records of the segment (read BEFORE the table is checked out: a fold commits to the
     table before it starts a new generation, so the table then seen holds the older records)."""
     segment = store.segment
@@ -205,13 +206,13 @@ def read_tail(store: "MemoryStore") -> list[pa.Table]:
     return segment.read_tail()[1]
 
 
-def pending_keys(store: "MemoryStore") -> np.ndarray | None:
+def pending_keys(store: "MemoryStore | StoreState") -> np.ndarray | None:
     """Keys the catalog may hold from the segment that the table does not."""
     segment = store.segment
     return segment.pending_keys() if segment is not None and segment.pending else None
 
 
-def absorb(store: "MemoryStore", records: Sequence[pa.Table]) -> None:
+def absorb(store: "MemoryStore | StoreState", records: Sequence[pa.Table]) -> None:
     """Add records read from the segment to the catalog and the index (rows already held skipped)."""
     catalog = store.catalog
     for rows in records:

@@ -103,17 +103,17 @@ def test_readers_never_see_neither_or_both_during_upserts(store, monkeypatch):
     """Reader threads poll while a writer replaces the same id: the writer's own store (catalog)
     and a second store on the same folder (reloading from the table on every new version) always
     see exactly one memory named "doc"."""
-    import aimemory.store as store_mod
+    import aimemory.store_state as state_mod
 
-    monkeypatch.setattr(store_mod, "REFRESH_INTERVAL_S", 0.0)
+    monkeypatch.setattr(state_mod, "REFRESH_INTERVAL_S", 0.0)
     store.remember("red 0", id="doc")
     other = MemoryStore(store.path, model=ColourEncoder())
     seen, stop = [], threading.Event()
 
     def reader(s):
         while not stop.is_set():
-            with s._lock:
-                s._fresh()
+            with s.state.lock:
+                s.state.fresh()
                 seen.append((s.count("default"), len(s.catalog.positions("doc", "default")) > 0))
 
     threads = [threading.Thread(target=reader, args=(s,)) for s in (store, other)]

@@ -250,7 +250,7 @@ def test_catalog_reads_race_with_a_writer_thread(tmp_path):
                     batch = rows.set_column(rows.schema.get_field_index("vkey"), "vkey",
                                             pa.array(range(vk, vk + 3), pa.int64()))
                     vk += 3
-                    with s._lock:
+                    with s.state.lock:
                         s.catalog.append_arrow(batch)
                 done.set()
 

@@ -119,7 +119,7 @@ def test_close_on_a_full_disk_is_typed_and_releases(small_disk):
     except StoreError as exc:
         assert "disk is full" in str(exc)
         FIGURES["faults_injected"] += 1
-    assert store._closed
+    assert store.state.closed
     ballast.unlink()
     assert_intact(path, {m.id: "red before"})
 

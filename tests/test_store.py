@@ -271,7 +271,7 @@ def test_index_catches_up_with_rows_added_behind_its_back(tmp_path):
     added = other.remember(solid("green"))
     other.index.dirty = False  # simulate a writer that never saved its index
     other.table.close()
-    other._closed = True
+    other.state.closed = True
     with MemoryStore(tmp_path / "m", model=enc) as s:
         assert len(s) == 2
         assert s.recall(solid("green"), k=1)[0].id == added.id
@@ -308,7 +308,7 @@ def test_concurrent_writer_is_seen(tmp_path):
     assert len(a) == 3
     import aimemory.store as store_mod
 
-    b._last_refresh -= store_mod.REFRESH_INTERVAL_S  # a reader re-checks after the interval
+    b.state.last_refresh -= store_mod.REFRESH_INTERVAL_S  # a reader re-checks after the interval
     assert b.recall("blue", k=1)[0].memory.content == "blue from a"
     a.close()
     b.close()

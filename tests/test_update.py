@@ -116,7 +116,7 @@ def test_updates_from_another_process_are_seen(tmp_path):
     with MemoryStore(path, model=ColourEncoder()) as writer, MemoryStore(path, model=ColourEncoder()) as other:
         m = writer.remember("red shared")
         other.update(m.id, tags=["seen"])
-        writer._last_refresh = 0  # skip the refresh interval
+        writer.state.last_refresh = 0  # skip the refresh interval
         assert writer.recall("red", k=1, where={"tags": "seen"})[0].id == m.id
         # the writer merges into what the other process stored, never over a stale copy
         assert writer.update(m.id, tags=["more"]).tags == ["seen", "more"]

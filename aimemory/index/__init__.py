@@ -3,7 +3,8 @@
 Two kinds, chosen by :func:`choose_index` from ``MemoryStore(index=...)``:
 
 * ``faiss`` (:mod:`.faiss`): in this process's RAM, exact below ``ann_threshold`` vectors and IVF
-  above, saved beside the table as a cache that is verified, caught up or rebuilt on open;
+  above, saved beside the table as a cache that is verified, caught up or rebuilt on open
+  (:mod:`.flat_search`: its exact search paths; :mod:`.ivf`: IVF training, tuning and probing);
 * ``lance`` (:mod:`.lance`): Lance's ANN index inside the table, shared by every reader of a
   remote store.
 

@@ -203,7 +203,7 @@ class MemoryStore:
         return open_index(self.index_choice, self.table, self.catalog.alive_vkeys(), folder=self.path / INDEX_DIR,
                           table_version=self.table_version, ann_threshold=self.ann_threshold,
                           index_type=self.lance_index_type or self.manifest.extra.get("lance_index_type"),
-                          rebuild=rebuild)
+                          rebuild=rebuild, device=self.placement.device)
 
     def rebuild_index(self) -> None:
         """Rebuild the vector index from the table (e.g. after changing ``ann_threshold``)."""

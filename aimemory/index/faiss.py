@@ -8,7 +8,8 @@ a 1M store reads no vectors and a reader's RAM holds one copy of them); the firs
 process reads it into RAM, since FAISS cannot grow a mapped index.
 
 :mod:`.flat_search` holds the exact search paths over the flat index's storage, :mod:`.ivf` the IVF
-training, tuning and probing.
+training, tuning and probing, and :mod:`.gpu` the optional GPU copy searches run on (see
+:meth:`VectorIndex.place`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 from ..storage.manifest import atomic_write_bytes
 from . import ivf
 from .flat_search import FlatSearch, id_selector
+from .gpu import CPU_DEVICE, GPU_MAX_K, GpuClone, cuda_ordinal, search_device_for
 from .ivf import exact_top as exact_top  # re-exported: tests and tools import it from here
 
 log = logging.getLogger("aimemory.index")
@@ -77,6 +79,8 @@ class VectorIndex:
         self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(dim)) if kind == "flat" else None
         self._flat: FlatSearch | None = None  # flat: exact search paths, cached until add/remove
         self._mapped: Path | None = None  # the file this index is memory-mapped from, if it is
+        self._gpu: GpuClone | None = None  # set by place() when searches run on a GPU
+        self.search_device = CPU_DEVICE  # where unfiltered searches run: "cpu" or "cuda:N"
         self.dirty = False
 
     # -- building ------------------------------------------------------------------------------
@@ -107,10 +111,29 @@ class VectorIndex:
         self.margin = ivf.tune_margin(keys_at, vectors, vkeys, rng)
         return self.margin
 
+    def place(self, device: str) -> str:
+        """Run unfiltered searches on the GPU of ``device`` (a placement's, e.g. ``"cuda:0"``) when it
+        is a CUDA device and this FAISS build sees it (a GPU build: ``faiss.get_num_gpus() > 0``),
+        else on the CPU -> the search device chosen (also :attr:`search_device`)."""
+        chosen = search_device_for(device)
+        if chosen != self.search_device:
+            ordinal = cuda_ordinal(chosen)
+            self._gpu = None if ordinal is None else GpuClone(ordinal)
+            self.search_device = chosen
+            log.info("FAISS searches run on %s", chosen)
+        return chosen
+
+    @property
+    def gpu_clones(self) -> int:
+        """GPU copies made so far (0 on the CPU): each change of the index costs one on the next search."""
+        return self._gpu.clones if self._gpu is not None else 0
+
     # -- mutation ------------------------------------------------------------------------------
     def _changed(self) -> None:
-        """Drop what was derived from the FAISS index: the flat paths' id map."""
+        """Drop what was derived from the FAISS index: the flat paths' id map, the GPU copy."""
         self._flat = None
+        if self._gpu is not None:
+            self._gpu.drop()
 
     def _own(self) -> None:
         """Read a memory-mapped index into RAM before changing it (FAISS aborts the process when
@@ -198,6 +221,10 @@ class VectorIndex:
         k = max(1, min(k, self.ntotal)) if self.ntotal else 1
         if self.ntotal == 0:
             return (np.full((len(queries), 0), -np.inf, np.float32), np.full((len(queries), 0), -1, np.int64))
+        if allowed is None and self._gpu is not None and k <= GPU_MAX_K:
+            found = self._gpu_search(queries, k)
+            if found is not None:
+                return found
         if self.kind == "flat" and allowed is None and len(queries) == 1:
             return self._flat_search().scan(queries, k)
         if self.kind == "flat" and allowed is not None and len(allowed) <= SUBSET_SHARE * self.ntotal:
@@ -212,6 +239,24 @@ class VectorIndex:
         params = None if sel is None else faiss.SearchParameters(sel=sel)
         scores, keys = self._index.search(queries, k, params=params)
         return scores, keys
+
+    def _gpu_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """An unfiltered search on the GPU copy, with the CPU's settings; None when the CPU must
+        serve it (IVF lists past the GPU's limit). A GPU failure moves searches to the CPU for good."""
+        gpu = self._gpu
+        assert gpu is not None
+        try:
+            if self.kind == "flat":
+                scores, keys = gpu.index_for(self._index).search(queries, k)
+                return scores, keys
+            lists, list_scores = self.search_lists(queries, self.nprobe_for(self.ntotal))  # the CPU's lists
+            if lists.shape[1] > GPU_MAX_K:
+                return None
+            return ivf.search_preassigned(gpu.index_for(self._index), queries, k, lists, list_scores)
+        except Exception as exc:  # a GPU build that cannot copy or search this index: the CPU can
+            log.warning("FAISS search on %s failed (%s); searching on the CPU from now on", self.search_device, exc)
+            self._gpu, self.search_device = None, CPU_DEVICE
+            return None
 
     def _flat_search(self) -> FlatSearch:
         if self._flat is None:

@@ -205,3 +205,12 @@ def test_open_index_places_faiss_and_saves_the_cpu_index(fake_gpus, tmp_path):
         assert lance.search_device == "cpu"
     finally:
         table.close()
+
+
+def test_an_environment_switch_keeps_searches_on_the_cpu(fake_gpus, monkeypatch, data):
+    monkeypatch.setenv("AIMEMORY_FAISS_GPU", "0")
+    vectors, keys, queries = data
+    index = VectorIndex.build(vectors, keys)
+    assert index.place("cuda") == "cpu"
+    index.search(queries, 10)
+    assert fake_gpus.clones == []

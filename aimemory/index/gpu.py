@@ -9,13 +9,18 @@ rounding. Filtered searches (FAISS's GPU indexes take no id selector), k or list
 limit, and any GPU failure use the CPU.
 
 The plain ``faiss-cpu`` package reports no GPUs (``faiss.get_num_gpus() == 0``), so none of this
-runs there. It was written against FAISS's documented GPU entry points (``StandardGpuResources``,
-``index_cpu_to_gpu``) and tested with them replaced by CPU stand-ins; no GPU build ran it here.
+runs there; ``AIMEMORY_FAISS_GPU=0`` keeps searches on the CPU with a GPU build too. The tests
+replace FAISS's GPU entry points (``StandardGpuResources``, ``index_cpu_to_gpu``) with CPU
+stand-ins; ``benchmarks/bench_index_gpu.py`` compares against the CPU on a real GPU build (same
+top-10 on an H200, see benchmarks/README.md). A GPU build without kernels for the GPU at hand
+aborts the process inside FAISS on the first copy (an assertion, not an exception): no fallback
+can catch that, so such a build needs ``AIMEMORY_FAISS_GPU=0``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
@@ -23,6 +28,7 @@ log = logging.getLogger("aimemory.index")
 
 GPU_MAX_K = 2048  # FAISS's GPU k-selection limit: k and IVF lists probed per query at most
 CPU_DEVICE = "cpu"
+GPU_ENV = "AIMEMORY_FAISS_GPU"  # "0": FAISS searches stay on the CPU whatever the placement
 
 _resources: dict[int, Any] = {}  # GPU ordinal -> StandardGpuResources: one per process (each reserves memory)
 _resources_lock = threading.Lock()
@@ -50,9 +56,10 @@ def cuda_ordinal(device: str) -> int | None:
 
 def search_device_for(device: str) -> str:
     """Where FAISS searches run for a store placed on ``device``: ``"cuda:N"`` when that is a CUDA
-    device and this FAISS build sees it, else ``"cpu"`` (any device, with ``faiss-cpu``)."""
+    device and this FAISS build sees it, else ``"cpu"`` (any device with ``faiss-cpu``, or with
+    ``AIMEMORY_FAISS_GPU=0``)."""
     ordinal = cuda_ordinal(device)
-    if ordinal is None:
+    if ordinal is None or os.environ.get(GPU_ENV, "").strip() == "0":
         return CPU_DEVICE
     try:
         gpus = gpu_count()

@@ -103,7 +103,7 @@ def stats(store: "MemoryStore") -> dict[str, Any]:
         "vectors": int(catalog.alive.sum()), "namespaces": catalog.namespaces(),
         "views": dict(zip(kinds.tolist(), counts.tolist())),
         "index": {"kind": store.index.kind, "vectors": store.index.ntotal, "nprobe": store.index.nprobe,
-                  "why": store.index_why},
+                  "why": store.index_why, "search_device": store.index.search_device},
         "table_version": store.table.version,
         "device": store.placement.device, "compute": store.placement.compute,
         "ocr": {"enabled": store.ocr is not None, "status": store.ocr_status},

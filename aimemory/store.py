@@ -92,6 +92,7 @@ class MemoryStore(StateAttributes):
         # torch has no network to place: asking torch about GPUs would import it (seconds) for nothing
         self.placement = CPU if isinstance(model, Encoder) and "torch" not in sys.modules and device == "auto" \
             else resolve_placement(device)
+        self.state.search_device = self.placement.device
         encoder = load_encoder(model, precision=precision)
         manifest = self.state.own_manifest(manifest, encoder.model_id, encoder.dim, precision,
                                            model_source(model, encoder))

@@ -106,6 +106,7 @@ class StoreState:
         self.index_choice, self.index_why = choose_index(index, self.path)
         self.lance_index_type = lance_index_type(index)
         self.ann_threshold = ann_threshold
+        self.search_device = "cpu"  # the store's device: FAISS searches there when FAISS is a GPU build
         self.writes = WriteLock(self.path, self.refresh_for_write)
         self.lock = self.writes.threads
         self.closed = False
@@ -165,7 +166,7 @@ class StoreState:
         return open_index(self.index_choice, self.table, self.catalog.alive_vkeys(), folder=self.path / INDEX_DIR,
                           table_version=self.table_version, ann_threshold=self.ann_threshold,
                           index_type=self.lance_index_type or self.manifest.extra.get("lance_index_type"),
-                          rebuild=rebuild)
+                          rebuild=rebuild, device=self.search_device)
 
     # -- saving --------------------------------------------------------------------------------
     def save_index(self) -> None:

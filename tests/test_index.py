@@ -17,7 +17,7 @@ from aimemory.index.tuning import near_queries, recall_at_k  # noqa: E402
 from aimemory.storage import VectorTable  # noqa: E402
 
 N, DIM = 200, 16
-PROTOCOL = ("kind", "nprobe", "ntotal", "dirty", "keys", "add", "remove", "search", "save")
+PROTOCOL = ("kind", "nprobe", "ntotal", "dirty", "search_device", "keys", "add", "remove", "search", "save")
 
 
 @pytest.fixture

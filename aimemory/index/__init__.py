@@ -3,7 +3,9 @@
 Two kinds, chosen by :func:`choose_index` from ``MemoryStore(index=...)``:
 
 * ``faiss`` (:mod:`.faiss`): in this process's RAM, exact below ``ann_threshold`` vectors and IVF
-  above, saved beside the table as a cache that is verified, caught up or rebuilt on open;
+  above, saved beside the table as a cache that is verified, caught up or rebuilt on open
+  (:mod:`.flat_search`: its exact search paths; :mod:`.ivf`: IVF training, tuning and probing;
+  :mod:`.gpu`: searches on a CUDA GPU when a GPU build of FAISS is installed);
 * ``lance`` (:mod:`.lance`): Lance's ANN index inside the table, shared by every reader of a
   remote store.
 
@@ -35,6 +37,7 @@ class StoreIndex(Protocol):
     """What the store asks of its vector index: keys are the table's ``vkey`` values."""
 
     dirty: bool  # changed since the last save
+    search_device: str  # where searches run: "cpu", or "cuda:N" for FAISS on a GPU (see VectorIndex.place)
 
     @property
     def kind(self) -> str: ...  # "flat", "ivf", "lance-ivf_pq", "lance-exact"...
@@ -59,21 +62,22 @@ class StoreIndex(Protocol):
 
 def open_index(kind: str, table: "VectorTable", alive_vkeys: np.ndarray, *, folder: Path, table_version: int,
                ann_threshold: int = ANN_THRESHOLD, index_type: str | None = None,
-               rebuild: bool = False) -> StoreIndex:
+               rebuild: bool = False, device: str = "cpu") -> StoreIndex:
     """The index of ``kind`` (``"faiss"`` or ``"lance"``, from :func:`choose_index`) over ``table``'s
     live vectors (``alive_vkeys``): FAISS's saved copy in ``folder`` when it matches
     ``table_version``, caught up when it does not, rebuilt when it is unusable; Lance's index in the
-    table, refreshed. ``rebuild``: build anew. ``index_type``: the Lance index type (IVF_PQ...)."""
+    table, refreshed. ``rebuild``: build anew. ``index_type``: the Lance index type (IVF_PQ...).
+    ``device``: the store's placement device; FAISS searches run on that GPU when it is CUDA and
+    FAISS is a GPU build (see :meth:`VectorIndex.place`), Lance's on the CPU."""
     if kind == "lance":
         return LanceIndex.open(table, len(alive_vkeys), index_type, rebuild=rebuild)
-    if not rebuild:
-        loaded = _load_caught_up(table, alive_vkeys, folder, table_version)
-        if loaded is not None:
-            return loaded
-    keys, vectors = table.vectors_for(None)
-    alive = np.isin(keys, alive_vkeys)
-    index = VectorIndex.build(vectors[alive], keys[alive], ann_threshold=ann_threshold)
-    index.dirty = True
+    index = None if rebuild else _load_caught_up(table, alive_vkeys, folder, table_version)
+    if index is None:
+        keys, vectors = table.vectors_for(None)
+        alive = np.isin(keys, alive_vkeys)
+        index = VectorIndex.build(vectors[alive], keys[alive], ann_threshold=ann_threshold)
+        index.dirty = True
+    index.place(device)
     return index
 
 

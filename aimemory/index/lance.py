@@ -129,6 +129,8 @@ def _quiet(query: Any) -> Any:
 class LanceIndex:
     """The store's vector index interface (search/add/remove/save) over Lance's ANN index."""
 
+    search_device = "cpu"  # Lance searches in its own engine, on the CPU
+
     def __init__(self, table: "VectorTable", dim: int, ntotal: int, index_type: str = DEFAULT_TYPE):
         self.table = table
         self.dim = dim

@@ -1,0 +1,148 @@
+"""Exact searches over a flat FAISS index's own storage, and the id selector of filtered searches.
+
+:class:`FlatSearch` reads an ``IndexIDMap2(IndexFlatIP)``'s vectors in place (no copy) and keeps
+its position -> vkey map; it serves the paths where FAISS's own flat search is slow on a busy
+machine: a lone query (one streaming pass), a few queries (a BLAS matvec) and a small allowed
+subset (gather the allowed rows, score only those). :func:`id_selector` builds the selector
+FAISS's filtered search (flat or IVF) skips disallowed rows with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+BATCH_SELECTOR_MAX = 64  # allowed sets smaller than max key / this use a hash set, larger a bitmap
+SCAN_BLOCK = 65_536  # rows scored per block by a lone exact query (256 KB of scores stay in cache)
+
+
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+class FlatSearch:
+    """Exact top-k over an ``IndexIDMap2(IndexFlatIP)`` ``index`` of ``dim``-d unit vectors.
+    Caches the position -> vkey map: make a new one whenever the index changes."""
+
+    def __init__(self, index: Any, dim: int):
+        self.index = index
+        self.dim = dim
+        self.ids: np.ndarray | None = None  # position -> vkey
+        self.id_order: np.ndarray | None = None  # argsort of ids, built on first use
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def rows(self) -> np.ndarray:
+        """The flat index's own vectors (n, d), no copy, and its position -> vkey map (cached).
+        Read anew per search: FAISS may move its storage when vectors are added."""
+        faiss = _faiss()
+        n = self.ntotal
+        flat = faiss.downcast_index(self.index.index)
+        if self.ids is None or len(self.ids) != n:
+            self.ids = faiss.vector_to_array(self.index.id_map).astype(np.int64, copy=False)
+            self.id_order = None
+        rows: np.ndarray = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
+        return rows
+
+    def scan(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k for one query (1, d) in one streaming pass: FAISS's SIMD inner products over
+        a block of rows, then a k-heap over the block's scores while they are in cache. On one
+        thread this runs near the memory bandwidth (a BLAS matvec on two threads stalled on a busy
+        machine, and a top-k over all n scores afterwards re-read them from memory)."""
+        faiss = _faiss()
+        rows, n = self.rows(), self.ntotal
+        assert self.ids is not None
+        scores, found = np.full(k, -np.inf, np.float32), np.full(k, -1, np.int64)
+        heap = faiss.float_minheap_array_t()  # all -inf is already a valid heap: no heapify
+        heap.nh, heap.k, heap.val, heap.ids = 1, k, faiss.swig_ptr(scores), faiss.swig_ptr(found)
+        block = np.empty(min(SCAN_BLOCK, n), np.float32)  # (b,) scores of one block of rows
+        q = faiss.swig_ptr(query)
+        for start in range(0, n, SCAN_BLOCK):
+            m = min(SCAN_BLOCK, n - start)
+            faiss.fvec_inner_products_ny(faiss.swig_ptr(block), q, faiss.swig_ptr(rows[start:start + m]), self.dim, m)
+            heap.addn(m, faiss.swig_ptr(block), start)
+        # best first in numpy: FAISS's heapify / reorder open an OpenMP region each, which on a busy
+        # machine waits milliseconds for its threads to sort k numbers
+        order = np.lexsort((found, -scores))
+        scores, found = scores[order], found[order]
+        keys = np.where(found >= 0, self.ids[np.maximum(found, 0)], -1)
+        return scores[None], keys[None]
+
+    def subset(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k among the ``allowed`` vkeys only: gather their rows from the flat storage and
+        score them in one matmul (the same results as a selector search, which scans every row)."""
+        rows = self.rows()  # (n, d)
+        position = self.positions(np.asarray(allowed, np.int64))  # (m,), -1 where not held
+        held = position >= 0
+        keys, position = np.asarray(allowed, np.int64)[held], position[held]
+        k_out = k
+        k = min(k, len(keys))
+        if k == 0:
+            return (np.full((len(queries), k_out), -np.inf, np.float32), np.full((len(queries), k_out), -1, np.int64))
+        gathered = rows[position]  # (m, d)
+        if len(queries) == 1:  # FAISS's SIMD loop on this thread: a BLAS call wakes its threads,
+            faiss = _faiss()   # which on a busy machine costs more than the 1-10k rows it scores
+            scores = np.empty((1, len(keys)), np.float32)  # (1, m)
+            faiss.fvec_inner_products_ny(faiss.swig_ptr(scores), faiss.swig_ptr(queries[0]),
+                                         faiss.swig_ptr(gathered), self.dim, len(keys))
+        else:
+            scores = queries @ gathered.T  # (q, m)
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < len(keys) else \
+            np.broadcast_to(np.arange(len(keys)), scores.shape)
+        best = np.take_along_axis(scores, top, 1)
+        best_keys = keys[top]
+        order = np.lexsort((best_keys, -best), axis=1)  # by score, ties by key
+        out_s = np.full((len(queries), k_out), -np.inf, np.float32)
+        out_k = np.full((len(queries), k_out), -1, np.int64)
+        out_s[:, :k] = np.take_along_axis(best, order, 1)
+        out_k[:, :k] = np.take_along_axis(best_keys, order, 1)
+        return out_s, out_k
+
+    def positions(self, vkeys: np.ndarray) -> np.ndarray:
+        """Flat storage rows of ``vkeys`` (-1 for keys not held), through the cached sorted ids."""
+        self.rows()  # (re)builds self.ids, and drops id_order with it
+        ids = self.ids
+        assert ids is not None
+        if not len(ids):
+            return np.full(len(vkeys), -1, np.int64)
+        if self.id_order is None:  # adds come in increasing keys: usually sorted already
+            self.id_order = np.arange(len(ids)) if bool(np.all(ids[1:] > ids[:-1])) \
+                else np.argsort(ids, kind="stable")
+        at = np.minimum(np.searchsorted(ids, vkeys, sorter=self.id_order), len(ids) - 1)
+        pos = self.id_order[at]
+        return np.where(ids[pos] == vkeys, pos, -1)
+
+    def blas(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k for a few queries by a BLAS matvec over the flat index's own storage (no
+        copy). FAISS scans a lone query on one thread and then opens an OpenMP region just to map
+        ids, which stalls on a busy machine; sgemv uses every BLAS thread at memory bandwidth."""
+        xb = self.rows()  # (n, d)
+        assert self.ids is not None
+        scores = (xb @ queries[0])[None] if len(queries) == 1 else (xb @ queries.T).T  # (q, n)
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        best = np.take_along_axis(scores, top, 1)
+        order = np.argsort(-best, axis=1, kind="stable")
+        return (np.ascontiguousarray(np.take_along_axis(best, order, 1)),
+                self.ids[np.take_along_axis(top, order, 1)])
+
+
+def id_selector(allowed: np.ndarray) -> object:
+    """A FAISS id selector for the sorted int64 keys ``allowed``: a bitmap over the key range when
+    the set is large (built in a few ms at 1M keys, where a hash set takes tens of ms per query),
+    else a hash set. The bitmap's bytes stay alive as an attribute of the selector."""
+    faiss = _faiss()
+    allowed = np.asarray(allowed, dtype=np.int64)
+    top = int(allowed[-1]) if len(allowed) else 0
+    if len(allowed) * BATCH_SELECTOR_MAX < top or top < 0 or (len(allowed) and allowed[0] < 0):
+        return faiss.IDSelectorBatch(allowed)
+    bits = np.zeros(top + 1, dtype=bool)
+    bits[allowed] = True
+    packed = np.packbits(bits, bitorder="little")  # bit (key & 7) of byte (key >> 3), as FAISS reads it
+    sel = faiss.IDSelectorBitmap(len(packed), faiss.swig_ptr(packed))
+    sel.bitmap_bytes = packed  # keep the buffer alive with the selector
+    return sel

@@ -1,0 +1,187 @@
+"""The IVF side of the FAISS index: training the lists, tuning ``nprobe`` and the centroid-score
+margin against exact search, picking the lists each query probes, and reading keys and vectors back
+out of the lists.
+
+Functions take the raw FAISS index (an ``IndexIVFFlat``); :class:`.faiss.VectorIndex` holds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Callable
+
+import numpy as np
+
+from .tuning import FAISS_TUNING_QUERIES, TARGET_RECALL, TUNING_MARGIN, far_queries, near_queries, recall_at_k
+
+log = logging.getLogger("aimemory.index")
+
+NPROBE_CANDIDATES = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+SCORE_MARGINS = (0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.15)  # tried in order, see tune_margin
+ADAPTIVE_MAX_LISTS = 16  # x nprobe: the most lists a query far from every list probes
+TRUTH_CHUNK = 65_536  # rows per block when computing exact top-k for tuning (bounded extra memory)
+TUNE_K = 10  # recall@10 is what tuning measures
+
+
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+def train_ivf(vectors: np.ndarray, vkeys: np.ndarray, rng: np.random.Generator, seed: int) -> Any:
+    """An ``IndexIVFFlat`` (inner product) trained on a sample of ``vectors`` (n, d) and holding
+    all of them under ``vkeys`` (n,)."""
+    faiss = _faiss()
+    n, dim = vectors.shape
+    # FAISS wants >= 39 points per centroid; at least one list, or every search fails (nprobe 0)
+    nlist = max(1, int(min(max(64, 4 * np.sqrt(n)), n // 39)))
+    quantizer = faiss.IndexFlatIP(dim)
+    ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    train = vectors[rng.choice(n, size=min(n, nlist * 64), replace=False)]
+    ivf.cp.seed = seed
+    ivf.train(np.ascontiguousarray(train, dtype=np.float32))
+    ivf.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(vkeys, np.int64))
+    return ivf
+
+
+def tune_nprobe(index: Any, vectors: np.ndarray, vkeys: np.ndarray, rng: np.random.Generator) -> int:
+    """Smallest nprobe whose recall@10 against exact search reaches TARGET_RECALL (plus a
+    margin) on queries drawn near stored vectors, which is where real queries land."""
+    faiss = _faiss()
+    n = len(vectors)
+    queries = near_queries(vectors[rng.choice(n, size=min(FAISS_TUNING_QUERIES, n), replace=False)], rng)
+    want = np.asarray(vkeys, dtype=np.int64)[exact_top(vectors, queries, TUNE_K)]
+    ivf = faiss.extract_index_ivf(index)
+    for nprobe in NPROBE_CANDIDATES:
+        if nprobe >= ivf.nlist:
+            break
+        _, got = index.search(queries, TUNE_K, params=faiss.SearchParametersIVF(nprobe=nprobe))
+        recall = recall_at_k(got, want)
+        if recall >= TARGET_RECALL + TUNING_MARGIN:
+            log.info("IVF nlist=%d tuned to nprobe=%d (recall@10 %.3f)", ivf.nlist, nprobe, recall)
+            return nprobe
+    return int(ivf.nlist)
+
+
+def tune_margin(keys_at: Callable[[np.ndarray, float], np.ndarray], vectors: np.ndarray, vkeys: np.ndarray,
+                rng: np.random.Generator) -> float:
+    """Smallest centroid-score margin (see :func:`probe_lists`) whose recall@10 reaches the target
+    on queries far from every stored vector (random directions: the worst case, and where a text
+    query lands among photos); the last one tried when none does. ``keys_at(queries, margin)`` ->
+    the top-10 keys (q, 10) of a search at that margin. Near queries need no margin: their best
+    list stands far ahead of the rest, so the margin adds no lists for them."""
+    n, dim = vectors.shape
+    queries = far_queries(rng, min(FAISS_TUNING_QUERIES, n), dim)
+    want = np.asarray(vkeys, dtype=np.int64)[exact_top(vectors, queries, TUNE_K)]
+    recall, margin = 0.0, 0.0
+    for margin in SCORE_MARGINS:
+        recall = recall_at_k(keys_at(queries, margin), want)
+        if recall >= TARGET_RECALL + TUNING_MARGIN:
+            break
+    log.info("IVF tuned to a centroid margin of %.2f for far queries (recall@10 %.3f)", margin, recall)
+    return margin
+
+
+def probe_lists(index: Any, queries: np.ndarray, nprobe: int, tuned_nprobe: int, margin: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The IVF lists each query probes -> (lists (q, m) int64 with -1 for none, their centroid
+    scores (q, m)): the ``nprobe`` best, plus every list whose centroid scores within ``margin``
+    of the best one, up to ADAPTIVE_MAX_LISTS x ``tuned_nprobe``. A query near stored vectors has
+    one clear best list and probes ``nprobe``; a query far from all of them (a text query among
+    photos) sees flat centroid scores and probes more, which is what keeps its recall."""
+    ivf = _faiss().extract_index_ivf(index)
+    most = min(int(ivf.nlist), max(nprobe, ADAPTIVE_MAX_LISTS * tuned_nprobe) if margin else nprobe)
+    list_scores, lists = ivf.quantizer.search(queries, most)  # (q, most) each, best first
+    if margin and most > nprobe:
+        near = list_scores >= list_scores[:, :1] - margin
+        near[:, :nprobe] = True
+        lists = np.where(near, lists, -1)
+        lists = np.ascontiguousarray(lists[:, :max(nprobe, int(near.sum(axis=1).max()))])
+        list_scores = np.ascontiguousarray(list_scores[:, :lists.shape[1]])
+    return np.ascontiguousarray(lists, dtype=np.int64), np.ascontiguousarray(list_scores, dtype=np.float32)
+
+
+def search_preassigned(ivf: Any, queries: np.ndarray, k: int, lists: np.ndarray, list_scores: np.ndarray,
+                       sel: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Scan the given ``lists`` (q, m) (-1: skip) of the IVF index ``ivf`` for ``queries`` (q, d)
+    float32 -> (scores (q, k), vkeys (q, k)); ``sel``: an id selector, or None."""
+    faiss = _faiss()
+    scores = np.empty((len(queries), k), np.float32)
+    keys = np.empty((len(queries), k), np.int64)
+    params = faiss.SearchParametersIVF(nprobe=lists.shape[1]) if sel is None \
+        else faiss.SearchParametersIVF(nprobe=lists.shape[1], sel=sel)
+    ivf.search_preassigned_c(len(queries), faiss.swig_ptr(queries), k, faiss.swig_ptr(lists),
+                             faiss.swig_ptr(list_scores), faiss.swig_ptr(scores), faiss.swig_ptr(keys),
+                             False, params)
+    return scores, keys
+
+
+def scaled_nprobe(index: Any, tuned_nprobe: int, ntotal: int, n_allowed: int) -> int:
+    """Lists a search probes when ``n_allowed`` of the ``ntotal`` vectors may match: the tuned
+    nprobe scaled by the inverse of that fraction, so a filtered search meets about as many allowed
+    vectors as an unfiltered one (a 1% filter probes 100x the lists, up to all: exact)."""
+    nlist = int(_faiss().extract_index_ivf(index).nlist)
+    if n_allowed >= ntotal:
+        return min(tuned_nprobe, nlist)
+    return min(nlist, math.ceil(tuned_nprobe * ntotal / max(n_allowed, 1)))
+
+
+def list_keys(index: Any) -> np.ndarray:
+    """Every vkey the IVF index holds (n,), list by list."""
+    faiss = _faiss()
+    ivf = faiss.extract_index_ivf(index)
+    invlists = ivf.invlists
+    out = []
+    for list_no in range(ivf.nlist):
+        size = invlists.list_size(list_no)
+        if size:
+            ids = faiss.rev_swig_ptr(invlists.get_ids(list_no), size)
+            out.append(np.array(ids, dtype=np.int64))
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def list_vectors(index: Any, keys: np.ndarray, dim: int) -> np.ndarray | None:
+    """(n, dim) float32 vectors of ``keys`` (n,) from the lists, or None when one is missing or the
+    lists do not hold raw float32 vectors. IVF keeps no id -> position map: the keys are looked up
+    list by list (one pass over the ids)."""
+    faiss = _faiss()
+    ivf = faiss.extract_index_ivf(index)
+    invlists = ivf.invlists
+    if invlists.code_size != dim * 4:  # not raw float32 codes (not an IndexIVFFlat)
+        return None
+    out = np.empty((len(keys), dim), np.float32)  # (n, dim)
+    want = {key: i for i, key in enumerate(keys.tolist())}
+    found = 0
+    for list_no in range(ivf.nlist):
+        size = invlists.list_size(list_no)
+        if not size:
+            continue
+        ids = np.array(faiss.rev_swig_ptr(invlists.get_ids(list_no), size), dtype=np.int64)
+        hit = np.flatnonzero(np.isin(ids, keys))
+        if not len(hit):
+            continue
+        codes = np.array(faiss.rev_swig_ptr(invlists.get_codes(list_no), size * invlists.code_size))
+        rows = codes.view(np.float32).reshape(size, dim)  # IndexIVFFlat codes are the vectors
+        for j in hit.tolist():
+            out[want[int(ids[j])]] = rows[j]
+        found += len(hit)
+    return out if found == len(want) == len(keys) else None
+
+
+def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Row numbers (q, k) of the k largest inner products of ``queries`` (q, d) in ``vectors``
+    (n, d), best first, by blocks of rows (no second copy of the vectors)."""
+    best_s = np.full((len(queries), 0), -np.inf, np.float32)
+    best_i = np.zeros((len(queries), 0), np.int64)
+    for start in range(0, len(vectors), TRUTH_CHUNK):
+        block = np.asarray(vectors[start:start + TRUTH_CHUNK], np.float32)
+        scores = queries @ block.T  # (q, m)
+        m = min(k, scores.shape[1])
+        top = np.argpartition(-scores, m - 1, axis=1)[:, :m]
+        best_s = np.concatenate([best_s, np.take_along_axis(scores, top, 1)], axis=1)
+        best_i = np.concatenate([best_i, top + start], axis=1)
+        keep = np.argsort(-best_s, axis=1, kind="stable")[:, :k]
+        best_s, best_i = np.take_along_axis(best_s, keep, 1), np.take_along_axis(best_i, keep, 1)
+    return best_i

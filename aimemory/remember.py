@@ -42,14 +42,17 @@ def remember_items(store: "MemoryStore", items: Sequence[object], result: list[M
     # files decode on a few threads while the batch before them encodes (images are also resized
     # to the model's input there); texts need no threads
     threads = decode_threads() if any(not isinstance(x, str) for x in items) else 1
-    encoder = store.encoder if threads > 1 else None
+    encoder = store.encoder
+    ahead = encoder if threads > 1 else None
+    # photos decode at a reduced scale when the model needs no more; OCR reads small print: full size
+    side = encoder.image_decode_side if encoder is not None and store.ocr is None else None
 
     def decode(i: int) -> Item:
         decoding = (lambda done, total: item_progress(i, "decoding video", done, total)) \
             if item_progress is not None else None
-        item = to_item(items[i], source=sources[i], progress=decoding)
-        if encoder is not None and item.modality == "image":
-            encoder.prepare_image(item.payload)  # type: ignore[arg-type]  # an image item holds a PIL image
+        item = to_item(items[i], source=sources[i], progress=decoding, image_side=side)
+        if ahead is not None and item.modality == "image":
+            ahead.prepare_image(item.payload)  # type: ignore[arg-type]  # an image item holds a PIL image
         return item
 
     for i, (item, failure) in enumerate(ordered(decode, range(len(items)), threads=threads,

@@ -47,3 +47,24 @@ def test_binary_is_still_refused(data):
     assert decode_text(data) is None
     with pytest.raises(UnsupportedInputError, match="Latin-1"):
         to_item(data)
+
+
+def test_jpegs_decode_reduced_to_the_side_an_encoder_asks_for(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from aimemory.inputs import to_item
+
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (1200, 1600, 3), dtype=np.uint8))
+    photo.save(tmp_path / "p.jpg", quality=90)
+    photo.save(tmp_path / "p.png")
+    full = to_item(tmp_path / "p.jpg")
+    for side, size in [(448, (800, 600)), (300, (400, 300)), (150, (200, 150)), (100, (200, 150)), (700, (1600, 1200))]:
+        reduced = to_item(tmp_path / "p.jpg", image_side=side)
+        assert reduced.payload.size == size and reduced.payload.mode == "RGB"  # 1/8 at most
+        assert reduced.content == full.content and reduced.content_hash == full.content_hash
+    assert full.payload.size == (1600, 1200)
+    assert to_item(tmp_path / "p.png", image_side=150).payload.size == (1600, 1200)  # PNG: no reduced decode
+    data = (tmp_path / "p.jpg").read_bytes()
+    assert to_item(data, image_side=448).payload.size == (800, 600)

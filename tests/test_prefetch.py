@@ -130,3 +130,26 @@ def test_normalising_elsewhere_gives_the_same_pixels():
     assert torch.equal(pre(images, device=torch.device("cpu")), pre(images))
     assert CPU.arithmetic_device is None and Placement("mps", "fp16").arithmetic_device is None
     assert Placement("cuda:1", "fp16").arithmetic_device == torch.device("cuda:1")
+
+
+def test_the_store_decodes_photos_to_the_side_its_encoder_asks_for(tmp_path, monkeypatch):
+    from aimemory import MemoryStore
+
+    from conftest import ColourEncoder
+
+    seen = []
+
+    class Asks(ColourEncoder):
+        image_decode_side = 150
+
+        def embed_images(self, images):
+            seen.extend(im.size for im in images)
+            return super().embed_images(images)
+
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (1200, 1600, 3), dtype=np.uint8)).save(tmp_path / "p.jpg")
+    monkeypatch.setenv(prefetch.THREADS_ENV, "2")
+    with MemoryStore(tmp_path / "s", model=Asks(), ocr=False) as store:
+        memory = store.remember(tmp_path / "p.jpg")
+        assert seen == [(200, 150)] and store.ocr is None
+        assert memory.content == (tmp_path / "p.jpg").read_bytes()  # the original bytes are kept

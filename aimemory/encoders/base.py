@@ -110,6 +110,10 @@ class Encoder:
             "configure an audio tower"
         )
 
+    #: the shorter side an image needs when decoded for this encoder; JPEGs decode at a reduced
+    #: scale down to it (None: full size, e.g. for encoders with several crops per image)
+    image_decode_side: int | None = None
+
     def prepare_image(self, image: "Image") -> None:
         """Work on one image that can run ahead of its batch, on a decoding thread (resizing it to
         the model's input); the batch's :meth:`embed_images` then finds it done. Optional."""

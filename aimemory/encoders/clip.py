@@ -28,6 +28,7 @@ from .base import Encoder, l2_normalize
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 BATCH_SIZE = 32
+DECODE_MARGIN = 2  # photos decode (JPEG draft) to at least twice the input side, see image_decode_side
 OLD_HF_EOS = 2  # HF configs before transformers#24773 carry eos_token_id=2 and pool by argmax
 HUB_ID = re.compile(r"\w[\w.-]*/\w[\w.-]*")  # "openai/clip-vit-base-patch32"
 CACHE_ENV = "AIMEMORY_WEIGHTS_CACHE"
@@ -156,6 +157,11 @@ class ClipEncoder(Encoder):
 
     def prepare_image(self, image) -> None:
         self.preprocess.prepare(image)
+
+    @property
+    def image_decode_side(self) -> int:  # type: ignore[override]
+        # twice the input: the bicubic resize after a reduced decode still shrinks >= 2x
+        return DECODE_MARGIN * self.preprocess.size
 
     @torch.inference_mode()
     def embed_images(self, images: Sequence) -> np.ndarray:

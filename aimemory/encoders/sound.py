@@ -163,6 +163,13 @@ class WithSoundTower(Encoder):
     def embed_images(self, images):
         return self.base.embed_images(images)
 
+    def prepare_image(self, image) -> None:
+        self.base.prepare_image(image)
+
+    @property
+    def image_decode_side(self) -> int | None:  # type: ignore[override]
+        return self.base.image_decode_side
+
     def embed_texts(self, texts):
         return self.base.embed_texts(texts)
 

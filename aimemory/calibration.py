@@ -71,6 +71,11 @@ class PairFit:
     mean: float | None = None
     std: float | None = None
     c: float = 0.0  # weight of the raw cosine beside z (both >= 0, so relevance rises with the cosine)
+    #: a secondary view kind (another model's view of the same item) orders a memory only where the
+    #: memory's view of this kind agrees, standing ``agree_z`` or more above its background; else
+    #: the memory is ordered by that view (see :func:`counts`)
+    secondary_to: str | None = None
+    agree_z: float | None = None
 
     def logit(self, z, cosine=0.0) -> np.ndarray:
         return self.a * np.asarray(z, np.float64) + self.c * np.asarray(cosine, np.float64) + self.b
@@ -246,6 +251,24 @@ def background(store: "MemoryStore", mask: np.ndarray | None, keys: np.ndarray |
         sample = cached[1][key] = vectors_for(store, keys)[1] if len(keys) else \
             np.zeros((0, store.encoder.dim), np.float32)
     return sample
+
+
+def counts(fit: PairFit, backing_z: float | None) -> bool:
+    """Whether a view with ``fit`` may order its memory: always for a primary view; a secondary one
+    only when the memory's view of ``fit.secondary_to`` stands ``agree_z`` above its background
+    (``backing_z``: that view's z; None when the memory has no such view, when it counts)."""
+    if fit.secondary_to is None or backing_z is None:
+        return True
+    return fit.agree_z is not None and backing_z >= fit.agree_z
+
+
+def order_key(calibration: Calibration, relevance: float, standing: float, cosine: float) -> tuple[float, ...]:
+    """How recall orders hits (greater first): with a fitted calibration by relevance, ties by the
+    standing (the standardised cosine recall compares plans by) and the cosine; without one by the
+    standing, as a default calibration is only a guess."""
+    if calibration.fitted:
+        return (relevance, standing, cosine)
+    return (standing, cosine)
 
 
 class Relevance:

@@ -69,6 +69,11 @@ SMALL_STORE = 12  # views per pair a query sees in the small-store check (the de
 DRAWING_PENALTY = 0.5  # as aimemory.encoders.offline ranks the drawing plan today
 TAIL = "tail precision (of shrunk)"  # a reported alternative meaning of the threshold, not shipped
 TAIL_LEAD = 20  # the top hits of a pair whose precision is too noisy to map on its own
+#: secondary view kinds (another model's view of an item) -> the kind that must agree before they
+#: order a memory; the agreement threshold (z of that view) is chosen on tune from AGREE_Z (None:
+#: never, the memory is ordered by its primary view)
+SECONDARY = {"image.drawing": "image"}
+AGREE_Z = (0.0, 1.0, 2.0, 3.0, None)
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
@@ -216,14 +221,19 @@ def predict(c: Candidates, method: str, params: dict) -> np.ndarray:
 
 
 def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict,
-               base: dict[str, float] | None = None) -> dict[str, float]:
+               base: dict[str, float] | None = None, agree: dict[str, float | None] | None = None
+               ) -> dict[str, float]:
     """nDCG@10 of text queries (photo and sound captions) over one mixed store: photos (label and
     drawing views), sounds, every caption as a note (the query's own excluded) and voice notes.
     'today' ranks as recall does without calibration; each method ranks by relevance, a memory
     taking its best view's. With ``base`` (pair -> tune base rate), CHOSEN is also ranked with its
     views' evidence combined ("combined"): the best view's log-odds plus, for each other view kind,
     its log-odds minus its pair's base-rate log-odds (naive Bayes), so a view whose calibration is
-    flat (the drawing view of a photo) neither lifts nor sinks a memory."""
+    flat (the drawing view of a photo) neither lifts nor sinks a memory. "recall order" ranks as
+    recall does with a fitted calibration (aimemory.calibration.order_key, counts): by CHOSEN's
+    relevance, ties by today's standing, a secondary view counting only where its memory's view of
+    the kind it is secondary to has z >= ``agree`` (that kind -> threshold; None: never);
+    "recall order, z>=t": the same for each threshold in AGREE_Z (how tune chooses it)."""
     meta = json.loads(str(data["meta"]))
     ph, sn, sp = meta["photos"], meta["sounds"], meta["speech"]
     notes = ph + sn
@@ -246,6 +256,8 @@ def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict,
     rankers = ["today"] + list(params)
     values = {r: np.full((len(notes), n_items), -np.inf) for r in rankers}
     per_kind: dict[str, np.ndarray] = {}  # kind -> (q, items) best log-odds of CHOSEN
+    standing: dict[str, np.ndarray] = {}  # kind -> (q, items) best standing today
+    zs: dict[str, np.ndarray] = {}  # kind -> (q, items) z of the memory's best view of the kind
     shared = np.concatenate([v for k, v, _ in views if k != "image.drawing"])
     for kind, vecs, owner in views:
         q = q_draw if kind == "image.drawing" else q_text
@@ -259,10 +271,14 @@ def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict,
         if kind == "image.drawing":
             today = today - DRAWING_PENALTY
         np.maximum.at(values["today"].T, owner, today.T)
+        standing[kind] = np.full((len(notes), n_items), -np.inf)
+        np.maximum.at(standing[kind].T, owner, np.where(np.isfinite(s), today, -np.inf).T)
         own_bg = s[:, background_idx(s.shape[1])]
         own_bg = np.where(np.isfinite(own_bg), own_bg, 0.0)
         pr = prior.get(f"text x {kind}")
         z = np.stack([standardise(s[i], own_bg[i], pr or (own_bg[i].mean(), own_bg[i].std())) for i in range(len(s))])
+        zs[kind] = np.full((len(notes), n_items), -np.inf)
+        np.maximum.at(zs[kind].T, owner, np.where(np.isfinite(s), z, -np.inf).T)
         qm = _l2(q - means.get(("query", "text", kind), 0))
         gm = _l2(vecs - means.get(("view", kind), 0))
         gap = qm @ gm.T
@@ -274,7 +290,7 @@ def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict,
             rel = 1 / (1 + np.exp(-logit))
             rel = np.where(np.isfinite(s), rel, -np.inf)
             np.maximum.at(values[method].T, owner, rel.T)
-            if method == CHOSEN and base is not None:
+            if method == CHOSEN:
                 best = per_kind.setdefault(kind, np.full((len(notes), n_items), -np.inf))
                 np.maximum.at(best.T, owner, np.where(np.isfinite(s), logit, -np.inf).T)
     if base is not None:
@@ -285,6 +301,10 @@ def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict,
         top = stack.max(0)
         best_evidence = np.take_along_axis(evidence, stack.argmax(0)[None], 0)[0]
         values["combined"] = np.where(np.isfinite(top), top + evidence.sum(0) - best_evidence, -np.inf)
+    thresholds = {f"recall order, z>={t}": {k: t for k in SECONDARY.values()} for t in AGREE_Z}
+    for name, gate in ({"recall order": agree or {}} | thresholds).items():
+        rankers.append(name)
+        values[name] = recall_order(per_kind, standing, zs, gate)
     out = {}
     discount = 1 / np.log2(np.arange(2, 12))
     for r in rankers:
@@ -293,6 +313,28 @@ def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict,
         ideal = np.sort(gain, axis=1)[:, ::-1][:, :10] @ discount
         ok = ideal > 0
         out[r] = float((dcg[ok] / ideal[ok]).mean())
+    return out
+
+
+def recall_order(logits: dict[str, np.ndarray], standing: dict[str, np.ndarray], zs: dict[str, np.ndarray],
+                 agree: dict[str, float | None]) -> np.ndarray:
+    """(q, items) values whose descending order is recall's with a fitted calibration: per memory its
+    most relevant counting view (a SECONDARY view counts where the memory's view of the kind it is
+    secondary to has z >= agree[that kind], or where it has no such view), ties by today's standing."""
+    rel = np.full(next(iter(logits.values())).shape, -np.inf)
+    key = rel.copy()
+    for kind, logit in logits.items():
+        backing = SECONDARY.get(kind)
+        if backing is not None and backing in zs:
+            t = agree.get(backing, -np.inf)
+            has = np.isfinite(zs[backing])
+            logit = np.where(~has | ((zs[backing] >= t) if t is not None else False), logit, -np.inf)
+        better = logit > rel
+        rel, key = np.where(better, logit, rel), np.where(better, standing[kind], key)
+    out = np.empty_like(rel)
+    for i in range(len(rel)):  # lexicographic: relevance, then standing
+        order = np.lexsort((-np.nan_to_num(key[i], neginf=-1e9), -np.nan_to_num(rel[i], neginf=-1e9)))
+        out[i, order] = -np.arange(len(order), dtype=np.float64)
     return out
 
 
@@ -308,6 +350,9 @@ def print_report(res: dict, method_order: list[str]) -> None:
         r = res["methods"][m]
         print(m.ljust(26) + "".join(fmt(r.get(k)).rjust(17) for k in keys))
     print(f"{'before calibration':26}" + "".rjust(17 * 4) + fmt(res["nDCG today"]).rjust(17))
+    print(f"{'recall order (shipped)':26}" + "".rjust(17 * 4) + fmt(res["nDCG recall order"]).rjust(17))
+    print(f"  secondary views count where the view they back agrees at z >= {res['agree z']} "
+          f"(chosen on tune, recall order nDCG@10 per threshold: {res['recall order nDCG tune']})")
     print_spreads(res["methods"], method_order, SWEEP)
     for m in method_order:
         print_pairs(m, res["methods"][m], SWEEP)
@@ -336,7 +381,12 @@ def run(model: str, manifest: Path, log=print, drawing: str = "own", strength: f
         if not m.startswith("gap"):
             table[m]["small-store ECE"] = ece(np.concatenate([predict(c, m, params[m]) for c in small]),
                                               np.concatenate([c.label for c in small]))
-    ndcg = ndcg_mixed(test_data, params, prior, means, {c.name: float(c.label.mean()) for c in tune})
+    # the secondary views' agreement threshold: the recall order's nDCG on tune (ties: the lowest)
+    on_tune = ndcg_mixed(tune_data, params, prior, means)
+    scores = {t: on_tune[f"recall order, z>={t}"] for t in AGREE_Z}
+    best_t = max(AGREE_Z, key=lambda t: (round(scores[t], 4), -AGREE_Z.index(t)))
+    agree = {k: best_t for k in SECONDARY.values()}
+    ndcg = ndcg_mixed(test_data, params, prior, means, {c.name: float(c.label.mean()) for c in tune}, agree)
     for m in METHODS:
         table[m]["nDCG@10 mixed"] = ndcg[m]
     table[CHOSEN]["nDCG@10 mixed, views combined"] = ndcg["combined"]
@@ -346,9 +396,11 @@ def run(model: str, manifest: Path, log=print, drawing: str = "own", strength: f
     res = {"model": model, "tune pairs": sum(len(c.label) for c in tune), "strength": chosen,
            "strength CV": {str(k): round(v, 4) for k, v in losses.items()},
            "test pairs": sum(len(c.label) for c in test), "methods": table, "nDCG today": ndcg["today"],
+           "agree z": best_t, "recall order nDCG tune": {str(t): round(v, 4) for t, v in scores.items()},
+           "nDCG recall order": ndcg["recall order"],
            "params": {m: {k: list(v) for k, v in p.items()} for m, p in params.items()},
            "tune hits": {c.name: [len(c.label), int(c.label.sum())] for c in tune}}
-    return res, {"prior": prior, "params": params}
+    return res, {"prior": prior, "params": params, "agree": agree}
 
 
 def calibration_of(model: str, fitted: dict) -> Calibration:
@@ -360,7 +412,10 @@ def calibration_of(model: str, fitted: dict) -> Calibration:
             continue
         qm, kind = name.split(" x ")
         mean, std = prior[name]
-        pairs[pair_key(qm, kind)] = PairFit(round(a, 4), round(b, 4), round(mean, 4), round(std, 4), round(c, 4))
+        backing = SECONDARY.get(kind)
+        agree = None if backing is None else fitted["agree"].get(backing)
+        pairs[pair_key(qm, kind)] = PairFit(round(a, 4), round(b, 4), round(mean, 4), round(std, 4), round(c, 4),
+                                            backing, agree)
     a, b = fitted["params"]["z, pooled"]["*"]
     return Calibration(model, pairs, PairFit(round(a, 4), round(b, 4)), True)
 

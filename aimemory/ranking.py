@@ -1,14 +1,15 @@
 """How recall ranks the memories its query plans found.
 
-Every hit is calibrated for its pair (query modality x view kind, :mod:`.calibration`), and a memory
-keeps its best view of each kind (a voice note's transcript is judged as speech even where its sound
-view has the higher cosine). The view that ranks the memory is its best by
-:func:`.calibration.order_key` among the views that count (:func:`.calibration.counts`): with a fitted
-calibration the most relevant one, so a mixed list is ordered by one scale whatever the modality;
-without a fit the one that stands out most. A secondary view (another model's view of the same item,
-such as the built-in model's drawing view of a photo) counts only where the memory's backing view
-agrees; when that view was not among the hits it is looked up, so the memory is judged by it.
-"""
+Every hit is calibrated for its pair (query modality x view kind, :mod:`.calibration`); a memory keeps
+its best view of each kind per plan (a voice note's transcript is judged as speech even where its
+sound view has the higher cosine). A memory's relevance is that of its most relevant view that counts
+(:func:`.calibration.counts`), its standing that of its best-standing view, and
+:func:`.calibration.order_key` orders memories by them: with a fitted calibration by relevance (one
+scale whatever the modality) down to the model's floor, then by standing; without a fit by standing.
+A secondary view (another model's view of the same item, such as the built-in model's drawing view
+of a photo) counts only where it stands out (:attr:`.calibration.PairFit.min_z`); a memory none of
+whose found views counts is judged by its view of the kind the secondary one stands in for, looked
+up when it was not among the hits."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import numpy as np
 
-from .calibration import Calibration, PairFit, Relevance, background, counts, order_key
+from .calibration import Calibration, PairFit, Relevance, above_floor, background, counts, order_key
 from .encoders.base import QueryPlan
 from .write_ahead import vectors_for
 
@@ -43,12 +44,12 @@ class PlanRun:
 
 
 class RankedView(NamedTuple):
-    """A memory's best view of one kind: how it orders, its standing, relevance, z and position."""
+    """A view recall found (or looked up): its standing, relevance, z, cosine, position and fit."""
 
-    order: tuple[float, ...]
     standing: float
     relevance: float
     z: float
+    cosine: float
     position: int
     fit: PairFit
 
@@ -65,8 +66,9 @@ class ViewRanking:
         self.store, self.calibration, self.query_modality = store, calibration, query_modality
         self.sample_keys = sample_keys
         self.kind_codes, self.kind_names = store.catalog.codes_of("kind")
+        self.code_of = {name: code for code, name in enumerate(self.kind_names)}
         self.runs: list[PlanRun] = []
-        self.views: dict[str, dict[int, RankedView]] = {}  # id -> kind code -> best view of that kind
+        self.views: dict[str, list[RankedView]] = {}  # id -> its best view of each kind, per run
         self._relevance: dict[tuple[int, int], Relevance] = {}
 
     def relevance(self, run: int, code: int) -> Relevance:
@@ -82,9 +84,8 @@ class ViewRanking:
     def scored(self, run: int, code: int, cosines: np.ndarray, positions: list[int]) -> list[RankedView]:
         """Views of one kind found by one run, (m,) cosines -> their ranked views."""
         rel = self.relevance(run, code)
-        values, zs, standing = rel.of(cosines), rel.z(cosines), self.runs[run].standing(cosines)  # (m,) each
-        return [RankedView(order_key(self.calibration, float(v), float(s), float(c)), float(s), float(v),
-                           float(z), p, rel.fit)
+        (values, zs), standing = rel.judged(cosines), self.runs[run].standing(cosines)  # (m,) each
+        return [RankedView(float(s), float(v), float(z), float(c), p, rel.fit)
                 for v, z, s, c, p in zip(values, zs, standing, cosines, positions)]
 
     def add(self, run: PlanRun, hits: dict[tuple[str, int], tuple[float, int]]) -> None:
@@ -98,49 +99,56 @@ class ViewRanking:
         for code in np.unique(codes).tolist():
             at = np.flatnonzero(codes == code)
             for j, found in zip(at, self.scored(i, code, cosines[at], [positions[j] for j in at])):
-                kept = self.views.setdefault(ids[j], {}).get(code)
-                if kept is None or found.order > kept.order:
-                    self.views[ids[j]][code] = found
+                self.views.setdefault(ids[j], []).append(found)
 
     def ranked(self) -> dict[str, tuple[float, float, int]]:
-        """memory id -> (standing, relevance, position) of the view that ranks it, best first."""
-        best = {mid: self._ranking_view(of_kind) for mid, of_kind in self.views.items()}
-        return {mid: (v.standing, v.relevance, v.position)
-                for mid, v in sorted(best.items(), key=lambda kv: kv[1].order, reverse=True)}
+        """memory id -> (standing, relevance, position), best first: the memory's relevance is that of
+        its most relevant view that counts; the view shown (its standing and position) is that one
+        where relevance orders the memory, else its best-standing view."""
+        lacking = {mid: max(views, key=_standing) for mid, views in self.views.items()
+                   if not any(counts(v.fit, v.z) for v in views)}
+        if lacking:  # their primary views fell below the hits: looked up, so they are judged by them
+            for mid, found in self._look_up(lacking).items():
+                self.views[mid].append(found)
+        out: list[tuple[tuple[float, ...], str, tuple[float, float, int]]] = []
+        for mid, views in self.views.items():
+            judged = max([v for v in views if counts(v.fit, v.z)] or views, key=lambda v: (v.relevance, v.standing))
+            standing = max(views, key=_standing)
+            order = order_key(self.calibration, judged.relevance, standing.standing, standing.cosine)
+            shown = judged if above_floor(order) else standing
+            out.append((order, mid, (shown.standing, judged.relevance, shown.position)))
+        out.sort(key=lambda t: t[0], reverse=True)
+        return {mid: value for _, mid, value in out}
 
-    def _ranking_view(self, of_kind: dict[int, RankedView]) -> RankedView:
-        names = {name: code for code, name in enumerate(self.kind_names)}
-
-        def backing(v: RankedView) -> int | None:
-            return None if v.fit.secondary_to is None else names.get(v.fit.secondary_to)
-
-        for v in list(of_kind.values()):
-            code = backing(v)
-            if code is not None and code not in of_kind:
-                found = self._look_up(v.position, code)
-                if found is not None:
-                    of_kind[code] = found
-        counted = [v for v in of_kind.values()
-                   if counts(v.fit, None if (c := backing(v)) is None or c not in of_kind else of_kind[c].z)]
-        return max(counted or of_kind.values(), key=lambda v: v.order)
-
-    def _look_up(self, position: int, code: int) -> RankedView | None:
-        """The best view of kind ``code`` of the memory at ``position``, scored by the first run that
-        may match it; None when none may (the memory's secondary view then counts on its own)."""
+    def _look_up(self, lacking: dict[str, RankedView]) -> dict[str, RankedView]:
+        """Memory id -> its best view of the kind its secondary view ``lacking[id]`` backs onto,
+        scored by the first run that may match it (one vector read for all); memories without such
+        a view are left out."""
         catalog = self.store.catalog
-        namespace = catalog.get(position, "namespace")
-        siblings = [p for p in catalog.live_positions(catalog.get(position, "id"))
-                    if self.kind_codes[p] == code and catalog.get(p, "namespace") == namespace]
+        wanted: dict[int, str] = {}  # position of a wanted view -> memory id
+        for mid, v in lacking.items():
+            code = self.code_of.get(v.fit.secondary_to or "")
+            namespace = catalog.get(v.position, "namespace")
+            wanted |= {p: mid for p in catalog.live_positions(mid)
+                       if self.kind_codes[p] == code and catalog.get(p, "namespace") == namespace}
+        out: dict[str, RankedView] = {}
         for i, run in enumerate(self.runs):
-            mine = [p for p in siblings if run.allowed[p]]
-            if not mine:
+            mine = np.asarray([p for p, mid in wanted.items() if run.allowed[p] and mid not in out], np.int64)
+            if not len(mine):
                 continue
-            vkeys = catalog.array("vkey")[mine]  # (m,)
-            keys, vectors = vectors_for(self.store, vkeys)  # (m',), (m', dim)
-            if not len(keys):
-                return None
-            cosines = vectors @ np.asarray(run.plan.vector, np.float32)  # (m',)
-            best = int(np.argmax(cosines))
-            at = mine[int(np.flatnonzero(vkeys == keys[best])[0])]
-            return self.scored(i, code, cosines[best:best + 1].astype(np.float64), [at])[0]
-        return None
+            keys, vectors = vectors_for(self.store, catalog.array("vkey")[mine])  # (m,), (m, dim)
+            at = mine[np.argsort(catalog.array("vkey")[mine])][np.searchsorted(
+                np.sort(catalog.array("vkey")[mine]), keys)]  # (m,) the position of each key read
+            cosines = (vectors @ np.asarray(run.plan.vector, np.float32)).astype(np.float64)  # (m,)
+            codes = self.kind_codes[at]
+            for code in np.unique(codes).tolist():
+                sel = np.flatnonzero(codes == code)
+                for j, found in zip(sel, self.scored(i, code, cosines[sel], at[sel].tolist())):
+                    mid = wanted[int(at[j])]
+                    if mid not in out or found.relevance > out[mid].relevance:
+                        out[mid] = found
+        return out
+
+
+def _standing(v: RankedView) -> tuple[float, float]:
+    return (v.standing, v.cosine)

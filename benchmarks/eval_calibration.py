@@ -69,11 +69,15 @@ SMALL_STORE = 12  # views per pair a query sees in the small-store check (the de
 DRAWING_PENALTY = 0.5  # as aimemory.encoders.offline ranks the drawing plan today
 TAIL = "tail precision (of shrunk)"  # a reported alternative meaning of the threshold, not shipped
 TAIL_LEAD = 20  # the top hits of a pair whose precision is too noisy to map on its own
-#: secondary view kinds (another model's view of an item) -> the kind that must agree before they
-#: order a memory; the agreement threshold (z of that view) is chosen on tune from AGREE_Z (None:
-#: never, the memory is ordered by its primary view)
+#: secondary view kinds (another model's view of an item, noise on the tune photos) -> the kind they
+#: stand in for; a secondary view orders its memory only from a z (its standing above its
+#: background) chosen on tune from MIN_Z (None: never, the memory is ordered by its primary view)
 SECONDARY = {"image.drawing": "image"}
-AGREE_Z = (0.0, 1.0, 2.0, 3.0, None)
+MIN_Z = (0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, None)
+#: relevance floors below which recall orders by standing: the highest whose tune nDCG is within
+#: FLOOR_SLACK of the best is shipped (below it, relevance mostly tells the pairs' base rates apart)
+FLOORS = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
+FLOOR_SLACK = 0.001
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
@@ -221,8 +225,8 @@ def predict(c: Candidates, method: str, params: dict) -> np.ndarray:
 
 
 def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict,
-               base: dict[str, float] | None = None, agree: dict[str, float | None] | None = None
-               ) -> dict[str, float]:
+               base: dict[str, float] | None = None, min_z: dict[str, float | None] | None = None,
+               floor: float = 0.0) -> dict[str, float]:
     """nDCG@10 of text queries (photo and sound captions) over one mixed store: photos (label and
     drawing views), sounds, every caption as a note (the query's own excluded) and voice notes.
     'today' ranks as recall does without calibration; each method ranks by relevance, a memory
@@ -231,9 +235,10 @@ def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict,
     its log-odds minus its pair's base-rate log-odds (naive Bayes), so a view whose calibration is
     flat (the drawing view of a photo) neither lifts nor sinks a memory. "recall order" ranks as
     recall does with a fitted calibration (aimemory.calibration.order_key, counts): by CHOSEN's
-    relevance, ties by today's standing, a secondary view counting only where its memory's view of
-    the kind it is secondary to has z >= ``agree`` (that kind -> threshold; None: never);
-    "recall order, z>=t": the same for each threshold in AGREE_Z (how tune chooses it)."""
+    relevance, ties by today's standing, a secondary view counting only from z >= ``min_z`` (its
+    kind -> threshold; None: never), memories below ``floor`` after, by standing; "recall order,
+    z>=t" / "recall order, floor f": the same for each threshold in MIN_Z (no floor) / each floor in
+    FLOORS (with ``min_z``), how tune chooses them."""
     meta = json.loads(str(data["meta"]))
     ph, sn, sp = meta["photos"], meta["sounds"], meta["speech"]
     notes = ph + sn
@@ -301,10 +306,12 @@ def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict,
         top = stack.max(0)
         best_evidence = np.take_along_axis(evidence, stack.argmax(0)[None], 0)[0]
         values["combined"] = np.where(np.isfinite(top), top + evidence.sum(0) - best_evidence, -np.inf)
-    thresholds = {f"recall order, z>={t}": {k: t for k in SECONDARY.values()} for t in AGREE_Z}
-    for name, gate in ({"recall order": agree or {}} | thresholds).items():
+    variants = {"recall order": (min_z or {}, floor)}
+    variants |= {f"recall order, z>={t}": ({k: t for k in SECONDARY}, 0.0) for t in MIN_Z}
+    variants |= {f"recall order, floor {f}": (min_z or {}, f) for f in FLOORS}
+    for name, (gate, f) in variants.items():
         rankers.append(name)
-        values[name] = recall_order(per_kind, standing, zs, gate)
+        values[name] = recall_order(per_kind, standing, zs, gate, float(np.log(f / (1 - f))) if f else -np.inf)
     out = {}
     discount = 1 / np.log2(np.arange(2, 12))
     for r in rankers:
@@ -317,23 +324,27 @@ def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict,
 
 
 def recall_order(logits: dict[str, np.ndarray], standing: dict[str, np.ndarray], zs: dict[str, np.ndarray],
-                 agree: dict[str, float | None]) -> np.ndarray:
+                 min_z: dict[str, float | None], floor_logit: float = -np.inf) -> np.ndarray:
     """(q, items) values whose descending order is recall's with a fitted calibration: per memory its
-    most relevant counting view (a SECONDARY view counts where the memory's view of the kind it is
-    secondary to has z >= agree[that kind], or where it has no such view), ties by today's standing."""
+    most relevant counting view (a SECONDARY view counts from z >= min_z[its kind]; every memory of
+    the mixed lists has a primary view), ties by today's standing; memories whose relevance is under
+    the floor after those above it, by their best standing over all views (as recall orders them)."""
     rel = np.full(next(iter(logits.values())).shape, -np.inf)
     key = rel.copy()
     for kind, logit in logits.items():
-        backing = SECONDARY.get(kind)
-        if backing is not None and backing in zs:
-            t = agree.get(backing, -np.inf)
-            has = np.isfinite(zs[backing])
-            logit = np.where(~has | ((zs[backing] >= t) if t is not None else False), logit, -np.inf)
+        if kind in SECONDARY:
+            t = min_z.get(kind, -np.inf)
+            logit = np.where(zs[kind] >= t, logit, -np.inf) if t is not None else np.full_like(logit, -np.inf)
         better = logit > rel
         rel, key = np.where(better, logit, rel), np.where(better, standing[kind], key)
+    best = np.max(np.stack(list(standing.values())), 0)  # (q, items) best standing of any view
+    above = rel >= floor_logit
+    first = np.where(above, rel, best)  # above the floor by relevance, below by standing
+    key = np.where(above, key, best)
     out = np.empty_like(rel)
-    for i in range(len(rel)):  # lexicographic: relevance, then standing
-        order = np.lexsort((-np.nan_to_num(key[i], neginf=-1e9), -np.nan_to_num(rel[i], neginf=-1e9)))
+    for i in range(len(rel)):  # lexicographic: above the floor, then relevance or standing, then standing
+        order = np.lexsort((-np.nan_to_num(key[i], neginf=-1e9), -np.nan_to_num(first[i], neginf=-1e9),
+                            -above[i].astype(np.int64)))
         out[i, order] = -np.arange(len(order), dtype=np.float64)
     return out
 
@@ -351,8 +362,10 @@ def print_report(res: dict, method_order: list[str]) -> None:
         print(m.ljust(26) + "".join(fmt(r.get(k)).rjust(17) for k in keys))
     print(f"{'before calibration':26}" + "".rjust(17 * 4) + fmt(res["nDCG today"]).rjust(17))
     print(f"{'recall order (shipped)':26}" + "".rjust(17 * 4) + fmt(res["nDCG recall order"]).rjust(17))
-    print(f"  secondary views count where the view they back agrees at z >= {res['agree z']} "
+    print(f"  secondary views order their memory from z >= {res['secondary min z']} "
           f"(chosen on tune, recall order nDCG@10 per threshold: {res['recall order nDCG tune']})")
+    print(f"  below relevance {res['order floor']} by standing (the highest floor within {FLOOR_SLACK} of the "
+          f"best on tune: {res['recall order floor nDCG tune']})")
     print_spreads(res["methods"], method_order, SWEEP)
     for m in method_order:
         print_pairs(m, res["methods"][m], SWEEP)
@@ -381,12 +394,16 @@ def run(model: str, manifest: Path, log=print, drawing: str = "own", strength: f
         if not m.startswith("gap"):
             table[m]["small-store ECE"] = ece(np.concatenate([predict(c, m, params[m]) for c in small]),
                                               np.concatenate([c.label for c in small]))
-    # the secondary views' agreement threshold: the recall order's nDCG on tune (ties: the lowest)
+    # the secondary views' threshold: the recall order's nDCG on tune (ties: the lowest)
     on_tune = ndcg_mixed(tune_data, params, prior, means)
-    scores = {t: on_tune[f"recall order, z>={t}"] for t in AGREE_Z}
-    best_t = max(AGREE_Z, key=lambda t: (round(scores[t], 4), -AGREE_Z.index(t)))
-    agree = {k: best_t for k in SECONDARY.values()}
-    ndcg = ndcg_mixed(test_data, params, prior, means, {c.name: float(c.label.mean()) for c in tune}, agree)
+    scores = {t: on_tune[f"recall order, z>={t}"] for t in MIN_Z}
+    best_t = max(MIN_Z, key=lambda t: (round(scores[t], 4), -MIN_Z.index(t)))
+    min_z = {k: best_t for k in SECONDARY}
+    on_tune = ndcg_mixed(tune_data, params, prior, means, min_z=min_z)
+    floors = {f: on_tune[f"recall order, floor {f}"] for f in FLOORS}
+    floor = max(f for f in FLOORS if floors[f] >= max(floors.values()) - FLOOR_SLACK)
+    ndcg = ndcg_mixed(test_data, params, prior, means, {c.name: float(c.label.mean()) for c in tune}, min_z,
+                      floor)
     for m in METHODS:
         table[m]["nDCG@10 mixed"] = ndcg[m]
     table[CHOSEN]["nDCG@10 mixed, views combined"] = ndcg["combined"]
@@ -396,11 +413,14 @@ def run(model: str, manifest: Path, log=print, drawing: str = "own", strength: f
     res = {"model": model, "tune pairs": sum(len(c.label) for c in tune), "strength": chosen,
            "strength CV": {str(k): round(v, 4) for k, v in losses.items()},
            "test pairs": sum(len(c.label) for c in test), "methods": table, "nDCG today": ndcg["today"],
-           "agree z": best_t, "recall order nDCG tune": {str(t): round(v, 4) for t, v in scores.items()},
+           "secondary min z": best_t, "order floor": floor,
+           "recall order floor nDCG tune": {str(f): round(v, 4) for f, v in floors.items()},
+           "recall order nDCG test": {k: round(v, 4) for k, v in ndcg.items() if k.startswith("recall order")},
+           "recall order nDCG tune": {str(t): round(v, 4) for t, v in scores.items()},
            "nDCG recall order": ndcg["recall order"],
            "params": {m: {k: list(v) for k, v in p.items()} for m, p in params.items()},
            "tune hits": {c.name: [len(c.label), int(c.label.sum())] for c in tune}}
-    return res, {"prior": prior, "params": params, "agree": agree}
+    return res, {"prior": prior, "params": params, "min_z": min_z, "floor": floor}
 
 
 def calibration_of(model: str, fitted: dict) -> Calibration:
@@ -412,12 +432,10 @@ def calibration_of(model: str, fitted: dict) -> Calibration:
             continue
         qm, kind = name.split(" x ")
         mean, std = prior[name]
-        backing = SECONDARY.get(kind)
-        agree = None if backing is None else fitted["agree"].get(backing)
         pairs[pair_key(qm, kind)] = PairFit(round(a, 4), round(b, 4), round(mean, 4), round(std, 4), round(c, 4),
-                                            backing, agree)
+                                            SECONDARY.get(kind), fitted["min_z"].get(kind))
     a, b = fitted["params"]["z, pooled"]["*"]
-    return Calibration(model, pairs, PairFit(round(a, 4), round(b, 4)), True)
+    return Calibration(model, pairs, PairFit(round(a, 4), round(b, 4)), True, fitted["floor"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,9 @@ equal-width bins), Brier score, and at relevance thresholds the precision per pa
 interval and the spread across pairs with enough hits; "small stores": pooled ECE when each query sees
 only ``SMALL_STORE`` random views of the pair (the background is then mostly the prior); nDCG@10 of
 mixed lists (text queries over photos, sounds, notes and voice notes in one store) as recall ranked
-before calibration and by each method's relevance.
+before calibration, by each method's relevance, and in the shipped recall order (aimemory.ranking:
+relevance, a secondary view counting from a z threshold and a relevance floor below which memories
+follow by standing, both chosen on tune and written with ``--write``), with text -> photo R@5.
 """
 
 from __future__ import annotations
@@ -312,7 +314,7 @@ def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict,
     for name, (gate, f) in variants.items():
         rankers.append(name)
         values[name] = recall_order(per_kind, standing, zs, gate, float(np.log(f / (1 - f))) if f else -np.inf)
-    out = {}
+    out = photo_recall(meta, gain, values["today"], values["recall order"])
     discount = 1 / np.log2(np.arange(2, 12))
     for r in rankers:
         top = np.argsort(-values[r], axis=1, kind="stable")[:, :10]
@@ -320,6 +322,18 @@ def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict,
         ideal = np.sort(gain, axis=1)[:, ::-1][:, :10] @ discount
         ok = ideal > 0
         out[r] = float((dcg[ok] / ideal[ok]).mean())
+    return out
+
+
+def photo_recall(meta: dict, gain: np.ndarray, today: np.ndarray, ordered: np.ndarray) -> dict[str, float]:
+    """Text -> photo R@5 of photo captions over the photos alone (as ``recall(modality="image")``),
+    today's order and the recall order: any photo of the concept, and the caption's own photo."""
+    n = len(meta["photos"])  # the first n queries are photo captions, the first n items photos
+    out = {}
+    for name, values in (("today", today), ("recall order", ordered)):
+        top = np.argsort(-values[:n, :n], axis=1, kind="stable")[:, :5]
+        out[f"text->photo R@5 concept, {name}"] = float(np.take_along_axis(gain[:n, :n], top, 1).any(1).mean())
+        out[f"text->photo R@5 strict, {name}"] = float((top == np.arange(n)[:, None]).any(1).mean())
     return out
 
 
@@ -364,6 +378,7 @@ def print_report(res: dict, method_order: list[str]) -> None:
     print(f"{'recall order (shipped)':26}" + "".rjust(17 * 4) + fmt(res["nDCG recall order"]).rjust(17))
     print(f"  secondary views order their memory from z >= {res['secondary min z']} "
           f"(chosen on tune, recall order nDCG@10 per threshold: {res['recall order nDCG tune']})")
+    print("  " + ", ".join(f"{k} {v:.3f}" for k, v in res["text->photo R@5"].items()))
     print(f"  below relevance {res['order floor']} by standing (the highest floor within {FLOOR_SLACK} of the "
           f"best on tune: {res['recall order floor nDCG tune']})")
     print_spreads(res["methods"], method_order, SWEEP)
@@ -418,6 +433,7 @@ def run(model: str, manifest: Path, log=print, drawing: str = "own", strength: f
            "recall order nDCG test": {k: round(v, 4) for k, v in ndcg.items() if k.startswith("recall order")},
            "recall order nDCG tune": {str(t): round(v, 4) for t, v in scores.items()},
            "nDCG recall order": ndcg["recall order"],
+           "text->photo R@5": {k: round(v, 4) for k, v in ndcg.items() if k.startswith("text->photo")},
            "params": {m: {k: list(v) for k, v in p.items()} for m, p in params.items()},
            "tune hits": {c.name: [len(c.label), int(c.label.sum())] for c in tune}}
     return res, {"prior": prior, "params": params, "min_z": min_z, "floor": floor}

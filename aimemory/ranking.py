@@ -20,7 +20,6 @@ import numpy as np
 
 from .calibration import Calibration, PairFit, Relevance, above_floor, background, counts, order_key
 from .encoders.base import QueryPlan
-from .write_ahead import vectors_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import MemoryStore
@@ -121,9 +120,9 @@ class ViewRanking:
         return {mid: value for _, mid, value in out}
 
     def _look_up(self, lacking: dict[str, RankedView]) -> dict[str, RankedView]:
-        """Memory id -> its best view of the kind its secondary view ``lacking[id]`` backs onto,
-        scored by the first run that may match it (one vector read for all); memories without such
-        a view are left out."""
+        """Memory id -> its best view of the kind its secondary view ``lacking[id]`` stands in for,
+        scored by the first run that may match it (one index search among those views per run);
+        memories without such a view are left out."""
         catalog = self.store.catalog
         wanted: dict[int, str] = {}  # position of a wanted view -> memory id
         for mid, v in lacking.items():
@@ -136,10 +135,15 @@ class ViewRanking:
             mine = np.asarray([p for p, mid in wanted.items() if run.allowed[p] and mid not in out], np.int64)
             if not len(mine):
                 continue
-            keys, vectors = vectors_for(self.store, catalog.array("vkey")[mine])  # (m,), (m, dim)
-            at = mine[np.argsort(catalog.array("vkey")[mine])][np.searchsorted(
-                np.sort(catalog.array("vkey")[mine]), keys)]  # (m,) the position of each key read
-            cosines = (vectors @ np.asarray(run.plan.vector, np.float32)).astype(np.float64)  # (m,)
+            # a search among these views alone: exact, and no vector read (the flat index gathers
+            # them, an IVF one probes every list for so narrow a filter)
+            vkeys = catalog.array("vkey")[mine]  # (m,)
+            order = np.argsort(vkeys)
+            scores, keys = self.store.index.search(np.asarray(run.plan.vector, np.float32)[None, :], len(mine),
+                                                   vkeys[order])  # (1, m) each, -1 keys pad
+            held = keys[0] >= 0
+            keys, cosines = keys[0][held], scores[0][held].astype(np.float64)  # (m',)
+            at = mine[order][np.searchsorted(vkeys[order], keys)]  # (m',) the position of each key
             codes = self.kind_codes[at]
             for code in np.unique(codes).tolist():
                 sel = np.flatnonzero(codes == code)

@@ -165,3 +165,11 @@ def test_the_floor_and_thresholds_are_stored(tmp_path, monkeypatch):
     save_calibration(fitted)
     assert load_calibration("m") == fitted
     register_calibration(Calibration("m"))
+
+
+def test_recency_weights_the_relevance_of_a_fitted_model(mixed):
+    register_calibration(Calibration(ColourEncoder.model_id, BIASED, fitted=True))
+    plain = mixed.recall("red", k=10)
+    weighted = mixed.recall("red", k=10, half_life=1e9)  # every weight about 1: the same order
+    assert [h.id for h in weighted] == [h.id for h in plain]
+    assert all(h.recency is not None and h.relevance == pytest.approx(p.relevance) for h, p in zip(weighted, plain))

@@ -387,7 +387,7 @@ def print_report(res: dict, method_order: list[str]) -> None:
 
 
 def run(model: str, manifest: Path, log=print, drawing: str = "own", strength: float | None = None,
-        max_speech: dict | None = None) -> tuple[dict, dict]:
+        max_speech: dict | None = None, secondary_min_z: float | None = None) -> tuple[dict, dict]:
     max_speech = max_speech or MAX_SPEECH
     tune_data = load_or_embed(model, manifest, "tune", max_speech["tune"], log)
     test_data = load_or_embed(model, manifest, "test", max_speech["test"], log)
@@ -412,7 +412,8 @@ def run(model: str, manifest: Path, log=print, drawing: str = "own", strength: f
     # the secondary views' threshold: the recall order's nDCG on tune (ties: the lowest)
     on_tune = ndcg_mixed(tune_data, params, prior, means)
     scores = {t: on_tune[f"recall order, z>={t}"] for t in MIN_Z}
-    best_t = max(MIN_Z, key=lambda t: (round(scores[t], 4), -MIN_Z.index(t)))
+    best_t = max(MIN_Z, key=lambda t: (round(scores[t], 4), -MIN_Z.index(t))) if secondary_min_z is None \
+        else secondary_min_z
     min_z = {k: best_t for k in SECONDARY}
     on_tune = ndcg_mixed(tune_data, params, prior, means, min_z=min_z)
     floors = {f: on_tune[f"recall order, floor {f}"] for f in FLOORS}
@@ -464,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--drawing", choices=("own", "borrow"), default="own",
                     help="the drawing view: calibrated like text x photo on its penalised z, or fitted itself")
     ap.add_argument("--strength", type=float, default=None, help="shrinkage prior precision (default: chosen by CV)")
+    ap.add_argument("--secondary-min-z", type=float, default=None,
+                    help="the z from which a secondary view orders its memory (default: chosen on tune)")
     ap.add_argument("--max-speech", type=int, nargs=2, default=None, metavar=("TUNE", "TEST"),
                     help="spoken clips per split (a spread sample; default all)")
     args = ap.parse_args(argv)
@@ -474,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     manifest = args.manifest or build(default_cache())
     t0 = time.time()
     res, fitted = run(args.model, manifest, drawing=args.drawing, strength=args.strength,
-                      max_speech=None if args.max_speech is None else dict(zip(("tune", "test"), args.max_speech)))
+                      max_speech=None if args.max_speech is None else dict(zip(("tune", "test"), args.max_speech)),
+                      secondary_min_z=args.secondary_min_z)
     res["seconds"] = round(time.time() - t0, 1)
     print_report(res, [*METHODS, TAIL])
     print(f"\nchosen: {CHOSEN}; {res['seconds']} s")

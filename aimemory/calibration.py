@@ -71,6 +71,11 @@ class PairFit:
     mean: float | None = None
     std: float | None = None
     c: float = 0.0  # weight of the raw cosine beside z (both >= 0, so relevance rises with the cosine)
+    #: a secondary view kind (another model's view of the same item, informative on some items and
+    #: noise on others) orders its memory only where it stands ``min_z`` or more above its
+    #: background; elsewhere the memory is ordered by its view of the kind ``secondary_to``
+    secondary_to: str | None = None
+    min_z: float | None = None  # None: never
 
     def logit(self, z, cosine=0.0) -> np.ndarray:
         return self.a * np.asarray(z, np.float64) + self.c * np.asarray(cosine, np.float64) + self.b
@@ -87,6 +92,8 @@ class Calibration:
     pairs: Mapping[str, PairFit] = field(default_factory=dict)
     default: PairFit = PairFit()
     fitted: bool = False  # False: no file for this model, the defaults apply everywhere
+    #: relevance below which recall orders by standing instead (see :func:`order_key`)
+    order_floor: float = 0.0
 
     def fit_for(self, query_modality: str, kind: str) -> PairFit:
         for k in (kind, KIND_FAMILY.get(kind, kind)):
@@ -110,7 +117,8 @@ class Calibration:
     def to_json(self) -> dict:
         return {"format": FORMAT_VERSION, "model": self.model_id,
                 "default": {"a": self.default.a, "b": self.default.b},
-                "pairs": {k: {n: v for n, v in vars(p).items() if v is not None} for k, p in self.pairs.items()}}
+                "pairs": {k: {n: v for n, v in vars(p).items() if v is not None} for k, p in self.pairs.items()},
+                "order_floor": self.order_floor}
 
     @classmethod
     def from_json(cls, data: dict) -> "Calibration":
@@ -120,7 +128,7 @@ class Calibration:
             raise CheckpointError(f"calibration file format {data.get('format')!r} is not {FORMAT_VERSION}; "
                                   "refit it with benchmarks/eval_calibration.py --write")
         return cls(data["model"], {k: PairFit(**v) for k, v in data["pairs"].items()},
-                   PairFit(**data.get("default", {})), True)
+                   PairFit(**data.get("default", {})), True, float(data.get("order_floor", 0.0)))
 
 
 def check_relevance(value: object) -> float | None:
@@ -248,6 +256,31 @@ def background(store: "MemoryStore", mask: np.ndarray | None, keys: np.ndarray |
     return sample
 
 
+def counts(fit: PairFit, z: float) -> bool:
+    """Whether a view of the pair with ``fit``, standing ``z`` above its background, may order its
+    memory: a primary view always, a secondary one from ``fit.min_z`` up."""
+    return fit.secondary_to is None or (fit.min_z is not None and z >= fit.min_z)
+
+
+def order_key(calibration: Calibration, relevance: float, standing: float, cosine: float) -> tuple[float, ...]:
+    """How recall orders memories (greater first), from a memory's relevance (its most relevant view
+    that counts) and its best standing (the standardised cosine recall compares plans by) with that
+    view's cosine. With a fitted calibration: by relevance, ties by standing; below the model's
+    ``order_floor``, after every memory above it, by standing (there relevance mostly tells the pairs'
+    base rates apart; the floor is the highest that cost nothing on the tune split). Without a fit:
+    by standing, as a default calibration is only a guess."""
+    if not calibration.fitted:
+        return (standing, cosine)
+    if relevance >= calibration.order_floor:
+        return (1.0, relevance, standing, cosine)
+    return (0.0, standing, cosine, relevance)
+
+
+def above_floor(order: tuple[float, ...]) -> bool:
+    """Whether :func:`order_key` ordered by relevance."""
+    return len(order) == 4 and order[0] == 1.0
+
+
 class Relevance:
     """Relevance of one query plan's hits on views of one kind in one store: ``z`` and ``of``."""
 
@@ -271,3 +304,9 @@ class Relevance:
     def of(self, scores) -> np.ndarray:
         """Cosines -> relevance in [0, 1], monotone in the cosine."""
         return 1.0 / (1.0 + np.exp(-np.clip(self.logit(scores), -500, 500)))
+
+    def judged(self, scores) -> tuple[np.ndarray, np.ndarray]:
+        """Cosines -> (relevance, z), standardised once."""
+        cosines = np.asarray(scores, np.float64)
+        z = self.z(cosines)
+        return self.fit.relevance(z - self.penalty, cosines), z

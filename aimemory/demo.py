@@ -65,9 +65,10 @@ def run_demo(store_path: str | None = None, *, model: str = "auto", out=None) ->
                 arrow = f"{q.get('title', '')}".strip()
                 print(f"\n{'✓' if ok else '✗'} {arrow}  {_describe_query(q)}  ->  "
                       f"{q.get('modality', 'any')} (expected {q['expect']})", file=out)
-                print(f"    {'rank':<5}{'score':>7}  {'modality':<9}{'memory'}", file=out)
+                print(f"    {'rank':<5}{'relevance':>10}{'score':>7}  {'modality':<9}{'memory'}", file=out)
                 for rank, h in enumerate(hits, 1):
-                    print(f"    {rank:<5}{h.score:>7.3f}  {h.modality:<9}{_label(h.memory.source)}", file=out)
+                    rel = "" if h.relevance is None else f"{h.relevance:.4f}"
+                    print(f"    {rank:<5}{rel:>10}{h.score:>7.3f}  {h.modality:<9}{_label(h.memory.source)}", file=out)
     took = time.perf_counter() - t0
     total = len(spec["queries"])
     print(f"\n{total - wrong}/{total} queries answered right in {took:.1f} s.", file=out)

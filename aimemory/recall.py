@@ -18,6 +18,7 @@ from .encoders.base import QueryPlan
 from .errors import InputError
 from .image_text import attach_ocr
 from .inputs import MODALITIES, Item
+from .ranking import PlanRun, ViewRanking
 from .records import Hit, Hits
 from .semantics import check_half_life, recency_ranking, reweigh
 from .storage.catalog import Catalog
@@ -80,17 +81,19 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
     cosines_of: dict[str, float] = {}
     relevance: dict[str, float] = {}
 
+    by_relevance = load_calibration(store.encoder.model_id).fitted
+
     def best_first(n: int) -> dict[str, tuple[float, int]]:
-        """The n best memories: id -> (cosine, position), best first."""
+        """The n best memories: id -> (relevance of a fitted model, else cosine; position), best first."""
         ranked = _planned_ranking(store, item.modality, plans, mask, n, fixed)
         for mid, (cosine, rel, _) in ranked.items():
             cosines_of[mid], relevance[mid] = cosine, rel
-        return {mid: (cosine, p) for mid, (cosine, _, p) in ranked.items()}
+        return {mid: (rel if by_relevance else cosine, p) for mid, (cosine, rel, p) in ranked.items()}
 
     weights: dict[str, float] = {}
     if half_life is None:
         order = best_first(want)
-    else:  # recency: cosine x 0.5 ** (age / half_life), see aimemory.semantics
+    else:  # recency: (relevance or cosine) x 0.5 ** (age / half_life), see aimemory.semantics
         order, weights = recency_ranking(best_first, want, n_allowed, catalog, half_life)
     # the shown score is the cosine (times the recency weight)
     best = {mid: (cosines_of[mid] * weights.get(mid, 1.0), p) for mid, (_, p) in order.items()}
@@ -216,64 +219,52 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
     """Run each plan over each view kind it may match -> memory id -> (score, relevance, position),
     best first.
 
-    Order: one plan ranks by cosine; several by each plan's cosine standardised against a
-    background sample of the views it may match, minus the plan's penalty (see QueryPlan), and a
-    hit's score is that value put back on the first plan's scale (the raw cosine for the first
-    plan's hits; for others the cosine the first plan would need to rank the same), so shown
-    scores always fall with rank. One
-    search per plan covers every kind it may match (within a plan the order is the cosine's, whatever
-    the kind, so the plan's best k are the same as the best k of each kind merged); its hits are then
-    split by kind, so each gets that pair's calibrated relevance (:mod:`.calibration`); a memory's
-    relevance is that of its best view. Relevance annotates and filters (``min_relevance``) but does
-    not order: measured on real photos, ordering by it let the drawing view's high cosines outrank
-    the right photo.
+    One search per plan covers every kind it may match; its hits are split by kind, each calibrated
+    for its pair, and the memories ranked by :class:`.ranking.ViewRanking`: with a fitted calibration
+    by relevance (ties by standing), without one by standing. Standing: one plan's cosine; for
+    several, each plan's cosine standardised against a background sample of the views it may match,
+    minus the plan's penalty (see QueryPlan). A hit's score is its standing put back on the first
+    plan's scale (the raw cosine for the first plan's hits; for others the cosine the first plan
+    would need to stand the same).
 
     ``fixed``: the cache key of ``mask`` when it depends on the catalog alone (see run_recall);
     each plan's allowed views and background samples are then reused until the catalog changes."""
-    calibration = load_calibration(store.encoder.model_id)
     catalog = store.catalog
-    kind_codes, kind_names = catalog.codes_of("kind")
+    kind_codes = catalog.codes_of("kind")[0]
     vkeys = catalog.array("vkey")
-    merged: dict[str, tuple[float, float, float, int]] = {}  # id -> (order key, cosine, relevance, position)
-    scale: tuple[float, float] | None = None  # the first plan that ran sets the shown scale
+    positions_of: list[np.ndarray | None] = []  # per run: its allowed positions when few
+
+    def kind_sample(run: int, code: int) -> np.ndarray:
+        plan, allowed, at = ranking.runs[run].plan, ranking.runs[run].allowed, positions_of[run]
+        keys: np.ndarray = _derived(catalog, fixed, (_kinds(plan), "sample", code),
+                                    lambda: sample_keys(vkeys[_of_kind(catalog, at, allowed, code)]))
+        return keys
+
+    ranking = ViewRanking(store, load_calibration(store.encoder.model_id), query_modality, kind_sample)
     for plan in plans:
-        kinds = None if plan.kinds is None else tuple(sorted(plan.kinds))  # the plan's cache key
         allowed_mask, n_allowed, allowed_at = _allowed(store, plan, mask, fixed)  # (n,) bool, m, (m,) | None
         if not n_allowed:
             continue
         vector = np.asarray(plan.vector, np.float32)
-        mean, std = 0.0, 1.0
+        run = PlanRun(plan, allowed_mask)
         if len(plans) > 1:  # plans are compared by how far each stands out from its background
-            keys = _derived(catalog, fixed, (kinds, "sample"), lambda at=allowed_at, m=allowed_mask:
+            keys = _derived(catalog, fixed, (_kinds(plan), "sample"), lambda at=allowed_at, m=allowed_mask:
                             sample_keys(vkeys[m] if at is None else vkeys[at]))
             sims = background(store, None, keys) @ vector
-            mean, std = float(sims.mean()), float(max(sims.std(), 1e-3))
-        if scale is None:
-            scale = (mean, std)
+            run = PlanRun(plan, allowed_mask, float(sims.mean()), float(max(sims.std(), 1e-3)), True)
         allowed = None if n_allowed == store.index.ntotal else \
-            _derived(catalog, fixed, (kinds, "vkeys"),
+            _derived(catalog, fixed, (_kinds(plan), "vkeys"),
                      lambda at=allowed_at, m=allowed_mask: vkeys[m] if at is None else vkeys[at])
-        ranked = _vector_ranking(store, vector[None, :], k, allowed, n_allowed)
-        if not ranked:
-            continue
-        scores = np.asarray([score for score, _ in ranked.values()], np.float32)
-        hit_codes = kind_codes[np.asarray([p for _, p in ranked.values()], np.int64)]
-        values = np.zeros(len(ranked))
-        for code in np.unique(hit_codes).tolist():  # each kind's hits get that kind's calibration
-            keys = _derived(catalog, fixed, (kinds, "sample", code), lambda at=allowed_at, m=allowed_mask, c=code:
-                            sample_keys(vkeys[_of_kind(catalog, at, m, c)]))
-            rel = Relevance(calibration, plan.modality or query_modality, kind_names[code], vector,
-                            background(store, None, keys), plan.penalty)
-            values[hit_codes == code] = rel.of(scores[hit_codes == code])
-        for (mid, (score, p)), value in zip(ranked.items(), values):
-            key = (score - mean) / std - plan.penalty if len(plans) > 1 else score
-            if mid not in merged or (key, score) > merged[mid][:2]:
-                merged[mid] = (key, score, float(value), p)
-    order = sorted(merged.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))
-    if len(plans) == 1:
-        return {mid: (score, value, p) for mid, (_, score, value, p) in order}
-    mean, std = scale or (0.0, 1.0)
-    return {mid: (mean + std * key, value, p) for mid, (key, _, value, p) in order}
+        positions_of.append(allowed_at)
+        ranking.add(run, _vector_ranking(store, vector[None, :], k, allowed, n_allowed, kind_codes))
+    first = ranking.runs[0] if ranking.runs else PlanRun(plans[0], mask)  # sets the shown scale
+    return {mid: (first.mean + first.std * standing, value, p)
+            for mid, (standing, value, p) in ranking.ranked().items()}
+
+
+def _kinds(plan: QueryPlan) -> tuple[str, ...] | None:
+    """A plan's cache key."""
+    return None if plan.kinds is None else tuple(sorted(plan.kinds))
 
 
 def _keyword_relevance(store: "MemoryStore", query_modality: str, plan: QueryPlan, mask: np.ndarray,
@@ -322,22 +313,26 @@ def _nan_to_none(x: Any) -> Any:
 
 
 def _vector_ranking(store: "MemoryStore", query: np.ndarray, k: int, allowed: np.ndarray | None,
-                    n_allowed: int) -> dict[str, tuple[float, int]]:
-    """memory id -> (best cosine, catalog position of the best view), best first, >= k memories
-    when that many are allowed."""
+                    n_allowed: int, kind_codes: np.ndarray) -> dict[tuple[str, int], tuple[float, int]]:
+    """(memory id, kind code) -> (best cosine of the memory's views of that kind, catalog position
+    of that view), best first, covering >= k memories when that many are allowed. ``kind_codes``:
+    the kind code of each catalog position."""
     catalog = store.catalog
     fetch = min(n_allowed, k * OVERFETCH)
     while True:
         scores, keys = store.index.search(query, fetch, allowed)
         valid = keys[0] >= 0
         positions = catalog.position_of_vkeys(keys[0][valid])
-        best: dict[str, tuple[float, int]] = {}
+        best: dict[tuple[str, int], tuple[float, int]] = {}
         live = catalog.alive[positions]
         scores_live, positions = scores[0][valid][live], positions[live]
-        for score, p, mid in zip(scores_live, positions, catalog.take("id", positions)):
-            if mid not in best:
-                best[mid] = (float(score), int(p))
-        if len(best) >= k or fetch >= n_allowed:
+        codes = kind_codes[positions].tolist()
+        memories: set[str] = set()
+        for score, p, mid, code in zip(scores_live, positions, catalog.take("id", positions), codes):
+            if (mid, code) not in best:
+                best[(mid, code)] = (float(score), int(p))
+                memories.add(mid)
+        if len(memories) >= k or fetch >= n_allowed:
             return best
         fetch = min(n_allowed, fetch * 4)
 

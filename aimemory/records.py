@@ -169,7 +169,8 @@ class Hit:
     ``recall(half_life=...)``: the age weight 0.5 ** (age / half_life) that ``score`` (and ``fusion``)
     were multiplied by. ``relevance`` is the calibrated probability (0-1) that the hit is a match,
     with one meaning whatever the query's modality and the view's kind (see
-    :mod:`aimemory.calibration`); ``recall(min_relevance=...)`` filters by it."""
+    :mod:`aimemory.calibration`); ``recall(min_relevance=...)`` filters by it, and recall orders by it
+    where the model has a fitted calibration (:mod:`aimemory.ranking`)."""
 
     id: str
     score: float

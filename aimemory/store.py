@@ -331,11 +331,13 @@ class MemoryStore(StateAttributes):
 
         Each hit's ``score`` is the cosine of the query against the memory's best view and its
         ``relevance`` (0-1) that cosine calibrated for the pair of query modality and view kind, one
-        scale for all; ``min_relevance`` drops hits below it (the order stays the cosine's). With
+        scale for all; ``min_relevance`` drops hits below it. A model with a fitted calibration orders
+        by relevance (see :mod:`aimemory.ranking`), one without by the (standardised) cosine. With
         ``hybrid=True`` (text queries) the vector ranking is fused with a BM25 keyword ranking:
         results are ordered by that fusion, given as ``hit.fusion``, and ``score`` stays the cosine
         (computed for hits that only the keyword side found). ``half_life`` (seconds) weights by
-        recency: score (and fusion) x 0.5 ** (age / half_life), given as ``hit.recency``; expired
+        recency: score (and fusion, and the relevance that orders) x 0.5 ** (age / half_life), given as
+        ``hit.recency``; expired
         memories are never returned (see :mod:`aimemory.semantics`)."""
         from .recall import check_recall_args, run_recall, timestamp
 

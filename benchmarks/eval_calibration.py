@@ -28,7 +28,9 @@ equal-width bins), Brier score, and at relevance thresholds the precision per pa
 interval and the spread across pairs with enough hits; "small stores": pooled ECE when each query sees
 only ``SMALL_STORE`` random views of the pair (the background is then mostly the prior); nDCG@10 of
 mixed lists (text queries over photos, sounds, notes and voice notes in one store) as recall ranked
-before calibration and by each method's relevance.
+before calibration, by each method's relevance, and in the shipped recall order (aimemory.ranking:
+relevance, a secondary view counting from a z threshold and a relevance floor below which memories
+follow by standing, both chosen on tune and written with ``--write``), with text -> photo R@5.
 """
 
 from __future__ import annotations
@@ -69,6 +71,15 @@ SMALL_STORE = 12  # views per pair a query sees in the small-store check (the de
 DRAWING_PENALTY = 0.5  # as aimemory.encoders.offline ranks the drawing plan today
 TAIL = "tail precision (of shrunk)"  # a reported alternative meaning of the threshold, not shipped
 TAIL_LEAD = 20  # the top hits of a pair whose precision is too noisy to map on its own
+#: secondary view kinds (another model's view of an item, noise on the tune photos) -> the kind they
+#: stand in for; a secondary view orders its memory only from a z (its standing above its
+#: background) chosen on tune from MIN_Z (None: never, the memory is ordered by its primary view)
+SECONDARY = {"image.drawing": "image"}
+MIN_Z = (0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, None)
+#: relevance floors below which recall orders by standing: the highest whose tune nDCG is within
+#: FLOOR_SLACK of the best is shipped (below it, relevance mostly tells the pairs' base rates apart)
+FLOORS = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
+FLOOR_SLACK = 0.001
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
@@ -216,14 +227,20 @@ def predict(c: Candidates, method: str, params: dict) -> np.ndarray:
 
 
 def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict,
-               base: dict[str, float] | None = None) -> dict[str, float]:
+               base: dict[str, float] | None = None, min_z: dict[str, float | None] | None = None,
+               floor: float = 0.0) -> dict[str, float]:
     """nDCG@10 of text queries (photo and sound captions) over one mixed store: photos (label and
     drawing views), sounds, every caption as a note (the query's own excluded) and voice notes.
     'today' ranks as recall does without calibration; each method ranks by relevance, a memory
     taking its best view's. With ``base`` (pair -> tune base rate), CHOSEN is also ranked with its
     views' evidence combined ("combined"): the best view's log-odds plus, for each other view kind,
     its log-odds minus its pair's base-rate log-odds (naive Bayes), so a view whose calibration is
-    flat (the drawing view of a photo) neither lifts nor sinks a memory."""
+    flat (the drawing view of a photo) neither lifts nor sinks a memory. "recall order" ranks as
+    recall does with a fitted calibration (aimemory.calibration.order_key, counts): by CHOSEN's
+    relevance, ties by today's standing, a secondary view counting only from z >= ``min_z`` (its
+    kind -> threshold; None: never), memories below ``floor`` after, by standing; "recall order,
+    z>=t" / "recall order, floor f": the same for each threshold in MIN_Z (no floor) / each floor in
+    FLOORS (with ``min_z``), how tune chooses them."""
     meta = json.loads(str(data["meta"]))
     ph, sn, sp = meta["photos"], meta["sounds"], meta["speech"]
     notes = ph + sn
@@ -246,6 +263,8 @@ def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict,
     rankers = ["today"] + list(params)
     values = {r: np.full((len(notes), n_items), -np.inf) for r in rankers}
     per_kind: dict[str, np.ndarray] = {}  # kind -> (q, items) best log-odds of CHOSEN
+    standing: dict[str, np.ndarray] = {}  # kind -> (q, items) best standing today
+    zs: dict[str, np.ndarray] = {}  # kind -> (q, items) z of the memory's best view of the kind
     shared = np.concatenate([v for k, v, _ in views if k != "image.drawing"])
     for kind, vecs, owner in views:
         q = q_draw if kind == "image.drawing" else q_text
@@ -259,10 +278,14 @@ def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict,
         if kind == "image.drawing":
             today = today - DRAWING_PENALTY
         np.maximum.at(values["today"].T, owner, today.T)
+        standing[kind] = np.full((len(notes), n_items), -np.inf)
+        np.maximum.at(standing[kind].T, owner, np.where(np.isfinite(s), today, -np.inf).T)
         own_bg = s[:, background_idx(s.shape[1])]
         own_bg = np.where(np.isfinite(own_bg), own_bg, 0.0)
         pr = prior.get(f"text x {kind}")
         z = np.stack([standardise(s[i], own_bg[i], pr or (own_bg[i].mean(), own_bg[i].std())) for i in range(len(s))])
+        zs[kind] = np.full((len(notes), n_items), -np.inf)
+        np.maximum.at(zs[kind].T, owner, np.where(np.isfinite(s), z, -np.inf).T)
         qm = _l2(q - means.get(("query", "text", kind), 0))
         gm = _l2(vecs - means.get(("view", kind), 0))
         gap = qm @ gm.T
@@ -274,7 +297,7 @@ def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict,
             rel = 1 / (1 + np.exp(-logit))
             rel = np.where(np.isfinite(s), rel, -np.inf)
             np.maximum.at(values[method].T, owner, rel.T)
-            if method == CHOSEN and base is not None:
+            if method == CHOSEN:
                 best = per_kind.setdefault(kind, np.full((len(notes), n_items), -np.inf))
                 np.maximum.at(best.T, owner, np.where(np.isfinite(s), logit, -np.inf).T)
     if base is not None:
@@ -285,7 +308,13 @@ def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict,
         top = stack.max(0)
         best_evidence = np.take_along_axis(evidence, stack.argmax(0)[None], 0)[0]
         values["combined"] = np.where(np.isfinite(top), top + evidence.sum(0) - best_evidence, -np.inf)
-    out = {}
+    variants = {"recall order": (min_z or {}, floor)}
+    variants |= {f"recall order, z>={t}": ({k: t for k in SECONDARY}, 0.0) for t in MIN_Z}
+    variants |= {f"recall order, floor {f}": (min_z or {}, f) for f in FLOORS}
+    for name, (gate, f) in variants.items():
+        rankers.append(name)
+        values[name] = recall_order(per_kind, standing, zs, gate, float(np.log(f / (1 - f))) if f else -np.inf)
+    out = photo_recall(meta, gain, values["today"], values["recall order"])
     discount = 1 / np.log2(np.arange(2, 12))
     for r in rankers:
         top = np.argsort(-values[r], axis=1, kind="stable")[:, :10]
@@ -293,6 +322,44 @@ def ndcg_mixed(data: dict, params: dict[str, dict], prior: dict, means: dict,
         ideal = np.sort(gain, axis=1)[:, ::-1][:, :10] @ discount
         ok = ideal > 0
         out[r] = float((dcg[ok] / ideal[ok]).mean())
+    return out
+
+
+def photo_recall(meta: dict, gain: np.ndarray, today: np.ndarray, ordered: np.ndarray) -> dict[str, float]:
+    """Text -> photo R@5 of photo captions over the photos alone (as ``recall(modality="image")``),
+    today's order and the recall order: any photo of the concept, and the caption's own photo."""
+    n = len(meta["photos"])  # the first n queries are photo captions, the first n items photos
+    out = {}
+    for name, values in (("today", today), ("recall order", ordered)):
+        top = np.argsort(-values[:n, :n], axis=1, kind="stable")[:, :5]
+        out[f"text->photo R@5 concept, {name}"] = float(np.take_along_axis(gain[:n, :n], top, 1).any(1).mean())
+        out[f"text->photo R@5 strict, {name}"] = float((top == np.arange(n)[:, None]).any(1).mean())
+    return out
+
+
+def recall_order(logits: dict[str, np.ndarray], standing: dict[str, np.ndarray], zs: dict[str, np.ndarray],
+                 min_z: dict[str, float | None], floor_logit: float = -np.inf) -> np.ndarray:
+    """(q, items) values whose descending order is recall's with a fitted calibration: per memory its
+    most relevant counting view (a SECONDARY view counts from z >= min_z[its kind]; every memory of
+    the mixed lists has a primary view), ties by today's standing; memories whose relevance is under
+    the floor after those above it, by their best standing over all views (as recall orders them)."""
+    rel = np.full(next(iter(logits.values())).shape, -np.inf)
+    key = rel.copy()
+    for kind, logit in logits.items():
+        if kind in SECONDARY:
+            t = min_z.get(kind, -np.inf)
+            logit = np.where(zs[kind] >= t, logit, -np.inf) if t is not None else np.full_like(logit, -np.inf)
+        better = logit > rel
+        rel, key = np.where(better, logit, rel), np.where(better, standing[kind], key)
+    best = np.max(np.stack(list(standing.values())), 0)  # (q, items) best standing of any view
+    above = rel >= floor_logit
+    first = np.where(above, rel, best)  # above the floor by relevance, below by standing
+    key = np.where(above, key, best)
+    out = np.empty_like(rel)
+    for i in range(len(rel)):  # lexicographic: above the floor, then relevance or standing, then standing
+        order = np.lexsort((-np.nan_to_num(key[i], neginf=-1e9), -np.nan_to_num(first[i], neginf=-1e9),
+                            -above[i].astype(np.int64)))
+        out[i, order] = -np.arange(len(order), dtype=np.float64)
     return out
 
 
@@ -308,13 +375,19 @@ def print_report(res: dict, method_order: list[str]) -> None:
         r = res["methods"][m]
         print(m.ljust(26) + "".join(fmt(r.get(k)).rjust(17) for k in keys))
     print(f"{'before calibration':26}" + "".rjust(17 * 4) + fmt(res["nDCG today"]).rjust(17))
+    print(f"{'recall order (shipped)':26}" + "".rjust(17 * 4) + fmt(res["nDCG recall order"]).rjust(17))
+    print(f"  secondary views order their memory from z >= {res['secondary min z']} "
+          f"(chosen on tune, recall order nDCG@10 per threshold: {res['recall order nDCG tune']})")
+    print("  " + ", ".join(f"{k} {v:.3f}" for k, v in res["text->photo R@5"].items()))
+    print(f"  below relevance {res['order floor']} by standing (the highest floor within {FLOOR_SLACK} of the "
+          f"best on tune: {res['recall order floor nDCG tune']})")
     print_spreads(res["methods"], method_order, SWEEP)
     for m in method_order:
         print_pairs(m, res["methods"][m], SWEEP)
 
 
 def run(model: str, manifest: Path, log=print, drawing: str = "own", strength: float | None = None,
-        max_speech: dict | None = None) -> tuple[dict, dict]:
+        max_speech: dict | None = None, secondary_min_z: float | None = None) -> tuple[dict, dict]:
     max_speech = max_speech or MAX_SPEECH
     tune_data = load_or_embed(model, manifest, "tune", max_speech["tune"], log)
     test_data = load_or_embed(model, manifest, "test", max_speech["test"], log)
@@ -336,7 +409,17 @@ def run(model: str, manifest: Path, log=print, drawing: str = "own", strength: f
         if not m.startswith("gap"):
             table[m]["small-store ECE"] = ece(np.concatenate([predict(c, m, params[m]) for c in small]),
                                               np.concatenate([c.label for c in small]))
-    ndcg = ndcg_mixed(test_data, params, prior, means, {c.name: float(c.label.mean()) for c in tune})
+    # the secondary views' threshold: the recall order's nDCG on tune (ties: the lowest)
+    on_tune = ndcg_mixed(tune_data, params, prior, means)
+    scores = {t: on_tune[f"recall order, z>={t}"] for t in MIN_Z}
+    best_t = max(MIN_Z, key=lambda t: (round(scores[t], 4), -MIN_Z.index(t))) if secondary_min_z is None \
+        else secondary_min_z
+    min_z = {k: best_t for k in SECONDARY}
+    on_tune = ndcg_mixed(tune_data, params, prior, means, min_z=min_z)
+    floors = {f: on_tune[f"recall order, floor {f}"] for f in FLOORS}
+    floor = max(f for f in FLOORS if floors[f] >= max(floors.values()) - FLOOR_SLACK)
+    ndcg = ndcg_mixed(test_data, params, prior, means, {c.name: float(c.label.mean()) for c in tune}, min_z,
+                      floor)
     for m in METHODS:
         table[m]["nDCG@10 mixed"] = ndcg[m]
     table[CHOSEN]["nDCG@10 mixed, views combined"] = ndcg["combined"]
@@ -346,9 +429,15 @@ def run(model: str, manifest: Path, log=print, drawing: str = "own", strength: f
     res = {"model": model, "tune pairs": sum(len(c.label) for c in tune), "strength": chosen,
            "strength CV": {str(k): round(v, 4) for k, v in losses.items()},
            "test pairs": sum(len(c.label) for c in test), "methods": table, "nDCG today": ndcg["today"],
+           "secondary min z": best_t, "order floor": floor,
+           "recall order floor nDCG tune": {str(f): round(v, 4) for f, v in floors.items()},
+           "recall order nDCG test": {k: round(v, 4) for k, v in ndcg.items() if k.startswith("recall order")},
+           "recall order nDCG tune": {str(t): round(v, 4) for t, v in scores.items()},
+           "nDCG recall order": ndcg["recall order"],
+           "text->photo R@5": {k: round(v, 4) for k, v in ndcg.items() if k.startswith("text->photo")},
            "params": {m: {k: list(v) for k, v in p.items()} for m, p in params.items()},
            "tune hits": {c.name: [len(c.label), int(c.label.sum())] for c in tune}}
-    return res, {"prior": prior, "params": params}
+    return res, {"prior": prior, "params": params, "min_z": min_z, "floor": floor}
 
 
 def calibration_of(model: str, fitted: dict) -> Calibration:
@@ -360,9 +449,10 @@ def calibration_of(model: str, fitted: dict) -> Calibration:
             continue
         qm, kind = name.split(" x ")
         mean, std = prior[name]
-        pairs[pair_key(qm, kind)] = PairFit(round(a, 4), round(b, 4), round(mean, 4), round(std, 4), round(c, 4))
+        pairs[pair_key(qm, kind)] = PairFit(round(a, 4), round(b, 4), round(mean, 4), round(std, 4), round(c, 4),
+                                            SECONDARY.get(kind), fitted["min_z"].get(kind))
     a, b = fitted["params"]["z, pooled"]["*"]
-    return Calibration(model, pairs, PairFit(round(a, 4), round(b, 4)), True)
+    return Calibration(model, pairs, PairFit(round(a, 4), round(b, 4)), True, fitted["floor"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -375,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--drawing", choices=("own", "borrow"), default="own",
                     help="the drawing view: calibrated like text x photo on its penalised z, or fitted itself")
     ap.add_argument("--strength", type=float, default=None, help="shrinkage prior precision (default: chosen by CV)")
+    ap.add_argument("--secondary-min-z", type=float, default=None,
+                    help="the z from which a secondary view orders its memory (default: chosen on tune)")
     ap.add_argument("--max-speech", type=int, nargs=2, default=None, metavar=("TUNE", "TEST"),
                     help="spoken clips per split (a spread sample; default all)")
     args = ap.parse_args(argv)
@@ -385,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     manifest = args.manifest or build(default_cache())
     t0 = time.time()
     res, fitted = run(args.model, manifest, drawing=args.drawing, strength=args.strength,
-                      max_speech=None if args.max_speech is None else dict(zip(("tune", "test"), args.max_speech)))
+                      max_speech=None if args.max_speech is None else dict(zip(("tune", "test"), args.max_speech)),
+                      secondary_min_z=args.secondary_min_z)
     res["seconds"] = round(time.time() - t0, 1)
     print_report(res, [*METHODS, TAIL])
     print(f"\nchosen: {CHOSEN}; {res['seconds']} s")

@@ -6,6 +6,7 @@ import io
 
 import pytest
 
+from aimemory.calibration import load_calibration
 from aimemory.demo import SAMPLES, run_demo
 
 pytestmark = pytest.mark.skipif(not (SAMPLES.parent / "models" / "aimemory-mini" / "model.safetensors").exists(),
@@ -37,5 +38,12 @@ def test_demo_answers_every_query_on_real_samples(tmp_path, monkeypatch):
     assert wrong == 0, text
     for direction in ("text -> photo", "text -> voice note", "text -> recorded sound", "spoken question -> photo"):
         assert direction in text
-    scores = [[float(line.split()[1]) for line in block.splitlines()[2:5]] for block in text.split("\n\n")[1:-1]]
-    assert all(s == sorted(s, reverse=True) for s in scores if s), "scores are shown in rank order"
+    # the model orders by relevance down to its floor, then by (standardised) score
+    floor = load_calibration("aimemory-base").order_floor
+    for block in text.split("\n\n")[1:-1]:
+        rows = [(float(line.split()[1]), float(line.split()[2])) for line in block.splitlines()[2:5]]
+        above = [rel for rel, _ in rows if rel >= floor]
+        assert rows[:len(above)] == [r for r in rows if r[0] >= floor], "relevance orders down to the floor"
+        assert above == sorted(above, reverse=True), "relevance is shown in rank order"
+        below = [score for rel, score in rows[len(above):]]
+        assert below == sorted(below, reverse=True), "under the floor, scores are shown in rank order"

@@ -1,0 +1,158 @@
+"""How recall ranks the memories its query plans found.
+
+Every hit is calibrated for its pair (query modality x view kind, :mod:`.calibration`); a memory keeps
+its best view of each kind per plan (a voice note's transcript is judged as speech even where its
+sound view has the higher cosine). A memory's relevance is that of its most relevant view that counts
+(:func:`.calibration.counts`), its standing that of its best-standing view, and
+:func:`.calibration.order_key` orders memories by them: with a fitted calibration by relevance (one
+scale whatever the modality) down to the model's floor, then by standing; without a fit by standing.
+A secondary view (another model's view of the same item, such as the built-in model's drawing view
+of a photo) counts only where it stands out (:attr:`.calibration.PairFit.min_z`); a memory none of
+whose found views counts is judged by its view of the kind the secondary one stands in for, looked
+up when it was not among the hits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, NamedTuple
+
+import numpy as np
+
+from .calibration import Calibration, PairFit, Relevance, above_floor, background, counts, order_key
+from .encoders.base import QueryPlan
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import MemoryStore
+
+
+@dataclass(frozen=True)
+class PlanRun:
+    """One query plan as recall ran it: the views it may match (``allowed`` (n,) bool over catalog
+    positions) and its background's mean and spread, which put its cosines on a common standing."""
+
+    plan: QueryPlan
+    allowed: np.ndarray
+    mean: float = 0.0
+    std: float = 1.0
+    standardised: bool = False  # several plans: standing is the standardised cosine minus the penalty
+
+    def standing(self, cosines: np.ndarray) -> np.ndarray:
+        if not self.standardised:
+            return cosines
+        return (cosines - self.mean) / self.std - self.plan.penalty
+
+
+class RankedView(NamedTuple):
+    """A view recall found (or looked up): its standing, relevance, z, cosine, position and fit."""
+
+    standing: float
+    relevance: float
+    z: float
+    cosine: float
+    position: int
+    fit: PairFit
+
+
+#: (plan run, kind code) -> the keys of the background sample of that kind among the run's views
+SampleKeys = Callable[[int, int], np.ndarray]
+
+
+class ViewRanking:
+    """Collects the hits of each plan run and ranks their memories (see the module doc)."""
+
+    def __init__(self, store: "MemoryStore", calibration: Calibration, query_modality: str,
+                 sample_keys: SampleKeys):
+        self.store, self.calibration, self.query_modality = store, calibration, query_modality
+        self.sample_keys = sample_keys
+        self.kind_codes, self.kind_names = store.catalog.codes_of("kind")
+        self.code_of = {name: code for code, name in enumerate(self.kind_names)}
+        self.runs: list[PlanRun] = []
+        self.views: dict[str, list[RankedView]] = {}  # id -> its best view of each kind, per run
+        self._relevance: dict[tuple[int, int], Relevance] = {}
+
+    def relevance(self, run: int, code: int) -> Relevance:
+        """The calibration of plan run ``run``'s hits on views of kind ``code`` in this store."""
+        if (run, code) not in self._relevance:
+            plan = self.runs[run].plan
+            sample = background(self.store, None, self.sample_keys(run, code))
+            self._relevance[(run, code)] = Relevance(self.calibration, plan.modality or self.query_modality,
+                                                     self.kind_names[code], np.asarray(plan.vector, np.float32),
+                                                     sample, plan.penalty)
+        return self._relevance[(run, code)]
+
+    def scored(self, run: int, code: int, cosines: np.ndarray, positions: list[int]) -> list[RankedView]:
+        """Views of one kind found by one run, (m,) cosines -> their ranked views."""
+        rel = self.relevance(run, code)
+        (values, zs), standing = rel.judged(cosines), self.runs[run].standing(cosines)  # (m,) each
+        return [RankedView(float(s), float(v), float(z), float(c), p, rel.fit)
+                for v, z, s, c, p in zip(values, zs, standing, cosines, positions)]
+
+    def add(self, run: PlanRun, hits: dict[tuple[str, int], tuple[float, int]]) -> None:
+        """One plan run's hits: (memory id, kind code) -> (cosine, position)."""
+        self.runs.append(run)
+        i = len(self.runs) - 1
+        codes = np.asarray([code for _, code in hits], np.int64)  # (h,)
+        cosines = np.asarray([score for score, _ in hits.values()], np.float64)  # (h,)
+        ids = [mid for mid, _ in hits]
+        positions = [p for _, p in hits.values()]
+        for code in np.unique(codes).tolist():
+            at = np.flatnonzero(codes == code)
+            for j, found in zip(at, self.scored(i, code, cosines[at], [positions[j] for j in at])):
+                self.views.setdefault(ids[j], []).append(found)
+
+    def ranked(self) -> dict[str, tuple[float, float, int]]:
+        """memory id -> (standing, relevance, position), best first: the memory's relevance is that of
+        its most relevant view that counts; the view shown (its standing and position) is that one
+        where relevance orders the memory, else its best-standing view."""
+        lacking = {mid: max(views, key=_standing) for mid, views in self.views.items()
+                   if not any(counts(v.fit, v.z) for v in views)}
+        if lacking:  # their primary views fell below the hits: looked up, so they are judged by them
+            for mid, found in self._look_up(lacking).items():
+                self.views[mid].append(found)
+        out: list[tuple[tuple[float, ...], str, tuple[float, float, int]]] = []
+        for mid, views in self.views.items():
+            judged = max([v for v in views if counts(v.fit, v.z)] or views, key=lambda v: (v.relevance, v.standing))
+            standing = max(views, key=_standing)
+            order = order_key(self.calibration, judged.relevance, standing.standing, standing.cosine)
+            shown = judged if above_floor(order) else standing
+            out.append((order, mid, (shown.standing, judged.relevance, shown.position)))
+        out.sort(key=lambda t: t[0], reverse=True)
+        return {mid: value for _, mid, value in out}
+
+    def _look_up(self, lacking: dict[str, RankedView]) -> dict[str, RankedView]:
+        """Memory id -> its best view of the kind its secondary view ``lacking[id]`` stands in for,
+        scored by the first run that may match it (one index search among those views per run);
+        memories without such a view are left out."""
+        catalog = self.store.catalog
+        wanted: dict[int, str] = {}  # position of a wanted view -> memory id
+        for mid, v in lacking.items():
+            code = self.code_of.get(v.fit.secondary_to or "")
+            namespace = catalog.get(v.position, "namespace")
+            wanted |= {p: mid for p in catalog.live_positions(mid)
+                       if self.kind_codes[p] == code and catalog.get(p, "namespace") == namespace}
+        out: dict[str, RankedView] = {}
+        for i, run in enumerate(self.runs):
+            mine = np.asarray([p for p, mid in wanted.items() if run.allowed[p] and mid not in out], np.int64)
+            if not len(mine):
+                continue
+            # a search among these views alone: exact, and no vector read (the flat index gathers
+            # them, an IVF one probes every list for so narrow a filter)
+            vkeys = catalog.array("vkey")[mine]  # (m,)
+            order = np.argsort(vkeys)
+            scores, keys = self.store.index.search(np.asarray(run.plan.vector, np.float32)[None, :], len(mine),
+                                                   vkeys[order])  # (1, m) each, -1 keys pad
+            held = keys[0] >= 0
+            keys, cosines = keys[0][held], scores[0][held].astype(np.float64)  # (m',)
+            at = mine[order][np.searchsorted(vkeys[order], keys)]  # (m',) the position of each key
+            codes = self.kind_codes[at]
+            for code in np.unique(codes).tolist():
+                sel = np.flatnonzero(codes == code)
+                for j, found in zip(sel, self.scored(i, code, cosines[sel], at[sel].tolist())):
+                    mid = wanted[int(at[j])]
+                    if mid not in out or found.relevance > out[mid].relevance:
+                        out[mid] = found
+        return out
+
+
+def _standing(v: RankedView) -> tuple[float, float]:
+    return (v.standing, v.cosine)

@@ -133,9 +133,9 @@ def test_normalising_elsewhere_gives_the_same_pixels():
 
 
 def test_the_store_decodes_photos_to_the_side_its_encoder_asks_for(tmp_path, monkeypatch):
-    from aimemory import MemoryStore
-
     from conftest import ColourEncoder
+
+    from aimemory import MemoryStore
 
     seen = []
 

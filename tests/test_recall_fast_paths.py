@@ -5,6 +5,7 @@ writes (also those waiting in the write-ahead segment), forgets, metadata update
 from __future__ import annotations
 
 import random
+import time
 
 import numpy as np
 import pytest
@@ -28,8 +29,10 @@ def _hits(store: MemoryStore, query: object, **kw) -> list[tuple[str, float, flo
 
 def _same(store: MemoryStore, query: object, **kw) -> list[tuple[str, float, float | None]]:
     """The hits of the fast recall, checked against the reference path."""
-    got = _hits(store, query, **kw)
     with pytest.MonkeyPatch.context() as mp:
+        now = time.time()
+        mp.setattr(time, "time", lambda: now)  # recency weights must not drift between the two calls
+        got = _hits(store, query, **kw)
         _no_fast_paths(mp)
         want = _hits(store, query, **kw)
     assert [g[0] for g in got] == [w[0] for w in want], kw

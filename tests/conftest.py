@@ -176,3 +176,10 @@ def tone(colour: str, seconds=0.5, rate=16000):
 
     t = np.arange(int(seconds * rate)) / rate
     return Audio((0.5 * np.sin(2 * np.pi * PITCH[colour] * t)).astype(np.float32), rate)
+
+
+def mixed_items() -> list:
+    """Colour notes, images and tones (three of each), and one unrelated note: a tiny mixed store."""
+    return [x for colour in ("red", "green", "blue")
+            for x in (f"a {colour} note", solid(colour, noise_seed=1), tone(colour))] + \
+        ["an unrelated note about taxes"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import ColourEncoder, solid, tone
+from conftest import ColourEncoder, mixed_items
 
 from aimemory import calibration as cal
 from aimemory.calibration import (
@@ -25,9 +25,7 @@ from aimemory.errors import InputError
 @pytest.fixture
 def mixed(store):
     """A tiny store with colour texts, images and tones."""
-    items = [x for colour in ("red", "green", "blue")
-             for x in (f"a {colour} note", solid(colour, noise_seed=1), tone(colour))]
-    store.remember_many(items + ["an unrelated note about taxes"])
+    store.remember_many(mixed_items())
     return store
 
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import ColourEncoder, solid, tone
+from conftest import ColourEncoder, mixed_items
 
 from aimemory import MemoryStore
 from aimemory.calibration import (
@@ -31,9 +31,7 @@ BIASED = {pair_key("text", "text"): PairFit(1.0, -7.0), pair_key("text", "image"
 
 @pytest.fixture
 def mixed(store):
-    items = [x for colour in ("red", "green", "blue")
-             for x in (f"a {colour} note", solid(colour, noise_seed=1), tone(colour))]
-    store.remember_many(items + ["an unrelated note about taxes"])
+    store.remember_many(mixed_items())
     yield store
     register_calibration(Calibration(ColourEncoder.model_id))
 

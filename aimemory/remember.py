@@ -47,9 +47,11 @@ def remember_items(store: "MemoryStore", items: Sequence[object], result: list[M
     # photos decode at a reduced scale when the model needs no more; OCR reads small print: full size
     side = encoder.image_decode_side if encoder is not None and store.ocr is None else None
 
-    def decode(i: int) -> Item:
-        decoding = (lambda done, total: item_progress(i, "decoding video", done, total)) \
-            if item_progress is not None else None
+    def decode(i: int) -> Item:  # on a decoding thread: item_progress must take calls from threads
+        decoding = None
+        if item_progress is not None:
+            item_progress(i, "decoding", 0.0, 1.0)
+            decoding = lambda done, total: item_progress(i, "decoding video", done, total)  # noqa: E731
         item = to_item(items[i], source=sources[i], progress=decoding, image_side=side)
         if ahead is not None and item.modality == "image":
             ahead.prepare_image(item.payload)  # type: ignore[arg-type]  # an image item holds a PIL image
@@ -58,8 +60,6 @@ def remember_items(store: "MemoryStore", items: Sequence[object], result: list[M
     for i, (item, failure) in enumerate(ordered(decode, range(len(items)), threads=threads,
                                                 ahead=batch_size + threads)):
         x = items[i]
-        if item_progress is not None:
-            item_progress(i, "decoding", 0.0, 1.0)
         try:
             if failure is not None:
                 raise failure

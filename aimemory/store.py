@@ -219,7 +219,8 @@ class MemoryStore(StateAttributes):
         ``progress`` is called with the number of items done after each batch;
         ``item_progress(index, what, done, total)`` with work inside one item: ``"decoding"`` (0 of 1)
         as each item is read, ``"decoding video"`` (seconds of video) while a video streams,
-        ``"transcribing"`` (seconds of audio) after each 30 s speech window.
+        ``"transcribing"`` (seconds of audio) after each 30 s speech window; the decoding calls come
+        from the threads that decode ahead (:mod:`aimemory.prefetch`).
         ``ids``, ``expires_at``, ``ttl``, ``created_by``, ``derived_from``, ``created_at``: one value for
         all items or a list of one per item (``ids``: always a list; None entries are generated);
         see :meth:`remember`. ``options`` (advanced, used by imports): one

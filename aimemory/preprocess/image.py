@@ -26,10 +26,6 @@ DEFAULT_SIZE = 224
 RESCALE = 1 / 255
 PREPROCESSOR_FILE = "preprocessor_config.json"
 WHITE = (255, 255, 255, 255)
-# Photos many times the model's input are first shrunk by a whole factor (box filter), leaving at
-# least 2x for the bicubic pass: 2x faster on a 1600x1200 photo, pixels within 3 levels of one
-# full bicubic pass (mean 0.25). Shrinks under 4x are the single exact pass, as the reference does.
-REDUCING_GAP = 2.0
 READY = ReadyInputs()  # inputs resized ahead on decoding threads (prepare), taken by to_uint8
 
 
@@ -96,8 +92,7 @@ class ImagePreprocessor:
     def _resized_and_cropped(self, image: Image.Image) -> np.ndarray:
         image = to_rgb(image)
         if self.do_resize:
-            image = image.resize(self.resized_size(*image.size), resample=self.resample,
-                                 reducing_gap=REDUCING_GAP)
+            image = image.resize(self.resized_size(*image.size), resample=self.resample)
         arr = np.asarray(image)  # (h, w, 3)
         return center_crop(arr, self.crop_height, self.crop_width) if self.do_center_crop else arr
 

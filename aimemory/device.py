@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,9 @@ DEFAULT_COMPUTE = {"cuda": "fp16", "mps": "fp16", "cpu": "fp32"}
 # a batch of images may use at most this fraction of the accelerator's free memory
 BATCH_MEMORY_FRACTION = 0.5
 MAX_BATCH = 256
+#: device nodes of the GPU drivers torch can use on Linux (NVIDIA, AMD ROCm, WSL2's GPU bridge):
+#: without any of them torch finds no GPU, so "auto" resolves to the CPU without importing it (~1 s)
+GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
 
 
 @dataclass(frozen=True)
@@ -114,13 +118,22 @@ class Placement:
 CPU = Placement()
 
 
+def no_gpu_driver() -> bool:
+    """True where torch cannot see a GPU, known without importing it: Linux with no GPU driver node."""
+    return sys.platform.startswith("linux") and not any(os.path.exists(p) for p in GPU_DRIVER_PATHS)
+
+
 def cuda_available() -> bool:
+    if "torch" not in sys.modules and no_gpu_driver():
+        return False
     import torch
 
     return bool(torch.cuda.is_available())
 
 
 def mps_available() -> bool:
+    if "torch" not in sys.modules and sys.platform != "darwin":
+        return False
     import torch
 
     backend = getattr(torch.backends, "mps", None)

@@ -123,7 +123,8 @@ class OfflineEncoder(Encoder):
 
         with _LOCK:
             if sound not in _CACHE:
-                _CACHE[sound] = cls(SentenceEncoder.from_pretrained("auto"), sound=sound)
+                # deferred: a process that only recalls text never imports torch (see embed_query)
+                _CACHE[sound] = cls(SentenceEncoder.from_pretrained("auto", defer=True), sound=sound)
             return _CACHE[sound]
 
     def to(self, placement: Placement) -> "OfflineEncoder":
@@ -184,6 +185,12 @@ class OfflineEncoder(Encoder):
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         return self.text.embed(list(texts))
 
+    def embed_query(self, text: str) -> np.ndarray:
+        """A text query's (dim,) vector: the text tower's numpy forward until torch is imported
+        (:meth:`SentenceEncoder.embed_query`); remembered texts always go through the network."""
+        embed_query = getattr(self.text, "embed_query", None)
+        return embed_query(text) if embed_query is not None else self.embed_texts([text])[0]
+
     def _image_vectors(self, images: Sequence["Image"]) -> tuple[np.ndarray, np.ndarray]:
         """images -> (label-placed (n, dim), appearance (n, dim)), both unit rows."""
         import torch
@@ -222,7 +229,7 @@ class OfflineEncoder(Encoder):
             # the built-in model loads and runs only when recall uses the plan: a store without drawing
             # views (text-only stores) never needs it
             drawing = DeferredVector(lambda: self._drawing(self.drawing_tower.embed_texts([payload]))[0])  # type: ignore[list-item]
-            return [QueryPlan(self.embed_texts([payload])[0]),  # type: ignore[list-item]
+            return [QueryPlan(self.embed_query(payload)),  # type: ignore[arg-type]
                     QueryPlan(cast(np.ndarray, drawing), frozenset({DRAWING}), DRAWING_PENALTY)]
         if modality != "image":
             return super().query_plans(modality, payload)

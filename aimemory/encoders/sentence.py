@@ -25,19 +25,23 @@ import hashlib
 import importlib.util
 import json
 import os
+import sys
+import threading
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
-import torch
 
 from ..device import Placement
 from ..errors import CheckpointError, ModelNotAvailableError
-from ..nn.bert import BertDims, BertModel
 from ..preprocess.wordpiece import MAX_LENGTH, WordPieceTokenizer
-from ..weights.bert_formats import bert_to_native
-from ..weights.loader import assign_weights, load_state_dict
 from .base import Encoder
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from ..nn.bert import BertModel
+    from ..nn.bert_numpy import NumpyBert
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 HUB_FOLDER = "models--sentence-transformers--all-MiniLM-L6-v2"
@@ -58,7 +62,7 @@ POOLING_CONFIG = Path("1_Pooling") / "config.json"
 BATCH_SIZE = 64
 #: fp32 reproduces the reference; bf16 halves the weight bytes (faster where memory-bound), cosine
 #: to fp32 about 0.999, and gets its own model id (``...@bf16``) since its vectors differ slightly
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}  # torch dtype names
 HASH_CHUNK = 1 << 20
 _verified: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, per process
 
@@ -137,24 +141,73 @@ def _read_json(file: Path) -> dict:
         raise CheckpointError(f"unreadable JSON config {file}: {exc}") from exc
 
 
+def build_bert(weights: Path, config: dict, precision: str = "fp32") -> "BertModel":
+    """The torch network of a BERT safetensors file (no hash check: callers decide what it is)."""
+    import torch
+
+    from ..nn.bert import BertDims, BertModel
+    from ..weights.bert_formats import bert_to_native
+    from ..weights.loader import assign_weights, load_state_dict
+
+    native = bert_to_native(load_state_dict(weights), source=str(weights))
+    try:
+        dims = BertDims.from_state(native, config)
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{weights} does not fit a BERT encoder: {exc}") from exc
+    with torch.device("meta"):  # the checkpoint's tensors become the parameters: no random init
+        model = BertModel(dims)
+    assign_weights(model, native, source=str(weights), assign=True)
+    if precision != "fp32":
+        model = model.to(getattr(torch, PRECISIONS[precision]))
+    return model.eval()
+
+
 class SentenceEncoder(Encoder):
-    """Texts -> unit-norm float32 sentence vectors of width ``dim`` (384 for all-MiniLM-L6-v2)."""
+    """Texts -> unit-norm float32 sentence vectors of width ``dim`` (384 for all-MiniLM-L6-v2).
+
+    ``model``: the torch network, or (a deferred encoder, see ``from_pretrained(defer=True)``) a
+    function building it on first use, with ``weights`` (its safetensors file, for the numpy query
+    path), ``config`` and ``dims`` (width and max_positions, read from the file's header)."""
 
     modalities = frozenset({"text"})
 
-    def __init__(self, model: BertModel, tokenizer: WordPieceTokenizer, *, model_id: str = MODEL_ID,
-                 max_length: int = MAX_LENGTH):
-        self.model = model.eval()
+    def __init__(self, model: "BertModel | Callable[[], BertModel]", tokenizer: WordPieceTokenizer, *,
+                 model_id: str = MODEL_ID, max_length: int = MAX_LENGTH, weights: Path | None = None,
+                 config: dict | None = None, dims=None):
+        deferred = not hasattr(model, "dims")
+        if deferred and (weights is None or dims is None):
+            raise ValueError("a deferred SentenceEncoder needs the weights file and its dims")
+        self._model: "BertModel | None" = None if deferred else model.eval()  # type: ignore[union-attr]
+        self._build = model if deferred else None
+        self._weights, self._config = weights, config or {}
+        self._numpy: "NumpyBert | None" = None
+        self._load_lock = threading.Lock()
+        dims = dims if deferred else model.dims  # type: ignore[union-attr]
         self.tokenizer = tokenizer
         self.model_id = model_id
-        self.dim = model.dims.width
-        self.max_length = min(max_length, model.dims.max_positions)
+        self.dim = int(dims.width)
+        self.max_length = min(max_length, int(dims.max_positions))
+
+    @property
+    def model(self) -> "BertModel":
+        """The torch network (a deferred encoder builds it here, on first use)."""
+        if self._model is None and self._build is not None:
+            with self._load_lock:
+                if self._model is None:
+                    self._model = self._build()
+        return self._model  # type: ignore[return-value]
+
+    @model.setter
+    def model(self, value: "BertModel | None") -> None:
+        self._model = value
 
     @classmethod
-    def from_pretrained(cls, spec: str | os.PathLike = "auto", *, precision: str = "fp32") -> "SentenceEncoder":
+    def from_pretrained(cls, spec: str | os.PathLike = "auto", *, precision: str = "fp32",
+                        defer: bool = False) -> "SentenceEncoder":
         """``"auto"`` or the model id: the pinned all-MiniLM-L6-v2 found locally (see the module doc);
         a folder path: that folder's BERT (pins checked as described there). ``precision`` is
-        ``"fp32"`` (default, the reference's numbers) or ``"bf16"``."""
+        ``"fp32"`` (default, the reference's numbers) or ``"bf16"``. ``defer``: in a process that has
+        not imported torch, build the torch network on first use (see :meth:`embed_query`)."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         explicit = not (isinstance(spec, str) and spec in ("auto", MODEL_ID))
@@ -185,12 +238,14 @@ class SentenceEncoder(Encoder):
                 f"{folder}: {', '.join(bad)} do(es) not match the pinned sha256 of {MODEL_ID} (corrupt or "
                 f"another revision); delete that folder and reinstall ({install_hint()}), or pass the "
                 "folder's path explicitly to load it under its own model id")
-        return cls.from_folder(folder, model_id=model_id, precision=precision)
+        return cls.from_folder(folder, model_id=model_id, precision=precision, defer=defer)
 
     @classmethod
-    def from_folder(cls, folder: str | os.PathLike, *, model_id: str, precision: str = "fp32") -> "SentenceEncoder":
+    def from_folder(cls, folder: str | os.PathLike, *, model_id: str, precision: str = "fp32",
+                    defer: bool = False) -> "SentenceEncoder":
         """Build from a folder without any hash check (callers decide what the folder is); a
-        non-fp32 ``precision`` is appended to ``model_id``."""
+        non-fp32 ``precision`` is appended to ``model_id``. ``defer``: see :meth:`from_pretrained`
+        (fp32 only; a checkpoint the numpy forward does not implement loads at once)."""
         folder = Path(folder)
         config = _read_json(folder / CONFIG_FILE)
         if config.get("model_type", "bert") != "bert":
@@ -198,26 +253,30 @@ class SentenceEncoder(Encoder):
         pooling = _read_json(folder / POOLING_CONFIG)
         if pooling and not pooling.get("pooling_mode_mean_tokens", False):
             raise CheckpointError(f"{folder} pools with {pooling}; only mean pooling is implemented")
-        native = bert_to_native(load_state_dict(folder / WEIGHTS_FILE), source=str(folder / WEIGHTS_FILE))
-        try:
-            dims = BertDims.from_state(native, config)
-        except (KeyError, ValueError) as exc:
-            raise CheckpointError(f"{folder / WEIGHTS_FILE} does not fit a BERT encoder: {exc}") from exc
-        with torch.device("meta"):  # the checkpoint's tensors become the parameters: no random init
-            model = BertModel(dims)
-        assign_weights(model, native, source=str(folder / WEIGHTS_FILE), assign=True)
+        weights = folder / WEIGHTS_FILE
         max_length = int(_read_json(folder / ST_CONFIG).get("max_seq_length", MAX_LENGTH))
+        tokenizer = WordPieceTokenizer.from_vocab(folder / VOCAB_FILE)
+        if defer and precision == "fp32" and "torch" not in sys.modules:
+            from ..nn.bert_numpy import NumpyBertDims
+
+            try:
+                dims = NumpyBertDims.from_file(weights, config)
+            except ValueError:  # not what the numpy forward implements: the torch network, now
+                pass
+            else:
+                return cls(lambda: build_bert(weights, config), tokenizer, model_id=model_id,
+                           max_length=max_length, weights=weights, config=config, dims=dims)
         if precision != "fp32":
-            model, model_id = model.to(PRECISIONS[precision]), f"{model_id}@{precision}"
-        return cls(model, WordPieceTokenizer.from_vocab(folder / VOCAB_FILE), model_id=model_id,
-                   max_length=max_length)
+            model_id = f"{model_id}@{precision}"
+        return cls(build_bert(weights, config, precision), tokenizer, model_id=model_id, max_length=max_length)
 
     # -- embedding -----------------------------------------------------------------------------
-    @torch.inference_mode()
     def embed(self, texts: Sequence[str], batch_size: int = BATCH_SIZE) -> np.ndarray:
         """Texts -> (n, dim) float32 unit rows. Texts are sorted by token count and each batch is
         cut to its longest member, so short texts never pay for long ones; a lone text runs with
         no padding and no attention mask."""
+        import torch
+
         if isinstance(texts, str):
             raise TypeError("embed takes a sequence of texts; wrap a single text in a list")
         n = len(texts)
@@ -244,13 +303,41 @@ class SentenceEncoder(Encoder):
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> np.ndarray:
         """(b, L) ids [and mask] -> (b, dim) float32 unit rows, on this encoder's device."""
+        import torch
+
         place = self.placement
-        with place.autocast():
+        with torch.inference_mode(), place.autocast():
             out = self.model.embed(place.put(ids), None if mask is None else place.put(mask))
         return place.back(out).numpy()
 
+    def embed_query(self, text: str) -> np.ndarray:
+        """One query text -> (dim,) float32 unit vector, what ``embed([text])[0]`` gives. A deferred
+        encoder on the CPU in a process that has not imported torch computes it with the numpy
+        forward of the same pinned weights (:mod:`aimemory.nn.bert_numpy`; cosine >= 0.9999 to the
+        torch network's), so a cold text recall never imports torch; once torch is in, the network."""
+        if self._weights is None or "torch" in sys.modules or not self.placement.is_cpu:
+            return self.embed([text])[0]
+        tok = self.tokenizer
+        row = [tok.cls_id, *tok.tokenize_ids(text)[: self.max_length - 2], tok.sep_id]
+        return self.numpy_model.embed([row], tok.pad_id)[0]
+
+    @property
+    def numpy_model(self) -> "NumpyBert":
+        """The numpy forward of a deferred encoder's weights, read on first use."""
+        if self._weights is None:
+            raise ValueError("only a deferred SentenceEncoder (from_pretrained(defer=True)) has a numpy forward")
+        with self._load_lock:
+            if self._numpy is None:
+                from ..nn.bert_numpy import NumpyBert
+
+                self._numpy = NumpyBert.from_safetensors(self._weights, self._config)
+            return self._numpy
+
     def to(self, placement: Placement) -> "SentenceEncoder":
         new = placement.adopt(self)
+        if new is self:  # nothing moves (and a deferred network stays unbuilt)
+            return self
+        new._load_lock = threading.Lock()
         new.model, new.placement = placement.move(self.model), placement
         return new
 
@@ -258,4 +345,4 @@ class SentenceEncoder(Encoder):
         return self.embed(texts)
 
     def close(self) -> None:
-        self.model = None  # type: ignore[assignment]
+        self._model, self._build, self._numpy = None, None, None

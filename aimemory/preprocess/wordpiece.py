@@ -27,9 +27,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import torch
+if TYPE_CHECKING:  # pragma: no cover
+    import torch  # only encode() builds tensors: tokenizing a query needs no torch
 
 VOCAB_FILE = "vocab.txt"
 MAX_LENGTH = 256  # sentence-transformers' max_seq_length for all-MiniLM-L6-v2
@@ -206,6 +207,8 @@ class WordPieceTokenizer:
             raise TypeError("encode takes a sequence of texts; wrap a single text in a list")
         if max_length < 2:
             raise ValueError(f"max_length must leave room for [CLS] and [SEP], got {max_length}")
+        import torch
+
         rows = [[self.cls_id, *self.tokenize_ids(t)[: max_length - 2], self.sep_id] for t in texts]
         width = max((len(r) for r in rows), default=0)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)  # (n, L)

@@ -10,11 +10,12 @@ weights (``position_ids``) and BERT's pre-training heads (``cls.*``), which an e
 from __future__ import annotations
 
 import re
-from typing import Mapping
-
-import torch
+from typing import TYPE_CHECKING, Mapping
 
 from ..errors import CheckpointError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch  # imported where tensors are built: the table itself serves the numpy BERT too
 
 PREFIXES = ("0.auto_model.", "bert.", "module.")
 IGNORED = re.compile(r"(embeddings\.position_ids|cls\.(predictions|seq_relationship)\..*)")
@@ -44,7 +45,7 @@ def strip_prefix(key: str) -> str:
     return key
 
 
-def is_bert_state(state: Mapping[str, torch.Tensor]) -> bool:
+def is_bert_state(state: Mapping[str, object]) -> bool:
     return any(strip_prefix(k) == "embeddings.word_embeddings.weight" for k in state)
 
 
@@ -82,6 +83,8 @@ def bert_to_native(state: Mapping[str, torch.Tensor], *, source: str = "checkpoi
 def fuse_qkv(state: dict[str, torch.Tensor], *, source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """``blocks.N.attn.{q,k,v}.{weight,bias}`` -> ``blocks.N.attn.qkv.{weight,bias}``; the three
     parts must all be present and of one shape."""
+    import torch
+
     for key in sorted(k for k in state if ".attn.q." in k):
         base, kind = key.rsplit(".attn.q.", 1)
         parts = [state.pop(f"{base}.attn.{p}.{kind}", None) for p in "qkv"]

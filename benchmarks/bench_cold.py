@@ -20,8 +20,13 @@ Cases:
 
 The store (built once into ``--work``) holds ``--n`` text memories with random unit vectors made as
 ``aimemory-base`` would store them (384-d), so the CLI loads the real ``aimemory-base`` towers to
-encode the query; no model runs while building it. The text towers need torch: that import and
-the towers' weights are the floor of any cold process that encodes a query.
+encode the query; no model runs while building it. A process that has not imported torch encodes a
+text query with the numpy forward of the same weights (:mod:`aimemory.nn.bert_numpy`), so the cold
+CLI recall does without torch; ``floor: import torch`` shows what that saves.
+
+Encode latency (``--encode-queries``, 0 to skip; in this process, one thread each): the same short
+queries encoded one at a time by the numpy forward and by the torch network, tokenizing included,
+median and minimum over the queries, and the lowest cosine between the two paths' vectors.
 """
 
 from __future__ import annotations
@@ -194,6 +199,63 @@ def measure(checkouts: dict[str, Path], stores: dict[str, Path], runs: int, mcp:
     return times
 
 
+# -- encode latency ------------------------------------------------------------------------------------
+def query_texts(n: int) -> list[str]:
+    """``n`` short varied queries (1-6 words), as people type them."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    return [" ".join(rng.choice(WORDS, int(rng.integers(1, 7)))) for _ in range(n)]
+
+
+def encode_latency(n: int, log=print) -> dict[str, float]:
+    """One-query encode time (ms) of the numpy forward and of the torch network, one thread each."""
+    import numpy as np
+    import torch
+
+    from aimemory.encoders.sentence import CONFIG_FILE, WEIGHTS_FILE, SentenceEncoder, find_local_sentence_model
+    from aimemory.nn.bert_numpy import NumpyBert
+
+    folder = find_local_sentence_model()
+    if folder is None:
+        log("encode latency: all-MiniLM-L6-v2 is not installed; skipped")
+        return {}
+    torch.set_num_threads(1)
+    encoder = SentenceEncoder.from_pretrained("auto")  # torch is imported here: the network
+    t = time.perf_counter()
+    net = NumpyBert.from_safetensors(folder / WEIGHTS_FILE, json.loads((folder / CONFIG_FILE).read_text()))
+    numpy_load = time.perf_counter() - t
+    tok = encoder.tokenizer
+
+    def numpy_query(text: str) -> np.ndarray:
+        row = [tok.cls_id, *tok.tokenize_ids(text)[: encoder.max_length - 2], tok.sep_id]
+        return net.embed([row], tok.pad_id)[0]
+
+    def torch_query(text: str) -> np.ndarray:
+        return encoder.embed([text])[0]
+
+    texts = query_texts(n)
+    out: dict[str, float] = {"numpy weights load ms": numpy_load * 1e3}
+    vectors = {}
+    for name, fn in (("numpy", numpy_query), ("torch", torch_query)):
+        for text in texts[:10]:  # warm-up
+            fn(text)
+        times, vecs = [], []
+        for text in texts:
+            t = time.perf_counter()
+            vecs.append(fn(text))
+            times.append(time.perf_counter() - t)
+        vectors[name] = np.stack(vecs)
+        out[f"{name} median ms"] = statistics.median(times) * 1e3
+        out[f"{name} min ms"] = min(times) * 1e3
+    out["min cosine"] = float((vectors["numpy"] * vectors["torch"]).sum(1).min())
+    log(f"encode latency, one text query ({n} queries of 1-6 words, one thread, tokenizing included):")
+    log(f"  numpy forward: median {out['numpy median ms']:.2f} ms (min {out['numpy min ms']:.2f}); "
+        f"torch network: median {out['torch median ms']:.2f} ms (min {out['torch min ms']:.2f}); "
+        f"min cosine {out['min cosine']:.6f}; numpy weights read in {out['numpy weights load ms']:.0f} ms")
+    return out
+
+
 def table(times: dict[str, dict[str, list[float]]], labels: list[str]) -> str:
     head = f"{'case':<22}" + "".join(f"{label + ' s (min-max)':>24}" for label in labels)
     if len(labels) == 2:
@@ -220,6 +282,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--baseline", default=None, help="another aimemory checkout to compare against")
     p.add_argument("--no-mcp", action="store_true", help="skip the MCP cases")
     p.add_argument("--no-served", action="store_true", help="skip the served recall")
+    p.add_argument("--encode-queries", type=int, default=200,
+                   help="queries for the numpy-vs-torch encode latency (0: skip)")
     return p.parse_args(argv)
 
 
@@ -262,6 +326,9 @@ def main(argv=None, log=print) -> dict:
     times = measure(checkouts, stores, args.runs, mcp, not args.no_served, log)
     log(table(times, list(checkouts)))
     log(f"load avg at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.encode_queries > 0:
+        encode_latency(args.encode_queries, log)
+        log(f"load avg after the encode timing: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return times
 
 

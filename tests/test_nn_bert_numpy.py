@@ -131,3 +131,28 @@ def test_once_torch_is_imported_queries_use_the_network():
         "assert float(cold @ enc.embed(['a cat on the sofa'])[0]) >= 0.9999\n"
         "print('ok')\n")
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+@needs_weights
+def test_a_deferred_encoder_refuses_weights_changed_after_opening(tmp_path):
+    import shutil
+
+    folder = tmp_path / "minilm"
+    shutil.copytree(FOLDER, folder)
+    out = run_python(
+        "import sys\n"
+        "from aimemory.encoders.sentence import SentenceEncoder\n"
+        "from aimemory.errors import CheckpointError\n"
+        f"enc = SentenceEncoder.from_pretrained({str(folder)!r}, defer=True)\n"
+        f"with open({str(folder / WEIGHTS_FILE)!r}, 'r+b') as fh:\n"
+        "    fh.seek(-4, 2)\n"
+        "    fh.write(b'\\x00\\x00\\x80\\x7f')\n"  # the last float becomes +inf
+        "import os\n"  # a distinct mtime even where the filesystem keeps coarse timestamps
+        f"st = os.stat({str(folder / WEIGHTS_FILE)!r})\n"
+        f"os.utime({str(folder / WEIGHTS_FILE)!r}, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))\n"
+        "try:\n"
+        "    enc.embed_query('a cat')\n"
+        "except CheckpointError as exc:\n"
+        "    print('refused' if 'changed since it was opened' in str(exc) else exc)\n"
+        "assert 'torch' not in sys.modules\n")
+    assert out.returncode == 0 and out.stdout.strip() == "refused", out.stdout + out.stderr[-2000:]

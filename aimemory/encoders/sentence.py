@@ -167,16 +167,19 @@ class SentenceEncoder(Encoder):
 
     ``model``: the torch network, or (a deferred encoder, see ``from_pretrained(defer=True)``) a
     function building it on first use, with ``weights`` (its safetensors file, for the numpy query
-    path), ``config`` and ``dims`` (width and max_positions, read from the file's header)."""
+    path), ``config``, ``dims`` (width and max_positions, read from the file's header) and
+    ``weights_sha256``: the file's digest when it was opened (and pin-checked), which it must still
+    have when either network reads it."""
 
     modalities = frozenset({"text"})
 
     def __init__(self, model: "BertModel | Callable[[], BertModel]", tokenizer: WordPieceTokenizer, *,
                  model_id: str = MODEL_ID, max_length: int = MAX_LENGTH, weights: Path | None = None,
-                 config: dict | None = None, dims=None):
+                 config: dict | None = None, dims=None, weights_sha256: str | None = None):
         deferred = not hasattr(model, "dims")
-        if deferred and (weights is None or dims is None):
-            raise ValueError("a deferred SentenceEncoder needs the weights file and its dims")
+        if deferred and (weights is None or dims is None or weights_sha256 is None):
+            raise ValueError("a deferred SentenceEncoder needs the weights file, its dims and its sha256")
+        self._weights_sha256 = weights_sha256
         self._model: "BertModel | None" = None if deferred else model.eval()  # type: ignore[union-attr]
         self._build = model if deferred else None
         self._weights, self._config = weights, config or {}
@@ -194,12 +197,22 @@ class SentenceEncoder(Encoder):
         if self._model is None and self._build is not None:
             with self._load_lock:
                 if self._model is None:
+                    self.opened_weights()
                     self._model = self._build()
         return self._model  # type: ignore[return-value]
 
     @model.setter
     def model(self, value: "BertModel | None") -> None:
         self._model = value
+
+    def opened_weights(self) -> Path:
+        """A deferred encoder's weights file, checked to be the one opened (same sha256; the digest
+        is remembered per size and mtime, so this hashes again only a file that changed)."""
+        assert self._weights is not None
+        if file_sha256(self._weights) != self._weights_sha256:
+            raise CheckpointError(f"{self._weights} changed since it was opened (its sha256 differs); "
+                                  f"reinstall the model ({install_hint()}) and open the store again")
+        return self._weights
 
     @classmethod
     def from_pretrained(cls, spec: str | os.PathLike = "auto", *, precision: str = "fp32",
@@ -265,7 +278,8 @@ class SentenceEncoder(Encoder):
                 pass
             else:
                 return cls(lambda: build_bert(weights, config), tokenizer, model_id=model_id,
-                           max_length=max_length, weights=weights, config=config, dims=dims)
+                           max_length=max_length, weights=weights, config=config, dims=dims,
+                           weights_sha256=file_sha256(weights))  # from_pretrained's, remembered
         if precision != "fp32":
             model_id = f"{model_id}@{precision}"
         return cls(build_bert(weights, config, precision), tokenizer, model_id=model_id, max_length=max_length)
@@ -330,7 +344,7 @@ class SentenceEncoder(Encoder):
             if self._numpy is None:
                 from ..nn.bert_numpy import NumpyBert
 
-                self._numpy = NumpyBert.from_safetensors(self._weights, self._config)
+                self._numpy = NumpyBert.from_safetensors(self.opened_weights(), self._config)
             return self._numpy
 
     def to(self, placement: Placement) -> "SentenceEncoder":

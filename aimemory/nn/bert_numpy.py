@@ -1,6 +1,6 @@
 """The BERT sentence encoder of :mod:`aimemory.nn.bert` as a numpy forward pass, for text queries in
-processes that never import torch (importing torch costs about a second; one query costs a
-millisecond).
+processes that never import torch: importing torch costs over a second, while a short query runs
+about as fast here as on the torch network (~9 ms on one shared core, see benchmarks/bench_cold.py).
 
 It computes what :meth:`aimemory.nn.bert.BertModel.embed` computes, from the same safetensors file
 read with ``safetensors.numpy``: word + position + type-0 embeddings and LayerNorm, post-LN blocks
@@ -70,6 +70,11 @@ class NumpyBertDims:
         heads = int(config.get("num_attention_heads") or max(1, width // HEAD_WIDTH))
         if width % heads:
             raise ValueError(f"width {width} is not divisible by heads {heads}")
+        seen = {"hidden_size": width, "num_hidden_layers": layers, "vocab_size": int(shapes["embeddings.token"][0]),
+                "intermediate_size": int(shapes["blocks.0.mlp.fc1.weight"][0]) if layers else 4 * width}
+        for key, value in seen.items():  # the checks BertDims.from_state makes for the torch network
+            if key in config and int(config[key]) != value:
+                raise CheckpointError(f"config.json says {key}={config[key]} but the weights have {value}")
         return cls(width=width, layers=layers, heads=heads,
                    max_positions=int(shapes["embeddings.position"][0]),
                    eps=float(config.get("layer_norm_eps", LAYER_NORM_EPS)))

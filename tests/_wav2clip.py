@@ -35,12 +35,17 @@ class _LibrosaSpectrogram(torch.nn.Module):
 
 def reference():
     """The ``wav2clip.model.encoder`` module."""
-    if "torchaudio" not in sys.modules:
-        fake = types.ModuleType("torchaudio")
-        fake.transforms = types.SimpleNamespace(Spectrogram=_LibrosaSpectrogram)
-        sys.modules["torchaudio"] = fake
-    import wav2clip.model.encoder as module
+    if "wav2clip.model.encoder" in sys.modules or "torchaudio" in sys.modules:
+        import wav2clip.model.encoder as module
 
+        return module
+    fake = types.ModuleType("torchaudio")
+    fake.transforms = types.SimpleNamespace(Spectrogram=_LibrosaSpectrogram)
+    sys.modules["torchaudio"] = fake
+    try:
+        import wav2clip.model.encoder as module
+    finally:  # the reference keeps its handle; other packages (transformers) must not see a fake
+        del sys.modules["torchaudio"]
     return module
 
 

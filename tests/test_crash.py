@@ -31,8 +31,9 @@ WRITER = textwrap.dedent("""
     from aimemory import MemoryStore
     import aimemory.storage.table as table_mod
     table_mod.COMPACT_EVERY_COMMITS = 7       # compaction happens often enough to be hit
-    import aimemory.store as store_mod
-    store_mod.SAVE_INDEX_AFTER_CHANGES = 5    # and so do index saves
+    import aimemory.write as write_mod
+    write_mod.SAVE_INDEX_AFTER_CHANGES = 5    # and so do index saves
+    write_mod.SAVE_INDEX_GROWTH = 0
     import aimemory.write_ahead as write_ahead_mod
     write_ahead_mod.FOLD_AFTER_RECORDS = 3    # and folds of the write-ahead segment
     rng = random.Random({seed})

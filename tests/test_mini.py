@@ -15,7 +15,8 @@ from PIL import Image
 from aimemory.encoders.base import Encoder, View
 from aimemory.encoders.mini import MODEL_DIR, MiniEncoder, load_model
 from aimemory.inputs import Audio
-from aimemory.nn.mini import MiniDims, text_features
+from aimemory.nn.mini import MiniDims
+from aimemory.preprocess.hashed_text import text_features
 
 SAMPLES = Path(__file__).resolve().parent.parent / "aimemory" / "samples"
 HELDOUT = Path(__file__).resolve().parent / "data" / "mini_heldout.npz"

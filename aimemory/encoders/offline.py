@@ -15,6 +15,7 @@ Speech is transcribed by the store's Whisper and embedded as text.
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, ClassVar, Sequence, cast
@@ -25,13 +26,17 @@ from ..device import Placement
 from .base import Encoder, QueryPlan, View, l2_normalize
 from .labels import class_vectors, conse, imagenet_sentences, read_class_texts
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:
     from PIL.Image import Image
 
     from ..inputs import Audio
+    from ..nn.mini_numpy import MiniTextNumpy  # pragma: no cover
 
 MODEL_ID = "aimemory-base"
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "aimemory-base"
+#: the built-in model's weights (encoders/mini.py MODEL_DIR), named here so a text query can read its
+#: text tower without importing torch
+MINI_WEIGHTS = MODEL_DIR.parent / "aimemory-mini" / "model.safetensors"
 APPEARANCE = "image.appearance"
 DRAWING = "image.drawing"
 #: view kinds a query only reaches when it brings a vector of the same kind (see query_plans)
@@ -112,6 +117,7 @@ class OfflineEncoder(Encoder):
         self._image: tuple | None = None  # (ImageClassifier, class vectors (1000, dim), basis (dim, features))
         self._sound = None  # SoundPlacer
         self._mini = None  # MiniEncoder
+        self._mini_text: MiniTextNumpy | None = None  # its text tower for queries before torch is imported
         has_sound = sound and sound_tagger_installed()
         self.modalities = frozenset({"image", "text", "audio"} if has_sound else {"image", "text"})  # type: ignore[misc]
 
@@ -175,6 +181,20 @@ class OfflineEncoder(Encoder):
                 self._mini = MiniEncoder.load().to(self.placement)
             return self._mini
 
+    def drawing_query(self, text: str) -> np.ndarray:
+        """A text query's (dim,) vector in the drawing view: the built-in model's text tower, in
+        numpy while torch is not imported in this process (a cold text recall of a store with
+        photos then never imports it), else the torch tower."""
+        if "torch" in sys.modules or not self.placement.is_cpu:
+            return self._drawing(self.drawing_tower.embed_texts([text]))[0]
+        with self._lock:
+            if self._mini_text is None:
+                from ..nn.mini_numpy import MiniTextNumpy
+
+                self._mini_text = MiniTextNumpy.from_safetensors(MINI_WEIGHTS)
+            tower = self._mini_text
+        return self._drawing(tower.embed(text)[None])[0]
+
     def _drawing(self, vectors: np.ndarray) -> np.ndarray:
         """(n, 256) built-in model vectors -> (n, dim): zero-padded, so cosines are unchanged."""
         out = np.zeros((len(vectors), self.dim), np.float32)
@@ -228,7 +248,7 @@ class OfflineEncoder(Encoder):
         if modality == "text":
             # the built-in model loads and runs only when recall uses the plan: a store without drawing
             # views (text-only stores) never needs it
-            drawing = DeferredVector(lambda: self._drawing(self.drawing_tower.embed_texts([payload]))[0])  # type: ignore[list-item]
+            drawing = DeferredVector(lambda: self.drawing_query(payload))  # type: ignore[arg-type]
             return [QueryPlan(self.embed_query(payload)),  # type: ignore[arg-type]
                     QueryPlan(cast(np.ndarray, drawing), frozenset({DRAWING}), DRAWING_PENALTY)]
         if modality != "image":

@@ -7,8 +7,6 @@ so unseen phrasings, plurals and typos still land near the words it learned.
 
 from __future__ import annotations
 
-import re
-import zlib
 from dataclasses import asdict, dataclass
 from typing import Mapping, Sequence
 
@@ -16,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..preprocess.hashed_text import text_features
+
 IMAGE_MEAN = 0.5  # pixels in [0, 1] are mapped to (x - 0.5) / 0.25
 IMAGE_STD = 0.25
-NUMBER_WORDS = {"1": "one", "2": "two", "3": "three", "4": "four", "5": "five"}
-_WORD_RE = re.compile(r"[a-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -54,32 +52,6 @@ class MiniDims:
             n_mels=state["audio.convs.0.0.weight"].shape[1],
             audio_widths=tuple(state[f"audio.convs.{i}.0.weight"].shape[0] for i in range(n_aud)),
         )
-
-
-# -- text featurisation ---------------------------------------------------------------------------
-def normalize_word(word: str) -> str:
-    """Lower-case word -> crude singular ("dogs" -> "dog", "cherries" -> "cherry", "2" -> "two")."""
-    word = NUMBER_WORDS.get(word, word)
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 4 and word.endswith("es") and word[-3] in "sxz" or word.endswith(("ches", "shes")):
-        return word[:-2]
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
-
-
-def text_features(text: str, buckets: int) -> list[int]:
-    """A caption -> hashed feature ids: words, word bigrams and boundary-marked char trigrams."""
-    words = [normalize_word(w) for w in _WORD_RE.findall(text.lower())]
-    feats = [f"w:{w}" for w in words]
-    feats += [f"b:{a}_{b}" for a, b in zip(words, words[1:])]
-    for w in words:
-        padded = f"<{w}>"
-        feats += [f"c:{padded[i:i + 3]}" for i in range(len(padded) - 2)]
-    if not feats:
-        feats = ["w:<empty>"]
-    return [zlib.crc32(f.encode()) % buckets for f in feats]
 
 
 def text_batch(texts: Sequence[str], buckets: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,7 +26,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 
 from ..errors import CheckpointError
-from ..weights.bert_formats import IGNORED, QKV, RULES, is_bert_state, strip_prefix
+from ..weights.bert_formats import is_bert_state, native_name, strip_prefix
 
 LAYER_NORM_EPS = 1e-12  # BERT's; config.json's layer_norm_eps when present
 HEAD_WIDTH = 64  # heads = width / 64 when no config names them (BERT's convention)
@@ -103,19 +103,13 @@ def native_names(keys: Sequence[str], *, source: str = "checkpoint") -> dict[str
     out: dict[str, str] = {}
     unknown = []
     for key in keys:
-        short = strip_prefix(key)
-        if IGNORED.fullmatch(short):
+        try:
+            name = native_name(key)
+        except KeyError:
+            unknown.append(strip_prefix(key))
             continue
-        for pattern, native in RULES:
-            m = pattern.fullmatch(short)
-            if m:
-                name = m.expand(native)
-                for long, letter in QKV.items():
-                    name = name.replace(f".attn.{long}.", f".attn.{letter}.")
-                out[key] = name
-                break
-        else:
-            unknown.append(short)
+        if name is not None:
+            out[key] = name
     if unknown:
         raise CheckpointError(f"{source}: keys with no place in a BERT encoder: {', '.join(sorted(unknown)[:10])}")
     if len(set(out.values())) != len(out):

@@ -49,6 +49,22 @@ def is_bert_state(state: Mapping[str, object]) -> bool:
     return any(strip_prefix(k) == "embeddings.word_embeddings.weight" for k in state)
 
 
+def native_name(key: str) -> str | None:
+    """A checkpoint key (any prefix) -> its native name, q, k and v still apart
+    (``blocks.N.attn.{q,k,v}.*``); None for a key the encoder ignores; KeyError for one with no place."""
+    short = strip_prefix(key)
+    if IGNORED.fullmatch(short):
+        return None
+    for pattern, native in RULES:
+        m = pattern.fullmatch(short)
+        if m:
+            name = m.expand(native)
+            for long, letter in QKV.items():
+                name = name.replace(f".attn.{long}.", f".attn.{letter}.")
+            return name
+    raise KeyError(short)
+
+
 def bert_to_native(state: Mapping[str, torch.Tensor], *, source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """HF BERT names -> native names, q/k/v fused, floating tensors as float32. Unknown keys raise
     :class:`CheckpointError`; missing keys and wrong shapes are caught when the weights are assigned
@@ -59,21 +75,16 @@ def bert_to_native(state: Mapping[str, torch.Tensor], *, source: str = "checkpoi
     out: dict[str, torch.Tensor] = {}
     unknown = []
     for key, value in state.items():
-        key = strip_prefix(key)
-        if IGNORED.fullmatch(key):
+        try:
+            name = native_name(key)
+        except KeyError:
+            unknown.append(strip_prefix(key))
             continue
-        for pattern, native in RULES:
-            m = pattern.fullmatch(key)
-            if m:
-                name = m.expand(native)
-                for long, short in QKV.items():
-                    name = name.replace(f".attn.{long}.", f".attn.{short}.")
-                if name in out:
-                    raise CheckpointError(f"{source}: {key} appears twice (with and without a prefix)")
-                out[name] = value.float() if value.is_floating_point() else value
-                break
-        else:
-            unknown.append(key)
+        if name is None:
+            continue
+        if name in out:
+            raise CheckpointError(f"{source}: {strip_prefix(key)} appears twice (with and without a prefix)")
+        out[name] = value.float() if value.is_floating_point() else value
     if unknown:
         raise CheckpointError(f"{source}: keys with no place in a BERT encoder ({len(unknown)}): "
                               f"{', '.join(sorted(unknown)[:10])}")

@@ -75,22 +75,42 @@ def thread_map(fn: Callable[[T], R], items: Sequence[T], *, threads: int) -> lis
 
 class ReadyInputs:
     """Model inputs computed ahead on a decoding thread, waiting for the batch that embeds their
-    source object. Keyed by (owner, the object's identity); an entry whose object is gone, or past
-    :data:`MAX_READY`, is dropped, which only costs recomputing it."""
+    source object. Keyed by (owner, the object's identity). An entry goes at the next call after its
+    object is collected (an item found already stored is never embedded), or past
+    :data:`MAX_READY`; either only costs recomputing it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple[object, int], tuple[weakref.ref, object]] = OrderedDict()
+        # refs of collected objects; a weakref callback may run inside a locked section (GC), so it
+        # only appends here and the next call under the lock removes their entries
+        self._dead: list[tuple[tuple[object, int], weakref.ref]] = []
 
     def put(self, owner: object, source: object, value: object) -> None:
+        key = (owner, id(source))
+        ref = weakref.ref(source, lambda r: self._dead.append((key, r)))
         with self._lock:
-            self._entries[(owner, id(source))] = (weakref.ref(source), value)
+            self._purge()
+            self._entries[key] = (ref, value)
             while len(self._entries) > MAX_READY:
                 self._entries.popitem(last=False)
+
+    def _purge(self) -> None:
+        while self._dead:
+            key, ref = self._dead.pop()
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] is ref:  # not a newer object that reuses the id
+                del self._entries[key]
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._purge()
+            return len(self._entries)
 
     def take(self, owner: object, source: object) -> object | None:
         """The value put for ``source`` (once), or None."""
         with self._lock:
+            self._purge()
             entry = self._entries.pop((owner, id(source)), None)
         return entry[1] if entry is not None and entry[0]() is source else None
 

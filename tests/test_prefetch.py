@@ -79,6 +79,11 @@ def test_ready_inputs_are_taken_once_and_bounded(monkeypatch):
     for i, im in enumerate(keep):
         ready.put("p", im, i)
     assert [ready.take("p", im) for im in keep] == [None, None, 2, 3, 4]  # the oldest were dropped
+    gone = Image.new("RGB", (2, 2))
+    ready.put("p", gone, np.zeros(1000))
+    assert len(ready) == 1
+    del gone  # an item that is never embedded (already stored) does not keep its input alive
+    assert len(ready) == 0
 
 
 def test_prepared_input_equals_the_direct_one_and_the_reference_resize():

@@ -26,11 +26,11 @@ from ..device import Placement
 from .base import Encoder, QueryPlan, View, l2_normalize
 from .labels import class_vectors, conse, imagenet_sentences, read_class_texts
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pragma: no cover
     from PIL.Image import Image
 
     from ..inputs import Audio
-    from ..nn.mini_numpy import MiniTextNumpy  # pragma: no cover
+    from ..nn.mini_numpy import MiniTextNumpy
 
 MODEL_ID = "aimemory-base"
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "aimemory-base"

@@ -254,12 +254,18 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
             run = PlanRun(plan, allowed_mask, float(sims.mean()), float(max(sims.std(), 1e-3)), True)
         allowed = None if n_allowed == store.index.ntotal else \
             _derived(catalog, fixed, (_kinds(plan), "vkeys"),
-                     lambda at=allowed_at, m=allowed_mask: vkeys[m] if at is None else vkeys[at])
+                     lambda at=allowed_at, m=allowed_mask: _read_only(vkeys[m] if at is None else vkeys[at]))
         positions_of.append(allowed_at)
         ranking.add(run, _vector_ranking(store, vector[None, :], k, allowed, n_allowed, kind_codes))
     first = ranking.runs[0] if ranking.runs else PlanRun(plans[0], mask)  # sets the shown scale
     return {mid: (first.mean + first.std * standing, value, p)
             for mid, (standing, value, p) in ranking.ranked().items()}
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """``array``, frozen: the index reuses its id selector for an array that cannot change."""
+    array.flags.writeable = False
+    return array
 
 
 def _kinds(plan: QueryPlan) -> tuple[str, ...] | None:

@@ -30,6 +30,7 @@ from . import ivf
 from .flat_search import FlatSearch, id_selector
 from .gpu import CPU_DEVICE, GPU_MAX_K, GpuClone, cuda_ordinal, search_device_for
 from .ivf import exact_top as exact_top  # re-exported: tests and tools import it from here
+from .ivf_lists import SMALL_SET, ListMap
 
 log = logging.getLogger("aimemory.index")
 
@@ -42,6 +43,7 @@ SMALL_BATCH = 20  # FAISS's BLAS threshold: below it a flat search scans each qu
 #: above it FAISS's selector search (which skips disallowed rows) is as fast. Measured at 100k x 384
 #: on one thread, ms: share 1%: gather 0.27, selector 0.41; 5%: 3.4, 1.7; 95%: selector 8.9 = scan
 SUBSET_SHARE = 0.02
+SELECTOR_CACHE = 8  # id selectors kept for reuse (a query's plans and look-ups use a few)
 
 
 def keys_checksum(vkeys: np.ndarray) -> str:
@@ -78,6 +80,8 @@ class VectorIndex:
         self.margin = 0.0  # IVF: see search_lists
         self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(dim)) if kind == "flat" else None
         self._flat: FlatSearch | None = None  # flat: exact search paths, cached until add/remove
+        self._list_map: ListMap | None = None  # IVF: key -> list, made on first need, kept up to date
+        self._selectors: dict[int, tuple[np.ndarray, object]] = {}  # see _selector
         self._mapped: Path | None = None  # the file this index is memory-mapped from, if it is
         self._gpu: GpuClone | None = None  # set by place() when searches run on a GPU
         self.search_device = CPU_DEVICE  # where unfiltered searches run: "cpu" or "cuda:N"
@@ -154,6 +158,8 @@ class VectorIndex:
         if len(vkeys) == 0:
             return
         self._own()
+        if self._list_map is not None:
+            self._list_map.note_added(_faiss().extract_index_ivf(self._index), vectors, vkeys)
         self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
                                  np.ascontiguousarray(vkeys, dtype=np.int64))
         self._changed()
@@ -231,11 +237,17 @@ class VectorIndex:
             return self._flat_search().subset(queries, k, allowed)
         if self.kind == "flat" and allowed is None and len(queries) < SMALL_BATCH:
             return self._flat_search().blas(queries, k)
-        sel = None if allowed is None else id_selector(allowed)
+        sel = None if allowed is None else self._selector(allowed)
         if self.kind != "flat":
+            index_ivf = faiss.extract_index_ivf(self._index)
+            if allowed is not None and len(allowed) <= SMALL_SET:  # a few keys: only their lists
+                own = self._lists_holding(index_ivf, allowed)
+                if own is not None:
+                    lists = np.ascontiguousarray(np.broadcast_to(own, (len(queries), len(own))))  # (q, m)
+                    return ivf.search_preassigned(index_ivf, queries, k, lists, np.zeros(lists.shape, np.float32), sel)
             nprobe = self.nprobe_for(len(allowed) if allowed is not None else self.ntotal)
             lists, list_scores = self.search_lists(queries, nprobe)
-            return ivf.search_preassigned(faiss.extract_index_ivf(self._index), queries, k, lists, list_scores, sel)
+            return ivf.search_preassigned(index_ivf, queries, k, lists, list_scores, sel)
         params = None if sel is None else faiss.SearchParameters(sel=sel)
         scores, keys = self._index.search(queries, k, params=params)
         return scores, keys
@@ -257,6 +269,27 @@ class VectorIndex:
             log.warning("FAISS search on %s failed (%s); searching on the CPU from now on", self.search_device, exc)
             self._gpu, self.search_device = None, CPU_DEVICE
             return None
+
+    def _lists_holding(self, index_ivf: Any, keys: np.ndarray) -> np.ndarray | None:
+        """The IVF lists (m,) holding ``keys``, or None when one is not in the map."""
+        if self._list_map is None:
+            self._list_map = ListMap(index_ivf)
+        return self._list_map.lists_of(keys)
+
+    def _selector(self, allowed: np.ndarray) -> object:
+        """The id selector of ``allowed``; reused for a read-only array seen before: recall passes the
+        same frozen arrays (one per plan) until the catalog changes, and a bitmap over 1M keys takes
+        about 0.4 ms to build."""
+        if allowed.flags.writeable:
+            return id_selector(allowed)
+        cached = self._selectors.get(id(allowed))
+        if cached is not None and cached[0] is allowed:
+            return cached[1]
+        if len(self._selectors) >= SELECTOR_CACHE:
+            self._selectors.pop(next(iter(self._selectors)))
+        sel = id_selector(allowed)
+        self._selectors[id(allowed)] = (allowed, sel)
+        return sel
 
     def _flat_search(self) -> FlatSearch:
         if self._flat is None:

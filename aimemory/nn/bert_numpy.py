@@ -42,7 +42,7 @@ SQRT_HALF = 0.7071067811865476
 # the pool's spinning threads cost far more than the work (measured at load 7 on 2 cores: 4 tokens
 # took 200 ms with OpenBLAS's 2 threads, 6 ms with one). Counted, so concurrent forwards share it
 _blas_lock = threading.Lock()
-_blas_users: list = [0, None]  # [forwards running, threadpoolctl limiter holding the original]
+_blas_users: list = [0, None, None]  # [forwards running, limiter holding the original, controller]
 
 
 @dataclass(frozen=True)
@@ -136,12 +136,8 @@ def one_blas_thread() -> Iterator[None]:
     """numpy's BLAS on one thread while inside (threadpoolctl; unchanged when it is missing)."""
     with _blas_lock:
         if _blas_users[0] == 0:
-            try:
-                from threadpoolctl import threadpool_limits
-            except ImportError:  # pragma: no cover - a runtime dependency; only slower without
-                _blas_users[1] = None
-            else:
-                _blas_users[1] = threadpool_limits(1, user_api="blas")
+            controller = _blas_controller()
+            _blas_users[1] = None if controller is None else controller.limit(limits=1, user_api="blas")
         _blas_users[0] += 1
     try:
         yield
@@ -151,6 +147,20 @@ def one_blas_thread() -> Iterator[None]:
             if _blas_users[0] == 0 and _blas_users[1] is not None:
                 _blas_users[1].restore_original_limits()
                 _blas_users[1] = None
+
+
+def _blas_controller():
+    """threadpoolctl's view of the loaded thread pools, made once: making it scans every loaded
+    library (~1 ms, as long as a short query's forward). numpy's BLAS, the only one the forward
+    uses, is loaded before the first call. None when threadpoolctl is missing."""
+    if _blas_users[2] is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - a runtime dependency; only slower without
+            _blas_users[2] = False
+        else:
+            _blas_users[2] = ThreadpoolController()
+    return _blas_users[2] or None
 
 
 def linear(x: np.ndarray, weight_t: np.ndarray, bias: np.ndarray) -> np.ndarray:

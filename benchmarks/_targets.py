@@ -319,6 +319,9 @@ def table_lines(out: dict) -> list[str]:
 PEER_QUERY_RATIO = 1.2  # aimemory's query p50 within this of raw FAISS (flat: the same exact search)
 
 
+EXACT_FILTERED = 0.99  # filtered recall@10 from which a peer counts as exact
+
+
 def peer_target_lines(rows: list[dict], ours: str = "aimemory", faiss_ref: str = "faiss-flat") -> list[str]:
     """The peer targets from bench_peers.py rows: aimemory ahead of every peer on open time, single
     insert and filtered query p50, and its query p50 within 1.2x of raw FAISS."""
@@ -329,8 +332,8 @@ def peer_target_lines(rows: list[dict], ours: str = "aimemory", faiss_ref: str =
     peers = {name: r for name, r in by.items() if not name.startswith("aimemory")}
     lines = [f"{'peer target':<44}{'aimemory':>12}  {'best peer':<28}met?"]
 
-    def ahead(label: str, key: str, lower_is_better: bool, fmt: str) -> None:
-        have = {k: r[key] for k, r in peers.items() if r.get(key) is not None}
+    def ahead(label: str, key: str, lower_is_better: bool, fmt: str, among=None) -> None:
+        have = {k: r[key] for k, r in (among or peers).items() if r.get(key) is not None}
         if not have or me.get(key) is None:
             return
         best = (min if lower_is_better else max)(have, key=have.get)
@@ -341,6 +344,16 @@ def peer_target_lines(rows: list[dict], ours: str = "aimemory", faiss_ref: str =
     ahead("open (s), ahead of every peer", "open_s", True, "{:.2f}")
     ahead("single insert (rows/s), ahead of every peer", "single_per_s", False, "{:.0f}")
     ahead("filtered query p50 (ms), ahead of every peer", "fp50", True, "{:.2f}")
+    # the same targets read two fairer ways: open + first query (a lazy open defers its work to the
+    # first query), inserts among stores that persist each one, filtered queries among exact ones
+    for r in [me, *peers.values()]:
+        if r.get("open_s") is not None and r.get("first_ms") is not None:
+            r["open_first_s"] = r["open_s"] + r["first_ms"] / 1000
+    ahead("  open + first query (s)", "open_first_s", True, "{:.2f}")
+    ahead("  single insert, among durable peers", "single_per_s", False, "{:.0f}",
+          {k: r for k, r in peers.items() if r.get("durable")})
+    ahead("  filtered p50, among exact peers", "fp50", True, "{:.2f}",
+          {k: r for k, r in peers.items() if (r.get("frecall") or 0) >= EXACT_FILTERED})
     if faiss_ref in by:
         ratio = me["p50"] / by[faiss_ref]["p50"]
         lines.append(f"{'query p50 (ms), <= 1.2x raw FAISS flat':<44}{me['p50']:>12.2f}  "

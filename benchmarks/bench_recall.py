@@ -29,12 +29,15 @@ CASES = {"unfiltered": {}, "where 1%": {"where": {"group": 7}},
          "where 10%": {"where": {"group": list(range(10))}},
          "modality=image": {"modality": "image"}, "since (95%)": {"since": 1_700_000_000.05}}
 OPEN_LEFTOVERS = ("segment.wal", ".write.lock")  # what opening a store creates
+TEXT_FORWARDS = ("numpy", "torch")  # text query cases: before and after torch is imported
 
 
 def worker(store_path: str, queries: int, seed: int, text: int = 0) -> dict:
     """One process: open the store, time each case -> case -> latencies (s). ``text``: also that
     many real text queries through aimemory-base (its plans search several view kinds), timed
-    end to end and for the encode alone."""
+    end to end and for the encode alone: first as a process that never imported torch (the numpy
+    query forward), then again after importing torch (the torch network, as in a process that
+    also remembers)."""
     import numpy as np
 
     sys.path.insert(0, str(HERE))
@@ -62,17 +65,20 @@ def worker(store_path: str, queries: int, seed: int, text: int = 0) -> dict:
         from aimemory.recall import query_plans
 
         real = MemoryStore(path, model=_targets.MODEL)
-        real.recall(_targets.TEXT_QUERIES[0], k=10)  # loads the towers (not measured)
-        e2e, enc = [], []
-        for i in range(text):
-            q = f"{_targets.TEXT_QUERIES[i % len(_targets.TEXT_QUERIES)]} {i}"
-            t = time.perf_counter()
-            query_plans(real, to_item(q, purpose="recall"))
-            enc.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            real.recall(q, k=10)
-            e2e.append(time.perf_counter() - t)
-        out["text, encode only"], out["text, with encode"] = enc, e2e
+        for forward in TEXT_FORWARDS:
+            if forward == "torch":
+                import torch  # noqa: F401  (from now on queries run the torch network)
+            real.recall(_targets.TEXT_QUERIES[0], k=10)  # loads the towers (not measured)
+            e2e, enc = [], []
+            for i in range(text):
+                q = f"{_targets.TEXT_QUERIES[i % len(_targets.TEXT_QUERIES)]} {forward} {i}"
+                t = time.perf_counter()
+                query_plans(real, to_item(q, purpose="recall"))
+                enc.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                real.recall(q, k=10)
+                e2e.append(time.perf_counter() - t)
+            out[f"text/{forward}, encode"], out[f"text/{forward}, e2e"] = enc, e2e
         real.close()
     return out
 
@@ -136,7 +142,8 @@ def main() -> None:
     head = f"{'case':16s}" + "".join(f"{label + ' p50':>13s}{label + ' p99':>13s}" for label in checkouts)
     print(head)
     table = {}
-    for case in [*CASES, *(["text, encode only", "text, with encode"] if args.text else [])]:
+    text_cases = [f"text/{forward}, {what}" for forward in TEXT_FORWARDS for what in ("encode", "e2e")]
+    for case in [*CASES, *(text_cases if args.text else [])]:
         row = {label: (_pct(samples[label][case], 0.5), _pct(samples[label][case], 0.99)) for label in checkouts}
         table[case] = row
         print(f"{case:16s}" + "".join(f"{p50:10.2f} ms{p99:10.2f} ms" for p50, p99 in row.values()))

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from ..device import Placement, query_compute
+from ..device import Placement, text_compute
 from ..errors import CheckpointError, ModelNotAvailableError
 from ..preprocess.wordpiece import MAX_LENGTH, WordPieceTokenizer
 from .base import Encoder
@@ -185,7 +185,7 @@ class SentenceEncoder(Encoder):
         self._build = model if deferred else None
         self._weights, self._config = weights, config or {}
         self._numpy: "NumpyBert | None" = None
-        self._query_bf16: "BertModel | None" = None  # the network in bf16, for queries (see embed_query)
+        self._bf16: "BertModel | None" = None  # see bf16_network
         self._load_lock = threading.Lock()
         dims = dims if deferred else model.dims  # type: ignore[union-attr]
         self.tokenizer = tokenizer
@@ -322,46 +322,43 @@ class SentenceEncoder(Encoder):
         import torch
 
         place = self.placement
+        if place.is_cpu and place.compute == "fp32" and text_compute() == "bf16":
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                return self.bf16_network.embed(ids, mask).float().numpy()
         with torch.inference_mode(), place.autocast():
             out = self.model.embed(place.put(ids), None if mask is None else place.put(mask))
         return place.back(out).numpy()
 
-    def embed_query(self, text: str) -> np.ndarray:
-        """One query text -> (dim,) float32 unit vector, what ``embed([text])[0]`` gives. A deferred
-        encoder on the CPU in a process that has not imported torch computes it with the numpy
-        forward of the same pinned weights (:mod:`aimemory.nn.bert_numpy`; cosine >= 0.9999 to the
-        torch network's), so a cold text recall never imports torch; once torch is in, the network,
-        in bf16 on a CPU that has it natively (see :func:`aimemory.device.query_compute`)."""
-        cpu = self.placement.is_cpu
-        if self._weights is not None and "torch" not in sys.modules and cpu:
-            tok = self.tokenizer
-            row = [tok.cls_id, *tok.tokenize_ids(text)[: self.max_length - 2], tok.sep_id]
-            return self.numpy_model.embed([row], tok.pad_id)[0]
-        if cpu and self.placement.compute == "fp32" and query_compute() == "bf16":
-            return self._embed_query_bf16(text)
-        return self.embed([text])[0]
-
-    def _embed_query_bf16(self, text: str) -> np.ndarray:
-        """A query through bf16 copies of the network's linear layers under bf16 autocast (see
-        :func:`aimemory.device.query_compute`): the embeddings are shared with the network, and
-        LayerNorm, softmax and pooling run in fp32 (cosine to the fp32 vector >= 0.99996 on the
-        real weights, against 0.9999 with every module in bf16) -> (dim,) float32."""
+    @property
+    def bf16_network(self) -> "BertModel":
+        """The network with its linear layers in bf16, run under bf16 autocast on a CPU that has
+        native bf16 (see :func:`aimemory.device.text_compute`). The embeddings are shared with the
+        fp32 network; LayerNorm, softmax and pooling stay fp32 under autocast, which keeps cosine to
+        the fp32 vectors >= 0.99996 on the real weights (every module in bf16 gave 0.9999)."""
         import torch
 
-        if self._query_bf16 is None:
+        if self._bf16 is None:
             model = self.model  # built first: a deferred network takes the same lock
             with self._load_lock:
-                if self._query_bf16 is None:
+                if self._bf16 is None:
                     shared = {id(p): p for p in model.embeddings.parameters()}  # not copied: 47 MB
                     network = copy.deepcopy(model, shared)
                     for module in network.modules():
                         if isinstance(module, torch.nn.Linear):
                             module.to(torch.bfloat16)
-                    self._query_bf16 = network.eval()
+                    self._bf16 = network.eval()
+        return self._bf16
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """One query text -> (dim,) float32 unit vector, what ``embed([text])[0]`` gives. A deferred
+        encoder on the CPU in a process that has not imported torch computes it with the numpy
+        forward of the same pinned weights (:mod:`aimemory.nn.bert_numpy`; cosine >= 0.9999 to the
+        torch network's), so a cold text recall never imports torch; once torch is in, the network."""
+        if self._weights is None or "torch" in sys.modules or not self.placement.is_cpu:
+            return self.embed([text])[0]
         tok = self.tokenizer
-        ids = torch.tensor([[tok.cls_id, *tok.tokenize_ids(text)[: self.max_length - 2], tok.sep_id]])  # (1, L)
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            return self._query_bf16.embed(ids)[0].float().numpy()
+        row = [tok.cls_id, *tok.tokenize_ids(text)[: self.max_length - 2], tok.sep_id]
+        return self.numpy_model.embed([row], tok.pad_id)[0]
 
     @property
     def numpy_model(self) -> "NumpyBert":
@@ -379,7 +376,7 @@ class SentenceEncoder(Encoder):
         new = placement.adopt(self)
         if new is self:  # nothing moves (and a deferred network stays unbuilt)
             return self
-        new._load_lock, new._query_bf16 = threading.Lock(), None
+        new._load_lock, new._bf16 = threading.Lock(), None
         new.model, new.placement = placement.move(self.model), placement
         return new
 
@@ -387,4 +384,4 @@ class SentenceEncoder(Encoder):
         return self.embed(texts)
 
     def close(self) -> None:
-        self._model, self._build, self._numpy, self._query_bf16 = None, None, None, None
+        self._model, self._build, self._numpy, self._bf16 = None, None, None, None

@@ -1,5 +1,6 @@
-"""Text queries on the CPU in bf16 where the CPU has it natively (device.query_compute): the choice,
-its override, and parity of the bf16 query vector with the fp32 network's on the real weights."""
+"""The sentence tower's linear layers in bf16 on a CPU that has it natively (device.text_compute):
+the choice, its override, and parity of bf16 vectors (documents and queries) with fp32's on the
+real weights."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def cpuinfo(monkeypatch, tmp_path):
         monkeypatch.setattr(device, "open", lambda path, *a, **k: real_open(fake if path == "/proc/cpuinfo" else path,
                                                                           *a, **k), raising=False)
         monkeypatch.setattr(device, "_native_bf16", [])
-    monkeypatch.delenv(device.QUERY_COMPUTE_ENV, raising=False)
+    monkeypatch.delenv(device.TEXT_COMPUTE_ENV, raising=False)
     return use
 
 
@@ -38,36 +39,40 @@ def cpuinfo(monkeypatch, tmp_path):
 def test_bf16_queries_only_where_the_cpu_has_bf16(cpuinfo, line, native):
     cpuinfo(line)
     assert device.cpu_has_native_bf16() is native
-    assert device.query_compute() == ("bf16" if native else "fp32")
+    assert device.text_compute() == ("bf16" if native else "fp32")
 
 
 def test_the_environment_overrides_and_a_bad_value_is_refused(cpuinfo, monkeypatch):
     cpuinfo("flags\t\t: avx512_bf16")
-    monkeypatch.setenv(device.QUERY_COMPUTE_ENV, "FP32")
-    assert device.query_compute() == "fp32"
+    monkeypatch.setenv(device.TEXT_COMPUTE_ENV, "FP32")
+    assert device.text_compute() == "fp32"
     cpuinfo("flags\t\t: avx2")
-    monkeypatch.setenv(device.QUERY_COMPUTE_ENV, "bf16")
-    assert device.query_compute() == "bf16"
-    monkeypatch.setenv(device.QUERY_COMPUTE_ENV, "int8")
+    monkeypatch.setenv(device.TEXT_COMPUTE_ENV, "bf16")
+    assert device.text_compute() == "bf16"
+    monkeypatch.setenv(device.TEXT_COMPUTE_ENV, "int8")
     with pytest.raises(ValueError, match="fp32 or bf16"):
-        device.query_compute()
+        device.text_compute()
 
 
 @needs_weights
-def test_bf16_query_vectors_match_the_fp32_network(monkeypatch):
+def test_bf16_vectors_match_the_fp32_network(monkeypatch):
     encoder = SentenceEncoder.from_pretrained()
-    reference = encoder.embed(TEXTS)  # (n, 384) fp32, as stored vectors are made
-    monkeypatch.setenv(device.QUERY_COMPUTE_ENV, "bf16")
-    fast = np.stack([encoder.embed_query(t) for t in TEXTS])
-    assert fast.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
-    cosines = (fast * reference).sum(1)
-    assert cosines.min() >= 0.99995, cosines
-    network = encoder._query_bf16
+    monkeypatch.setenv(device.TEXT_COMPUTE_ENV, "fp32")
+    reference = encoder.embed(TEXTS)  # (n, 384): the reference network, bit for bit
+    assert encoder._bf16 is None
+    monkeypatch.setenv(device.TEXT_COMPUTE_ENV, "bf16")
+    batch = encoder.embed(TEXTS)  # padded batch, as documents are embedded
+    alone = np.stack([encoder.embed_query(t) for t in TEXTS])  # one by one, as queries are
+    for fast in (batch, alone):
+        assert fast.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+        cosines = (fast * reference).sum(1)
+        assert cosines.min() >= 0.99995, cosines
+        assert not np.allclose(fast, reference, atol=1e-6)  # the bf16 path did run
+    np.testing.assert_allclose(batch, alone, atol=2e-3)
+    network = encoder.bf16_network
     assert network.blocks[0].mlp.fc1.weight.dtype == torch.bfloat16
     assert network.embeddings.token is encoder.model.embeddings.token  # shared, not copied
-    assert encoder.model.blocks[0].mlp.fc1.weight.dtype == torch.float32  # the network itself is unchanged
-    monkeypatch.setenv(device.QUERY_COMPUTE_ENV, "fp32")
-    exact = np.stack([encoder.embed_query(t) for t in TEXTS])
-    np.testing.assert_allclose(exact, reference, atol=1e-6)  # fp32 forced: the network itself
-    assert not (fast == exact).all()  # the bf16 path did run
+    assert encoder.model.blocks[0].mlp.fc1.weight.dtype == torch.float32  # the network is unchanged
+    monkeypatch.setenv(device.TEXT_COMPUTE_ENV, "fp32")
+    np.testing.assert_array_equal(encoder.embed(TEXTS), reference)

@@ -136,7 +136,7 @@ class ViewRanking:
             if not len(mine):
                 continue
             # a search among these views alone: exact, and no vector read (the flat index gathers
-            # them, an IVF one probes every list for so narrow a filter)
+            # them, an IVF one scans only the lists holding them: see index/ivf_lists.py)
             vkeys = catalog.array("vkey")[mine]  # (m,)
             order = np.argsort(vkeys)
             scores, keys = self.store.index.search(np.asarray(run.plan.vector, np.float32)[None, :], len(mine),

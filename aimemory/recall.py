@@ -99,10 +99,10 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
     best = {mid: (cosines_of[mid] * weights.get(mid, 1.0), p) for mid, (_, p) in order.items()}
     if not best:
         return Hits()
-    if store.encoder.private_kinds:  # keyword hits are scored against shared views only
-        mask = mask & ~catalog.is_in("kind", store.encoder.private_kinds)
     fusion: dict[str, float] = {}
     if hybrid and item.modality == "text":
+        if store.encoder.private_kinds:  # keyword hits are scored against shared views only
+            mask = mask & ~catalog.is_in("kind", store.encoder.private_kinds)
         fused = _fuse_with_full_text(store, item.payload, namespace, mask, best)  # type: ignore[arg-type]
         if half_life is not None:
             fused, weights = reweigh(fused, catalog, half_life)

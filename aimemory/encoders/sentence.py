@@ -21,7 +21,6 @@ sha256), never under the pinned model's, so a store never mixes the two spaces. 
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import importlib.util
 import json
@@ -186,6 +185,7 @@ class SentenceEncoder(Encoder):
         self._weights, self._config = weights, config or {}
         self._numpy: "NumpyBert | None" = None
         self._bf16: "BertModel | None" = None  # see bf16_network
+        self._cpu_forwards: dict[tuple[str, bool], Callable] = {}  # see cpu_forward
         self._load_lock = threading.Lock()
         dims = dims if deferred else model.dims  # type: ignore[union-attr]
         self.tokenizer = tokenizer
@@ -206,6 +206,7 @@ class SentenceEncoder(Encoder):
     @model.setter
     def model(self, value: "BertModel | None") -> None:
         self._model = value
+        self._bf16, self._cpu_forwards = None, {}  # made from the network this replaces
 
     def opened_weights(self) -> Path:
         """A deferred encoder's weights file, checked to be the one opened (same sha256; the digest
@@ -322,31 +323,47 @@ class SentenceEncoder(Encoder):
         import torch
 
         place = self.placement
-        if place.is_cpu and place.compute == "fp32" and text_compute() == "bf16":
-            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-                return self.bf16_network.embed(ids, mask).float().numpy()
+        if place.is_cpu and place.compute == "fp32":
+            padded = mask is not None and not bool(mask.all())
+            run = self.cpu_forward(text_compute(), padded)
+            with torch.inference_mode():
+                return run(ids, ids if mask is None else mask).float().numpy()
         with torch.inference_mode(), place.autocast():
             out = self.model.embed(place.put(ids), None if mask is None else place.put(mask))
         return place.back(out).numpy()
 
+    def cpu_forward(self, precision: str, padded: bool) -> Callable:
+        """The CPU forward ``(ids, mask) -> (b, dim)`` for ``precision`` ("fp32", or "bf16" linear
+        layers, see :func:`aimemory.device.text_compute`) and padded or unpadded batches: a
+        TorchScript trace, which runs without holding the GIL (see :mod:`aimemory.nn.bert_cpu`),
+        made on first use."""
+        key = (precision, padded)
+        run = self._cpu_forwards.get(key)
+        if run is None:
+            import torch
+
+            from ..nn.bert_cpu import traced_embed
+
+            model = self.model
+            fp32 = model.embeddings.token.dtype == torch.float32  # precision="bf16" weights run as they are
+            network = self.bf16_network if precision == "bf16" and fp32 else model
+            with self._load_lock:
+                run = self._cpu_forwards.get(key)
+                if run is None:
+                    run = self._cpu_forwards[key] = traced_embed(network, padded=padded)
+        return run
+
     @property
     def bf16_network(self) -> "BertModel":
-        """The network with its linear layers in bf16, run under bf16 autocast on a CPU that has
-        native bf16 (see :func:`aimemory.device.text_compute`). The embeddings are shared with the
-        fp32 network; LayerNorm, softmax and pooling stay fp32 under autocast, which keeps cosine to
-        the fp32 vectors >= 0.99996 on the real weights (every module in bf16 gave 0.9999)."""
-        import torch
-
+        """The network with bf16 linear layers (:func:`aimemory.nn.bert_cpu.with_bf16_linears`),
+        made on first use; the embeddings are shared with the fp32 network."""
         if self._bf16 is None:
+            from ..nn.bert_cpu import with_bf16_linears
+
             model = self.model  # built first: a deferred network takes the same lock
             with self._load_lock:
                 if self._bf16 is None:
-                    shared = {id(p): p for p in model.embeddings.parameters()}  # not copied: 47 MB
-                    network = copy.deepcopy(model, shared)
-                    for module in network.modules():
-                        if isinstance(module, torch.nn.Linear):
-                            module.to(torch.bfloat16)
-                    self._bf16 = network.eval()
+                    self._bf16 = with_bf16_linears(model)
         return self._bf16
 
     def embed_query(self, text: str) -> np.ndarray:
@@ -376,7 +393,7 @@ class SentenceEncoder(Encoder):
         new = placement.adopt(self)
         if new is self:  # nothing moves (and a deferred network stays unbuilt)
             return self
-        new._load_lock, new._bf16 = threading.Lock(), None
+        new._load_lock, new._bf16, new._cpu_forwards = threading.Lock(), None, {}
         new.model, new.placement = placement.move(self.model), placement
         return new
 
@@ -385,3 +402,4 @@ class SentenceEncoder(Encoder):
 
     def close(self) -> None:
         self._model, self._build, self._numpy, self._bf16 = None, None, None, None
+        self._cpu_forwards = {}

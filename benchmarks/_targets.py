@@ -333,7 +333,7 @@ def peer_target_lines(rows: list[dict], ours: str = "aimemory", faiss_ref: str =
     lines = [f"{'peer target':<44}{'aimemory':>12}  {'best peer':<28}met?"]
 
     def ahead(label: str, key: str, lower_is_better: bool, fmt: str, among=None) -> None:
-        have = {k: r[key] for k, r in (among or peers).items() if r.get(key) is not None}
+        have = {k: r[key] for k, r in (peers if among is None else among).items() if r.get(key) is not None}
         if not have or me.get(key) is None:
             return
         best = (min if lower_is_better else max)(have, key=have.get)

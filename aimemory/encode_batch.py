@@ -8,14 +8,23 @@ in one call, while later callers wait for their result; a waiting caller whose t
 taken yet leads the next call as soon as one may start. Nothing runs in the background, and a lone
 writer leads at once, so its latency is unchanged.
 
-Up to ``max_parallel`` calls run at once (default 1). More lets a second call start on an idle core
-instead of waiting, but then calls start sooner with fewer texts each: measured on a busy 2-core box
-(MiniLM on one torch thread, 8 writer threads into a 100k store), 1 sustained 63 writes/s with 3.9
-texts per call and 2 only 49/s with 2.0 per call; without shared calls, 38/s.
+Up to ``max_parallel`` calls run at once. More lets a second call start on an idle core instead of
+waiting, but calls then start sooner with fewer texts each, and two eager torch forwards slow each
+other down at every op (each must take the GIL back). A store uses :func:`parallel_encodes`:
+- two calls at once for encoders whose text forward runs without the GIL (the sentence tower's CPU
+  trace);
+- otherwise one.
+
+Measured on the quiet 2-core box (MiniLM on one torch thread, into a 100k store, end to end):
+- 8 writer threads: one call at a time gave 165 writes/s with 3.9 texts per call; two at once gave 209/s;
+- 16 writer threads: 165 and 229/s.
+
+Earlier, with the eager forward on a busy box, two calls at once gave 49/s against 63/s for one.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from typing import Callable, Generic, Sequence, TypeVar
@@ -27,6 +36,12 @@ SMALL_WRITE_ITEMS = 8  # a remember_many batch of at most this many texts shares
 SMALL_TEXT_CHARS = 4096  # longer texts are chunked into many views: they keep the write lock's path
 
 T = TypeVar("T")
+
+
+def parallel_encodes(encoder: object) -> int:
+    """Shared calls a store lets run at once: the encoder's ``parallel_text_calls``, at most the
+    number of cores."""
+    return max(1, min(int(getattr(encoder, "parallel_text_calls", 1)), os.cpu_count() or 1))
 
 _QUEUED, _TAKEN, _DONE = 0, 1, 2
 

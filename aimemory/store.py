@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from .calibration import check_relevance
 from .device import CPU
-from .encode_batch import EncodeBatcher
+from .encode_batch import EncodeBatcher, parallel_encodes
 from .encoders.base import Encoder, View
 from .errors import InputError, ModelNotAvailableError, NotFoundError, StoreClosedError, UnsupportedInputError
 from .index import ANN_THRESHOLD
@@ -99,7 +99,7 @@ class MemoryStore(StateAttributes):
         self.encoder: Encoder = attach_sound(encoder, sound_model).to(self.placement)
         self._speech_spec = speech_model
         self.ocr, self.ocr_status = load_ocr(ocr)  # the engine loads its networks on the first text seen
-        self.encode_batcher = EncodeBatcher(self.encode)
+        self.encode_batcher = EncodeBatcher(self.encode, max_parallel=parallel_encodes(self.encoder))
         self.model_id, self._speech = manifest.model_id, None
         self.state.open_tables(manifest)
 

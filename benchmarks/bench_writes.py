@@ -104,7 +104,7 @@ def run_writes(path: Path, encoder, write_ahead: bool, n_writes: int, threads: i
 
     store = MemoryStore(path, model=encoder, write_ahead=write_ahead, **TOWERS)
     store.batch_encodes = batching
-    if parallel is not None:  # shared encoder calls allowed at once (default 1)
+    if parallel is not None:  # shared encoder calls allowed at once (default: encode_batch.parallel_encodes)
         store.encode_batcher.max_parallel = parallel
     store.flush()
     tag = f"{tag} {time.time_ns()}"  # new texts every run: a repeat would be deduplicated, not written
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--e2e-writes", type=int, default=100, help="writes per end-to-end configuration")
     parser.add_argument("--e2e-threads", default="1,4,8", help="writer threads end to end")
     parser.add_argument("--e2e-parallel", default="",
-                        help="also batching rows with these max_parallel values (e.g. 2); default rows use 1")
+                        help="also batching rows with these max_parallel values (e.g. 1); default rows use the store's own")
     parser.add_argument("--e2e-direct", action="store_true", help="also end to end with write_ahead=False")
     parser.add_argument("--no-bench-rows", action="store_true", help="only the end-to-end rows")
     parser.add_argument("--quick", action="store_true", help="no end-to-end rows")

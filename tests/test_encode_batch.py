@@ -248,3 +248,25 @@ def test_near_duplicate_checks_use_the_shared_encode(tmp_path):
                                 metadata={"tags": ["fruit"]})
         assert merged.status == "merged" and store.count() == 2
         assert encoder.batches == [1, 1, 1]  # one encode per write, none under the lock
+
+
+def test_stores_run_two_calls_at_once_only_for_gil_free_text_forwards(monkeypatch):
+    from aimemory import encode_batch
+    from aimemory.encoders.base import Encoder
+    from aimemory.encoders.offline import OfflineEncoder
+    from aimemory.encoders.sentence import SentenceEncoder
+
+    class Eager:  # no attribute: an eager forward, one call at a time
+        pass
+
+    monkeypatch.setattr(encode_batch.os, "cpu_count", lambda: 8)
+    assert encode_batch.parallel_encodes(Eager()) == 1
+    assert Encoder.parallel_text_calls == 1
+    assert SentenceEncoder.parallel_text_calls == OfflineEncoder.parallel_text_calls == 2
+    fake = Eager()
+    fake.parallel_text_calls = 2  # type: ignore[attr-defined]
+    assert encode_batch.parallel_encodes(fake) == 2
+    monkeypatch.setattr(encode_batch.os, "cpu_count", lambda: 1)
+    assert encode_batch.parallel_encodes(fake) == 1  # never more than the cores
+    monkeypatch.setattr(encode_batch.os, "cpu_count", lambda: None)
+    assert encode_batch.parallel_encodes(fake) == 1

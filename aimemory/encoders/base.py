@@ -110,6 +110,11 @@ class Encoder:
             "configure an audio tower"
         )
 
+    #: shared text encoder calls (aimemory.encode_batch) that may run at once. More than one pays
+    #: only where the text forward runs without the GIL; an eager torch forward hands the GIL back
+    #: after every op, so two calls slow each other down
+    parallel_text_calls: int = 1
+
     #: the shorter side an image needs when decoded for this encoder; JPEGs decode at a reduced
     #: scale down to it (None: full size, e.g. for encoders with several crops per image)
     image_decode_side: int | None = None

@@ -109,6 +109,7 @@ class OfflineEncoder(Encoder):
 
     model_id = MODEL_ID
     private_kinds: ClassVar[frozenset[str]] = PRIVATE_KINDS
+    parallel_text_calls = 2  # its text tower is a SentenceEncoder
 
     def __init__(self, text, *, sound: bool = True):
         self.text = text  # SentenceEncoder

@@ -172,6 +172,7 @@ class SentenceEncoder(Encoder):
     have when either network reads it."""
 
     modalities = frozenset({"text"})
+    parallel_text_calls = 2  # the CPU forward is a trace that runs without the GIL (see cpu_forward)
 
     def __init__(self, model: "BertModel | Callable[[], BertModel]", tokenizer: WordPieceTokenizer, *,
                  model_id: str = MODEL_ID, max_length: int = MAX_LENGTH, weights: Path | None = None,

@@ -170,6 +170,10 @@ class WithSoundTower(Encoder):
     def image_decode_side(self) -> int | None:  # type: ignore[override]
         return self.base.image_decode_side
 
+    @property
+    def parallel_text_calls(self) -> int:  # type: ignore[override]
+        return self.base.parallel_text_calls
+
     def embed_texts(self, texts):
         return self.base.embed_texts(texts)
 

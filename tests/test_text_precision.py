@@ -76,3 +76,20 @@ def test_bf16_vectors_match_the_fp32_network(monkeypatch):
     assert encoder.model.blocks[0].mlp.fc1.weight.dtype == torch.float32  # the network is unchanged
     monkeypatch.setenv(device.TEXT_COMPUTE_ENV, "fp32")
     np.testing.assert_array_equal(encoder.embed(TEXTS), reference)
+
+
+@needs_weights
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_first_calls_run_eagerly_then_a_trace_gives_the_same_vectors(monkeypatch, precision):
+    from aimemory.encoders.sentence import EAGER_CALLS
+
+    monkeypatch.setenv(device.TEXT_COMPUTE_ENV, precision)
+    encoder = SentenceEncoder.from_pretrained()
+    texts = ["a cat on the sofa", "the invoice from march, paid late", "x"]
+    first = [encoder.embed(texts) for _ in range(EAGER_CALLS)]  # padded batches
+    assert (precision, True) not in encoder._cpu_forwards  # no trace made yet
+    traced = encoder.embed(texts)
+    assert isinstance(encoder._cpu_forwards[(precision, True)], torch.jit.ScriptModule)
+    assert (precision, False) not in encoder._cpu_forwards  # unpadded calls count on their own
+    for eager in first:
+        np.testing.assert_allclose(traced, eager, atol=2e-5)

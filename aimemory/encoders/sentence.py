@@ -60,6 +60,7 @@ PINNED_CONFIG = {"num_attention_heads": 12, "hidden_act": "gelu", "layer_norm_ep
 ST_CONFIG = "sentence_bert_config.json"  # sentence-transformers' max_seq_length (256 here)
 POOLING_CONFIG = Path("1_Pooling") / "config.json"
 BATCH_SIZE = 64
+EAGER_CALLS = 2  # CPU forward calls per (precision, padded) that run eagerly before a trace is made
 #: fp32 reproduces the reference; bf16 halves the weight bytes (faster where memory-bound), cosine
 #: to fp32 about 0.999, and gets its own model id (``...@bf16``) since its vectors differ slightly
 PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}  # torch dtype names
@@ -187,6 +188,7 @@ class SentenceEncoder(Encoder):
         self._numpy: "NumpyBert | None" = None
         self._bf16: "BertModel | None" = None  # see bf16_network
         self._cpu_forwards: dict[tuple[str, bool], Callable] = {}  # see cpu_forward
+        self._eager_calls: dict[tuple[str, bool], int] = {}  # calls run eagerly so far, per forward
         self._load_lock = threading.Lock()
         dims = dims if deferred else model.dims  # type: ignore[union-attr]
         self.tokenizer = tokenizer
@@ -207,7 +209,7 @@ class SentenceEncoder(Encoder):
     @model.setter
     def model(self, value: "BertModel | None") -> None:
         self._model = value
-        self._bf16, self._cpu_forwards = None, {}  # made from the network this replaces
+        self._bf16, self._cpu_forwards, self._eager_calls = None, {}, {}  # made from the network this replaces
 
     def opened_weights(self) -> Path:
         """A deferred encoder's weights file, checked to be the one opened (same sha256; the digest
@@ -335,23 +337,28 @@ class SentenceEncoder(Encoder):
 
     def cpu_forward(self, precision: str, padded: bool) -> Callable:
         """The CPU forward ``(ids, mask) -> (b, dim)`` for ``precision`` ("fp32", or "bf16" linear
-        layers, see :func:`aimemory.device.text_compute`) and padded or unpadded batches: a
-        TorchScript trace, which runs without holding the GIL (see :mod:`aimemory.nn.bert_cpu`),
-        made on first use."""
+        layers, see :func:`aimemory.device.text_compute`) and padded or unpadded batches. From the
+        third call on, a TorchScript trace, which runs without holding the GIL (see
+        :mod:`aimemory.nn.bert_cpu`); the first calls run eagerly, so a process that embeds once or
+        twice (a CLI ``remember``) does not pay the 0.1-0.2 s a trace takes to make."""
+        import torch
+
+        from ..nn.bert_cpu import eager_embed, traced_embed
+
         key = (precision, padded)
         run = self._cpu_forwards.get(key)
-        if run is None:
-            import torch
-
-            from ..nn.bert_cpu import traced_embed
-
-            model = self.model
-            fp32 = model.embeddings.token.dtype == torch.float32  # precision="bf16" weights run as they are
-            network = self.bf16_network if precision == "bf16" and fp32 else model
-            with self._load_lock:
-                run = self._cpu_forwards.get(key)
-                if run is None:
-                    run = self._cpu_forwards[key] = traced_embed(network, padded=padded)
+        if run is not None:
+            return run
+        model = self.model
+        fp32 = model.embeddings.token.dtype == torch.float32  # precision="bf16" weights run as they are
+        network = self.bf16_network if precision == "bf16" and fp32 else model
+        with self._load_lock:
+            self._eager_calls[key] = calls = self._eager_calls.get(key, 0) + 1
+            if calls <= EAGER_CALLS:
+                return eager_embed(network, padded=padded)
+            run = self._cpu_forwards.get(key)
+            if run is None:
+                run = self._cpu_forwards[key] = traced_embed(network, padded=padded)
         return run
 
     @property
@@ -394,7 +401,7 @@ class SentenceEncoder(Encoder):
         new = placement.adopt(self)
         if new is self:  # nothing moves (and a deferred network stays unbuilt)
             return self
-        new._load_lock, new._bf16, new._cpu_forwards = threading.Lock(), None, {}
+        new._load_lock, new._bf16, new._cpu_forwards, new._eager_calls = threading.Lock(), None, {}, {}
         new.model, new.placement = placement.move(self.model), placement
         return new
 

@@ -89,10 +89,16 @@ def _example(batch: int, tokens: int, padded: bool, vocab: int) -> tuple[torch.T
     return ids, mask
 
 
+def eager_embed(model: BertModel, *, padded: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``(ids (b, n), mask (b, n)) -> (b, d)``: ``model.embed`` itself, with the call shape of
+    :func:`traced_embed` (an unpadded forward ignores ``mask``)."""
+    return _Embed(model, padded).eval()
+
+
 def traced_embed(model: BertModel, *, padded: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """``(ids (b, n), mask (b, n)) -> (b, d)`` unit rows: a trace of ``model.embed``, or the eager
     forward when tracing fails or its output disagrees. Unpadded traces ignore ``mask``."""
-    eager = _Embed(model, padded).eval()
+    eager = eager_embed(model, padded=padded)
     try:
         with torch.inference_mode(), warnings.catch_warnings():
             # the branches the tracer warns about (the position check, mask or no mask) are meant

@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--e2e-writes", type=int, default=100, help="writes per end-to-end configuration")
     parser.add_argument("--e2e-threads", default="1,4,8", help="writer threads end to end")
     parser.add_argument("--e2e-parallel", default="",
-                        help="also batching rows with these max_parallel values (e.g. 1); default rows use the store's own")
+                        help="also batching rows with these max_parallel values (e.g. 1); default rows: the store's")
     parser.add_argument("--e2e-direct", action="store_true", help="also end to end with write_ahead=False")
     parser.add_argument("--no-bench-rows", action="store_true", help="only the end-to-end rows")
     parser.add_argument("--quick", action="store_true", help="no end-to-end rows")

@@ -43,29 +43,34 @@ class ListMap:
                 lists.append(np.full(size, list_no, np.int32))
         all_keys = np.concatenate(keys) if keys else np.zeros(0, np.int64)  # (n,)
         order = np.argsort(all_keys, kind="stable")
-        self._keys = all_keys[order]  # (n,) sorted
-        self._lists = (np.concatenate(lists) if lists else np.zeros(0, np.int32))[order]  # (n,)
+        # (sorted keys (n,), their lists (n,)), replaced as one pair so a reader never mixes two
+        self._sorted = (all_keys[order], (np.concatenate(lists) if lists else np.zeros(0, np.int32))[order])
         self._added: dict[int, int] = {}  # keys added after the build -> list
 
     def note_added(self, ivf: Any, vectors: np.ndarray, keys: np.ndarray) -> None:
         """Record the lists of ``keys`` (n,) whose ``vectors`` (n, d) float32 are being added to ``ivf``."""
         assigned = np.asarray(ivf.quantizer.assign(np.ascontiguousarray(vectors, np.float32), 1)).reshape(-1)
         self._added.update(zip(np.asarray(keys, np.int64).tolist(), assigned.tolist()))
-        if len(self._added) > max(4096, len(self._keys) // 8):  # fold into the sorted arrays
-            extra = np.fromiter(self._added, np.int64, len(self._added))
-            all_keys = np.concatenate([self._keys, extra])
-            all_lists = np.concatenate([self._lists, np.fromiter(self._added.values(), np.int32, len(extra))])
+        keys_now, lists_now = self._sorted
+        if len(self._added) > max(4096, len(keys_now) // 8):  # fold into the sorted arrays
+            added = dict(self._added)
+            extra = np.fromiter(added, np.int64, len(added))
+            all_keys = np.concatenate([keys_now, extra])
+            all_lists = np.concatenate([lists_now, np.fromiter(added.values(), np.int32, len(extra))])
             order = np.argsort(all_keys, kind="stable")
-            self._keys, self._lists, self._added = all_keys[order], all_lists[order], {}
+            self._sorted = (all_keys[order], all_lists[order])
+            for key in added:  # now in the sorted arrays
+                self._added.pop(key, None)
 
     def lists_of(self, keys: np.ndarray) -> np.ndarray | None:
         """The distinct lists (m,) int64 holding ``keys`` (sorted or not), or None when a key is
         unknown (the caller then probes as usual)."""
         keys = np.asarray(keys, np.int64)
-        at = np.searchsorted(self._keys, keys)
-        known = at < len(self._keys)
-        known[known] = self._keys[at[known]] == keys[known]
-        found = self._lists[at[known]].astype(np.int64)
+        sorted_keys, sorted_lists = self._sorted
+        at = np.searchsorted(sorted_keys, keys)
+        known = at < len(sorted_keys)
+        known[known] = sorted_keys[at[known]] == keys[known]
+        found = sorted_lists[at[known]].astype(np.int64)
         if not known.all():
             try:
                 rest = [self._added[int(key)] for key in keys[~known].tolist()]

@@ -150,10 +150,11 @@ def text_compute() -> str:
     ("fp32" or "bf16") when set, else "bf16" where the CPU has it natively, else "fp32".
 
     Short texts are bound by reading the weights, which bf16 halves, and batches by arithmetic,
-    which native bf16 doubles: all-MiniLM on one core (AVX512-BF16), one query 10.0 -> 6.5 ms, a
-    batch of 8 notes 4.3 -> 2.5 ms per text. Vectors keep cosine >= 0.99996 to fp32's (LayerNorm,
-    softmax and pooling stay fp32), inside the 0.9999 parity bar, so they share the model's space
-    and id, as fp16 vectors from a GPU do. ``"fp32"`` reproduces the reference bit for bit."""
+    which native bf16 doubles: all-MiniLM on one core (AVX512-BF16, benchmarks/bench_text.py), one
+    query 8.3 -> 6.0 ms, batches of 64 1.5x the sentences/s. Only the linear layers run in bf16
+    (aimemory.nn.bert_cpu.with_bf16_linears); vectors keep cosine >= 0.99996 to fp32's, inside the
+    0.9999 parity bar, so they share the model's space and id, as fp16 vectors from a GPU do.
+    ``"fp32"`` reproduces the reference bit for bit."""
     chosen = os.environ.get(TEXT_COMPUTE_ENV, "").strip().lower()
     if chosen in ("fp32", "bf16"):
         return chosen

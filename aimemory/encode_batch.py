@@ -37,13 +37,14 @@ SMALL_TEXT_CHARS = 4096  # longer texts are chunked into many views: they keep t
 
 T = TypeVar("T")
 
+_QUEUED, _TAKEN, _DONE = 0, 1, 2
+
+
 
 def parallel_encodes(encoder: object) -> int:
     """Shared calls a store lets run at once: the encoder's ``parallel_text_calls``, at most the
     number of cores."""
     return max(1, min(int(getattr(encoder, "parallel_text_calls", 1)), os.cpu_count() or 1))
-
-_QUEUED, _TAKEN, _DONE = 0, 1, 2
 
 
 class _Request(Generic[T]):

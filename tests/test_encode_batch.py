@@ -262,7 +262,21 @@ def test_stores_run_two_calls_at_once_only_for_gil_free_text_forwards(monkeypatc
     monkeypatch.setattr(encode_batch.os, "cpu_count", lambda: 8)
     assert encode_batch.parallel_encodes(Eager()) == 1
     assert Encoder.parallel_text_calls == 1
-    assert SentenceEncoder.parallel_text_calls == OfflineEncoder.parallel_text_calls == 2
+    from aimemory.device import Placement
+
+    class Text:  # a stand-in text tower, placed and answering like a SentenceEncoder
+        placement = Placement()
+        parallel_text_calls = SentenceEncoder.parallel_text_calls
+
+    text = Text()
+    assert text.parallel_text_calls == 2  # CPU, fp32: the GIL-free trace
+    text.placement = Placement("cuda", "fp16")
+    assert text.parallel_text_calls == 1  # eager on a GPU
+    offline = OfflineEncoder.__new__(OfflineEncoder)
+    offline.text = text
+    assert offline.parallel_text_calls == 1
+    text.placement = Placement()
+    assert offline.parallel_text_calls == 2
     fake = Eager()
     fake.parallel_text_calls = 2  # type: ignore[attr-defined]
     assert encode_batch.parallel_encodes(fake) == 2

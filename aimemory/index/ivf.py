@@ -20,6 +20,12 @@ log = logging.getLogger("aimemory.index")
 NPROBE_CANDIDATES = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 SCORE_MARGINS = (0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.15)  # tried in order, see tune_margin
 ADAPTIVE_MAX_LISTS = 16  # x nprobe: the most lists a query far from every list probes
+# The least centroid-score margin a search uses, whatever tuning found. Tuning's far queries are
+# random directions, and real text queries can be harder: on a 1M store of stand-in vectors whose
+# tuning found 0.0-0.04 enough, 200 real MiniLM queries had recall@10 0.963 at 0.04 and 0.987 at
+# 0.05, with the same p50 (benchmarks/bench_store.py --targets). Near queries are not affected: no
+# other list scores within 0.05 of their best one.
+MARGIN_FLOOR = 0.05
 TRUTH_CHUNK = 65_536  # rows per block when computing exact top-k for tuning (bounded extra memory)
 TUNE_K = 10  # recall@10 is what tuning measures
 
@@ -75,8 +81,8 @@ def tune_margin(keys_at: Callable[[np.ndarray, float], np.ndarray], vectors: np.
     n, dim = vectors.shape
     queries = far_queries(rng, min(FAISS_TUNING_QUERIES, n), dim)
     want = np.asarray(vkeys, dtype=np.int64)[exact_top(vectors, queries, TUNE_K)]
-    recall, margin = 0.0, 0.0
-    for margin in SCORE_MARGINS:
+    recall, margin = 0.0, MARGIN_FLOOR
+    for margin in [m for m in SCORE_MARGINS if m >= MARGIN_FLOOR]:
         recall = recall_at_k(keys_at(queries, margin), want)
         if recall >= TARGET_RECALL + TUNING_MARGIN:
             break
@@ -92,9 +98,10 @@ def probe_lists(index: Any, queries: np.ndarray, nprobe: int, tuned_nprobe: int,
     one clear best list and probes ``nprobe``; a query far from all of them (a text query among
     photos) sees flat centroid scores and probes more, which is what keeps its recall."""
     ivf = _faiss().extract_index_ivf(index)
-    most = min(int(ivf.nlist), max(nprobe, ADAPTIVE_MAX_LISTS * tuned_nprobe) if margin else nprobe)
+    margin = max(margin, MARGIN_FLOOR)
+    most = min(int(ivf.nlist), max(nprobe, ADAPTIVE_MAX_LISTS * tuned_nprobe))
     list_scores, lists = ivf.quantizer.search(queries, most)  # (q, most) each, best first
-    if margin and most > nprobe:
+    if most > nprobe:
         near = list_scores >= list_scores[:, :1] - margin
         near[:, :nprobe] = True
         lists = np.where(near, lists, -1)

@@ -19,11 +19,17 @@ fp32. Everything else (embeddings, LayerNorm, attention, GELU, pooling) stays fp
 cosine to the fp32 vectors >= 0.99996 on the real weights, where every module in bf16 gave 0.9999.
 Casting explicitly, instead of using autocast, is also what makes the bf16 network traceable:
 autocast does not survive a trace.
+
+Where oneDNN is there (x86 builds of torch), each bf16 weight is reordered once into oneDNN's
+blocked layout (:class:`PackedBf16Linear`). A plain bf16 ``F.linear`` reorders it on every call, which
+for a query of a few tokens costs more than the product: measured on all-MiniLM-L6, one 8-token query
+took 4.6 ms with plain bf16 linears and 2.7 ms packed, with the same outputs (cosine 1.0000000).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import warnings
 from typing import Callable
@@ -39,6 +45,7 @@ log = logging.getLogger("aimemory.nn")
 TRACE_CHECK_COSINE = 0.99999  # a trace must reproduce the eager forward to this, or it is not used
 EXAMPLE_TOKENS = (2, 12)  # (batch, tokens) of the example the traces are recorded on
 CHECK_SHAPES = ((3, 7), (1, 20))  # other shapes the traces are checked on
+PACK_ROWS_HINT = 16  # rows (batch x tokens) oneDNN picks the packed layout for: a query's few tokens
 
 
 class Bf16Linear(nn.Module):
@@ -54,15 +61,58 @@ class Bf16Linear(nn.Module):
         return F.linear(x.to(torch.bfloat16), self.weight, self.bias).float()
 
 
+class PackedBf16Linear(nn.Module):
+    """:class:`Bf16Linear` with its weight held in oneDNN's packed layout (an opaque tensor, so the
+    module is scripted: a trace cannot hold such a tensor, but it can call a scripted module)."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        weight = linear.weight.detach().to(torch.bfloat16)  # (out, in)
+        self.weight = torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS_HINT)
+        bias = linear.bias  # a zero bias where there is none: a script attribute has one type
+        self.bias = torch.zeros(weight.shape[0]) if bias is None else bias.detach()
+        self.bias = self.bias.to(torch.bfloat16)  # (out,)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), self.weight, self.bias, "none", [], "").float()
+
+
+@functools.cache
+def packing_works() -> bool:
+    """Whether this torch can pack bf16 weights for oneDNN and gets Bf16Linear's outputs from them
+    (checked once per process on a small layer); False means plain :class:`Bf16Linear` layers."""
+    try:
+        gen = torch.Generator().manual_seed(0)
+        probe = nn.Linear(32, 24)
+        with torch.no_grad():
+            probe.weight.copy_(torch.randn(24, 32, generator=gen))
+        x = torch.randn(3, 5, 32, generator=gen)
+        with torch.inference_mode():
+            packed = torch.jit.script(PackedBf16Linear(probe))(x)
+            plain = Bf16Linear(probe)(x)
+        return bool(torch.allclose(packed, plain, rtol=1e-2, atol=1e-2))
+    except Exception as exc:  # no oneDNN in this build, or a torch without these ops
+        log.info("bf16 linear layers run unpacked (%s)", exc)
+        return False
+
+
+def bf16_linear(linear: nn.Linear) -> nn.Module:
+    """``linear`` computed in bf16: packed for oneDNN where :func:`packing_works`, else plain."""
+    if packing_works():
+        return torch.jit.script(PackedBf16Linear(linear))
+    return Bf16Linear(linear)
+
+
 def with_bf16_linears(model: BertModel) -> BertModel:
-    """A copy of ``model`` whose linear layers are :class:`Bf16Linear`. The embeddings (47 MB for
-    all-MiniLM) are shared with ``model``, not copied, and ``model`` itself is unchanged."""
+    """A copy of ``model`` whose linear layers are computed in bf16 (:func:`bf16_linear`). The
+    embeddings (47 MB for all-MiniLM) are shared with ``model``, not copied, and ``model`` itself
+    is unchanged."""
     shared = {id(p): p for p in model.embeddings.parameters()}
     network = copy.deepcopy(model, shared)
     for module in list(network.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, nn.Linear):
-                setattr(module, name, Bf16Linear(child))
+                setattr(module, name, bf16_linear(child))
     return network.eval()
 
 

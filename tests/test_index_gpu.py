@@ -15,8 +15,8 @@ faiss = pytest.importorskip("faiss")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from _vectors import clustered, view_rows  # noqa: E402
 
-import aimemory.index.ivf as ivf  # noqa: E402
 import aimemory.index.gpu as gpu  # noqa: E402
+import aimemory.index.ivf as ivf  # noqa: E402
 from aimemory.index import INDEX_DIR, VectorIndex, open_index  # noqa: E402
 from aimemory.index.gpu import cuda_ordinal, search_device_for  # noqa: E402
 from aimemory.storage import VectorTable  # noqa: E402

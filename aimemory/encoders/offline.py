@@ -15,7 +15,6 @@ Speech is transcribed by the store's Whisper and embedded as text.
 
 from __future__ import annotations
 
-import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, ClassVar, Sequence, cast

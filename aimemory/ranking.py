@@ -124,15 +124,18 @@ class ViewRanking:
         scored by the first run that may match it (one index search among those views per run);
         memories without such a view are left out."""
         catalog = self.store.catalog
-        wanted: dict[int, str] = {}  # position of a wanted view -> memory id
-        for mid, v in lacking.items():
-            code = self.code_of.get(v.fit.secondary_to or "")
-            namespace = catalog.get(v.position, "namespace")
-            wanted |= {p: mid for p in catalog.live_positions(mid)
-                       if self.kind_codes[p] == code and catalog.get(p, "namespace") == namespace}
+        ids, secondaries = list(lacking), list(lacking.values())
+        namespaces = catalog.codes_of("namespace")[0]
+        positions, which = catalog.live_positions_of(ids)  # (m,) each: every live view of these memories
+        want_kind = np.asarray([self.code_of.get(v.fit.secondary_to or "", -1) for v in secondaries], np.int64)
+        want_namespace = namespaces[[v.position for v in secondaries]]  # (l,)
+        keep = (self.kind_codes[positions] == want_kind[which]) & (namespaces[positions] == want_namespace[which])
+        positions, which = positions[keep], which[keep]  # (m',) the wanted views and whose they are
+        owner = dict(zip(positions.tolist(), which.tolist()))
+        found = np.zeros(len(ids), bool)  # (l,)
         out: dict[str, RankedView] = {}
         for i, run in enumerate(self.runs):
-            mine = np.asarray([p for p, mid in wanted.items() if run.allowed[p] and mid not in out], np.int64)
+            mine = positions[run.allowed[positions] & ~found[which]]
             if not len(mine):
                 continue
             # a search among these views alone: exact, and no vector read (the flat index gathers
@@ -147,10 +150,11 @@ class ViewRanking:
             codes = self.kind_codes[at]
             for code in np.unique(codes).tolist():
                 sel = np.flatnonzero(codes == code)
-                for j, found in zip(sel, self.scored(i, code, cosines[sel], at[sel].tolist())):
-                    mid = wanted[int(at[j])]
-                    if mid not in out or found.relevance > out[mid].relevance:
-                        out[mid] = found
+                for j, view in zip(sel, self.scored(i, code, cosines[sel], at[sel].tolist())):
+                    k = owner[int(at[j])]
+                    if ids[k] not in out or view.relevance > out[ids[k]].relevance:
+                        out[ids[k]] = view
+                    found[k] = True
         return out
 
 

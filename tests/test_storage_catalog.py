@@ -105,3 +105,28 @@ def test_rows_must_arrive_in_increasing_vkey_order(catalog):
     rows, _ = _rows(["late"], first_vkey=1)
     with pytest.raises(AssertionError, match="increasing vkey"):
         catalog.append_arrow(rows)
+
+
+def test_many_keys_are_found_as_one_by_one():
+    import pyarrow as pa
+
+    from aimemory.storage.columns import KeyIndex
+
+    keys = ["m1", "m2", "m2", "m30", "", "m1", "zz"]
+    index = KeyIndex.build(pa.array(keys), np.arange(10, 10 + len(keys)))
+    index.add(["m2", "new", None], [40, 41, 42])  # keys added since the build live in the tail
+    asked = ["m2", "absent", "m1", "a key longer than any built", "new", "m30", "m2", "ends\x00", ""]
+    positions, which = index.find_many(asked)
+    got = [sorted(positions[which == i].tolist()) for i in range(len(asked))]
+    assert got == [sorted(index.find(key)) for key in asked]
+    assert got[0] == [11, 12, 40] and got[1] == [] and got[3] == [] and got[4] == [41]
+    assert KeyIndex().find_many(["m1"])[0].tolist() == []
+
+
+def test_live_positions_of_many_memories(catalog):
+    ids = list(dict.fromkeys(catalog.take("id", np.arange(catalog.n_rows))))[:3]
+    catalog.remove_ids([ids[1]])
+    positions, which = catalog.live_positions_of([*ids, "no such memory"])
+    for i, mid in enumerate([*ids, "no such memory"]):
+        assert sorted(positions[which == i].tolist()) == sorted(catalog.live_positions(mid))
+    assert not (which == 1).any() and not (which == 3).any()

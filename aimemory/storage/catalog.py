@@ -290,6 +290,13 @@ class Catalog:
         alive = self.alive
         return [p for p in self.id_keys.find(memory_id) if alive[p]]
 
+    def live_positions_of(self, memory_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`live_positions` of many memories at once -> (positions (m,), which (m,)):
+        ``which[j]`` is the index in ``memory_ids`` of the memory the view at ``positions[j]`` is of."""
+        positions, which = self.id_keys.find_many(memory_ids)
+        live = self.alive[positions]
+        return positions[live], which[live]
+
     def count(self, namespace: str | None = None) -> int:
         """Memories (not expired) in one namespace, or in all when None."""
         primary = self.alive & (self.array("view") == 0)

@@ -167,6 +167,27 @@ class KeyIndex:
         extra = self.tail.get(key)
         return out + extra if extra else out
 
+    def find_many(self, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`find` for many keys in two bisections -> (positions (m,) int64, which (m,) int64):
+        ``which[j]`` is the index in ``keys`` of the key held at ``positions[j]``."""
+        width = self.sorted.dtype.itemsize
+        raw = [key.encode() for key in keys]
+        fits = np.array([len(r) <= width and not r.endswith(b"\x00") for r in raw], bool)  # (k,)
+        positions, which = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        if len(self.sorted) and fits.any():
+            wanted = np.array([r if ok else b"" for r, ok in zip(raw, fits)], dtype=self.sorted.dtype)  # (k,)
+            lo = np.searchsorted(self.sorted, wanted, "left")
+            counts = np.where(fits, np.searchsorted(self.sorted, wanted, "right") - lo, 0)  # (k,)
+            which = np.repeat(np.arange(len(keys), dtype=np.int64), counts)  # (m,)
+            firsts = np.cumsum(counts) - counts  # where each key's run starts in the output
+            positions = self.order[np.arange(len(which)) - firsts[which] + lo[which]]
+        if self.tail:
+            extra = [(i, p) for i, key in enumerate(keys) for p in self.tail.get(key, ())]
+            if extra:
+                more = np.asarray(extra, np.int64)  # (e, 2)
+                positions, which = np.concatenate([positions, more[:, 1]]), np.concatenate([which, more[:, 0]])
+        return positions, which
+
     def add(self, keys: Iterable[str | None], positions: Iterable[int]) -> None:
         for key, p in zip(keys, positions):
             if key is not None:

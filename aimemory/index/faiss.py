@@ -47,7 +47,11 @@ SELECTOR_CACHE = 8  # id selectors kept for reuse (a query's plans and look-ups 
 
 
 def keys_checksum(vkeys: np.ndarray) -> str:
-    return hashlib.blake2b(np.sort(np.asarray(vkeys, dtype=np.int64)).tobytes(), digest_size=16).hexdigest()
+    """A digest of the set of ``vkeys`` (n,), whatever their order."""
+    keys = np.asarray(vkeys, dtype=np.int64)
+    if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):  # the catalog's are sorted: 2 ms, not a 50 ms sort at 1M
+        keys = np.sort(keys)
+    return hashlib.blake2b(keys.tobytes(), digest_size=16).hexdigest()
 
 
 @dataclass

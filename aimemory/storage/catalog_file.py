@@ -308,7 +308,7 @@ def _load(folder: Path, table, model_id: str, dim: int, verify: bool = True) -> 
 
 
 def _fixed(column: pa.ChunkedArray) -> np.ndarray:
-    arr = column.combine_chunks()
+    arr = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()  # one chunk: no copy
     width = arr.type.byte_width
     data = np.frombuffer(arr.buffers()[1], dtype=f"S{width}", count=len(arr) + arr.offset)
     return data[arr.offset:]

@@ -39,6 +39,15 @@ def _own_private_names(tree: ast.Module) -> set[str]:
     return {n for n in names if n.startswith("_") and not n.startswith("__")}
 
 
+#: private names of other libraries used on purpose, each with its guard
+THIRD_PARTY_PRIVATE = {
+    # oneDNN weight packing, as torch's own CPU compiler uses it; nn/bert_cpu.packing_works() probes
+    # it once per process and falls back to plain bf16 layers where it is missing or disagrees
+    "torch.ops.mkldnn._reorder_linear_weight",
+    "torch.ops.mkldnn._linear_pointwise",
+}
+
+
 def test_no_module_reaches_into_another_modules_private_attributes():
     """``store._lock`` or ``table._table`` outside the module that defines them is a seam torn open:
     the owner cannot change its insides without breaking a stranger. Reading or writing a private
@@ -52,6 +61,6 @@ def test_no_module_reaches_into_another_modules_private_attributes():
                 continue
             if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
                 continue
-            if node.attr not in own:
+            if node.attr not in own and ast.unparse(node) not in THIRD_PARTY_PRIVATE:
                 offenders.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {ast.unparse(node)}")
     assert not offenders, "\n".join(sorted(offenders))

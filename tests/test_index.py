@@ -92,3 +92,49 @@ def test_tuning_queries_are_unit_rows_near_their_picks():
     assert queries.dtype == np.float32 and np.allclose(np.linalg.norm(queries, axis=1), 1.0, atol=1e-5)
     assert (np.sum(queries * picks, axis=1) > 0.9).all()
     assert recall_at_k(np.array([[1, 2, 3]]), np.array([[3, 2, 9]])) == pytest.approx(2 / 3)
+
+
+def test_a_build_streams_the_live_vectors_from_the_table(table):
+    from aimemory.index import table_blocks
+
+    alive = np.setdiff1d(np.arange(1, N + 1), [3, 50, 51])  # as if three rows were forgotten
+    blocks = list(table_blocks(table, alive, rows=32)())
+    assert all(len(keys) <= 32 and vectors.shape == (len(keys), DIM) for keys, vectors in blocks)
+    keys = np.concatenate([k for k, _ in blocks])
+    assert sorted(keys.tolist()) == alive.tolist()
+    _, want = table.vectors_for(keys[:5])
+    np.testing.assert_array_equal(blocks[0][1][:5], want)
+    flat = VectorIndex.build_from(table_blocks(table, alive, rows=32), len(alive), DIM, ann_threshold=10 * N)
+    ivf_index = VectorIndex.build_from(table_blocks(table, alive, rows=32), len(alive), DIM, ann_threshold=1)
+    for index in (flat, ivf_index):
+        assert sorted(index.keys().tolist()) == alive.tolist()
+
+
+def test_an_ivf_build_never_holds_all_the_vectors(monkeypatch):
+    """Blocks made on the fly, as a table scan gives them: numpy's peak while building stays under
+    the vectors' own size, so they are never all held at once (the IVF's lists are FAISS's, outside
+    numpy's count)."""
+    import tracemalloc
+
+    n, dim, rows = 200_000, 32, 1_000
+    centres = clustered(64, dim, seed=5)
+
+    def blocks():
+        for start in range(0, n, rows):
+            rng = np.random.default_rng(start)
+            vectors = centres[rng.integers(0, 64, rows)] + 0.05 * rng.standard_normal((rows, dim)).astype(np.float32)
+            yield np.arange(start + 1, start + rows + 1, dtype=np.int64), \
+                vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    VectorIndex.build(clustered(400, dim, seed=6), np.arange(1, 401), ann_threshold=1)  # imports, not counted
+    tracemalloc.start()
+    try:
+        index = VectorIndex.build_from(blocks, n, dim, ann_threshold=1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert index.kind == "ivf" and index.ntotal == n
+    raw = n * dim * 4  # the training sample is 57% of that at this size (64 rows per list)
+    assert peak < raw, f"numpy peaked at {peak / raw:.2f}x the vectors"
+    _, first = next(iter(blocks()))
+    assert index.search(first[:1], 1)[1][0][0] == 1  # it finds a stored vector

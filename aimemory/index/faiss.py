@@ -49,7 +49,7 @@ SELECTOR_CACHE = 8  # id selectors kept for reuse (a query's plans and look-ups 
 def keys_checksum(vkeys: np.ndarray) -> str:
     """A digest of the set of ``vkeys`` (n,), whatever their order."""
     keys = np.asarray(vkeys, dtype=np.int64)
-    if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):  # the catalog's are sorted: 2 ms, not a 50 ms sort at 1M
+    if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):  # the catalog's are: 2 ms, not a 50 ms sort at 1M
         keys = np.sort(keys)
     return hashlib.blake2b(keys.tobytes(), digest_size=16).hexdigest()
 
@@ -96,27 +96,37 @@ class VectorIndex:
     def build(cls, vectors: np.ndarray, vkeys: np.ndarray, *, ann_threshold: int = ANN_THRESHOLD,
               seed: int = 0) -> "VectorIndex":
         """vectors (n, d) float32 unit rows, vkeys (n,) int64 -> an index of the right kind."""
-        n, dim = vectors.shape
+        return cls.build_from(ivf.array_blocks(vectors, vkeys), len(vkeys), vectors.shape[1],
+                              ann_threshold=ann_threshold, seed=seed)
+
+    @classmethod
+    def build_from(cls, blocks: ivf.Blocks, n: int, dim: int, *, ann_threshold: int = ANN_THRESHOLD,
+                   seed: int = 0) -> "VectorIndex":
+        """The index of the right kind over the n vectors of ``blocks`` (see :data:`.ivf.Blocks`),
+        read block by block: beside the index itself, only one block and the IVF's training sample
+        (about 64 vectors per list) are held."""
         if n < max(ann_threshold, 1):  # an IVF needs at least one vector to train on
             index = cls(dim, "flat")
-            index.add(vectors, vkeys)
+            for keys, vectors in blocks():
+                index.add(vectors, keys)
             return index
         rng = np.random.default_rng(seed)
+        sample = ivf.training_sample(blocks, n, rng)  # (m, d)
         index = cls(dim, "ivf")
-        index._index = ivf.train_ivf(vectors, vkeys, rng, seed)
-        index.nprobe = ivf.tune_nprobe(index._index, vectors, vkeys, rng)
-        index.margin = index.tune_margin(vectors, vkeys, rng)
+        index._index = ivf.train_ivf(sample, blocks, n, seed)
+        index.nprobe = ivf.tune_nprobe(index._index, sample, blocks, rng)
+        index.margin = index.tune_margin(blocks, n, rng)
         index.dirty = True
         return index
 
-    def tune_margin(self, vectors: np.ndarray, vkeys: np.ndarray, rng: np.random.Generator) -> float:
+    def tune_margin(self, blocks: ivf.Blocks, n: int, rng: np.random.Generator) -> float:
         """Set and return the smallest centroid-score margin that keeps recall for queries far from
         every stored vector (see :func:`.ivf.tune_margin`)."""
         def keys_at(queries: np.ndarray, margin: float) -> np.ndarray:
             self.margin = margin
             return self.search(queries, ivf.TUNE_K)[1]
 
-        self.margin = ivf.tune_margin(keys_at, vectors, vkeys, rng)
+        self.margin = ivf.tune_margin(keys_at, blocks, n, self.dim, rng)
         return self.margin
 
     def place(self, device: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -28,6 +28,11 @@ ADAPTIVE_MAX_LISTS = 16  # x nprobe: the most lists a query far from every list 
 MARGIN_FLOOR = 0.05
 TRUTH_CHUNK = 65_536  # rows per block when computing exact top-k for tuning (bounded extra memory)
 TUNE_K = 10  # recall@10 is what tuning measures
+TRAINING_ROWS_PER_LIST = 64  # FAISS's k-means samples at most this many points per centroid
+
+#: () -> blocks of (vkeys (m,) int64, vectors (m, d) float32) covering every vector of an index being
+#: built, read afresh for each pass (sample, adds, each tuning's exact truth), so no pass holds them all
+Blocks = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 
 
 def _faiss() -> Any:
@@ -36,29 +41,61 @@ def _faiss() -> Any:
     return faiss
 
 
-def train_ivf(vectors: np.ndarray, vkeys: np.ndarray, rng: np.random.Generator, seed: int) -> Any:
-    """An ``IndexIVFFlat`` (inner product) trained on a sample of ``vectors`` (n, d) and holding
-    all of them under ``vkeys`` (n,)."""
+def array_blocks(vectors: np.ndarray, vkeys: np.ndarray, rows: int = TRUTH_CHUNK) -> Blocks:
+    """:data:`Blocks` over vectors already in memory (n, d) and their vkeys (n,)."""
+    def blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for start in range(0, len(vkeys), rows):
+            yield (np.asarray(vkeys[start:start + rows], np.int64),
+                   np.asarray(vectors[start:start + rows], np.float32))
+    return blocks
+
+
+def nlist_for(n: int) -> int:
+    """IVF lists for n vectors: ~4 sqrt(n); FAISS wants >= 39 points per centroid; at least one
+    list, or every search fails (nprobe 0)."""
+    return max(1, int(min(max(64, 4 * np.sqrt(n)), n // 39)))
+
+
+def training_sample(blocks: Blocks, n: int, rng: np.random.Generator) -> np.ndarray:
+    """A random sample of the n vectors, (m, d) float32, TRAINING_ROWS_PER_LIST per list (all of
+    them when n is smaller): rows picked up front and gathered in one pass, so only the sample is held."""
+    m = min(n, nlist_for(n) * TRAINING_ROWS_PER_LIST)
+    picked = np.sort(rng.choice(n, size=m, replace=False))  # (m,) row numbers in block order
+    out: np.ndarray | None = None
+    filled = start = 0
+    for _, vectors in blocks():
+        at = picked[np.searchsorted(picked, start):np.searchsorted(picked, start + len(vectors))] - start
+        if out is None:
+            out = np.empty((m, vectors.shape[1]), np.float32)
+        out[filled:filled + len(at)] = vectors[at]
+        filled, start = filled + len(at), start + len(vectors)
+    if out is None:
+        raise ValueError("no vectors to train an IVF index on")
+    return out[:filled]  # fewer when rows went away while the build read them
+
+
+def train_ivf(sample: np.ndarray, blocks: Blocks, n: int, seed: int) -> Any:
+    """An ``IndexIVFFlat`` (inner product) for n vectors, trained on ``sample`` (m, d) and holding
+    every vector of ``blocks``, added block by block."""
     faiss = _faiss()
-    n, dim = vectors.shape
-    # FAISS wants >= 39 points per centroid; at least one list, or every search fails (nprobe 0)
-    nlist = max(1, int(min(max(64, 4 * np.sqrt(n)), n // 39)))
+    dim = sample.shape[1]
     quantizer = faiss.IndexFlatIP(dim)
-    ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    train = vectors[rng.choice(n, size=min(n, nlist * 64), replace=False)]
+    ivf = faiss.IndexIVFFlat(quantizer, dim, nlist_for(n), faiss.METRIC_INNER_PRODUCT)
     ivf.cp.seed = seed
-    ivf.train(np.ascontiguousarray(train, dtype=np.float32))
-    ivf.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(vkeys, np.int64))
+    ivf.train(sample)
+    for keys, vectors in blocks():
+        ivf.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(keys, np.int64))
     return ivf
 
 
-def tune_nprobe(index: Any, vectors: np.ndarray, vkeys: np.ndarray, rng: np.random.Generator) -> int:
-    """Smallest nprobe whose recall@10 against exact search reaches TARGET_RECALL (plus a
-    margin) on queries drawn near stored vectors, which is where real queries land."""
+def tune_nprobe(index: Any, sample: np.ndarray, blocks: Blocks, rng: np.random.Generator) -> int:
+    """Smallest nprobe whose recall@10 against exact search (over ``blocks``) reaches TARGET_RECALL
+    (plus a margin) on queries drawn near stored vectors (``sample`` (m, d)), which is where real
+    queries land."""
     faiss = _faiss()
-    n = len(vectors)
-    queries = near_queries(vectors[rng.choice(n, size=min(FAISS_TUNING_QUERIES, n), replace=False)], rng)
-    want = np.asarray(vkeys, dtype=np.int64)[exact_top(vectors, queries, TUNE_K)]
+    picks = sample[rng.choice(len(sample), size=min(FAISS_TUNING_QUERIES, len(sample)), replace=False)]
+    queries = near_queries(picks, rng)
+    want = exact_top_keys(blocks, queries, TUNE_K)
     ivf = faiss.extract_index_ivf(index)
     for nprobe in NPROBE_CANDIDATES:
         if nprobe >= ivf.nlist:
@@ -71,16 +108,15 @@ def tune_nprobe(index: Any, vectors: np.ndarray, vkeys: np.ndarray, rng: np.rand
     return int(ivf.nlist)
 
 
-def tune_margin(keys_at: Callable[[np.ndarray, float], np.ndarray], vectors: np.ndarray, vkeys: np.ndarray,
+def tune_margin(keys_at: Callable[[np.ndarray, float], np.ndarray], blocks: Blocks, n: int, dim: int,
                 rng: np.random.Generator) -> float:
     """Smallest centroid-score margin (see :func:`probe_lists`) whose recall@10 reaches the target
     on queries far from every stored vector (random directions: the worst case, and where a text
     query lands among photos); the last one tried when none does. ``keys_at(queries, margin)`` ->
     the top-10 keys (q, 10) of a search at that margin. Near queries need no margin: their best
     list stands far ahead of the rest, so the margin adds no lists for them."""
-    n, dim = vectors.shape
     queries = far_queries(rng, min(FAISS_TUNING_QUERIES, n), dim)
-    want = np.asarray(vkeys, dtype=np.int64)[exact_top(vectors, queries, TUNE_K)]
+    want = exact_top_keys(blocks, queries, TUNE_K)
     recall, margin = 0.0, MARGIN_FLOOR
     for margin in [m for m in SCORE_MARGINS if m >= MARGIN_FLOOR]:
         recall = recall_at_k(keys_at(queries, margin), want)
@@ -180,15 +216,22 @@ def list_vectors(index: Any, keys: np.ndarray, dim: int) -> np.ndarray | None:
 def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """Row numbers (q, k) of the k largest inner products of ``queries`` (q, d) in ``vectors``
     (n, d), best first, by blocks of rows (no second copy of the vectors)."""
+    return exact_top_keys(array_blocks(vectors, np.arange(len(vectors), dtype=np.int64)), queries, k)
+
+
+def exact_top_keys(blocks: Blocks, queries: np.ndarray, k: int) -> np.ndarray:
+    """The vkeys (q, k) of the k largest inner products of ``queries`` (q, d) among every vector
+    of ``blocks``, best first (fewer columns when there are fewer than k vectors)."""
     best_s = np.full((len(queries), 0), -np.inf, np.float32)
-    best_i = np.zeros((len(queries), 0), np.int64)
-    for start in range(0, len(vectors), TRUTH_CHUNK):
-        block = np.asarray(vectors[start:start + TRUTH_CHUNK], np.float32)
-        scores = queries @ block.T  # (q, m)
+    best_k = np.zeros((len(queries), 0), np.int64)
+    for keys, block in blocks():
+        if not len(keys):
+            continue
+        scores = queries @ np.asarray(block, np.float32).T  # (q, m)
         m = min(k, scores.shape[1])
         top = np.argpartition(-scores, m - 1, axis=1)[:, :m]
         best_s = np.concatenate([best_s, np.take_along_axis(scores, top, 1)], axis=1)
-        best_i = np.concatenate([best_i, top + start], axis=1)
+        best_k = np.concatenate([best_k, np.asarray(keys, np.int64)[top]], axis=1)
         keep = np.argsort(-best_s, axis=1, kind="stable")[:, :k]
-        best_s, best_i = np.take_along_axis(best_s, keep, 1), np.take_along_axis(best_i, keep, 1)
-    return best_i
+        best_s, best_k = np.take_along_axis(best_s, keep, 1), np.take_along_axis(best_k, keep, 1)
+    return best_k

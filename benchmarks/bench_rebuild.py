@@ -45,13 +45,15 @@ def worker(root: str, store: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--store", required=True, help="a store bench_store.py --targets built")
+    ap.add_argument("--store", help="a store bench_store.py --targets built (required)")
     ap.add_argument("--before", help="another checkout of aimemory to compare with")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(*args.worker)))
         return
+    if not args.store:
+        ap.error("--store is required")
     sys.path.insert(0, str(HERE))
     from _machine import machine_lines
 

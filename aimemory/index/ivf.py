@@ -23,8 +23,8 @@ ADAPTIVE_MAX_LISTS = 16  # x nprobe: the most lists a query far from every list 
 # The least centroid-score margin a search uses, whatever tuning found. Tuning's far queries are
 # random directions, and real text queries can be harder: on a 1M store of stand-in vectors whose
 # tuning found 0.0-0.04 enough, 200 real MiniLM queries had recall@10 0.963 at 0.04 and 0.987 at
-# 0.05, with the same p50 (benchmarks/bench_store.py --targets). Near queries are not affected: no
-# other list scores within 0.05 of their best one.
+# 0.05, for about 0.5 ms more per text query (benchmarks/bench_store.py --targets). Near queries are
+# not affected: hardly any other list scores within 0.05 of their best one.
 MARGIN_FLOOR = 0.05
 TRUTH_CHUNK = 65_536  # rows per block when computing exact top-k for tuning (bounded extra memory)
 TUNE_K = 10  # recall@10 is what tuning measures

@@ -76,16 +76,65 @@ def training_sample(blocks: Blocks, n: int, rng: np.random.Generator) -> np.ndar
 
 def train_ivf(sample: np.ndarray, blocks: Blocks, n: int, seed: int) -> Any:
     """An ``IndexIVFFlat`` (inner product) for n vectors, trained on ``sample`` (m, d) and holding
-    every vector of ``blocks``, added block by block."""
+    every vector of ``blocks`` (see :func:`fill_lists`)."""
     faiss = _faiss()
     dim = sample.shape[1]
     quantizer = faiss.IndexFlatIP(dim)
     ivf = faiss.IndexIVFFlat(quantizer, dim, nlist_for(n), faiss.METRIC_INNER_PRODUCT)
     ivf.cp.seed = seed
     ivf.train(sample)
-    for keys, vectors in blocks():
-        ivf.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(keys, np.int64))
+    fill_lists(ivf, blocks)
     return ivf
+
+
+def fill_lists(ivf: Any, blocks: Blocks) -> None:
+    """Put every vector of ``blocks`` in the trained ``ivf``'s lists, each list sized once.
+
+    Appending block by block (``add_with_ids``) grows each list's arrays by doubling, which at its
+    worst holds twice the index. Instead: one pass assigns every vector to its list (the quantizer's
+    own assignment, as ``add`` makes it) and counts them, each list is sized to its count, and a
+    second pass writes the vectors in place. Keys the second pass does not meet in the first (rows
+    written meanwhile) are left to the index's catch-up; lists end at what was written."""
+    faiss = _faiss()
+    lists = faiss.downcast_InvertedLists(ivf.invlists)
+    if not isinstance(lists, faiss.ArrayInvertedLists):  # another list store: FAISS's own adds
+        for keys, vectors in blocks():
+            ivf.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(keys, np.int64))
+        return
+    seen_keys, seen_lists = [], []
+    for keys, vectors in blocks():  # pass 1: (m,) keys and their lists
+        seen_keys.append(np.asarray(keys, np.int64))
+        seen_lists.append(ivf.quantizer.assign(np.ascontiguousarray(vectors, dtype=np.float32), 1)[:, 0])
+    all_keys, all_lists = np.concatenate(seen_keys), np.concatenate(seen_lists)  # (n,) each
+    del seen_keys, seen_lists
+    order = np.argsort(all_keys)
+    all_keys, all_lists = all_keys[order], all_lists[order]
+    for list_no, count in enumerate(np.bincount(all_lists, minlength=ivf.nlist).tolist()):
+        lists.resize(list_no, count)
+    filled = np.zeros(ivf.nlist, np.int64)  # (nlist,) entries written per list
+    for keys, vectors in blocks():  # pass 2: write in place
+        keys = np.asarray(keys, np.int64)
+        at = np.minimum(np.searchsorted(all_keys, keys), max(len(all_keys) - 1, 0))
+        known = all_keys[at] == keys if len(all_keys) else np.zeros(len(keys), bool)
+        keys, list_of = keys[known], all_lists[at[known]]
+        by_list = np.argsort(list_of, kind="stable")
+        keys = np.ascontiguousarray(keys[by_list])
+        codes = np.ascontiguousarray(np.asarray(vectors, np.float32)[known][by_list]).view(np.uint8)  # (m', 4d)
+        list_of = list_of[by_list]
+        starts = np.flatnonzero(np.r_[True, list_of[1:] != list_of[:-1]]) if len(list_of) else np.zeros(0, np.int64)
+        for start, end in zip(starts.tolist(), [*starts[1:].tolist(), len(list_of)]):
+            list_no = int(list_of[start])
+            lists.update_entries(list_no, int(filled[list_no]), end - start,
+                                 faiss.swig_ptr(keys[start:end]), faiss.swig_ptr(codes[start:end]))
+            filled[list_no] += end - start
+    for list_no in np.flatnonzero(filled != lists_sizes(lists, ivf.nlist)).tolist():
+        lists.resize(list_no, int(filled[list_no]))  # keys that went away between the passes
+    ivf.ntotal = int(filled.sum())
+
+
+def lists_sizes(lists: Any, nlist: int) -> np.ndarray:
+    """(nlist,) entries per IVF list."""
+    return np.fromiter((lists.list_size(i) for i in range(nlist)), np.int64, nlist)
 
 
 def tune_nprobe(index: Any, sample: np.ndarray, blocks: Blocks, rng: np.random.Generator) -> int:

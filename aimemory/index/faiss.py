@@ -114,19 +114,21 @@ class VectorIndex:
         sample = ivf.training_sample(blocks, n, rng)  # (m, d)
         index = cls(dim, "ivf")
         index._index = ivf.train_ivf(sample, blocks, n, seed)
-        index.nprobe = ivf.tune_nprobe(index._index, sample, blocks, rng)
-        index.margin = index.tune_margin(blocks, n, rng)
+        near, far = ivf.tuning_queries(sample, n, rng)
+        want = ivf.exact_top_keys(blocks, np.concatenate([near, far]), ivf.TUNE_K)  # one pass serves both
+        index.nprobe = ivf.tune_nprobe(index._index, near, want[:len(near)])
+        index.margin = index.tune_margin(far, want[len(near):])
         index.dirty = True
         return index
 
-    def tune_margin(self, blocks: ivf.Blocks, n: int, rng: np.random.Generator) -> float:
-        """Set and return the smallest centroid-score margin that keeps recall for queries far from
-        every stored vector (see :func:`.ivf.tune_margin`)."""
+    def tune_margin(self, queries: np.ndarray, want: np.ndarray) -> float:
+        """Set and return the smallest centroid-score margin that keeps recall for ``queries`` far
+        from every stored vector, against their exact top-10 ``want`` (see :func:`.ivf.tune_margin`)."""
         def keys_at(queries: np.ndarray, margin: float) -> np.ndarray:
             self.margin = margin
             return self.search(queries, ivf.TUNE_K)[1]
 
-        self.margin = ivf.tune_margin(keys_at, blocks, n, self.dim, rng)
+        self.margin = ivf.tune_margin(keys_at, queries, want)
         return self.margin
 
     def place(self, device: str) -> str:

@@ -137,14 +137,18 @@ def lists_sizes(lists: Any, nlist: int) -> np.ndarray:
     return np.fromiter((lists.list_size(i) for i in range(nlist)), np.int64, nlist)
 
 
-def tune_nprobe(index: Any, sample: np.ndarray, blocks: Blocks, rng: np.random.Generator) -> int:
-    """Smallest nprobe whose recall@10 against exact search (over ``blocks``) reaches TARGET_RECALL
-    (plus a margin) on queries drawn near stored vectors (``sample`` (m, d)), which is where real
-    queries land."""
-    faiss = _faiss()
+def tuning_queries(sample: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The queries tuning measures recall on -> (near (q, d): stored vectors of ``sample`` plus
+    noise, where real queries land; far (q', d): random directions, the worst case)."""
     picks = sample[rng.choice(len(sample), size=min(FAISS_TUNING_QUERIES, len(sample)), replace=False)]
-    queries = near_queries(picks, rng)
-    want = exact_top_keys(blocks, queries, TUNE_K)
+    near = near_queries(picks, rng)
+    return near, far_queries(rng, min(FAISS_TUNING_QUERIES, n), sample.shape[1])
+
+
+def tune_nprobe(index: Any, queries: np.ndarray, want: np.ndarray) -> int:
+    """Smallest nprobe whose recall@10 against exact search (``want`` (q, 10) keys) reaches
+    TARGET_RECALL (plus a margin) on ``queries`` (q, d) drawn near stored vectors."""
+    faiss = _faiss()
     ivf = faiss.extract_index_ivf(index)
     for nprobe in NPROBE_CANDIDATES:
         if nprobe >= ivf.nlist:
@@ -157,15 +161,14 @@ def tune_nprobe(index: Any, sample: np.ndarray, blocks: Blocks, rng: np.random.G
     return int(ivf.nlist)
 
 
-def tune_margin(keys_at: Callable[[np.ndarray, float], np.ndarray], blocks: Blocks, n: int, dim: int,
-                rng: np.random.Generator) -> float:
-    """Smallest centroid-score margin (see :func:`probe_lists`) whose recall@10 reaches the target
-    on queries far from every stored vector (random directions: the worst case, and where a text
-    query lands among photos); the last one tried when none does. ``keys_at(queries, margin)`` ->
-    the top-10 keys (q, 10) of a search at that margin. Near queries need no margin: their best
-    list stands far ahead of the rest, so the margin adds no lists for them."""
-    queries = far_queries(rng, min(FAISS_TUNING_QUERIES, n), dim)
-    want = exact_top_keys(blocks, queries, TUNE_K)
+def tune_margin(keys_at: Callable[[np.ndarray, float], np.ndarray], queries: np.ndarray, want: np.ndarray
+                ) -> float:
+    """Smallest centroid-score margin (see :func:`probe_lists`) whose recall@10 against exact search
+    (``want`` (q, 10) keys) reaches the target on ``queries`` far from every stored vector (random
+    directions: the worst case, and where a text query lands among photos); the last one tried when
+    none does. ``keys_at(queries, margin)`` -> the top-10 keys (q, 10) of a search at that margin.
+    Near queries need no margin: their best list stands far ahead of the rest, so the margin adds no
+    lists for them."""
     recall, margin = 0.0, MARGIN_FLOOR
     for margin in [m for m in SCORE_MARGINS if m >= MARGIN_FLOOR]:
         recall = recall_at_k(keys_at(queries, margin), want)

@@ -69,9 +69,8 @@ class PackedBf16Linear(nn.Module):
         super().__init__()
         weight = linear.weight.detach().to(torch.bfloat16)  # (out, in)
         self.weight = torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS_HINT)
-        bias = linear.bias  # a zero bias where there is none: a script attribute has one type
-        self.bias = torch.zeros(weight.shape[0]) if bias is None else bias.detach()
-        self.bias = self.bias.to(torch.bfloat16)  # (out,)
+        bias = torch.zeros(weight.shape[0]) if linear.bias is None else linear.bias.detach()
+        self.bias = bias.to(torch.bfloat16)  # (out,); zeros where there is none: a script attribute has one type
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), self.weight, self.bias, "none", [], "").float()

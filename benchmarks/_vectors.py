@@ -21,6 +21,19 @@ def clustered(n: int, dim: int, clusters: int | None = None, spread: float = 0.5
     return l2_normalize(centres[which] + noise)
 
 
+def clustered_blocks(n: int, dim: int, block: int = 100_000, clusters: int | None = None,
+                     spread: float = 0.5, seed: int = 0):
+    """``clustered``'s distribution made ``block`` rows at a time, in float32 throughout, so 10M rows
+    never sit in memory at once: yields (start row, (rows, dim) float32 unit rows)."""
+    clusters = clusters or max(8, int(np.sqrt(n)))
+    centres = l2_normalize(np.random.default_rng(seed).standard_normal((clusters, dim)).astype(np.float32))
+    for i, start in enumerate(range(0, n, block)):
+        rng = np.random.default_rng([seed, i])  # each block its own stream: the same rows in any order
+        m = min(block, n - start)
+        noise = rng.standard_normal((m, dim), dtype=np.float32) * np.float32(spread / np.sqrt(dim))
+        yield start, l2_normalize(centres[rng.integers(0, clusters, m)] + noise).astype(np.float32)
+
+
 def exact_top(base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """Positions of the k best cosine matches in ``base`` for each query (ground truth)."""
     out = []

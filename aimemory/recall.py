@@ -4,12 +4,14 @@ way out, so a bug in one layer cannot leak another tenant's memory."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -31,8 +33,12 @@ SNIPPET_CHARS = 160
 _WORD = re.compile(r"\w+")
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack, Clarke & Buettcher, SIGIR 2009)
 FEW_ALLOWED = 8  # allowed views under 1/this of the rows are handled by position, more by mask
+PLAN_THREADS = 2  # threads that run a query's further plans while the calling thread runs its first
 _THREADS_LOCK = threading.Lock()
 _single_threaded = [0, 0]  # [recalls encoding on one thread now, torch's thread count before the first]
+_plan_pool: list[ThreadPoolExecutor | None] = [None]
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 def check_recall_args(k: object, modality: str | Sequence[str] | None) -> list[str] | None:
@@ -75,8 +81,7 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
     n_allowed = int(mask.sum()) if fixed is None else catalog.memo((*fixed, "n"), lambda: int(mask.sum()))
     if n_allowed == 0:
         return Hits()
-    plans = query_plans(store, item)
-    query = np.asarray(plans[0].vector, np.float32)[None, :]  # (1, dim): scores keyword-only hits
+    plans = _plans(store, item)  # vectors not yet computed: the plans' runs compute them side by side
     want = k if not hybrid else max(k, 20)
     cosines_of: dict[str, float] = {}
     relevance: dict[str, float] = {}
@@ -107,6 +112,7 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
         if half_life is not None:
             fused, weights = reweigh(fused, catalog, half_life)
         fusion = {mid: value for mid, (value, _) in fused.items()}
+        query = np.asarray(plans[0].vector, np.float32)[None, :]  # (1, dim): scores keyword-only hits
         cosines = _best_cosines(store, query, [m for m in list(fused)[:k] if m not in best], namespace, mask)
         best = {mid: (best[mid][0] if mid in best else cosines[mid] * weights.get(mid, 1.0), p)
                 for mid, (_, p) in list(fused.items())[:k]}
@@ -132,7 +138,17 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
 
 def query_plans(store: "MemoryStore", item: Item) -> list[QueryPlan]:
     """The encoder's searches for ``item``, plus, for a spoken query, its transcript searched as text
-    (a question asked aloud is found by what it says, not only by how it sounds)."""
+    (a question asked aloud is found by what it says, not only by how it sounds), with their vectors
+    computed: the encode a recall runs."""
+    plans = _plans(store, item)
+    with _one_torch_thread(item.modality == "text"):
+        for plan in plans:
+            np.asarray(plan.vector)  # a plan may compute its vector on first use
+    return plans
+
+
+def _plans(store: "MemoryStore", item: Item) -> list[QueryPlan]:
+    """``query_plans`` without computing the vectors an encoder defers (see DeferredVector)."""
     encoder = store.encoder
     with _one_torch_thread(item.modality == "text"):
         plans = encoder.query_plans(item.modality, item.payload) if item.modality in encoder.modalities else []
@@ -146,6 +162,32 @@ def query_plans(store: "MemoryStore", item: Item) -> list[QueryPlan]:
         raise UnsupportedInputError(f"model {encoder.model_id!r} cannot search by {item.modality}: "
                                     "no speech was heard and the model has no tower for it")
     return plans
+
+
+def side_by_side(fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+    """``[fn(item) for item in items]``, the first on this thread and the rest on the plan threads
+    at the same time: a text query's sentence forward and FAISS searches release the GIL, so its
+    drawing plan is searched while its sentence vector is computed. Waits for every call, then
+    raises the first error in item order."""
+    if len(items) < 2:
+        return [fn(item) for item in items]
+    with _THREADS_LOCK:
+        pool = _plan_pool[0]
+        if pool is None:
+            pool = _plan_pool[0] = ThreadPoolExecutor(PLAN_THREADS, thread_name_prefix="aimemory-plan")
+    futures: list[Future[_R]] = [pool.submit(fn, item) for item in items[1:]]
+    try:
+        first = fn(items[0])
+    finally:
+        wait(futures)  # none outlives the call: the caller may close the store next
+    return [first, *(f.result() for f in futures)]
+
+
+def _forget_plan_pool() -> None:
+    _plan_pool[0] = None  # a forked child has the pool's object but not its threads
+
+
+os.register_at_fork(after_in_child=_forget_plan_pool)
 
 
 @contextmanager
@@ -240,12 +282,13 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
                                     lambda: sample_keys(vkeys[_of_kind(catalog, at, allowed, code)]))
         return keys
 
-    ranking = ViewRanking(store, load_calibration(store.encoder.model_id), query_modality, kind_sample)
-    for plan in plans:
+    def run_plan(plan: QueryPlan) -> tuple[PlanRun, np.ndarray | None, dict[tuple[str, int], tuple[float, int]]] | None:
+        """One plan's search -> (its run, its allowed positions when few, its hits), or None when
+        it may match no view (its vector is then never computed)."""
         allowed_mask, n_allowed, allowed_at = _allowed(store, plan, mask, fixed)  # (n,) bool, m, (m,) | None
         if not n_allowed:
-            continue
-        vector = np.asarray(plan.vector, np.float32)
+            return None
+        vector = np.asarray(plan.vector, np.float32)  # (dim,): a deferred vector is computed here
         run = PlanRun(plan, allowed_mask)
         if len(plans) > 1:  # plans are compared by how far each stands out from its background
             keys = _derived(catalog, fixed, (_kinds(plan), "sample"), lambda at=allowed_at, m=allowed_mask:
@@ -255,8 +298,16 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
         allowed = None if n_allowed == store.index.ntotal else \
             _derived(catalog, fixed, (_kinds(plan), "vkeys"),
                      lambda at=allowed_at, m=allowed_mask: _read_only(vkeys[m] if at is None else vkeys[at]))
-        positions_of.append(allowed_at)
-        ranking.add(run, _vector_ranking(store, vector[None, :], k, allowed, n_allowed, kind_codes))
+        return run, allowed_at, _vector_ranking(store, vector[None, :], k, allowed, n_allowed, kind_codes)
+
+    ranking = ViewRanking(store, load_calibration(store.encoder.model_id), query_modality, kind_sample)
+    with _one_torch_thread(query_modality == "text"):
+        runs = side_by_side(run_plan, plans)
+    for found in runs:
+        if found is not None:
+            run, allowed_at, hits = found
+            positions_of.append(allowed_at)
+            ranking.add(run, hits)
     first = ranking.runs[0] if ranking.runs else PlanRun(plans[0], mask)  # sets the shown scale
     return {mid: (first.mean + first.std * standing, value, p)
             for mid, (standing, value, p) in ranking.ranked().items()}

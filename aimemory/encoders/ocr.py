@@ -123,13 +123,20 @@ def ocr_missing() -> str | None:
     for module, package in ((ENGINE, f"{ENGINE}=={ENGINE_VERSION}"), ("onnxruntime", "onnxruntime")):
         if importlib.util.find_spec(module) is None:
             return f"the OCR engine is not installed ({package} missing); enable it with: {install_hint('ocr')}"
-    from importlib.metadata import version
-
-    found = version(ENGINE)
+    found = _installed_version(str(importlib.util.find_spec(ENGINE).origin))  # type: ignore[union-attr]
     if found != ENGINE_VERSION:
         return (f"{ENGINE} {found} is installed but aimemory pins {ENGINE_VERSION} (its models are "
                 f"sha256-checked); run: pip install {ENGINE}=={ENGINE_VERSION}")
     return None
+
+
+@functools.lru_cache(maxsize=4)
+def _installed_version(origin: str) -> str:
+    """The engine's installed version, read once per install location: the metadata scan costs
+    milliseconds, and stores check it on every open."""
+    from importlib.metadata import version
+
+    return version(ENGINE)
 
 
 def model_folder() -> Path:

@@ -252,8 +252,11 @@ class OfflineEncoder(Encoder):
         if modality == "text":
             # the built-in model loads and runs only when recall uses the plan: a store without drawing
             # views (text-only stores) never needs it
+            # both vectors are computed on first use, so recall can search the drawing plan while
+            # the sentence forward runs (see recall.side_by_side)
+            sentence = DeferredVector(lambda: self.embed_query(payload))  # type: ignore[arg-type]
             drawing = DeferredVector(lambda: self.drawing_query(payload))  # type: ignore[arg-type]
-            return [QueryPlan(self.embed_query(payload)),  # type: ignore[arg-type]
+            return [QueryPlan(cast(np.ndarray, sentence)),
                     QueryPlan(cast(np.ndarray, drawing), frozenset({DRAWING}), DRAWING_PENALTY)]
         if modality != "image":
             return super().query_plans(modality, payload)

@@ -34,7 +34,10 @@ STRINGS = {"id": pa.large_string(), "snippet": pa.large_string(), "source": pa.l
            "text": pa.large_string(), "tags": pa.list_(pa.string()), "created_by": pa.large_string(),
            "derived_from": pa.list_(pa.string())}
 MEMO_ENTRIES = 64  # derived masks and samples kept per catalog version (a 1M-row mask is 1 MB)
-MEMO_BYTES = 48 << 20  # and at most this many bytes of them: the oldest go first
+MEMO_BYTES = 48 << 20  # and at most this many bytes of them (or MEMO_BYTES_PER_ROW): the oldest go first
+# a text query's masks, allowed keys and per-kind positions come to ~20 B per row: past ~2.5M rows
+# a fixed budget evicted them on every query, and each query rebuilt them (70 ms at 5M rows)
+MEMO_BYTES_PER_ROW = 32
 
 
 @dataclass
@@ -220,7 +223,8 @@ class Catalog:
         with self._memo_lock:
             if self._memo_version != version or self.version != version:
                 return value  # the rows changed while it was built: use it once, keep nothing
-            while self._memo and (len(self._memo) >= MEMO_ENTRIES or self._memo_bytes + size > MEMO_BYTES):
+            budget = max(MEMO_BYTES, MEMO_BYTES_PER_ROW * self.n_rows)
+            while self._memo and (len(self._memo) >= MEMO_ENTRIES or self._memo_bytes + size > budget):
                 old = self._memo.pop(next(iter(self._memo)))  # oldest out
                 self._memo_bytes -= old.nbytes if isinstance(old, np.ndarray) else 0
             if key not in self._memo:

@@ -262,9 +262,13 @@ class Catalog:
         return arr
 
     def is_in(self, name: str, values: Iterable[str]) -> np.ndarray:
-        """Bool mask: the coded column ``name`` (namespace, modality, kind) is one of ``values``."""
+        """Bool mask (read-only): the coded column ``name`` (namespace, modality, kind) is one of
+        ``values``. Kept until the catalog changes: filtered queries ask for the same few."""
         vocab = {v: i for i, v in enumerate(self.vocab[name])}
-        codes = sorted({vocab[v] for v in values if isinstance(v, str) and v in vocab})
+        codes = tuple(sorted({vocab[v] for v in values if isinstance(v, str) and v in vocab}))
+        return self.memo(("is_in", name, codes), lambda: self._codes_in(name, codes))  # type: ignore[no-any-return]
+
+    def _codes_in(self, name: str, codes: tuple[int, ...]) -> np.ndarray:
         column = self.codes[name].view
         if len(codes) > 2:
             return np.isin(column, codes)
@@ -435,7 +439,7 @@ class Catalog:
         """Views of memories whose primary view is a candidate and matches every ``where`` entry."""
         wanted = check_where(where)
         n = self.n_rows
-        ok = candidates & (self.array("view") == 0)
+        ok = candidates & self.memo(("primary views",), lambda: self.array("view") == 0)
         for key, values in wanted.items():
             if not ok.any():
                 break

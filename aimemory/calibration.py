@@ -14,8 +14,9 @@ Statistics live in two places:
   :data:`DEFAULT_A` / :data:`DEFAULT_B` on every pair and a data-free prior (mean 0, spread
   ``1/sqrt(dim)``, the cosine of random directions); ``python benchmarks/eval_calibration.py --model M
   --write`` fits and writes the file for a model from the real corpus's tune split.
-- per store, derived: the background sample of each kind, cached in memory per table version
-  (:func:`background`), so a write invalidates it and nothing on disk goes stale.
+- per store, derived: the background sample of each kind, cached in memory by its keys
+  (:func:`background`; a key's vector never changes), and drawn so that appended rows leave it as it
+  is (:func:`sample_keys`): a write redraws nothing, and nothing on disk goes stale.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ if TYPE_CHECKING:  # pragma: no cover
 FILE_NAME = "calibration.json"
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 FORMAT_VERSION = 1
-BACKGROUND_SAMPLE = 256  # stored views per kind that give a query's typical cosine and its spread
-MAX_SAMPLES_PER_VERSION = 32  # samples kept per table version (kinds x plans, plus segment writes)
+BACKGROUND_SAMPLE = 256  # at least this many stored views per kind (when held) give a query's typical cosine and spread
+MAX_SAMPLES_KEPT = 32  # background samples kept per store (kinds x plans), the oldest dropped first
 #: how many stored views the model's prior background counts as: a store with few views of a kind
 #: standardises mostly against the prior, a large one against itself
 PRIOR_WEIGHT = 16
@@ -51,7 +52,7 @@ SPEECH = "speech"
 #: view kinds calibrated as another kind when a model has no fit of their own
 KIND_FAMILY = {"text.chunk": "text"}
 
-#: store -> (table version, {hash of sampled keys: (m, dim) vectors}); only the newest version is kept
+#: store -> (its vector set: model and table, {hash of sampled keys: (m, dim) vectors})
 _SAMPLES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _LOADED: dict[str, "Calibration"] = {}
 
@@ -228,30 +229,37 @@ def standardise(scores: np.ndarray, sample_sims: np.ndarray, prior: tuple[float,
 
 
 def sample_keys(vkeys: np.ndarray) -> np.ndarray:
-    """The background sample's keys among ``vkeys`` (the allowed views' keys in catalog order): a
-    fixed spread of at most ``BACKGROUND_SAMPLE``."""
-    if len(vkeys) > BACKGROUND_SAMPLE:
-        vkeys = vkeys[np.linspace(0, len(vkeys) - 1, BACKGROUND_SAMPLE).astype(int)]
-    return vkeys
+    """The background sample's keys among ``vkeys`` (the allowed views' keys in catalog order): all
+    of them up to ``BACKGROUND_SAMPLE``, else every ``stride``-th from the first, ``stride`` the
+    power of two that leaves ``BACKGROUND_SAMPLE`` to twice that many. Rows appended after ``vkeys``
+    leave the sample as it was (a key joins every ``stride`` rows, the stride doubles with the rows),
+    so a recall after a write reads no new sample vectors; a spread over all of them would move
+    every key."""
+    n = len(vkeys)
+    if n <= BACKGROUND_SAMPLE:
+        return vkeys
+    stride = 1 << ((n // BACKGROUND_SAMPLE).bit_length() - 1)  # (n/2/256, n/256]
+    return vkeys[::stride]
 
 
 def background(store: "MemoryStore", mask: np.ndarray | None, keys: np.ndarray | None = None) -> np.ndarray:
-    """(m, dim) vectors of a fixed spread of at most ``BACKGROUND_SAMPLE`` views in ``mask`` (or of
-    the ready ``keys`` from :func:`sample_keys`, which spares a pass over every row), cached for the
-    store's current table version (a write makes a new version and drops older samples)."""
+    """(m, dim) vectors of the :func:`sample_keys` of the views in ``mask`` (or of the ready
+    ``keys``, which spares a pass over every row), cached by their keys: keys are never reused and
+    their vectors never change, so the cache outlives writes (it is dropped when the store's model
+    or table changes)."""
     if keys is None:
         keys = sample_keys(store.catalog.array("vkey")[mask])
-    version, key = store.table_version, hash(keys.tobytes())  # the version recall sees; no Lance call
+    vector_set, key = (store.encoder.model_id, str(store.table.dataset_path)), hash(keys.tobytes())
     cached = _SAMPLES.get(store)
-    if cached is None or cached[0] != version:
-        samples: dict[int, np.ndarray] = {}
-        cached = (version, samples)
+    if cached is None or cached[0] != vector_set:
+        cached = (vector_set, {})
         _SAMPLES[store] = cached
-    sample = cached[1].get(key)
+    samples: dict[int, np.ndarray] = cached[1]
+    sample = samples.get(key)
     if sample is None:
-        if len(cached[1]) >= MAX_SAMPLES_PER_VERSION:  # writes waiting in the write-ahead segment
-            del cached[1][next(iter(cached[1]))]  # change the keys without a new version: oldest out
-        sample = cached[1][key] = vectors_for(store, keys)[1] if len(keys) else \
+        while len(samples) >= MAX_SAMPLES_KEPT:
+            del samples[next(iter(samples))]  # oldest out
+        sample = samples[key] = vectors_for(store, keys)[1] if len(keys) else \
             np.zeros((0, store.encoder.dim), np.float32)
     return sample
 

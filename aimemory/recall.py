@@ -78,7 +78,8 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
     # is derived from it (per plan and kind) is cached under this key (see Catalog.memo)
     fixed = None if since is not None or until is not None or where or catalog.expiring else \
         ("recall", namespace, None if modalities is None else tuple(sorted(set(modalities))))
-    n_allowed = int(mask.sum()) if fixed is None else catalog.memo((*fixed, "n"), lambda: int(mask.sum()))
+    n_allowed = int(mask.sum()) if fixed is None else \
+        catalog.memo((*fixed, "n"), lambda: int(mask.sum()), lambda start: int(mask[start:].sum()))
     if n_allowed == 0:
         return Hits()
     plans = _plans(store, item)  # vectors not yet computed: the plans' runs compute them side by side
@@ -215,21 +216,28 @@ def _one_torch_thread(wanted: bool) -> Iterator[None]:
                 torch.set_num_threads(_single_threaded[1])
 
 
-def _derived(catalog: Catalog, fixed: tuple[Any, ...] | None, what: tuple[Any, ...], build: Any) -> Any:
-    """``build()``, cached in the catalog under ``fixed`` + ``what`` when the mask is fixed."""
-    return build() if fixed is None else catalog.memo((*fixed, *what), build)
+def _derived(catalog: Catalog, fixed: tuple[Any, ...] | None, what: tuple[Any, ...], build: Any,
+             tail: Any = None) -> Any:
+    """``build()``, cached in the catalog under ``fixed`` + ``what`` when the mask is fixed, and
+    grown by ``tail(start)``, its value over the rows appended since (see Catalog.memo)."""
+    return build() if fixed is None else catalog.memo((*fixed, *what), build, tail)
 
 
-def _of_kind(catalog: Catalog, allowed_at: np.ndarray | None, allowed: np.ndarray, code: int) -> np.ndarray:
-    """Positions (ascending) of the allowed views of the kind ``code``: from ``allowed_at`` (the
-    allowed positions, given when they are few), else from the kind's own positions (cached per
-    catalog version) through the mask ``allowed``, so a broad filter gathers nothing over 1M rows."""
+def _of_kind(catalog: Catalog, allowed_at: np.ndarray | None, allowed: np.ndarray, code: int,
+             start: int = 0) -> np.ndarray:
+    """Positions (ascending, from ``start``) of the allowed views of the kind ``code``: from
+    ``allowed_at`` (the allowed positions, given when they are few), else from the kind's own
+    positions (cached per catalog version) through the mask ``allowed``, so a broad filter gathers
+    nothing over 1M rows."""
     kind_codes = catalog.codes_of("kind")[0]
     if allowed_at is not None:
-        at: np.ndarray = allowed_at[kind_codes[allowed_at] == code]
+        tail = allowed_at[np.searchsorted(allowed_at, start):]
+        at: np.ndarray = tail[kind_codes[tail] == code]
         return at
-    of_kind = catalog.memo(("kind positions", code), lambda: np.flatnonzero(kind_codes == code))
-    at = of_kind[allowed[of_kind]]
+    of_kind = catalog.memo(("kind positions", code), lambda: np.flatnonzero(kind_codes == code),
+                           lambda first: np.flatnonzero(kind_codes[first:] == code) + first)
+    tail = of_kind[np.searchsorted(of_kind, start):]
+    at = tail[allowed[tail]]
     return at
 
 
@@ -239,21 +247,25 @@ def _allowed(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray, fixed: tup
     ascending when they are few, else None): kinds, keys and samples are then taken from these."""
     catalog = store.catalog
     kinds = None if plan.kinds is None else tuple(sorted(plan.kinds))
-    plan_mask = _derived(catalog, fixed, (kinds, "mask"), lambda: _plan_mask(store, plan, mask))
-    n_allowed = _derived(catalog, fixed, (kinds, "n"), lambda: int(np.count_nonzero(plan_mask)))
+    plan_mask = _derived(catalog, fixed, (kinds, "mask"), lambda: _plan_mask(store, plan, mask),
+                         lambda start: _plan_mask(store, plan, mask, start))
+    n_allowed = _derived(catalog, fixed, (kinds, "n"), lambda: int(np.count_nonzero(plan_mask)),
+                         lambda start: int(np.count_nonzero(plan_mask[start:])))
     if n_allowed * FEW_ALLOWED >= catalog.n_rows:
         return plan_mask, n_allowed, None
-    return plan_mask, n_allowed, _derived(catalog, fixed, (kinds, "positions"), lambda: np.flatnonzero(plan_mask))
+    return plan_mask, n_allowed, _derived(catalog, fixed, (kinds, "positions"), lambda: np.flatnonzero(plan_mask),
+                                          lambda start: np.flatnonzero(plan_mask[start:]) + start)
 
 
-def _plan_mask(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray) -> np.ndarray:
+def _plan_mask(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray, start: int = 0) -> np.ndarray:
+    """The views ``plan`` may match within ``mask``, over the rows from ``start``."""
     if plan.kinds is not None:
-        kept: np.ndarray = mask & store.catalog.is_in("kind", plan.kinds)
+        kept: np.ndarray = mask[start:] & store.catalog.is_in("kind", plan.kinds)[start:]
         return kept
     if store.encoder.private_kinds:
-        shared: np.ndarray = mask & ~store.catalog.is_in("kind", store.encoder.private_kinds)
+        shared: np.ndarray = mask[start:] & ~store.catalog.is_in("kind", store.encoder.private_kinds)[start:]
         return shared
-    return mask
+    return mask[start:]
 
 
 def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[QueryPlan], mask: np.ndarray,
@@ -278,8 +290,10 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
 
     def kind_sample(run: int, code: int) -> np.ndarray:
         plan, allowed, at = ranking.runs[run].plan, ranking.runs[run].allowed, positions_of[run]
-        keys: np.ndarray = _derived(catalog, fixed, (_kinds(plan), "sample", code),
-                                    lambda: sample_keys(vkeys[_of_kind(catalog, at, allowed, code)]))
+        of_kind: np.ndarray = _derived(catalog, fixed, (_kinds(plan), "of kind", code),
+                                       lambda: _of_kind(catalog, at, allowed, code),
+                                       lambda start: _of_kind(catalog, at, allowed, code, start))
+        keys: np.ndarray = vkeys[sample_keys(of_kind)]  # the spread is picked first: 256 keys gathered, not all
         return keys
 
     def run_plan(plan: QueryPlan) -> tuple[PlanRun, np.ndarray | None, dict[tuple[str, int], tuple[float, int]]] | None:
@@ -289,15 +303,19 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
         if not n_allowed:
             return None
         vector = np.asarray(plan.vector, np.float32)  # (dim,): a deferred vector is computed here
+
+        def allowed_keys() -> np.ndarray:  # (m,) ascending: the keys of the views the plan may match
+            keys: np.ndarray = _derived(
+                catalog, fixed, (_kinds(plan), "vkeys"),
+                lambda: _read_only(vkeys[allowed_mask] if allowed_at is None else vkeys[allowed_at]),
+                lambda start: vkeys[start:][allowed_mask[start:]])
+            return keys
+
         run = PlanRun(plan, allowed_mask)
         if len(plans) > 1:  # plans are compared by how far each stands out from its background
-            keys = _derived(catalog, fixed, (_kinds(plan), "sample"), lambda at=allowed_at, m=allowed_mask:
-                            sample_keys(vkeys[m] if at is None else vkeys[at]))
-            sims = background(store, None, keys) @ vector
+            sims = background(store, None, sample_keys(allowed_keys())) @ vector
             run = PlanRun(plan, allowed_mask, float(sims.mean()), float(max(sims.std(), 1e-3)), True)
-        allowed = None if n_allowed == store.index.ntotal else \
-            _derived(catalog, fixed, (_kinds(plan), "vkeys"),
-                     lambda at=allowed_at, m=allowed_mask: _read_only(vkeys[m] if at is None else vkeys[at]))
+        allowed = None if n_allowed == store.index.ntotal else allowed_keys()
         return run, allowed_at, _vector_ranking(store, vector[None, :], k, allowed, n_allowed, kind_codes)
 
     ranking = ViewRanking(store, load_calibration(store.encoder.model_id), query_modality, kind_sample)

@@ -17,6 +17,7 @@ from aimemory.calibration import (
     load_calibration,
     pair_key,
     register_calibration,
+    sample_keys,
     save_calibration,
 )
 from aimemory.errors import InputError
@@ -114,23 +115,37 @@ def test_calibration_is_stored_and_reloaded(tmp_path, monkeypatch, restore_calib
     assert loaded.prior("text", "text", 16) == (0.0, 0.25)  # data-free prior: random directions
 
 
-def test_background_sample_is_cached_per_table_version(mixed):
+def test_background_sample_is_cached_by_its_keys_across_writes(mixed):
     kinds = mixed.catalog.array("kind")
     first = background(mixed, kinds == "text")
+    images = background(mixed, kinds == "image")
     assert background(mixed, kinds == "text") is first and first.shape == (4, mixed.encoder.dim)
     mixed.remember("a yellow note")
     kinds = mixed.catalog.array("kind")
     again = background(mixed, kinds == "text")
-    assert again is not first and len(again) == 5
+    assert again is not first and len(again) == 5  # the new note joined the sample
+    assert background(mixed, kinds == "image") is images  # the write left these keys, so their vectors
 
 
-def test_background_samples_stay_bounded_while_writes_wait_in_the_segment(mixed):
-    version = mixed.table_version
-    for i in range(cal.MAX_SAMPLES_PER_VERSION + 8):  # each write changes the text sample's keys
+def test_background_samples_stay_bounded(mixed):
+    for i in range(cal.MAX_SAMPLES_KEPT + 8):  # each write changes the text sample's keys
         mixed.remember(f"note number {i}, red")
-        assert background(mixed, mixed.catalog.array("kind") == "text").shape[0] == min(5 + i, 256)
-    assert mixed.table_version == version  # no fold: every sample was cached under one version
-    assert len(cal._SAMPLES[mixed][1]) <= cal.MAX_SAMPLES_PER_VERSION
+        assert background(mixed, mixed.catalog.array("kind") == "text").shape[0] == 5 + i
+    assert len(cal._SAMPLES[mixed][1]) <= cal.MAX_SAMPLES_KEPT
+
+
+def test_the_sample_keeps_its_keys_as_rows_are_appended():
+    assert np.array_equal(sample_keys(np.arange(100)), np.arange(100))  # few: all of them
+    previous_n = cal.BACKGROUND_SAMPLE
+    previous = sample_keys(np.arange(previous_n))
+    for n in range(cal.BACKGROUND_SAMPLE + 1, 20 * cal.BACKGROUND_SAMPLE, 7):
+        sample = sample_keys(np.arange(n))
+        assert cal.BACKGROUND_SAMPLE <= len(sample) <= 2 * cal.BACKGROUND_SAMPLE
+        assert sample[0] == 0 and np.all(np.diff(sample) == sample[1] - sample[0])  # an even spread
+        assert np.isin(sample[sample < previous_n], previous).all(), n  # no key among the old rows is new
+        kept = np.isin(previous, sample).mean()
+        assert kept == 1.0 or kept >= 0.49, n  # every old key stays, or (the stride doubling) every other
+        previous_n, previous = n, sample
 
 
 def test_platt_fit_recovers_a_known_logistic():

@@ -19,7 +19,7 @@ COLOURS = ["red", "blue", "green"]
 
 
 def _no_fast_paths(mp: pytest.MonkeyPatch) -> None:
-    mp.setattr(Catalog, "memo", lambda self, key, build: build())
+    mp.setattr(Catalog, "memo", lambda self, key, build, grow=None: build())
     mp.setattr(faiss_index, "SUBSET_SHARE", 0.0)
 
 

@@ -84,3 +84,21 @@ def test_penalty_decides_between_equal_matches(store, monkeypatch):
     assert plain[0].memory.text == "shared:4:note"  # the penalised plan does not outrank an equal match
     monkeypatch.setattr(TwoPlanEncoder, "penalty", -5.0)  # a bonus instead: the secret plan wins
     assert store.recall("query:4", k=1)[0].id == secret
+
+
+def test_recall_between_writes_equals_recall_on_a_fresh_open(tmp_path):
+    """Masks, keys and samples cached by recall grow over rows written since: every answer equals
+    that of a store opened afresh (nothing cached) on the same rows."""
+    path = tmp_path / "grow"
+    with MemoryStore(path, model=TwoPlanEncoder(), speech_model=None) as store:
+        for step in range(4):
+            store.remember_many([f"shared:{(step + i) % 7}:n{step}.{i}" for i in range(3)])
+            store.remember(f"secret:{step % 7}:s{step}", namespace="other" if step % 2 else "default")
+            queries = [f"shared:{a}:q" for a in range(0, 7, 2)]
+            got = [[(h.id, round(h.score, 5), round(h.relevance or 0, 5)) for h in store.recall(q, k=5)]
+                   for q in queries]
+            store.flush()
+            with MemoryStore(path, model=TwoPlanEncoder(), speech_model=None) as fresh:
+                want = [[(h.id, round(h.score, 5), round(h.relevance or 0, 5)) for h in fresh.recall(q, k=5)]
+                        for q in queries]
+            assert got == want, step

@@ -155,3 +155,54 @@ def test_derived_values_are_kept_within_a_budget_that_grows_with_the_rows(catalo
         assert catalog.memo("c", derive("c", 600)).nbytes == 600
         catalog.memo("d", derive("d", 600))
     assert built == ["c", "d"]  # built once each, then reused
+
+
+def _derived_after_appends(c: Catalog) -> dict:
+    out = {}
+    for ns in ("default", "other", "third"):
+        out[("mask", ns)] = c.mask(ns).copy()
+        out[("mask text", ns)] = c.mask(ns, modalities=["text"], kinds=["text.chunk"]).copy()
+    out["kind"] = c.is_in("kind", ["text", "text.chunk"]).copy()
+    out["where"] = c.mask("default", where={"year": 2020}).copy()
+    return out
+
+
+def test_cached_masks_grow_over_appended_rows_and_equal_fresh_ones(catalog):
+    before = _derived_after_appends(catalog)  # fills the cache
+    for first, namespace in ((200, "default"), (300, "third"), (400, "other")):
+        rows, _ = _rows(["cyan", "teal"], namespace=namespace, first_vkey=first, views_each=3,
+                        metas=[{"year": 2020}, {}])
+        rewrites = catalog.rewrites
+        catalog.append_arrow(rows)
+        assert catalog.rewrites == rewrites  # an append keeps what is cached, to grow it
+        grown = _derived_after_appends(catalog)
+        catalog.rewrites += 1  # drops the cache: built afresh below
+        fresh = _derived_after_appends(catalog)
+        for key in fresh:
+            assert np.array_equal(grown[key], fresh[key]), key
+    assert len(grown[("mask", "third")]) == catalog.n_rows > len(before[("mask", "third")])
+    assert grown[("mask", "third")].sum() == 6  # two memories of three views each
+
+
+def test_any_change_but_an_append_drops_what_is_cached(catalog):
+    catalog.mask("default")
+    rewrites = catalog.rewrites
+    catalog.remove_ids([catalog.ids[0]])
+    assert catalog.rewrites > rewrites
+    assert not catalog.mask("default")[:2].any()  # the first memory's two views
+    assert catalog.mask("default").sum() == 4  # two memories of two views left
+
+
+def test_an_append_costs_the_new_rows_only(catalog, monkeypatch):
+    handed_out = catalog.mask("default")
+    as_it_was = handed_out.copy()
+    starts: list[int] = []
+    build = catalog._fixed_mask
+    monkeypatch.setattr(catalog, "_fixed_mask", lambda *a, **k: starts.append(a[3] if len(a) > 3 else 0) or build(*a))
+    n = catalog.n_rows
+    catalog.append_arrow(_rows(["cyan"], first_vkey=200)[0])
+    catalog.mask("default")
+    assert starts == [n]  # grown from the first new row, not built over every row
+    catalog.append_arrow(_rows(["plum"], first_vkey=300)[0])  # grows in place, into room kept past the end
+    assert len(catalog.mask("default")) == n + 2 and catalog.mask("default") is catalog.mask("default")
+    assert np.array_equal(handed_out, as_it_was) and not handed_out.flags.writeable  # earlier values stay

@@ -81,6 +81,36 @@ class IdView(Mapping[str, list[int]]):
         return int(np.count_nonzero(c.alive & (c.array("view") == 0)))
 
 
+class _Growing:
+    """A cached array that grows over appended rows: its items live in a buffer with room past
+    their end (doubling, as :class:`Grow`), so an append writes only the new items. Values handed
+    out earlier are views of the items they had, which later appends do not touch."""
+
+    def __init__(self, items: np.ndarray):
+        self.buf, self.n = items, len(items)
+        self.value = items  # the same object until the next append: callers cache by identity
+
+
+    def extend(self, items: np.ndarray) -> np.ndarray:
+        end = self.n + len(items)
+        if end > len(self.buf):  # also the first time: the built array, handed out frozen, has no room
+            grown = np.empty((max(end, 2 * len(self.buf)), *self.buf.shape[1:]), self.buf.dtype)
+            grown[: self.n] = self.buf[: self.n]
+            self.buf = grown
+        if len(items):
+            self.buf[self.n:end] = items
+        self.n = end
+        self.value = self.buf[:end]
+        self.value.flags.writeable = False
+        return self.value
+
+
+def _nbytes(held: Any) -> int:
+    if isinstance(held, _Growing):
+        return int(held.buf.nbytes)
+    return int(held.nbytes) if isinstance(held, np.ndarray) else 0
+
+
 class Catalog:
     """Columnar arrays, one entry per view, in ``vkey`` order."""
 
@@ -95,9 +125,11 @@ class Catalog:
         self.meta = MetaEntries()
         self.rowaddr_watermark = -1  # Lance row addresss up to this one are mirrored (see catalog_file)
         self.changes = 0  # rows changed since the catalog was last loaded or saved
-        self.version = 0  # bumped by every change and never reset: what derived values are cached by
-        self._memo: dict[Any, Any] = {}
-        self._memo_version = -1
+        self.version = 0  # bumped by every change and never reset
+        # bumped by every change but appended rows: derived values grow over appended rows while it holds
+        self.rewrites = 0
+        self._memo: dict[Any, tuple[Any, int]] = {}  # key -> (value or _Growing, rows it covers)
+        self._memo_rewrites = -1
         self._memo_bytes = 0
         self._memo_lock = threading.Lock()
         self._parsed_meta: dict[int, dict[str, Any]] = {}
@@ -153,7 +185,8 @@ class Catalog:
         self.hash_keys.add([h if v == 0 else None for h, v in zip(hashes, views.tolist())], positions)
         self.meta.add_rows(self.n_rows, positions.tolist(), self.strings["metadata"].tail[-len(vkeys):])
         self._objects.clear()
-        self._changed(len(vkeys))
+        self.changes += len(vkeys)
+        self.version += 1  # rows appended, none changed: derived values may grow (see memo)
 
     def remove_ids(self, ids: Iterable[str], namespace: str | None = None) -> list[int]:
         """Mark every view of these memories dead (of every namespace when None); returns their vkeys."""
@@ -198,38 +231,57 @@ class Catalog:
         """Recount the rows with an expiry time (after the columns were set wholesale)."""
         self._expiring = int(np.count_nonzero(~np.isnan(self.num["expires"].view)))
         self.version += 1
+        self.rewrites += 1
 
     def _changed(self, rows: int) -> None:
         self.changes += rows
         self.version += 1
+        self.rewrites += 1
 
     # -- derived values ------------------------------------------------------------------------
-    def memo(self, key: Any, build: Callable[[], Any]) -> Any:
+    def memo(self, key: Any, build: Callable[[], Any], tail: Callable[[int], Any] | None = None) -> Any:
         """``build()``, cached under ``key`` until the catalog next changes: masks and samples that
         depend only on the rows (not on the clock), so a query reuses them instead of redoing
-        O(rows) work. Cached arrays are read-only; callers combine them into new arrays."""
-        version = self.version
+        O(rows) work. Cached arrays are read-only; callers combine them into new arrays.
+
+        Rows appended since it was cached: ``tail(start)``, the value over the rows from position
+        ``start`` only, is appended to a cached array (in place, into room kept past its end) or
+        added to a cached count, so a recall after a write costs the new rows, not every row;
+        without ``tail`` the value is built again. Any other change (a forget, an update, expiry)
+        drops every cached value."""
+        version, rows = self.version, self.n_rows
         with self._memo_lock:
-            if self._memo_version != version:
+            if self._memo_rewrites != self.rewrites:
                 self._memo.clear()
-                self._memo_version, self._memo_bytes = version, 0
-            value = self._memo.get(key)
-        if value is not None:
-            return value
-        value = build()
-        size = value.nbytes if isinstance(value, np.ndarray) else 0
+                self._memo_rewrites, self._memo_bytes = self.rewrites, 0
+            cached = self._memo.get(key)
+        if cached is not None and cached[1] == rows:
+            return cached[0].value if isinstance(cached[0], _Growing) else cached[0]
+        if cached is not None and tail is not None and cached[1] < rows:
+            held = cached[0]
+            if isinstance(held, np.ndarray):
+                held = _Growing(held)
+            if isinstance(held, _Growing):
+                value = held.extend(tail(cached[1]))
+            else:  # a count
+                held = value = held + tail(cached[1])
+        else:
+            held = value = build()
         if isinstance(value, np.ndarray):
             value.flags.writeable = False
+        size = _nbytes(held)
         with self._memo_lock:
-            if self._memo_version != version or self.version != version:
-                return value  # the rows changed while it was built: use it once, keep nothing
-            budget = max(MEMO_BYTES, MEMO_BYTES_PER_ROW * self.n_rows)
+            if self._memo_rewrites != self.rewrites or self.version != version:
+                dropped = self._memo.pop(key, None)  # the rows changed while it was built: use it once,
+                self._memo_bytes -= 0 if dropped is None else _nbytes(dropped[0])  # keep nothing
+                return value
+            budget = max(MEMO_BYTES, MEMO_BYTES_PER_ROW * rows)
+            old = self._memo.pop(key, None)
+            self._memo_bytes -= 0 if old is None else _nbytes(old[0])
             while self._memo and (len(self._memo) >= MEMO_ENTRIES or self._memo_bytes + size > budget):
-                old = self._memo.pop(next(iter(self._memo)))  # oldest out
-                self._memo_bytes -= old.nbytes if isinstance(old, np.ndarray) else 0
-            if key not in self._memo:
-                self._memo[key] = value
-                self._memo_bytes += size
+                self._memo_bytes -= _nbytes(self._memo.pop(next(iter(self._memo)))[0])  # oldest out
+            self._memo[key] = (held, rows)
+            self._memo_bytes += size
         return value
 
     @property
@@ -266,10 +318,11 @@ class Catalog:
         ``values``. Kept until the catalog changes: filtered queries ask for the same few."""
         vocab = {v: i for i, v in enumerate(self.vocab[name])}
         codes = tuple(sorted({vocab[v] for v in values if isinstance(v, str) and v in vocab}))
-        return self.memo(("is_in", name, codes), lambda: self._codes_in(name, codes))  # type: ignore[no-any-return]
+        return self.memo(("is_in", name, codes), lambda: self._codes_in(name, codes),  # type: ignore[no-any-return]
+                         lambda start: self._codes_in(name, codes, start))
 
-    def _codes_in(self, name: str, codes: tuple[int, ...]) -> np.ndarray:
-        column = self.codes[name].view
+    def _codes_in(self, name: str, codes: tuple[int, ...], start: int = 0) -> np.ndarray:
+        column = self.codes[name].view[start:]
         if len(codes) > 2:
             return np.isin(column, codes)
         out = np.zeros(len(column), dtype=bool)  # one or two codes: compares (np.isin sorts: 4x slower at 1M)
@@ -411,7 +464,8 @@ class Catalog:
         modalities = None if modalities is None else list(modalities)
         kinds = None if kinds is None else list(kinds)
         fixed = ("mask", namespace, _key(modalities), _key(kinds))
-        mask: np.ndarray = self.memo(fixed, lambda: self._fixed_mask(namespace, modalities, kinds))
+        mask: np.ndarray = self.memo(fixed, lambda: self._fixed_mask(namespace, modalities, kinds),
+                                     lambda start: self._fixed_mask(namespace, modalities, kinds, start))
         if not (self._expiring or since is not None or until is not None or where):
             return mask  # cached, read-only
         mask = mask.copy()
@@ -426,20 +480,22 @@ class Catalog:
         return mask
 
     def _fixed_mask(self, namespace: str, modalities: Iterable[str] | None,
-                    kinds: Iterable[str] | None) -> np.ndarray:
-        """The clock-free part of :meth:`mask`: live views of the namespace, modalities and kinds."""
-        mask: np.ndarray = self.alive & self.namespace_is(namespace)
+                    kinds: Iterable[str] | None, start: int = 0) -> np.ndarray:
+        """The clock-free part of :meth:`mask`: live views of the namespace, modalities and kinds,
+        over the rows from ``start``."""
+        mask: np.ndarray = self.alive[start:] & self.namespace_is(namespace)[start:]
         if modalities is not None:
-            mask &= self.is_in("modality", modalities)
+            mask &= self.is_in("modality", modalities)[start:]
         if kinds is not None:
-            mask &= self.is_in("kind", kinds)
+            mask &= self.is_in("kind", kinds)[start:]
         return mask
 
     def where_mask(self, where: Mapping[str, Any], candidates: np.ndarray) -> np.ndarray:
         """Views of memories whose primary view is a candidate and matches every ``where`` entry."""
         wanted = check_where(where)
         n = self.n_rows
-        ok = candidates & self.memo(("primary views",), lambda: self.array("view") == 0)
+        ok = candidates & self.memo(("primary views",), lambda: self.array("view") == 0,
+                                    lambda start: self.array("view")[start:] == 0)
         for key, values in wanted.items():
             if not ok.any():
                 break

@@ -1,15 +1,17 @@
 """Recall's per-query cost outside the encoder, A/B: this checkout against another one (``--before``,
 e.g. a worktree of main), on the same store, in alternating worker processes so both see the same
 machine load. Cases: unfiltered, ``where=`` on metadata matching 1% and 10% of memories, a
-``modality=`` filter, and ``since=``.
+``modality=`` filter, and ``since=``; with ``--writes N``, also an unfiltered recall right after each
+of N single ``remember`` calls (an agent's pattern: the recall sees a catalog just changed).
 
     python benchmarks/bench_recall.py --n 100000 --work /tmp/bench-recall --before /work/main
     python benchmarks/bench_recall.py --store /path/to/targets-1000000 --before /work/main
 
 The store is the one ``bench_store.py --targets`` builds (_targets.py: aimemory-base's layout, 384-d
 stand-in vectors, ``{"group": i % 100}`` metadata); queries are near stored rows, encoded by lookup.
-A store given with ``--store`` is opened, never written (the empty write-ahead segment and lock file
-that opening creates are removed again when the run created them).
+A store given with ``--store`` is opened, never written unless ``--writes`` is given (the empty
+write-ahead segment and lock file that opening creates are removed again when the run created them);
+the memories ``--writes`` remembers are forgotten again at the end of each worker.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ OPEN_LEFTOVERS = ("segment.wal", ".write.lock")  # what opening a store creates
 TEXT_FORWARDS = ("numpy", "torch")  # text query cases: before and after torch is imported
 
 
-def worker(store_path: str, queries: int, seed: int, text: int = 0) -> dict:
+def worker(store_path: str, queries: int, seed: int, text: int = 0, writes: int = 0) -> dict:
     """One process: open the store, time each case -> case -> latencies (s). ``text``: also that
     many real text queries through aimemory-base (its plans search several view kinds), timed
     end to end and for the encode alone: first as a process that never imported torch (the numpy
@@ -59,6 +61,15 @@ def worker(store_path: str, queries: int, seed: int, text: int = 0) -> dict:
             store.recall(f"q{i}", k=10, **kw)
             lat.append(time.perf_counter() - t)
         out[name] = lat
+    if writes:
+        written, lat = [], []
+        for i in range(writes):
+            written.append(store.remember(f"written {seed}.{i}").id)  # a stand-in vector: no encoder cost
+            t = time.perf_counter()
+            store.recall(f"q{i % queries}", k=10)
+            lat.append(time.perf_counter() - t)
+        out["after a write"] = lat
+        store.forget(written)
     store.close()
     if text:
         from aimemory.inputs import to_item
@@ -98,8 +109,10 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=2, help="alternating worker runs per checkout")
     ap.add_argument("--text", type=int, default=0, help="real text queries through aimemory-base")
+    ap.add_argument("--writes", type=int, default=0, help="single remember calls, each followed by a timed "
+                    "recall (the store is written; they are forgotten again)")
     ap.add_argument("--json", help="write the results here")
-    ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker[0], *map(int, args.worker[1:]))))
@@ -124,7 +137,7 @@ def main() -> None:
             for label, checkout in checkouts.items():
                 env = {**os.environ, "PYTHONPATH": str(checkout)}  # threads as a user gets them
                 run = subprocess.run([sys.executable, str(HERE / "bench_recall.py"), "--worker", str(path),
-                                      str(args.queries), str(r + 1), str(args.text)],
+                                      str(args.queries), str(r + 1), str(args.text), str(args.writes)],
                                      env=env, capture_output=True, text=True)
                 if run.returncode:
                     sys.exit(f"{label} worker failed:\n{run.stderr[-3000:]}")
@@ -144,7 +157,7 @@ def main() -> None:
     print(head)
     table = {}
     text_cases = [f"text/{forward}, {what}" for forward in TEXT_FORWARDS for what in ("encode", "e2e")]
-    for case in [*CASES, *(text_cases if args.text else [])]:
+    for case in [*CASES, *(["after a write"] if args.writes else []), *(text_cases if args.text else [])]:
         row = {label: (_pct(samples[label][case], 0.5), _pct(samples[label][case], 0.99)) for label in checkouts}
         table[case] = row
         print(f"{case:16s}" + "".join(f"{p50:10.2f} ms{p99:10.2f} ms" for p50, p99 in row.values()))

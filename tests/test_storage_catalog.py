@@ -206,3 +206,29 @@ def test_an_append_costs_the_new_rows_only(catalog, monkeypatch):
     catalog.append_arrow(_rows(["plum"], first_vkey=300)[0])  # grows in place, into room kept past the end
     assert len(catalog.mask("default")) == n + 2 and catalog.mask("default") is catalog.mask("default")
     assert np.array_equal(handed_out, as_it_was) and not handed_out.flags.writeable  # earlier values stay
+
+
+def test_two_threads_growing_one_cached_value_append_the_new_rows_once(catalog, monkeypatch):
+    import threading
+    import time as time_module
+
+    catalog.mask("default")
+    catalog.append_arrow(_rows(["teal"], first_vkey=150)[0])
+    catalog.mask("default")  # grown once: the cache now holds a growing buffer both threads share
+    build = catalog._fixed_mask
+
+    def slow(*a, **k):  # both threads are inside the growth at once
+        time_module.sleep(0.05)
+        return build(*a, **k)
+
+    monkeypatch.setattr(catalog, "_fixed_mask", slow)
+    catalog.append_arrow(_rows(["cyan", "plum"], first_vkey=200)[0])
+    got: list[np.ndarray] = []
+    threads = [threading.Thread(target=lambda: got.append(catalog.mask("default"))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    catalog.rewrites += 1  # built afresh
+    fresh = catalog.mask("default")
+    assert len(got) == 2 and all(np.array_equal(g, fresh) for g in got)

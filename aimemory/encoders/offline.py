@@ -250,10 +250,9 @@ class OfflineEncoder(Encoder):
 
     def query_plans(self, modality: str, payload: object) -> list[QueryPlan]:
         if modality == "text":
-            # the built-in model loads and runs only when recall uses the plan: a store without drawing
-            # views (text-only stores) never needs it
-            # both vectors are computed on first use, so recall can search the drawing plan while
-            # the sentence forward runs (see recall.side_by_side)
+            # both vectors are computed on first use: recall searches the drawing plan while the
+            # sentence forward runs (see recall.side_by_side), and the built-in model loads only
+            # when a store has drawing views to search (text-only stores never need it)
             sentence = DeferredVector(lambda: self.embed_query(payload))  # type: ignore[arg-type]
             drawing = DeferredVector(lambda: self.drawing_query(payload))  # type: ignore[arg-type]
             return [QueryPlan(cast(np.ndarray, sentence)),

@@ -33,7 +33,7 @@ STRINGS = {"id": pa.large_string(), "snippet": pa.large_string(), "source": pa.l
            "content_hash": pa.large_string(), "metadata": pa.large_string(), "mime": pa.large_string(),
            "text": pa.large_string(), "tags": pa.list_(pa.string()), "created_by": pa.large_string(),
            "derived_from": pa.list_(pa.string())}
-MEMO_ENTRIES = 64  # derived masks and samples kept per catalog version (a 1M-row mask is 1 MB)
+MEMO_ENTRIES = 64  # derived masks and keys kept until a change other than an append (a 1M-row mask is 1 MB)
 MEMO_BYTES = 48 << 20  # and at most this many bytes of them (or MEMO_BYTES_PER_ROW): the oldest go first
 # a text query's masks, allowed keys and per-kind positions come to ~20 B per row: past ~2.5M rows
 # a fixed budget evicted them on every query, and each query rebuilt them (70 ms at 5M rows)
@@ -82,27 +82,33 @@ class IdView(Mapping[str, list[int]]):
 
 
 class _Growing:
-    """A cached array that grows over appended rows: its items live in a buffer with room past
-    their end (doubling, as :class:`Grow`), so an append writes only the new items. Values handed
-    out earlier are views of the items they had, which later appends do not touch."""
+    """A cached array over the catalog's first ``rows`` rows that grows over appended rows: its
+    items live in a buffer with room past their end (doubling, as :class:`Grow`), so an append
+    writes only the new items. Values handed out earlier are views of the items they had, which
+    later appends do not touch."""
 
-    def __init__(self, items: np.ndarray):
-        self.buf, self.n = items, len(items)
+    def __init__(self, items: np.ndarray, rows: int):
+        self.buf, self.n, self.rows = items, len(items), rows
         self.value = items  # the same object until the next append: callers cache by identity
+        self._lock = threading.Lock()
 
-
-    def extend(self, items: np.ndarray) -> np.ndarray:
-        end = self.n + len(items)
-        if end > len(self.buf):  # also the first time: the built array, handed out frozen, has no room
-            grown = np.empty((max(end, 2 * len(self.buf)), *self.buf.shape[1:]), self.buf.dtype)
-            grown[: self.n] = self.buf[: self.n]
-            self.buf = grown
-        if len(items):
-            self.buf[self.n:end] = items
-        self.n = end
-        self.value = self.buf[:end]
-        self.value.flags.writeable = False
-        return self.value
+    def grow_to(self, rows: int, tail: Callable[[int], np.ndarray]) -> np.ndarray:
+        """The value over ``rows`` rows: ``tail(start)`` (the items of the rows from ``start``)
+        appended. One thread at a time: a second one asking for the same rows gets the first's."""
+        with self._lock:
+            if self.rows < rows:
+                items = tail(self.rows)
+                end = self.n + len(items)
+                if end > len(self.buf):  # also the first time: the built array has no room past its end
+                    grown = np.empty((max(end, 2 * len(self.buf)), *self.buf.shape[1:]), self.buf.dtype)
+                    grown[: self.n] = self.buf[: self.n]
+                    self.buf = grown
+                if len(items):
+                    self.buf[self.n:end] = items
+                self.n, self.rows = end, rows
+                self.value = self.buf[:end]
+                self.value.flags.writeable = False
+            return self.value
 
 
 def _nbytes(held: Any) -> int:
@@ -255,16 +261,17 @@ class Catalog:
                 self._memo.clear()
                 self._memo_rewrites, self._memo_bytes = self.rewrites, 0
             cached = self._memo.get(key)
-        if cached is not None and cached[1] == rows:
+        covers = -1 if cached is None else cached[0].rows if isinstance(cached[0], _Growing) else cached[1]
+        if cached is not None and covers == rows:
             return cached[0].value if isinstance(cached[0], _Growing) else cached[0]
-        if cached is not None and tail is not None and cached[1] < rows:
+        if cached is not None and tail is not None and covers < rows:
             held = cached[0]
             if isinstance(held, np.ndarray):
-                held = _Growing(held)
+                held = _Growing(held, covers)
             if isinstance(held, _Growing):
-                value = held.extend(tail(cached[1]))
+                value = held.grow_to(rows, tail)
             else:  # a count
-                held = value = held + tail(cached[1])
+                held = value = held + tail(covers)
         else:
             held = value = build()
         if isinstance(value, np.ndarray):

@@ -96,6 +96,30 @@ def test_catch_up_on_open_reads_only_the_change(tmp_path, monkeypatch, rows_read
     assert rows_read and rows_read[0] == 4  # 3 appended + 1 rewritten row, not the 40 kept
 
 
+def test_a_catch_up_that_finds_nothing_new_is_not_repeated_by_every_open(tmp_path, monkeypatch):
+    path = tmp_path / "mem"
+    with _open(path) as s:
+        _fill(s, 40)
+    with monkeypatch.context() as m:
+        m.setattr(catalog_file, "save_if_due", lambda *a, **k: None)  # too few changes to save
+        with _open(path) as s:
+            gone = s.remember("added, then forgotten").id
+            s.flush()
+            s.forget(gone)
+            expected = _snapshot(s)
+    caught_up: list[int] = []
+    real = catalog_file.catch_up
+    monkeypatch.setattr(catalog_file, "catch_up", lambda *a, **k: caught_up.append(1) or real(*a, **k))
+    monkeypatch.setattr(catalog_file, "build", lambda table: pytest.fail("rebuilt"))
+    for _ in range(3):
+        with _open(path) as s:
+            assert _snapshot(s) == expected and gone not in s
+            assert s.recall("note 3", k=1)[0].memory.text.startswith("note")
+    assert caught_up == [1]  # the first open caught up and found nothing; the others start at the version
+    side = json.loads((path / "catalog" / "catalog.json").read_text())
+    assert side["rows"] == 40 and side["alive"] == 40
+
+
 def test_foreign_commit_is_caught_up_in_place(tmp_path, monkeypatch, rows_read):
     path = tmp_path / "mem"
     reader = _open(path)

@@ -133,7 +133,7 @@ def test_live_positions_of_many_memories(catalog):
 
 
 def test_derived_values_are_kept_within_a_budget_that_grows_with_the_rows(catalog, monkeypatch):
-    import aimemory.storage.catalog as catalog_module
+    import aimemory.storage.derived as derived
 
     built: list[str] = []
 
@@ -143,14 +143,14 @@ def test_derived_values_are_kept_within_a_budget_that_grows_with_the_rows(catalo
             return np.zeros(nbytes, np.uint8)
         return build
 
-    monkeypatch.setattr(catalog_module, "MEMO_BYTES", 1000)
-    monkeypatch.setattr(catalog_module, "MEMO_BYTES_PER_ROW", 1)  # 8 rows: the fixed 1000 B is the budget
+    monkeypatch.setattr(derived, "BYTES", 1000)
+    monkeypatch.setattr(derived, "BYTES_PER_ROW", 1)  # 8 rows: the fixed 1000 B is the budget
     for _ in range(2):  # 600 + 600 B > 1000 B: each evicts the other, every time
         catalog.memo("a", derive("a", 600))
         catalog.memo("b", derive("b", 600))
     assert built == ["a", "b"] * 2
     built.clear()
-    monkeypatch.setattr(catalog_module, "MEMO_BYTES_PER_ROW", 200)  # 8 rows x 200 B: both fit
+    monkeypatch.setattr(derived, "BYTES_PER_ROW", 200)  # 8 rows x 200 B: both fit
     for _ in range(3):
         assert catalog.memo("c", derive("c", 600)).nbytes == 600
         catalog.memo("d", derive("d", 600))

@@ -10,7 +10,6 @@ store does no per-row Python work. The Lance table stays the source of truth.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -21,6 +20,7 @@ import pyarrow.compute as pc
 
 from .catalog_where import MetaEntries, check_where
 from .columns import Column, Grow, KeyIndex
+from .derived import DerivedCache
 
 # Fields of ``where=`` that are memory columns rather than metadata keys.
 COLUMN_FILTERS = ("source", "modality", "mime", "id")
@@ -33,11 +33,6 @@ STRINGS = {"id": pa.large_string(), "snippet": pa.large_string(), "source": pa.l
            "content_hash": pa.large_string(), "metadata": pa.large_string(), "mime": pa.large_string(),
            "text": pa.large_string(), "tags": pa.list_(pa.string()), "created_by": pa.large_string(),
            "derived_from": pa.list_(pa.string())}
-MEMO_ENTRIES = 64  # derived masks and keys kept until a change other than an append (a 1M-row mask is 1 MB)
-MEMO_BYTES = 48 << 20  # and at most this many bytes of them (or MEMO_BYTES_PER_ROW): the oldest go first
-# a text query's masks, allowed keys and per-kind positions come to ~20 B per row: past ~2.5M rows
-# a fixed budget evicted them on every query, and each query rebuilt them (70 ms at 5M rows)
-MEMO_BYTES_PER_ROW = 32
 
 
 @dataclass
@@ -81,42 +76,6 @@ class IdView(Mapping[str, list[int]]):
         return int(np.count_nonzero(c.alive & (c.array("view") == 0)))
 
 
-class _Growing:
-    """A cached array over the catalog's first ``rows`` rows that grows over appended rows: its
-    items live in a buffer with room past their end (doubling, as :class:`Grow`), so an append
-    writes only the new items. Values handed out earlier are views of the items they had, which
-    later appends do not touch."""
-
-    def __init__(self, items: np.ndarray, rows: int):
-        self.buf, self.n, self.rows = items, len(items), rows
-        self.value = items  # the same object until the next append: callers cache by identity
-        self._lock = threading.Lock()
-
-    def grow_to(self, rows: int, tail: Callable[[int], np.ndarray]) -> np.ndarray:
-        """The value over ``rows`` rows: ``tail(start)`` (the items of the rows from ``start``)
-        appended. One thread at a time: a second one asking for the same rows gets the first's."""
-        with self._lock:
-            if self.rows < rows:
-                items = tail(self.rows)
-                end = self.n + len(items)
-                if end > len(self.buf):  # also the first time: the built array has no room past its end
-                    grown = np.empty((max(end, 2 * len(self.buf)), *self.buf.shape[1:]), self.buf.dtype)
-                    grown[: self.n] = self.buf[: self.n]
-                    self.buf = grown
-                if len(items):
-                    self.buf[self.n:end] = items
-                self.n, self.rows = end, rows
-                self.value = self.buf[:end]
-                self.value.flags.writeable = False
-            return self.value
-
-
-def _nbytes(held: Any) -> int:
-    if isinstance(held, _Growing):
-        return int(held.buf.nbytes)
-    return int(held.nbytes) if isinstance(held, np.ndarray) else 0
-
-
 class Catalog:
     """Columnar arrays, one entry per view, in ``vkey`` order."""
 
@@ -134,10 +93,7 @@ class Catalog:
         self.version = 0  # bumped by every change and never reset
         # bumped by every change but appended rows: derived values grow over appended rows while it holds
         self.rewrites = 0
-        self._memo: dict[Any, tuple[Any, int]] = {}  # key -> (value or _Growing, rows it covers)
-        self._memo_rewrites = -1
-        self._memo_bytes = 0
-        self._memo_lock = threading.Lock()
+        self._derived = DerivedCache(lambda: (self.version, self.rewrites, self.n_rows))
         self._parsed_meta: dict[int, dict[str, Any]] = {}
         self._objects: dict[str, np.ndarray] = {}
         self._expiring = 0  # rows with an expiry time: 0 skips every expiry check
@@ -246,50 +202,11 @@ class Catalog:
 
     # -- derived values ------------------------------------------------------------------------
     def memo(self, key: Any, build: Callable[[], Any], tail: Callable[[int], Any] | None = None) -> Any:
-        """``build()``, cached under ``key`` until the catalog next changes: masks and samples that
-        depend only on the rows (not on the clock), so a query reuses them instead of redoing
-        O(rows) work. Cached arrays are read-only; callers combine them into new arrays.
-
-        Rows appended since it was cached: ``tail(start)``, the value over the rows from position
-        ``start`` only, is appended to a cached array (in place, into room kept past its end) or
-        added to a cached count, so a recall after a write costs the new rows, not every row;
-        without ``tail`` the value is built again. Any other change (a forget, an update, expiry)
-        drops every cached value."""
-        version, rows = self.version, self.n_rows
-        with self._memo_lock:
-            if self._memo_rewrites != self.rewrites:
-                self._memo.clear()
-                self._memo_rewrites, self._memo_bytes = self.rewrites, 0
-            cached = self._memo.get(key)
-        covers = -1 if cached is None else cached[0].rows if isinstance(cached[0], _Growing) else cached[1]
-        if cached is not None and covers == rows:
-            return cached[0].value if isinstance(cached[0], _Growing) else cached[0]
-        if cached is not None and tail is not None and covers < rows:
-            held = cached[0]
-            if isinstance(held, np.ndarray):
-                held = _Growing(held, covers)
-            if isinstance(held, _Growing):
-                value = held.grow_to(rows, tail)
-            else:  # a count
-                held = value = held + tail(covers)
-        else:
-            held = value = build()
-        if isinstance(value, np.ndarray):
-            value.flags.writeable = False
-        size = _nbytes(held)
-        with self._memo_lock:
-            if self._memo_rewrites != self.rewrites or self.version != version:
-                dropped = self._memo.pop(key, None)  # the rows changed while it was built: use it once,
-                self._memo_bytes -= 0 if dropped is None else _nbytes(dropped[0])  # keep nothing
-                return value
-            budget = max(MEMO_BYTES, MEMO_BYTES_PER_ROW * rows)
-            old = self._memo.pop(key, None)
-            self._memo_bytes -= 0 if old is None else _nbytes(old[0])
-            while self._memo and (len(self._memo) >= MEMO_ENTRIES or self._memo_bytes + size > budget):
-                self._memo_bytes -= _nbytes(self._memo.pop(next(iter(self._memo)))[0])  # oldest out
-            self._memo[key] = (held, rows)
-            self._memo_bytes += size
-        return value
+        """``build()``, cached under ``key``: masks and keys that depend only on the rows (not on the
+        clock), so a query reuses them instead of redoing O(rows) work. Cached arrays are read-only.
+        Appended rows grow a cached value by ``tail(start)``, its value over the rows from
+        ``start``; any other change drops them all (see :class:`.derived.DerivedCache`)."""
+        return self._derived.get(key, build, tail)
 
     @property
     def expiring(self) -> bool:

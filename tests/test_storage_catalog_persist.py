@@ -120,6 +120,31 @@ def test_a_catch_up_that_finds_nothing_new_is_not_repeated_by_every_open(tmp_pat
     assert side["rows"] == 40 and side["alive"] == 40
 
 
+def test_a_failed_rewrite_of_the_sidecar_leaves_the_saved_catalog_usable(tmp_path, monkeypatch):
+    path = tmp_path / "mem"
+    with _open(path) as s:
+        _fill(s, 20)
+    with monkeypatch.context() as m:
+        m.setattr(catalog_file, "save_if_due", lambda *a, **k: None)
+        with _open(path) as s:
+            gone = s.remember("added, then forgotten").id
+            s.flush()
+            s.forget(gone)
+            expected = _snapshot(s)
+    side_before = (path / "catalog" / "catalog.json").read_text()
+    with monkeypatch.context() as m:  # the disk fails (or the process dies) as the sidecar is replaced
+        def fail(*a, **k):
+            raise OSError("no space left on device")
+        m.setattr(catalog_file, "atomic_write_bytes", fail)
+        with _open(path) as s:
+            assert _snapshot(s) == expected
+    assert (path / "catalog" / "catalog.json").read_text() == side_before  # the old one, whole
+    monkeypatch.setattr(catalog_file, "build", lambda table: pytest.fail("rebuilt"))
+    with _open(path) as s:  # caught up once more, from the old sidecar, and tied to the version now
+        assert _snapshot(s) == expected and gone not in s
+    assert json.loads((path / "catalog" / "catalog.json").read_text()) != json.loads(side_before)
+
+
 def test_foreign_commit_is_caught_up_in_place(tmp_path, monkeypatch, rows_read):
     path = tmp_path / "mem"
     reader = _open(path)

@@ -231,3 +231,11 @@ def test_an_ivf_index_gives_the_table_s_vectors_too(tmp_path):
         order = {int(k): i for i, k in enumerate(want_keys)}
         assert np.array_equal(got, want[[order[int(k)] for k in keys]])
         assert s.index.vectors(np.asarray([10**9])) is None
+        assert np.array_equal(s.index.vectors(keys[::-1]), got[::-1])  # in the order asked
+        assert s.index.vectors(np.concatenate([keys, keys[:1]])) is None  # a key twice
+        added = s.remember("note added after the build, red")
+        new_key = int(s.catalog.array("vkey")[s.catalog.live_positions(added.id)[0]])
+        new_vector = s.index.vectors(np.asarray([new_key]))  # a key added to the lists since
+        s.flush()  # into the table, to compare
+        want_keys, want = s.table.real().vectors_for([new_key])
+        assert new_vector is not None and np.array_equal(new_vector, want)

@@ -237,32 +237,37 @@ def list_keys(index: Any) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
-def list_vectors(index: Any, keys: np.ndarray, dim: int) -> np.ndarray | None:
+def list_vectors(index: Any, keys: np.ndarray, dim: int, lists: np.ndarray | None = None) -> np.ndarray | None:
     """(n, dim) float32 vectors of ``keys`` (n,) from the lists, or None when one is missing or the
     lists do not hold raw float32 vectors. IVF keeps no id -> position map: the keys are looked up
-    list by list (one pass over the ids)."""
+    list by list, in ``lists`` (the lists holding them, from :class:`.ivf_lists.ListMap`) when
+    given, else in every list (at 1M rows, 4,000 lists: 0.5 s for a background sample's 256 keys)."""
     faiss = _faiss()
     ivf = faiss.extract_index_ivf(index)
     invlists = ivf.invlists
     if invlists.code_size != dim * 4:  # not raw float32 codes (not an IndexIVFFlat)
         return None
+    keys = np.asarray(keys, np.int64)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]  # (n,): each list's ids are looked up by bisection
     out = np.empty((len(keys), dim), np.float32)  # (n, dim)
-    want = {key: i for i, key in enumerate(keys.tolist())}
-    found = 0
-    for list_no in range(ivf.nlist):
+    seen = np.zeros(len(keys), bool)
+    for list_no in (range(ivf.nlist) if lists is None else np.asarray(lists, np.int64).tolist()):
         size = invlists.list_size(list_no)
-        if not size:
+        if not size or not len(keys):
             continue
-        ids = np.array(faiss.rev_swig_ptr(invlists.get_ids(list_no), size), dtype=np.int64)
-        hit = np.flatnonzero(np.isin(ids, keys))
+        # views of the list's memory, read before the next call into the index: only hits are copied
+        ids = faiss.rev_swig_ptr(invlists.get_ids(list_no), size)  # (size,) int64
+        at = np.minimum(np.searchsorted(sorted_keys, ids), len(keys) - 1)
+        hit = np.flatnonzero(sorted_keys[at] == ids)
         if not len(hit):
             continue
-        codes = np.array(faiss.rev_swig_ptr(invlists.get_codes(list_no), size * invlists.code_size))
-        rows = codes.view(np.float32).reshape(size, dim)  # IndexIVFFlat codes are the vectors
-        for j in hit.tolist():
-            out[want[int(ids[j])]] = rows[j]
-        found += len(hit)
-    return out if found == len(want) == len(keys) else None
+        rows = faiss.rev_swig_ptr(invlists.get_codes(list_no), size * invlists.code_size) \
+            .view(np.float32).reshape(size, dim)  # IndexIVFFlat codes are the vectors
+        where = order[at[hit]]
+        out[where] = rows[hit]
+        seen[where] = True
+    return out if len(np.unique(keys)) == len(keys) and seen.all() else None
 
 
 def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:

@@ -41,7 +41,6 @@ LAYOUT = [(("text",), "text", 0.60), (("text.chunk",) * 4, "text", 0.10),
 TARGETS = {"recall_p50_ms": 10.0, "recall_p99_ms": 30.0, "recall10": 0.97, "exact_over_bound": 1.25,
            "rss_over_raw": 1.3, "open_s": 2.0}
 BUILD_ROWS = 100_000  # rows made and written per Lance commit
-EXACT_BLOCK_ROWS = 500_000  # ground truth scans the memory-mapped vectors this many rows at a time
 BOUND_ROWS = 2_000_000  # exact search against the bandwidth bound on at most this many rows (a per-byte ratio)
 
 
@@ -142,70 +141,6 @@ def near_queries(vectors: np.ndarray, nq: int, seed: int = 1) -> np.ndarray:
     return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
 
 
-class ExactIndex:
-    """The store's index protocol by exact search over the stored vectors (keys are row + 1):
-    the ground truth the store's recall is compared with, through the same recall code. The vectors
-    may be memory-mapped and are scanned in blocks, never copied whole; ``prime`` answers known
-    queries in one batched pass, so ground truth at 10M rows is one scan, not one per query."""
-
-    dirty, kind, nprobe = False, "exact", 0
-    CACHED_TOP = 1024  # per primed query: enough for recall's over-fetch
-
-    def __init__(self, vectors: np.ndarray):
-        self.vectors = vectors
-        self.ntotal = len(self.vectors)
-        self.primed: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
-        self.hits = self.scans = 0
-
-    def _blocks(self):
-        for s in range(0, self.ntotal, EXACT_BLOCK_ROWS):
-            yield s, np.asarray(self.vectors[s:s + EXACT_BLOCK_ROWS], np.float32)
-
-    def prime(self, queries: np.ndarray) -> None:
-        """The top CACHED_TOP rows of each of ``queries`` (q, d), in one pass over the vectors."""
-        q = np.ascontiguousarray(queries, np.float32)
-        top_s = np.full((len(q), 0), -np.inf, np.float32)
-        top_r = np.zeros((len(q), 0), np.int64)
-        for s, block in self._blocks():
-            scores = q @ block.T  # (q, rows)
-            keep = min(self.CACHED_TOP, scores.shape[1])
-            part = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
-            top_s = np.concatenate([top_s, np.take_along_axis(scores, part, 1)], 1)
-            top_r = np.concatenate([top_r, part + s], 1)
-            best = np.argsort(-top_s, axis=1, kind="stable")[:, :self.CACHED_TOP]
-            top_s, top_r = np.take_along_axis(top_s, best, 1), np.take_along_axis(top_r, best, 1)
-        for i, vec in enumerate(q):
-            self.primed[vec.tobytes()] = (top_s[i], top_r[i])
-
-    def search(self, queries, k, allowed=None):
-        q = np.asarray(queries, np.float32)[0]
-        k = min(k, self.ntotal)
-        got = self.primed.get(np.ascontiguousarray(q).tobytes()) if k <= self.CACHED_TOP else None
-        if allowed is not None and got is not None:
-            # the allowed rows among a primed query's global top, in order, are its allowed top
-            ok = np.isin(got[1] + 1, np.asarray(allowed, np.int64))
-            if ok.sum() >= k:
-                self.hits += 1
-                return got[0][ok][:k][None], (got[1][ok][:k] + 1)[None]
-        if allowed is not None:  # score only the allowed rows
-            self.scans += 1
-            rows = np.sort(np.asarray(allowed, np.int64) - 1)
-            scores = np.asarray(self.vectors[rows], np.float32) @ q
-            top = np.argsort(-scores, kind="stable")[:k]
-            out_s, out_k = scores[top], rows[top] + 1
-            pad = k - len(top)
-            return (np.concatenate([out_s, np.full(pad, -np.inf, np.float32)])[None],
-                    np.concatenate([out_k, np.full(pad, -1, np.int64)])[None])
-        if got is not None:
-            self.hits += 1
-            return got[0][:k][None], (got[1][:k] + 1)[None]
-        self.scans += 1
-        scores = np.concatenate([block @ q for _, block in self._blocks()])
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return scores[top][None], (top + 1)[None]
-
-
 def _rss_mib() -> float:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -298,6 +233,8 @@ def worker(args) -> dict:
     out["recall_encode_p50_ms"], out["recall_encode_p99_ms"] = _pcts(e2e)
     _note("text recalls done; exact ground truth next")
     # ground truth: the same recall code over an exact index
+    from _vectors import ExactIndex
+
     exact = ExactIndex(vectors)
     exact.prime(np.concatenate([queries, np.stack(text_vectors)]))
     store = MemoryStore(path, model=enc)

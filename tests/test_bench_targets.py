@@ -10,6 +10,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import _targets  # noqa: E402
+import _vectors  # noqa: E402
 
 
 def test_layout_covers_every_row_with_whole_memories():
@@ -23,9 +24,23 @@ def test_layout_covers_every_row_with_whole_memories():
 
 def test_exact_index_honours_allowed_keys():
     vectors = np.eye(4, dtype=np.float32)
-    index = _targets.ExactIndex(vectors)
+    index = _vectors.ExactIndex(vectors)
     _, keys = index.search(vectors[:1], 2, allowed=np.array([2, 3]))
     assert set(keys[0].tolist()) == {2, 3}
+
+
+def test_primed_ground_truth_equals_a_full_scan(monkeypatch):
+    monkeypatch.setattr(_vectors, "EXACT_BLOCK_ROWS", 300)  # several blocks
+    vectors = _vectors.clustered(1000, 16, seed=3)
+    queries = _vectors.clustered(5, 16, seed=4)
+    cold, primed = _vectors.ExactIndex(vectors), _vectors.ExactIndex(vectors)
+    primed.prime(queries)
+    allowed = np.arange(1, 1001, 3)
+    for q in queries:
+        for k, among in ((10, None), (40, None), (10, allowed)):
+            want, got = cold.search(q[None], k, among), primed.search(q[None], k, among)
+            assert np.array_equal(want[1], got[1]) and np.allclose(want[0], got[0], atol=1e-6)
+    assert primed.hits == 15 and primed.scans == 0 and cold.scans == 15
 
 
 def test_tables_say_which_targets_are_met():

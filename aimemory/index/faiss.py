@@ -206,7 +206,7 @@ class VectorIndex:
         raw float32 vectors, and keys are never reused), or None when the index lacks one."""
         keys = np.asarray(vkeys, np.int64)
         if self.kind != "flat":
-            lists = self._lists_holding(_faiss().extract_index_ivf(self._index), keys) if len(keys) else None
+            lists = self._lists_holding(_faiss().extract_index_ivf(self._index), keys)
             return ivf.list_vectors(self._index, keys, self.dim, lists)
         out = np.empty((len(keys), self.dim), np.float32)  # (n, dim)
         try:

@@ -251,10 +251,14 @@ def list_vectors(index: Any, keys: np.ndarray, dim: int, lists: np.ndarray | Non
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]  # (n,): each list's ids are looked up by bisection
     out = np.empty((len(keys), dim), np.float32)  # (n, dim)
+    if not len(keys):
+        return out
+    if (sorted_keys[1:] == sorted_keys[:-1]).any():  # a key asked twice: no answer, as for a missing one
+        return None
     seen = np.zeros(len(keys), bool)
     for list_no in (range(ivf.nlist) if lists is None else np.asarray(lists, np.int64).tolist()):
         size = invlists.list_size(list_no)
-        if not size or not len(keys):
+        if not size:
             continue
         # views of the list's memory, read before the next call into the index: only hits are copied
         ids = faiss.rev_swig_ptr(invlists.get_ids(list_no), size)  # (size,) int64
@@ -267,7 +271,7 @@ def list_vectors(index: Any, keys: np.ndarray, dim: int, lists: np.ndarray | Non
         where = order[at[hit]]
         out[where] = rows[hit]
         seen[where] = True
-    return out if len(np.unique(keys)) == len(keys) and seen.all() else None
+    return out if seen.all() else None
 
 
 def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:

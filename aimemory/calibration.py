@@ -44,6 +44,8 @@ MAX_SAMPLES_KEPT = 32  # background samples kept per store (kinds x plans), the 
 #: standardises mostly against the prior, a large one against itself
 PRIOR_WEIGHT = 16
 MIN_STD = 1e-3
+#: a sampled view whose cosine is this close to a hit's is taken for the hit itself (float32 scores)
+SAME_COSINE = 1e-5
 #: the pooled logistic on z for models without a calibration file: aimemory-base's tune split, all
 #: pairs pooled (benchmarks/eval_calibration.py, "z, pooled"): z = 3.9 is 0.5, z = 7.3 is 0.95
 DEFAULT_A, DEFAULT_B = 0.85, -3.3
@@ -216,16 +218,24 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iterations: int
 
 
 def standardise(scores: np.ndarray, sample_sims: np.ndarray, prior: tuple[float, float]) -> np.ndarray:
-    """Cosines -> z against the query's cosines with a background sample, shrunk towards ``prior``
-    (mean, std) with the weight of ``PRIOR_WEIGHT`` views."""
-    n = len(sample_sims)
+    """Cosines (n,) -> z (n,) against the query's cosines with a background sample (m,), shrunk
+    towards ``prior`` (mean, std) with the weight of ``PRIOR_WEIGHT`` views.
+
+    A hit that is itself in the sample is standardised against the rest of it: in a store of a few
+    views its own cosine would otherwise raise the mean and the spread it is judged against (three
+    notes, one of them the match, put the match's z at 3.0 instead of 4.3)."""
+    scores = np.asarray(scores, np.float64)
+    sims = np.asarray(sample_sims, np.float64)
     m0, s0 = prior
-    if n:
-        mean = (sample_sims.sum() + PRIOR_WEIGHT * m0) / (n + PRIOR_WEIGHT)
-        var = (((sample_sims - mean) ** 2).sum() + PRIOR_WEIGHT * (s0 ** 2 + (m0 - mean) ** 2)) / (n + PRIOR_WEIGHT)
-    else:
-        mean, var = m0, s0 ** 2
-    return (np.asarray(scores, np.float64) - mean) / max(math.sqrt(var), MIN_STD)
+    own = (np.abs(sims[None, :] - scores[:, None]) <= SAME_COSINE).any(1) if len(sims) else \
+        np.zeros(len(scores), bool)  # (n,) the hit is among the sampled views
+    n = len(sims) - own
+    total = sims.sum() - np.where(own, scores, 0.0)
+    squares = (sims ** 2).sum() - np.where(own, scores ** 2, 0.0)
+    mean = (total + PRIOR_WEIGHT * m0) / (n + PRIOR_WEIGHT)
+    spread = squares - 2 * mean * total + n * mean ** 2  # sum over the others of (sim - mean)^2
+    var = (np.maximum(spread, 0.0) + PRIOR_WEIGHT * (s0 ** 2 + (m0 - mean) ** 2)) / (n + PRIOR_WEIGHT)
+    return (scores - mean) / np.maximum(np.sqrt(var), MIN_STD)
 
 
 def sample_keys(vkeys: np.ndarray) -> np.ndarray:

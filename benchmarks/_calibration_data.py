@@ -23,6 +23,8 @@ text x audio.speech         prompt text -> voice-note transcripts  the very clip
 speech x text               spoken prompt (its transcript) -> prompt texts stored as notes: the very prompt
 speech x image              spoken word (its transcript) -> photos same concept
 ==========================  ====================================  =====================================
+
+Notes and voice notes are labelled by topic as well, from written sets: benchmarks/_notes_data.py.
 """
 
 from __future__ import annotations
@@ -138,10 +140,17 @@ class PairScores:
     relevant: np.ndarray  # (q, g) bool
     valid: np.ndarray  # (q, g) bool
     owner: np.ndarray | None = None  # (g,) item of each gallery view (several views per item)
+    group: str | None = None  # the material, where a pair has more than one (reported apart, fitted together)
 
     @property
     def name(self) -> str:
+        """The pair's name: what one calibration fit covers."""
         return f"{self.query_modality} x {self.kind}"
+
+    @property
+    def row(self) -> str:
+        """The name it is reported under."""
+        return self.name if self.group is None else f"{self.name} ({self.group})"
 
     def scores(self) -> np.ndarray:
         return self.queries @ self.gallery.T  # (q, g)

@@ -19,6 +19,7 @@ from aimemory.calibration import (
     register_calibration,
     sample_keys,
     save_calibration,
+    standardise,
 )
 from aimemory.errors import InputError
 
@@ -170,6 +171,31 @@ def test_shrunk_fit_keeps_a_thin_pair_near_the_pooled_slopes():
     assert a == pytest.approx(0.5, abs=0.01) and b > -3.0  # the prior's intercept is not imposed
     a_mid, _ = fit_logistic(x, y, prior=(0.5, -9.0), strength=3.0)
     assert 0.5 < a_mid < plain[0]
+
+
+def _z_against_all(score: float, sims: np.ndarray, prior: tuple[float, float]) -> float:
+    """z against every sampled view, the hit's own cosine included."""
+    mean = (sims.sum() + cal.PRIOR_WEIGHT * prior[0]) / (len(sims) + cal.PRIOR_WEIGHT)
+    var = (((sims - mean) ** 2).sum() + cal.PRIOR_WEIGHT * (prior[1] ** 2 + (prior[0] - mean) ** 2)) / \
+        (len(sims) + cal.PRIOR_WEIGHT)
+    return float((score - mean) / np.sqrt(var))
+
+
+def test_a_hit_in_the_sample_is_judged_against_the_other_views():
+    prior = (0.1, 0.1)
+    others = np.array([0.12, 0.08, 0.10])
+    sampled = np.append(others, 0.5)  # three notes and the match
+    z = standardise(np.array([0.5, 0.45]), sampled, prior)
+    # the match's own cosine does not raise the background it is judged against
+    assert z[0] == pytest.approx(_z_against_all(0.5, others, prior))
+    assert z[0] > _z_against_all(0.5, sampled, prior) + 0.5
+    # a hit outside the sample is standardised against all of it
+    assert z[1] == pytest.approx(_z_against_all(0.45, sampled, prior))
+    # in a large store leaving one view out hardly moves z
+    big = np.random.default_rng(0).normal(0.1, 0.1, 512).astype(np.float32)
+    with_itself = _z_against_all(float(big[0]), big.astype(np.float64), prior)
+    assert abs(standardise(big[:1], big, prior)[0] - with_itself) < 0.02
+    assert standardise(np.array([0.3, 0.5]), np.array([]), prior) == pytest.approx([2.0, 4.0])
 
 
 def test_shipped_calibration_of_the_offline_tier_loads():

@@ -89,6 +89,31 @@ def test_meaning_not_words(tier):
     assert q @ right > q @ wrong + 0.2
 
 
+def test_a_note_on_the_query_topic_is_relevant_not_only_a_copy_of_it(tmp_path, tier):
+    """Relevance of a note means "what the search is after", learnt from written notes and searches
+    (benchmarks/eval_calibration.py): a note that shares no words with the search still passes a
+    low threshold in a small store; the others, and a search nothing answers, do not."""
+    from aimemory import MemoryStore
+
+    notes = {"shopping": "Pick up rice, onions, milk and dog food after work.",
+             "boiler": "The boiler engineer comes Thursday between 8 and noon.",
+             "birthday": "Maya turns 7 on the 14th; she wants a telescope.",
+             "passport": "Passport expires in March, renew it before the Lisbon trip.",
+             "tyre": "Front tyre on the bike keeps going flat, buy a new inner tube."}
+    with MemoryStore(tmp_path / "m", model=tier, speech_model=None) as store:
+        ids = {name: store.remember(text).id for name, text in notes.items()}
+        for query, name in [("groceries to buy", "shopping"), ("when is the heating repair visit?", "boiler"),
+                            ("present for my daughter", "birthday"), ("travel documents", "passport"),
+                            ("fix my bicycle", "tyre")]:
+            hits = store.recall(query, k=5)
+            assert hits[0].id == ids[name] and hits[0].relevance > 5 * hits[1].relevance, query
+        for query, name in [("groceries to buy", "shopping"), ("when is the heating repair visit?", "boiler"),
+                            ("fix my bicycle", "tyre")]:
+            kept = store.recall(query, k=5, min_relevance=0.1)
+            assert [h.id for h in kept] == [ids[name]], (query, [(h.memory.text, h.relevance) for h in kept])
+        assert store.recall("quarterly tax return", k=5, min_relevance=0.01) == []
+
+
 @pytest.mark.skipif(SKIMAGE_DATA is None, reason="scikit-image (test extra) ships the photographs")
 def test_real_photographs_found_by_a_few_words(tmp_path, tier):
     from aimemory import MemoryStore

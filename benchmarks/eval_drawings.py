@@ -58,7 +58,8 @@ def run(model: str) -> dict[str, dict[str, float]]:
         with MemoryStore(Path(tmp) / "m", model=model, speech_model=None) as store:
             store.remember_many(renders, ids=[f"e{i}" for i in range(len(renders))])
             out["emoji alone"] = recall_at(store, names)
-            store.remember_many([SAMPLES / f"real/{n}.jpg" for n in PHOTOS] + [SAMPLES / f"notes/{n}.txt" for n in NOTES])
+            others = [SAMPLES / f"real/{n}.jpg" for n in PHOTOS] + [SAMPLES / f"notes/{n}.txt" for n in NOTES]
+            store.remember_many(others)
             out[f"emoji + {len(PHOTOS)} photos + {len(NOTES)} notes"] = recall_at(store, names)
     return out
 

@@ -227,8 +227,12 @@ def standardise(scores: np.ndarray, sample_sims: np.ndarray, prior: tuple[float,
     scores = np.asarray(scores, np.float64)
     sims = np.asarray(sample_sims, np.float64)
     m0, s0 = prior
-    own = (np.abs(sims[None, :] - scores[:, None]) <= SAME_COSINE).any(1) if len(sims) else \
-        np.zeros(len(scores), bool)  # (n,) the hit is among the sampled views
+    own = np.zeros(len(scores), bool)  # (n,) the hit is among the sampled views
+    if len(sims):
+        ordered = np.sort(sims)
+        at = np.searchsorted(ordered, scores)
+        below, above = ordered[np.maximum(at - 1, 0)], ordered[np.minimum(at, len(ordered) - 1)]
+        own = (np.abs(below - scores) <= SAME_COSINE) | (np.abs(above - scores) <= SAME_COSINE)
     n = len(sims) - own
     total = sims.sum() - np.where(own, scores, 0.0)
     squares = (sims ** 2).sum() - np.where(own, scores ** 2, 0.0)

@@ -103,3 +103,13 @@ def test_topical_material_replaces_or_joins_the_corpus_as_asked():
     searches = eval_calibration.Candidates(topical[1], None, None)
     as_notes = eval_calibration.Candidates(topical[0], None, None)
     assert np.array_equal(speech.cosine, np.concatenate([searches.cosine, as_notes.cosine]))
+
+
+def test_note_ranking_metrics_count_only_answered_searches():
+    import eval_notes
+
+    grades = np.array([[2, 0, 1], [0, 0, 0], [0, 1, 2]], np.int8)  # the middle search has no answer
+    scores = np.array([[0.9, 0.1, 0.5], [0.3, 0.2, 0.1], [0.9, 0.8, 0.1]])
+    m = eval_notes.ranking_metrics(scores, grades)
+    assert m["searches"] == 2 and m["R@1"] == 0.5 and m["R@5"] == 1.0 and m["R@5 on topic"] == 1.0
+    assert m["nDCG@10"] < 1.0 and eval_notes.ranking_metrics(grades.astype(float), grades)["nDCG@10"] == 1.0

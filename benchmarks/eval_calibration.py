@@ -93,7 +93,7 @@ FLOOR_SLACK = 0.001
 #: how the topical material (benchmarks/_notes_data.py) joins a pair's fit: beside the corpus's
 #: labels where those mark every same-concept item relevant (caption notes), instead of them where
 #: they mark only the very clip (so every other clip on the query's topic counts against it)
-TOPICAL_FIT = {"text x text": "add", "text x audio.speech": "replace"}
+TOPICAL_FIT = {"text x text": "add", "text x audio.speech": "replace", "speech x text": "replace"}
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
@@ -181,9 +181,13 @@ def fit_material(corpus: list[PairScores], topical: list[PairScores], how: str |
     def mode(name: str) -> str:
         return table.get(name, "none") if table is not None else str(how)
 
-    if mode("text x audio.speech") == "replace":  # a voice note is searched by its transcript: the
-        # written notes teach its fit too
-        topical = topical + [dataclasses.replace(p, kind="audio.speech") for p in topical if p.kind == "text"]
+    notes = [p for p in topical if p.name == "text x text"]
+    # a voice note is searched by its transcript, and a spoken search by what it said: the written
+    # notes teach those fits too
+    if mode("text x audio.speech") == "replace":
+        topical = topical + [dataclasses.replace(p, kind="audio.speech") for p in notes]
+    if mode("speech x text") == "replace":
+        topical = topical + [dataclasses.replace(p, query_modality="speech") for p in notes]
     topical = [p for p in topical if mode(p.name) != "none"]
     replaced = {p.name for p in topical if mode(p.name) == "replace"}
     tune = merge_by_name([Candidates(p, None, means) for p in corpus if p.name not in replaced] +

@@ -90,7 +90,8 @@ def test_topical_material_replaces_or_joins_the_corpus_as_asked():
     for how in ("none", "add", "replace", "per pair"):
         tune, prior = eval_calibration.fit_material(corpus, topical, how, None)
         sizes[how] = {c.name: len(c.label) for c in tune}
-        assert set(prior) == {"text x text", "text x audio.speech", "text x image"}
+        spoken = {"speech x text"} if how in ("replace", "per pair") else set()  # written searches as if spoken
+        assert set(prior) == {"text x text", "text x audio.speech", "text x image"} | spoken
     one = len(eval_calibration.Candidates(corpus[0], None, None).label)
     assert sizes["add"]["text x text"] == sizes["none"]["text x text"] + one
     assert sizes["replace"]["text x text"] == one and sizes["add"]["text x image"] == sizes["none"]["text x image"]
@@ -103,6 +104,8 @@ def test_topical_material_replaces_or_joins_the_corpus_as_asked():
     searches = eval_calibration.Candidates(topical[1], None, None)
     as_notes = eval_calibration.Candidates(topical[0], None, None)
     assert np.array_equal(speech.cosine, np.concatenate([searches.cosine, as_notes.cosine]))
+    spoken = next(c for c in tune if c.name == "speech x text")
+    assert np.array_equal(spoken.cosine, as_notes.cosine)
 
 
 def test_note_ranking_metrics_count_only_answered_searches():

@@ -48,6 +48,7 @@ PRIOR_WEIGHT = 16
 MIN_STD = 1e-3
 #: a sampled view whose cosine is this close to a hit's is taken for the hit itself (float32 scores)
 SAME_COSINE = 1e-5
+BROADCAST_CELLS = 8192  # hits x sampled views up to which comparing all pairs beats sorting the sample
 #: the pooled logistic on z for models without a calibration file: aimemory-base's tune split, all
 #: pairs pooled (benchmarks/eval_calibration.py, "z, pooled"): z = 3.9 is 0.5, z = 7.3 is 0.95
 DEFAULT_A, DEFAULT_B = 0.85, -3.3
@@ -229,19 +230,37 @@ def standardise(scores: np.ndarray, sample_sims: np.ndarray, prior: tuple[float,
     scores = np.asarray(scores, np.float64)
     sims = np.asarray(sample_sims, np.float64)
     m0, s0 = prior
-    own = np.zeros(len(scores), bool)  # (n,) the hit is among the sampled views
-    if len(sims):
-        ordered = np.sort(sims)
-        at = np.searchsorted(ordered, scores)
-        below, above = ordered[np.maximum(at - 1, 0)], ordered[np.minimum(at, len(ordered) - 1)]
-        own = (np.abs(below - scores) <= SAME_COSINE) | (np.abs(above - scores) <= SAME_COSINE)
-    n = len(sims) - own
-    total = sims.sum() - np.where(own, scores, 0.0)
-    squares = (sims ** 2).sum() - np.where(own, scores ** 2, 0.0)
-    mean = (total + PRIOR_WEIGHT * m0) / (n + PRIOR_WEIGHT)
-    spread = squares - 2 * mean * total + n * mean ** 2  # sum over the others of (sim - mean)^2
-    var = (np.maximum(spread, 0.0) + PRIOR_WEIGHT * (s0 ** 2 + (m0 - mean) ** 2)) / (n + PRIOR_WEIGHT)
-    return (scores - mean) / np.maximum(np.sqrt(var), MIN_STD)
+    count, total, squares = len(sims), float(sims.sum()), float(np.dot(sims, sims))
+    mean, std = _shrunk(count, total, squares, m0, s0)
+    z = (scores - mean) / std
+    own = np.flatnonzero(_in_sample(scores, sims))  # hits among the sampled views: few in a large store
+    if len(own):
+        left_out = scores[own]
+        mean, std = _shrunk(count - 1, total - left_out, squares - left_out ** 2, m0, s0)
+        z[own] = (left_out - mean) / std
+    return z
+
+
+def _shrunk(count: "int | np.ndarray", total: "float | np.ndarray", squares: "float | np.ndarray", m0: float,
+            s0: float) -> tuple["float | np.ndarray", "float | np.ndarray"]:
+    """Mean and spread of ``count`` cosines, given their sum and sum of squares (scalars, or (k,)
+    arrays for k such sets), shrunk towards (m0, s0)."""
+    mean = (total + PRIOR_WEIGHT * m0) / (count + PRIOR_WEIGHT)
+    spread = np.maximum(squares - 2 * mean * total + count * mean ** 2, 0.0)  # sum of (sim - mean)^2
+    var = (spread + PRIOR_WEIGHT * (s0 ** 2 + (m0 - mean) ** 2)) / (count + PRIOR_WEIGHT)
+    return mean, np.maximum(np.sqrt(var), MIN_STD)
+
+
+def _in_sample(scores: np.ndarray, sims: np.ndarray) -> np.ndarray:
+    """(n,) whether each score is (to float32 rounding) one of the sampled cosines."""
+    if not len(sims) or not len(scores):
+        return np.zeros(len(scores), bool)
+    if len(scores) * len(sims) <= BROADCAST_CELLS:  # a few hits: compare with each
+        return (np.abs(sims[None, :] - scores[:, None]) <= SAME_COSINE).any(1)
+    ordered = np.sort(sims)  # many hits: bisect the sorted sample
+    at = np.searchsorted(ordered, scores)
+    below, above = ordered[np.maximum(at - 1, 0)], ordered[np.minimum(at, len(ordered) - 1)]
+    return (np.abs(below - scores) <= SAME_COSINE) | (np.abs(above - scores) <= SAME_COSINE)
 
 
 def sample_keys(vkeys: np.ndarray) -> np.ndarray:

@@ -27,8 +27,9 @@ views (a hit in the sample left out of it), shrunk towards the pair's prior back
 Notes and voice notes are also labelled by topic (benchmarks/_notes_data.py: searches and notes
 written for this, graded per note; tune and test sets by different authors). That material joins
 the text x text fit beside the captions-as-notes, and replaces the "very clip" labels in the text x
-audio.speech fit, together with the written notes (TOPICAL_FIT; ``--topical`` compares); it sets
-those pairs' prior background, and its held-out rows are reported beside the corpus's.
+audio.speech fit and the "very prompt" labels in the speech x text fit, together with the written
+notes (TOPICAL_FIT; ``--topical`` compares); it sets those pairs' prior background, and its held-out
+rows are reported beside the corpus's.
 
 Metrics (benchmarks/_calibration_metrics.py) per pair and pooled: expected calibration error (10
 equal-width bins), Brier score, and at relevance thresholds the precision per pair with its Wilson 95%
@@ -92,7 +93,7 @@ FLOORS = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 FLOOR_SLACK = 0.001
 #: how the topical material (benchmarks/_notes_data.py) joins a pair's fit: beside the corpus's
 #: labels where those mark every same-concept item relevant (caption notes), instead of them where
-#: they mark only the very clip (so every other clip on the query's topic counts against it)
+#: they mark only the very clip or prompt (so every other one on the query's topic counts against it)
 TOPICAL_FIT = {"text x text": "add", "text x audio.speech": "replace", "speech x text": "replace"}
 
 
@@ -480,7 +481,7 @@ def run(model: str, manifest: Path, log=print, drawing: str = "own", strength: f
         if not m.startswith("gap"):
             table[m]["small-store ECE"] = ece(np.concatenate([predict(c, m, params[m]) for c in small]),
                                               np.concatenate([c.label for c in small]))
-    # the secondary views' threshold: the recall order's nDCG on tune (ties: the lowest)
+    # the secondary views' threshold: the recall order's nDCG on tune
     on_tune = ndcg_mixed(tune_data, params, prior, means)
     scores = {t: on_tune[f"recall order, z>={t}"] for t in MIN_Z}
     # the strictest threshold within FLOOR_SLACK of the best: where tune cannot tell them apart, a

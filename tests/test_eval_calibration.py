@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import _calibration_candidates as candidates  # noqa: E402
 import _notes_data  # noqa: E402
-import eval_calibration  # noqa: E402
 from _calibration_data import PairScores  # noqa: E402
 
 
@@ -76,8 +76,8 @@ def _pair(kind: str, group: str | None, seed: int, queries: int = 6, views: int 
 def test_a_pairs_materials_are_fitted_together_and_reported_apart():
     corpus, notes = _pair("text", None, 0), _pair("text", "written notes", 1)
     assert corpus.name == notes.name == "text x text" and notes.row == "text x text (written notes)"
-    parts = [eval_calibration.Candidates(p, None, None) for p in (corpus, notes)]
-    (merged,) = eval_calibration.merge_by_name(parts)
+    parts = [candidates.Candidates(p, None, None) for p in (corpus, notes)]
+    (merged,) = candidates.merge_by_name(parts)
     assert len(merged.label) == sum(len(c.label) for c in parts)
     assert merged.n_queries == 12 and set(merged.query) == set(range(12))  # queries keep their own ids
     assert merged.row == "text x text"
@@ -88,21 +88,21 @@ def test_topical_material_replaces_or_joins_the_corpus_as_asked():
     topical = [_pair("text", "written notes", 1), _pair("audio.speech", "topical searches", 4)]
     sizes = {}
     for how in ("none", "add", "replace", "per pair"):
-        tune, prior = eval_calibration.fit_material(corpus, topical, how, None)
+        tune, prior = candidates.fit_material(corpus, topical, how, None)
         sizes[how] = {c.name: len(c.label) for c in tune}
         spoken = {"speech x text"} if how in ("replace", "per pair") else set()  # written searches as if spoken
         assert set(prior) == {"text x text", "text x audio.speech", "text x image"} | spoken
-    one = len(eval_calibration.Candidates(corpus[0], None, None).label)
+    one = len(candidates.Candidates(corpus[0], None, None).label)
     assert sizes["add"]["text x text"] == sizes["none"]["text x text"] + one
     assert sizes["replace"]["text x text"] == one and sizes["add"]["text x image"] == sizes["none"]["text x image"]
     # per pair: notes join the captions; voice notes drop the very-clip labels and learn from the
     # topical searches and the written notes
     assert sizes["per pair"]["text x text"] == sizes["add"]["text x text"]
     assert sizes["per pair"]["text x audio.speech"] == 2 * one and sizes["none"]["text x audio.speech"] == one
-    tune, _ = eval_calibration.fit_material(corpus, topical, "per pair", None)
+    tune, _ = candidates.fit_material(corpus, topical, "per pair", None)
     speech = next(c for c in tune if c.name == "text x audio.speech")
-    searches = eval_calibration.Candidates(topical[1], None, None)
-    as_notes = eval_calibration.Candidates(topical[0], None, None)
+    searches = candidates.Candidates(topical[1], None, None)
+    as_notes = candidates.Candidates(topical[0], None, None)
     assert np.array_equal(speech.cosine, np.concatenate([searches.cosine, as_notes.cosine]))
     spoken = next(c for c in tune if c.name == "speech x text")
     assert np.array_equal(spoken.cosine, as_notes.cosine)

@@ -28,8 +28,8 @@ Notes and voice notes are also labelled by topic (benchmarks/_notes_data.py: sea
 written for this, graded per note; tune and test sets by different authors). That material joins
 the text x text fit beside the captions-as-notes, and replaces the "very clip" labels in the text x
 audio.speech fit and the "very prompt" labels in the speech x text fit, together with the written
-notes (_calibration_candidates.TOPICAL_FIT; ``--topical`` compares); it sets those pairs' prior background, and its held-out
-rows are reported beside the corpus's.
+notes (_calibration_candidates.TOPICAL_FIT; ``--topical`` compares); it sets those pairs' prior
+background, and its held-out rows are reported beside the corpus's.
 
 Metrics (benchmarks/_calibration_metrics.py) per pair and pooled: expected calibration error (10
 equal-width bins), Brier score, and at relevance thresholds the precision per pair with its Wilson 95%

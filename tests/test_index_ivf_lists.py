@@ -115,3 +115,21 @@ def test_frozen_allowed_arrays_reuse_their_selector(ivf_index, monkeypatch) -> N
     index.search(query, 10, writable)
     index.search(query, 10, writable)
     assert built == [len(frozen)] + [len(writable)] * 2  # a writable array may change: never reused
+
+
+@pytest.mark.parametrize("keys", [np.arange(50, 650, dtype=np.int64),  # handed out in order: a table
+                                  np.arange(600, dtype=np.int64) * 10**6])  # far apart: sorted
+def test_list_map_answers_as_the_lists_do_for_dense_and_sparse_keys(keys) -> None:
+    from aimemory.index.ivf_lists import KeyLookup
+
+    rng = np.random.default_rng(5)
+    lists = rng.integers(0, 40, len(keys)).astype(np.int32)
+    lookup = KeyLookup(keys, lists)
+    assert (lookup.table is not None) == (keys[-1] - keys[0] < 10_000)
+    ask = np.concatenate([rng.permutation(keys)[:50], [keys[0] - 1, keys[-1] + 1, 10**15]])
+    known, found = lookup.find(ask)
+    assert known.tolist() == [True] * 50 + [False] * 3
+    assert found.tolist() == [int(lists[np.flatnonzero(keys == k)[0]]) for k in ask[:50]]
+    held, held_lists = lookup.items()
+    order = np.argsort(held)
+    assert held[order].tolist() == keys.tolist() and held_lists[order].tolist() == lists.tolist()

@@ -279,7 +279,8 @@ def main(argv=None, log=print) -> dict:
             if args.out:
                 Path(args.out).write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:  # the data and the stores stay together, for a rerun by hand
+            shutil.rmtree(work, ignore_errors=True)
     notes = []
     if args.rows_from:
         earlier = json.loads(Path(args.rows_from).read_text())["rows"]

@@ -25,6 +25,7 @@ from ..storage.arrow_numpy import to_numpy
 from .faiss import ANN_THRESHOLD, Sidecar, VectorIndex, keys_checksum
 from .ivf import Blocks
 from .lance import INDEX_TYPES, AnnParams, LanceIndex, choose_index, lance_index_type
+from .recent import prefix_missing
 from .tuning import TARGET_RECALL, recall_at_k
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -108,12 +109,20 @@ def _load_caught_up(table: "VectorTable", table_keys: np.ndarray, folder: Path,
     index, sidecar = loaded
     if sidecar.dim != table.dim:
         return None
-    if sidecar.table_version == table_version and sidecar.keys_checksum == keys_checksum(table_keys):
+    table_keys = np.asarray(table_keys, np.int64)
+    if len(table_keys) > 1 and not bool(np.all(table_keys[1:] > table_keys[:-1])):
+        table_keys = np.sort(table_keys)
+    # the usual change since the save: rows appended (keys are handed out in increasing order)
+    missing = prefix_missing(table_keys, sidecar.count, sidecar.keys_checksum, index.recent_keys(), keys_checksum)
+    if missing is not None and len(missing) == 0:
         return index
-    index_keys = index.keys()
-    missing = np.setdiff1d(table_keys, index_keys)
-    extra = np.setdiff1d(index_keys, table_keys)
-    index.remove(extra)
+    if missing is None:
+        index_keys = index.keys()
+        missing = np.setdiff1d(table_keys, index_keys)
+        extra = np.setdiff1d(index_keys, table_keys)
+        index.remove(extra)
+    else:
+        extra = np.zeros(0, np.int64)
     keys, vectors = table.vectors_for(missing)
     index.add(vectors, keys)
     log.info("index caught up with the table: +%d -%d vectors", len(missing), len(extra))

@@ -4,8 +4,9 @@ size threshold with ``nprobe`` tuned so recall@10 against exact search stays >= 
 The index is a cache. It is saved beside the table with a sidecar (table version, key count, key
 checksum, file checksum) written atomically, and on open it is verified and caught up, or rebuilt.
 A saved index is memory-mapped on open (its vectors are paged in as searches touch them, so opening
-a 1M store reads no vectors and a reader's RAM holds one copy of them); the first change in this
-process reads it into RAM, since FAISS cannot grow a mapped index.
+a 1M store reads no vectors and a reader's RAM holds one copy of them). FAISS cannot grow a mapped
+index: vectors added to one wait beside it in a small exact index until a save folds them in
+(:mod:`.recent`), and a removal reads it into RAM.
 
 :mod:`.flat_search` holds the exact search paths over the flat index's storage, :mod:`.ivf` the IVF
 training, tuning and probing, and :mod:`.gpu` the optional GPU copy searches run on (see
@@ -17,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,16 +26,25 @@ import numpy as np
 
 from ..storage.manifest import atomic_write_bytes
 from . import ivf
+from .faiss_file import (
+    INDEX_STEM,
+    SIDECAR_FILE,
+    drop_recent,
+    read_ahead,
+    read_recent,
+    stamp_matches,
+    write_index_file,
+    write_recent,
+    write_stamp,
+)
 from .flat_search import FlatSearch, id_selector
 from .gpu import CPU_DEVICE, GPU_MAX_K, GpuClone, cuda_ordinal, search_device_for
 from .ivf import exact_top as exact_top  # re-exported: tests and tools import it from here
 from .ivf_lists import SMALL_SET, ListMap
+from .recent import RECENT_MAX, SAVE_FOLD_MIN, merge_top
 
 log = logging.getLogger("aimemory.index")
 
-INDEX_STEM = "vectors"
-SIDECAR_FILE = "vectors.json"
-STAMP_FILE = "vectors.stamp.json"  # the saved file's (size, mtime, inode) once its hash checked out
 ANN_THRESHOLD = 200_000  # vectors; below it exact search is fast enough (about 15 ms at 100k x 512)
 SMALL_BATCH = 20  # FAISS's BLAS threshold: below it a flat search scans each query on one thread
 #: a lone flat query allowed at most this share of the vectors gathers and scores just those rows;
@@ -87,6 +95,7 @@ class VectorIndex:
         self._list_map: ListMap | None = None  # IVF: key -> list, made on first need, kept up to date
         self._selectors: dict[int, tuple[np.ndarray, object]] = {}  # see _selector
         self._mapped: Path | None = None  # the file this index is memory-mapped from, if it is
+        self._recent: VectorIndex | None = None  # flat: vectors added while mapped (see .recent)
         self._gpu: GpuClone | None = None  # set by place() when searches run on a GPU
         self.search_device = CPU_DEVICE  # where unfiltered searches run: "cpu" or "cuda:N"
         self.dirty = False
@@ -169,11 +178,26 @@ class VectorIndex:
             owned = faiss.deserialize_index(faiss.serialize_index(self._index))
         self._index, self._mapped = owned, None
         self._changed()
+        recent, self._recent = self._recent, None
+        if recent is not None:  # what waited beside the mapped index joins it
+            keys = recent.keys()
+            self._add_owned(recent.vectors(keys), keys)
 
     def add(self, vectors: np.ndarray, vkeys: np.ndarray) -> None:
         if len(vkeys) == 0:
             return
+        if self._mapped is not None and self.recent_count + len(vkeys) <= RECENT_MAX:
+            if self._recent is None:
+                self._recent = VectorIndex(self.dim, "flat")
+            self._recent.add(vectors, vkeys)
+            self.dirty = True
+            return
         self._own()
+        self._add_owned(vectors, vkeys)
+
+    def _add_owned(self, vectors: np.ndarray | None, vkeys: np.ndarray) -> None:
+        if len(vkeys) == 0 or vectors is None:
+            return
         if self._list_map is not None:
             self._list_map.note_added(_faiss().extract_index_ivf(self._index), vectors, vkeys)
         self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
@@ -185,36 +209,67 @@ class VectorIndex:
         if len(vkeys) == 0:
             return 0
         faiss = _faiss()
+        keys = np.asarray(vkeys, dtype=np.int64)
+        removed = 0
+        if self._recent is not None:  # the recent ones go without reading the mapped index in
+            held = self._recent.holds(keys)
+            removed, keys = self._recent.remove(keys[held]), keys[~held]
+            self.dirty = self.dirty or removed > 0
+        if len(keys) == 0:
+            return removed
         self._own()
-        removed = self._index.remove_ids(faiss.IDSelectorBatch(np.asarray(vkeys, dtype=np.int64)))
+        removed += int(self._index.remove_ids(faiss.IDSelectorBatch(keys)))
         self._changed()
         self.dirty = True
-        return int(removed)
+        return removed
 
     @property
     def ntotal(self) -> int:
-        return int(self._index.ntotal)
+        return int(self._index.ntotal) + self.recent_count
+
+    @property
+    def recent_count(self) -> int:
+        """Vectors waiting beside the memory-mapped index (see :mod:`.recent`)."""
+        return 0 if self._recent is None else self._recent.ntotal
+
+    def holds(self, vkeys: np.ndarray) -> np.ndarray:
+        """(n,) bool: which of ``vkeys`` a flat index holds."""
+        return self._flat_search().positions(np.asarray(vkeys, np.int64)) >= 0
 
     def keys(self) -> np.ndarray:
         if self.kind == "flat":
             keys: np.ndarray = _faiss().vector_to_array(self._index.id_map).astype(np.int64)
-            return keys
-        return ivf.list_keys(self._index)
+        else:
+            keys = ivf.list_keys(self._index)
+        return keys if self._recent is None else np.concatenate([keys, self._recent.keys()])
 
     def vectors(self, vkeys: np.ndarray) -> np.ndarray | None:
         """(n, dim) float32 vectors of ``vkeys`` (exact copies of the table's: both index kinds store
         raw float32 vectors, and keys are never reused), or None when the index lacks one."""
         keys = np.asarray(vkeys, np.int64)
+        if self._recent is not None:
+            held = self._recent.holds(keys)
+            if held.any():
+                out = np.empty((len(keys), self.dim), np.float32)  # (n, dim)
+                recent, rest = self._recent.vectors(keys[held]), self._held_vectors(keys[~held])
+                if recent is None or rest is None:
+                    return None
+                out[held], out[~held] = recent, rest
+                return out
+        return self._held_vectors(keys)
+
+    def _held_vectors(self, keys: np.ndarray) -> np.ndarray | None:
+        """:meth:`vectors` from the index itself, not the recent ones."""
+        if len(keys) == 0:
+            return np.empty((0, self.dim), np.float32)
         if self.kind != "flat":
             lists = self._lists_holding(_faiss().extract_index_ivf(self._index), keys)
             return ivf.list_vectors(self._index, keys, self.dim, lists)
-        out = np.empty((len(keys), self.dim), np.float32)  # (n, dim)
-        try:
-            for i, key in enumerate(keys.tolist()):
-                out[i] = self._index.reconstruct(key)
-        except RuntimeError:  # a key the index does not hold
+        flat = self._flat_search()
+        position = flat.positions(keys)  # (n,), -1 where not held
+        if bool((position < 0).any()):
             return None
-        return out
+        return np.array(flat.rows()[position], np.float32)  # (n, dim), a copy
 
     # -- search --------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
@@ -239,10 +294,24 @@ class VectorIndex:
 
     def _search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None
                 ) -> tuple[np.ndarray, np.ndarray]:
-        faiss = _faiss()
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        k = max(1, min(k, self.ntotal)) if self.ntotal else 1
-        if self.ntotal == 0:
+        if self._recent is None:
+            return self._search_held(queries, k, allowed)
+        held_allowed = allowed
+        if allowed is not None and len(allowed) <= SMALL_SET:  # IVF: only the lists of its own keys
+            held_allowed = allowed[~self._recent.holds(allowed)]
+        recent = self._recent._search(queries, k, allowed)
+        if held_allowed is not None and len(held_allowed) == 0:
+            return recent
+        return merge_top(self._search_held(queries, k, held_allowed), recent, k)
+
+    def _search_held(self, queries: np.ndarray, k: int, allowed: np.ndarray | None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` among the index's own vectors, not the recent ones."""
+        faiss = _faiss()
+        n = int(self._index.ntotal)
+        k = max(1, min(k, n)) if n else 1
+        if n == 0:
             return (np.full((len(queries), 0), -np.inf, np.float32), np.full((len(queries), 0), -1, np.int64))
         if allowed is None and self._gpu is not None and k <= GPU_MAX_K:
             found = self._gpu_search(queries, k)
@@ -250,7 +319,7 @@ class VectorIndex:
                 return found
         if self.kind == "flat" and allowed is None and len(queries) == 1:
             return self._flat_search().scan(queries, k)
-        if self.kind == "flat" and allowed is not None and len(allowed) <= SUBSET_SHARE * self.ntotal:
+        if self.kind == "flat" and allowed is not None and len(allowed) <= SUBSET_SHARE * n:
             return self._flat_search().subset(queries, k, allowed)
         if self.kind == "flat" and allowed is None and len(queries) < SMALL_BATCH:
             return self._flat_search().blas(queries, k)
@@ -262,7 +331,7 @@ class VectorIndex:
                 if own is not None:
                     lists = np.ascontiguousarray(np.broadcast_to(own, (len(queries), len(own))))  # (q, m)
                     return ivf.search_preassigned(index_ivf, queries, k, lists, np.zeros(lists.shape, np.float32), sel)
-            nprobe = self.nprobe_for(len(allowed) if allowed is not None else self.ntotal)
+            nprobe = self.nprobe_for(len(allowed) if allowed is not None else n)
             lists, list_scores = self.search_lists(queries, nprobe)
             return ivf.search_preassigned(index_ivf, queries, k, lists, list_scores, sel)
         params = None if sel is None else faiss.SearchParameters(sel=sel)
@@ -278,7 +347,7 @@ class VectorIndex:
             if self.kind == "flat":
                 scores, keys = gpu.index_for(self._index).search(queries, k)
                 return scores, keys
-            lists, list_scores = self.search_lists(queries, self.nprobe_for(self.ntotal))  # the CPU's lists
+            lists, list_scores = self.search_lists(queries, self.nprobe_for(int(self._index.ntotal)))  # the CPU's
             if lists.shape[1] > GPU_MAX_K:
                 return None
             return ivf.search_preassigned(gpu.index_for(self._index), queries, k, lists, list_scores)
@@ -323,21 +392,34 @@ class VectorIndex:
         :func:`.ivf.scaled_nprobe`."""
         if self.kind == "flat":
             return 0
-        return ivf.scaled_nprobe(self._index, self.nprobe, self.ntotal, n_allowed)
+        return ivf.scaled_nprobe(self._index, self.nprobe, int(self._index.ntotal), n_allowed)
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, folder: Path, table_version: int) -> None:
-        """Write index then sidecar, each atomically; the sidecar names the index file's hash."""
+        """Write index then sidecar, each atomically; the sidecar names the index file's hash. A
+        few vectors added beside the mapped file are saved on their own instead (see :mod:`.recent`)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        if self._recent is not None and self._recent.ntotal < SAVE_FOLD_MIN and self._mapped is not None \
+                and self._mapped.parent == folder and self._mapped.exists():
+            keys = self._recent.keys()
+            vectors = self._recent.vectors(keys)
+            assert vectors is not None  # it holds every key it lists
+            write_recent(folder, self._mapped.name, keys, vectors,
+                         {"table_version": table_version, "count": self.ntotal})
+            self.dirty = False
+            return
+        if self._recent is not None:
+            self._own()  # the recent vectors join the index: the file holds them all
         # A new file name per save: the sidecar switches to it in one atomic rename, so a crash
         # at any point leaves a matching (sidecar, index) pair behind.
-        name, digest = _write_index_file(self._index, folder)
+        name, digest = write_index_file(self._index, folder)
         keys = self.keys()
         sidecar = Sidecar(table_version, len(keys), keys_checksum(keys), digest, self.kind, self.dim,
                           self.nprobe, name, self.margin)
         atomic_write_bytes(folder / SIDECAR_FILE, json.dumps(asdict(sidecar)).encode())
-        _write_stamp(folder, sidecar, folder / name)
+        write_stamp(folder, sidecar, folder / name)
+        drop_recent(folder)  # the record names the replaced file: it no longer applies
         for old in folder.glob(f"{INDEX_STEM}-*.faiss"):
             if old.name != name:
                 old.unlink(missing_ok=True)
@@ -345,7 +427,9 @@ class VectorIndex:
 
     @classmethod
     def load(cls, folder: Path) -> tuple["VectorIndex", Sidecar] | None:
-        """The saved index, or None (with a warning) when it is missing, torn or unreadable."""
+        """The saved index with the recent vectors saved beside it, and the sidecar of its file
+        (which counts the file's vectors only); None (with a warning) when it is missing, torn or
+        unreadable."""
         faiss = _faiss()
         folder = Path(folder)
         sidecar_path = folder / SIDECAR_FILE
@@ -354,11 +438,11 @@ class VectorIndex:
         try:
             sidecar = Sidecar(**json.loads(sidecar_path.read_text()))
             path = folder / sidecar.file
-            if not _stamp_matches(folder, sidecar, path):
+            if not stamp_matches(folder, sidecar, path):
                 with open(path, "rb") as fh:
                     if hashlib.file_digest(fh, "sha256").hexdigest() != sidecar.file_sha256:
                         raise ValueError("index file checksum does not match its sidecar")
-                _write_stamp(folder, sidecar, path)
+                write_stamp(folder, sidecar, path)
             raw = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
         except Exception as exc:  # torn, truncated or foreign file: the table can rebuild it
             log.warning("vector index in %s is unusable (%s); rebuilding it from the table", folder, exc)
@@ -366,82 +450,17 @@ class VectorIndex:
         index = cls(sidecar.dim, sidecar.kind, sidecar.nprobe)
         index.margin = float(sidecar.margin)
         index._index, index._mapped = raw, path
-        _read_ahead(path)
+        read_ahead(path)
         if index.ntotal != sidecar.count:
             log.warning("vector index in %s holds %d vectors, sidecar says %d; rebuilding",
                         folder, index.ntotal, sidecar.count)
             return None
+        recent = read_recent(folder, sidecar.file)
+        if recent is not None and len(recent[1]):
+            index._recent = VectorIndex(sidecar.dim, "flat")
+            index._recent.add(recent[2], recent[1])
         return index, sidecar
 
-
-def _write_index_file(index: Any, folder: Path) -> tuple[str, str]:
-    """Stream ``index`` to a temp file in ``folder``, hash it, fsync and rename it to a name made of
-    its hash -> (file name, sha256). No in-memory copy of the vectors is made (serialising to a
-    buffer made two)."""
-    faiss = _faiss()
-    fd, tmp = tempfile.mkstemp(prefix=f".{INDEX_STEM}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        faiss.write_index(index, tmp)
-        with open(tmp, "rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
-            os.fsync(fh.fileno())
-        name = f"{INDEX_STEM}-{digest[:16]}.faiss"
-        os.replace(tmp, folder / name)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return name, digest
-
-
-def _read_ahead(path: Path) -> None:
-    """Ask the kernel to read a mapped index file into the page cache in the background (returns at
-    once): the first searches then map cached pages instead of waiting on the disk for each list."""
-    if not hasattr(os, "posix_fadvise"):
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
-def _stamp(path: Path) -> list[int]:
-    st = Path(path).stat()
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
-
-
-def _stamp_matches(folder: Path, sidecar: Sidecar, path: Path) -> bool:
-    """Whether ``path`` is the very file whose hash was checked (same name, hash, size, mtime and
-    inode; files are written under a new name per save and renamed atomically), so opening a large
-    index does not hash it again (sha256 of a 1.5 GB index costs seconds)."""
-    try:
-        record = json.loads((Path(folder) / STAMP_FILE).read_text())
-        return bool(record["file"] == sidecar.file and record["sha256"] == sidecar.file_sha256
-                    and record["stamp"] == _stamp(path))
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-
-
-def _write_stamp(folder: Path, sidecar: Sidecar, path: Path) -> None:
-    """Record the stamp of a file whose hash was just checked or written (a separate file, so
-    sidecars stay readable by older versions)."""
-    try:
-        atomic_write_bytes(Path(folder) / STAMP_FILE, json.dumps(
-            {"file": sidecar.file, "sha256": sidecar.file_sha256, "stamp": _stamp(path)}).encode())
-    except OSError:
-        pass
-
-
-def remove_files(folder: Path) -> None:
-    """Delete the saved index (it is rebuilt from the table on the next open)."""
-    for path in [Path(folder) / SIDECAR_FILE, Path(folder) / STAMP_FILE, *Path(folder).glob(f"{INDEX_STEM}-*.faiss")]:
-        path.unlink(missing_ok=True)
+    def recent_keys(self) -> np.ndarray:
+        """The sorted keys (n,) of the vectors waiting beside the mapped index (see :mod:`.recent`)."""
+        return np.zeros(0, np.int64) if self._recent is None else np.sort(self._recent.keys())

@@ -146,7 +146,8 @@ def test_lists_filled_in_place_match_faiss_own_adds():
     from aimemory.index import ivf
 
     vectors, keys = clustered(3000, DIM, seed=7), np.arange(5, 3005, dtype=np.int64) * 3
-    ours = ivf.train_ivf(vectors[::3].copy(), ivf.array_blocks(vectors, keys, rows=256), len(keys), seed=0)
+    ours = ivf.train_ivf(vectors[::3].copy(), len(keys), seed=0)
+    ivf.fill_lists(ours, ivf.array_blocks(vectors, keys, rows=256))
     theirs = faiss.IndexIVFFlat(faiss.IndexFlatIP(DIM), DIM, ours.nlist, faiss.METRIC_INNER_PRODUCT)
     theirs.cp.seed = 0
     theirs.train(vectors[::3].copy())
@@ -178,7 +179,8 @@ def test_rows_that_change_between_the_passes_leave_consistent_lists():
         keep = keys != 1000  # then row 1000 is forgotten and row 9999 written
         return iter([(keys[keep], vectors[keep]), (np.array([9999]), vectors[:1])])
 
-    index = ivf.train_ivf(vectors[::2].copy(), blocks, len(keys), seed=0)
+    index = ivf.train_ivf(vectors[::2].copy(), len(keys), seed=0)
+    ivf.fill_lists(index, blocks)
     sizes = ivf.lists_sizes(faiss.downcast_InvertedLists(index.invlists), index.nlist)
     assert index.ntotal == sizes.sum() == len(keys) - 1
     held = np.sort(np.concatenate([faiss.rev_swig_ptr(index.invlists.get_ids(i), int(n)).copy()

@@ -78,7 +78,7 @@ def open_index(kind: str, table: "VectorTable", alive_vkeys: np.ndarray, *, fold
     index = None if rebuild else _load_caught_up(table, alive_vkeys, folder, table_version)
     if index is None:
         index = VectorIndex.build_from(table_blocks(table, alive_vkeys), len(alive_vkeys), table.dim,
-                                       ann_threshold=ann_threshold)
+                                       ann_threshold=ann_threshold, folder=folder)
         index.dirty = True
     index.place(device)
     return index

@@ -40,6 +40,7 @@ from .faiss_file import (
 from .flat_search import FlatSearch, id_selector
 from .gpu import CPU_DEVICE, GPU_MAX_K, GpuClone, cuda_ordinal, search_device_for
 from .ivf import exact_top as exact_top  # re-exported: tests and tools import it from here
+from .ivf_file import write_filled
 from .ivf_lists import SMALL_SET, ListMap
 from .recent import RECENT_MAX, SAVE_FOLD_MIN, merge_top
 
@@ -96,6 +97,7 @@ class VectorIndex:
         self._selectors: dict[int, tuple[np.ndarray, object]] = {}  # see _selector
         self._mapped: Path | None = None  # the file this index is memory-mapped from, if it is
         self._recent: VectorIndex | None = None  # flat: vectors added while mapped (see .recent)
+        self._mapped_sha256 = ""  # the mapped file's hash, as checked on load or written by a build
         self._gpu: GpuClone | None = None  # set by place() when searches run on a GPU
         self.search_device = CPU_DEVICE  # where unfiltered searches run: "cpu" or "cuda:N"
         self.dirty = False
@@ -110,10 +112,12 @@ class VectorIndex:
 
     @classmethod
     def build_from(cls, blocks: ivf.Blocks, n: int, dim: int, *, ann_threshold: int = ANN_THRESHOLD,
-                   seed: int = 0) -> "VectorIndex":
+                   seed: int = 0, folder: Path | None = None) -> "VectorIndex":
         """The index of the right kind over the n vectors of ``blocks`` (see :data:`.ivf.Blocks`),
         read block by block: beside the index itself, only one block and the IVF's training sample
-        (about 64 vectors per list) are held."""
+        (about 64 vectors per list) are held. ``folder``: an IVF index is written straight into a
+        file there and memory-mapped (:mod:`.ivf_file`), so not even the index is held; ``save``
+        into that folder then writes only the sidecar."""
         if n < max(ann_threshold, 1):  # an IVF needs at least one vector to train on
             index = cls(dim, "flat")
             for keys, vectors in blocks():
@@ -122,7 +126,19 @@ class VectorIndex:
         rng = np.random.default_rng(seed)
         sample = ivf.training_sample(blocks, n, rng)  # (m, d)
         index = cls(dim, "ivf")
-        index._index = ivf.train_ivf(sample, blocks, n, seed)
+        index._index = ivf.train_ivf(sample, n, seed)
+        written = None
+        if folder is not None:
+            try:
+                Path(folder).mkdir(parents=True, exist_ok=True)
+                written = write_filled(index._index, blocks, Path(folder))
+            except OSError as exc:  # a read-only or full disk: the lists are filled in RAM instead
+                log.warning("writing the IVF index into %s failed (%s); building it in memory", folder, exc)
+        if written is None:
+            ivf.fill_lists(index._index, blocks)
+        else:
+            path, index._mapped_sha256 = written
+            index._index, index._mapped = _faiss().read_index(str(path), _faiss().IO_FLAG_MMAP_IFC), path
         near, far = ivf.tuning_queries(sample, n, rng)
         want = ivf.exact_top_keys(blocks, np.concatenate([near, far]), ivf.TUNE_K)  # one pass serves both
         index.nprobe = ivf.tune_nprobe(index._index, near, want[:len(near)])
@@ -176,7 +192,7 @@ class VectorIndex:
             owned = faiss.deserialize_index(faiss.serialize_index(self._index))
         if owned.ntotal != self._index.ntotal:  # another save reused nothing: names hash contents
             owned = faiss.deserialize_index(faiss.serialize_index(self._index))
-        self._index, self._mapped = owned, None
+        self._index, self._mapped, self._mapped_sha256 = owned, None, ""
         self._changed()
         recent, self._recent = self._recent, None
         if recent is not None:  # what waited beside the mapped index joins it
@@ -412,8 +428,12 @@ class VectorIndex:
         if self._recent is not None:
             self._own()  # the recent vectors join the index: the file holds them all
         # A new file name per save: the sidecar switches to it in one atomic rename, so a crash
-        # at any point leaves a matching (sidecar, index) pair behind.
-        name, digest = write_index_file(self._index, folder)
+        # at any point leaves a matching (sidecar, index) pair behind. A mapped file already there
+        # (built there, or loaded and unchanged) is that file.
+        if self._mapped is not None and self._mapped_sha256 and self._mapped.parent == folder and self._mapped.exists():
+            name, digest = self._mapped.name, self._mapped_sha256
+        else:
+            name, digest = write_index_file(self._index, folder)
         keys = self.keys()
         sidecar = Sidecar(table_version, len(keys), keys_checksum(keys), digest, self.kind, self.dim,
                           self.nprobe, name, self.margin)
@@ -449,7 +469,7 @@ class VectorIndex:
             return None
         index = cls(sidecar.dim, sidecar.kind, sidecar.nprobe)
         index.margin = float(sidecar.margin)
-        index._index, index._mapped = raw, path
+        index._index, index._mapped, index._mapped_sha256 = raw, path, sidecar.file_sha256
         read_ahead(path)
         if index.ntotal != sidecar.count:
             log.warning("vector index in %s holds %d vectors, sidecar says %d; rebuilding",

@@ -74,17 +74,31 @@ def training_sample(blocks: Blocks, n: int, rng: np.random.Generator) -> np.ndar
     return out[:filled]  # fewer when rows went away while the build read them
 
 
-def train_ivf(sample: np.ndarray, blocks: Blocks, n: int, seed: int) -> Any:
-    """An ``IndexIVFFlat`` (inner product) for n vectors, trained on ``sample`` (m, d) and holding
-    every vector of ``blocks`` (see :func:`fill_lists`)."""
+def train_ivf(sample: np.ndarray, n: int, seed: int) -> Any:
+    """An empty ``IndexIVFFlat`` (inner product) for n vectors, trained on ``sample`` (m, d); see
+    :func:`fill_lists` and :func:`.ivf_file.write_filled` for putting the vectors in."""
     faiss = _faiss()
     dim = sample.shape[1]
     quantizer = faiss.IndexFlatIP(dim)
     ivf = faiss.IndexIVFFlat(quantizer, dim, nlist_for(n), faiss.METRIC_INNER_PRODUCT)
     ivf.cp.seed = seed
     ivf.train(sample)
-    fill_lists(ivf, blocks)
     return ivf
+
+
+def assign(ivf: Any, blocks: Blocks) -> tuple[np.ndarray, np.ndarray]:
+    """The quantizer's list for every vector of ``blocks`` (as ``add`` would put it) -> (keys (n,)
+    int64 sorted, their lists (n,) int64)."""
+    seen_keys, seen_lists = [], []
+    for keys, vectors in blocks():
+        seen_keys.append(np.asarray(keys, np.int64))
+        seen_lists.append(ivf.quantizer.assign(np.ascontiguousarray(vectors, dtype=np.float32), 1)[:, 0])
+    if not seen_keys:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    all_keys, all_lists = np.concatenate(seen_keys), np.concatenate(seen_lists).astype(np.int64, copy=False)
+    del seen_keys, seen_lists
+    order = np.argsort(all_keys)
+    return all_keys[order], all_lists[order]
 
 
 def fill_lists(ivf: Any, blocks: Blocks) -> None:
@@ -101,14 +115,7 @@ def fill_lists(ivf: Any, blocks: Blocks) -> None:
         for keys, vectors in blocks():
             ivf.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(keys, np.int64))
         return
-    seen_keys, seen_lists = [], []
-    for keys, vectors in blocks():  # pass 1: (m,) keys and their lists
-        seen_keys.append(np.asarray(keys, np.int64))
-        seen_lists.append(ivf.quantizer.assign(np.ascontiguousarray(vectors, dtype=np.float32), 1)[:, 0])
-    all_keys, all_lists = np.concatenate(seen_keys), np.concatenate(seen_lists)  # (n,) each
-    del seen_keys, seen_lists
-    order = np.argsort(all_keys)
-    all_keys, all_lists = all_keys[order], all_lists[order]
+    all_keys, all_lists = assign(ivf, blocks)  # pass 1: (n,) keys sorted and their lists
     for list_no, count in enumerate(np.bincount(all_lists, minlength=ivf.nlist).tolist()):
         lists.resize(list_no, count)
     filled = np.zeros(ivf.nlist, np.int64)  # (nlist,) entries written per list

@@ -4,6 +4,7 @@ way out, so a bug in one layer cannot leak another tenant's memory."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -73,11 +74,15 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
                min_relevance: float | None = None) -> Hits:
     catalog = store.catalog
     half_life = None if half_life is None else check_half_life(half_life)
-    mask = catalog.mask(namespace, modalities, since, until, where)
-    # a query without clock or metadata filters sees a mask fixed until the catalog changes: what
-    # is derived from it (per plan and kind) is cached under this key (see Catalog.memo)
-    fixed = None if since is not None or until is not None or where or catalog.expiring else \
-        ("recall", namespace, None if modalities is None else tuple(sorted(set(modalities))))
+    # a query without clock filters sees a mask fixed until the catalog changes: it, and what is
+    # derived from it (per plan and kind), is cached under this key (see Catalog.memo)
+    where_key = _where_key(where)
+    fixed = None if since is not None or until is not None or catalog.expiring or where_key is None else \
+        ("recall", namespace, None if modalities is None else tuple(sorted(set(modalities))), where_key)
+    if fixed is not None and where:  # rebuilt after a write: it has no cheap way to grow
+        mask = catalog.memo((*fixed, "mask"), lambda: _read_only(catalog.mask(namespace, modalities, where=where)))
+    else:
+        mask = catalog.mask(namespace, modalities, since, until, where)
     n_allowed = int(mask.sum()) if fixed is None else \
         catalog.memo((*fixed, "n"), lambda: int(mask.sum()), lambda start: int(mask[start:].sum()))
     if n_allowed == 0:
@@ -329,6 +334,16 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
     first = ranking.runs[0] if ranking.runs else PlanRun(plans[0], mask)  # sets the shown scale
     return {mid: (first.mean + first.std * standing, value, p)
             for mid, (standing, value, p) in ranking.ranked().items()}
+
+
+def _where_key(where: Mapping[str, Any] | None) -> str | None:
+    """A ``where`` filter as a cache key ("" for none); None when it has no exact text form."""
+    if not where:
+        return ""
+    try:
+        return json.dumps(where, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

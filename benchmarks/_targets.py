@@ -103,6 +103,11 @@ def build(path: Path, n: int, log) -> None:
     vectors.flush()
     del vectors
     t_rows = time.perf_counter()
+    from datetime import timedelta
+
+    import aimemory.storage.table as table_module
+
+    table_module.KEEP_VERSIONS_FOR = timedelta(0)  # no reader yet: the superseded files (15 GB at 10M) go now
     table.compact()
     t_compact = time.perf_counter()
     Manifest(MODEL, DIM, next_vkey=n + 1, extra={"model_source": MODEL}).write(path)

@@ -81,6 +81,7 @@ def test_random_filters_match_the_reference(filled, monkeypatch, subset_share):
 
 def test_cached_masks_follow_writes_forgets_updates_and_expiry(filled, clock):
     seen = _same(filled, "green", modality="text", k=3)
+    assert _same(filled, "green", where={"g": 99}, k=3) == []  # this filter's mask is cached now
     new = filled.remember("green green green", metadata={"g": 99})  # may wait in the write-ahead segment
     assert _same(filled, "green green green", modality="text", k=3)[0][0] == new.id
     assert [h[0] for h in _same(filled, "green", where={"g": 99}, k=3)] == [new.id]
@@ -88,6 +89,7 @@ def test_cached_masks_follow_writes_forgets_updates_and_expiry(filled, clock):
     assert new.id not in [h[0] for h in _same(filled, "green green green", modality="text", k=3)]
     assert _same(filled, "green", where={"g": 99}, k=3) == []
     top = seen[0][0]
+    assert top not in [h[0] for h in _same(filled, "green", where={"g": 77}, k=50)]
     filled.update(top, metadata={"g": 77})
     assert [h[0] for h in _same(filled, "green", where={"g": 77}, k=3)] == [top]
     filled.update(top, ttl=60)

@@ -316,7 +316,13 @@ class VectorIndex:
         held_allowed = allowed
         if allowed is not None and len(allowed) <= SMALL_SET:  # IVF: only the lists of its own keys
             held_allowed = allowed[~self._recent.holds(allowed)]
-        recent = self._recent._search(queries, k, allowed)
+        if allowed is None:
+            recent = self._recent._search(queries, k, None)
+        else:  # the allowed keys in the recent ones' range (usually the newest): gathered, not selected
+            flat = self._recent._flat_search()
+            low, high = flat.key_range()
+            in_range = allowed[np.searchsorted(allowed, low):np.searchsorted(allowed, high, "right")]
+            recent = flat.subset(queries, k, in_range)
         if held_allowed is not None and len(held_allowed) == 0:
             return recent
         return merge_top(self._search_held(queries, k, held_allowed), recent, k)

@@ -103,6 +103,13 @@ class FlatSearch:
         out_k[:, :k] = np.take_along_axis(best_keys, order, 1)
         return out_s, out_k
 
+    def key_range(self) -> tuple[int, int]:
+        """The least and greatest key held ((0, -1) when none)."""
+        self.rows()  # (re)builds self.ids
+        ids = self.ids
+        assert ids is not None
+        return (int(ids.min()), int(ids.max())) if len(ids) else (0, -1)
+
     def positions(self, vkeys: np.ndarray) -> np.ndarray:
         """Flat storage rows of ``vkeys`` (-1 for keys not held), through the cached sorted ids."""
         self.rows()  # (re)builds self.ids, and drops id_order with it

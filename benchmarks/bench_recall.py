@@ -2,7 +2,9 @@
 e.g. a worktree of main), on the same store, in alternating worker processes so both see the same
 machine load. Cases: unfiltered, ``where=`` on metadata matching 1% and 10% of memories, a
 ``modality=`` filter, and ``since=``; with ``--writes N``, also an unfiltered recall right after each
-of N single ``remember`` calls (an agent's pattern: the recall sees a catalog just changed).
+of N single ``remember`` calls (an agent's pattern: the recall sees a catalog just changed); with
+``--reopens N``, N rounds of opening the store, remembering one thing and closing it (a CLI
+``remember``, or an agent process started per task), each step timed.
 
     python benchmarks/bench_recall.py --n 100000 --work /tmp/bench-recall --before /work/main
     python benchmarks/bench_recall.py --store /path/to/targets-1000000 --before /work/main
@@ -11,7 +13,7 @@ The store is the one ``bench_store.py --targets`` builds (_targets.py: aimemory-
 stand-in vectors, ``{"group": i % 100}`` metadata); queries are near stored rows, encoded by lookup.
 A store given with ``--store`` is opened, never written unless ``--writes`` is given (the empty
 write-ahead segment and lock file that opening creates are removed again when the run created them);
-the memories ``--writes`` remembers are forgotten again at the end of each worker.
+the memories ``--writes`` and ``--reopens`` remember are forgotten again at the end of each worker.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ OPEN_LEFTOVERS = ("segment.wal", ".write.lock")  # what opening a store creates
 TEXT_FORWARDS = ("numpy", "torch")  # text query cases: before and after torch is imported
 
 
-def worker(store_path: str, queries: int, seed: int, text: int = 0, writes: int = 0) -> dict:
+def worker(store_path: str, queries: int, seed: int, text: int = 0, writes: int = 0, reopens: int = 0) -> dict:
     """One process: open the store, time each case -> case -> latencies (s). ``text``: also that
     many real text queries through aimemory-base (its plans search several view kinds), timed
     end to end and for the encode alone: first as a process that never imported torch (the numpy
@@ -71,6 +73,21 @@ def worker(store_path: str, queries: int, seed: int, text: int = 0, writes: int 
         out["after a write"] = lat
         store.forget(written)
     store.close()
+    if reopens:
+        steps: dict[str, list[float]] = {"reopen: open": [], "reopen: 1 write": [], "reopen: close": []}
+        written = []
+        for i in range(reopens):
+            t0 = time.perf_counter()
+            again = MemoryStore(path, model=_targets._encoder(path, qv))
+            t1 = time.perf_counter()
+            written.append(again.remember(f"reopened {seed}.{i}").id)
+            t2 = time.perf_counter()
+            again.close()
+            for step, took in zip(steps, (t1 - t0, t2 - t1, time.perf_counter() - t2)):
+                steps[step].append(took)
+        out.update(steps)
+        with MemoryStore(path, model=_targets._encoder(path, qv)) as again:
+            again.forget(written)
     if text:
         from aimemory.inputs import to_item
         from aimemory.recall import query_plans
@@ -111,8 +128,10 @@ def main() -> None:
     ap.add_argument("--text", type=int, default=0, help="real text queries through aimemory-base")
     ap.add_argument("--writes", type=int, default=0, help="single remember calls, each followed by a timed "
                     "recall (the store is written; they are forgotten again)")
+    ap.add_argument("--reopens", type=int, default=0, help="rounds of open, one remember, close (the store is "
+                    "written; they are forgotten again)")
     ap.add_argument("--json", help="write the results here")
-    ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker[0], *map(int, args.worker[1:]))))
@@ -137,7 +156,8 @@ def main() -> None:
             for label, checkout in checkouts.items():
                 env = {**os.environ, "PYTHONPATH": str(checkout)}  # threads as a user gets them
                 run = subprocess.run([sys.executable, str(HERE / "bench_recall.py"), "--worker", str(path),
-                                      str(args.queries), str(r + 1), str(args.text), str(args.writes)],
+                                      str(args.queries), str(r + 1), str(args.text), str(args.writes),
+                                      str(args.reopens)],
                                      env=env, capture_output=True, text=True)
                 if run.returncode:
                     sys.exit(f"{label} worker failed:\n{run.stderr[-3000:]}")
@@ -157,7 +177,9 @@ def main() -> None:
     print(head)
     table = {}
     text_cases = [f"text/{forward}, {what}" for forward in TEXT_FORWARDS for what in ("encode", "e2e")]
-    for case in [*CASES, *(["after a write"] if args.writes else []), *(text_cases if args.text else [])]:
+    reopen_cases = ["reopen: open", "reopen: 1 write", "reopen: close"] if args.reopens else []
+    write_cases = ["after a write"] if args.writes else []
+    for case in [*CASES, *write_cases, *reopen_cases, *(text_cases if args.text else [])]:
         row = {label: (_pct(samples[label][case], 0.5), _pct(samples[label][case], 0.99)) for label in checkouts}
         table[case] = row
         print(f"{case:16s}" + "".join(f"{p50:10.2f} ms{p99:10.2f} ms" for p50, p99 in row.values()))

@@ -91,7 +91,9 @@ class VectorIndex:
         self.kind = kind
         self.nprobe = nprobe
         self.margin = 0.0  # IVF: see search_lists
-        self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(dim)) if kind == "flat" else None
+        # IndexIDMap, not IDMap2: reading an IDMap2 builds its id -> row hash (4 ms at 100k on every
+        # open); rows are found through FlatSearch.positions instead
+        self._index: Any = faiss.IndexIDMap(faiss.IndexFlatIP(dim)) if kind == "flat" else None
         self._flat: FlatSearch | None = None  # flat: exact search paths, cached until add/remove
         self._list_map: ListMap | None = None  # IVF: key -> list, made on first need, kept up to date
         self._selectors: dict[int, tuple[np.ndarray, object]] = {}  # see _selector

@@ -1,6 +1,7 @@
 """Exact searches over a flat FAISS index's own storage, and the id selector of filtered searches.
 
-:class:`FlatSearch` reads an ``IndexIDMap2(IndexFlatIP)``'s vectors in place (no copy) and keeps
+:class:`FlatSearch` reads an ``IndexIDMap(IndexFlatIP)``'s vectors in place (no copy; stores saved by
+older versions hold an ``IndexIDMap2``, read the same way) and keeps
 its position -> vkey map; it serves the paths where FAISS's own flat search is slow on a busy
 machine: a lone query (one streaming pass), a few queries (a BLAS matvec) and a small allowed
 subset (gather the allowed rows, score only those). :func:`id_selector` builds the selector
@@ -24,7 +25,7 @@ def _faiss() -> Any:
 
 
 class FlatSearch:
-    """Exact top-k over an ``IndexIDMap2(IndexFlatIP)`` ``index`` of ``dim``-d unit vectors.
+    """Exact top-k over an ``IndexIDMap(IndexFlatIP)`` ``index`` of ``dim``-d unit vectors.
     Caches the position -> vkey map: make a new one whenever the index changes."""
 
     def __init__(self, index: Any, dim: int):

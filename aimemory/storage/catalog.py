@@ -157,7 +157,7 @@ class Catalog:
             for p in self.live_positions(mid):
                 if namespace is not None and self.get(p, "namespace") != namespace:
                     continue  # the same id in other namespaces stays
-                self.num["alive"].buf[p] = False
+                self.num["alive"].writable()[p] = False
                 vkeys.append(int(self.num["vkey"].buf[p]))
         self._changed(len(vkeys))
         return vkeys
@@ -168,7 +168,7 @@ class Catalog:
         ok = positions < self.n_rows
         positions = positions[ok][self.num["vkey"].view[positions[ok]] == np.asarray(vkeys)[ok]]
         live = positions[self.alive[positions]]
-        self.num["alive"].buf[live] = False
+        self.num["alive"].writable()[live] = False
         self._changed(len(live))
         return len(live)
 
@@ -185,7 +185,7 @@ class Catalog:
     def set_expiry(self, positions: Sequence[int] | np.ndarray, at: float | np.ndarray | None) -> None:
         """Mirror a committed change of expiry on these rows: epoch seconds (one for all, or one per
         row), None or NaN for never."""
-        self.num["expires"].buf[np.asarray(positions, dtype=np.int64)] = np.nan if at is None else at
+        self.num["expires"].writable()[np.asarray(positions, dtype=np.int64)] = np.nan if at is None else at
         self.count_expiring()
         self.changes += 1
 

@@ -99,7 +99,7 @@ class MetaEntries:
     def set_row(self, p: int, meta: Mapping[str, Any]) -> None:
         s, e = self.start.buf[p], self.end.buf[p]
         if e > s:
-            self.live.buf[s:e] = False
+            self.live.writable()[s:e] = False
         self._add([(p, meta)])
 
     def _add(self, metas: list[tuple[int, Mapping[str, Any]]]) -> None:
@@ -130,7 +130,7 @@ class MetaEntries:
         self.live.extend(np.ones(len(rows), np.bool_))
         self.str.extend(strs)
         at = np.fromiter((p for p, _ in metas), dtype=np.int64, count=len(metas))
-        self.start.buf[at], self.end.buf[at] = starts, ends
+        self.start.writable()[at], self.end.writable()[at] = starts, ends
 
     def matches(self, key: str, wanted: list, n_rows: int) -> np.ndarray:
         """Bool (n_rows,): rows whose metadata ``key`` equals one of ``wanted`` (or lacks the key

@@ -21,15 +21,18 @@ if TYPE_CHECKING:
 
 
 def memory_at(store: "MemoryStore", memory_id: str, namespace: str | None,
-              load_transcript: bool = False) -> Memory:
+              load_transcript: bool = False, primary: int | None = None) -> Memory:
     """The memory of ``memory_id`` (in ``namespace``, or any when None) from the catalog; its
-    content loads on first use. The caller holds the store's lock."""
+    content loads on first use. ``primary``: the catalog position of its primary view, when the
+    caller knows it (recall does: no look-up by id). The caller holds the store's lock."""
     catalog = store.catalog
-    positions = catalog.positions(memory_id, namespace)
-    if not positions:
-        where = f" in namespace {namespace!r}" if namespace is not None else ""
-        raise NotFoundError(f"no memory {memory_id!r}{where}")
-    p = positions[0]
+    if primary is None:
+        positions = catalog.positions(memory_id, namespace)
+        if not positions:
+            where = f" in namespace {namespace!r}" if namespace is not None else ""
+            raise NotFoundError(f"no memory {memory_id!r}{where}")
+        primary = positions[0]
+    p = primary
     vkey = int(catalog.get(p, "vkey"))
     modality = catalog.get(p, "modality")
     transcript = catalog.get(p, "text") if modality in ("audio", "video") and load_transcript else None

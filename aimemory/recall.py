@@ -21,6 +21,7 @@ from .encoders.base import QueryPlan
 from .errors import InputError
 from .image_text import attach_ocr
 from .inputs import MODALITIES, Item
+from .lookup import memory_at
 from .ranking import PlanRun, ViewRanking
 from .records import Hit, Hits
 from .semantics import check_half_life, recency_ranking, reweigh
@@ -124,7 +125,7 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
                 for mid, (_, p) in list(fused.items())[:k]}
         relevance.update(_keyword_relevance(store, item.modality, plans[0], mask,
                                             {m: best[m] for m in cosines}))
-    hits = Hits()
+    hits, primaries = Hits(), []
     for memory_id, (score, position) in list(best.items())[:k]:
         row = catalog.row(position)
         if row.namespace != namespace:  # defence in depth; the mask already excluded it
@@ -132,11 +133,12 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
         rel = relevance.get(memory_id)
         if min_relevance is not None and (rel is None or rel < min_relevance):
             continue
+        primaries.append(_primary_of(catalog, position, memory_id))
         hits.append(Hit(id=memory_id, score=float(score), modality=row.modality,
-                        memory=store.memory(memory_id, namespace), kind=row.kind,
+                        memory=memory_at(store, memory_id, namespace, primary=primaries[-1]), kind=row.kind,
                         start=_nan_to_none(row.start), end=_nan_to_none(row.end), snippet=row.snippet,
                         fusion=fusion.get(memory_id), recency=weights.get(memory_id), relevance=rel))
-    attach_texts(store, hits)
+    attach_texts(store, hits, primaries)
     if item.modality == "text":
         attach_ocr(hits, item.payload)  # type: ignore[arg-type]
     return hits
@@ -377,13 +379,28 @@ def _keyword_relevance(store: "MemoryStore", query_modality: str, plan: QueryPla
     return out
 
 
-def attach_texts(store: "MemoryStore", hits: Hits) -> None:
+def _primary_of(catalog: Catalog, position: int, memory_id: str) -> int | None:
+    """The catalog position of the primary view of the memory whose (live) view is at ``position``,
+    read from the catalog's primary column; None when that row is not the memory's live primary
+    (the caller then looks it up by id)."""
+    primary = int(catalog.num["primary"].buf[position])
+    g = catalog.get
+    if catalog.alive[primary] and g(primary, "view") == 0 and g(primary, "namespace") == g(position, "namespace") \
+            and g(primary, "id") == memory_id:  # an id may also name a memory of another namespace
+        return primary
+    return None
+
+
+def attach_texts(store: "MemoryStore", hits: Hits, primaries: Sequence[int | None] | None = None) -> None:
     """Texts and transcripts of all hits, from the catalog (no table read): text memories get their
-    content (no read later), audio and video memories their transcript, and every hit a snippet."""
-    wanted = [h for h in hits if h.modality in ("text", "audio", "video")]
+    content (no read later), audio and video memories their transcript, and every hit a snippet.
+    ``primaries``: the catalog position of each hit's primary view, where known."""
     catalog = store.catalog
-    for h in wanted:
-        positions = catalog.positions(h.id, h.memory.namespace, expired=True)
+    known = list(primaries) if primaries is not None else [None] * len(hits)
+    for h, primary in zip(hits, known):
+        if h.modality not in ("text", "audio", "video"):
+            continue
+        positions = [primary] if primary is not None else catalog.positions(h.id, h.memory.namespace, expired=True)
         text = catalog.get(positions[0], "text") if positions else None
         if text is None:
             continue

@@ -97,3 +97,18 @@ def test_cached_masks_follow_writes_forgets_updates_and_expiry(filled, clock):
     clock[0] += 120  # expired: gone from every recall, cached mask or not
     assert top not in [h[0] for h in _same(filled, "green", modality="text", k=3)]
     assert top not in [h[0] for h in _same(filled, "green", k=3)]
+
+
+def test_hits_show_their_own_namespace_memory_when_an_id_is_in_two(tmp_path):
+    """A hit's memory is read from its primary view's row, found by position: the same id in another
+    namespace (and a replaced older version of it) must not be the one shown."""
+    with MemoryStore(tmp_path / "mem", model=ColourEncoder()) as s:
+        s.remember("red first version", id="shared", namespace="a", metadata={"v": 1})
+        s.remember("blue in b", id="shared", namespace="b")
+        s.remember("red second version", id="shared", namespace="a", metadata={"v": 2})  # replaces
+        s.remember_many([solid("red", noise_seed=i) for i in range(2)], namespace="a")
+        (hit,) = [h for h in s.recall("red", namespace="a", k=5) if h.id == "shared"]
+        assert hit.memory.content == "red second version" and hit.memory.metadata["v"] == 2
+        assert hit.memory.namespace == "a"
+        (other,) = s.recall("blue", namespace="b", k=5)
+        assert other.memory.content == "blue in b" and other.memory.namespace == "b"

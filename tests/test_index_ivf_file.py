@@ -66,3 +66,16 @@ def test_a_build_into_a_folder_is_mapped_and_saved_without_a_rewrite(tmp_path):
     assert path.stat().st_mtime_ns == stamp and list(tmp_path.glob("vectors-*.faiss")) == [path]
     loaded, sidecar = VectorIndex.load(tmp_path)
     assert sidecar.count == n and (loaded.search(queries, 10)[1] == in_ram.search(queries, 10)[1]).all()
+
+
+def test_a_build_with_vectors_added_before_its_first_save_is_saved_whole(tmp_path):
+    """The sidecar is written for the built file and the added vectors beside it, so the next open
+    loads both instead of finding no sidecar and building again."""
+    n = 3000
+    vectors, keys = clustered(n + 5, DIM, seed=4), np.arange(10, 15 + n, dtype=np.int64)
+    built = VectorIndex.build_from(array_blocks(vectors[:n], keys[:n]), n, DIM, ann_threshold=1, folder=tmp_path)
+    built.add(vectors[n:], keys[n:])
+    built.save(tmp_path, table_version=2)
+    loaded, sidecar = VectorIndex.load(tmp_path)
+    assert sidecar.count == n and loaded.recent_count == 5 and loaded.ntotal == n + 5
+    assert loaded.search(vectors[n + 2:n + 3], 1)[1][0, 0] == keys[n + 2]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,9 @@ from . import ivf
 from .faiss_file import (
     INDEX_STEM,
     SIDECAR_FILE,
+    Sidecar,
     drop_recent,
+    keys_checksum,
     read_ahead,
     read_recent,
     stamp_matches,
@@ -53,27 +55,6 @@ SMALL_BATCH = 20  # FAISS's BLAS threshold: below it a flat search scans each qu
 #: on one thread, ms: share 1%: gather 0.27, selector 0.41; 5%: 3.4, 1.7; 95%: selector 8.9 = scan
 SUBSET_SHARE = 0.02
 SELECTOR_CACHE = 8  # id selectors kept for reuse (a query's plans and look-ups use a few)
-
-
-def keys_checksum(vkeys: np.ndarray) -> str:
-    """A digest of the set of ``vkeys`` (n,), whatever their order."""
-    keys = np.asarray(vkeys, dtype=np.int64)
-    if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):  # the catalog's are: 2 ms, not a 50 ms sort at 1M
-        keys = np.sort(keys)
-    return hashlib.blake2b(keys.tobytes(), digest_size=16).hexdigest()
-
-
-@dataclass
-class Sidecar:
-    table_version: int
-    count: int
-    keys_checksum: str
-    file_sha256: str
-    kind: str
-    dim: int
-    nprobe: int = 0
-    file: str = ""
-    margin: float = 0.0  # IVF: also probe lists whose centroid scores within this of the best
 
 
 def _faiss() -> Any:
@@ -100,6 +81,7 @@ class VectorIndex:
         self._mapped: Path | None = None  # the file this index is memory-mapped from, if it is
         self._recent: VectorIndex | None = None  # flat: vectors added while mapped (see .recent)
         self._mapped_sha256 = ""  # the mapped file's hash, as checked on load or written by a build
+        self._saved_name = ""  # the index file the folder's sidecar names, as far as this process knows
         self._gpu: GpuClone | None = None  # set by place() when searches run on a GPU
         self.search_device = CPU_DEVICE  # where unfiltered searches run: "cpu" or "cuda:N"
         self.dirty = False
@@ -255,11 +237,15 @@ class VectorIndex:
         return self._flat_search().positions(np.asarray(vkeys, np.int64)) >= 0
 
     def keys(self) -> np.ndarray:
+        keys = self._held_keys()
+        return keys if self._recent is None else np.concatenate([keys, self._recent.keys()])
+
+    def _held_keys(self) -> np.ndarray:
+        """:meth:`keys` of the index itself, not the recent ones."""
         if self.kind == "flat":
             keys: np.ndarray = _faiss().vector_to_array(self._index.id_map).astype(np.int64)
-        else:
-            keys = ivf.list_keys(self._index)
-        return keys if self._recent is None else np.concatenate([keys, self._recent.keys()])
+            return keys
+        return ivf.list_keys(self._index)
 
     def vectors(self, vkeys: np.ndarray) -> np.ndarray | None:
         """(n, dim) float32 vectors of ``vkeys`` (exact copies of the table's: both index kinds store
@@ -421,36 +407,39 @@ class VectorIndex:
     # -- persistence ---------------------------------------------------------------------------
     def save(self, folder: Path, table_version: int) -> None:
         """Write index then sidecar, each atomically; the sidecar names the index file's hash. A
-        few vectors added beside the mapped file are saved on their own instead (see :mod:`.recent`)."""
+        mapped file already in ``folder`` (built there, or loaded) is not written again, and fewer
+        than SAVE_FOLD_MIN vectors added beside it are saved on their own (see :mod:`.recent`)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        if self._recent is not None and self._recent.ntotal < SAVE_FOLD_MIN and self._mapped is not None \
-                and self._mapped.parent == folder and self._mapped.exists():
+        in_place = self._mapped is not None and bool(self._mapped_sha256) and self._mapped.parent == folder \
+            and self._mapped.exists()
+        if self._recent is not None and (self._recent.ntotal >= SAVE_FOLD_MIN or not in_place):
+            self._own()  # the recent vectors join the index: the file holds them all
+            in_place = False
+        if in_place:
+            assert self._mapped is not None
+            name, digest = self._mapped.name, self._mapped_sha256
+        else:
+            # A new file name per save: the sidecar switches to it in one atomic rename, so a
+            # crash at any point leaves a matching (sidecar, index) pair behind.
+            name, digest = write_index_file(self._index, folder)
+        if name != self._saved_name:
+            keys = self._held_keys()
+            sidecar = Sidecar(table_version, len(keys), keys_checksum(keys), digest, self.kind, self.dim,
+                              self.nprobe, name, self.margin)
+            atomic_write_bytes(folder / SIDECAR_FILE, json.dumps(asdict(sidecar)).encode())
+            write_stamp(folder, sidecar, folder / name)
+            self._saved_name = name
+            for old in folder.glob(f"{INDEX_STEM}-*.faiss"):
+                if old.name != name:
+                    old.unlink(missing_ok=True)
+        if self._recent is not None:
             keys = self._recent.keys()
             vectors = self._recent.vectors(keys)
             assert vectors is not None  # it holds every key it lists
-            write_recent(folder, self._mapped.name, keys, vectors,
-                         {"table_version": table_version, "count": self.ntotal})
-            self.dirty = False
-            return
-        if self._recent is not None:
-            self._own()  # the recent vectors join the index: the file holds them all
-        # A new file name per save: the sidecar switches to it in one atomic rename, so a crash
-        # at any point leaves a matching (sidecar, index) pair behind. A mapped file already there
-        # (built there, or loaded and unchanged) is that file.
-        if self._mapped is not None and self._mapped_sha256 and self._mapped.parent == folder and self._mapped.exists():
-            name, digest = self._mapped.name, self._mapped_sha256
+            write_recent(folder, name, keys, vectors, {"table_version": table_version, "count": self.ntotal})
         else:
-            name, digest = write_index_file(self._index, folder)
-        keys = self.keys()
-        sidecar = Sidecar(table_version, len(keys), keys_checksum(keys), digest, self.kind, self.dim,
-                          self.nprobe, name, self.margin)
-        atomic_write_bytes(folder / SIDECAR_FILE, json.dumps(asdict(sidecar)).encode())
-        write_stamp(folder, sidecar, folder / name)
-        drop_recent(folder)  # the record names the replaced file: it no longer applies
-        for old in folder.glob(f"{INDEX_STEM}-*.faiss"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
+            drop_recent(folder)  # a record left names this file's predecessor, or vectors now in it
         self.dirty = False
 
     @classmethod
@@ -478,6 +467,7 @@ class VectorIndex:
         index = cls(sidecar.dim, sidecar.kind, sidecar.nprobe)
         index.margin = float(sidecar.margin)
         index._index, index._mapped, index._mapped_sha256 = raw, path, sidecar.file_sha256
+        index._saved_name = sidecar.file
         read_ahead(path)
         if index.ntotal != sidecar.count:
             log.warning("vector index in %s holds %d vectors, sidecar says %d; rebuilding",

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,27 @@ SIDECAR_FILE = "vectors.json"
 STAMP_FILE = "vectors.stamp.json"  # the saved file's (size, mtime, inode) once its hash checked out
 RECENT_FILE = "vectors.recent.json"  # the record of the recent vectors' file (see write_recent)
 RECENT_STEM = "vectors-recent"
+
+
+def keys_checksum(vkeys: np.ndarray) -> str:
+    """A digest of the set of ``vkeys`` (n,), whatever their order."""
+    keys = np.asarray(vkeys, dtype=np.int64)
+    if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):  # the catalog's are: 2 ms, not a 50 ms sort at 1M
+        keys = np.sort(keys)
+    return hashlib.blake2b(keys.tobytes(), digest_size=16).hexdigest()
+
+
+@dataclass
+class Sidecar:
+    table_version: int
+    count: int
+    keys_checksum: str
+    file_sha256: str
+    kind: str
+    dim: int
+    nprobe: int = 0
+    file: str = ""
+    margin: float = 0.0  # IVF: also probe lists whose centroid scores within this of the best
 
 
 def _faiss() -> Any:
@@ -80,7 +102,7 @@ def _stamp(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
-def stamp_matches(folder: Path, sidecar: Any, path: Path) -> bool:
+def stamp_matches(folder: Path, sidecar: Sidecar, path: Path) -> bool:
     """Whether ``path`` is the very file whose hash was checked (same name, hash, size, mtime and
     inode; files are written under a new name per save and renamed atomically), so opening a large
     index does not hash it again (sha256 of a 1.5 GB index costs seconds)."""
@@ -92,7 +114,7 @@ def stamp_matches(folder: Path, sidecar: Any, path: Path) -> bool:
         return False
 
 
-def write_stamp(folder: Path, sidecar: Any, path: Path) -> None:
+def write_stamp(folder: Path, sidecar: Sidecar, path: Path) -> None:
     """Record the stamp of a file whose hash was just checked or written (a separate file, so
     sidecars stay readable by older versions)."""
     try:

@@ -148,3 +148,4 @@ def test_a_store_write_leaves_the_index_file_and_a_torn_recent_file_is_caught_up
         s.forget(red.id)
     with _store(path) as s:
         assert red.id not in s.catalog.by_id and s.index.ntotal == 20
+

@@ -133,7 +133,7 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
         rel = relevance.get(memory_id)
         if min_relevance is not None and (rel is None or rel < min_relevance):
             continue
-        primaries.append(_primary_of(catalog, position, memory_id))
+        primaries.append(catalog.primary_of(position, memory_id))
         hits.append(Hit(id=memory_id, score=float(score), modality=row.modality,
                         memory=memory_at(store, memory_id, namespace, primary=primaries[-1]), kind=row.kind,
                         start=_nan_to_none(row.start), end=_nan_to_none(row.end), snippet=row.snippet,
@@ -377,18 +377,6 @@ def _keyword_relevance(store: "MemoryStore", query_modality: str, plan: QueryPla
         rel = Relevance(calibration, plan.modality or query_modality, kind_names[code], vector, samples[code])
         out[mid] = float(rel.of([score])[0])
     return out
-
-
-def _primary_of(catalog: Catalog, position: int, memory_id: str) -> int | None:
-    """The catalog position of the primary view of the memory whose (live) view is at ``position``,
-    read from the catalog's primary column; None when that row is not the memory's live primary
-    (the caller then looks it up by id)."""
-    primary = int(catalog.num["primary"].buf[position])
-    g = catalog.get
-    if catalog.alive[primary] and g(primary, "view") == 0 and g(primary, "namespace") == g(position, "namespace") \
-            and g(primary, "id") == memory_id:  # an id may also name a memory of another namespace
-        return primary
-    return None
 
 
 def attach_texts(store: "MemoryStore", hits: Hits, primaries: Sequence[int | None] | None = None) -> None:

@@ -101,6 +101,24 @@ def assign(ivf: Any, blocks: Blocks) -> tuple[np.ndarray, np.ndarray]:
     return all_keys[order], all_lists[order]
 
 
+def by_list(keys: np.ndarray, vectors: np.ndarray, all_keys: np.ndarray, all_lists: np.ndarray
+            ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """A block's vectors grouped by the list :func:`assign` gave them (``all_keys`` (n,) sorted,
+    ``all_lists`` (n,)) -> (list, keys (m,) int64, vectors (m, d) float32) per list, contiguous,
+    in block order within a list; keys the assignment did not meet (rows written since) left out."""
+    keys = np.asarray(keys, np.int64)
+    at = np.minimum(np.searchsorted(all_keys, keys), max(len(all_keys) - 1, 0))
+    known = all_keys[at] == keys if len(all_keys) else np.zeros(len(keys), bool)
+    list_of = all_lists[at[known]]
+    order = np.argsort(list_of, kind="stable")
+    list_of = list_of[order]
+    ids = np.ascontiguousarray(keys[known][order])
+    rows = np.ascontiguousarray(np.asarray(vectors, np.float32)[known][order])
+    starts = np.flatnonzero(np.r_[True, list_of[1:] != list_of[:-1]]) if len(list_of) else np.zeros(0, np.int64)
+    for start, end in zip(starts.tolist(), [*starts[1:].tolist(), len(list_of)]):
+        yield int(list_of[start]), ids[start:end], rows[start:end]
+
+
 def fill_lists(ivf: Any, blocks: Blocks) -> None:
     """Put every vector of ``blocks`` in the trained ``ivf``'s lists, each list sized once.
 
@@ -120,20 +138,10 @@ def fill_lists(ivf: Any, blocks: Blocks) -> None:
         lists.resize(list_no, count)
     filled = np.zeros(ivf.nlist, np.int64)  # (nlist,) entries written per list
     for keys, vectors in blocks():  # pass 2: write in place
-        keys = np.asarray(keys, np.int64)
-        at = np.minimum(np.searchsorted(all_keys, keys), max(len(all_keys) - 1, 0))
-        known = all_keys[at] == keys if len(all_keys) else np.zeros(len(keys), bool)
-        keys, list_of = keys[known], all_lists[at[known]]
-        by_list = np.argsort(list_of, kind="stable")
-        keys = np.ascontiguousarray(keys[by_list])
-        codes = np.ascontiguousarray(np.asarray(vectors, np.float32)[known][by_list]).view(np.uint8)  # (m', 4d)
-        list_of = list_of[by_list]
-        starts = np.flatnonzero(np.r_[True, list_of[1:] != list_of[:-1]]) if len(list_of) else np.zeros(0, np.int64)
-        for start, end in zip(starts.tolist(), [*starts[1:].tolist(), len(list_of)]):
-            list_no = int(list_of[start])
-            lists.update_entries(list_no, int(filled[list_no]), end - start,
-                                 faiss.swig_ptr(keys[start:end]), faiss.swig_ptr(codes[start:end]))
-            filled[list_no] += end - start
+        for list_no, ids, rows in by_list(keys, vectors, all_keys, all_lists):
+            codes = rows.view(np.uint8)  # (m, 4d)
+            lists.update_entries(list_no, int(filled[list_no]), len(ids), faiss.swig_ptr(ids), faiss.swig_ptr(codes))
+            filled[list_no] += len(ids)
     for list_no in np.flatnonzero(filled != lists_sizes(lists, ivf.nlist)).tolist():
         lists.resize(list_no, int(filled[list_no]))  # keys that went away between the passes
     ivf.ntotal = int(filled.sum())

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .ivf import Blocks, assign
+from .ivf import Blocks, assign, by_list
 
 EMPTY_LISTS_BYTES = 32  # "ilar", nlist, code size, "sprs", 0 pairs: what an empty index's file ends with
 NTOTAL_AT = 8  # the header's ntotal (i64), after the fourcc and d (i32)
@@ -76,21 +76,11 @@ def _write_once(ivf: Any, blocks: Blocks, folder: Path) -> tuple[Path, str] | No
         os.ftruncate(fd, end)
 
         def write(keys: np.ndarray, vectors: np.ndarray) -> None:
-            at = np.minimum(np.searchsorted(keys_sorted, keys), max(len(keys_sorted) - 1, 0))
-            known = keys_sorted[at] == keys if len(keys_sorted) else np.zeros(len(keys), bool)
-            list_of = lists_of[at[known]]
-            by_list = np.argsort(list_of, kind="stable")
-            list_of = list_of[by_list]
-            ids = np.ascontiguousarray(keys[known][by_list])
-            codes = np.ascontiguousarray(vectors[known][by_list])  # (m, d) float32 rows = codes
-            runs = np.flatnonzero(np.r_[True, list_of[1:] != list_of[:-1]]) if len(list_of) else np.zeros(0, np.int64)
-            for start, stop in zip(runs.tolist(), [*runs[1:].tolist(), len(list_of)]):
-                list_no = int(list_of[start])
+            for list_no, ids, rows in by_list(keys, vectors, keys_sorted, lists_of):
                 done, size = int(filled[list_no]), int(sizes[list_no])
-                at_codes = int(starts[list_no]) + done * code_size
-                _pwrite_all(fd, codes[start:stop], at_codes)
-                _pwrite_all(fd, ids[start:stop], int(starts[list_no]) + size * code_size + done * 8)
-                filled[list_no] += stop - start
+                _pwrite_all(fd, rows, int(starts[list_no]) + done * code_size)
+                _pwrite_all(fd, ids, int(starts[list_no]) + size * code_size + done * 8)
+                filled[list_no] += len(ids)
 
         pending_keys, pending_vectors, pending = [], [], 0
         for keys, vectors in blocks():

@@ -337,6 +337,17 @@ class Catalog:
         view = self.num["view"].buf
         return sorted(positions, key=lambda p: view[p])
 
+    def primary_of(self, position: int, memory_id: str) -> int | None:
+        """The position of the live primary view of ``memory_id`` whose view is at ``position``, from
+        the primary column (no look-up by id); None when that row is not it (the caller then looks
+        the id up): an id may also name a memory of another namespace, or an older version."""
+        primary = int(self.num["primary"].buf[position])
+        g = self.get
+        if self.alive[primary] and g(primary, "view") == 0 and g(primary, "namespace") == g(position, "namespace") \
+                and g(primary, "id") == memory_id:
+            return primary
+        return None
+
     def position_of_vkeys(self, vkeys: np.ndarray) -> np.ndarray:
         """vkeys -> positions (vkeys are sorted, so this is a binary search)."""
         return np.searchsorted(self.num["vkey"].view, vkeys)

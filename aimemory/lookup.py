@@ -8,13 +8,15 @@ Callers hold the store's read or write lock where noted; :class:`~aimemory.store
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from .errors import NotFoundError
 from .records import Hit, Hits, Memory
 from .semantics import memory_fields
+
+MEMORY_COLUMNS = ("vkey", "modality", "namespace", "created", "source", "mime")  # read per hit
 
 if TYPE_CHECKING:
     from .store import MemoryStore
@@ -25,23 +27,36 @@ def memory_at(store: "MemoryStore", memory_id: str, namespace: str | None,
     """The memory of ``memory_id`` (in ``namespace``, or any when None) from the catalog; its
     content loads on first use. ``primary``: the catalog position of its primary view, when the
     caller knows it (recall does: no look-up by id). The caller holds the store's lock."""
-    catalog = store.catalog
     if primary is None:
-        positions = catalog.positions(memory_id, namespace)
+        positions = store.catalog.positions(memory_id, namespace)
         if not positions:
             where = f" in namespace {namespace!r}" if namespace is not None else ""
             raise NotFoundError(f"no memory {memory_id!r}{where}")
         primary = positions[0]
-    p = primary
-    vkey = int(catalog.get(p, "vkey"))
-    modality = catalog.get(p, "modality")
-    transcript = catalog.get(p, "text") if modality in ("audio", "video") and load_transcript else None
-    return Memory(
-        id=memory_id, modality=modality, namespace=catalog.get(p, "namespace"),
-        created_at=datetime.fromtimestamp(catalog.get(p, "created"), tz=timezone.utc),
-        source=catalog.get(p, "source"), metadata=dict(catalog.metadata(p)), mime=catalog.get(p, "mime"),
-        transcript=transcript, _loader=lambda: load_content(store, vkey, modality),
-        **memory_fields(catalog, p))
+    return memories_at(store, [memory_id], [primary], load_transcript)[0]
+
+
+def memories_at(store: "MemoryStore", memory_ids: Sequence[str], primaries: Sequence[int],
+                load_transcript: bool = False) -> list[Memory]:
+    """The memories whose primary views are at catalog ``primaries``, one column read per field
+    for all of them (recall hydrates its hits so). The caller holds the store's lock."""
+    catalog = store.catalog
+    column = {name: catalog.values(name, primaries) for name in MEMORY_COLUMNS}
+    fields = memory_fields(catalog, primaries)
+    out = []
+    for i, (memory_id, p) in enumerate(zip(memory_ids, primaries)):
+        modality = column["modality"][i]
+        transcript = catalog.get(p, "text") if modality in ("audio", "video") and load_transcript else None
+        out.append(Memory(
+            id=memory_id, modality=modality, namespace=column["namespace"][i],
+            created_at=datetime.fromtimestamp(column["created"][i], tz=timezone.utc),
+            source=column["source"][i], metadata=dict(catalog.metadata(p)), mime=column["mime"][i],
+            transcript=transcript, _loader=_content_loader(store, column["vkey"][i], modality), **fields[i]))
+    return out
+
+
+def _content_loader(store: "MemoryStore", vkey: int, modality: str) -> Callable[[], Any]:
+    return lambda: load_content(store, vkey, modality)
 
 
 def load_content(store: "MemoryStore", vkey: int, modality: str) -> Any:

@@ -21,7 +21,7 @@ from .encoders.base import QueryPlan
 from .errors import InputError
 from .image_text import attach_ocr
 from .inputs import MODALITIES, Item
-from .lookup import memory_at
+from .lookup import memories_at, memory_at
 from .ranking import PlanRun, ViewRanking
 from .records import Hit, Hits
 from .semantics import check_half_life, recency_ranking, reweigh
@@ -125,19 +125,21 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
                 for mid, (_, p) in list(fused.items())[:k]}
         relevance.update(_keyword_relevance(store, item.modality, plans[0], mask,
                                             {m: best[m] for m in cosines}))
-    hits, primaries = Hits(), []
-    for memory_id, (score, position) in list(best.items())[:k]:
-        row = catalog.row(position)
-        if row.namespace != namespace:  # defence in depth; the mask already excluded it
-            continue
-        rel = relevance.get(memory_id)
-        if min_relevance is not None and (rel is None or rel < min_relevance):
-            continue
-        primaries.append(catalog.primary_of(position, memory_id))
-        hits.append(Hit(id=memory_id, score=float(score), modality=row.modality,
-                        memory=memory_at(store, memory_id, namespace, primary=primaries[-1]), kind=row.kind,
-                        start=_nan_to_none(row.start), end=_nan_to_none(row.end), snippet=row.snippet,
-                        fusion=fusion.get(memory_id), recency=weights.get(memory_id), relevance=rel))
+    shown = [(mid, score, p) for mid, (score, p) in list(best.items())[:k]
+             if min_relevance is None or (relevance.get(mid) is not None and relevance[mid] >= min_relevance)]
+    rows = catalog.rows([p for _, _, p in shown])
+    kept = [(mid, score, p, row) for (mid, score, p), row in zip(shown, rows)
+            if row.namespace == namespace]  # defence in depth; the mask already excluded the rest
+    primaries = catalog.primaries_of([p for _, _, p, _ in kept], [mid for mid, _, _, _ in kept])
+    found = [p for p in primaries if p is not None]
+    at = dict(zip(found, memories_at(store, [mid for (mid, _, _, _), p in zip(kept, primaries) if p is not None],
+                                     found)))
+    hits = Hits()
+    for (memory_id, score, _, row), primary in zip(kept, primaries):
+        memory = at[primary] if primary is not None else memory_at(store, memory_id, namespace)
+        hits.append(Hit(id=memory_id, score=float(score), modality=row.modality, memory=memory, kind=row.kind,
+                        start=row.start, end=row.end, snippet=row.snippet, fusion=fusion.get(memory_id),
+                        recency=weights.get(memory_id), relevance=relevance.get(memory_id)))
     attach_texts(store, hits, primaries)
     if item.modality == "text":
         attach_ocr(hits, item.payload)  # type: ignore[arg-type]
@@ -385,11 +387,16 @@ def attach_texts(store: "MemoryStore", hits: Hits, primaries: Sequence[int | Non
     ``primaries``: the catalog position of each hit's primary view, where known."""
     catalog = store.catalog
     known = list(primaries) if primaries is not None else [None] * len(hits)
-    for h, primary in zip(hits, known):
-        if h.modality not in ("text", "audio", "video"):
-            continue
-        positions = [primary] if primary is not None else catalog.positions(h.id, h.memory.namespace, expired=True)
-        text = catalog.get(positions[0], "text") if positions else None
+    spoken = [i for i, h in enumerate(hits) if h.modality in ("text", "audio", "video")]
+    at: list[int | None] = [None] * len(hits)
+    for i in spoken:
+        positions = [known[i]] if known[i] is not None else \
+            catalog.positions(hits[i].id, hits[i].memory.namespace, expired=True)
+        at[i] = positions[0] if positions else None
+    read = [i for i in spoken if at[i] is not None]
+    texts = dict(zip(read, catalog.values("text", [p for p in at if p is not None]))) if read else {}
+    for i in spoken:
+        h, text = hits[i], texts.get(i)
         if text is None:
             continue
         if h.modality == "text":
@@ -401,10 +408,6 @@ def attach_texts(store: "MemoryStore", hits: Hits, primaries: Sequence[int | Non
     for h in hits:
         if h.snippet is not None and len(h.snippet) > SNIPPET_CHARS:
             h.snippet = h.snippet[:SNIPPET_CHARS - 1] + "…"
-
-
-def _nan_to_none(x: Any) -> Any:
-    return None if x is None or (isinstance(x, float) and np.isnan(x)) else x
 
 
 def _vector_ranking(store: "MemoryStore", query: np.ndarray, k: int, allowed: np.ndarray | None,

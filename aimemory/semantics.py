@@ -235,13 +235,13 @@ def apply_options(rows: pa.Table, generated: list[str], options: Sequence[ItemOp
     return rows, final
 
 
-def memory_fields(catalog, position: int) -> dict[str, Any]:
-    """The :class:`~aimemory.records.Memory` fields of this module, from a primary view's catalog entry."""
-    expires = catalog.get(position, "expires")
-    parents = catalog.get(position, "derived_from")
-    return {"created_by": catalog.get(position, "created_by"),
-            "derived_from": list(parents) if parents is not None else None,
-            "expires_at": datetime.fromtimestamp(expires, tz=timezone.utc) if expires is not None else None}
+def memory_fields(catalog, positions: Sequence[int]) -> list[dict[str, Any]]:
+    """The :class:`~aimemory.records.Memory` fields of this module, from primary views' catalog
+    entries (one column read per field)."""
+    expires, parents = catalog.values("expires", positions), catalog.values("derived_from", positions)
+    return [{"created_by": by, "derived_from": list(p) if p is not None else None,
+             "expires_at": datetime.fromtimestamp(e, tz=timezone.utc) if e is not None else None}
+            for by, p, e in zip(catalog.values("created_by", positions), parents, expires)]
 
 
 def prepared_views(encode: Callable[[list], list], batch, options: Sequence[ItemOptions]) -> dict[int, list]:

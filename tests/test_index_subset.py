@@ -83,3 +83,33 @@ def test_large_allowed_set_scan_matches_selector_search() -> None:
         want_s, want_k = _selector_search(index, vectors, keys, query, 40, allowed)
         assert got_k.tolist() == want_k.tolist()
         np.testing.assert_allclose(got_s, want_s, atol=1e-5)
+
+
+def test_a_repeated_read_only_filter_reuses_its_rows_until_the_index_changes(monkeypatch) -> None:
+    from aimemory.index.flat_search import FlatSearch
+
+    looked_up = []
+    positions = FlatSearch.positions
+    monkeypatch.setattr(FlatSearch, "positions", lambda self, vkeys: looked_up.append(len(vkeys)) or positions(self, vkeys))
+    rng = np.random.default_rng(7)
+    n, d = 2000, 16
+    vectors = _unit(rng, n, d)
+    keys = np.arange(1, n + 1, dtype=np.int64)
+    index = VectorIndex.build(vectors, keys, ann_threshold=10 * n)
+    allowed = np.sort(rng.choice(keys, 30, replace=False))
+    allowed.flags.writeable = False  # as recall hands out a cached filter's keys
+    query = _unit(rng, 1, d)
+    first = index.search(query, 5, allowed)
+    np.testing.assert_array_equal(index.search(query, 5, allowed)[1], first[1])
+    assert len(looked_up) == 1  # looked up once
+    writable = allowed.copy()  # a caller's array may change: looked up every time
+    index.search(query, 5, writable)
+    index.search(query, 5, writable)
+    assert len(looked_up) == 3
+    index.remove(allowed[:1])  # storage rows shift: the kept rows must not be used
+    got_s, got_k = index.search(query, 5, allowed)
+    assert len(looked_up) == 4
+    gone = int(allowed[0]) - 1
+    want_s, want_k = _selector_search(index, np.delete(vectors, gone, 0), np.delete(keys, gone), query, 5, allowed)
+    assert got_k[0].tolist() == want_k[0].tolist()
+    np.testing.assert_allclose(got_s[0], want_s[0], atol=1e-5)

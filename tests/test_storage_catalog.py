@@ -232,3 +232,17 @@ def test_two_threads_growing_one_cached_value_append_the_new_rows_once(catalog, 
     catalog.rewrites += 1  # built afresh
     fresh = catalog.mask("default")
     assert len(got) == 2 and all(np.array_equal(g, fresh) for g in got)
+
+
+def test_many_values_rows_and_primaries_read_as_one_by_one(catalog):
+    positions = list(range(len(catalog.array("vkey"))))
+    for name in ("vkey", "id", "view", "namespace", "kind", "start", "expires", "text", "snippet", "derived_from"):
+        assert catalog.values(name, positions) == [catalog.get(p, name) for p in positions], name
+    assert catalog.rows(positions[::-1]) == [catalog.row(p) for p in positions[::-1]]
+    ids = catalog.take("id", np.asarray(positions))
+    primaries = catalog.primaries_of(positions, ids)
+    for p, mid, primary in zip(positions, ids, primaries):  # every view leads to its memory's first view
+        assert primary == catalog.positions(mid, catalog.get(p, "namespace"))[0]
+    assert catalog.primaries_of(positions[:1], ["not-this-id"]) == [None]
+    catalog.remove_ids([catalog.ids[0]], "default")
+    assert catalog.primaries_of(positions[:2], ids[:2]) == [None, None]  # forgotten: looked up by id instead

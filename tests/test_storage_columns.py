@@ -38,3 +38,16 @@ def test_writable_data_is_copied_at_once():
     data[0] = 100  # the caller's array stays the caller's
     assert column.view.tolist() == [1, 2, 3]
     assert column.writable() is column.buf
+
+
+def test_a_take_of_few_or_many_values_equals_one_by_one_reads():
+    from aimemory.storage.columns import FEW_VALUES, Column
+
+    column = Column(pa.array([f"s{i}" if i % 3 else None for i in range(50)], pa.large_string()), pa.large_string())
+    column.extend(["t0", None, "t2"])  # a tail past the loaded rows
+    column.set(4, "changed")
+    for positions in ([], [4], [52, 0, 4], list(range(0, 53, 2)), [51] * (FEW_VALUES + 3)):
+        assert column.take(np.asarray(positions, np.int64)) == [column.get(p) for p in positions]
+    plain = Column(pa.array([f"s{i}" for i in range(40)], pa.large_string()), pa.large_string())
+    positions = np.arange(0, 40, 3)
+    assert len(positions) > FEW_VALUES and plain.take(positions) == [f"s{p}" for p in positions]

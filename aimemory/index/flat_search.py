@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 BATCH_SELECTOR_MAX = 64  # allowed sets smaller than max key / this use a hash set, larger a bitmap
+HELD_CACHE = 8  # allowed sets whose rows are kept (a query's plans use one or two)
 SCAN_BLOCK = 65_536  # rows scored per block by a lone exact query (256 KB of scores stay in cache)
 
 
@@ -32,7 +33,9 @@ class FlatSearch:
         self.index = index
         self.dim = dim
         self.ids: np.ndarray | None = None  # position -> vkey
-        self.id_order: np.ndarray | None = None  # argsort of ids, built on first use
+        self.id_order: np.ndarray | None = None  # argsort of ids, built on first use; None when sorted
+        self.ids_sorted: bool | None = None  # whether ids ascend (adds come in increasing keys)
+        self._held: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # see held_rows
 
     @property
     def ntotal(self) -> int:
@@ -46,7 +49,8 @@ class FlatSearch:
         flat = faiss.downcast_index(self.index.index)
         if self.ids is None or len(self.ids) != n:
             self.ids = faiss.vector_to_array(self.index.id_map).astype(np.int64, copy=False)
-            self.id_order = None
+            self.id_order, self.ids_sorted = None, None
+            self._held.clear()
         rows: np.ndarray = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
         return rows
 
@@ -75,24 +79,21 @@ class FlatSearch:
         return scores[None], keys[None]
 
     def subset(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k among the ``allowed`` vkeys only: gather their rows from the flat storage and
-        score them in one matmul (the same results as a selector search, which scans every row)."""
+        """Exact top-k among the ``allowed`` vkeys only: score just their rows of the flat storage
+        (the same results as a selector search, which scans every row)."""
         rows = self.rows()  # (n, d)
-        position = self.positions(np.asarray(allowed, np.int64))  # (m,), -1 where not held
-        held = position >= 0
-        keys, position = np.asarray(allowed, np.int64)[held], position[held]
+        keys, position = self.held_rows(allowed)  # (m,) each
         k_out = k
         k = min(k, len(keys))
         if k == 0:
             return (np.full((len(queries), k_out), -np.inf, np.float32), np.full((len(queries), k_out), -1, np.int64))
-        gathered = rows[position]  # (m, d)
-        if len(queries) == 1:  # FAISS's SIMD loop on this thread: a BLAS call wakes its threads,
-            faiss = _faiss()   # which on a busy machine costs more than the 1-10k rows it scores
-            scores = np.empty((1, len(keys)), np.float32)  # (1, m)
-            faiss.fvec_inner_products_ny(faiss.swig_ptr(scores), faiss.swig_ptr(queries[0]),
-                                         faiss.swig_ptr(gathered), self.dim, len(keys))
+        if len(queries) == 1:  # FAISS's SIMD loop on this thread, reading the rows in place: a BLAS
+            faiss = _faiss()   # call wakes its threads, which on a busy machine costs more than the
+            scores = np.empty((1, len(keys)), np.float32)  # (1, m)   1-10k rows it scores
+            faiss.fvec_inner_products_by_idx(faiss.swig_ptr(scores), faiss.swig_ptr(queries), faiss.swig_ptr(rows),
+                                             faiss.swig_ptr(position), self.dim, 1, len(keys))
         else:
-            scores = queries @ gathered.T  # (q, m)
+            scores = queries @ rows[position].T  # (q, m)
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < len(keys) else \
             np.broadcast_to(np.arange(len(keys)), scores.shape)
         best = np.take_along_axis(scores, top, 1)
@@ -103,6 +104,25 @@ class FlatSearch:
         out_s[:, :k] = np.take_along_axis(best, order, 1)
         out_k[:, :k] = np.take_along_axis(best_keys, order, 1)
         return out_s, out_k
+
+    def held_rows(self, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The keys of ``allowed`` this index holds and their storage rows, (m,) each. Kept for a
+        read-only ``allowed`` (recall hands out a filter's keys as one read-only array until the
+        catalog changes), so a repeated filter looks nothing up; a few are kept, dropped on change."""
+        cacheable = isinstance(allowed, np.ndarray) and not allowed.flags.writeable
+        if cacheable:
+            cached = self._held.get(id(allowed))
+            if cached is not None and cached[0] is allowed:
+                return cached[1], cached[2]
+        allowed = np.asarray(allowed, np.int64)
+        position = self.positions(allowed)  # (m,), -1 where not held
+        held = position >= 0
+        keys, position = allowed[held], np.ascontiguousarray(position[held])
+        if cacheable:
+            while len(self._held) >= HELD_CACHE:
+                self._held.pop(next(iter(self._held)))
+            self._held[id(allowed)] = (allowed, keys, position)
+        return keys, position
 
     def key_range(self) -> tuple[int, int]:
         """The least and greatest key held ((0, -1) when none)."""
@@ -118,11 +138,13 @@ class FlatSearch:
         assert ids is not None
         if not len(ids):
             return np.full(len(vkeys), -1, np.int64)
-        if self.id_order is None:  # adds come in increasing keys: usually sorted already
-            self.id_order = np.arange(len(ids)) if bool(np.all(ids[1:] > ids[:-1])) \
-                else np.argsort(ids, kind="stable")
-        at = np.minimum(np.searchsorted(ids, vkeys, sorter=self.id_order), len(ids) - 1)
-        pos = self.id_order[at]
+        if self.ids_sorted is None:  # adds come in increasing keys: usually sorted already
+            self.ids_sorted = bool(np.all(ids[1:] > ids[:-1]))
+            self.id_order = None if self.ids_sorted else np.argsort(ids, kind="stable")
+        if self.id_order is None:
+            pos = np.minimum(np.searchsorted(ids, vkeys), len(ids) - 1)
+        else:
+            pos = self.id_order[np.minimum(np.searchsorted(ids, vkeys, sorter=self.id_order), len(ids) - 1)]
         return np.where(ids[pos] == vkeys, pos, -1)
 
     def blas(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

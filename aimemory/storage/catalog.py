@@ -28,6 +28,7 @@ COLUMN_FILTERS = ("source", "modality", "mime", "id")
 NUMERIC = {"vkey": np.int64, "view": np.int32, "created": np.float64, "start": np.float64,
            "end": np.float64, "expires": np.float64, "alive": np.bool_, "primary": np.int64}
 OPTIONAL_FLOATS = ("start", "end", "expires")  # NaN reads as None
+ROW_COLUMNS = ("vkey", "id", "view", "namespace", "modality", "kind", "created", "start", "end", "snippet")  # Row's
 CODED = ("namespace", "modality", "kind")  # few distinct values: held as int32 codes
 STRINGS = {"id": pa.large_string(), "snippet": pa.large_string(), "source": pa.large_string(),
            "content_hash": pa.large_string(), "metadata": pa.large_string(), "mime": pa.large_string(),
@@ -337,17 +338,6 @@ class Catalog:
         view = self.num["view"].buf
         return sorted(positions, key=lambda p: view[p])
 
-    def primary_of(self, position: int, memory_id: str) -> int | None:
-        """The position of the live primary view of ``memory_id`` whose view is at ``position``, from
-        the primary column (no look-up by id); None when that row is not it (the caller then looks
-        the id up): an id may also name a memory of another namespace, or an older version."""
-        primary = int(self.num["primary"].buf[position])
-        g = self.get
-        if self.alive[primary] and g(primary, "view") == 0 and g(primary, "namespace") == g(position, "namespace") \
-                and g(primary, "id") == memory_id:
-            return primary
-        return None
-
     def position_of_vkeys(self, vkeys: np.ndarray) -> np.ndarray:
         """vkeys -> positions (vkeys are sorted, so this is a binary search)."""
         return np.searchsorted(self.num["vkey"].view, vkeys)
@@ -364,11 +354,41 @@ class Catalog:
         """Values of a string column at many positions, in one read."""
         return self.strings[name].take(positions)
 
+    def values(self, name: str, positions: Sequence[int] | np.ndarray) -> list[Any]:
+        """``get(p, name)`` for many positions, one array read per column."""
+        at = np.asarray(positions, dtype=np.int64)
+        if name in self.num:
+            out = self.num[name].buf[at]
+            if name in OPTIONAL_FLOATS:
+                return [None if v != v else v for v in out.tolist()]
+            values: list[Any] = out.tolist()
+            return values
+        if name in CODED:
+            vocab = self.vocab[name]
+            return [vocab[c] for c in self.codes[name].buf[at].tolist()]
+        return self.strings[name].take(at)
+
+    def rows(self, positions: Sequence[int] | np.ndarray) -> list[Row]:
+        """``row(p)`` for many positions, one array read per column."""
+        columns = [self.values(name, positions) for name in ROW_COLUMNS]
+        return [Row(*fields) for fields in zip(*columns)]
+
+    def primaries_of(self, positions: Sequence[int], memory_ids: Sequence[str]) -> list[int | None]:
+        """The position of the live primary view of each ``memory_ids[i]`` whose view is at
+        ``positions[i]``, from the primary column (no look-up by id); None where that row is not it
+        (the caller then looks the id up): an id may also name a memory of another namespace, or an
+        older version."""
+        at = np.asarray(positions, dtype=np.int64)
+        primary = self.num["primary"].buf[at]
+        ns = self.codes["namespace"].buf
+        ok = self.alive[primary] & (self.num["view"].buf[primary] == 0) & (ns[primary] == ns[at])
+        ids = self.take("id", primary)
+        return [int(p) if good and found == mid else None
+                for p, good, found, mid in zip(primary.tolist(), ok.tolist(), ids, memory_ids)]
+
     def row(self, position: int) -> Row:
         g = self.get
-        return Row(g(position, "vkey"), g(position, "id"), g(position, "view"), g(position, "namespace"),
-                   g(position, "modality"), g(position, "kind"), g(position, "created"),
-                   g(position, "start"), g(position, "end"), g(position, "snippet"))
+        return Row(*(g(position, name) for name in ROW_COLUMNS))
 
     def metadata(self, primary_position: int) -> dict[str, Any]:
         meta = self._parsed_meta.get(primary_position)

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from .arrow_numpy import int64_array
 
 MIN_CAPACITY = 64
+FEW_VALUES = 8  # up to this many values are read one by one: an Arrow take costs 5-8 us whatever its size
 
 
 class Grow:
@@ -82,7 +83,12 @@ class Column:
     def take(self, positions: np.ndarray) -> list:
         """Values at many positions in one Arrow take (plus the tail and overrides)."""
         positions = np.asarray(positions, dtype=np.int64)
+        if len(positions) <= FEW_VALUES:
+            return [self.get(p) for p in positions.tolist()]
         nb = len(self.base)
+        if not self.over and (not len(positions) or positions.max() < nb):  # the usual case: one take
+            values: list = self.base.take(int64_array(positions)).to_pylist()
+            return values
         in_base = positions < nb
         out = [None] * len(positions)
         if in_base.any():

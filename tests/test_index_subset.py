@@ -90,7 +90,8 @@ def test_a_repeated_read_only_filter_reuses_its_rows_until_the_index_changes(mon
 
     looked_up = []
     positions = FlatSearch.positions
-    monkeypatch.setattr(FlatSearch, "positions", lambda self, vkeys: looked_up.append(len(vkeys)) or positions(self, vkeys))
+    monkeypatch.setattr(FlatSearch, "positions",
+                        lambda self, vkeys: looked_up.append(len(vkeys)) or positions(self, vkeys))
     rng = np.random.default_rng(7)
     n, d = 2000, 16
     vectors = _unit(rng, n, d)

@@ -179,7 +179,8 @@ class StoreState:
         """Save the catalog beside the table when enough changed since (``force``: when anything did)."""
         from .storage.catalog_file import save_if_due
 
-        save_if_due(self.catalog, self.path, self.table, self.manifest.model_id, self.manifest.dim, force)
+        save_if_due(self.catalog, self.path, self.table, self.manifest.model_id, self.manifest.dim, force,
+                    settled=self.segment is None or not self.segment.records)
 
     # -- catching up with other processes ------------------------------------------------------
     def refresh(self) -> None:

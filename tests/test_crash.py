@@ -192,6 +192,13 @@ KILL_AT = textwrap.dedent("""
         import aimemory.index.faiss_file as faiss_file
         calls.clear()  # the vectors' file is the first write, the record naming it the second
         faiss_file.atomic_write_bytes = wrap(faiss_file.atomic_write_bytes, point == "recent_before_record", nth=2)
+    elif point.startswith("tail"):  # a store large enough that a close saves a few rows as a catalog tail
+        store.remember_many([f"grey filler {seed} {{i}}" for i in range(200)])  # 4 changes < 200 // 20
+        store.close()
+        store = MemoryStore({path!r}, model=ColourEncoder(), write_ahead=ahead)
+        import aimemory.storage.catalog_tail as catalog_tail
+        calls.clear()  # the tail's rows file is the first write, the record naming it the second
+        catalog_tail.atomic_write_bytes = wrap(catalog_tail.atomic_write_bytes, point == "tail_before_record", nth=2)
     if point.startswith("upsert"):  # replace three named memories in one commit
         got = store.remember_many([f"blue named {seed} {{i}}" for i in range(3)], ids=["n0", "n1", "n2"])
         print("ADD", *[m.id for m in got], flush=True)
@@ -203,6 +210,11 @@ KILL_AT = textwrap.dedent("""
         got = store.remember_many([f"blue batch {seed} {{i}}" for i in range(3)])
         print("ADD", *[m.id for m in got], flush=True)
         store.save_index()  # a few recent vectors: saved on their own, beside the index file
+    elif point.startswith("tail"):
+        got = store.remember_many([f"blue batch {seed} {{i}}" for i in range(3)])
+        store.forget([base[0].id])  # the tail carries a removal too
+        print("ADD", *[m.id for m in got], flush=True)
+        store.close()
     elif point.startswith("many"):
         got = store.remember_many([f"blue batch {seed} {{i}}" for i in range(6)], batch_size=3)
         print("ADD", *[m.id for m in got], flush=True)
@@ -233,6 +245,9 @@ KILL_POINTS = {
     # the recent vectors' save: their file is written, the record naming it is not (or is)
     "recent_before_record": {3},
     "recent_after_record": {3},
+    # the catalog tail's save on close: its rows file is written, the record naming it is not (or is)
+    "tail_before_record": {3},
+    "tail_after_record": {3},
 }
 
 
@@ -257,7 +272,10 @@ def _check_kill_point(path: Path, point: str, base: list[str]) -> None:
         red = [mid for mid in base if mid in contents]
         visible = len(red) if "forget" in point else len(blue)
         assert visible in KILL_POINTS[point], f"{point}: {visible} visible"
-        if "forget" not in point:
+        if point.startswith("tail"):  # the first base memory was forgotten before the close
+            assert red == base[1:], "acknowledged memories lost, or a forgotten one back"
+            assert store.catalog.tail_state is not None or point == "tail_before_record"
+        elif "forget" not in point:
             assert red == base, "acknowledged memories lost"
         # nothing twice (a fold repeated after a crash), the table holds what the catalog does
         assert len(set(store.catalog.array("vkey").tolist())) == store.catalog.n_rows

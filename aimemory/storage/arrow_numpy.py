@@ -54,3 +54,35 @@ def int64_array(values: np.ndarray) -> pa.Array:
     pandas to check whether it is a pandas object."""
     data = np.ascontiguousarray(values, dtype=np.int64)
     return pa.Array.from_buffers(pa.int64(), len(data), [None, pa.py_buffer(data)])
+
+
+def _one_chunk(data: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(data, pa.ChunkedArray):
+        return data.combine_chunks() if data.num_chunks != 1 else data.chunk(0)
+    return data
+
+
+def nulls(data: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """(n,) bool: where ``data`` is null, from its validity buffer."""
+    data = _one_chunk(data)
+    n, offset = len(data), data.offset
+    validity = data.buffers()[0]
+    if not data.null_count or validity is None:
+        return np.zeros(n, np.bool_)
+    valid = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little", count=offset + n)[offset:]
+    out: np.ndarray = valid == 0
+    return out
+
+
+def filled(data: pa.Array | pa.ChunkedArray, fill: float) -> np.ndarray:
+    """A numeric column as a new numpy array with nulls replaced by ``fill``, read from its buffers
+    (``pc.fill_null`` builds an Arrow scalar, which imports pandas)."""
+    data = _one_chunk(data)
+    dtype = NUMPY_DTYPES[data.type]
+    n, offset = len(data), data.offset
+    if n == 0:
+        return np.zeros(0, dtype)
+    values = np.frombuffer(data.buffers()[1], dtype=dtype, count=offset + n)[offset:]
+    out = values.astype(np.result_type(dtype, type(fill)))
+    out[nulls(data)] = fill
+    return out

@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .arrow_numpy import filled, nulls, to_numpy
+from .catalog_tail import Base
 from .catalog_where import MetaEntries, check_where
 from .columns import Column, Grow, KeyIndex
 from .derived import DerivedCache
@@ -90,6 +92,10 @@ class Catalog:
         self.hash_keys = KeyIndex()  # content hash -> primary positions
         self.meta = MetaEntries()
         self.rowaddr_watermark = -1  # Lance row addresss up to this one are mirrored (see catalog_file)
+        self.saved_base: Base | None = None  # the saved files this catalog was loaded from or saved as
+        self.removed: list[int] = []  # vkeys removed, in order, and the rewrites that removed them:
+        self.removals = 0  # a tail may carry removals, not other changes (see catalog_tail)
+        self.tail_state: tuple[int, int] | None = None  # (rows, removals) the saved tail of those files holds
         self.changes = 0  # rows changed since the catalog was last loaded or saved
         self.version = 0  # bumped by every change and never reset
         # bumped by every change but appended rows: derived values grow over appended rows while it holds
@@ -117,11 +123,11 @@ class Catalog:
         if table.num_rows == 0:
             return
         table = table.sort_by("vkey")
-        vkeys = table.column("vkey").to_numpy().astype(np.int64)
+        vkeys = to_numpy(table.column("vkey")).astype(np.int64)
         base = self.n_rows
         if base and vkeys[0] <= self.num["vkey"].view[-1]:
             raise AssertionError("catalog rows must arrive in increasing vkey order")
-        views = table.column("view").to_numpy().astype(np.int32)
+        views = to_numpy(table.column("view")).astype(np.int32)
         ids = table.column("id").to_pylist()
         expires = expiry_seconds(table)
         self._expiring += int(np.count_nonzero(~np.isnan(expires)))
@@ -141,8 +147,8 @@ class Catalog:
         for name in CODED:
             self.codes[name].extend(self._code(name, table.column(name).to_pylist()))
         for name in STRINGS:
-            values = table.column(name).to_pylist() if name in table.column_names else [None] * len(vkeys)
-            self.strings[name].extend(values)
+            column = table.column(name).to_pylist() if name in table.column_names else [None] * len(vkeys)
+            self.strings[name].extend(column)
         self.id_keys.add(ids, positions)
         hashes = self.strings["content_hash"].tail[-len(vkeys):]
         self.hash_keys.add([h if v == 0 else None for h, v in zip(hashes, views.tolist())], positions)
@@ -160,7 +166,7 @@ class Catalog:
                     continue  # the same id in other namespaces stays
                 self.num["alive"].writable()[p] = False
                 vkeys.append(int(self.num["vkey"].buf[p]))
-        self._changed(len(vkeys))
+        self._removed(vkeys)
         return vkeys
 
     def remove_vkeys(self, vkeys: np.ndarray) -> int:
@@ -170,7 +176,7 @@ class Catalog:
         positions = positions[ok][self.num["vkey"].view[positions[ok]] == np.asarray(vkeys)[ok]]
         live = positions[self.alive[positions]]
         self.num["alive"].writable()[live] = False
-        self._changed(len(live))
+        self._removed(self.num["vkey"].view[live].tolist())
         return len(live)
 
     def set_metadata(self, position: int, tags: list[str], metadata_json: str) -> None:
@@ -195,6 +201,11 @@ class Catalog:
         self._expiring = int(np.count_nonzero(~np.isnan(self.num["expires"].view)))
         self.version += 1
         self.rewrites += 1
+
+    def _removed(self, vkeys: list[int]) -> None:
+        self.removed.extend(vkeys)
+        self.removals += 1
+        self._changed(len(vkeys))
 
     def _changed(self, rows: int) -> None:
         self.changes += rows
@@ -485,7 +496,7 @@ def _key(values: Iterable[Any] | None) -> tuple[Any, ...] | None:
 
 def _seconds(column: pa.ChunkedArray) -> np.ndarray:
     micros = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    seconds: np.ndarray = micros.to_numpy(zero_copy_only=False) / 1e6
+    seconds: np.ndarray = to_numpy(micros) / 1e6
     return seconds
 
 
@@ -495,11 +506,11 @@ def expiry_seconds(table: pa.Table) -> np.ndarray:
         return np.full(table.num_rows, np.nan)
     micros = table.column("expires_at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
     # far-future times exceed a double's exact integers: convert in numpy, not with an Arrow cast
-    seconds: np.ndarray = pc.fill_null(micros, 0).to_numpy(zero_copy_only=False).astype(np.float64) / 1e6
-    seconds[pc.is_null(micros).to_numpy(zero_copy_only=False)] = np.nan
+    seconds: np.ndarray = filled(micros, 0).astype(np.float64) / 1e6
+    seconds[nulls(micros)] = np.nan
     return seconds
 
 
 def _floats(column: pa.ChunkedArray) -> np.ndarray:
-    values: np.ndarray = pc.fill_null(column.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+    values: np.ndarray = filled(column.cast(pa.float64()), np.nan)
     return values

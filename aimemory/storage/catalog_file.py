@@ -6,7 +6,8 @@ and the store's model and width. A saved catalog is used only when all of that c
 (missing, torn, garbled, another store's, a version the table no longer has) it is rebuilt from the
 table. A catalog older than the table is caught up by reading only rows whose Lance row address is above
 the mark (appends, updates and compactions land in new fragments) and, when rows were deleted, the
-``vkey`` column; never the whole table.
+``vkey`` column; never the whole table. Rows appended since the last full save may be saved on their
+own as a tail (:mod:`.catalog_tail`), which an open applies without reading the table.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import zlib
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from ..errors import StoreError
 from ..records import CATALOG_COLUMNS
 from .arrow_numpy import to_numpy
 from .catalog import CODED, NUMERIC, STRINGS, Catalog, expiry_seconds
+from .catalog_tail import TAIL, Base, drop_tail, load_tail, save_tail, write_ipc
 from .catalog_where import ENTRY_SCHEMA, MetaEntries
 from .columns import Column, Grow, KeyIndex
 from .manifest import atomic_write_bytes
@@ -39,6 +40,7 @@ STAMPS = "catalog.stamps.json"  # file name -> (size, mtime, inode, crc32) once 
 FORMAT = 2  # 2: expires, created_by, derived_from
 U64_MAX = 2**64 - 1  # Lance v2 manifest names count down from here
 SAVE_AFTER_CATCH_UP = 10_000  # rows read by a catch-up on open past which the result is saved
+SAVE_SHARE = 20  # ... or past this share of the rows (1/20); fewer changes are saved as a tail
 
 
 class StaleCatalog(Exception):
@@ -170,17 +172,6 @@ def catch_up(catalog: Catalog, table, pending: np.ndarray | None = None) -> tupl
 
 
 # -- saving and loading -----------------------------------------------------------------------------
-def _write_ipc(folder: Path, stem: str, table: pa.Table) -> tuple[str, int]:
-    sink = pa.BufferOutputStream()
-    with ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table, max_chunksize=max(1, table.num_rows))
-    data = sink.getvalue()
-    crc = zlib.crc32(memoryview(data))
-    name = f"{stem}-{crc:08x}-{os.getpid()}.arrow"
-    atomic_write_bytes(folder / name, data.to_pybytes())
-    return name, crc
-
-
 def _fixed_array(keys: np.ndarray) -> pa.Array:
     """numpy 'S<w>' -> Arrow fixed_size_binary(w), one buffer copy."""
     width = max(1, keys.dtype.itemsize)
@@ -217,13 +208,15 @@ def save(catalog: Catalog, folder: Path, table, model_id: str, dim: int) -> None
     hashes = pa.table({"key": _fixed_array(hkeys), "pos": horder})
     files = {}
     for stem, tab in (("rows", _rows_table(catalog)), ("entries", catalog.meta.table()), ("hashes", hashes)):
-        files[stem] = _write_ipc(folder, stem, tab)
+        files[stem] = write_ipc(folder, stem, tab)
     side = {"format": FORMAT, "table_version": table.version, "manifest_sha256": digest,
             "rows": catalog.n_rows, "alive": int(np.count_nonzero(catalog.alive)),
             "rowaddr_watermark": catalog.rowaddr_watermark, "model_id": model_id, "dim": dim,
             "vocab": catalog.vocab, "meta_keys": catalog.meta.key_names,
             "files": {stem: {"name": name, "crc32": crc} for stem, (name, crc) in files.items()}}
     atomic_write_bytes(folder / SIDECAR, json.dumps(side).encode())
+    drop_tail(folder)
+    catalog.saved_base, catalog.tail_state = Base.of(catalog, files["rows"][0]), None
     keep = {name for name, _ in files.values()}
     _write_stamps(folder, {name: _stamp(folder / name, crc) for name, crc in files.values()})
     for old in folder.glob("*.arrow"):
@@ -302,7 +295,17 @@ def _load(folder: Path, table, model_id: str, dim: int, verify: bool = True) -> 
         raise StaleCatalog(f"unreadable ({type(exc).__name__}: {exc})") from exc
     if int(np.count_nonzero(c.alive)) != side["alive"]:
         raise StaleCatalog("live row count does not match its sidecar")
-    if version == table.version and side["alive"] != table.count_rows():
+    c.saved_base = Base.of(c, side["files"]["rows"]["name"])
+    alive = side["alive"]
+    try:
+        tail = load_tail(c, folder, table.version, lambda v: manifest_digest(table.dataset_path, v))
+    except (ValueError, KeyError, TypeError, IndexError, AssertionError, pa.ArrowException) as exc:
+        raise StaleCatalog(f"its tail could not be applied ({type(exc).__name__}: {exc})") from exc
+    if tail is not None:
+        if int(np.count_nonzero(c.alive)) != tail["alive"]:
+            raise StaleCatalog("live row count does not match the catalog tail's record")
+        version, alive = int(tail["table_version"]), tail["alive"]
+    if version == table.version and alive != table.count_rows():
         raise StaleCatalog("row count does not match the table")
     return c, version
 
@@ -351,11 +354,12 @@ def open_catalog(folder: Path, table, model_id: str, dim: int) -> tuple[Catalog,
         catalog, version = _load(folder, table, model_id, dim)
         if version == table.version:  # saved at this very version (digest and rows checked): current
             return catalog, none, none
+        from_tail = catalog.changes  # rows the saved tail added: a full save counts them too
         added, removed = catch_up(catalog, table)
         if catalog.changes >= SAVE_AFTER_CATCH_UP:
             _save_quietly(catalog, folder, table, model_id, dim)
-        elif not catalog.changes:  # the versions since changed nothing it holds (rows added, then forgotten)
-            _repoint_quietly(catalog, folder, table, version)
+        elif catalog.changes == from_tail:  # the versions since changed nothing it holds (rows added, then forgotten)
+            _repoint_quietly(catalog, folder, table, version, TAIL if catalog.tail_state else SIDECAR)
         return catalog, added, removed
     except StaleCatalog as exc:
         if (Path(folder) / FOLDER / SIDECAR).exists():
@@ -365,11 +369,11 @@ def open_catalog(folder: Path, table, model_id: str, dim: int) -> tuple[Catalog,
     return catalog, none, none
 
 
-def _repoint_quietly(catalog: Catalog, folder: Path, table, was: int) -> None:
+def _repoint_quietly(catalog: Catalog, folder: Path, table, was: int, record: str = SIDECAR) -> None:
     """Tie the saved files, unchanged, to the table's current version: a catch-up that found
     nothing new is not repeated by every later open (each one opens the Lance table, whose check
-    reads every row's key)."""
-    path = Path(folder) / FOLDER / SIDECAR
+    reads every row's key). ``record``: the sidecar, or the tail's record when the catalog ends with one."""
+    path = Path(folder) / FOLDER / record
     try:
         digest = manifest_digest(table.dataset_path, table.version)
         side = json.loads(path.read_text())
@@ -402,9 +406,29 @@ def refresh_catalog(catalog: Catalog, table, pending: np.ndarray | None = None
         return build(table), None, None
 
 
-def save_if_due(catalog: Catalog, folder: Path, table, model_id: str, dim: int, force: bool = False) -> None:
+def save_if_due(catalog: Catalog, folder: Path, table, model_id: str, dim: int, force: bool = False,
+                settled: bool = True) -> None:
     """Save when anything changed (``force``) or when the next open would otherwise read more than
-    SAVE_AFTER_CATCH_UP rows or a twentieth of the table to catch up."""
-    due = catalog.changes >= min(SAVE_AFTER_CATCH_UP, max(1, catalog.n_rows // 20))
+    SAVE_AFTER_CATCH_UP rows or a twentieth of the table to catch up; else save the rows appended
+    and removed since as a tail, when the catalog is ``settled`` (holds no write the table has not
+    committed yet)."""
+    due = catalog.changes >= min(SAVE_AFTER_CATCH_UP, max(1, catalog.n_rows // SAVE_SHARE))
     if catalog.changes and (force or due):
         _save_quietly(catalog, folder, table, model_id, dim)
+    elif catalog.changes and settled:
+        _save_tail_quietly(catalog, folder, table)
+
+
+def _save_tail_quietly(catalog: Catalog, folder: Path, table) -> None:
+    """Save the rows appended since the last full save on their own, when that is all that changed
+    and the catalog matches the table (see :mod:`.catalog_tail`), so the next open need not read
+    the table; otherwise leave the next open to catch up."""
+    if getattr(table, "remote", None) is not None:
+        return
+    try:
+        digest = manifest_digest(table.dataset_path, table.version)
+        if digest is None or int(np.count_nonzero(catalog.alive)) != table.count_rows():
+            return
+        save_tail(catalog, Path(folder) / FOLDER, table.version, digest)
+    except (OSError, StoreError, pa.ArrowException) as exc:  # a cache: failing to save only costs speed
+        log.info("the catalog tail of %s was not saved (%s)", folder, exc)

@@ -15,6 +15,10 @@ Cases:
   imports, store open (catalog, index), the text towers' load and one query.
 * served recall: the same with ``aimemory serve`` running on the store (the CLI asks it over
   loopback HTTP); each checkout serves its own hard-linked copy of the store.
+* after a write (``--no-writes`` skips): ``aimemory remember --text ...`` (a process that stores one
+  note: imports, open, the text model, the write and the close), then a cold recall as above, on
+  each checkout's own full copy of the store. A close saves the catalog in full only when enough
+  changed; what a recall after a few writes costs depends on what the close saved instead.
 * MCP: ``aimemory mcp`` started by the official SDK's stdio client: time to the ``initialize``
   answer, to the ``tools/list`` answer, and to the first ``recall`` tool answer.
 
@@ -162,7 +166,7 @@ def start_server(checkout: Path, store: Path) -> subprocess.Popen:
 
 # -- the run -----------------------------------------------------------------------------------------
 def measure(checkouts: dict[str, Path], stores: dict[str, Path], runs: int, mcp: bool, served: bool,
-            log=print) -> dict[str, dict[str, list[float]]]:
+            log=print, written: dict[str, Path] | None = None) -> dict[str, dict[str, list[float]]]:
     """case -> checkout label -> seconds per run; checkouts alternate within every run."""
     times: dict[str, dict[str, list[float]]] = {}
 
@@ -182,6 +186,12 @@ def measure(checkouts: dict[str, Path], stores: dict[str, Path], runs: int, mcp:
             if mcp:
                 for name, seconds in mcp_times(checkout, stores[label]).items():
                     add(f"MCP {name}", label, seconds)
+            if written is not None:
+                note = ["remember", "--text", f"note {i}: call the plumber about the kitchen tap", "--store",
+                        str(written[label])]
+                add("CLI remember", label, run_cli(checkout, note, AIMEMORY_USE_SERVER="0"))
+                add("recall after a write", label, run_cli(checkout, ["recall", QUERY, "--store", str(written[label])],
+                                                           AIMEMORY_USE_SERVER="0"))
         log(f"  run {i + 1}/{runs} done (load avg {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
     if served:
         servers = {label: start_server(checkout, stores[label]) for label, checkout in checkouts.items()}
@@ -282,6 +292,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--baseline", default=None, help="another aimemory checkout to compare against")
     p.add_argument("--no-mcp", action="store_true", help="skip the MCP cases")
     p.add_argument("--no-served", action="store_true", help="skip the served recall")
+    p.add_argument("--no-writes", action="store_true", help="skip the remember and the recall after it")
     p.add_argument("--encode-queries", type=int, default=200,
                    help="queries for the numpy-vs-torch encode latency (0: skip)")
     return p.parse_args(argv)
@@ -308,6 +319,12 @@ def main(argv=None, log=print) -> dict:
             subprocess.run(["cp", "-al", str(store), str(copy)], check=True)
         (copy / ".serve.json").unlink(missing_ok=True)
         stores[label] = copy
+    written = None
+    if not args.no_writes:  # full copies, made afresh: a write changes files in place (the segment)
+        written = {label: work / f"{store.name}-{label}-writes" for label in checkouts}
+        for copy in written.values():
+            shutil.rmtree(copy, ignore_errors=True)
+            subprocess.run(["cp", "-a", str(store), str(copy)], check=True)
     for label, checkout in checkouts.items():
         where = package_of(checkout)
         if not Path(where).resolve().is_relative_to(checkout):
@@ -323,7 +340,7 @@ def main(argv=None, log=print) -> dict:
     what = f"{store} (existing)" if args.store else f"{args.n:,} text memories, {MODEL_ID} ({DIM}-d)"
     log(f"store: {what}; {args.runs} runs per case, "
         f"checkouts {', '.join(f'{k}={v}' for k, v in checkouts.items())}")
-    times = measure(checkouts, stores, args.runs, mcp, not args.no_served, log)
+    times = measure(checkouts, stores, args.runs, mcp, not args.no_served, log, written)
     log(table(times, list(checkouts)))
     log(f"load avg at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.encode_queries > 0:

@@ -112,6 +112,36 @@ def test_a_cold_text_recall_never_imports_torch(tmp_path):
     assert "cat" in lines[-2]
 
 
+def test_a_cold_single_remember_never_imports_torch(tmp_path):
+    """An agent's one-note ``remember`` in a fresh process (the CLI, a hook) encodes with the numpy
+    forward; the stored vector is the torch network's to cosine >= 0.9999, and a batch past
+    NUMPY_MAX_TEXTS goes through the network."""
+    from aimemory.encoders.registry import offline_tier_missing
+
+    missing = offline_tier_missing()
+    if missing is not None:
+        pytest.skip(missing)
+    store = tmp_path / "store"
+    out = run_python(
+        "import sys\n"
+        "import numpy as np\n"
+        "from aimemory import MemoryStore\n"
+        "from aimemory.encoders.sentence import NUMPY_MAX_TEXTS\n"
+        f"with MemoryStore({str(store)!r}, model='aimemory-base', speech_model=None, ocr=False) as s:\n"
+        "    one = s.remember('call the plumber about the kitchen tap')\n"
+        "    print('torch' in sys.modules)\n"
+        "    cold = s.index.vectors(s.catalog.array('vkey'))[0]\n"
+        "    s.remember_many([f'note {i} about the garden' for i in range(NUMPY_MAX_TEXTS + 1)])\n"
+        "    print('torch' in sys.modules)\n"
+        "    warm = s.encoder.embed_texts(['call the plumber about the kitchen tap'])[0]\n"
+        "    print(float(cold @ warm))\n")
+    assert out.returncode == 0, out.stderr[-2000:]
+    cold_torch, batch_torch, cosine = out.stdout.split()[-3:]
+    assert cold_torch == "False", "a single cold remember imported torch"
+    assert batch_torch == "True"  # larger batches: the network
+    assert float(cosine) >= 0.9999
+
+
 @needs_weights
 def test_once_torch_is_imported_queries_use_the_network():
     out = run_python(

@@ -211,7 +211,7 @@ class OfflineEncoder(Encoder):
 
     def embed_query(self, text: str) -> np.ndarray:
         """A text query's (dim,) vector: the text tower's numpy forward until torch is imported
-        (:meth:`SentenceEncoder.embed_query`); remembered texts always go through the network."""
+        (:meth:`SentenceEncoder.embed_query`); remembered texts too, one or two at a time."""
         embed_query = getattr(self.text, "embed_query", None)
         return embed_query(text) if embed_query is not None else self.embed_texts([text])[0]
 

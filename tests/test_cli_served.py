@@ -1,5 +1,6 @@
-"""``aimemory recall`` reusing a running ``aimemory serve``: found by its record in the store folder,
-used only while its process is alive, and skipped (the CLI opens the store itself) otherwise."""
+"""``aimemory recall`` and ``aimemory remember --text`` reusing a running ``aimemory serve``: found by
+its record in the store folder, used only while its process is alive, and skipped (the CLI opens the
+store itself) otherwise."""
 
 from __future__ import annotations
 
@@ -19,16 +20,32 @@ HIT = {"id": "abc", "score": 0.9, "fusion": None, "modality": "text", "kind": "t
                   "transcript": None, "text": "the cat sleeps"}}
 
 
+def _stored(text: str, i: int) -> dict:
+    status = "existing" if text.startswith("old") else "new"
+    return {"id": f"m{i}", "modality": "text", "namespace": "default", "status": status, "text": text}
+
+
 @pytest.fixture
 def server():
-    """A stand-in for the API: answers POST /api/recall with one hit and keeps the request."""
+    """A stand-in for the API: answers POST /api/recall with one hit, POST /api/memories as the API
+    does (an item whose text is "bad" skipped, a request of only bad ones refused) and keeps the
+    requests."""
     seen: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's name)
             seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            body = json.dumps({"hits": [HIT]}).encode()
-            self.send_response(200)
+            status, answer = 200, {"hits": [HIT]}
+            if self.path == "/api/memories":
+                texts = seen[-1]["text"]
+                skipped = [{"index": i, "source": None, "status": 422,
+                            "error": {"type": "InputError", "message": "bad text"}} for i, t in enumerate(texts)
+                           if t == "bad"]
+                stored = [_stored(t, i) for i, t in enumerate(texts) if t != "bad"]
+                status, answer = (201, {"memories": stored, "skipped": skipped}) if stored else \
+                    (422, {"error": {"type": "InputError", "message": "bad text"}})
+            body = json.dumps(answer).encode()
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -77,3 +94,44 @@ def test_no_server_means_none(tmp_path, server, monkeypatch):
     monkeypatch.delenv("AIMEMORY_TOKEN", raising=False)
     assert served.recall(tmp_path, "a cat") is None  # needs a token we do not have
     assert seen == []
+
+
+def test_remember_texts_go_to_the_running_server(tmp_path, server, monkeypatch, capsys):
+    from aimemory.cli import main
+
+    port, seen = server
+    monkeypatch.setattr(served, "_alive_server", lambda pid: pid == os.getpid())
+    store = tmp_path / "mem"
+    store.mkdir()
+    served.announce(store, "127.0.0.1", port, token_required=False)
+    code = main(["remember", "--store", str(store), "--text", "call the plumber", "--text", "old note", "--text", "bad",
+                 "--tag", "home", "--ttl", "2h", "--created-by", "agent-a"])
+    assert code == 1  # an item was skipped: exit 1, as a local run
+    assert seen == [{"text": ["call the plumber", "old note", "bad"], "background": False, "namespace": "default",
+                     "metadata": {"tags": ["home"]}, "ttl": 7200.0, "created_by": "agent-a"}]
+    out, err = capsys.readouterr()
+    assert "new             m0  call the plumber" in out and "already stored  m1  old note" in out
+    assert "1 new, 1 already stored, 1 skipped" in out and "bad: bad text" in err
+    assert sorted(p.name for p in store.iterdir()) == [served.RECORD]  # the CLI never opened the store
+
+
+def test_remember_falls_back_to_the_store_when_the_server_refuses(tmp_path, server, monkeypatch):
+    port, seen = server
+    monkeypatch.setattr(served, "_alive_server", lambda pid: pid == os.getpid())
+    served.announce(tmp_path, "127.0.0.1", port, token_required=False)
+    assert served.remember_texts(tmp_path, ["bad"]) is None  # refused: the local run says why
+    assert served.remember_texts(tmp_path, ["fine"])[0][0]["id"] == "m0"
+    monkeypatch.setenv("AIMEMORY_USE_SERVER", "0")
+    assert served.remember_texts(tmp_path, ["fine"]) is None  # turned off
+    assert len(seen) == 2
+
+
+def test_the_tally_of_served_memories_follows_their_status():
+    from aimemory.cli.ingest import Entry, served_tally
+
+    entries = [Entry(t, t) for t in ("a", "b", "c", "d", "e")]
+    memories = [{"id": "1", "status": "new"}, {"id": "2", "status": "replaced"}, {"id": "3", "status": "updated"},
+                {"id": "4", "status": "merged"}]
+    tally = served_tally(entries, memories, [{"index": 2, "error": {"message": "too long"}}])
+    assert tally.new == [("a", "1"), ("b", "2")] and tally.updated == [("d", "3")]
+    assert tally.existing == [("e", "4")] and tally.skipped == [("c", "too long")]

@@ -151,7 +151,8 @@ def remember(
 
     Content already in the store is recognised by hash and not encoded again, so an interrupted
     run resumes where it stopped. Exits 1 if any input was skipped for an error (everything else is
-    still stored), unless --allow-partial."""
+    still stored), unless --allow-partial. Texts alone go to a running `aimemory serve` of the store
+    when there is one (AIMEMORY_USE_SERVER=0 turns that off)."""
     from . import output
     from .ingest import Tally, collect, ingest, report
 
@@ -170,6 +171,17 @@ def remember(
              "expires_at": expires_at, "created_by": created_by, "derived_from": derived_from or None,
              "near_duplicate": near_duplicate, "on_near_duplicate": "merge" if merge_near else None}
     extra = {k: v for k, v in extra.items() if v is not None}
+    if not inputs and model == "auto" and _TEST_STORE_KWARGS is None:  # texts only: a running server takes them
+        from . import served
+        from .ingest import finish, served_tally
+
+        done = served.remember_texts(
+            (store or default_store_path()).expanduser(), [e.item for e in entries], namespace=namespace,
+            metadata=metadata or None, id=memory_id, ttl=extra.get("ttl"), expires_at=expires_at,
+            created_by=created_by, derived_from=derived_from or None, near_duplicate=near_duplicate,
+            on_near_duplicate=extra.get("on_near_duplicate"))
+        if done is not None:
+            raise typer.Exit(finish(served_tally(entries, *done), as_json, allow_partial))
     with open_store(store, model, create=True, speech=speech, sound=sound, device=device, ocr=ocr) as st:
         code = ingest(st, entries, problems, metadata=metadata, namespace=namespace,
                       batch_size=batch_size, as_json=as_json, allow_partial=allow_partial, extra=extra)

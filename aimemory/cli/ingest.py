@@ -219,6 +219,11 @@ def ingest(store, entries: list[Entry], problems: list[tuple[str, str]], *, meta
                 bar.stop()
                 report(tally, False, False)
             raise
+    return finish(tally, as_json, allow_partial, interrupted)
+
+
+def finish(tally: Tally, as_json: bool, allow_partial: bool, interrupted: bool = False) -> int:
+    """Print the summary of a remember run and return its exit code (see :func:`ingest`)."""
     report(tally, as_json, interrupted)
     if interrupted:
         return 130
@@ -232,6 +237,26 @@ def ingest(store, entries: list[Entry], problems: list[tuple[str, str]], *, meta
                    "(exit status 1); the others are stored. Pass --allow-partial to accept a partial "
                    "run with exit status 0", err=True)
     return 1
+
+
+def served_tally(entries: list[Entry], memories: list[dict], skipped: list[dict]) -> Tally:
+    """The tally of texts a running server remembered (see :func:`.served.remember_texts`): its
+    memories come in the order of the entries it did not skip."""
+    tally = Tally()
+    gone = {int(s.get("index", -1)): s for s in skipped}
+    stored = iter(memories)
+    for i, entry in enumerate(entries):
+        if i in gone:
+            error = gone[i].get("error") or {}
+            tally.skipped.append((entry.label, _reason(ValueError(error.get("message", "not stored")))))
+            continue
+        m = next(stored, None)
+        if m is None:
+            continue
+        status = m.get("status")
+        kind = tally.new if status in ("new", "replaced") else tally.updated if status == "updated" else tally.existing
+        kind.append((entry.label, m.get("id")))
+    return tally
 
 
 def _merge_into_stored(store, known: list[tuple[str, str]], metadata: dict, namespace: str, tally: Tally,

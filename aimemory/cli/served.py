@@ -1,5 +1,6 @@
-"""The CLI reuses a running ``aimemory serve`` of the same store: a cold ``aimemory recall`` then
-costs one loopback HTTP request instead of loading the store and the model (seconds of imports).
+"""The CLI reuses a running ``aimemory serve`` of the same store: a cold ``aimemory recall`` or
+``aimemory remember --text`` then costs one loopback HTTP request instead of loading the store and
+the model (seconds of imports) and, for a write, the fold into the table on close.
 
 ``aimemory serve`` leaves ``.serve.json`` (mode 0600) in the store folder while it runs: its pid and
 loopback URL. The CLI uses it only when that pid is alive and is an ``aimemory serve`` process, and
@@ -80,25 +81,47 @@ def _when(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def recall(store: Path, query: str, **params: Any) -> list | None:
-    """Hits from the running server (objects with the attributes the CLI prints), or None when
-    there is no usable server (the caller then opens the store)."""
+def _post(store: Path, route: str, body: dict) -> dict | None:
+    """POST ``body`` as JSON to the running server's ``route`` -> its JSON answer, or None when
+    there is no usable server or it did not answer with success (the caller then does the work
+    itself, and a bad request fails there with the local error)."""
     from urllib import error, request
 
     record = find(store)
     if record is None:
         return None
-    body = {"q": query, **{k: _when(v) for k, v in params.items() if v is not None}}
     headers = {"Content-Type": "application/json"}
     if record.get("token"):
         headers["Authorization"] = f"Bearer {os.environ['AIMEMORY_TOKEN']}"
-    req = request.Request(record["url"] + "/api/recall", data=json.dumps(body).encode(), headers=headers)
+    req = request.Request(record["url"] + route, data=json.dumps(body).encode(), headers=headers)
     try:
         with request.urlopen(req, timeout=TIMEOUT_S) as resp:
-            hits = json.loads(resp.read())["hits"]
-    except (error.URLError, OSError, ValueError, KeyError):
-        return None  # down, refused, or an answer we cannot read: recall locally
-    return [_hit(h) for h in hits]
+            answer = json.loads(resp.read())
+    except (error.URLError, OSError, ValueError):
+        return None  # down, refused, an error status, or an answer we cannot read
+    return answer if isinstance(answer, dict) else None
+
+
+def recall(store: Path, query: str, **params: Any) -> list | None:
+    """Hits from the running server (objects with the attributes the CLI prints), or None when
+    there is no usable server (the caller then opens the store)."""
+    answer = _post(store, "/api/recall", {"q": query, **{k: _when(v) for k, v in params.items() if v is not None}})
+    try:
+        return None if answer is None else [_hit(h) for h in answer["hits"]]
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def remember_texts(store: Path, texts: list[str], **fields: Any) -> tuple[list[dict], list[dict]] | None:
+    """Remember ``texts`` through the running server -> (memories as the web API shows them, in the
+    order of the texts that were stored; skipped items with their errors), or None when there is
+    no usable server (the caller then opens the store). ``fields``: the API's remember fields
+    (namespace, metadata, id, ttl, expires_at, created_by, derived_from, near_duplicate, ...)."""
+    body = {"text": texts, "background": False, **{k: _when(v) for k, v in fields.items() if v is not None}}
+    answer = _post(store, "/api/memories", body)
+    if answer is None or not isinstance(answer.get("memories"), list) or not isinstance(answer.get("skipped"), list):
+        return None
+    return answer["memories"], answer["skipped"]
 
 
 HIT_DEFAULTS: dict[str, Any] = {"start": None, "end": None, "snippet": None, "fusion": None, "recency": None,

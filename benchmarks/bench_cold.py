@@ -17,7 +17,8 @@ Cases:
   loopback HTTP); each checkout serves its own hard-linked copy of the store.
 * after a write (``--no-writes`` skips): ``aimemory remember --text ...`` (a process that stores one
   note: imports, open, the text model, the write and the close), then a cold recall as above, on
-  each checkout's own full copy of the store. A close saves the catalog in full only when enough
+  each checkout's own full copy of the store; with a server, also the remember it is handed (the
+  served cases then run on those copies). A close saves the catalog in full only when enough
   changed; what a recall after a few writes costs depends on what the close saved instead.
 * MCP: ``aimemory mcp`` started by the official SDK's stdio client: time to the ``initialize``
   answer, to the ``tools/list`` answer, and to the first ``recall`` tool answer.
@@ -193,15 +194,18 @@ def measure(checkouts: dict[str, Path], stores: dict[str, Path], runs: int, mcp:
                 add("recall after a write", label, run_cli(checkout, ["recall", QUERY, "--store", str(written[label])],
                                                            AIMEMORY_USE_SERVER="0"))
         log(f"  run {i + 1}/{runs} done (load avg {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
-    if served:
-        servers = {label: start_server(checkout, stores[label]) for label, checkout in checkouts.items()}
+    if served:  # on the full copies when there are: a served remember writes (hard links would share it)
+        at = written or stores
+        servers = {label: start_server(checkout, at[label]) for label, checkout in checkouts.items()}
         try:
             for label, checkout in checkouts.items():
-                run_cli(checkout, ["recall", QUERY, "--store", str(stores[label])])  # the server's first query
-            for _ in range(runs):
+                run_cli(checkout, ["recall", QUERY, "--store", str(at[label])])  # the server's first query
+            for i in range(runs):
                 for label, checkout in checkouts.items():
-                    add("served CLI recall", label, run_cli(checkout, ["recall", QUERY, "--store",
-                                                                       str(stores[label])]))
+                    add("served CLI recall", label, run_cli(checkout, ["recall", QUERY, "--store", str(at[label])]))
+                    if written is not None:
+                        note = ["remember", "--text", f"served note {i}: water the tomatoes", "--store", str(at[label])]
+                        add("served CLI remember", label, run_cli(checkout, note))
         finally:
             for proc in servers.values():
                 proc.terminate()

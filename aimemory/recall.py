@@ -131,12 +131,11 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
     kept = [(mid, score, p, row) for (mid, score, p), row in zip(shown, rows)
             if row.namespace == namespace]  # defence in depth; the mask already excluded the rest
     primaries = catalog.primaries_of([p for _, _, p, _ in kept], [mid for mid, _, _, _ in kept])
-    found = [p for p in primaries if p is not None]
-    at = dict(zip(found, memories_at(store, [mid for (mid, _, _, _), p in zip(kept, primaries) if p is not None],
-                                     found)))
+    known = {i: p for i, p in enumerate(primaries) if p is not None}  # the others are looked up by id
+    memories = dict(zip(known, memories_at(store, [kept[i][0] for i in known], list(known.values()))))
     hits = Hits()
-    for (memory_id, score, _, row), primary in zip(kept, primaries):
-        memory = at[primary] if primary is not None else memory_at(store, memory_id, namespace)
+    for i, (memory_id, score, _, row) in enumerate(kept):
+        memory = memories[i] if i in memories else memory_at(store, memory_id, namespace)
         hits.append(Hit(id=memory_id, score=float(score), modality=row.modality, memory=memory, kind=row.kind,
                         start=row.start, end=row.end, snippet=row.snippet, fusion=fusion.get(memory_id),
                         recency=weights.get(memory_id), relevance=relevance.get(memory_id)))

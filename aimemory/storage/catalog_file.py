@@ -216,6 +216,7 @@ def save(catalog: Catalog, folder: Path, table, model_id: str, dim: int) -> None
             "files": {stem: {"name": name, "crc32": crc} for stem, (name, crc) in files.items()}}
     atomic_write_bytes(folder / SIDECAR, json.dumps(side).encode())
     drop_tail(folder)
+    catalog.removed.clear()  # what a tail would carry starts again from this save
     catalog.saved_base, catalog.tail_state = Base.of(catalog, files["rows"][0]), None
     keep = {name for name, _ in files.values()}
     _write_stamps(folder, {name: _stamp(folder / name, crc) for name, crc in files.values()})

@@ -87,12 +87,17 @@ def test_numpy_matches_the_torch_network_one_by_one_and_padded(both):
         assert (cos >= 0.9999).all(), cos
 
 
-def test_a_cold_text_recall_never_imports_torch(tmp_path):
+@pytest.fixture
+def offline_tier():
+    """Skip unless the whole aimemory-base tier is installed."""
     from aimemory.encoders.registry import offline_tier_missing
 
     missing = offline_tier_missing()
     if missing is not None:
         pytest.skip(missing)
+
+
+def test_a_cold_text_recall_never_imports_torch(tmp_path, offline_tier):
     store = tmp_path / "store"
     made = run_python(
         "from aimemory import MemoryStore\n"
@@ -112,15 +117,10 @@ def test_a_cold_text_recall_never_imports_torch(tmp_path):
     assert "cat" in lines[-2]
 
 
-def test_a_cold_single_remember_never_imports_torch(tmp_path):
+def test_a_cold_single_remember_never_imports_torch(tmp_path, offline_tier):
     """An agent's one-note ``remember`` in a fresh process (the CLI, a hook) encodes with the numpy
     forward; the stored vector is the torch network's to cosine >= 0.9999, and a batch past
     NUMPY_MAX_TEXTS goes through the network."""
-    from aimemory.encoders.registry import offline_tier_missing
-
-    missing = offline_tier_missing()
-    if missing is not None:
-        pytest.skip(missing)
     store = tmp_path / "store"
     out = run_python(
         "import sys\n"

@@ -344,23 +344,29 @@ def _report(name: str, figures: dict) -> None:
             f.write(json.dumps({"suite": name, **figures}) + "\n")
 
 
-def test_state_machine(monkeypatch):
+def _tails_on(monkeypatch) -> None:
+    """Small stores save their catalog in full on every close; with this, most closes save a tail."""
     import aimemory.storage.catalog_file as catalog_file
+
+    monkeypatch.setattr(catalog_file, "SAVE_SHARE", 4)
+
+
+def test_state_machine(monkeypatch):
     import aimemory.write_ahead as write_ahead
 
     monkeypatch.setattr(write_ahead, "FOLD_AFTER_RECORDS", 4)  # folds happen within a run
-    # small stores save their catalog in full on every close: here most closes save a tail instead
-    monkeypatch.setattr(catalog_file, "SAVE_SHARE", 4)
+    _tails_on(monkeypatch)  # how many reopens apply one varies by run (see the long run)
     figures = _run(8, 30)
     assert figures["steps"] >= 100
-    assert figures["tail_opens"] >= 1, figures
 
 
 @pytest.mark.slow
-def test_state_machine_long():
+def test_state_machine_long(monkeypatch):
+    _tails_on(monkeypatch)
     figures = _run(int(os.environ.get("AIMEMORY_STATE_EXAMPLES", "250")),
                    int(os.environ.get("AIMEMORY_STATE_STEPS", "60")))
     assert figures["steps"] >= 10_000
+    assert figures["tail_opens"] >= 10, figures
 
 
 def test_ivf_path_is_exercised(tmp_path):

@@ -51,6 +51,16 @@ def server():
             self.end_headers()
             self.wfile.write(body)
 
+        def do_DELETE(self):  # noqa: N802: one known memory, "m0" in the default namespace
+            seen.append({"DELETE": self.path})
+            known = self.path == "/api/memories/m0?namespace=default"
+            body = json.dumps({"deleted": 1} if known else {"error": {"type": "NotFoundError"}}).encode()
+            self.send_response(200 if known else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def log_message(self, *args):
             pass
 
@@ -135,3 +145,20 @@ def test_the_tally_of_served_memories_follows_their_status():
     tally = served_tally(entries, memories, [{"index": 2, "error": {"message": "too long"}}])
     assert tally.new == [("a", "1"), ("b", "2")] and tally.updated == [("d", "3")]
     assert tally.existing == [("e", "4")] and tally.skipped == [("c", "too long")]
+
+
+def test_forget_of_one_id_goes_to_the_running_server(tmp_path, server, monkeypatch, capsys):
+    from aimemory.cli import main
+
+    port, seen = server
+    monkeypatch.setattr(served, "_alive_server", lambda pid: pid == os.getpid())
+    store = tmp_path / "mem"
+    store.mkdir()
+    served.announce(store, "127.0.0.1", port, token_required=False)
+    assert main(["forget", "--store", str(store), "m0", "m0"]) == 0  # one id, named twice
+    assert "forgot 1 memory" in capsys.readouterr().out
+    assert seen == [{"DELETE": "/api/memories/m0?namespace=default"}]
+    assert sorted(p.name for p in store.iterdir()) == [served.RECORD]  # the CLI never opened the store
+    assert served.forget(store, "nope", "default") is None  # refused (unknown): the local run says why
+    assert served.forget(store, "m0", "tenant a") is None  # quoted: another namespace, unknown here
+    assert seen[-1] == {"DELETE": "/api/memories/m0?namespace=tenant%20a"}

@@ -248,9 +248,17 @@ def forget(
     ids: Annotated[list[str], typer.Argument(help="Memory ids.", show_default=False)],
     store: StoreOpt = None, model: ModelOpt = "auto", namespace: NamespaceOpt = "default", debug: DebugOpt = False,
 ) -> None:
-    """Forget memories by id (all or nothing)."""
-    with open_store(store, model) as st:
-        n = st.forget(list(dict.fromkeys(ids)), namespace=namespace)
+    """Forget memories by id (all or nothing). One id goes to a running `aimemory serve` of the store
+    when there is one."""
+    unique = list(dict.fromkeys(ids))
+    n = None
+    if len(unique) == 1 and model == "auto" and _TEST_STORE_KWARGS is None:
+        from . import served
+
+        n = served.forget((store or default_store_path()).expanduser(), unique[0], namespace)
+    if n is None:
+        with open_store(store, model) as st:
+            n = st.forget(unique, namespace=namespace)
     typer.echo(f"forgot {n} memor{'y' if n == 1 else 'ies'}")
 
 

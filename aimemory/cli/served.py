@@ -1,6 +1,7 @@
-"""The CLI reuses a running ``aimemory serve`` of the same store: a cold ``aimemory recall`` or
-``aimemory remember --text`` then costs one loopback HTTP request instead of loading the store and
-the model (seconds of imports) and, for a write, the fold into the table on close.
+"""The CLI reuses a running ``aimemory serve`` of the same store: a cold ``aimemory recall``,
+``aimemory remember --text`` or ``aimemory forget ID`` then costs one loopback HTTP request instead
+of loading the store and the model (seconds of imports) and, for a write, the fold into the table
+on close.
 
 ``aimemory serve`` leaves ``.serve.json`` (mode 0600) in the store folder while it runs: its pid and
 loopback URL. The CLI uses it only when that pid is alive and is an ``aimemory serve`` process, and
@@ -81,8 +82,8 @@ def _when(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def _post(store: Path, route: str, body: dict) -> dict | None:
-    """POST ``body`` as JSON to the running server's ``route`` -> its JSON answer, or None when
+def _post(store: Path, route: str, body: dict | None, method: str = "POST") -> dict | None:
+    """Send ``body`` as JSON to the running server's ``route`` -> its JSON answer, or None when
     there is no usable server or it did not answer with success (the caller then does the work
     itself, and a bad request fails there with the local error)."""
     from urllib import error, request
@@ -93,7 +94,8 @@ def _post(store: Path, route: str, body: dict) -> dict | None:
     headers = {"Content-Type": "application/json"}
     if record.get("token"):
         headers["Authorization"] = f"Bearer {os.environ['AIMEMORY_TOKEN']}"
-    req = request.Request(record["url"] + route, data=json.dumps(body).encode(), headers=headers)
+    data = None if body is None else json.dumps(body).encode()
+    req = request.Request(record["url"] + route, data=data, headers=headers, method=method)
     try:
         with request.urlopen(req, timeout=TIMEOUT_S) as resp:
             answer = json.loads(resp.read())
@@ -122,6 +124,17 @@ def remember_texts(store: Path, texts: list[str], **fields: Any) -> tuple[list[d
     if answer is None or not isinstance(answer.get("memories"), list) or not isinstance(answer.get("skipped"), list):
         return None
     return answer["memories"], answer["skipped"]
+
+
+def forget(store: Path, memory_id: str, namespace: str) -> int | None:
+    """Forget one memory through the running server -> how many memories went (0 or 1), or None
+    when there is no usable server or it refused (the caller then opens the store)."""
+    from urllib.parse import quote
+
+    route = f"/api/memories/{quote(memory_id, safe='')}?namespace={quote(namespace, safe='')}"
+    answer = _post(store, route, None, method="DELETE")
+    deleted = None if answer is None else answer.get("deleted")
+    return deleted if isinstance(deleted, int) and not isinstance(deleted, bool) else None
 
 
 HIT_DEFAULTS: dict[str, Any] = {"start": None, "end": None, "snippet": None, "fusion": None, "recency": None,

@@ -106,14 +106,21 @@ def test_no_server_means_none(tmp_path, server, monkeypatch):
     assert seen == []
 
 
-def test_remember_texts_go_to_the_running_server(tmp_path, server, monkeypatch, capsys):
-    from aimemory.cli import main
-
+@pytest.fixture
+def served_store(tmp_path, server, monkeypatch):
+    """A store folder whose record names the stand-in server as its running ``aimemory serve``."""
     port, seen = server
     monkeypatch.setattr(served, "_alive_server", lambda pid: pid == os.getpid())
     store = tmp_path / "mem"
     store.mkdir()
     served.announce(store, "127.0.0.1", port, token_required=False)
+    return store, seen
+
+
+def test_remember_texts_go_to_the_running_server(served_store, capsys):
+    from aimemory.cli import main
+
+    store, seen = served_store
     code = main(["remember", "--store", str(store), "--text", "call the plumber", "--text", "old note", "--text", "bad",
                  "--tag", "home", "--ttl", "2h", "--created-by", "agent-a"])
     assert code == 1  # an item was skipped: exit 1, as a local run
@@ -147,14 +154,10 @@ def test_the_tally_of_served_memories_follows_their_status():
     assert tally.existing == [("e", "4")] and tally.skipped == [("c", "too long")]
 
 
-def test_forget_of_one_id_goes_to_the_running_server(tmp_path, server, monkeypatch, capsys):
+def test_forget_of_one_id_goes_to_the_running_server(served_store, capsys):
     from aimemory.cli import main
 
-    port, seen = server
-    monkeypatch.setattr(served, "_alive_server", lambda pid: pid == os.getpid())
-    store = tmp_path / "mem"
-    store.mkdir()
-    served.announce(store, "127.0.0.1", port, token_required=False)
+    store, seen = served_store
     assert main(["forget", "--store", str(store), "m0", "m0"]) == 0  # one id, named twice
     assert "forgot 1 memory" in capsys.readouterr().out
     assert seen == [{"DELETE": "/api/memories/m0?namespace=default"}]

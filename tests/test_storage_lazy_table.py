@@ -239,3 +239,33 @@ def test_an_ivf_index_gives_the_table_s_vectors_too(tmp_path):
         s.flush()  # into the table, to compare
         want_keys, want = s.table.real().vectors_for([new_key])
         assert new_vector is not None and np.array_equal(new_vector, want)
+
+
+def test_the_newest_version_from_lance_s_hint_equals_a_listing_of_every_manifest(tmp_path, monkeypatch):
+    import json as json_
+
+    from aimemory.storage import lazy_table
+
+    path = tmp_path / "mem"
+    _fill(path)
+    with _open(path) as s:
+        for i in range(3):  # more commits: the direct path (no write-ahead) commits each
+            s.remember_many([f"more {i} {j}" for j in range(20)])
+    dataset = dataset_folder(path)
+    hint = dataset / "_versions" / lazy_table.VERSION_HINT
+    listed = lazy_table._listed_version(dataset)
+    assert listed is not None and listed > 3
+    assert json_.loads(hint.read_text())["version"] == listed  # Lance keeps it
+    probes = []
+    real = lazy_table.manifest_file
+    monkeypatch.setattr(lazy_table, "manifest_file", lambda d, v: probes.append(v) or real(d, v))
+    monkeypatch.setattr(lazy_table, "_listed_version", lambda d: pytest.fail("listed every manifest"))
+    assert latest_version(dataset) == listed and len(probes) == 2  # the hinted one, and no next one
+    hint.write_text(json_.dumps({"version": listed - 3}))  # stale: stepped past
+    assert latest_version(dataset) == listed
+    monkeypatch.undo()
+    for garbled in ("{not json", json_.dumps({"version": listed + 5}), json_.dumps({"version": "7"})):
+        hint.write_text(garbled)  # unreadable, or naming a version that is not there: listed
+        assert latest_version(dataset) == listed
+    hint.unlink()
+    assert latest_version(dataset) == listed

@@ -82,7 +82,7 @@ def _when(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def _post(store: Path, route: str, body: dict | None, method: str = "POST") -> dict | None:
+def _send(store: Path, route: str, body: dict | None, method: str = "POST") -> dict | None:
     """Send ``body`` as JSON to the running server's ``route`` -> its JSON answer, or None when
     there is no usable server or it did not answer with success (the caller then does the work
     itself, and a bad request fails there with the local error)."""
@@ -107,7 +107,7 @@ def _post(store: Path, route: str, body: dict | None, method: str = "POST") -> d
 def recall(store: Path, query: str, **params: Any) -> list | None:
     """Hits from the running server (objects with the attributes the CLI prints), or None when
     there is no usable server (the caller then opens the store)."""
-    answer = _post(store, "/api/recall", {"q": query, **{k: _when(v) for k, v in params.items() if v is not None}})
+    answer = _send(store, "/api/recall", {"q": query, **{k: _when(v) for k, v in params.items() if v is not None}})
     try:
         return None if answer is None else [_hit(h) for h in answer["hits"]]
     except (KeyError, TypeError, ValueError):
@@ -120,7 +120,7 @@ def remember_texts(store: Path, texts: list[str], **fields: Any) -> tuple[list[d
     no usable server (the caller then opens the store). ``fields``: the API's remember fields
     (namespace, metadata, id, ttl, expires_at, created_by, derived_from, near_duplicate, ...)."""
     body = {"text": texts, "background": False, **{k: _when(v) for k, v in fields.items() if v is not None}}
-    answer = _post(store, "/api/memories", body)
+    answer = _send(store, "/api/memories", body)
     if answer is None or not isinstance(answer.get("memories"), list) or not isinstance(answer.get("skipped"), list):
         return None
     return answer["memories"], answer["skipped"]
@@ -132,7 +132,7 @@ def forget(store: Path, memory_id: str, namespace: str) -> int | None:
     from urllib.parse import quote
 
     route = f"/api/memories/{quote(memory_id, safe='')}?namespace={quote(namespace, safe='')}"
-    answer = _post(store, route, None, method="DELETE")
+    answer = _send(store, route, None, method="DELETE")
     deleted = None if answer is None else answer.get("deleted")
     return deleted if isinstance(deleted, int) and not isinstance(deleted, bool) else None
 

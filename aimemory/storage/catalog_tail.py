@@ -100,16 +100,17 @@ def appended_rows(catalog: "Catalog", start: int) -> pa.Table:
     return pa.table(columns)
 
 
-def save_tail(catalog: "Catalog", folder: Path, table_version: int, digest: str) -> bool:
-    """Write the rows appended since ``catalog.saved_base`` as the tail mirroring ``table_version``
-    (whose manifest has ``digest``); False when the catalog changed in other ways (or holds nothing
-    new), so only a full save can record it. The caller checked that the catalog matches the table."""
+def save_tail(catalog: "Catalog", folder: Path, table_version: int, digest: str) -> None:
+    """Write what changed since ``catalog.saved_base`` (rows appended, keys removed) as the tail
+    mirroring ``table_version`` (whose manifest has ``digest``). Nothing is written when anything
+    else changed (only a full save records that), when nothing did, or when this very tail is saved
+    already. The caller checked that the catalog matches the table."""
     base = catalog.saved_base
     if base is None or catalog.rewrites - base.rewrites != catalog.removals - base.removals:
-        return False
+        return
     state = (catalog.n_rows, len(catalog.removed))
-    if state == (base.rows, base.removed) or catalog.tail_state == state:
-        return state != (base.rows, base.removed)  # nothing since the base, or this very tail is saved
+    if state in ((base.rows, base.removed), catalog.tail_state):
+        return
     name, crc = write_ipc(folder, TAIL_STEM, appended_rows(catalog, base.rows))
     record = {"format": TAIL_FORMAT, "base": base.name, "base_rows": base.rows, "table_version": table_version,
               "manifest_sha256": digest, "rows": catalog.n_rows, "alive": int(np.count_nonzero(catalog.alive)),
@@ -120,7 +121,6 @@ def save_tail(catalog: "Catalog", folder: Path, table_version: int, digest: str)
     for old in folder.glob(f"{TAIL_STEM}-*.arrow"):
         if old.name != name:
             old.unlink(missing_ok=True)
-    return True
 
 
 def load_tail(catalog: "Catalog", folder: Path, newest_version: int,

@@ -41,11 +41,12 @@ def remember_items(store: "MemoryStore", items: Sequence[object], result: list[M
 
     # files decode on a few threads while the batch before them encodes (images are also resized
     # to the model's input there); texts need no threads
-    threads = decode_threads() if any(not isinstance(x, str) for x in items) else 1
+    files = any(not isinstance(x, str) for x in items)
+    threads = decode_threads() if files else 1
     encoder = store.encoder
     ahead = encoder if threads > 1 else None
     # photos decode at a reduced scale when the model needs no more; OCR reads small print: full size
-    side = encoder.image_decode_side if encoder is not None and store.ocr is None else None
+    side = encoder.image_decode_side if encoder is not None and files and store.ocr is None else None
 
     def decode(i: int) -> Item:  # on a decoding thread: item_progress must take calls from threads
         decoding = None

@@ -47,6 +47,12 @@ class MemoryList(list):
     skipped: list
 
 
+def _load_ocr(spec: object) -> tuple[object | None, str]:
+    from .encoders.ocr import load_ocr
+
+    return load_ocr(spec)
+
+
 class MemoryStore(StateAttributes):
     """A multimodal memory on disk at ``path``.
 
@@ -73,7 +79,6 @@ class MemoryStore(StateAttributes):
                  sound_model: object = "auto", storage_options: Mapping[str, str] | None = None, index: str = "auto",
                  device: str = "auto", ocr: object = "auto", write_ahead: bool = True):
         from .device import resolve_placement
-        from .encoders.ocr import load_ocr
         from .encoders.registry import load_encoder
         from .encoders.sound import attach_sound
 
@@ -98,7 +103,11 @@ class MemoryStore(StateAttributes):
                                            model_source(model, encoder))
         self.encoder: Encoder = attach_sound(encoder, sound_model).to(self.placement)
         self._speech_spec = speech_model
-        self.ocr, self.ocr_status = load_ocr(ocr)  # the engine loads its networks on the first text seen
+        # "auto" is settled on the first image (its check imports the engine's metadata); an explicit
+        # choice now, so ocr=True without the engine fails here
+        self._ocr: tuple[object | None, str] | None = None if isinstance(ocr, str) and ocr == "auto" \
+            else _load_ocr(ocr)
+        self._ocr_spec = ocr
         self.encode_batcher = EncodeBatcher(self.encode, max_parallel=parallel_encodes(self.encoder))
         self.model_id, self._speech = manifest.model_id, None
         self.state.open_tables(manifest)
@@ -118,11 +127,25 @@ class MemoryStore(StateAttributes):
         manifest = store.state.own_manifest(Manifest.read(store.path), model_id, dim, precision, model_id)
         store.encoder = None  # type: ignore[assignment]
         store.placement = CPU
-        store.ocr, store.ocr_status = None, "off: a store opened without a model reads no images"
+        store._ocr, store._ocr_spec = (None, "off: a store opened without a model reads no images"), False
         store._speech_spec = None
         store.model_id, store._speech = manifest.model_id, None
         store.state.open_tables(manifest)
         return store
+
+    @property
+    def ocr(self) -> object | None:
+        """The engine that reads text in images, or None (``ocr_status`` says why)."""
+        return self._ocr_choice()[0]
+
+    @property
+    def ocr_status(self) -> str:
+        return self._ocr_choice()[1]
+
+    def _ocr_choice(self) -> tuple[object | None, str]:
+        if self._ocr is None:
+            self._ocr = _load_ocr(self._ocr_spec)  # the engine loads its networks on the first text seen
+        return self._ocr
 
     # -- the index and the catalog (see aimemory.store_state) ----------------------------------
     def rebuild_index(self) -> None:
@@ -246,8 +269,9 @@ class MemoryStore(StateAttributes):
     def encode(self, items: list[Item], on_progress=None) -> list[list[View]]:
         """Items -> per item, its views (see :func:`aimemory.views.encode_items`)."""
         heard = any(item.modality in ("audio", "video") for item in items)  # texts never load Whisper
+        seen = any(item.modality == "image" for item in items)  # nor look for the OCR engine
         return encode_items(self._model(), self.speech if heard else None, items, self.model_id, on_progress,
-                            ocr=self.ocr)
+                            ocr=self.ocr if seen else None)
 
     @property
     def speech(self):

@@ -82,14 +82,15 @@ class StoreState:
     """The open folder of a store: where it is (``root``, and ``path``, the generation of vectors it
     opened), the manifest, table, catalog, index and segment once :meth:`open_tables` ran, the write
     lock (``writes``; ``lock`` is its thread lock, which readers hold while they read the catalog),
-    when readers last looked for other processes' commits, and whether it is closed."""
+    when readers last looked for other processes' commits, and whether it is closed.
+
+    The catalog and the index load on first use (``catalog``, ``index`` or ``table_version``), as
+    LanceDB's tables do: an open that will only write, or answer from elsewhere, pays neither, and
+    an open is a few file reads. A segment left with records loads them at once."""
 
     manifest: Manifest
     table: "VectorTable"
-    catalog: "Catalog"
-    index: StoreIndex
     segment: "Segment | None"
-    table_version: int  # the version the catalog and index reflect
     unsaved_changes: int  # vectors added or removed since the index was last saved
     last_refresh: float  # time.monotonic() of readers' last look at other processes' commits
 
@@ -110,6 +111,62 @@ class StoreState:
         self.writes = WriteLock(self.path, self.refresh_for_write)
         self.lock = self.writes.threads
         self.closed = False
+        self._loaded = False  # the catalog and index (see load_on_first_use)
+        self._loading = False
+        self._catalog: "Catalog"
+        self._index: StoreIndex
+        self._table_version: int
+
+    # -- the catalog and index, loaded on first use -------------------------------------------
+    @property
+    def catalog(self) -> "Catalog":
+        if not self._loaded:
+            self.load_on_first_use()
+        return self._catalog
+
+    @catalog.setter
+    def catalog(self, value: "Catalog") -> None:
+        self._catalog = value
+
+    @property
+    def index(self) -> StoreIndex:
+        if not self._loaded:
+            self.load_on_first_use()
+        return self._index
+
+    @index.setter
+    def index(self, value: StoreIndex) -> None:
+        self._index = value
+
+    @property
+    def table_version(self) -> int:
+        """The version the catalog and index reflect."""
+        if not self._loaded:
+            self.load_on_first_use()
+        return self._table_version
+
+    @table_version.setter
+    def table_version(self, value: int) -> None:
+        self._table_version = value
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the catalog and index are loaded (an open defers them to their first use)."""
+        return self._loaded
+
+    def load_on_first_use(self) -> None:
+        """Load the catalog and index and take in the segment's records, once: other threads wait
+        (the lock is re-entrant, so the load's own reads of them pass through)."""
+        with self.lock:
+            if self._loaded or self._loading:
+                return
+            self._loading = True
+            try:
+                self.load_catalog_and_index()
+                absorb(self, self.segment.records if self.segment is not None else [])
+                self._loaded = True
+            finally:
+                self._loading = False
 
     # -- opening -------------------------------------------------------------------------------
     def model_to_load(self, model: Any, precision: str) -> tuple[Any, Manifest | None]:
@@ -147,8 +204,8 @@ class StoreState:
             self.segment = open_segment(self.path, self.table, manifest, self.table.remote is None
                                         and self.index_choice == "faiss")
         self.table.checkout_latest()
-        self.load_catalog_and_index()
-        absorb(self, self.segment.records if self.segment is not None else [])
+        if self.segment is not None and self.segment.records:  # records another process left: now
+            self.load_on_first_use()
 
     def load_catalog_and_index(self) -> None:
         from .storage.catalog_file import open_catalog
@@ -250,10 +307,10 @@ class StoreState:
                             "open folds it", self.path, exc)
         with self.lock:
             try:
-                if self.index.dirty:
+                if self._loaded and self.index.dirty:  # (never loaded: never changed, nothing to save)
                     with storage_errors("saving the index on close"):
                         self.save_index()
-                else:
+                elif self._loaded:
                     self.save_catalog()
             finally:
                 if self.segment is not None:

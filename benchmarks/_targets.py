@@ -111,7 +111,8 @@ def build(path: Path, n: int, log) -> None:
     table.compact()
     t_compact = time.perf_counter()
     Manifest(MODEL, DIM, next_vkey=n + 1, extra={"model_source": MODEL}).write(path)
-    MemoryStore(path, model=_encoder(path)).close()  # builds and saves catalog + index
+    with MemoryStore(path, model=_encoder(path)) as store:
+        store.count()  # the first use builds the catalog and index; the close saves them
     t_open = time.perf_counter()
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     log(f"built {path} ({n:,} rows) in {t_open - t:.0f} s: rows {t_rows - t:.0f} s, compaction "
@@ -189,6 +190,7 @@ def worker(args) -> dict:
     for _ in range(args.opens):
         t = time.perf_counter()
         store = MemoryStore(path, model=enc)
+        store.count()  # an open defers the catalog and index to their first use: timed with it
         opens.append(time.perf_counter() - t)
         store.close()
         del store
@@ -374,15 +376,17 @@ def peer_target_lines(rows: list[dict], ours: str = "aimemory", faiss_ref: str =
         lines.append(f"{label:<44}{fmt.format(me[key]):>12}  {best + ' ' + fmt.format(have[best]):<28}"
                      f"{'yes' if met else 'NO'}")
 
-    ahead("open (s), ahead of every peer", "open_s", True, "{:.2f}")
+    for r in [me, *peers.values()]:  # opens take milliseconds: compared in them
+        if r.get("open_s") is not None:
+            r["open_ms"] = r["open_s"] * 1000
+            if r.get("first_ms") is not None:
+                r["open_first_ms"] = r["open_ms"] + r["first_ms"]
+    ahead("open (ms), ahead of every peer", "open_ms", True, "{:.1f}")
     ahead("single insert (rows/s), ahead of every peer", "single_per_s", False, "{:.0f}")
     ahead("filtered query p50 (ms), ahead of every peer", "fp50", True, "{:.2f}")
     # the same targets read two fairer ways: open + first query (a lazy open defers its work to the
     # first query), inserts among stores that persist each one, filtered queries among exact ones
-    for r in [me, *peers.values()]:
-        if r.get("open_s") is not None and r.get("first_ms") is not None:
-            r["open_first_s"] = r["open_s"] + r["first_ms"] / 1000
-    ahead("  open + first query (s)", "open_first_s", True, "{:.2f}")
+    ahead("  open + first query (ms)", "open_first_ms", True, "{:.1f}")
     ahead("  single insert, among durable peers", "single_per_s", False, "{:.0f}",
           {k: r for k, r in peers.items() if r.get("durable")})
     ahead("  filtered p50, among exact peers", "fp50", True, "{:.2f}",

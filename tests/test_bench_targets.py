@@ -63,7 +63,7 @@ def test_tables_say_which_targets_are_met():
     rows.insert(2, {"store": "lancedb", "open_s": 0.0, "first_ms": 200.0, "single_per_s": 40, "fp50": 9.0,
                     "p50": 50.0, "durable": True, "frecall": 1.0})
     verdicts = {line[:44].strip(): line.split()[-1] for line in _targets.peer_target_lines(rows)[1:]}
-    assert verdicts["open (s), ahead of every peer"] == "NO"  # lancedb opens in 0.0 s
-    assert verdicts["open + first query (s)"] == "yes"  # 0.12 s against 0.2 and 0.45
+    assert verdicts["open (ms), ahead of every peer"] == "NO"  # lancedb opens in 0.0 s
+    assert verdicts["open + first query (ms)"] == "yes"  # 120 ms against 200 and 450
     assert verdicts["single insert, among durable peers"] == "yes"  # 50 against lancedb's 40
     assert verdicts["filtered p50, among exact peers"] == "NO"  # faiss-flat's 0.5 ms

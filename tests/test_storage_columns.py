@@ -1,5 +1,6 @@
-"""aimemory.storage.columns: a growable column adopts read-only (memory-mapped) data without a copy
-and copies it on its first change, leaving the borrowed data untouched."""
+"""aimemory.storage.columns: a growable column adopts read-only (memory-mapped) data without a copy,
+keeps rows appended to it aside until it is first read, and copies it then (or on its first change
+in place), leaving the borrowed data untouched."""
 
 from __future__ import annotations
 
@@ -25,11 +26,29 @@ def test_read_only_data_is_borrowed_until_the_first_change():
     assert column.view.tolist() == [5, 60, 7, 8]
 
 
-def test_an_extend_of_borrowed_data_copies_it_first():
+def test_rows_appended_to_borrowed_data_wait_until_it_is_read():
     data = _mapped_like([1, 2])
     column = Grow(np.int64, data)
-    column.extend([3, 4, 5])
+    appended = np.array([3, 4], np.int64)
+    column.extend(appended)
+    column.extend([5])
+    appended[0] = 30  # the caller's array stays the caller's
+    # nothing copied yet (a buffer of its own would hold 64 rows or more): an open that applies
+    # saved rows to every column pays no copy
+    assert column.n == 5 and column.last() == 5 and column.nbytes == data.nbytes + 3 * 8
     assert column.view.tolist() == [1, 2, 3, 4, 5] and data.tolist() == [1, 2] and column.buf.flags.writeable
+    column.extend([6])  # now in place
+    assert column.view.tolist() == [1, 2, 3, 4, 5, 6] and column.last() == 6
+
+
+def test_a_change_in_place_takes_the_waiting_rows_along():
+    column = Grow(np.int64, _mapped_like([1, 2, 3]))
+    column.extend([4])
+    column.writable()[3] = 40
+    assert column.view.tolist() == [1, 2, 3, 40]
+    empty = Grow(np.int64, _mapped_like([]))
+    empty.extend([7])
+    assert empty.last() == 7 and empty.view.tolist() == [7]
 
 
 def test_writable_data_is_copied_at_once():

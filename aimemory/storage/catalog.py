@@ -125,7 +125,7 @@ class Catalog:
         table = table.sort_by("vkey")
         vkeys = to_numpy(table.column("vkey")).astype(np.int64)
         base = self.n_rows
-        if base and vkeys[0] <= self.num["vkey"].view[-1]:
+        if base and vkeys[0] <= self.num["vkey"].last():
             raise AssertionError("catalog rows must arrive in increasing vkey order")
         views = to_numpy(table.column("view")).astype(np.int32)
         ids = table.column("id").to_pylist()

@@ -99,7 +99,7 @@ def _from_rows(rows: pa.Table) -> Catalog:
     hashes = c.strings["content_hash"].base
     has = np.flatnonzero((views == 0) & ~pc.is_null(hashes).to_numpy(zero_copy_only=False))
     c.hash_keys = KeyIndex.build(hashes.take(pa.array(has)), has)
-    c.meta = MetaEntries(n)
+    c.meta = MetaEntries()
     c.meta.add_rows(n, range(n), c.strings["metadata"].base.to_pylist())
     return c
 

@@ -89,21 +89,30 @@ class MetaEntries:
         return self.row.n
 
     def add_rows(self, n_new: int, positions: Iterable[int], texts: Iterable[str | None]) -> None:
-        """Grow to ``n_new`` catalog rows, flattening the metadata JSON of ``positions``."""
-        grow = n_new - self.start.n
-        if grow > 0:
-            self.start.extend(np.zeros(grow, np.int64))
-            self.end.extend(np.zeros(grow, np.int64))
-        self._add([(int(p), json.loads(text)) for p, text in zip(positions, texts) if text])
+        """Grow to ``n_new`` catalog rows, flattening the metadata JSON of ``positions`` (all of them
+        among the new rows)."""
+        old = self.start.n
+        metas = [(int(p), json.loads(text)) for p, text in zip(positions, texts) if text]
+        if metas and metas[0][0] < old:
+            raise AssertionError("add_rows takes new rows only; set_row changes a held one")
+        starts, ends = self._add(metas)
+        if n_new > old:  # the new rows' spans are appended, so a borrowed column is not copied in
+            start, end = np.zeros(n_new - old, np.int64), np.zeros(n_new - old, np.int64)
+            at = np.fromiter((p for p, _ in metas), dtype=np.int64, count=len(metas)) - old
+            start[at], end[at] = starts, ends
+            self.start.extend(start)
+            self.end.extend(end)
 
     def set_row(self, p: int, meta: Mapping[str, Any]) -> None:
         s, e = self.start.buf[p], self.end.buf[p]
         if e > s:
             self.live.writable()[s:e] = False
-        self._add([(p, meta)])
+        (start,), (end,) = self._add([(p, meta)])
+        self.start.writable()[p], self.end.writable()[p] = start, end
 
-    def _add(self, metas: list[tuple[int, Mapping[str, Any]]]) -> None:
-        """Append the entries of these rows (each row's entries end up contiguous)."""
+    def _add(self, metas: list[tuple[int, Mapping[str, Any]]]) -> tuple[list[int], list[int]]:
+        """Append the entries of these rows (each row's entries end up contiguous) -> each row's
+        entries' (starts, ends)."""
         rows: list[int] = []
         keys, types, nums, strs = [], [], [], []
         starts, ends = [], []
@@ -129,8 +138,7 @@ class MetaEntries:
         self.num.extend(nums)
         self.live.extend(np.ones(len(rows), np.bool_))
         self.str.extend(strs)
-        at = np.fromiter((p for p, _ in metas), dtype=np.int64, count=len(metas))
-        self.start.writable()[at], self.end.writable()[at] = starts, ends
+        return starts, ends
 
     def matches(self, key: str, wanted: list, n_rows: int) -> np.ndarray:
         """Bool (n_rows,): rows whose metadata ``key`` equals one of ``wanted`` (or lacks the key

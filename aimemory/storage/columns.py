@@ -23,33 +23,69 @@ class Grow:
     """A numpy array with spare capacity: ``extend`` is amortised O(len(values)).
 
     Read-only data (a column memory-mapped from a saved catalog) is adopted as it is, not copied:
-    opening a 1M-row catalog copied 0.25 s of columns it mostly only reads. The first change
-    (``extend``, or ``writable`` before an in-place write) copies it into a buffer of its own."""
+    opening a 1M-row catalog copied 0.25 s of columns it mostly only reads. Rows appended to such a
+    column wait beside it until the column is first read (``view``, ``buf``, ``writable``), which
+    copies it into a buffer of its own: an open that applies a few saved rows to every column
+    (storage/catalog_tail.py) copies only the columns its process goes on to read."""
 
     def __init__(self, dtype, data: np.ndarray | Sequence | None = None):
         data = np.asarray(data if data is not None else [], dtype=dtype)
         self.n = len(data)
+        self._waiting: list[np.ndarray] = []  # appended to a borrowed column, not yet copied in
         if not data.flags.writeable and data.ndim == 1:
-            self.buf = data  # borrowed: read-only until the first change copies it
+            self._buf = data  # borrowed: read-only until the first read after a change copies it
             return
-        self.buf = np.empty(max(MIN_CAPACITY, self.n), dtype=dtype)
-        self.buf[: self.n] = data
+        self._buf = np.empty(max(MIN_CAPACITY, self.n), dtype=dtype)
+        self._buf[: self.n] = data
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._buf.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._buf.nbytes) + sum(int(w.nbytes) for w in self._waiting)
 
     def extend(self, values) -> None:
-        values = np.asarray(values, dtype=self.buf.dtype)
+        values = np.asarray(values, dtype=self._buf.dtype)
         end = self.n + len(values)
-        if end > len(self.buf) or not self.buf.flags.writeable:
-            new = np.empty(max(end, 2 * len(self.buf), MIN_CAPACITY), dtype=self.buf.dtype)
-            new[: self.n] = self.buf[: self.n]
-            self.buf = new
-        self.buf[self.n:end] = values
+        if not self._buf.flags.writeable:  # borrowed: set the rows aside (a copy: the caller's may change)
+            self._waiting.append(np.array(values, copy=True))
+            self.n = end
+            return
+        if end > len(self._buf):
+            self._own(end)
+        self._buf[self.n:end] = values
         self.n = end
+
+    def _own(self, need: int) -> None:
+        """Move the rows (the borrowed ones and those waiting) into a buffer of our own with room
+        for ``need`` rows."""
+        held = self.n - sum(len(w) for w in self._waiting)
+        new = np.empty(max(need, 2 * len(self._buf), MIN_CAPACITY), dtype=self._buf.dtype)
+        new[:held] = self._buf[:held]
+        at = held
+        for w in self._waiting:
+            new[at:at + len(w)] = w
+            at += len(w)
+        self._buf, self._waiting = new, []
+
+    @property
+    def buf(self) -> np.ndarray:
+        """The buffer (rows ``[0, n)`` are the column), copied in first when rows wait beside it."""
+        if self._waiting:
+            self._own(self.n)
+        return self._buf
+
+    def last(self) -> Any:
+        """The last row's value, without copying a borrowed column in."""
+        return self._waiting[-1][-1] if self._waiting and len(self._waiting[-1]) else self.view[-1]
 
     def writable(self) -> np.ndarray:
         """The buffer, for a change in place (a borrowed one is copied first)."""
-        if not self.buf.flags.writeable:
-            self.extend(np.zeros(0, self.buf.dtype))
-        return self.buf
+        if self._waiting or not self._buf.flags.writeable:
+            self._own(self.n)
+        return self._buf
 
     @property
     def view(self) -> np.ndarray:

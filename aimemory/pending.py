@@ -24,13 +24,15 @@ WARM_UP_QUERY = "warm up"  # any text: the query towers load and run once
 
 
 def warm_up(store: "MemoryStore") -> None:
-    """Load and run what a first text recall needs, then open the table's Lance dataset if the store
-    opened it lazily (image thumbnails and writes need it). Best effort: a failure only costs time
-    later, when the real call reports it."""
+    """Load and run what a first text recall needs (the catalog and index, which an open defers, and
+    the query towers), then open the table's Lance dataset if the store opened it lazily (image
+    thumbnails and writes need it). Best effort: a failure only costs time later, when the real call
+    reports it."""
     import numpy as np
 
     encoder = getattr(store, "encoder", None)
     try:
+        store.count()  # the first use loads the catalog and index
         if encoder is not None and "text" in getattr(encoder, "modalities", ()):
             for plan in encoder.query_plans("text", WARM_UP_QUERY):
                 np.asarray(plan.vector)  # a plan may compute its vector on first use

@@ -55,14 +55,14 @@ def test_an_opening_error_reaches_every_caller():
     pending.close()  # nothing to close
 
 
-def test_warm_up_plans_one_text_query_and_opens_lance(tmp_path):
+def test_warm_up_loads_the_catalog_plans_one_text_query_and_opens_lance(tmp_path):
     with MemoryStore(tmp_path / "m", model=Recorder()) as store:
         store.remember("red door")
     Recorder.planned = 0
     with MemoryStore(tmp_path / "m", model=Recorder()) as store:
-        assert not store.table.opened
+        assert not store.table.opened and not store.state.loaded
         warm_up(store)
-        assert store.table.opened
+        assert store.table.opened and store.state.loaded
     assert Recorder.planned == 1
 
 

@@ -29,6 +29,8 @@ def test_read_only_data_is_borrowed_until_the_first_change():
 def test_rows_appended_to_borrowed_data_wait_until_it_is_read():
     data = _mapped_like([1, 2])
     column = Grow(np.int64, data)
+    column.extend([])
+    assert column.nbytes == data.nbytes  # nothing appended, nothing waits
     appended = np.array([3, 4], np.int64)
     column.extend(appended)
     column.extend([5])

@@ -48,6 +48,8 @@ class Grow:
 
     def extend(self, values) -> None:
         values = np.asarray(values, dtype=self._buf.dtype)
+        if not len(values):
+            return
         end = self.n + len(values)
         if not self._buf.flags.writeable:  # borrowed: set the rows aside (a copy: the caller's may change)
             self._waiting.append(np.array(values, copy=True))
@@ -79,7 +81,7 @@ class Grow:
 
     def last(self) -> Any:
         """The last row's value, without copying a borrowed column in."""
-        return self._waiting[-1][-1] if self._waiting and len(self._waiting[-1]) else self.view[-1]
+        return self._waiting[-1][-1] if self._waiting else self.view[-1]
 
     def writable(self) -> np.ndarray:
         """The buffer, for a change in place (a borrowed one is copied first)."""

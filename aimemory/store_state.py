@@ -78,6 +78,30 @@ class StateAttributes:
     ann_threshold: StateAttribute[int] = StateAttribute()  # set it, then rebuild_index()
 
 
+class LoadedOnFirstUse(Generic[T]):
+    """An attribute of a :class:`StoreState` that its first read loads (the catalog, the index and
+    the table version they reflect: see ``StoreState.load_on_first_use``); kept in ``_<name>``."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_" + name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> "LoadedOnFirstUse[T]": ...
+
+    @overload
+    def __get__(self, obj: "StoreState", owner: type | None = None) -> T: ...
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        if not obj.loaded:
+            obj.load_on_first_use()
+        return getattr(obj, self.slot)
+
+    def __set__(self, obj: "StoreState", value: T) -> None:
+        setattr(obj, self.slot, value)
+
+
 class StoreState:
     """The open folder of a store: where it is (``root``, and ``path``, the generation of vectors it
     opened), the manifest, table, catalog, index and segment once :meth:`open_tables` ran, the write
@@ -93,6 +117,9 @@ class StoreState:
     segment: "Segment | None"
     unsaved_changes: int  # vectors added or removed since the index was last saved
     last_refresh: float  # time.monotonic() of readers' last look at other processes' commits
+    catalog: LoadedOnFirstUse["Catalog"] = LoadedOnFirstUse()
+    index: LoadedOnFirstUse[StoreIndex] = LoadedOnFirstUse()
+    table_version: LoadedOnFirstUse[int] = LoadedOnFirstUse()  # the version the catalog and index reflect
 
     def __init__(self, path: str | os.PathLike, storage_options: Mapping[str, str] | None, index: str,
                  ann_threshold: int) -> None:
@@ -118,37 +145,6 @@ class StoreState:
         self._table_version: int
 
     # -- the catalog and index, loaded on first use -------------------------------------------
-    @property
-    def catalog(self) -> "Catalog":
-        if not self._loaded:
-            self.load_on_first_use()
-        return self._catalog
-
-    @catalog.setter
-    def catalog(self, value: "Catalog") -> None:
-        self._catalog = value
-
-    @property
-    def index(self) -> StoreIndex:
-        if not self._loaded:
-            self.load_on_first_use()
-        return self._index
-
-    @index.setter
-    def index(self, value: StoreIndex) -> None:
-        self._index = value
-
-    @property
-    def table_version(self) -> int:
-        """The version the catalog and index reflect."""
-        if not self._loaded:
-            self.load_on_first_use()
-        return self._table_version
-
-    @table_version.setter
-    def table_version(self, value: int) -> None:
-        self._table_version = value
-
     @property
     def loaded(self) -> bool:
         """Whether the catalog and index are loaded (an open defers them to their first use)."""
@@ -194,7 +190,8 @@ class StoreState:
         return manifest
 
     def open_tables(self, manifest: Manifest) -> None:
-        """Open the table (Lance loads on first need), the segment, the catalog and the index."""
+        """Open the table (Lance loads on first need) and the segment; the catalog and the index load
+        on first use, or now when the segment holds records another process left."""
         self.manifest = manifest
         self.table = open_table(self.path, manifest.dim, index_vectors(self))
         self.unsaved_changes = 0

@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 from conftest import ColourEncoder, solid
 
 from aimemory import MemoryStore
@@ -19,17 +20,24 @@ def _open(path, **kw):
     return MemoryStore(path, model=ColourEncoder(), **kw)
 
 
+@pytest.fixture
+def loads(monkeypatch) -> list[int]:
+    """One entry per load of a catalog and index, in any store."""
+    out: list[int] = []
+    real = StoreState.load_catalog_and_index
+    monkeypatch.setattr(StoreState, "load_catalog_and_index", lambda self: (out.append(1), real(self))[1])
+    return out
+
+
 def _files(path: Path) -> dict[str, int]:
     return {str(p.relative_to(path)): p.stat().st_mtime_ns for p in path.rglob("*") if p.is_file()}
 
 
-def test_an_open_defers_the_catalog_and_index_to_their_first_use(tmp_path, monkeypatch):
+def test_an_open_defers_the_catalog_and_index_to_their_first_use(tmp_path, loads):
     path = tmp_path / "mem"
     with _open(path) as s:
         s.remember_many([f"note {i} red" for i in range(30)] + ["a blue note"])
-    loads = []
-    real = StoreState.load_catalog_and_index
-    monkeypatch.setattr(StoreState, "load_catalog_and_index", lambda self: (loads.append(1), real(self))[1])
+    loads.clear()
     before = _files(path)
     with _open(path) as s:
         assert not s.state.loaded and loads == []
@@ -40,13 +48,11 @@ def test_an_open_defers_the_catalog_and_index_to_their_first_use(tmp_path, monke
         assert s.count() == 31 and loads == [1]
 
 
-def test_the_first_use_loads_once_for_every_thread(tmp_path, monkeypatch):
+def test_the_first_use_loads_once_for_every_thread(tmp_path, loads):
     path = tmp_path / "mem"
     with _open(path) as s:
         s.remember_many([f"note {i} red" for i in range(40)] + ["a green note"])
-    loads = []
-    real = StoreState.load_catalog_and_index
-    monkeypatch.setattr(StoreState, "load_catalog_and_index", lambda self: (loads.append(1), real(self))[1])
+    loads.clear()
     with _open(path) as s:
         start, found, errors = threading.Barrier(4), [], []
 

@@ -49,6 +49,7 @@ def test_an_open_defers_the_catalog_and_index_to_their_first_use(tmp_path, loads
 
 
 def test_the_first_use_loads_once_for_every_thread(tmp_path, loads):
+    """Readers and a writer make their first calls at once: one load, and every call sees it whole."""
     path = tmp_path / "mem"
     with _open(path) as s:
         s.remember_many([f"note {i} red" for i in range(40)] + ["a green note"])
@@ -63,12 +64,20 @@ def test_the_first_use_loads_once_for_every_thread(tmp_path, loads):
             except Exception as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 
-        threads = [threading.Thread(target=ask) for _ in range(4)]
+        def write():
+            start.wait()
+            try:
+                s.remember("a blue note")
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=ask) for _ in range(3)] + [threading.Thread(target=write)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-    assert not errors and found == ["a green note"] * 4 and loads == [1]
+        assert not errors and found == ["a green note"] * 3 and loads == [1]
+        assert s.count() == 42 and s.recall("blue", k=1)[0].memory.content == "a blue note"
 
 
 def test_the_first_use_sees_what_another_writer_committed_after_the_open(tmp_path):

@@ -39,11 +39,8 @@ class Grow:
         self._buf[: self.n] = data
 
     @property
-    def dtype(self) -> np.dtype:
-        return self._buf.dtype
-
-    @property
     def nbytes(self) -> int:
+        """Bytes held: the buffer (borrowed or owned) and the rows waiting beside it."""
         return int(self._buf.nbytes) + sum(int(w.nbytes) for w in self._waiting)
 
     def extend(self, values) -> None:

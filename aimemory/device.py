@@ -164,6 +164,15 @@ def text_compute() -> str:
     return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
+def imported_torch() -> Any:
+    """The torch module when this process has finished importing it, else None (a background thread
+    may be importing it: the half-made module lacks most names)."""
+    torch = sys.modules.get("torch")
+    if torch is None or getattr(getattr(torch, "__spec__", None), "_initializing", False):
+        return None
+    return torch
+
+
 def cuda_available() -> bool:
     if "torch" not in sys.modules and no_gpu_driver():
         return False

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, Ty
 import numpy as np
 
 from .calibration import Relevance, background, load_calibration, sample_keys
+from .device import imported_torch
 from .encoders.base import QueryPlan
 from .errors import InputError
 from .image_text import attach_ocr
@@ -205,7 +205,7 @@ def _one_torch_thread(wanted: bool) -> Iterator[None]:
     threads, and on a busy machine their barriers cost far more than the work (measured at load 12
     on 2 cores: aimemory-base's two text towers took 60 ms on one thread, 840 ms on two). Process-wide
     like torch's setting, so concurrent recalls count themselves in and the last one out restores it."""
-    torch = sys.modules.get("torch") if wanted else None
+    torch = imported_torch() if wanted else None
     if torch is None:
         yield
         return

@@ -71,3 +71,24 @@ def test_write_bench_prints_the_table(tmp_path, capsys):
     assert [(r["path"], r["threads"]) for r in rows] == [("segment", 1), ("direct", 1), ("segment", 2), ("direct", 2)]
     assert all(r["rate"] > 0 for r in rows) and rows[0]["folded"] > 0
     assert "fdatasync" in capsys.readouterr().out
+
+
+def test_session_bench_prints_the_table(tmp_path):
+    """benchmarks/bench_session.py at a tiny size: two short processes; calls that quick stay on the
+    numpy forward, so neither imports torch."""
+    import pytest
+
+    from aimemory.encoders.sentence import find_local_sentence_model
+
+    if find_local_sentence_model() is None:
+        pytest.skip("all-MiniLM-L6-v2 not installed")
+    spec = importlib.util.spec_from_file_location("bench_session", BENCH.parent / "bench_session.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    lines: list[str] = []
+    out = bench.main(["--runs", "1", "--calls", "12", "--n", "300", "--work", str(tmp_path)], log=lines.append)
+    assert "CPU:" in "\n".join(lines) and "calls/s" in lines[-1]
+    for op in ("remember", "recall"):
+        row = out["results"][op]["new"]
+        assert row["calls/s"] > 0 and row["calls 2-8 ms"] > 0
+        assert row["torch imported"] == 0

@@ -4,12 +4,14 @@ vectors must stay in the fp32 space. Real CUDA runs are in ``benchmarks/bench_de
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 from aimemory import device as device_mod
-from aimemory.device import CPU, Placement, resolve_placement
+from aimemory.device import CPU, Placement, imported_torch, resolve_placement
 from aimemory.errors import DeviceNotAvailableError
 
 
@@ -176,3 +178,18 @@ def test_cli_device_option(tmp_path, capsys, no_accelerators, monkeypatch):
     assert code != 0 and "no CUDA GPU" in err and "Traceback" not in err
     monkeypatch.setenv("AIMEMORY_DEVICE", "cpu")  # the variable feeds --device
     assert main(["recall", "kite", "--store", str(store)]) == 0
+
+
+def test_imported_torch_is_none_while_another_thread_imports_it(monkeypatch):
+    import types
+    from importlib.machinery import ModuleSpec
+
+    half = types.ModuleType("torch")
+    half.__spec__ = ModuleSpec("torch", None)
+    half.__spec__._initializing = True  # what importlib marks a module being executed with
+    monkeypatch.setitem(sys.modules, "torch", half)
+    assert imported_torch() is None
+    half.__spec__._initializing = False
+    assert imported_torch() is half
+    monkeypatch.delitem(sys.modules, "torch")
+    assert imported_torch() is None

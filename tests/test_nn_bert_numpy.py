@@ -164,6 +164,50 @@ def test_once_torch_is_imported_queries_use_the_network():
 
 
 @needs_weights
+def test_a_process_that_keeps_encoding_moves_to_the_network_in_the_background():
+    """Past NUMPY_CALLS_BEFORE_NETWORK calls over NUMPY_SECONDS_BEFORE_NETWORK seconds the network is
+    built off the caller's thread; single texts then take it, with the numpy forward's vectors."""
+    out = run_python(
+        "import sys, time\n"
+        "import aimemory.encoders.sentence as sentence\n"
+        "from aimemory.nn.bert_numpy import NumpyBert\n"
+        "sentence.NUMPY_CALLS_BEFORE_NETWORK, sentence.NUMPY_SECONDS_BEFORE_NETWORK = 3, 0.2\n"
+        "enc = sentence.SentenceEncoder.from_pretrained('auto', defer=True)\n"
+        "cold = enc.embed_query('a cat on the sofa')\n"
+        "for i in range(5):\n"
+        "    enc.embed_query(f'quick note {i}')\n"
+        "assert 'torch' not in sys.modules, 'built before the seconds passed'\n"
+        "assert not enc.wait_for_network(0)\n"
+        "time.sleep(0.25)\n"
+        "enc.embed_query('one more note')\n"
+        "assert enc.wait_for_network(60), 'the network was not built'\n"
+        "assert 'torch' in sys.modules\n"
+        "def refuse(*a, **k):\n"
+        "    raise AssertionError('numpy forward used after the network was ready')\n"
+        "NumpyBert.embed = refuse\n"
+        "warm = enc.embed_query('a cat on the sofa')\n"
+        "assert float(cold @ warm) >= 0.9999\n"
+        "print('ok')\n")
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+@needs_weights
+def test_a_process_that_exits_while_the_network_is_built_exits_cleanly():
+    """The build is not a daemon thread: torch's C++ runtime must not be torn down under it."""
+    for pause in ("0", "0.4"):
+        out = run_python(
+            "import time\n"
+            "import aimemory.encoders.sentence as sentence\n"
+            "sentence.NUMPY_CALLS_BEFORE_NETWORK, sentence.NUMPY_SECONDS_BEFORE_NETWORK = 1, 0.0\n"
+            "enc = sentence.SentenceEncoder.from_pretrained('auto', defer=True)\n"
+            "enc.embed_query('a cat on the sofa')\n"
+            f"time.sleep({pause})\n"
+            "print('ok')\n")
+        assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+        assert "terminate" not in out.stderr and "failed" not in out.stderr, out.stderr[-2000:]
+
+
+@needs_weights
 def test_a_deferred_encoder_refuses_weights_changed_after_opening(tmp_path):
     import shutil
 

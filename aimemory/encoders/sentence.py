@@ -17,6 +17,11 @@ another sentence-transformers BERT): when its hashes differ from the pins it sti
 its own ``model_id`` (``<folder>@sha256:<12 hex>``, a digest of the weights' and the vocabulary's
 sha256), never under the pinned model's, so a store never mixes the two spaces. With the pinned files,
 ``config.json`` may not change what shapes cannot show (heads, activation, LayerNorm eps).
+
+A deferred encoder (``defer=True``, what ``aimemory-base`` uses) in a process that has not imported
+torch encodes one or two texts with the numpy forward of the same weights, so a CLI call never pays
+torch's import; a process that keeps encoding builds the torch network in a background thread and
+moves to it (``NUMPY_CALLS_BEFORE_NETWORK``), ~5x faster per text from then on.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -63,12 +70,22 @@ BATCH_SIZE = 64
 #: texts that a process without torch embeds with the numpy forward: one takes 10 ms there against
 #: 1.6 s to import torch and build the network; four take 33 ms against torch's 6 ms once it is in
 NUMPY_MAX_TEXTS = 2
+#: a deferred encoder that has made this many numpy-forward calls over at least this many seconds
+#: builds the torch network in a background thread and moves to it once it is ready: a process that
+#: keeps encoding (a server, an agent's loop) then pays ~2 ms a text instead of ~10, while one that
+#: encodes a few times (a CLI call, a hook, a short script) never imports torch. The build is not a
+#: daemon (torch's C++ runtime aborts when the interpreter exits under it), so a process that ends
+#: right after it started waits for it, ~1.5 s at most
+NUMPY_CALLS_BEFORE_NETWORK = 8
+NUMPY_SECONDS_BEFORE_NETWORK = 2.0
+NETWORK_PROBE = "a short text that makes the network's forward ready"
 EAGER_CALLS = 2  # CPU forward calls per (precision, padded) that run eagerly before a trace is made
 #: fp32 reproduces the reference; bf16 halves the weight bytes (faster where memory-bound), cosine
 #: to fp32 about 0.999, and gets its own model id (``...@bf16``) since its vectors differ slightly
 PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}  # torch dtype names
 HASH_CHUNK = 1 << 20
 _verified: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, per process
+log = logging.getLogger(__name__)
 
 
 def install_hint() -> str:
@@ -192,6 +209,9 @@ class SentenceEncoder(Encoder):
         self._cpu_forwards: dict[tuple[str, bool], Callable] = {}  # see cpu_forward
         self._eager_calls: dict[tuple[str, bool], int] = {}  # calls run eagerly so far, per forward
         self._load_lock = threading.Lock()
+        self._numpy_calls, self._first_numpy_call = 0, 0.0  # see NUMPY_CALLS_BEFORE_NETWORK
+        self._network_builder: threading.Thread | None = None
+        self._network_ready = False  # the background build finished: single texts take the network
         dims = dims if deferred else model.dims  # type: ignore[union-attr]
         self.tokenizer = tokenizer
         self.model_id = model_id
@@ -303,7 +323,9 @@ class SentenceEncoder(Encoder):
         if 0 < len(texts) <= NUMPY_MAX_TEXTS and self._numpy_path():
             tok = self.tokenizer
             rows = [[tok.cls_id, *tok.tokenize_ids(t)[: self.max_length - 2], tok.sep_id] for t in texts]
-            return self.numpy_model.embed(rows, tok.pad_id)
+            out = self.numpy_model.embed(rows, tok.pad_id)
+            self._count_numpy_call()
+            return out
         import torch
 
         n = len(texts)
@@ -396,12 +418,62 @@ class SentenceEncoder(Encoder):
 
     def _numpy_path(self) -> bool:
         """Whether this encoder computes with the numpy forward: a deferred one on the CPU, in a
-        process that has not imported torch."""
-        return self._weights is not None and "torch" not in sys.modules and self.placement.is_cpu
+        process that has not imported torch, or while its own background build of the network runs
+        (see NUMPY_CALLS_BEFORE_NETWORK)."""
+        if self._weights is None or self._network_ready or not self.placement.is_cpu:
+            return False
+        return self._network_builder is not None or "torch" not in sys.modules
+
+    def wait_for_network(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` s for a background build of the network (see
+        NUMPY_CALLS_BEFORE_NETWORK) if one runs; True when single texts now go through the network."""
+        builder = self._network_builder
+        if builder is not None:
+            builder.join(timeout)
+        return not self._numpy_path()
+
+    def _count_numpy_call(self) -> None:
+        """Count a numpy-forward call; past NUMPY_CALLS_BEFORE_NETWORK calls and
+        NUMPY_SECONDS_BEFORE_NETWORK seconds, start the network's build."""
+        if self._network_builder is not None:  # checked unlocked: the build holds the lock a while
+            return
+        now = time.monotonic()
+        with self._load_lock:
+            self._numpy_calls += 1
+            if self._numpy_calls == 1:
+                self._first_numpy_call = now
+            if self._numpy_calls < NUMPY_CALLS_BEFORE_NETWORK or self._network_builder is not None or \
+                    now - self._first_numpy_call < NUMPY_SECONDS_BEFORE_NETWORK:
+                return
+            self._network_builder = threading.Thread(target=self._build_network, name="aimemory-text-network")
+        self._network_builder.start()
+
+    def _build_network(self) -> None:
+        """Import torch, build the network and run a lone text through it until its CPU forward is
+        the trace (see :meth:`cpu_forward`), then hand single texts to it. On failure the numpy
+        forward stays (it computes the same vectors); the error is logged."""
+        if not threading.main_thread().is_alive():  # the process is exiting: no use for it
+            return
+        try:
+            import torch
+
+            tok = self.tokenizer
+            ids = torch.tensor([[tok.cls_id, *tok.tokenize_ids(NETWORK_PROBE), tok.sep_id]], dtype=torch.long)
+            for _ in range(EAGER_CALLS + 1):
+                self._forward(ids)  # (1, L) -> (1, dim)
+        except Exception as exc:  # noqa: BLE001 - the numpy forward keeps serving
+            if not threading.main_thread().is_alive():  # the interpreter refuses imports as it exits
+                return
+            log.warning("building the text network in the background failed (%s); texts stay on the "
+                        "numpy forward", exc)
+            return
+        self._network_ready = True
 
     @property
     def numpy_model(self) -> "NumpyBert":
         """The numpy forward of a deferred encoder's weights, read on first use."""
+        if self._numpy is not None:  # unlocked: a background build of the network holds the lock
+            return self._numpy
         if self._weights is None:
             raise ValueError("only a deferred SentenceEncoder (from_pretrained(defer=True)) has a numpy forward")
         with self._load_lock:
@@ -416,6 +488,7 @@ class SentenceEncoder(Encoder):
         if new is self:  # nothing moves (and a deferred network stays unbuilt)
             return self
         new._load_lock, new._bf16, new._cpu_forwards, new._eager_calls = threading.Lock(), None, {}, {}
+        new._numpy_calls, new._network_builder, new._network_ready = 0, None, False
         new.model, new.placement = placement.move(self.model), placement
         return new
 

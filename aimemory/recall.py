@@ -319,12 +319,20 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
                 lambda start: vkeys[start:][allowed_mask[start:]])
             return keys
 
+        # views after a memory's first among the allowed ones: when none, every hit is another
+        # memory and k hits are enough (a store of notes, a filter on photos' label views); counted
+        # when cached or when the views are few, else the search overfetches
+        later_views: int = 1 if fixed is None and allowed_at is None else _derived(
+            catalog, fixed, (_kinds(plan), "later views"),
+            lambda: int(np.count_nonzero(catalog.array("view")[allowed_mask if allowed_at is None else allowed_at])),
+            lambda start: int(np.count_nonzero(catalog.array("view")[start:][allowed_mask[start:]])))
         run = PlanRun(plan, allowed_mask)
         if len(plans) > 1:  # plans are compared by how far each stands out from its background
             sims = background(store, None, sample_keys(allowed_keys())) @ vector
             run = PlanRun(plan, allowed_mask, float(sims.mean()), float(max(sims.std(), 1e-3)), True)
         allowed = None if n_allowed == store.index.ntotal else allowed_keys()
-        return run, allowed_at, _vector_ranking(store, vector[None, :], k, allowed, n_allowed, kind_codes)
+        return run, allowed_at, _vector_ranking(store, vector[None, :], k, allowed, n_allowed, kind_codes,
+                                                1 if later_views == 0 else OVERFETCH)
 
     ranking = ViewRanking(store, load_calibration(store.encoder.model_id), query_modality, kind_sample)
     with _one_torch_thread(query_modality == "text"):
@@ -410,12 +418,13 @@ def attach_texts(store: "MemoryStore", hits: Hits, primaries: Sequence[int | Non
 
 
 def _vector_ranking(store: "MemoryStore", query: np.ndarray, k: int, allowed: np.ndarray | None,
-                    n_allowed: int, kind_codes: np.ndarray) -> dict[tuple[str, int], tuple[float, int]]:
+                    n_allowed: int, kind_codes: np.ndarray, overfetch: int = OVERFETCH
+                    ) -> dict[tuple[str, int], tuple[float, int]]:
     """(memory id, kind code) -> (best cosine of the memory's views of that kind, catalog position
     of that view), best first, covering >= k memories when that many are allowed. ``kind_codes``:
-    the kind code of each catalog position."""
+    the kind code of each catalog position; ``overfetch``: views fetched per memory wanted first."""
     catalog = store.catalog
-    fetch = min(n_allowed, k * OVERFETCH)
+    fetch = min(n_allowed, k * overfetch)
     while True:
         scores, keys = store.index.search(query, fetch, allowed)
         valid = keys[0] >= 0

@@ -208,6 +208,25 @@ def test_a_process_that_exits_while_the_network_is_built_exits_cleanly():
 
 
 @needs_weights
+def test_a_fork_waits_for_the_network_build():
+    """A child forked while the network is built in the background must not start inside torch's
+    import (a half-imported module in a child deadlocks or fails): the fork waits for the build."""
+    out = run_python(
+        "import os, sys\n"
+        "import aimemory.encoders.sentence as sentence\n"
+        "sentence.NUMPY_CALLS_BEFORE_NETWORK, sentence.NUMPY_SECONDS_BEFORE_NETWORK = 1, 0.0\n"
+        "enc = sentence.SentenceEncoder.from_pretrained('auto', defer=True)\n"
+        "cold = enc.embed_query('a cat on the sofa')\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    ok = enc.wait_for_network(0) and float(cold @ enc.embed_query('a cat on the sofa')) >= 0.9999\n"
+        "    os._exit(0 if ok else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(os.waitstatus_to_exitcode(status))\n")
+    assert out.returncode == 0 and out.stdout.strip() == "0", (out.stdout, out.stderr[-2000:])
+
+
+@needs_weights
 def test_a_deferred_encoder_refuses_weights_changed_after_opening(tmp_path):
     import shutil
 

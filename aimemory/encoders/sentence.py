@@ -86,6 +86,16 @@ PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}  # torch dtype names
 HASH_CHUNK = 1 << 20
 _verified: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, per process
 log = logging.getLogger(__name__)
+_network_builders: "set[threading.Thread]" = set()  # background builds running (see _build_network)
+
+
+def _finish_network_builds() -> None:
+    """Before a fork: wait for background builds, so no child starts inside torch's import."""
+    for builder in list(_network_builders):
+        builder.join()
+
+
+os.register_at_fork(before=_finish_network_builds)
 
 
 def install_hint() -> str:
@@ -446,12 +456,19 @@ class SentenceEncoder(Encoder):
                     now - self._first_numpy_call < NUMPY_SECONDS_BEFORE_NETWORK:
                 return
             self._network_builder = threading.Thread(target=self._build_network, name="aimemory-text-network")
+            _network_builders.add(self._network_builder)
         self._network_builder.start()
 
     def _build_network(self) -> None:
         """Import torch, build the network and run a lone text through it until its CPU forward is
         the trace (see :meth:`cpu_forward`), then hand single texts to it. On failure the numpy
         forward stays (it computes the same vectors); the error is logged."""
+        try:
+            self._make_network_ready()
+        finally:
+            _network_builders.discard(threading.current_thread())
+
+    def _make_network_ready(self) -> None:
         if not threading.main_thread().is_alive():  # the process is exiting: no use for it
             return
         try:

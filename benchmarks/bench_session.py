@@ -8,7 +8,8 @@ Each run is a fresh ``python`` process that opens the store with ``model="aimemo
 ``remember`` (or ``recall``) ``--calls`` times back to back, a new short note (or query) each time.
 Reported per phase of its life, medians over the runs of each phase's median: the first call (it
 loads the text tower), calls 2-8, 9-50, 51-150 and 151 onwards; the worst call after the first; the
-whole loop's calls per second; and whether the process ended with torch imported. With
+whole loop's calls per second, and from call 151 on (the sum of those calls' times, folds of the
+write-ahead segment into Lance included); and whether the process ended with torch imported. With
 ``--baseline`` (another checkout, same Python) the two alternate run by run (ABBA), and ``new/base`` is the
 median of per-run ratios of the steady phase (151 onwards).
 
@@ -76,6 +77,9 @@ def summarise(runs: list[dict]) -> dict:
            for a, b in PHASES}
     out["worst after the first ms"] = statistics.median(max(r["lat"][1:]) * 1e3 for r in runs)
     out["calls/s"] = statistics.median(len(r["lat"]) / r["wall"] for r in runs)
+    late = [r["lat"][STEADY[0]:] for r in runs if len(r["lat"]) > STEADY[0]]
+    late_rate = statistics.median(len(x) / sum(x) for x in late) if late else float("nan")
+    out[f"calls/s from call {STEADY[0] + 1}"] = late_rate
     out["torch imported"] = sum(r["torch"] for r in runs)
     return out
 

@@ -164,3 +164,20 @@ def test_direct_path_when_off_and_for_batches(tmp_path):
         assert s.segment.n_records == 1
         keys = s.catalog.array("vkey")
         assert len(np.unique(keys)) == len(keys)
+
+
+def test_lancedb_is_imported_in_the_background_before_the_first_fold(tmp_path, monkeypatch):
+    """Half way to a fold the writer asks for LanceDB's import off its thread (a first fold would
+    otherwise stall it for the import); the fold itself still happens at the threshold."""
+    monkeypatch.setattr(write_ahead, "FOLD_AFTER_RECORDS", 10)
+    asked: list[str] = []
+    monkeypatch.setattr(write_ahead.background, "preload", asked.append)
+    with _open(tmp_path / "m") as s:
+        for i in range(4):
+            s.remember(f"note {i} red")
+        assert asked == [] and s.segment.n_records == 4
+        s.remember("note 4 red")
+        assert asked == ["lancedb"] and s.segment.n_records == 5
+        for i in range(5, 10):
+            s.remember(f"note {i} red")
+        assert s.segment.n_records == 0 and s.table.count_rows() == 10  # folded at the threshold

@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import logging
 import os
 import sys
 import threading
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
+from .. import background
 from ..device import Placement, text_compute
 from ..errors import CheckpointError, ModelNotAvailableError
 from ..preprocess.wordpiece import MAX_LENGTH, WordPieceTokenizer
@@ -73,9 +73,8 @@ NUMPY_MAX_TEXTS = 2
 #: a deferred encoder that has made this many numpy-forward calls over at least this many seconds
 #: builds the torch network in a background thread and moves to it once it is ready: a process that
 #: keeps encoding (a server, an agent's loop) then pays ~2 ms a text instead of ~10, while one that
-#: encodes a few times (a CLI call, a hook, a short script) never imports torch. The build is not a
-#: daemon (torch's C++ runtime aborts when the interpreter exits under it), so a process that ends
-#: right after it started waits for it, ~1.5 s at most
+#: encodes a few times (a CLI call, a hook, a short script) never imports torch. A process that ends
+#: while the build runs waits for it, ~1.5 s at most (see aimemory.background)
 NUMPY_CALLS_BEFORE_NETWORK = 8
 NUMPY_SECONDS_BEFORE_NETWORK = 2.0
 NETWORK_PROBE = "a short text that makes the network's forward ready"
@@ -85,17 +84,6 @@ EAGER_CALLS = 2  # CPU forward calls per (precision, padded) that run eagerly be
 PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}  # torch dtype names
 HASH_CHUNK = 1 << 20
 _verified: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, per process
-log = logging.getLogger(__name__)
-_network_builders: "set[threading.Thread]" = set()  # background builds running (see _build_network)
-
-
-def _finish_network_builds() -> None:
-    """Before a fork: wait for background builds, so no child starts inside torch's import."""
-    for builder in list(_network_builders):
-        builder.join()
-
-
-os.register_at_fork(before=_finish_network_builds)
 
 
 def install_hint() -> str:
@@ -455,35 +443,19 @@ class SentenceEncoder(Encoder):
             if self._numpy_calls < NUMPY_CALLS_BEFORE_NETWORK or self._network_builder is not None or \
                     now - self._first_numpy_call < NUMPY_SECONDS_BEFORE_NETWORK:
                 return
-            self._network_builder = threading.Thread(target=self._build_network, name="aimemory-text-network")
-            _network_builders.add(self._network_builder)
-        self._network_builder.start()
+            self._network_builder = background.start("aimemory-text-network", self._build_network)
 
     def _build_network(self) -> None:
         """Import torch, build the network and run a lone text through it until its CPU forward is
-        the trace (see :meth:`cpu_forward`), then hand single texts to it. On failure the numpy
-        forward stays (it computes the same vectors); the error is logged."""
-        try:
-            self._make_network_ready()
-        finally:
-            _network_builders.discard(threading.current_thread())
+        the trace (see :meth:`cpu_forward`), then hand single texts to it (on a background thread,
+        see :mod:`aimemory.background`). On failure the numpy forward stays: it computes the same
+        vectors."""
+        import torch
 
-    def _make_network_ready(self) -> None:
-        if not threading.main_thread().is_alive():  # the process is exiting: no use for it
-            return
-        try:
-            import torch
-
-            tok = self.tokenizer
-            ids = torch.tensor([[tok.cls_id, *tok.tokenize_ids(NETWORK_PROBE), tok.sep_id]], dtype=torch.long)
-            for _ in range(EAGER_CALLS + 1):
-                self._forward(ids)  # (1, L) -> (1, dim)
-        except Exception as exc:  # noqa: BLE001 - the numpy forward keeps serving
-            if not threading.main_thread().is_alive():  # the interpreter refuses imports as it exits
-                return
-            log.warning("building the text network in the background failed (%s); texts stay on the "
-                        "numpy forward", exc)
-            return
+        tok = self.tokenizer
+        ids = torch.tensor([[tok.cls_id, *tok.tokenize_ids(NETWORK_PROBE), tok.sep_id]], dtype=torch.long)
+        for _ in range(EAGER_CALLS + 1):
+            self._forward(ids)  # (1, L) -> (1, dim)
         self._network_ready = True
 
     @property

@@ -9,11 +9,20 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_store.py"
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_store", BENCH)
+def _load(name: str = "bench_store"):
+    spec = importlib.util.spec_from_file_location(name, BENCH.parent / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _need_sentence_model() -> None:
+    import pytest
+
+    from aimemory.encoders.sentence import find_local_sentence_model
+
+    if find_local_sentence_model() is None:
+        pytest.skip("all-MiniLM-L6-v2 not installed")
 
 
 def test_quick_mode_prints_the_table(tmp_path):
@@ -44,13 +53,8 @@ def test_text_bench_prints_the_table():
     import pytest
 
     pytest.importorskip("transformers")
-    from aimemory.encoders.sentence import find_local_sentence_model
-
-    if find_local_sentence_model() is None:
-        pytest.skip("all-MiniLM-L6-v2 not installed")
-    spec = importlib.util.spec_from_file_location("bench_text", BENCH.parent / "bench_text.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    _need_sentence_model()
+    bench = _load("bench_text")
     lines: list[str] = []
     out = bench.main(["--threads", "1", "--queries", "3", "--sentences", "16", "--repeats", "1"], log=lines.append)
     assert out["table"] == lines[-1] and "CPU:" in out["table"] and "target: one text query" in out["table"]
@@ -63,9 +67,7 @@ def test_text_bench_prints_the_table():
 
 def test_write_bench_prints_the_table(tmp_path, capsys):
     """benchmarks/bench_writes.py at a tiny size: segment and direct rows, A/B in one run."""
-    spec = importlib.util.spec_from_file_location("bench_writes", BENCH.parent / "bench_writes.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _load("bench_writes")
     rows = bench.main(["--quick", "--sizes", "300", "--writes", "6", "--threads", "1,2",
                        "--probes", "2", "--cache", str(tmp_path)])
     assert [(r["path"], r["threads"]) for r in rows] == [("segment", 1), ("direct", 1), ("segment", 2), ("direct", 2)]
@@ -76,15 +78,8 @@ def test_write_bench_prints_the_table(tmp_path, capsys):
 def test_session_bench_prints_the_table(tmp_path):
     """benchmarks/bench_session.py at a tiny size: two short processes; calls that quick stay on the
     numpy forward, so neither imports torch."""
-    import pytest
-
-    from aimemory.encoders.sentence import find_local_sentence_model
-
-    if find_local_sentence_model() is None:
-        pytest.skip("all-MiniLM-L6-v2 not installed")
-    spec = importlib.util.spec_from_file_location("bench_session", BENCH.parent / "bench_session.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    _need_sentence_model()
+    bench = _load("bench_session")
     lines: list[str] = []
     out = bench.main(["--runs", "1", "--calls", "12", "--n", "300", "--work", str(tmp_path)], log=lines.append)
     assert "CPU:" in "\n".join(lines) and "calls/s" in lines[-1]

@@ -9,14 +9,13 @@ import os
 import re
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
 from .calibration import Relevance, background, load_calibration, sample_keys
-from .device import imported_torch
+from .device import one_torch_thread
 from .encoders.base import QueryPlan
 from .errors import InputError
 from .image_text import attach_ocr
@@ -37,7 +36,6 @@ RRF_K = 60  # reciprocal-rank fusion constant (Cormack, Clarke & Buettcher, SIGI
 FEW_ALLOWED = 8  # allowed views under 1/this of the rows are handled by position, more by mask
 PLAN_THREADS = 2  # threads that run a query's further plans while the calling thread runs its first
 _THREADS_LOCK = threading.Lock()
-_single_threaded = [0, 0]  # [recalls encoding on one thread now, torch's thread count before the first]
 _plan_pool: list[ThreadPoolExecutor | None] = [None]
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -150,7 +148,7 @@ def query_plans(store: "MemoryStore", item: Item) -> list[QueryPlan]:
     (a question asked aloud is found by what it says, not only by how it sounds), with their vectors
     computed: the encode a recall runs."""
     plans = _plans(store, item)
-    with _one_torch_thread(item.modality == "text"):
+    with one_torch_thread(item.modality == "text"):
         for plan in plans:
             np.asarray(plan.vector)  # a plan may compute its vector on first use
     return plans
@@ -159,7 +157,7 @@ def query_plans(store: "MemoryStore", item: Item) -> list[QueryPlan]:
 def _plans(store: "MemoryStore", item: Item) -> list[QueryPlan]:
     """``query_plans`` without computing the vectors an encoder defers (see DeferredVector)."""
     encoder = store.encoder
-    with _one_torch_thread(item.modality == "text"):
+    with one_torch_thread(item.modality == "text"):
         plans = encoder.query_plans(item.modality, item.payload) if item.modality in encoder.modalities else []
     if item.modality == "audio" and store.speech is not None:
         said = store.speech.transcribe(item.payload).text.strip()
@@ -197,31 +195,6 @@ def _forget_plan_pool() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_plan_pool)
-
-
-@contextmanager
-def _one_torch_thread(wanted: bool) -> Iterator[None]:
-    """Encode a text query on one torch thread: a query of a few tokens gains nothing from intra-op
-    threads, and on a busy machine their barriers cost far more than the work (measured at load 12
-    on 2 cores: aimemory-base's two text towers took 60 ms on one thread, 840 ms on two). Process-wide
-    like torch's setting, so concurrent recalls count themselves in and the last one out restores it."""
-    torch = imported_torch() if wanted else None
-    if torch is None:
-        yield
-        return
-    with _THREADS_LOCK:
-        if _single_threaded[0] == 0:
-            _single_threaded[1] = torch.get_num_threads()
-            if _single_threaded[1] != 1:
-                torch.set_num_threads(1)
-        _single_threaded[0] += 1
-    try:
-        yield
-    finally:
-        with _THREADS_LOCK:
-            _single_threaded[0] -= 1
-            if _single_threaded[0] == 0 and _single_threaded[1] != 1:
-                torch.set_num_threads(_single_threaded[1])
 
 
 def _derived(catalog: Catalog, fixed: tuple[Any, ...] | None, what: tuple[Any, ...], build: Any,
@@ -335,7 +308,7 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
                                                 1 if later_views == 0 else OVERFETCH)
 
     ranking = ViewRanking(store, load_calibration(store.encoder.model_id), query_modality, kind_sample)
-    with _one_torch_thread(query_modality == "text"):
+    with one_torch_thread(query_modality == "text"):
         runs = side_by_side(run_plan, plans)
     for found in runs:
         if found is not None:

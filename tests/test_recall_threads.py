@@ -1,6 +1,7 @@
-"""A text query is encoded on one torch thread (a few tokens gain nothing from intra-op threads and
-lose much to their barriers on a busy machine); the thread count is restored afterwards, also when
-recalls overlap in several threads. A query's plans run side by side."""
+"""A text query, and a remember of a few texts, are encoded on one torch thread (a few tokens gain
+nothing from intra-op threads and lose much to their barriers on a busy machine); the thread count
+is restored afterwards, also when recalls overlap in several threads. A query's plans run side by
+side."""
 
 from __future__ import annotations
 
@@ -44,6 +45,26 @@ def test_text_queries_encode_on_one_thread_and_restore_the_count(tmp_path):
             for t in threads:
                 t.join()
             assert set(enc.seen) == {1} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_small_text_writes_encode_on_one_thread_and_large_batches_on_all(tmp_path):
+    """A remember of a few texts (what agents do, two such calls at once) runs on one torch thread;
+    a bulk batch keeps torch's count, and the count is restored either way."""
+    from aimemory.store import SMALL_TEXT_ENCODE
+
+    enc = ThreadCountingEncoder()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with MemoryStore(tmp_path / "mem", model=enc) as store:
+            store.remember("a red note")
+            store.remember_many([f"note {i}" for i in range(SMALL_TEXT_ENCODE)])
+            assert enc.seen == [1, 1] and torch.get_num_threads() == 2
+            enc.seen.clear()
+            store.remember_many([f"bulk note {i}" for i in range(SMALL_TEXT_ENCODE + 1)])
+            assert enc.seen and set(enc.seen) == {2}
     finally:
         torch.set_num_threads(before)
 

@@ -4,6 +4,7 @@ way out, so a bug in one layer cannot leak another tenant's memory."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -222,6 +223,41 @@ def _of_kind(catalog: Catalog, allowed_at: np.ndarray | None, allowed: np.ndarra
     return at
 
 
+def _one_kind_of_first_views(catalog: Catalog, fixed: tuple[Any, ...] | None, plan: QueryPlan,
+                             allowed: np.ndarray, allowed_at: np.ndarray | None) -> bool:
+    """Whether every view ``plan`` may match is its memory's first and all are of one kind (a store
+    of short notes, a filter on photos' label views). Then each hit is another memory and, within
+    one kind, relevance rises with the cosine, so the k best views are the k best memories and a
+    search needs no overfetch. Counted when the mask is cached or the views are few; else False."""
+    if allowed_at is not None and fixed is None:
+        kinds = catalog.codes_of("kind")[0][allowed_at]
+        return not catalog.array("view")[allowed_at].any() and len(np.unique(kinds)) <= 1
+    if fixed is None:
+        return False
+
+    def count(what: tuple[Any, ...], values: Callable[[], np.ndarray], match: Callable[[np.ndarray], np.ndarray]
+              ) -> int:
+        """Allowed views where ``match(values())`` holds, cached and grown over appended rows."""
+        n: int = _derived(
+            catalog, fixed, (_kinds(plan), *what),
+            lambda: int(np.count_nonzero(match(values()[allowed if allowed_at is None else allowed_at]))),
+            lambda start: int(np.count_nonzero(match(values()[start:][allowed[start:]]))))
+        return n
+
+    if count(("later views",), lambda: catalog.array("view"), lambda v: v != 0):
+        return False
+    def kind_codes() -> np.ndarray:
+        return catalog.codes_of("kind")[0]
+
+    kinds_present = 0
+    for code in range(len(catalog.codes_of("kind")[1])):
+        if count(("views of kind", code), kind_codes, functools.partial(np.equal, code)):
+            kinds_present += 1
+            if kinds_present > 1:
+                return False
+    return True
+
+
 def _allowed(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray, fixed: tuple[Any, ...] | None
              ) -> tuple[np.ndarray, int, np.ndarray | None]:
     """The views ``plan`` may match within ``mask`` -> (mask (n,), how many, their positions (m,)
@@ -292,20 +328,13 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
                 lambda start: vkeys[start:][allowed_mask[start:]])
             return keys
 
-        # views after a memory's first among the allowed ones: when none, every hit is another
-        # memory and k hits are enough (a store of notes, a filter on photos' label views); counted
-        # when cached or when the views are few, else the search overfetches
-        later_views: int = 1 if fixed is None and allowed_at is None else _derived(
-            catalog, fixed, (_kinds(plan), "later views"),
-            lambda: int(np.count_nonzero(catalog.array("view")[allowed_mask if allowed_at is None else allowed_at])),
-            lambda start: int(np.count_nonzero(catalog.array("view")[start:][allowed_mask[start:]])))
         run = PlanRun(plan, allowed_mask)
         if len(plans) > 1:  # plans are compared by how far each stands out from its background
             sims = background(store, None, sample_keys(allowed_keys())) @ vector
             run = PlanRun(plan, allowed_mask, float(sims.mean()), float(max(sims.std(), 1e-3)), True)
         allowed = None if n_allowed == store.index.ntotal else allowed_keys()
-        return run, allowed_at, _vector_ranking(store, vector[None, :], k, allowed, n_allowed, kind_codes,
-                                                1 if later_views == 0 else OVERFETCH)
+        overfetch = 1 if _one_kind_of_first_views(catalog, fixed, plan, allowed_mask, allowed_at) else OVERFETCH
+        return run, allowed_at, _vector_ranking(store, vector[None, :], k, allowed, n_allowed, kind_codes, overfetch)
 
     ranking = ViewRanking(store, load_calibration(store.encoder.model_id), query_modality, kind_sample)
     with one_torch_thread(query_modality == "text"):

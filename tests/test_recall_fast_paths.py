@@ -114,21 +114,28 @@ def test_hits_show_their_own_namespace_memory_when_an_id_is_in_two(tmp_path):
         assert other.memory.content == "blue in b" and other.memory.namespace == "b"
 
 
-def test_a_search_fetches_k_views_when_each_allowed_view_is_another_memory(tmp_path, monkeypatch):
-    """Short notes have one view each: k views are k memories. A long note's chunks are several views
-    of one memory: then the search fetches more, and still returns k distinct memories."""
+def test_a_search_fetches_k_views_when_each_allowed_view_is_another_memory_of_one_kind(tmp_path, monkeypatch):
+    """Short notes have one view each, all of one kind: k views are the k best memories. A long
+    note's chunks are several views of one memory, and photos are another kind whose calibration
+    differs (a lower cosine may be more relevant): then the search fetches more."""
     asked: list[int] = []
-    with MemoryStore(tmp_path / "mem", model=ColourEncoder()) as s:
+    search = faiss_index.VectorIndex.search
+    monkeypatch.setattr(faiss_index.VectorIndex, "search", lambda self, q, k, allowed=None: (
+        asked.append(k), search(self, q, k, allowed))[1])
+    with MemoryStore(tmp_path / "notes", model=ColourEncoder()) as s:
         s.remember_many([f"note {i} {COLOURS[i % 3]}" for i in range(60)])
-        search = type(s.index).search
-        monkeypatch.setattr(type(s.index), "search", lambda self, q, k, allowed=None: (asked.append(k),
-                                                                                       search(self, q, k, allowed))[1])
         hits = s.recall("red", k=5)
         assert asked == [5] and len({h.id for h in hits}) == 5
-        long_note = " ".join(f"red word{i}" for i in range(200))  # several chunks, one memory
-        s.remember(long_note)
+        s.remember(" ".join(f"red word{i}" for i in range(200)))  # several chunks, one memory
         asked.clear()
         hits = s.recall("red", k=5)
         assert asked and asked[0] > 5 and len({h.id for h in hits}) == 5
-        want = _same(s, "red", k=5)  # the fast paths agree with the reference
-        assert [h.id for h in hits] == [w[0] for w in want]
+        assert [h.id for h in hits] == [w[0] for w in _same(s, "red", k=5)]
+    with MemoryStore(tmp_path / "mixed", model=ColourEncoder()) as s:
+        s.remember_many([f"note {i} {COLOURS[i % 3]}" for i in range(30)])
+        s.remember_many([solid(c, noise_seed=i) for i, c in enumerate(COLOURS * 4)])
+        assert not s.catalog.array("view").any()  # every view a first view: the two kinds decide
+        asked.clear()
+        hits = s.recall("red", k=5)
+        assert asked and asked[0] > 5
+        assert [h.id for h in hits] == [w[0] for w in _same(s, "red", k=5)]

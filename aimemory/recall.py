@@ -4,7 +4,6 @@ way out, so a bug in one layer cannot leak another tenant's memory."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -229,33 +228,24 @@ def _one_kind_of_first_views(catalog: Catalog, fixed: tuple[Any, ...] | None, pl
     of short notes, a filter on photos' label views). Then each hit is another memory and, within
     one kind, relevance rises with the cosine, so the k best views are the k best memories and a
     search needs no overfetch. Counted when the mask is cached or the views are few; else False."""
-    if allowed_at is not None and fixed is None:
-        kinds = catalog.codes_of("kind")[0][allowed_at]
-        return not catalog.array("view")[allowed_at].any() and len(np.unique(kinds)) <= 1
     if fixed is None:
-        return False
+        kinds = None if allowed_at is None else catalog.codes_of("kind")[0][allowed_at]
+        return kinds is not None and not catalog.array("view")[allowed_at].any() and len(np.unique(kinds)) <= 1
 
-    def count(what: tuple[Any, ...], values: Callable[[], np.ndarray], match: Callable[[np.ndarray], np.ndarray]
-              ) -> int:
-        """Allowed views where ``match(values())`` holds, cached and grown over appended rows."""
-        n: int = _derived(
-            catalog, fixed, (_kinds(plan), *what),
-            lambda: int(np.count_nonzero(match(values()[allowed if allowed_at is None else allowed_at]))),
-            lambda start: int(np.count_nonzero(match(values()[start:][allowed[start:]]))))
+    def count(code: int | None) -> int:
+        """Allowed views that are not their memory's first (``code`` None) or of kind ``code``,
+        cached with the mask and grown over appended rows."""
+        def over(start: int = 0) -> int:
+            column = catalog.array("view") if code is None else catalog.codes_of("kind")[0]
+            rows = column[allowed_at] if allowed_at is not None and not start else column[start:][allowed[start:]]
+            return int(np.count_nonzero(rows != 0 if code is None else rows == code))
+
+        n: int = _derived(catalog, fixed, (_kinds(plan), "views", code), over, over)
         return n
 
-    if count(("later views",), lambda: catalog.array("view"), lambda v: v != 0):
+    if count(None):
         return False
-    def kind_codes() -> np.ndarray:
-        return catalog.codes_of("kind")[0]
-
-    kinds_present = 0
-    for code in range(len(catalog.codes_of("kind")[1])):
-        if count(("views of kind", code), kind_codes, functools.partial(np.equal, code)):
-            kinds_present += 1
-            if kinds_present > 1:
-                return False
-    return True
+    return sum(count(code) > 0 for code in range(len(catalog.codes_of("kind")[1]))) <= 1
 
 
 def _allowed(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray, fixed: tuple[Any, ...] | None

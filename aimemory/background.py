@@ -20,6 +20,8 @@ from typing import Callable
 
 log = logging.getLogger("aimemory")
 
+FORK_WAIT_S = 60.0  # the longest a fork waits for each running job (a job that hangs must not hang it)
+
 _running: "set[threading.Thread]" = set()
 _preloads: dict[str, threading.Thread] = {}
 _lock = threading.Lock()
@@ -73,4 +75,8 @@ def wait_all(timeout: float | None = None) -> None:
             thread.join(timeout)
 
 
-os.register_at_fork(before=wait_all)
+def _before_fork() -> None:
+    wait_all(FORK_WAIT_S)
+
+
+os.register_at_fork(before=_before_fork)

@@ -124,6 +124,7 @@ def test_explorer_end_to_end(seeded, browser_page, tmp_path):
     with live_server(create_app(seeded)) as url:
         page.goto(url + "/")
         page.wait_for_function("() => document.querySelectorAll('#results .card').length === 7")
+        page.wait_for_function("() => document.querySelector('#stats').textContent.length > 0")  # its own request
         assert "7 memories" in page.locator("#stats").inner_text()
 
         # drag-and-drop upload onto the page; the progress bar and status follow the upload
@@ -241,6 +242,8 @@ def test_explorer_counts_the_namespace_keeps_file_names_and_puts_searches_in_the
         with live_server(create_app(store)) as url:
             page.goto(url + "/")
             page.wait_for_function("() => document.querySelectorAll('#results .card').length === 2")
+            # the counts load beside the recent memories, in their own request: either may land first
+            page.wait_for_function("() => document.querySelector('#stats').textContent.length > 0")
             assert page.locator("#stats").inner_text().startswith("2 memories in default")
 
             # a long path keeps its file name visible: the cut is in the folders, not at the end

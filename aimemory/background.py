@@ -23,7 +23,7 @@ log = logging.getLogger("aimemory")
 FORK_WAIT_S = 60.0  # the longest a fork waits for each running job (a job that hangs must not hang it)
 
 _running: "set[threading.Thread]" = set()
-_preloads: dict[str, threading.Thread] = {}
+_preloaded: set[str] = set()  # modules asked for once (their import may still run)
 _lock = threading.Lock()
 
 
@@ -56,14 +56,14 @@ def start(name: str, job: Callable[[], None]) -> threading.Thread:
 def preload(module: str) -> None:
     """Import ``module`` in the background, once per process, unless it is imported already."""
     with _lock:
-        if module in sys.modules or module in _preloads:
+        if module in sys.modules or module in _preloaded:
             return
-        _preloads[module] = threading.Thread()  # claimed: a second caller does not start another
+        _preloaded.add(module)
 
     def load() -> None:
         importlib.import_module(module)
 
-    _preloads[module] = start(f"aimemory-import-{module}", load)
+    start(f"aimemory-import-{module}", load)
 
 
 def wait_all(timeout: float | None = None) -> None:

@@ -46,6 +46,11 @@ def start(name: str, job: Callable[[], None]) -> threading.Thread:
             with _lock:
                 _running.discard(threading.current_thread())
 
+    # concurrent.futures pairs a lock's acquire and release around every fork. Imported by a job
+    # while a fork waits for it (torch imports it), the pair is registered half way through that
+    # fork, which then releases a lock it never took ("RuntimeError: release unlocked lock").
+    import concurrent.futures.thread  # noqa: F401
+
     thread = threading.Thread(target=run, name=name)
     with _lock:
         _running.add(thread)

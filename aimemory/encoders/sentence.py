@@ -210,6 +210,7 @@ class SentenceEncoder(Encoder):
         self._numpy_calls, self._first_numpy_call = 0, 0.0  # see NUMPY_CALLS_BEFORE_NETWORK
         self._network_builder: threading.Thread | None = None
         self._network_ready = False  # the background build finished: single texts take the network
+        self._network_pid = 0  # the process whose background build made the network
         dims = dims if deferred else model.dims  # type: ignore[union-attr]
         self.tokenizer = tokenizer
         self.model_id = model_id
@@ -418,8 +419,13 @@ class SentenceEncoder(Encoder):
         """Whether this encoder computes with the numpy forward: a deferred one on the CPU, in a
         process that has not imported torch, or while its own background build of the network runs
         (see NUMPY_CALLS_BEFORE_NETWORK)."""
-        if self._weights is None or self._network_ready or not self.placement.is_cpu:
+        if self._weights is None or not self.placement.is_cpu:
             return False
+        if self._network_ready:
+            # A child forked from the process that built the network stays on numpy: the build's
+            # thread, ending just before the fork, may have left a lock of torch's math library
+            # (MKL's allocator) taken in the child's copy, and the network would wait on it forever.
+            return self._network_pid != os.getpid()
         return self._network_builder is not None or "torch" not in sys.modules
 
     def wait_for_network(self, timeout: float | None = None) -> bool:
@@ -456,6 +462,7 @@ class SentenceEncoder(Encoder):
         ids = torch.tensor([[tok.cls_id, *tok.tokenize_ids(NETWORK_PROBE), tok.sep_id]], dtype=torch.long)
         for _ in range(EAGER_CALLS + 1):
             self._forward(ids)  # (1, L) -> (1, dim)
+        self._network_pid = os.getpid()
         self._network_ready = True
 
     @property

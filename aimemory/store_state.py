@@ -24,7 +24,7 @@ from .migrate import active_folder, active_stamp
 from .storage import Manifest
 from .storage.lazy_table import index_vectors, open_table
 from .write import WriteLock, storage_errors
-from .write_ahead import absorb, open_segment, pending_keys, read_tail
+from .write_ahead import absorb, fold_on_close, open_segment, pending_keys, read_tail
 
 if TYPE_CHECKING:  # pragma: no cover
     from .storage.catalog import Catalog
@@ -292,23 +292,29 @@ class StoreState:
 
     # -- closing -------------------------------------------------------------------------------
     def close(self, fold: Callable[[], None]) -> None:
-        """Fold the segment (``fold``: under the write lock), save the index (or the catalog, when
-        due) and release the segment and the table; closed even when a save fails."""
+        """Fold the segment (``fold``: under the write lock) when :func:`fold_on_close` says so, save
+        the index (or the catalog, when due) and release the segment and the table; closed even when
+        a save fails."""
         if self.closed:
             return
-        if self.segment is not None and self.segment.records:
+        unfolded = self.segment is not None and bool(self.segment.records)
+        if unfolded and fold_on_close(self):
             try:  # the segment's records into the table, so the saves below match it
                 fold()
+                unfolded = False
             except StoreError as exc:
-                log.warning("folding the write-ahead segment of %s on close failed (%s); the next "
-                            "open folds it", self.path, exc)
+                log.warning("folding the write-ahead segment of %s on close failed (%s); its "
+                            "records stay there, and a later write folds them", self.path, exc)
         with self.lock:
             try:
-                if self._loaded and self.index.dirty:  # (never loaded: never changed, nothing to save)
-                    with storage_errors("saving the index on close"):
-                        self.save_index()
-                elif self._loaded:
-                    self.save_catalog()
+                # Never loaded: nothing changed. Records left unfolded: the saved index and catalog
+                # stay those of the table, and the next open takes the records from the segment.
+                if self._loaded and not unfolded:
+                    if self.index.dirty:
+                        with storage_errors("saving the index on close"):
+                            self.save_index()
+                    else:
+                        self.save_catalog()
             finally:
                 if self.segment is not None:
                     self.segment.close()

@@ -9,6 +9,11 @@ table in one commit when the segment reaches ``FOLD_AFTER_RECORDS`` records, ``F
 another purpose (forget, update, compact, a batch, an import, a migration) folds first. So the table
 only gains keys from a fold or with the segment empty, which keeps keys in commit order for readers.
 
+A close folds too, unless the process never loaded LanceDB and the fold is not due (see
+:func:`fold_on_close`): a CLI ``remember`` or a hook then leaves its record where it already is,
+durable and read by every open, instead of importing LanceDB (~1.2 s) to move it. An open folds what
+it finds only when that is due, so the next short process does not pay the import either.
+
 Other processes read the segment's new tail when they refresh, before they look at the table: a new
 generation of the file means the previous one's records were folded, and the table they then open
 holds them. Folding is idempotent: records a crashed fold already committed are not added twice.
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import sys
 import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -56,20 +62,21 @@ PRELOAD_AT = 0.5
 # -- opening -----------------------------------------------------------------------------------
 def open_segment(folder: Path, table: "VectorTable", manifest: "Manifest", enabled: bool) -> Segment | None:
     """The store's segment (None for object stores and the Lance index, where reads go to the table).
-    A segment left with records by a crashed or still open process is folded now when no writer
-    holds the folder lock (else the next write lock folds it); either way its records are read."""
+    Records left by a closed, crashed or still open process are read; they are folded now only when
+    the fold is due (see :func:`fold_due`) and no writer holds the folder lock, else by a later
+    write lock, fold or close."""
     if not enabled:
         return None
     segment = Segment(folder)
     segment.read_tail()
-    if segment.fd < 0 or segment.records or segment.torn_bytes():
+    if segment.fd < 0 or (segment.records and fold_due(segment)) or segment.torn_bytes():
         with _lock_if_free(folder) as locked:
             if locked:
                 segment.read_tail()
                 table.checkout_latest()  # another writer may have committed since the table opened
                 if segment.fd < 0:
                     segment.create(table.version)
-                elif segment.records:
+                elif segment.records and fold_due(segment):
                     fold_records(table, Manifest.read(folder) or manifest, folder, segment)
                 else:
                     segment.cut_torn_tail()
@@ -141,15 +148,36 @@ def fold(store: "MemoryStore") -> int:
     return n
 
 
+def fold_due(segment: Segment, share: float = 1.0) -> bool:
+    """Whether the segment is past ``share`` of a fold's thresholds: records, bytes, or the age of
+    the oldest record this process has seen (0 when it has seen none)."""
+    age = time.monotonic() - segment.first_at if segment.first_at else 0.0
+    return (segment.n_records >= share * FOLD_AFTER_RECORDS or segment.nbytes() >= share * FOLD_AFTER_BYTES
+            or age >= share * FOLD_AFTER_S)
+
+
 def fold_if_due(store: "MemoryStore") -> None:
+    """After an append: fold when due; half way there, a process that has appended that much itself
+    (a long-lived one, not a CLI call finding others' records) imports LanceDB in the background."""
     segment = store.segment
     if segment is None or not segment.records:
         return
-    age = time.monotonic() - segment.first_at
-    if segment.n_records >= FOLD_AFTER_RECORDS or segment.nbytes() >= FOLD_AFTER_BYTES or age >= FOLD_AFTER_S:
+    if fold_due(segment):
         fold(store)
-    elif segment.n_records >= PRELOAD_AT * FOLD_AFTER_RECORDS or age >= PRELOAD_AT * FOLD_AFTER_S:
+    elif segment.appended >= PRELOAD_AT * FOLD_AFTER_RECORDS or (
+            segment.appended > 1 and fold_due(segment, PRELOAD_AT)):
         background.preload("lancedb")
+
+
+def fold_on_close(store: "MemoryStore | StoreState") -> bool:
+    """Whether closing folds the segment: when it holds records and the process has LanceDB loaded
+    (a fold is then one commit) or the fold is due. A short process that never loaded LanceDB leaves
+    its records in the segment, as a crash after its last write would: they are durable and every
+    open reads them."""
+    segment = store.segment
+    if segment is None or not segment.records:
+        return False
+    return "lancedb" in sys.modules or fold_due(segment)
 
 
 # -- appending ---------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ leaves alone. Kill points are in test_crash.py."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -74,11 +75,23 @@ def test_fold_threshold_and_reopen_with_a_leftover_segment(tmp_path, monkeypatch
     s = _open(tmp_path / "m")
     ids = [s.remember(f"red note {i}").id for i in range(4)]
     assert s.segment.n_records == 1 and s.table.count_rows() == 3  # three folded, one waiting
-    # not closed (a crash): the next open folds the leftover
+    # not closed (a crash): the next open reads the leftover, and folds it only when that is due
     with _open(tmp_path / "m") as t:
-        assert t.segment.n_records == 0 and t.table.count_rows() == 4
+        assert t.segment.n_records == 1 and t.table.count_rows() == 3
         assert sorted(m.id for m in t.recent(10)) == sorted(ids)
         assert t.index.ntotal == 4
+    # closed with LanceDB loaded (as in this process): the close folded it
+    with _open(tmp_path / "m") as t:
+        assert t.segment.n_records == 0 and t.table.count_rows() == 4
+    s.close()
+    monkeypatch.setattr(write_ahead, "FOLD_AFTER_RECORDS", 10)
+    s = _open(tmp_path / "m")
+    for i in range(3):
+        s.remember(f"blue note {i}")
+    assert s.segment.n_records == 3  # then a crash
+    monkeypatch.setattr(write_ahead, "FOLD_AFTER_RECORDS", 3)
+    with _open(tmp_path / "m") as t:  # three left: due, so the open folds them
+        assert t.segment.n_records == 0 and t.table.count_rows() == 7 and t.count() == 7
     s.close()
 
 
@@ -181,3 +194,46 @@ def test_lancedb_is_imported_in_the_background_before_the_first_fold(tmp_path, m
         for i in range(5, 10):
             s.remember(f"note {i} red")
         assert s.segment.n_records == 0 and s.table.count_rows() == 10  # folded at the threshold
+    crashed = _open(tmp_path / "n")
+    for i in range(6):
+        crashed.remember(f"note {i} blue")
+    asked.clear()
+    with _open(tmp_path / "n") as s:  # finds six records it did not write: no sign of a long life
+        s.remember("one more blue")
+        assert asked == [] and s.segment.n_records == 7
+    crashed.close()
+
+
+def test_a_short_process_leaves_its_record_for_the_next_instead_of_importing_lancedb(tmp_path):
+    """A CLI ``remember`` or a hook in a process that never loaded LanceDB closes without a fold:
+    its record stays in the segment, durable, and the next process reads it, still without LanceDB.
+    A process that has LanceDB loaded folds on close."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).parent
+    with _open(tmp_path / "m") as s:  # made here: creating the table needs LanceDB
+        first = s.remember("red first").id
+
+    def short_process(code: str) -> list[str]:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)])}
+        out = subprocess.run([sys.executable, "-c", "import sys\nfrom aimemory import MemoryStore\n"
+                              "from conftest import ColourEncoder\n" + code], env=env, cwd=tests.parent,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.split()
+
+    store = f"MemoryStore({str(tmp_path / 'm')!r}, model=ColourEncoder())"
+    got = short_process(f"with {store} as s:\n    print(s.remember('blue from a hook').id)\n"
+                        "print('lancedb' in sys.modules)\n")
+    assert got[1] == "False"
+    blue = got[0]
+    got = short_process(f"with {store} as s:\n    print(s.recall('blue', k=1)[0].id, s.count())\n"
+                        "print('lancedb' in sys.modules)\n")
+    assert got == [blue, "2", "False"]
+    with _open(tmp_path / "m") as s:
+        assert s.segment.n_records == 1 and s.table.count_rows() == 1
+        assert {first, blue} == set(s.catalog.by_id)
+    with _open(tmp_path / "m") as s:  # the close above (LanceDB loaded here) folded it
+        assert s.segment.n_records == 0 and s.table.count_rows() == 2

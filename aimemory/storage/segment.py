@@ -117,6 +117,7 @@ class Segment:
         self.records: list[pa.Table] = []  # the current generation's records, in order
         self.pending: list[int] = []  # their view keys: held by the catalog, maybe not by the table
         self.first_at = 0.0  # when this process first saw a record of this generation
+        self.appended = 0  # records this process has appended, over all generations
         self._cond = threading.Condition()
         self._written = (0, 0)  # (generation, offset) appended by this process
         self._synced = (0, 0)  # ... and known durable
@@ -236,6 +237,7 @@ class Segment:
         if not self.records:
             self.first_at = time.monotonic()
         self.records.append(rows)
+        self.appended += 1
         self.pending.extend(rows.column("vkey").to_pylist())
         with self._cond:
             self._written = (self.generation, self.offset)

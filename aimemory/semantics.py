@@ -41,6 +41,7 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import InputError
+from .storage.arrow_build import column
 
 MAX_ID_CHARS = 256
 MAX_CREATED_BY_CHARS = 256
@@ -203,7 +204,7 @@ def _micros(seconds: float | None) -> int | None:
 
 
 def _timestamps(seconds: list[float | None]) -> pa.Array:
-    return pa.array([_micros(s) for s in seconds], pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    return column([_micros(s) for s in seconds], pa.int64()).cast(pa.timestamp("us", tz="UTC"))
 
 
 def apply_options(rows: pa.Table, generated: list[str], options: Sequence[ItemOptions]
@@ -221,15 +222,15 @@ def apply_options(rows: pa.Table, generated: list[str], options: Sequence[ItemOp
         index = table.schema.get_field_index(name)
         return table.set_column(index, table.schema.field(index), values.cast(table.schema.field(index).type))
 
-    rows = put(rows, "id", pa.array([rename[m] for m in row_ids], pa.string()))
+    rows = put(rows, "id", column([rename[m] for m in row_ids], pa.string()))
     rows = put(rows, "expires_at", _timestamps([o.expires_at for o in opts]))
     if any(o.created_at is not None for o in options):
         now = rows.column("created_at").cast(pa.int64()).to_pylist()
         rows = put(rows, "created_at", _timestamps([o.created_at if o.created_at is not None else t / 1e6
                                                     for o, t in zip(opts, now)]))
-    rows = put(rows, "created_by", pa.array([o.created_by if v == 0 else None for o, v in zip(opts, views)],
-                                            pa.string()))
-    rows = put(rows, "derived_from", pa.array(
+    rows = put(rows, "created_by", column([o.created_by if v == 0 else None for o, v in zip(opts, views)],
+                                          pa.string()))
+    rows = put(rows, "derived_from", column(
         [list(o.derived_from) if v == 0 and o.derived_from is not None else None for o, v in zip(opts, views)],
         pa.list_(pa.string())))
     return rows, final

@@ -20,6 +20,8 @@ from .errors import InputError, ModelError, UnsupportedInputError
 from .image_text import with_ocr
 from .inputs import MODALITIES, Item
 from .records import table_schema
+from .storage.arrow_build import table
+from .storage.arrow_numpy import float32_array
 
 # on_progress(index of the item, what is being done, done, total): progress inside one long item
 ItemProgress = Callable[[int, str, float, float], None]
@@ -150,9 +152,8 @@ def build_rows(todo, views, namespace: str, *, dim: int, first_vkey: int, keep_c
             for name, values in cols.items():  # columns not set here (see semantics) start null
                 values.append(row.get(name))
             vkey += 1
-    cols["vector"] = pa.FixedSizeListArray.from_arrays(
-        pa.array(np.concatenate(cols["vector"]).astype(np.float32)), dim)
-    return pa.table(cols, schema=table_schema(dim)), ids
+    cols["vector"] = pa.FixedSizeListArray.from_arrays(float32_array(np.concatenate(cols["vector"])), dim)
+    return table(cols, table_schema(dim)), ids
 
 
 def load_speech(spec: object):

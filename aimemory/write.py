@@ -25,6 +25,7 @@ from .errors import AimemoryError, InputError, StoreError
 from .inputs import Item
 from .records import CATALOG_COLUMNS, SCHEMA_VERSION, Memory
 from .semantics import ItemOptions, apply_options, each_item, unchanged
+from .storage.arrow_numpy import to_numpy
 from .storage.catalog import Catalog
 from .storage.remote import remote_lease
 from .storage.table import folder_lock, storage_error
@@ -272,8 +273,8 @@ def _commit_new(store: "MemoryStore", batch: BatchPlan, views: list[Sequence[Vie
         store.catalog.remove_ids(list(batch.replaced), namespace)
         store.index.remove(np.asarray(old_vkeys, dtype=np.int64))
     store.catalog.append_arrow(rows.select(CATALOG_COLUMNS))
-    vectors = rows.column("vector").combine_chunks().flatten().to_numpy()
-    store.index.add(vectors.reshape(-1, store.manifest.dim), rows.column("vkey").to_numpy())
+    vectors = to_numpy(rows.column("vector").combine_chunks().flatten())
+    store.index.add(vectors.reshape(-1, store.manifest.dim), to_numpy(rows.column("vkey")))
     if ahead:
         write_ahead.fold_if_due(store)
     else:

@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 
 from . import background
 from .records import CATALOG_COLUMNS, SCHEMA_VERSION
+from .storage.arrow_numpy import int64_array, to_numpy
 from .storage.manifest import Manifest
 from .storage.segment import Segment
 
@@ -226,9 +227,9 @@ def vectors_for(store: "MemoryStore", vkeys: np.ndarray) -> tuple[np.ndarray, np
         return keys, vectors
     rows = segment.rows()
     assert rows is not None  # there are records
-    mine = rows.filter(pc.is_in(rows.column("vkey"), value_set=pa.array(wanted, pa.int64())))
-    more = mine.column("vector").combine_chunks().flatten().to_numpy().reshape(-1, store.manifest.dim)
-    return (np.concatenate([keys, mine.column("vkey").to_numpy().astype(np.int64)]),
+    mine = rows.filter(pc.is_in(rows.column("vkey"), value_set=int64_array(wanted)))
+    more = to_numpy(mine.column("vector").combine_chunks().flatten()).reshape(-1, store.manifest.dim)
+    return (np.concatenate([keys, to_numpy(mine.column("vkey")).astype(np.int64)]),
             np.concatenate([vectors, more.astype(np.float32, copy=False)]))
 
 
@@ -252,7 +253,7 @@ def absorb(store: "MemoryStore | StoreState", records: Sequence[pa.Table]) -> No
     """Add records read from the segment to the catalog and the index (rows already held skipped)."""
     catalog = store.catalog
     for rows in records:
-        keys = rows.column("vkey").to_numpy().astype(np.int64)
+        keys = to_numpy(rows.column("vkey")).astype(np.int64)
         if catalog.n_rows:
             pos = catalog.position_of_vkeys(keys)
             ok = pos < catalog.n_rows
@@ -260,12 +261,13 @@ def absorb(store: "MemoryStore | StoreState", records: Sequence[pa.Table]) -> No
             held[ok] = catalog.array("vkey")[pos[ok]] == keys[ok]
             if held.all():
                 continue
-            rows, keys = rows.filter(pa.array(~held)), keys[~held]
+            if held.any():
+                rows, keys = rows.take(int64_array(np.flatnonzero(~held))), keys[~held]
             if keys.min() <= catalog.array("vkey")[-1]:
                 log.warning("write-ahead records of %s arrived out of key order; they show after the "
                             "next fold", store.path)
                 continue
         catalog.append_arrow(rows.select(CATALOG_COLUMNS))
-        vectors = rows.column("vector").combine_chunks().flatten().to_numpy()
+        vectors = to_numpy(rows.column("vector").combine_chunks().flatten())
         store.index.add(vectors.reshape(-1, store.manifest.dim), keys)
         store.manifest.next_vkey = max(store.manifest.next_vkey, int(keys.max()) + 1)

@@ -56,6 +56,12 @@ def int64_array(values: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.int64(), len(data), [None, pa.py_buffer(data)])
 
 
+def float32_array(values: np.ndarray) -> pa.Array:
+    """An Arrow float32 array over numpy floats, without pandas (see :func:`int64_array`)."""
+    data = np.ascontiguousarray(values, dtype=np.float32)
+    return pa.Array.from_buffers(pa.float32(), len(data), [None, pa.py_buffer(data)])
+
+
 def _one_chunk(data: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(data, pa.ChunkedArray):
         return data.combine_chunks() if data.num_chunks != 1 else data.chunk(0)

@@ -250,24 +250,28 @@ def pending_keys(store: "MemoryStore | StoreState") -> np.ndarray | None:
 
 
 def absorb(store: "MemoryStore | StoreState", records: Sequence[pa.Table]) -> None:
-    """Add records read from the segment to the catalog and the index (rows already held skipped)."""
+    """Add records read from the segment to the catalog and the index (rows already held skipped),
+    all in one append: an open may find a thousand records left by short processes."""
+    if not records:
+        return
     catalog = store.catalog
-    for rows in records:
-        keys = to_numpy(rows.column("vkey")).astype(np.int64)
-        if catalog.n_rows:
-            pos = catalog.position_of_vkeys(keys)
-            ok = pos < catalog.n_rows
-            held = np.zeros(len(keys), bool)
-            held[ok] = catalog.array("vkey")[pos[ok]] == keys[ok]
-            if held.all():
-                continue
-            if held.any():
-                rows, keys = rows.take(int64_array(np.flatnonzero(~held))), keys[~held]
-            if keys.min() <= catalog.array("vkey")[-1]:
-                log.warning("write-ahead records of %s arrived out of key order; they show after the "
-                            "next fold", store.path)
-                continue
-        catalog.append_arrow(rows.select(CATALOG_COLUMNS))
-        vectors = to_numpy(rows.column("vector").combine_chunks().flatten())
-        store.index.add(vectors.reshape(-1, store.manifest.dim), keys)
-        store.manifest.next_vkey = max(store.manifest.next_vkey, int(keys.max()) + 1)
+    rows = records[0] if len(records) == 1 else pa.concat_tables(records, promote_options="default")
+    keys = to_numpy(rows.column("vkey")).astype(np.int64)  # ascending: appends take keys in file order
+    if catalog.n_rows:
+        pos = catalog.position_of_vkeys(keys)
+        ok = pos < catalog.n_rows
+        held = np.zeros(len(keys), bool)
+        held[ok] = catalog.array("vkey")[pos[ok]] == keys[ok]
+        late = ~held & (keys <= catalog.array("vkey")[-1])
+        if late.any():
+            log.warning("write-ahead records of %s arrived out of key order; they show after the "
+                        "next fold", store.path)
+        if (held | late).all():
+            return
+        if (held | late).any():
+            keep = np.flatnonzero(~(held | late))
+            rows, keys = rows.take(int64_array(keep)), keys[keep]
+    catalog.append_arrow(rows.select(CATALOG_COLUMNS))
+    vectors = to_numpy(rows.column("vector").combine_chunks().flatten())
+    store.index.add(vectors.reshape(-1, store.manifest.dim), keys)
+    store.manifest.next_vkey = max(store.manifest.next_vkey, int(keys.max()) + 1)

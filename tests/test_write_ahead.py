@@ -225,15 +225,17 @@ def test_a_short_process_leaves_its_record_for_the_next_instead_of_importing_lan
         return out.stdout.split()
 
     store = f"MemoryStore({str(tmp_path / 'm')!r}, model=ColourEncoder())"
-    got = short_process(f"with {store} as s:\n    print(s.remember('blue from a hook').id)\n"
-                        "print('lancedb' in sys.modules)\n")
-    assert got[1] == "False"
-    blue = got[0]
+    left = []
+    for colour in ("blue", "green"):
+        got = short_process(f"with {store} as s:\n    print(s.remember('{colour} from a hook').id)\n"
+                            "print('lancedb' in sys.modules)\n")
+        assert got[1] == "False"
+        left.append(got[0])
     got = short_process(f"with {store} as s:\n    print(s.recall('blue', k=1)[0].id, s.count())\n"
                         "print('lancedb' in sys.modules)\n")
-    assert got == [blue, "2", "False"]
-    with _open(tmp_path / "m") as s:
-        assert s.segment.n_records == 1 and s.table.count_rows() == 1
-        assert {first, blue} == set(s.catalog.by_id)
-    with _open(tmp_path / "m") as s:  # the close above (LanceDB loaded here) folded it
-        assert s.segment.n_records == 0 and s.table.count_rows() == 2
+    assert got == [left[0], "3", "False"]
+    with _open(tmp_path / "m") as s:  # both records taken in at once
+        assert s.segment.n_records == 2 and s.table.count_rows() == 1 and s.index.ntotal == 3
+        assert {first, *left} == set(s.catalog.by_id)
+    with _open(tmp_path / "m") as s:  # the close above (LanceDB loaded here) folded them
+        assert s.segment.n_records == 0 and s.table.count_rows() == 3

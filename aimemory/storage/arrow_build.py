@@ -4,12 +4,14 @@
 imports pandas (~0.2 s) on first use, even for a list of ints. A write builds a few rows per
 ``remember``, so in a short process (a CLI call, a hook) that import was a fifth of the run. The
 types here are those of the store's table (:func:`aimemory.records.table_schema`); the arrays are
-built from their buffers, and anything else goes to ``pa.array``.
+built from their buffers, as quickly as ``pa.array`` builds a few values, and anything else goes to
+``pa.array``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from itertools import accumulate
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,27 +24,25 @@ _OFFSETS = {pa.string(): np.int32, pa.binary(): np.int32, pa.large_string(): np.
 
 def column(values: Sequence[Any], type: pa.DataType) -> pa.Array:
     """``values`` (None for null) -> an Arrow array of ``type``, equal to ``pa.array(values, type)``."""
+    values = list(values)
     n = len(values)
-    valid = np.fromiter((v is not None for v in values), np.bool_, n)
-    nulls = n - int(valid.sum())
+    valid = [v is not None for v in values]
+    nulls = n - sum(valid)
     bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
     if type in _NUMBERS:
-        data = np.fromiter((0 if v is None else v for v in values), _NUMBERS[type], n)
+        data = np.array([0 if v is None else v for v in values] if nulls else values, _NUMBERS[type])
         return pa.Array.from_buffers(type, n, [bitmap, pa.py_buffer(data)], null_count=nulls)
     if pa.types.is_timestamp(type) and type.unit == "us" and type.tz in ("UTC", "+00:00"):
-        micros = np.fromiter((0 if v is None else _micros(v) for v in values), np.int64, n)
+        micros = np.array([0 if v is None else _micros(v) for v in values], np.int64)
         return pa.Array.from_buffers(type, n, [bitmap, pa.py_buffer(micros)], null_count=nulls)
     if type in _OFFSETS:
         encoded = [b"" if v is None else v.encode() if isinstance(v, str) else bytes(v) for v in values]
-        offsets = np.zeros(n + 1, _OFFSETS[type])
-        np.cumsum(np.fromiter(map(len, encoded), np.int64, n), out=offsets[1:])
+        offsets = np.array([0, *accumulate(map(len, encoded))], _OFFSETS[type])
         return pa.Array.from_buffers(type, n, [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))],
                                      null_count=nulls)
     if pa.types.is_list(type) and type.value_type in _OFFSETS:
-        items = [list(v) for v in values if v is not None]
-        offsets = np.zeros(n + 1, np.int32)
-        np.cumsum(np.fromiter((0 if v is None else len(v) for v in values), np.int64, n), out=offsets[1:])
-        child = column([x for v in items for x in v], type.value_type)
+        offsets = np.array([0, *accumulate(0 if v is None else len(v) for v in values)], np.int32)
+        child = column([x for v in values if v is not None for x in v], type.value_type)
         return pa.Array.from_buffers(type, n, [bitmap, pa.py_buffer(offsets)], null_count=nulls, children=[child])
     return pa.array(values, type)
 

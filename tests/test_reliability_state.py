@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import COLOURS, ColourEncoder, solid
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -316,15 +316,19 @@ class StoreMachine(RuleBasedStateMachine):
                 assert self.store.get(mid, namespace=ns).content == mems[mid]
 
 
-def _settings(examples: int, steps: int):
+def _settings(examples: int, steps: int, shrink: bool = True):
+    # The long run does not shrink: once, a replay of a failing run took another path, and
+    # hypothesis reported only "FlakyStrategyDefinition", hiding the failure. Unshrunk, the failure
+    # itself is raised, with a blob that reproduces it.
+    phases = list(Phase) if shrink else [Phase.explicit, Phase.generate]
     return settings(max_examples=examples, stateful_step_count=steps, deadline=None, database=None,
-                    suppress_health_check=list(HealthCheck))
+                    suppress_health_check=list(HealthCheck), phases=phases, print_blob=not shrink)
 
 
-def _run(examples: int, steps: int) -> dict:
+def _run(examples: int, steps: int, shrink: bool = True) -> dict:
     for key in STATS:
         STATS[key] = [] if isinstance(STATS[key], list) else 0
-    StoreMachine.TestCase.settings = _settings(examples, steps)
+    StoreMachine.TestCase.settings = _settings(examples, steps, shrink)
     StoreMachine.TestCase().runTest()
     ann = STATS["ann_recalls"]
     figures = {k: v for k, v in STATS.items() if k != "ann_recalls"}
@@ -364,7 +368,7 @@ def test_state_machine(monkeypatch):
 def test_state_machine_long(monkeypatch):
     _tails_on(monkeypatch)
     figures = _run(int(os.environ.get("AIMEMORY_STATE_EXAMPLES", "250")),
-                   int(os.environ.get("AIMEMORY_STATE_STEPS", "60")))
+                   int(os.environ.get("AIMEMORY_STATE_STEPS", "60")), shrink=False)
     assert figures["steps"] >= 10_000
     assert figures["tail_opens"] >= 10, figures
 

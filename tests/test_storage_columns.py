@@ -72,3 +72,38 @@ def test_a_take_of_few_or_many_values_equals_one_by_one_reads():
     plain = Column(pa.array([f"s{i}" for i in range(40)], pa.large_string()), pa.large_string())
     positions = np.arange(0, 40, 3)
     assert len(positions) > FEW_VALUES and plain.take(positions) == [f"s{p}" for p in positions]
+
+
+def _string_arrays() -> list[pa.Array]:
+    """String and list-of-string arrays as a catalog holds them: nulls, empty values, non-ASCII text,
+    and slices (a column read from a file can start inside its buffers)."""
+    texts = ["a", None, "", "héllo wörld", "日本語のメモ", "x" * 300, "tab\there"] * 5
+    lists = [["cat", "dog"], None, [], ["ünï", None, ""], ["only"]] * 7
+    out = []
+    for values, arrow_type in ((texts, pa.large_string()), (texts, pa.string()), (lists, pa.list_(pa.string()))):
+        array = pa.array(values, arrow_type)
+        out += [array, array.slice(3), array.slice(5, 11)]
+    out += [pa.nulls(6, pa.large_string()), pa.array([], pa.large_string()), pa.nulls(4, pa.list_(pa.string()))]
+    return out
+
+
+def test_values_read_from_the_buffers_equal_arrows_own():
+    from aimemory.storage.columns import DIRECT_MAX, Column
+
+    rng = np.random.default_rng(0)
+    for array in _string_arrays():
+        stored_as = pa.large_string() if pa.types.is_string(array.type) else array.type
+        column = Column(array, stored_as)
+        expected = array.to_pylist()
+        assert [column.get(p) for p in range(len(array))] == expected, array.type
+        for size in (0, 3, 40, DIRECT_MAX + 5):  # one by one, from the buffers, Arrow's take
+            positions = rng.integers(0, len(array), size) if len(array) else np.zeros(0, np.int64)
+            assert column.take(positions) == [expected[p] for p in positions], (array.type, size)
+
+
+def test_the_buffer_reader_serves_the_string_and_list_columns():
+    from aimemory.storage.columns import Column
+
+    for arrow_type in (pa.large_string(), pa.list_(pa.string())):
+        assert Column(pa.nulls(2, arrow_type), arrow_type)._direct is not None
+    assert Column(pa.array([1, 2], pa.int64()), pa.int64())._direct is None  # other types: Arrow's take

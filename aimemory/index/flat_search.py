@@ -87,13 +87,9 @@ class FlatSearch:
         k = min(k, len(keys))
         if k == 0:
             return (np.full((len(queries), k_out), -np.inf, np.float32), np.full((len(queries), k_out), -1, np.int64))
-        if len(queries) == 1:  # FAISS's SIMD loop on this thread, reading the rows in place: a BLAS
-            faiss = _faiss()   # call wakes its threads, which on a busy machine costs more than the
-            scores = np.empty((1, len(keys)), np.float32)  # (1, m)   1-10k rows it scores
-            faiss.fvec_inner_products_by_idx(faiss.swig_ptr(scores), faiss.swig_ptr(queries), faiss.swig_ptr(rows),
-                                             faiss.swig_ptr(position), self.dim, 1, len(keys))
-        else:
-            scores = queries @ rows[position].T  # (q, m)
+        if len(queries) == 1:
+            return self._subset_one(queries, k, k_out, rows, keys, position)
+        scores = queries @ rows[position].T  # (q, m)
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < len(keys) else \
             np.broadcast_to(np.arange(len(keys)), scores.shape)
         best = np.take_along_axis(scores, top, 1)
@@ -103,6 +99,25 @@ class FlatSearch:
         out_k = np.full((len(queries), k_out), -1, np.int64)
         out_s[:, :k] = np.take_along_axis(best, order, 1)
         out_k[:, :k] = np.take_along_axis(best_keys, order, 1)
+        return out_s, out_k
+
+    def _subset_one(self, query: np.ndarray, k: int, k_out: int, rows: np.ndarray, keys: np.ndarray,
+                    position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``subset`` for one query (1, d), k <= m: the same result in 1-D steps (a filtered recall
+        spends as long in numpy's per-call costs as in scoring its 1k rows). Scored by FAISS's SIMD
+        loop on this thread, reading the rows in place: a BLAS call wakes its threads, which on a
+        busy machine costs more than the 1-10k rows it scores."""
+        faiss = _faiss()
+        m = len(keys)
+        scores = np.empty(m, np.float32)  # (m,)
+        faiss.fvec_inner_products_by_idx(faiss.swig_ptr(scores), faiss.swig_ptr(query), faiss.swig_ptr(rows),
+                                         faiss.swig_ptr(position), self.dim, 1, m)
+        top = np.argpartition(-scores, k - 1)[:k] if k < m else np.arange(m)
+        best, best_keys = scores[top], keys[top]
+        order = np.lexsort((best_keys, -best))  # by score, ties by key
+        out_s = np.full((1, k_out), -np.inf, np.float32)
+        out_k = np.full((1, k_out), -1, np.int64)
+        out_s[0, :k], out_k[0, :k] = best[order], best_keys[order]
         return out_s, out_k
 
     def held_rows(self, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

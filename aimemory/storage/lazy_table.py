@@ -206,6 +206,10 @@ def data_files_intact(dataset: Path, facts: ManifestFacts) -> bool:
 
 
 # -- the lazy table ----------------------------------------------------------------------------------
+# attributes of the lazy table itself: never looked up on the real one
+_OWN_ATTRIBUTES = ("_real", "_facts", "_version", "_vectors", "_opening", "_closed", "_dataset")
+
+
 class LazyTable:
     """A :class:`VectorTable` that opens Lance on the first call that needs it (see the module doc).
 
@@ -217,6 +221,7 @@ class LazyTable:
 
     def __init__(self, folder: Path, dim: int, facts: ManifestFacts, vectors: VectorSource | None = None):
         self.folder = Path(folder)
+        self._dataset = dataset_folder(self.folder)  # asked on every recall (the sample cache's key)
         self.dim = dim
         self._facts = facts
         self._version = facts.version
@@ -245,13 +250,13 @@ class LazyTable:
         return self._real
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_real", "_facts", "_version", "_vectors", "_opening", "_closed"):
+        if name.startswith("__") or name in _OWN_ATTRIBUTES:
             raise AttributeError(name)
         return getattr(self.real(), name)
 
     @property
     def dataset_path(self) -> Path:
-        return dataset_folder(self.folder)
+        return self._dataset
 
     @property
     def version(self) -> int:

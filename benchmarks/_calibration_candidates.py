@@ -32,14 +32,19 @@ class Candidates:
     """One pair's hits: per query its top TOP valid views, with cosine, z, gap-removed cosine, label.
     With ``small``, each query sees only that many random views (its background too)."""
 
-    def __init__(self, pair: PairScores, prior: tuple | None, means: dict | None, small: int | None = None):
+    def __init__(self, pair: PairScores, prior: tuple | None, means: dict | None, small: int | None = None,
+                 matches: int = 0):
         s = pair.scores()  # (q, g)
         valid = pair.valid
-        if small is not None:
+        if small is not None:  # ``matches``: up to that many of the query's relevant views are among them
             rng = np.random.default_rng(0)
             seen = np.zeros_like(valid)
             for q in range(len(s)):
-                seen[q, rng.choice(s.shape[1], min(small, s.shape[1]), replace=False)] = True
+                mine = np.flatnonzero(pair.relevant[q] & valid[q])
+                mine = rng.choice(mine, min(matches, len(mine)), replace=False) if matches else mine[:0]
+                rest = np.setdiff1d(np.arange(s.shape[1]), mine)
+                seen[q, mine] = True
+                seen[q, rng.choice(rest, max(0, min(small - len(mine), len(rest))), replace=False)] = True
             valid = valid & seen
         masked = np.where(valid, s, -np.inf)
         top = np.argsort(-masked, axis=1, kind="stable")[:, :TOP]  # (q, TOP)

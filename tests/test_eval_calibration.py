@@ -116,3 +116,17 @@ def test_note_ranking_metrics_count_only_answered_searches():
     m = eval_notes.ranking_metrics(scores, grades)
     assert m["searches"] == 2 and m["R@1"] == 0.5 and m["R@5"] == 1.0 and m["R@5 on topic"] == 1.0
     assert m["nDCG@10"] < 1.0 and eval_notes.ranking_metrics(grades.astype(float), grades)["nDCG@10"] == 1.0
+
+
+def test_a_small_store_of_matches_holds_the_querys_matches_and_random_others():
+    pair = _pair("text", None, 2, queries=8, views=60)
+    small, store = 12, 3
+    plain = candidates.Candidates(pair, (0.0, 0.3), None, small)
+    of_matches = candidates.Candidates(pair, (0.0, 0.3), None, small, store)
+    for q in range(pair.relevant.shape[0]):
+        hits = plain.query == q
+        assert hits.sum() == min(candidates.TOP, small)
+        found = of_matches.label[of_matches.query == q]
+        # every hit is one of the query's 12 views: at least min(3, its matches) of them are matches
+        assert found.sum() >= min(store, int(pair.relevant[q].sum()))
+    assert of_matches.label.mean() > plain.label.mean()  # matches are the point of the check

@@ -222,23 +222,41 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iterations: int
 
 def standardise(scores: np.ndarray, sample_sims: np.ndarray, prior: tuple[float, float]) -> np.ndarray:
     """Cosines (n,) -> z (n,) against the query's cosines with a background sample (m,), shrunk
-    towards ``prior`` (mean, std) with the weight of ``PRIOR_WEIGHT`` views.
+    towards ``prior`` (mean, std) with the weight of ``PRIOR_WEIGHT`` views (see :class:`Background`)."""
+    return Background(sample_sims, prior).z(scores)
+
+
+class Background:
+    """A query's cosines with a background sample (m,), summed once: ``z`` standardises hits
+    against them, shrunk towards ``prior`` (mean, std) with the weight of ``PRIOR_WEIGHT`` views.
 
     A hit that is itself in the sample is standardised against the rest of it: in a store of a few
     views its own cosine would otherwise raise the mean and the spread it is judged against (three
     notes, one of them the match, put the match's z at 3.0 instead of 4.3)."""
-    scores = np.asarray(scores, np.float64)
-    sims = np.asarray(sample_sims, np.float64)
-    m0, s0 = prior
-    count, total, squares = len(sims), float(sims.sum()), float(np.dot(sims, sims))
-    mean, std = _shrunk(count, total, squares, m0, s0)
-    z = (scores - mean) / std
-    own = np.flatnonzero(_in_sample(scores, sims))  # hits among the sampled views: few in a large store
-    if len(own):
-        left_out = scores[own]
-        mean, std = _shrunk(count - 1, total - left_out, squares - left_out ** 2, m0, s0)
-        z[own] = (left_out - mean) / std
-    return z
+
+    __slots__ = ("sims", "prior", "count", "total", "squares", "mean", "std")
+
+    def __init__(self, sample_sims: np.ndarray, prior: tuple[float, float]):
+        self.sims = np.asarray(sample_sims, np.float64)  # (m,)
+        self.prior = prior
+        self.count, self.total = len(self.sims), float(self.sims.sum())
+        self.squares = float(np.dot(self.sims, self.sims))
+        # in Python floats, as _shrunk's arithmetic on scalars: a numpy scalar costs ~1 us an operation
+        mean = (self.total + PRIOR_WEIGHT * prior[0]) / (self.count + PRIOR_WEIGHT)
+        spread = max(self.squares - 2 * mean * self.total + self.count * mean ** 2, 0.0)  # sum of (sim - mean)^2
+        var = (spread + PRIOR_WEIGHT * (prior[1] ** 2 + (prior[0] - mean) ** 2)) / (self.count + PRIOR_WEIGHT)
+        self.mean, self.std = mean, max(math.sqrt(var), MIN_STD)
+
+    def z(self, scores) -> np.ndarray:
+        """Cosines (n,) -> z (n,)."""
+        scores = np.asarray(scores, np.float64)
+        z = (scores - self.mean) / self.std
+        own = np.flatnonzero(_in_sample(scores, self.sims))  # hits among the sampled views: few in a large store
+        if len(own):
+            left_out = scores[own]
+            mean, std = _shrunk(self.count - 1, self.total - left_out, self.squares - left_out ** 2, *self.prior)
+            z[own] = (left_out - mean) / std
+        return z
 
 
 def _shrunk(count: "int | np.ndarray", total: "float | np.ndarray", squares: "float | np.ndarray", m0: float,
@@ -331,14 +349,13 @@ class Relevance:
                  sample: np.ndarray, penalty: float = 0.0):
         self.fit = calibration.fit_for(query_modality, kind)
         prior = calibration.prior(query_modality, kind, len(vector))
-        self._sims = sample @ np.asarray(vector, np.float32)  # (m,)
-        self._prior = prior
+        self._background = Background(sample @ np.asarray(vector, np.float32), prior)  # of (m,) cosines
         # a plan's penalty (QueryPlan) is in standard deviations; a pair fitted on its own data has
         # absorbed its trustworthiness already
         self.penalty = 0.0 if pair_key(query_modality, kind) in calibration.pairs else penalty
 
     def z(self, scores) -> np.ndarray:
-        return standardise(np.asarray(scores, np.float64), self._sims, self._prior)
+        return self._background.z(scores)
 
     def logit(self, scores) -> np.ndarray:
         """Cosines -> log-odds of relevance: orders like :meth:`of` without saturating at 1."""

@@ -85,6 +85,18 @@ def test_large_allowed_set_scan_matches_selector_search() -> None:
         np.testing.assert_allclose(got_s, want_s, atol=1e-5)
 
 
+def _kept_filter(seed: int, n: int, d: int, m: int):
+    """A flat index of n unit vectors (keys 1..n) and m of its keys as recall hands out a cached
+    filter's keys (read-only) -> (rng, vectors, keys, index, allowed)."""
+    rng = np.random.default_rng(seed)
+    vectors = _unit(rng, n, d)
+    keys = np.arange(1, n + 1, dtype=np.int64)
+    index = VectorIndex.build(vectors, keys, ann_threshold=10 * n)
+    allowed = np.sort(rng.choice(keys, m, replace=False))
+    allowed.flags.writeable = False
+    return rng, vectors, keys, index, allowed
+
+
 def test_a_repeated_read_only_filter_reuses_its_rows_until_the_index_changes(monkeypatch) -> None:
     from aimemory.index.flat_search import FlatSearch
 
@@ -92,13 +104,8 @@ def test_a_repeated_read_only_filter_reuses_its_rows_until_the_index_changes(mon
     positions = FlatSearch.positions
     monkeypatch.setattr(FlatSearch, "positions",
                         lambda self, vkeys: looked_up.append(len(vkeys)) or positions(self, vkeys))
-    rng = np.random.default_rng(7)
-    n, d = 2000, 16
-    vectors = _unit(rng, n, d)
-    keys = np.arange(1, n + 1, dtype=np.int64)
-    index = VectorIndex.build(vectors, keys, ann_threshold=10 * n)
-    allowed = np.sort(rng.choice(keys, 30, replace=False))
-    allowed.flags.writeable = False  # as recall hands out a cached filter's keys
+    rng, vectors, keys, index, allowed = _kept_filter(7, 2000, 16, 30)
+    d = vectors.shape[1]
     query = _unit(rng, 1, d)
     first = index.search(query, 5, allowed)
     np.testing.assert_array_equal(index.search(query, 5, allowed)[1], first[1])
@@ -122,13 +129,8 @@ def test_a_kept_filter_scores_its_own_copy_of_its_rows_and_drops_it_on_change() 
     made before is not used."""
     from aimemory.index.flat_search import GATHER_MAX_BYTES
 
-    rng = np.random.default_rng(11)
-    n, d = 3000, 24
-    vectors = _unit(rng, n, d)
-    keys = np.arange(1, n + 1, dtype=np.int64)
-    index = VectorIndex.build(vectors, keys, ann_threshold=10 * n)
-    allowed = np.sort(rng.choice(keys, 200, replace=False))
-    allowed.flags.writeable = False
+    rng, vectors, keys, index, allowed = _kept_filter(11, 3000, 24, 200)
+    n, d = vectors.shape
     assert len(allowed) * d * 4 <= GATHER_MAX_BYTES
     for query in _unit(rng, 3, d):
         for _ in range(2):  # the first search makes the copy, the second reads it

@@ -241,7 +241,7 @@ class Background:
         self.prior = prior
         self.count, self.total = len(self.sims), float(self.sims.sum())
         self.squares = float(np.dot(self.sims, self.sims))
-        # in Python floats, as _shrunk's arithmetic on scalars: a numpy scalar costs ~1 us an operation
+        # _shrunk's arithmetic in Python floats: numpy scalars cost more per operation
         mean = (self.total + PRIOR_WEIGHT * prior[0]) / (self.count + PRIOR_WEIGHT)
         spread = max(self.squares - 2 * mean * self.total + self.count * mean ** 2, 0.0)  # sum of (sim - mean)^2
         var = (spread + PRIOR_WEIGHT * (prior[1] ** 2 + (prior[0] - mean) ** 2)) / (self.count + PRIOR_WEIGHT)

@@ -18,8 +18,8 @@ from .arrow_numpy import int64_array
 MIN_CAPACITY = 64
 DIRECT_MAX = 256  # beyond this, Arrow's take (C++ over all positions) is quicker
 FEW_VALUES = 8  # up to this many values are read one by one: an Arrow take costs 5-8 us whatever its size
-# a recall reads ~20 string values per hit column set: from the buffers each is a slice and a decode
-# (0.3 us) where an Arrow take costs 8-12 us whatever its size, and ``base[p].as_py()`` 1-2 us
+# a recall reads nine string columns at its ~10 hits: from the buffers, 10 values cost ~3 us (a
+# slice and a decode each) where an Arrow take and to_pylist cost 5-7 us whatever their size
 DIRECT_TYPES = {pa.large_string(): np.int64, pa.string(): np.int32}
 
 

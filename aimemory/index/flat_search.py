@@ -38,8 +38,8 @@ class FlatSearch:
         self.ids: np.ndarray | None = None  # position -> vkey
         self.id_order: np.ndarray | None = None  # argsort of ids, built on first use; None when sorted
         self.ids_sorted: bool | None = None  # whether ids ascend (adds come in increasing keys)
-        self._held: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # see held_rows
-        self._gathered: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id -> (allowed, (m, d) copy of its rows)
+        # id(allowed) -> [allowed, keys (m,), positions (m,), copy of their rows (m, d) or None]: see held_rows
+        self._held: dict[int, list[Any]] = {}
 
     @property
     def ntotal(self) -> int:
@@ -55,7 +55,6 @@ class FlatSearch:
             self.ids = faiss.vector_to_array(self.index.id_map).astype(np.int64, copy=False)
             self.id_order, self.ids_sorted = None, None
             self._held.clear()
-            self._gathered.clear()
         rows: np.ndarray = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
         return rows
 
@@ -133,27 +132,30 @@ class FlatSearch:
 
     def _gathered_rows(self, allowed: np.ndarray, rows: np.ndarray, position: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray | None]:
-        """(rows, position) for :meth:`_subset_one`: a kept allowed set's own contiguous copy (built
+        """(rows, position) for :meth:`_subset_one`: a kept allowed set's own contiguous copy (made
         on its first search; position None), else the storage with the positions."""
-        kept = isinstance(allowed, np.ndarray) and not allowed.flags.writeable and id(allowed) in self._held
-        if not kept or len(position) * self.dim * 4 > GATHER_MAX_BYTES:
+        kept = self._kept(allowed)
+        if kept is None or len(position) * self.dim * 4 > GATHER_MAX_BYTES:
             return rows, position
-        cached = self._gathered.get(id(allowed))
-        if cached is None or cached[0] is not allowed:
-            while len(self._gathered) >= HELD_CACHE:
-                self._gathered.pop(next(iter(self._gathered)))
-            cached = self._gathered[id(allowed)] = (allowed, np.take(rows, position, axis=0))  # (m, d)
-        return cached[1], None
+        if kept[3] is None:
+            kept[3] = np.take(rows, position, axis=0)  # (m, d)
+        return kept[3], None
+
+    def _kept(self, allowed: np.ndarray) -> list[Any] | None:
+        """The :attr:`_held` entry of a read-only ``allowed``, or None."""
+        if not isinstance(allowed, np.ndarray) or allowed.flags.writeable:
+            return None
+        kept = self._held.get(id(allowed))
+        return kept if kept is not None and kept[0] is allowed else None
 
     def held_rows(self, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The keys of ``allowed`` this index holds and their storage rows, (m,) each. Kept for a
         read-only ``allowed`` (recall hands out a filter's keys as one read-only array until the
         catalog changes), so a repeated filter looks nothing up; a few are kept, dropped on change."""
+        kept = self._kept(allowed)
+        if kept is not None:
+            return kept[1], kept[2]
         cacheable = isinstance(allowed, np.ndarray) and not allowed.flags.writeable
-        if cacheable:
-            cached = self._held.get(id(allowed))
-            if cached is not None and cached[0] is allowed:
-                return cached[1], cached[2]
         allowed = np.asarray(allowed, np.int64)
         position = self.positions(allowed)  # (m,), -1 where not held
         held = position >= 0
@@ -161,7 +163,7 @@ class FlatSearch:
         if cacheable:
             while len(self._held) >= HELD_CACHE:
                 self._held.pop(next(iter(self._held)))
-            self._held[id(allowed)] = (allowed, keys, position)
+            self._held[id(allowed)] = [allowed, keys, position, None]
         return keys, position
 
     def key_range(self) -> tuple[int, int]:

@@ -49,6 +49,7 @@ MIN_STD = 1e-3
 #: a sampled view whose cosine is this close to a hit's is taken for the hit itself (float32 scores)
 SAME_COSINE = 1e-5
 BROADCAST_CELLS = 8192  # hits x sampled views up to which comparing all pairs beats sorting the sample
+FEW_HITS = 64  # up to this many hits are standardised in Python floats (a recall's 10-40)
 #: the pooled logistic on z for models without a calibration file: aimemory-base's tune split, all
 #: pairs pooled (benchmarks/eval_calibration.py, "z, pooled"): z = 3.9 is 0.5, z = 7.3 is 0.95
 DEFAULT_A, DEFAULT_B = 0.85, -3.3
@@ -87,7 +88,13 @@ class PairFit:
         return self.a * np.asarray(z, np.float64) + self.c * np.asarray(cosine, np.float64) + self.b
 
     def relevance(self, z, cosine=0.0) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-np.clip(self.logit(z, cosine), -500, 500)))
+        return _sigmoid(self.logit(z, cosine))
+
+
+def _sigmoid(logit: np.ndarray) -> np.ndarray:
+    """Log-odds -> probability; bounded first so exp never overflows (np.minimum / np.maximum: half
+    the cost of np.clip on a recall's ten hits)."""
+    return 1.0 / (1.0 + np.exp(-np.minimum(np.maximum(logit, -500.0), 500.0)))
 
 
 @dataclass(frozen=True)
@@ -241,22 +248,38 @@ class Background:
         self.prior = prior
         self.count, self.total = len(self.sims), float(self.sims.sum())
         self.squares = float(np.dot(self.sims, self.sims))
-        # _shrunk's arithmetic in Python floats: numpy scalars cost more per operation
-        mean = (self.total + PRIOR_WEIGHT * prior[0]) / (self.count + PRIOR_WEIGHT)
-        spread = max(self.squares - 2 * mean * self.total + self.count * mean ** 2, 0.0)  # sum of (sim - mean)^2
-        var = (spread + PRIOR_WEIGHT * (prior[1] ** 2 + (prior[0] - mean) ** 2)) / (self.count + PRIOR_WEIGHT)
-        self.mean, self.std = mean, max(math.sqrt(var), MIN_STD)
+        self.mean, self.std = _shrunk_one(self.count, self.total, self.squares, *prior)
 
     def z(self, scores) -> np.ndarray:
         """Cosines (n,) -> z (n,)."""
         scores = np.asarray(scores, np.float64)
+        own = _in_sample(scores, self.sims)  # (n,) hits among the sampled views
+        if len(scores) <= FEW_HITS:  # a recall's hits: Python floats cost less than numpy's calls
+            mean, std, count, total, squares = self.mean, self.std, self.count, self.total, self.squares
+            out = []
+            for score, in_sample in zip(scores.tolist(), own.tolist()):
+                if in_sample:
+                    m, s = _shrunk_one(count - 1, total - score, squares - score * score, *self.prior)
+                    out.append((score - m) / s)
+                else:
+                    out.append((score - mean) / std)
+            return np.asarray(out, np.float64)
         z = (scores - self.mean) / self.std
-        own = np.flatnonzero(_in_sample(scores, self.sims))  # hits among the sampled views: few in a large store
-        if len(own):
-            left_out = scores[own]
-            mean, std = _shrunk(self.count - 1, self.total - left_out, self.squares - left_out ** 2, *self.prior)
-            z[own] = (left_out - mean) / std
+        at = np.flatnonzero(own)  # few in a large store
+        if len(at):
+            left_out = scores[at]
+            mean_at, std_at = _shrunk(self.count - 1, self.total - left_out, self.squares - left_out ** 2, *self.prior)
+            z[at] = (left_out - mean_at) / std_at
         return z
+
+
+def _shrunk_one(count: int, total: float, squares: float, m0: float, s0: float) -> tuple[float, float]:
+    """:func:`_shrunk` for one set, in Python floats: the same IEEE operations, so the same bits
+    (squares as products: Python's ``x ** 2`` calls pow, numpy's multiplies)."""
+    mean = (total + PRIOR_WEIGHT * m0) / (count + PRIOR_WEIGHT)
+    spread = max(squares - 2 * mean * total + count * (mean * mean), 0.0)  # sum of (sim - mean)^2
+    var = (spread + PRIOR_WEIGHT * (s0 * s0 + (m0 - mean) * (m0 - mean))) / (count + PRIOR_WEIGHT)
+    return mean, max(math.sqrt(var), MIN_STD)
 
 
 def _shrunk(count: "int | np.ndarray", total: "float | np.ndarray", squares: "float | np.ndarray", m0: float,
@@ -264,8 +287,8 @@ def _shrunk(count: "int | np.ndarray", total: "float | np.ndarray", squares: "fl
     """Mean and spread of ``count`` cosines, given their sum and sum of squares (scalars, or (k,)
     arrays for k such sets), shrunk towards (m0, s0)."""
     mean = (total + PRIOR_WEIGHT * m0) / (count + PRIOR_WEIGHT)
-    spread = np.maximum(squares - 2 * mean * total + count * mean ** 2, 0.0)  # sum of (sim - mean)^2
-    var = (spread + PRIOR_WEIGHT * (s0 ** 2 + (m0 - mean) ** 2)) / (count + PRIOR_WEIGHT)
+    spread = np.maximum(squares - 2 * mean * total + count * (mean * mean), 0.0)  # sum of (sim - mean)^2
+    var = (spread + PRIOR_WEIGHT * (s0 * s0 + (m0 - mean) * (m0 - mean))) / (count + PRIOR_WEIGHT)
     return mean, np.maximum(np.sqrt(var), MIN_STD)
 
 
@@ -363,7 +386,7 @@ class Relevance:
 
     def of(self, scores) -> np.ndarray:
         """Cosines -> relevance in [0, 1], monotone in the cosine."""
-        return 1.0 / (1.0 + np.exp(-np.clip(self.logit(scores), -500, 500)))
+        return _sigmoid(self.logit(scores))
 
     def judged(self, scores) -> tuple[np.ndarray, np.ndarray]:
         """Cosines -> (relevance, z), standardised once."""

@@ -41,8 +41,9 @@ def memories_at(store: "MemoryStore", memory_ids: Sequence[str], primaries: Sequ
     """The memories whose primary views are at catalog ``primaries``, one column read per field
     for all of them (recall hydrates its hits so). The caller holds the store's lock."""
     catalog = store.catalog
-    column = {name: catalog.values(name, primaries) for name in MEMORY_COLUMNS}
-    fields = memory_fields(catalog, primaries)
+    at = np.asarray(primaries, np.int64)  # converted once for every column read
+    column = {name: catalog.values(name, at) for name in MEMORY_COLUMNS}
+    fields = memory_fields(catalog, at)
     out = []
     for i, (memory_id, p) in enumerate(zip(memory_ids, primaries)):
         modality = column["modality"][i]

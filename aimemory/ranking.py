@@ -84,33 +84,46 @@ class ViewRanking:
         """Views of one kind found by one run, (m,) cosines -> their ranked views."""
         rel = self.relevance(run, code)
         (values, zs), standing = rel.judged(cosines), self.runs[run].standing(cosines)  # (m,) each
-        return [RankedView(float(s), float(v), float(z), float(c), p, rel.fit)
-                for v, z, s, c, p in zip(values, zs, standing, cosines, positions)]
+        fit = rel.fit
+        return [RankedView(s, v, z, c, p, fit) for v, z, s, c, p in
+                zip(values.tolist(), zs.tolist(), standing.tolist(), cosines.tolist(), positions)]
 
     def add(self, run: PlanRun, hits: dict[tuple[str, int], tuple[float, int]]) -> None:
         """One plan run's hits: (memory id, kind code) -> (cosine, position)."""
         self.runs.append(run)
         i = len(self.runs) - 1
-        codes = np.asarray([code for _, code in hits], np.int64)  # (h,)
-        cosines = np.asarray([score for score, _ in hits.values()], np.float64)  # (h,)
+        found = list(hits.values())
+        cosines = np.fromiter((score for score, _ in found), np.float64, len(found))  # (h,)
+        positions = [p for _, p in found]
         ids = [mid for mid, _ in hits]
-        positions = [p for _, p in hits.values()]
-        for code in np.unique(codes).tolist():
-            at = np.flatnonzero(codes == code)
-            for j, found in zip(at, self.scored(i, code, cosines[at], [positions[j] for j in at])):
-                self.views.setdefault(ids[j], []).append(found)
+        codes = [code for _, code in hits]
+        if len(set(codes)) == 1:  # the usual case: one kind of view
+            for mid, view in zip(ids, self.scored(i, codes[0], cosines, positions)):
+                self.views.setdefault(mid, []).append(view)
+            return
+        code_array = np.asarray(codes, np.int64)  # (h,)
+        for code in np.unique(code_array).tolist():
+            at = np.flatnonzero(code_array == code)
+            for j, view in zip(at.tolist(), self.scored(i, code, cosines[at], [positions[j] for j in at])):
+                self.views.setdefault(ids[j], []).append(view)
 
     def ranked(self) -> dict[str, tuple[float, float, int]]:
         """memory id -> (standing, relevance, position), best first: the memory's relevance is that of
         its most relevant view that counts; the view shown (its standing and position) is that one
         where relevance orders the memory, else its best-standing view."""
         lacking = {mid: max(views, key=_standing) for mid, views in self.views.items()
-                   if not any(counts(v.fit, v.z) for v in views)}
+                   if (len(views) > 1 or views[0].fit.secondary_to is not None)
+                   and not any(counts(v.fit, v.z) for v in views)}
         if lacking:  # their primary views fell below the hits: looked up, so they are judged by them
             for mid, found in self._look_up(lacking).items():
                 self.views[mid].append(found)
         out: list[tuple[tuple[float, ...], str, tuple[float, float, int]]] = []
         for mid, views in self.views.items():
+            if len(views) == 1:  # the usual case: its one view is both the judged and the best-standing
+                v = views[0]
+                out.append((order_key(self.calibration, v.relevance, v.standing, v.cosine), mid,
+                            (v.standing, v.relevance, v.position)))
+                continue
             judged = max([v for v in views if counts(v.fit, v.z)] or views, key=lambda v: (v.relevance, v.standing))
             standing = max(views, key=_standing)
             order = order_key(self.calibration, judged.relevance, standing.standing, standing.cosine)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .store import MemoryStore
 
 OVERFETCH = 4  # views fetched per wanted memory: memories with several views need more
+HIT_COLUMNS = ("namespace", "modality", "kind", "start", "end", "snippet")  # a hit's fields from its view
 SNIPPET_CHARS = 160
 _WORD = re.compile(r"\w+")
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack, Clarke & Buettcher, SIGIR 2009)
@@ -125,17 +126,19 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
                                             {m: best[m] for m in cosines}))
     shown = [(mid, score, p) for mid, (score, p) in list(best.items())[:k]
              if min_relevance is None or (relevance.get(mid) is not None and relevance[mid] >= min_relevance)]
-    rows = catalog.rows([p for _, _, p in shown])
-    kept = [(mid, score, p, row) for (mid, score, p), row in zip(shown, rows)
-            if row.namespace == namespace]  # defence in depth; the mask already excluded the rest
+    at = np.asarray([p for _, _, p in shown], np.int64)
+    # the shown views' fields, one read per column; the namespace check is defence in depth (the
+    # mask already excluded the rest)
+    rows = list(zip(*(catalog.values(name, at) for name in HIT_COLUMNS))) if len(at) else []
+    kept = [(mid, score, p, row) for (mid, score, p), row in zip(shown, rows) if row[0] == namespace]
     primaries = catalog.primaries_of([p for _, _, p, _ in kept], [mid for mid, _, _, _ in kept])
     known = {i: p for i, p in enumerate(primaries) if p is not None}  # the others are looked up by id
     memories = dict(zip(known, memories_at(store, [kept[i][0] for i in known], list(known.values()))))
     hits = Hits()
-    for i, (memory_id, score, _, row) in enumerate(kept):
+    for i, (memory_id, score, _, (_, modality, kind, start, end, snippet)) in enumerate(kept):
         memory = memories[i] if i in memories else memory_at(store, memory_id, namespace)
-        hits.append(Hit(id=memory_id, score=float(score), modality=row.modality, memory=memory, kind=row.kind,
-                        start=row.start, end=row.end, snippet=row.snippet, fusion=fusion.get(memory_id),
+        hits.append(Hit(id=memory_id, score=float(score), modality=modality, memory=memory, kind=kind,
+                        start=start, end=end, snippet=snippet, fusion=fusion.get(memory_id),
                         recency=weights.get(memory_id), relevance=relevance.get(memory_id)))
     attach_texts(store, hits, primaries)
     if item.modality == "text":
@@ -426,9 +429,9 @@ def _vector_ranking(store: "MemoryStore", query: np.ndarray, k: int, allowed: np
         scores_live, positions = scores[0][valid][live], positions[live]
         codes = kind_codes[positions].tolist()
         memories: set[str] = set()
-        for score, p, mid, code in zip(scores_live, positions, catalog.take("id", positions), codes):
+        for score, p, mid, code in zip(scores_live.tolist(), positions.tolist(), catalog.take("id", positions), codes):
             if (mid, code) not in best:
-                best[(mid, code)] = (float(score), int(p))
+                best[(mid, code)] = (score, p)
                 memories.add(mid)
         if len(memories) >= k or fetch >= n_allowed:
             return best

@@ -236,7 +236,7 @@ def apply_options(rows: pa.Table, generated: list[str], options: Sequence[ItemOp
     return rows, final
 
 
-def memory_fields(catalog, positions: Sequence[int]) -> list[dict[str, Any]]:
+def memory_fields(catalog, positions: "Sequence[int] | np.ndarray") -> list[dict[str, Any]]:
     """The :class:`~aimemory.records.Memory` fields of this module, from primary views' catalog
     entries (one column read per field)."""
     expires, parents = catalog.values("expires", positions), catalog.values("derived_from", positions)

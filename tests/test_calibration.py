@@ -198,6 +198,23 @@ def test_a_hit_in_the_sample_is_judged_against_the_other_views():
     assert standardise(np.array([0.3, 0.5]), np.array([]), prior) == pytest.approx([2.0, 4.0])
 
 
+def test_a_few_hits_get_the_same_z_as_many(monkeypatch):
+    """A recall's few hits are standardised in Python floats, many in numpy: the same bits."""
+    import aimemory.calibration as calibration
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        sims = rng.normal(0.2, 0.1, int(rng.integers(0, 600)))
+        n = int(rng.integers(1, 40))
+        sampled = rng.choice(sims, min(len(sims), n // 2)) if len(sims) else np.zeros(0)  # hits in the sample
+        scores = np.concatenate([sampled, rng.normal(0.3, 0.1, n - len(sampled))]).astype(np.float32)
+        background = calibration.Background(sims, (float(rng.random() * 0.3), float(rng.random() * 0.2 + 0.01)))
+        few = background.z(scores)
+        monkeypatch.setattr(calibration, "FEW_HITS", 0)
+        assert np.array_equal(few, background.z(scores))
+        monkeypatch.undo()
+
+
 def test_shipped_calibration_of_the_offline_tier_loads():
     base = load_calibration("aimemory-base")
     if not base.fitted:

@@ -83,7 +83,8 @@ def _string_arrays() -> list[pa.Array]:
     for values, arrow_type in ((texts, pa.large_string()), (texts, pa.string()), (lists, pa.list_(pa.string()))):
         array = pa.array(values, arrow_type)
         out += [array, array.slice(3), array.slice(5, 11)]
-    out += [pa.nulls(6, pa.large_string()), pa.array([], pa.large_string()), pa.nulls(4, pa.list_(pa.string()))]
+    out += [pa.nulls(6, pa.large_string()), pa.array([], pa.large_string()), pa.nulls(4, pa.list_(pa.string())),
+            pa.array(["a", None, None, "b"], pa.large_string()).slice(1, 2)]  # all null, inside a column that is not
     return out
 
 

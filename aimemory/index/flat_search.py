@@ -85,6 +85,10 @@ class FlatSearch:
     def subset(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k among the ``allowed`` vkeys only: score just their rows of the flat storage
         (the same results as a selector search, which scans every row)."""
+        kept = self._kept(allowed)
+        if len(queries) == 1 and kept is not None and kept[3] is not None and len(kept[1]) and \
+                self.ids is not None and len(self.ids) == self.ntotal:  # a repeated filter's own copy
+            return self._subset_one(queries, min(k, len(kept[1])), k, kept[3], kept[1], None)
         rows = self.rows()  # (n, d)
         keys, position = self.held_rows(allowed)  # (m,) each
         k_out = k

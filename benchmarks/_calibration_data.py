@@ -24,6 +24,11 @@ speech x text               spoken prompt (its transcript) -> prompt texts store
 speech x image              spoken word (its transcript) -> photos same concept
 ==========================  ====================================  =====================================
 
+"Same concept" is the corpus's concept name; with ``accepted`` (eval_calibration.py --accepted) it
+is any concept a person would accept for the query's: the same thing in other words or a kind of it
+(benchmarks/_concept_groups.py), and for a photo or sound against notes, a note naming the thing or
+a kind it belongs to.
+
 Notes and voice notes are labelled by topic as well, from written sets: benchmarks/_notes_data.py.
 """
 
@@ -35,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from _concept_groups import answers
 
 CACHE = Path("~/.cache/aimemory-eval").expanduser()
 BATCH = 32
@@ -160,17 +166,29 @@ def _eq(a: list, b: list) -> np.ndarray:
     return np.asarray(a, object)[:, None] == np.asarray(b, object)[None, :]
 
 
-def pair_scores(data: dict[str, np.ndarray]) -> list[PairScores]:
-    """The labelled pairs of one split (see the module doc)."""
+def _same_concept(searched: list[dict], found: list[dict]) -> np.ndarray:
+    """(s, f) bool: the corpus's own label, the very same concept name."""
+    return _eq([r["concept"] for r in searched], [r["concept"] for r in found])
+
+
+def _accepted(searched: list[dict], found: list[dict]) -> np.ndarray:
+    """(s, f) bool: item ``found[j]`` answers a search for ``searched[i]``'s concept as a person would
+    judge it: the same thing in other words, or a kind of it (benchmarks/_concept_groups.py)."""
+    return np.asarray([[answers(s["concept"], f["concept"]) for f in found] for s in searched], bool).reshape(
+        len(searched), len(found))
+
+
+def pair_scores(data: dict[str, np.ndarray], accepted: bool = False) -> list[PairScores]:
+    """The labelled pairs of one split (see the module doc). ``accepted``: a hit of the same concept
+    is one a person would accept (:func:`_accepted`) rather than one of the very same concept name."""
     meta = json.loads(str(data["meta"]))
     ph, sn, sp = meta["photos"], meta["sounds"], meta["speech"]
-    same_photo = _eq([r["concept"] for r in ph], [r["concept"] for r in ph]) | \
-        _eq([r["caption"] for r in ph], [r["caption"] for r in ph])
+    answered = _accepted if accepted else _same_concept
+    same_photo = answered(ph, ph) | _eq([r["caption"] for r in ph], [r["caption"] for r in ph])
     label_photo = _eq([r["label"] for r in ph], [r["label"] for r in ph])
     not_self_p = ~np.eye(len(ph), dtype=bool)
     all_p = np.ones_like(not_self_p)
-    same_sound = _eq([r["concept"] for r in sn], [r["concept"] for r in sn]) | \
-        _eq([r["caption"] for r in sn], [r["caption"] for r in sn])
+    same_sound = answered(sn, sn) | _eq([r["caption"] for r in sn], [r["caption"] for r in sn])
     label_sound = _eq([r["label"] for r in sn], [r["label"] for r in sn])
     not_self_s = ~np.eye(len(sn), dtype=bool)
     out = [
@@ -189,20 +207,19 @@ def pair_scores(data: dict[str, np.ndarray]) -> list[PairScores]:
     # concept is relevant, the query's own note does not count
     caps = np.concatenate([data["photo_caption/text"], data["sound_caption/text"]])
     rows = ph + sn
-    same = _eq([r["concept"] for r in rows], [r["concept"] for r in rows])
+    same = answered(rows, rows)
     # a note with the query's very words is left out: it would teach that only duplicates match
     distinct = ~_eq([r["caption"].lower() for r in rows], [r["caption"].lower() for r in rows])
     out.append(PairScores("text", "text", caps, caps, same, distinct))
     # photos and sounds as queries across modalities: the captions as notes, each other's items
     q_image, q_sound = data["photo/image"], data["sound_query/audio"]
-    photo_c, sound_c = [r["concept"] for r in ph], [r["concept"] for r in sn]
-    out.append(PairScores("image", "text", q_image, caps, _eq(photo_c, [r["concept"] for r in rows]),
-                          np.ones((len(ph), len(rows)), bool)))
-    out.append(PairScores("audio", "text", q_sound, caps, _eq(sound_c, [r["concept"] for r in rows]),
-                          np.ones((len(sn), len(rows)), bool)))
-    out.append(PairScores("image", "audio.sound", q_image, data["sound/audio.sound"], _eq(photo_c, sound_c),
+    # a note describes a photo or sound when it names its thing or a kind the thing belongs to
+    out.append(PairScores("image", "text", q_image, caps, answered(rows, ph).T, np.ones((len(ph), len(rows)), bool)))
+    out.append(PairScores("audio", "text", q_sound, caps, answered(rows, sn).T, np.ones((len(sn), len(rows)), bool)))
+    photo_sound = answered(ph, sn) | answered(sn, ph).T  # either is the other, or a kind of it
+    out.append(PairScores("image", "audio.sound", q_image, data["sound/audio.sound"], photo_sound,
                           np.ones((len(ph), len(sn)), bool)))
-    out.append(PairScores("audio", "image", q_sound, data["photo/image"], _eq(sound_c, photo_c),
+    out.append(PairScores("audio", "image", q_sound, data["photo/image"], photo_sound.T,
                           np.ones((len(sn), len(ph)), bool)))
     # voice notes: views are transcript segments owned by clips
     owner = data["speech/owner"]
@@ -216,9 +233,9 @@ def pair_scores(data: dict[str, np.ndarray]) -> list[PairScores]:
         said = data["speech_query/text"]
         own = heard[:, None] == np.arange(len(sp))[None, :]
         out.append(PairScores("speech", "text", said, data["speech_caption/text"], own, np.ones_like(own)))
-        concepts = {r["concept"] for r in ph}
-        words = [j for j, i in enumerate(heard) if sp[i]["concept"] in concepts]
+        named = answered(sp, ph)  # (spoken words, photos)
+        words = [j for j, i in enumerate(heard) if named[i].any()]
         if words:
-            rel = _eq([sp[heard[j]]["concept"] for j in words], [r["concept"] for r in ph])
+            rel = named[[heard[j] for j in words]]
             out.append(PairScores("speech", "image", said[words], data["photo/image"], rel, np.ones_like(rel)))
     return out

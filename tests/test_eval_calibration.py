@@ -130,3 +130,41 @@ def test_a_small_store_of_matches_holds_the_querys_matches_and_random_others():
         # every hit is one of the query's 12 views: at least min(3, its matches) of them are matches
         assert found.sum() >= min(store, int(pair.relevant[q].sum()))
     assert of_matches.label.mean() > plain.label.mean()  # matches are the point of the check
+
+
+def test_a_kind_of_thing_is_answered_by_its_sub_kinds_and_synonyms_only():
+    from _concept_groups import KIND_OF, SAME_THING, answers
+
+    assert answers("tombstone", "grave marker") and answers("grave marker", "another tombstone")  # one thing
+    assert answers("penguin", "little penguin") and not answers("little penguin", "penguin")  # a kind of it
+    assert answers("flowers", "rose") and answers("building", "berlin cathedral")  # through groups and chains
+    assert not answers("lion", "sea lion") and not answers("duck", "rubber duck")  # a shared word only
+    named = [c for group in SAME_THING for c in group] + [c for pair in KIND_OF for c in pair]
+    assert len({c for group in SAME_THING for c in group}) == sum(len(g) for g in SAME_THING)  # one group each
+    manifest = Path("~/.cache/aimemory-eval/real/manifest.jsonl").expanduser()
+    if manifest.exists():  # every name is one of the corpus's concepts (a typo would silently match nothing)
+        concepts = {json.loads(line)["concept"] for line in manifest.read_text().splitlines() if line.strip()}
+        assert set(named) <= concepts
+
+
+def test_accepted_labels_keep_every_same_concept_hit_and_add_synonyms_and_kinds():
+    from _calibration_data import pair_scores
+
+    rows = {"photos": [{"id": f"p{i}", "caption": f"a {c}", "concept": c, "label": "x"}
+                       for i, c in enumerate(["penguin", "little penguin", "tombstone", "grave marker", "lion"])],
+            "sounds": [{"id": "s0", "caption": "a sea lion", "concept": "sea lion", "label": "x"}], "speech": []}
+    rng = np.random.default_rng(0)
+    data = {"meta": np.asarray(json.dumps(rows)), "speech/owner": np.zeros(0, np.int64),
+            "speech_query/index": np.zeros(0, np.int64)}
+    for key, n in (("photo_caption/text", 5), ("photo_caption/drawing", 5), ("photo/image", 5),
+                   ("photo/image.drawing", 5), ("photo/image.appearance", 5), ("sound_caption/text", 1),
+                   ("sound/audio.sound", 1), ("sound_query/audio", 1)):
+        data[key] = rng.normal(size=(n, 4)).astype(np.float32)
+    strict = {p.name: p.relevant for p in pair_scores(data)}
+    accepted = {p.name: p.relevant for p in pair_scores(data, accepted=True)}
+    for name in strict:
+        assert (accepted[name] >= strict[name]).all(), name
+    text_image = accepted["text x image"]
+    assert text_image[0, 1] and not text_image[1, 0]  # "a penguin" -> the little penguin, not back
+    assert text_image[2, 3] and text_image[3, 2] and not strict["text x image"][2, 3]  # tombstone = grave marker
+    assert not text_image[4, :4].any() and not accepted["image x audio.sound"][4, 0]  # a lion is not a sea lion

@@ -369,10 +369,15 @@ class Relevance:
     """Relevance of one query plan's hits on views of one kind in one store: ``z`` and ``of``."""
 
     def __init__(self, calibration: Calibration, query_modality: str, kind: str, vector: np.ndarray,
-                 sample: np.ndarray, penalty: float = 0.0):
+                 sample: np.ndarray | None, penalty: float = 0.0, sims: np.ndarray | None = None):
+        """``sample`` (m, dim): the background views' vectors, or their cosines with ``vector`` already
+        at hand as ``sims`` (m,)."""
         self.fit = calibration.fit_for(query_modality, kind)
         prior = calibration.prior(query_modality, kind, len(vector))
-        self._background = Background(sample @ np.asarray(vector, np.float32), prior)  # of (m,) cosines
+        if sims is None:
+            assert sample is not None
+            sims = sample @ np.asarray(vector, np.float32)
+        self._background = Background(sims, prior)  # of (m,) cosines
         # a plan's penalty (QueryPlan) is in standard deviations; a pair fitted on its own data has
         # absorbed its trustworthiness already
         self.penalty = 0.0 if pair_key(query_modality, kind) in calibration.pairs else penalty

@@ -16,7 +16,8 @@ from .errors import NotFoundError
 from .records import Hit, Hits, Memory
 from .semantics import memory_fields
 
-MEMORY_COLUMNS = ("vkey", "modality", "namespace", "created", "source", "mime")  # read per hit
+MEMORY_COLUMNS = ("vkey", "modality", "namespace", "created", "source", "mime")  # read per hit, in this order
+UTC = timezone.utc
 
 if TYPE_CHECKING:
     from .store import MemoryStore
@@ -42,17 +43,15 @@ def memories_at(store: "MemoryStore", memory_ids: Sequence[str], primaries: Sequ
     for all of them (recall hydrates its hits so). The caller holds the store's lock."""
     catalog = store.catalog
     at = np.asarray(primaries, np.int64)  # converted once for every column read
-    column = {name: catalog.values(name, at) for name in MEMORY_COLUMNS}
-    fields = memory_fields(catalog, at)
+    columns = [catalog.values(name, at) for name in MEMORY_COLUMNS]
     out = []
-    for i, (memory_id, p) in enumerate(zip(memory_ids, primaries)):
-        modality = column["modality"][i]
-        transcript = catalog.get(p, "text") if modality in ("audio", "video") and load_transcript else None
+    for memory_id, p, (vkey, modality, namespace, created, source, mime), fields in zip(
+            memory_ids, at.tolist(), zip(*columns), memory_fields(catalog, at)):
+        transcript = catalog.get(p, "text") if load_transcript and modality in ("audio", "video") else None
         out.append(Memory(
-            id=memory_id, modality=modality, namespace=column["namespace"][i],
-            created_at=datetime.fromtimestamp(column["created"][i], tz=timezone.utc),
-            source=column["source"][i], metadata=dict(catalog.metadata(p)), mime=column["mime"][i],
-            transcript=transcript, _loader=_content_loader(store, column["vkey"][i], modality), **fields[i]))
+            id=memory_id, modality=modality, namespace=namespace, created_at=datetime.fromtimestamp(created, tz=UTC),
+            source=source, metadata=dict(catalog.metadata(p)), mime=mime, transcript=transcript,
+            _loader=_content_loader(store, vkey, modality), **fields))
     return out
 
 

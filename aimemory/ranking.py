@@ -35,6 +35,7 @@ class PlanRun:
     mean: float = 0.0
     std: float = 1.0
     standardised: bool = False  # several plans: standing is the standardised cosine minus the penalty
+    keys: np.ndarray | None = None  # the allowed keys its index search was given (None: every view)
 
     def standing(self, cosines: np.ndarray) -> np.ndarray:
         if not self.standardised:
@@ -73,11 +74,14 @@ class ViewRanking:
     def relevance(self, run: int, code: int) -> Relevance:
         """The calibration of plan run ``run``'s hits on views of kind ``code`` in this store."""
         if (run, code) not in self._relevance:
-            plan = self.runs[run].plan
-            sample = background(self.store, None, self.sample_keys(run, code))
+            plan_run = self.runs[run]
+            plan, keys = plan_run.plan, self.sample_keys(run, code)
+            vector = np.asarray(plan.vector, np.float32)
+            # a repeated filter's search scored every allowed view, the sample among them
+            sims = None if plan_run.keys is None else self.store.index.scores_of(vector, plan_run.keys, keys)
+            sample = background(self.store, None, keys) if sims is None else None
             self._relevance[(run, code)] = Relevance(self.calibration, plan.modality or self.query_modality,
-                                                     self.kind_names[code], np.asarray(plan.vector, np.float32),
-                                                     sample, plan.penalty)
+                                                     self.kind_names[code], vector, sample, plan.penalty, sims)
         return self._relevance[(run, code)]
 
     def scored(self, run: int, code: int, cosines: np.ndarray, positions: list[int]) -> list[RankedView]:

@@ -321,11 +321,11 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
                 lambda start: vkeys[start:][allowed_mask[start:]])
             return keys
 
-        run = PlanRun(plan, allowed_mask)
+        allowed = None if n_allowed == store.index.ntotal else allowed_keys()
+        run = PlanRun(plan, allowed_mask, keys=allowed)
         if len(plans) > 1:  # plans are compared by how far each stands out from its background
             sims = background(store, None, sample_keys(allowed_keys())) @ vector
-            run = PlanRun(plan, allowed_mask, float(sims.mean()), float(max(sims.std(), 1e-3)), True)
-        allowed = None if n_allowed == store.index.ntotal else allowed_keys()
+            run = PlanRun(plan, allowed_mask, float(sims.mean()), float(max(sims.std(), 1e-3)), True, allowed)
         overfetch = 1 if _one_kind_of_first_views(catalog, fixed, plan, allowed_mask, allowed_at) else OVERFETCH
         return run, allowed_at, _vector_ranking(store, vector[None, :], k, allowed, n_allowed, kind_codes, overfetch)
 

@@ -149,3 +149,21 @@ def test_a_kept_filter_scores_its_own_copy_of_its_rows_and_drops_it_on_change() 
                                       query, 3, allowed)
     assert got_k[0].tolist() == want_k[0].tolist() and allowed[5] not in got_k[0]
     np.testing.assert_allclose(got_s[0], want_s[0], atol=1e-5)
+
+
+def test_a_kept_filter_gives_its_last_querys_scores_of_any_of_its_keys() -> None:
+    """What recall's background sample reads instead of its vectors: the cosines the last search of
+    the same query gave the filter's keys, and nothing for another query, a key outside the filter
+    or an index that changed since."""
+    rng, vectors, keys, index, allowed = _kept_filter(13, 10_000, 16, 150)
+    query, other = _unit(rng, 2, 16)
+    sample = allowed[::3]
+    assert index.scores_of(query, allowed, sample) is None  # nothing searched yet
+    index.search(query[None], 5, allowed)
+    np.testing.assert_allclose(index.scores_of(query, allowed, sample), vectors[sample - 1] @ query, atol=1e-5)
+    assert index.scores_of(other, allowed, sample) is None
+    outside = np.setdiff1d(keys, allowed)[:1]
+    assert index.scores_of(query, allowed, np.append(sample, outside)) is None
+    assert index.scores_of(query, allowed.copy(), sample) is None  # a caller's own (writable) array
+    index.remove(allowed[:1])
+    assert index.scores_of(query, allowed, sample) is None

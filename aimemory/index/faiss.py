@@ -296,6 +296,14 @@ class VectorIndex:
         finally:
             faiss.omp_set_num_threads(threads)
 
+    def scores_of(self, query: np.ndarray, allowed: np.ndarray, keys: np.ndarray) -> np.ndarray | None:
+        """(m,) cosines of ``query`` (d,) with the views ``keys`` when this index's last search of it
+        among ``allowed`` (a repeated filter's keys) scored them all, else None: recall's background
+        sample is drawn from the allowed views, so its cosines need no vector read."""
+        if self.kind != "flat" or self._flat is None:
+            return None
+        return self._flat.scores_of(query, allowed, keys)
+
     def _search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None
                 ) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(queries, dtype=np.float32)

@@ -38,7 +38,8 @@ class FlatSearch:
         self.ids: np.ndarray | None = None  # position -> vkey
         self.id_order: np.ndarray | None = None  # argsort of ids, built on first use; None when sorted
         self.ids_sorted: bool | None = None  # whether ids ascend (adds come in increasing keys)
-        # id(allowed) -> [allowed, keys (m,), positions (m,), copy of their rows (m, d) or None]: see held_rows
+        # id(allowed) -> [allowed, keys (m,), positions (m,), copy of their rows (m, d) or None, the last
+        # query's (bytes, (m,) scores) or None]: see held_rows, scores_of
         self._held: dict[int, list[Any]] = {}
 
     @property
@@ -88,7 +89,7 @@ class FlatSearch:
         kept = self._kept(allowed)
         if len(queries) == 1 and kept is not None and kept[3] is not None and len(kept[1]) and \
                 self.ids is not None and len(self.ids) == self.ntotal:  # a repeated filter's own copy
-            return self._subset_one(queries, min(k, len(kept[1])), k, kept[3], kept[1], None)
+            return self._subset_one(queries, min(k, len(kept[1])), k, kept[3], kept[1], None, kept)
         rows = self.rows()  # (n, d)
         keys, position = self.held_rows(allowed)  # (m,) each
         k_out = k
@@ -97,7 +98,7 @@ class FlatSearch:
             return (np.full((len(queries), k_out), -np.inf, np.float32), np.full((len(queries), k_out), -1, np.int64))
         if len(queries) == 1:
             source, at = self._gathered_rows(allowed, rows, position)
-            return self._subset_one(queries, k, k_out, source, keys, at)
+            return self._subset_one(queries, k, k_out, source, keys, at, self._kept(allowed))
         scores = queries @ rows[position].T  # (q, m)
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < len(keys) else \
             np.broadcast_to(np.arange(len(keys)), scores.shape)
@@ -111,7 +112,7 @@ class FlatSearch:
         return out_s, out_k
 
     def _subset_one(self, query: np.ndarray, k: int, k_out: int, rows: np.ndarray, keys: np.ndarray,
-                    position: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+                    position: np.ndarray | None, kept: list[Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``subset`` for one query (1, d), k <= m: the same result in 1-D steps (a filtered recall
         spends as long in numpy's per-call costs as in scoring its 1k rows). ``rows`` (n, d) with
         ``position`` (m,), or the allowed rows themselves (m, d) with ``position`` None. Scored by
@@ -126,6 +127,8 @@ class FlatSearch:
         else:
             faiss.fvec_inner_products_by_idx(faiss.swig_ptr(scores), faiss.swig_ptr(query), faiss.swig_ptr(rows),
                                              faiss.swig_ptr(position), self.dim, 1, m)
+        if kept is not None:  # a kept filter remembers its last query's scores (see scores_of)
+            kept[4] = (query.tobytes(), scores)
         top = np.argpartition(-scores, k - 1)[:k] if k < m else np.arange(m)
         best, best_keys = scores[top], keys[top]
         order = np.lexsort((best_keys, -best))  # by score, ties by key
@@ -167,8 +170,22 @@ class FlatSearch:
         if cacheable:
             while len(self._held) >= HELD_CACHE:
                 self._held.pop(next(iter(self._held)))
-            self._held[id(allowed)] = [allowed, keys, position, None]
+            self._held[id(allowed)] = [allowed, keys, position, None, None]
         return keys, position
+
+    def scores_of(self, query: np.ndarray, allowed: np.ndarray, keys: np.ndarray) -> np.ndarray | None:
+        """See :meth:`VectorIndex.scores_of`: from the kept ``allowed`` set's last scores, when they
+        were ``query``'s (d,) and cover every one of ``keys``."""
+        kept = self._kept(allowed)
+        if kept is None or kept[4] is None or not len(keys) or kept[4][0] != \
+                np.ascontiguousarray(query, np.float32).tobytes():
+            return None
+        held, scores = kept[1], kept[4][1]
+        at = np.minimum(np.searchsorted(held, keys), len(held) - 1)
+        if not np.array_equal(held[at], keys):  # a key not held (recent, or not searched)
+            return None
+        found: np.ndarray = scores[at]
+        return found
 
     def key_range(self) -> tuple[int, int]:
         """The least and greatest key held ((0, -1) when none)."""

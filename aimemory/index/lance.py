@@ -174,6 +174,10 @@ class LanceIndex:
         return len(vkeys)
 
     # -- search --------------------------------------------------------------------------------
+    def scores_of(self, query: np.ndarray, allowed: np.ndarray, keys: np.ndarray) -> np.ndarray | None:
+        """Lance keeps no scores between searches: None (the caller reads the vectors)."""
+        return None
+
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
         """Same contract as ``VectorIndex.search``: cosine scores and vkeys, -1 padded."""

@@ -126,8 +126,9 @@ class Column:
         """Values at many positions in one read of the buffers or one Arrow take (plus the tail and
         overrides)."""
         positions = np.asarray(positions, dtype=np.int64)
+        # every position is a loaded row unless rows were appended since (numpy's max costs 2 us)
         if self._direct is not None and len(positions) <= DIRECT_MAX and not self.over and \
-                (not len(positions) or positions.max() < len(self.base)):
+                (not self.tail or not len(positions) or positions.max() < len(self.base)):
             return self._direct.values(positions)
         if len(positions) <= FEW_VALUES:
             return [self.get(p) for p in positions.tolist()]

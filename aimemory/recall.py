@@ -300,10 +300,14 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
 
     def kind_sample(run: int, code: int) -> np.ndarray:
         plan, allowed, at = ranking.runs[run].plan, ranking.runs[run].allowed, positions_of[run]
-        of_kind: np.ndarray = _derived(catalog, fixed, (_kinds(plan), "of kind", code),
-                                       lambda: _of_kind(catalog, at, allowed, code),
-                                       lambda start: _of_kind(catalog, at, allowed, code, start))
-        keys: np.ndarray = vkeys[sample_keys(of_kind)]  # the spread is picked first: 256 keys gathered, not all
+
+        def sample() -> np.ndarray:
+            of_kind: np.ndarray = _derived(catalog, fixed, (_kinds(plan), "of kind", code),
+                                           lambda: _of_kind(catalog, at, allowed, code),
+                                           lambda start: _of_kind(catalog, at, allowed, code, start))
+            picked: np.ndarray = vkeys[sample_keys(of_kind)]  # the spread first: 256 keys gathered, not all
+            return picked
+        keys: np.ndarray = _derived(catalog, fixed, (_kinds(plan), "sample", code), sample)
         return keys
 
     def run_plan(plan: QueryPlan) -> tuple[PlanRun, np.ndarray | None, dict[tuple[str, int], tuple[float, int]]] | None:
@@ -327,7 +331,8 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
             sims = background(store, None, sample_keys(allowed_keys())) @ vector
             run = PlanRun(plan, allowed_mask, float(sims.mean()), float(max(sims.std(), 1e-3)), True, allowed)
         overfetch = 1 if _one_kind_of_first_views(catalog, fixed, plan, allowed_mask, allowed_at) else OVERFETCH
-        return run, allowed_at, _vector_ranking(store, vector[None, :], k, allowed, n_allowed, kind_codes, overfetch)
+        return run, allowed_at, _vector_ranking(store, vector[None, :], k, allowed, n_allowed, kind_codes, overfetch,
+                                                None if allowed is None else allowed_at)
 
     ranking = ViewRanking(store, load_calibration(store.encoder.model_id), query_modality, kind_sample)
     with one_torch_thread(query_modality == "text"):
@@ -413,17 +418,18 @@ def attach_texts(store: "MemoryStore", hits: Hits, primaries: Sequence[int | Non
 
 
 def _vector_ranking(store: "MemoryStore", query: np.ndarray, k: int, allowed: np.ndarray | None,
-                    n_allowed: int, kind_codes: np.ndarray, overfetch: int = OVERFETCH
-                    ) -> dict[tuple[str, int], tuple[float, int]]:
+                    n_allowed: int, kind_codes: np.ndarray, overfetch: int = OVERFETCH,
+                    allowed_at: np.ndarray | None = None) -> dict[tuple[str, int], tuple[float, int]]:
     """(memory id, kind code) -> (best cosine of the memory's views of that kind, catalog position
     of that view), best first, covering >= k memories when that many are allowed. ``kind_codes``:
-    the kind code of each catalog position; ``overfetch``: views fetched per memory wanted first."""
+    the kind code of each catalog position; ``overfetch``: views fetched per memory wanted first;
+    ``allowed_at``: the catalog positions of the ``allowed`` keys, when at hand."""
     catalog = store.catalog
     fetch = min(n_allowed, k * overfetch)
     while True:
         scores, keys = store.index.search(query, fetch, allowed)
         valid = keys[0] >= 0
-        positions = catalog.position_of_vkeys(keys[0][valid])
+        positions = _positions_of(catalog, keys[0][valid], allowed, allowed_at)
         best: dict[tuple[str, int], tuple[float, int]] = {}
         live = catalog.alive[positions]
         scores_live, positions = scores[0][valid][live], positions[live]
@@ -436,6 +442,19 @@ def _vector_ranking(store: "MemoryStore", query: np.ndarray, k: int, allowed: np
         if len(memories) >= k or fetch >= n_allowed:
             return best
         fetch = min(n_allowed, fetch * 4)
+
+
+def _positions_of(catalog: Catalog, found: np.ndarray, allowed: np.ndarray | None,
+                  allowed_at: np.ndarray | None) -> np.ndarray:
+    """Catalog positions of the keys a search ``found``: looked up among the few ``allowed`` keys
+    (ascending, positions ``allowed_at``) when given, a bisection of a few thousand keys that stay in
+    cache where one over every row's waits on memory (7 us for ten keys at 100k), else the catalog's."""
+    if allowed is not None and allowed_at is not None and len(allowed):
+        at = np.minimum(np.searchsorted(allowed, found), len(allowed) - 1)
+        if np.array_equal(allowed[at], found):
+            positions: np.ndarray = allowed_at[at]
+            return positions
+    return catalog.position_of_vkeys(found)
 
 
 def _best_cosines(store: "MemoryStore", query: np.ndarray, memory_ids: list[str], namespace: str,

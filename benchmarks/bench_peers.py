@@ -122,12 +122,15 @@ def _ratio(x: float) -> str:
     return f"{x:,.0f}x" if x >= 100 else f"{x:.1f}x" if x >= 10 else f"{x:.2f}x" if x >= 0.1 else f"{x:.2g}x"
 
 
-def bench_store(name: str, work: Path, args, truth: np.ndarray, ftruth: np.ndarray, log) -> dict:
-    python = args.peer_python.get(name.split("-")[0], sys.executable)
-    path = work / f"store-{name}"
-    base = {"store": name, "work": str(work), "path": str(path), "n": args.n, "batch": args.batch,
+def _base(name: str, work: Path, args) -> dict:
+    return {"store": name, "work": str(work), "path": str(work / f"store-{name}"), "n": args.n, "batch": args.batch,
             "single": args.single, "filtered_queries": args.filtered_queries, "aimemory_root": str(ROOT),
             "profile_dir": None}
+
+
+def build_store(name: str, work: Path, args, log) -> dict:
+    """Build ``name``'s store in its own process -> its row (with "error" when skipped or failed)."""
+    python = args.peer_python.get(name.split("-")[0], sys.executable)
     row: dict = {"store": name, "version": _dist_version(name)}
     limit = args.max_rows.get(name, MAX_ROWS.get(name, (None, ""))[0])
     if limit is not None and args.n > limit:
@@ -136,33 +139,81 @@ def bench_store(name: str, work: Path, args, truth: np.ndarray, ftruth: np.ndarr
         return row
     try:
         t = time.perf_counter()
-        built = _worker(python, {**base, "phase": "build"}, args.nice, args.timeout)
+        built = _worker(python, {**_base(name, work, args), "phase": "build"}, args.nice, args.timeout)
         row.update(version=built["version"], ingest_s=built["ingest_s"], rows_per_s=args.n / built["ingest_s"],
                    index_s=built.get("index_s", built.get("train_s")), build_peak=built["rss_peak"],
-                   disk=dir_bytes(path))
+                   disk=dir_bytes(work / f"store-{name}"), load=(built["load_start"], None))
         log(f"  {name}: built in {time.perf_counter() - t:.1f}s ({row['rows_per_s']:,.0f} rows/s)")
+    except (RuntimeError, subprocess.TimeoutExpired, KeyError) as exc:
+        row["error"] = str(exc)[:200]
+        log(f"  {name}: FAILED {row['error']}")
+    return row
+
+
+#: figures a query phase measures; with --rounds, each is the median over the rounds
+ROUND_FIGURES = ("import_s", "open_s", "first_ms", "p50", "p99", "fp50", "single_per_s")
+
+
+def query_store(name: str, row: dict, work: Path, args, truth: np.ndarray, ftruth: np.ndarray, log) -> dict:
+    """Reopen ``name``'s store cold in a fresh process and run the queries and inserts -> the figures."""
+    python = args.peer_python.get(name.split("-")[0], sys.executable)
+    base = _base(name, work, args)
+    try:
         q = _worker(python, {**base, "phase": "query"}, args.nice, args.timeout)
         lat, flat, single = (np.asarray(q[k]) for k in ("query_ms", "filtered_ms", "single_ms"))
-        row.update(import_s=q["import_s"], open_s=q["open_s"], first_ms=q["first_query_s"] * 1e3,
+        got = dict(import_s=q["import_s"], open_s=q["open_s"], first_ms=q["first_query_s"] * 1e3,
                    p50=float(np.percentile(lat, 50)), p99=float(np.percentile(lat, 99)),
                    recall=recall(q["query_ids"], truth), fp50=float(np.percentile(flat, 50)),
                    frecall=recall(q["filtered_ids"], ftruth), single_per_s=len(single) / (single.sum() / 1e3),
                    durable=q["durable_insert"], rss_base=q["rss_base"], rss_open=q["rss_open"],
                    rss_queries=q["rss_queries"], rss_peak=q["rss_peak"], python=q["python"],
-                   disk_after_inserts=dir_bytes(path), load=(built["load_start"], q["load_end"]))
-        log(f"  {name}: open {row['open_s']:.2f}s p50 {row['p50']:.2f} ms recall {row['recall']:.3f} "
-            f"filtered p50 {row['fp50']:.2f} ms single {row['single_per_s']:.0f}/s")
+                   disk_after_inserts=dir_bytes(Path(base["path"])), load=(row["load"][0], q["load_end"]))
+        log(f"  {name}: open {got['open_s']:.2f}s p50 {got['p50']:.2f} ms recall {got['recall']:.3f} "
+            f"filtered p50 {got['fp50']:.2f} ms single {got['single_per_s']:.0f}/s")
         if name == OURS and args.profile:  # a second, profiled pass: cProfile slows what it watches
             _worker(python, {**base, "phase": "query", "single": 50, "insert_offset": args.single,
-                                     "profile_dir": args.profile},
-                    args.nice, args.timeout)
+                             "profile_dir": args.profile}, args.nice, args.timeout)
+        return got
     except (RuntimeError, subprocess.TimeoutExpired, KeyError) as exc:
-        row["error"] = str(exc)[:200]
-        log(f"  {name}: FAILED {row['error']}")
+        log(f"  {name}: FAILED {str(exc)[:200]}")
+        return {"error": str(exc)[:200]}
+
+
+def bench_stores(names: list[str], work: Path, args, truth: np.ndarray, ftruth: np.ndarray, log) -> list[dict]:
+    """Build every store, then run their query phases in turn, ``args.rounds`` times (A B A B: a
+    noisy machine's slow spells fall on every store alike), each round on the store as built (a
+    copy, so the inserts of one round do not change the next); a figure over several rounds is its
+    median, and the row keeps each round's in ``rounds``."""
+    rows = [build_store(name, work, args, log) for name in names]
+    try:
+        for r in range(args.rounds):
+            for row in rows:
+                if "error" in row:
+                    continue
+                path = work / f"store-{row['store']}"
+                pristine = path.with_name(path.name + ".built")
+                if args.rounds > 1 and r == 0:  # every round starts from the built store, before its inserts
+                    shutil.copytree(path, pristine)
+                elif r > 0:
+                    shutil.rmtree(path)
+                    shutil.copytree(pristine, path)
+                    python = args.peer_python.get(row["store"].split("-")[0], sys.executable)
+                    _worker(python, {**_base(row["store"], work, args), "phase": "open"}, args.nice, args.timeout)
+                got = query_store(row["store"], row, work, args, truth, ftruth, log)
+                if "error" in got:
+                    row["error"] = got["error"]
+                    continue
+                row.setdefault("rounds", []).append({k: got[k] for k in ROUND_FIGURES})
+                row.update(got)
+        for row in rows:
+            if row.get("rounds") and "error" not in row:
+                row.update({k: float(np.median([g[k] for g in row["rounds"]])) for k in ROUND_FIGURES})
     finally:
-        if not args.keep:
-            shutil.rmtree(path, ignore_errors=True)
-    return row
+        for name in names:
+            shutil.rmtree(work / f"store-{name}.built", ignore_errors=True)
+            if not args.keep:
+                shutil.rmtree(work / f"store-{name}", ignore_errors=True)
+    return rows
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -239,6 +290,8 @@ def parse_args(argv):
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--filtered-queries", type=int, default=100)
     p.add_argument("--single", type=int, default=200, help="one-row insert calls")
+    p.add_argument("--rounds", type=int, default=1, help="query phases per store, taken in turn across the "
+                   "stores; each figure is the median over them")
     p.add_argument("--batch", type=int, default=1000, help="rows per bulk call (per commit for aimemory)")
     p.add_argument("--stores", default=",".join(STORES[:-1]))
     p.add_argument("--peer-python", action="append", default=[], metavar="STORE=PYTHON",
@@ -273,11 +326,9 @@ def main(argv=None, log=print) -> dict:
         truth, ftruth = ground_truth(data["vectors"], data["queries"], data["buckets"], args.filtered_queries)
         del data
         log(f"data + exact ground truth: {time.perf_counter() - t:.1f}s in {work}")
-        rows = []
-        for name in args.stores:
-            rows.append(bench_store(name, work, args, truth, ftruth, log))
-            if args.out:
-                Path(args.out).write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
+        rows = bench_stores(args.stores, work, args, truth, ftruth, log)
+        if args.out:
+            Path(args.out).write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
     finally:
         if not args.keep:  # the data and the stores stay together, for a rerun by hand
             shutil.rmtree(work, ignore_errors=True)
@@ -292,7 +343,8 @@ def main(argv=None, log=print) -> dict:
     versions = {r["store"]: r.get("version", "-") for r in rows}
     info["versions"].update({DISTRIBUTIONS.get(s, s): v for s, v in versions.items()})
     notes += [f"load avg at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; batch {args.batch}; "
-              f"{args.queries} queries, {args.filtered_queries} filtered, {args.single} single inserts"]
+              f"{args.queries} queries, {args.filtered_queries} filtered, {args.single} single inserts"
+              + (f"; {args.rounds} rounds of queries per store, in turn: medians" if args.rounds > 1 else "")]
     notes += ["1-min load average during each store (build start / query end): " + ", ".join(
         f"{r['store']} {r['load'][0]:.0f}/{r['load'][1]:.0f}" for r in rows if "load" in r)]
     notes += [f"{r['store']} ran with {r['python']}" for r in rows if r.get("python", sys.executable) != sys.executable]

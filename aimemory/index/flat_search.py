@@ -39,7 +39,8 @@ class FlatSearch:
         self.id_order: np.ndarray | None = None  # argsort of ids, built on first use; None when sorted
         self.ids_sorted: bool | None = None  # whether ids ascend (adds come in increasing keys)
         # id(allowed) -> [allowed, keys (m,), positions (m,), copy of their rows (m, d) or None, the last
-        # query's (bytes, (m,) scores) or None]: see held_rows, scores_of
+        # query's (bytes, (m,) scores) or None, the last read-only keys scores_of looked up with their
+        # places among keys or None]: see held_rows, scores_of
         self._held: dict[int, list[Any]] = {}
 
     @property
@@ -170,7 +171,7 @@ class FlatSearch:
         if cacheable:
             while len(self._held) >= HELD_CACHE:
                 self._held.pop(next(iter(self._held)))
-            self._held[id(allowed)] = [allowed, keys, position, None, None]
+            self._held[id(allowed)] = [allowed, keys, position, None, None, None]
         return keys, position
 
     def scores_of(self, query: np.ndarray, allowed: np.ndarray, keys: np.ndarray) -> np.ndarray | None:
@@ -181,9 +182,14 @@ class FlatSearch:
                 np.ascontiguousarray(query, np.float32).tobytes():
             return None
         held, scores = kept[1], kept[4][1]
-        at = np.minimum(np.searchsorted(held, keys), len(held) - 1)
-        if not np.array_equal(held[at], keys):  # a key not held (recent, or not searched)
-            return None
+        if kept[5] is not None and kept[5][0] is keys:  # recall's cached sample: looked up once
+            at = kept[5][1]
+        else:
+            at = np.minimum(np.searchsorted(held, keys), len(held) - 1)
+            if not np.array_equal(held[at], keys):  # a key not held (recent, or not searched)
+                return None
+            if not keys.flags.writeable:
+                kept[5] = (keys, at)
         found: np.ndarray = scores[at]
         return found
 

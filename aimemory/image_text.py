@@ -135,13 +135,15 @@ def _snippet(ocr: Mapping[str, Any], words: set[str]) -> str | None:
 def attach_ocr(hits: "Hits", query: str) -> None:
     """Image hits of a text query: ``hit.boxes`` (matching words and their boxes) and a snippet that
     shows those words when the one recall chose does not."""
-    words = query_words(query)
+    words: set[str] | None = None  # split on the first image hit with text read: most recalls have none
     for hit in hits:
         if hit.modality != "image":
             continue
         ocr = ocr_of(hit.memory.metadata)
         if ocr is None:
             continue
+        if words is None:
+            words = query_words(query)
         hit.boxes = matching_boxes(ocr, words) if words else []
         shown = set(_TOKEN.findall((hit.snippet or "").lower()))
         if hit.boxes and not (words & shown):

@@ -28,6 +28,9 @@ def column(values: Sequence[Any], type: pa.DataType) -> pa.Array:
     n = len(values)
     valid = [v is not None for v in values]
     nulls = n - sum(valid)
+    if nulls == n and n and (type in _NUMBERS or type in _OFFSETS or pa.types.is_timestamp(type)
+                             or pa.types.is_list(type)):
+        return pa.nulls(n, type)  # a one-row write has several columns of nulls: built at once
     bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
     if type in _NUMBERS:
         data = np.array([0 if v is None else v for v in values] if nulls else values, _NUMBERS[type])

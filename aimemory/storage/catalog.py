@@ -122,8 +122,10 @@ class Catalog:
         """Add rows (a table with the catalog columns), which must have larger vkeys than any held."""
         if table.num_rows == 0:
             return
-        table = table.sort_by("vkey")
         vkeys = to_numpy(table.column("vkey")).astype(np.int64)
+        if len(vkeys) > 1 and not bool(np.all(vkeys[1:] > vkeys[:-1])):  # writes build rows in key order:
+            table = table.sort_by("vkey")  # a sort (an Arrow take of every column) is rarely needed
+            vkeys = to_numpy(table.column("vkey")).astype(np.int64)
         base = self.n_rows
         if base and vkeys[0] <= self.num["vkey"].last():
             raise AssertionError("catalog rows must arrive in increasing vkey order")
@@ -502,8 +504,8 @@ def _seconds(column: pa.ChunkedArray) -> np.ndarray:
 
 def expiry_seconds(table: pa.Table) -> np.ndarray:
     """The ``expires_at`` column as seconds since the epoch (NaN for never, or when absent)."""
-    if "expires_at" not in table.column_names:
-        return np.full(table.num_rows, np.nan)
+    if "expires_at" not in table.column_names or table.column("expires_at").null_count == table.num_rows:
+        return np.full(table.num_rows, np.nan)  # the usual case: no expiry, and no casts
     micros = table.column("expires_at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
     # far-future times exceed a double's exact integers: convert in numpy, not with an Arrow cast
     seconds: np.ndarray = filled(micros, 0).astype(np.float64) / 1e6
@@ -512,5 +514,7 @@ def expiry_seconds(table: pa.Table) -> np.ndarray:
 
 
 def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    if column.null_count == len(column):  # a note has no start or end: no cast
+        return np.full(len(column), np.nan)
     values: np.ndarray = filled(column.cast(pa.float64()), np.nan)
     return values

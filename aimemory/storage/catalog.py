@@ -149,8 +149,10 @@ class Catalog:
         for name in CODED:
             self.codes[name].extend(self._code(name, table.column(name).to_pylist()))
         for name in STRINGS:
-            column = table.column(name).to_pylist() if name in table.column_names else [None] * len(vkeys)
-            self.strings[name].extend(column)
+            given = table.column(name) if name in table.column_names else None
+            # a column of nulls (a note's source or snippet) needs no conversion
+            self.strings[name].extend([None] * len(vkeys) if given is None or given.null_count == len(vkeys)
+                                      else given.to_pylist())
         self.id_keys.add(ids, positions)
         hashes = self.strings["content_hash"].tail[-len(vkeys):]
         self.hash_keys.add([h if v == 0 else None for h, v in zip(hashes, views.tolist())], positions)
@@ -497,9 +499,14 @@ def _key(values: Iterable[Any] | None) -> tuple[Any, ...] | None:
 
 
 def _seconds(column: pa.ChunkedArray) -> np.ndarray:
-    micros = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    seconds: np.ndarray = to_numpy(micros) / 1e6
+    if column.type == _MICROS_UTC and not column.null_count:  # as writes build it: its int64s in place
+        micros = [to_numpy(chunk.view(pa.int64())) for chunk in column.chunks]  # no pandas (see arrow_numpy)
+        return (micros[0] if len(micros) == 1 else np.concatenate(micros or [np.zeros(0, np.int64)])) / 1e6
+    seconds: np.ndarray = to_numpy(column.cast(_MICROS_UTC).cast(pa.int64())) / 1e6
     return seconds
+
+
+_MICROS_UTC = pa.timestamp("us", tz="UTC")
 
 
 def expiry_seconds(table: pa.Table) -> np.ndarray:

@@ -10,6 +10,7 @@ FAISS's filtered search (flat or IVF) skips disallowed rows with.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ class FlatSearch:
         # query's (bytes, (m,) scores) or None, the last read-only keys scores_of looked up with their
         # places among keys or None]: see held_rows, scores_of
         self._held: dict[int, list[Any]] = {}
+        self._held_lock = threading.Lock()
 
     @property
     def ntotal(self) -> int:
@@ -56,7 +58,8 @@ class FlatSearch:
         if self.ids is None or len(self.ids) != n:
             self.ids = faiss.vector_to_array(self.index.id_map).astype(np.int64, copy=False)
             self.id_order, self.ids_sorted = None, None
-            self._held.clear()
+            with self._held_lock:
+                self._held.clear()
         rows: np.ndarray = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
         return rows
 
@@ -169,9 +172,10 @@ class FlatSearch:
         held = position >= 0
         keys, position = allowed[held], np.ascontiguousarray(position[held])
         if cacheable:
-            while len(self._held) >= HELD_CACHE:
-                self._held.pop(next(iter(self._held)))
-            self._held[id(allowed)] = [allowed, keys, position, None, None, None]
+            with self._held_lock:  # a query's plans search side by side: one evicts while another adds
+                while len(self._held) >= HELD_CACHE:
+                    self._held.pop(next(iter(self._held)))
+                self._held[id(allowed)] = [allowed, keys, position, None, None, None]
         return keys, position
 
     def scores_of(self, query: np.ndarray, allowed: np.ndarray, keys: np.ndarray) -> np.ndarray | None:

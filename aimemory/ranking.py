@@ -133,7 +133,9 @@ class ViewRanking:
             order = order_key(self.calibration, judged.relevance, standing.standing, standing.cosine)
             shown = judged if above_floor(order) else standing
             out.append((order, mid, (shown.standing, judged.relevance, shown.position)))
-        out.sort(key=lambda t: t[0], reverse=True)
+        # exact ties (two memories with the same vector) go by catalog position, oldest first, as the
+        # search orders them by key: the order then does not depend on which search path found them
+        out.sort(key=lambda t: (t[0], -t[2][2]), reverse=True)
         return {mid: value for _, mid, value in out}
 
     def _look_up(self, lacking: dict[str, RankedView]) -> dict[str, RankedView]:

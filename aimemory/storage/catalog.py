@@ -32,6 +32,7 @@ NUMERIC = {"vkey": np.int64, "view": np.int32, "created": np.float64, "start": n
 OPTIONAL_FLOATS = ("start", "end", "expires")  # NaN reads as None
 ROW_COLUMNS = ("vkey", "id", "view", "namespace", "modality", "kind", "created", "start", "end", "snippet")  # Row's
 CODED = ("namespace", "modality", "kind")  # few distinct values: held as int32 codes
+_MICROS_UTC = pa.timestamp("us", tz="UTC")  # how the table stores times
 STRINGS = {"id": pa.large_string(), "snippet": pa.large_string(), "source": pa.large_string(),
            "content_hash": pa.large_string(), "metadata": pa.large_string(), "mime": pa.large_string(),
            "text": pa.large_string(), "tags": pa.list_(pa.string()), "created_by": pa.large_string(),
@@ -506,14 +507,12 @@ def _seconds(column: pa.ChunkedArray) -> np.ndarray:
     return seconds
 
 
-_MICROS_UTC = pa.timestamp("us", tz="UTC")
-
 
 def expiry_seconds(table: pa.Table) -> np.ndarray:
     """The ``expires_at`` column as seconds since the epoch (NaN for never, or when absent)."""
     if "expires_at" not in table.column_names or table.column("expires_at").null_count == table.num_rows:
         return np.full(table.num_rows, np.nan)  # the usual case: no expiry, and no casts
-    micros = table.column("expires_at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    micros = table.column("expires_at").cast(_MICROS_UTC).cast(pa.int64())
     # far-future times exceed a double's exact integers: convert in numpy, not with an Arrow cast
     seconds: np.ndarray = filled(micros, 0).astype(np.float64) / 1e6
     seconds[nulls(micros)] = np.nan

@@ -109,8 +109,8 @@ def active_folder(root: Path) -> Path:
 
 def active_stamp(root: Path) -> float:
     """Changes when a migration switches ``root`` (a writer with the old generation open checks it)."""
-    try:
-        return (Path(root) / ACTIVE_FILE).stat().st_mtime_ns
+    try:  # every write checks it: os.path, not pathlib (5 us less)
+        return os.stat(os.path.join(root, ACTIVE_FILE)).st_mtime_ns
     except FileNotFoundError:
         return 0
 

@@ -131,12 +131,15 @@ class Catalog:
         if base and vkeys[0] <= self.num["vkey"].last():
             raise AssertionError("catalog rows must arrive in increasing vkey order")
         views = to_numpy(table.column("view")).astype(np.int32)
+        view_list = views.tolist()
         ids = table.column("id").to_pylist()
+        names = set(table.column_names)  # a property that builds a new list on every read
         expires = expiry_seconds(table)
         self._expiring += int(np.count_nonzero(~np.isnan(expires)))
         positions = np.arange(base, base + len(vkeys))
-        first = {mid: p for p, mid, v in zip(positions.tolist(), ids, views.tolist()) if v == 0}
-        for p, mid in zip(positions.tolist(), ids):
+        at = positions.tolist()
+        first = {mid: p for p, mid, v in zip(at, ids, view_list) if v == 0}
+        for p, mid in zip(at, ids):
             if mid not in first:  # a view whose primary came in an earlier batch
                 held = [q for q in self.id_keys.find(mid) if self.num["view"].buf[q] == 0]
                 first[mid] = held[0] if held else p
@@ -150,14 +153,14 @@ class Catalog:
         for name in CODED:
             self.codes[name].extend(self._code(name, table.column(name).to_pylist()))
         for name in STRINGS:
-            given = table.column(name) if name in table.column_names else None
+            given = table.column(name) if name in names else None
             # a column of nulls (a note's source or snippet) needs no conversion
             self.strings[name].extend([None] * len(vkeys) if given is None or given.null_count == len(vkeys)
                                       else given.to_pylist())
         self.id_keys.add(ids, positions)
         hashes = self.strings["content_hash"].tail[-len(vkeys):]
-        self.hash_keys.add([h if v == 0 else None for h, v in zip(hashes, views.tolist())], positions)
-        self.meta.add_rows(self.n_rows, positions.tolist(), self.strings["metadata"].tail[-len(vkeys):])
+        self.hash_keys.add([h if v == 0 else None for h, v in zip(hashes, view_list)], positions)
+        self.meta.add_rows(self.n_rows, at, self.strings["metadata"].tail[-len(vkeys):])
         self._objects.clear()
         self.changes += len(vkeys)
         self.version += 1  # rows appended, none changed: derived values may grow (see memo)

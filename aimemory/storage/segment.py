@@ -309,10 +309,14 @@ class Segment:
         return np.asarray(self.pending, dtype=np.int64)
 
     def rows(self) -> pa.Table | None:
-        """Every record of the current generation as one table (None when there are none)."""
+        """Every record of the current generation as one table of one chunk (None when there are
+        none). One chunk: Lance wrote a thousand one-row chunks 7x slower than their rows combined."""
         if not self.records:
             return None
-        return pa.concat_tables(self.records, promote_options="default")
+        schema = self.records[0].schema
+        if all(r.schema == schema for r in self.records):  # unifying schemas cost as much as the rest
+            return pa.concat_tables(self.records).combine_chunks()
+        return pa.concat_tables(self.records, promote_options="default").combine_chunks()
 
     def nbytes(self) -> int:
         return max(0, self.offset - HEADER_SIZE)

@@ -77,12 +77,15 @@ def storage_error(exc: BaseException, what: str, hint: str = "") -> StoreError:
 def folder_lock(folder: Path) -> Iterator[None]:
     """The store's cross-process write lock: flock on the folder's lock file (writers and a
     recovering reader take the same one)."""
-    with open(Path(folder) / ".write.lock", "a+b") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    fd = os.open(os.path.join(folder, ".write.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _connect_args(folder: Path, remote) -> dict:
@@ -115,6 +118,7 @@ class VectorTable:
         self.rows_at_compaction = 0  # unknown at open: the first compaction is due by commit count
         self.recovered_from: int | None = None  # the torn version walked back from, if any
         self._seen_stamp: tuple[int, int] | None = None  # the versions folder at the last checkout
+        self._versions_folder = os.fspath(self._dataset / "_versions")  # stat on every write: joined once
         self._table = self._open()
 
     # -- opening and recovery ------------------------------------------------------------------
@@ -266,7 +270,7 @@ class VectorTable:
         if self.remote is not None:
             return None
         try:
-            st = os.stat(self._dataset / "_versions")
+            st = os.stat(self._versions_folder)
         except OSError:
             return None
         return st.st_mtime_ns, st.st_ino

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DecodeError, InputError, InputTooLargeError, UnsupportedInputError
+from .text_bytes import TEXT_SAMPLE, decode_text, printable
 
 TARGET_SAMPLE_RATE = 16_000
 
@@ -70,15 +71,6 @@ MIN_AUDIO_SECONDS = 0.05
 
 MODALITIES = ("image", "audio", "text", "video")
 
-# Text files: a BOM names the encoding; else UTF-8; else one 8-bit Western encoding (Windows-1252,
-# whose undefined bytes fall back to Latin-1) when the result reads as text: at least this share of
-# its characters printable (binary decodes to control characters there).
-_TEXT_BOMS = (
-    (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
-    (b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"),
-)
-TEXT_PRINTABLE_MIN = 0.95
-_TEXT_SAMPLE = 65536  # characters looked at by the printable check, and bytes by sniff()
 
 _IMAGE_MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -115,6 +107,9 @@ class Item:
     ocr: dict | None = None  # what OCR read in an image: lines, words and boxes (image_text.py)
 
 
+_NETPBM = re.compile(rb"P[1-6]\s+(?:#[^\n]*\n\s*)*\d+\s+\d+\s")  # magic, comments, width, height
+
+
 def sniff(data: bytes) -> tuple[str, str]:
     """bytes -> (modality, mime) from magic numbers, falling back to UTF-8 text."""
     head = data[:64]
@@ -123,6 +118,8 @@ def sniff(data: bytes) -> tuple[str, str]:
             return "image", mime
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "image", "image/webp"
+    if _NETPBM.match(head):  # a white PPM's bytes all read as Latin-1 text
+        return "image", "image/x-portable-anymap"
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return "audio", "audio/wav"
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
@@ -140,43 +137,9 @@ def sniff(data: bytes) -> tuple[str, str]:
             return "audio", "audio/mp4"
         if brand in (b"heic", b"heix", b"avif", b"mif1"):
             return "image", "image/" + brand.decode().strip()
-    if decode_text(data[:_TEXT_SAMPLE], complete=len(data) <= _TEXT_SAMPLE) is not None:
+    if decode_text(data[:TEXT_SAMPLE], complete=len(data) <= TEXT_SAMPLE) is not None:
         return "text", "text/plain"
     raise _unsupported("the bytes are not a recognised image, audio or text format")
-
-
-def _decode(data: bytes, codec: str, complete: bool) -> str | None:
-    import codecs
-
-    try:  # an incremental decoder tolerates a character cut at the end of a sample
-        return codecs.getincrementaldecoder(codec)().decode(data, final=complete)
-    except UnicodeDecodeError:
-        return None
-
-
-def _reads_as_text(text: str) -> bool:
-    sample = text[:_TEXT_SAMPLE]
-    printable = sum(1 for ch in sample if ch.isprintable() or ch in "\t\n\r\f\v")
-    return printable >= TEXT_PRINTABLE_MIN * len(sample)
-
-
-def decode_text(data: bytes, *, complete: bool = True) -> str | None:
-    """Bytes -> str when they are text: UTF-8/16/32 with a BOM (removed), UTF-8, else Windows-1252 /
-    Latin-1 if the result reads as text; None for anything else. ``complete=False``: ``data`` is a
-    prefix, and a character cut at its end is not an error."""
-    for bom, codec in _TEXT_BOMS:
-        if data.startswith(bom):
-            text = _decode(data, codec, complete)
-            return text if text is not None and _reads_as_text(text) else None
-    if b"\x00" in data[:4096]:  # no BOM-less text format we read has NUL bytes
-        return None
-    text = _decode(data, "utf-8", complete)
-    if text is not None:
-        return text
-    text = _decode(data, "cp1252", True)
-    if text is None:  # bytes cp1252 leaves undefined (0x81, 0x8d, ...) are Latin-1 control codes
-        text = data.decode("latin-1")
-    return text if _reads_as_text(text) else None
 
 
 def _name(kind: str, source: str | None) -> str:
@@ -203,11 +166,19 @@ def _sha256(*parts: bytes) -> str:
 def text_item(text: str, source: str | None = None, *, purpose: str = "remember") -> Item:
     """``purpose`` ("remember" or "recall") words the errors for the call that was made."""
     what = "the query" if purpose == "recall" else _name("text", source)
+    if (clean := printable(text)) is not text:  # lone surrogates: half an emoji, or a name's raw bytes
+        if purpose == "recall":
+            text = clean  # a query still runs, its bad character escaped
+        else:
+            at = next(i for i, ch in enumerate(text) if "\ud800" <= ch <= "\udfff")
+            raise InputError(f"{what} has a character that is not valid Unicode (a lone surrogate, "
+                             f"U+{ord(text[at]):04X}, at position {at}), so it cannot be stored as UTF-8; "
+                             "decode the text with errors='replace', or remove the character", item=text[:80])
     if len(text) > MAX_TEXT_CHARS:
         raise InputTooLargeError(
             f"{what} has {len(text):,} characters, over the {MAX_TEXT_CHARS:,} limit; "
             + ("shorten it" if purpose == "recall" else "split it into several memories"), item=text[:80])
-    if not text.strip():
+    if not any(ch.isprintable() and not ch.isspace() for ch in text):  # nothing to see: spaces, NULs, U+200B
         if purpose == "recall":
             raise InputError('the query is empty; pass some words to recall by (e.g. "a cat")',
                              item=text)
@@ -275,9 +246,37 @@ def _decode_image_bytes(data: bytes, source: str | None, side: int | None = None
     return _to_rgb(img)
 
 
+WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # PIL's greyscale modes of over 8 bits a sample
+
+
+def eight_bit(img):
+    """A greyscale PIL image of more than 8 bits a sample (16-bit PNG or TIFF, 32-bit integer or
+    float TIFF) -> mode "L" scaled to 0..255 (its EXIF kept); any other image unchanged. PIL's own
+    ``convert`` clips such samples at 255, which made a 16-bit photo solid white."""
+    if img.mode not in WIDE_MODES:
+        return img
+    from PIL import Image
+
+    x = np.asarray(img).astype(np.float64)  # (h, w)
+    x[~np.isfinite(x)] = 0.0
+    low, high = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+    if img.mode.startswith("I;16") or (img.mode == "I" and low >= 0 and 255 < high <= 65535):
+        x = x / 257.0  # the 16-bit range onto the 8-bit one
+    elif img.mode == "F" and low >= 0 and high <= 1:
+        x = x * 255.0  # floats in 0..1
+    elif low < 0 or high > 255:
+        x = (x - low) * (255.0 / (high - low))  # another range: stretched to fit
+    out = Image.fromarray(np.clip(np.rint(x), 0, 255).astype(np.uint8), "L")
+    exif = img.getexif()
+    if exif:
+        out.info["exif"] = exif.tobytes()
+    return out
+
+
 def _to_rgb(img):
     from PIL import Image
 
+    img = eight_bit(img)
     if img.mode == "RGB":
         return img
     if img.mode in ("RGBA", "LA", "P", "PA") or "transparency" in img.info:
@@ -454,18 +453,29 @@ def bytes_item(data: bytes, source: str | None = None, progress=None, image_side
 
 
 def path_item(path: Path, progress=None, image_side: int | None = None) -> Item:
+    name = printable(str(path))  # stored as the memory's source, and said in messages
     if not path.exists():
-        raise InputError(f"no such file: {path}; check the path (it is relative to {Path.cwd()})"
-                         if not path.is_absolute() else f"no such file: {path}; check the path",
-                         item=str(path))
+        if path.is_symlink():
+            raise InputError(f"{name} is a symbolic link that leads nowhere (its target is missing, or "
+                             "links loop); fix or remove the link", item=name)
+        raise InputError(f"no such file: {name}; check the path (it is relative to {Path.cwd()})"
+                         if not path.is_absolute() else f"no such file: {name}; check the path",
+                         item=name)
     if path.is_dir():
-        raise InputError(f"{path} is a folder; pass its files (remember_many) or use the CLI's "
-                         "`aimemory remember FOLDER`", item=str(path))
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise InputTooLargeError(f"{path} is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit; "
-                                 "split or downscale it", item=str(path))
-    return bytes_item(path.read_bytes(), str(path), progress, image_side)
+        raise InputError(f"{name} is a folder; pass its files (remember_many) or use the CLI's "
+                         "`aimemory remember FOLDER`", item=name)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InputTooLargeError(f"{name} is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit; "
+                                     "split or downscale it", item=name)
+        data = path.read_bytes()
+    except PermissionError as exc:
+        raise InputError(f"{name} cannot be read (permission denied); give this user read access "
+                         f"(chmod u+r) or skip it", item=name) from exc
+    except OSError as exc:
+        raise InputError(f"{name} cannot be read ({exc.strerror or exc}); check the file", item=name) from exc
+    return bytes_item(data, name, progress, image_side)
 
 
 def to_item(x: object, *, source: str | None = None, purpose: str = "remember", progress=None,
@@ -477,6 +487,8 @@ def to_item(x: object, *, source: str | None = None, purpose: str = "remember", 
     is the original bytes either way)."""
     if isinstance(x, Item):
         return x
+    if source is not None:
+        source = printable(source)
     if isinstance(x, str):
         return text_item(x, source, purpose=purpose)
     if isinstance(x, Path):

@@ -5,9 +5,11 @@ way out, so a bug in one layer cannot leak another tenant's memory."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
@@ -33,6 +35,8 @@ OVERFETCH = 4  # views fetched per wanted memory: memories with several views ne
 HIT_COLUMNS = ("namespace", "modality", "kind", "start", "end", "snippet")  # a hit's fields from its view
 SNIPPET_CHARS = 160
 _WORD = re.compile(r"\w+")
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")  # since="7d": a week ago, as in the CLI
+_AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack, Clarke & Buettcher, SIGIR 2009)
 FEW_ALLOWED = 8  # allowed views under 1/this of the rows are handled by position, more by mask
 PLAN_THREADS = 2  # threads that run a query's further plans while the calling thread runs its first
@@ -55,14 +59,27 @@ def check_recall_args(k: object, modality: str | Sequence[str] | None) -> list[s
     return modalities
 
 
-def timestamp(value: datetime | float | str | None) -> float | None:
-    """``since=`` / ``until=``: a datetime (naive means UTC), ISO 8601 text or epoch seconds."""
+def timestamp(value: datetime | float | str | None, name: str = "since") -> float | None:
+    """``since=`` / ``until=``: a datetime (naive means UTC), ISO 8601 text (naive: UTC), an age as
+    the CLI takes it ("30m", "2h", "7d", "4w": that long ago) or epoch seconds -> epoch seconds."""
     if value is None:
         return None
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise InputError(f"{name}={value!r} is not a time; pass a datetime, ISO text, an age like "
+                             "'7d', or epoch seconds")
         return float(value)
     if isinstance(value, str):
-        value = datetime.fromisoformat(value)
+        if age := _AGE.match(value):
+            return time.time() - float(age.group(1)) * _AGE_SECONDS[age.group(2)]
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise InputError(f"{name}={value!r} is not an ISO date (2024-05-01, 2024-05-01T12:00) or "
+                             "an age (30m, 2h, 7d, 4w)") from None
+    if not isinstance(value, datetime):
+        raise InputError(f"{name} takes a datetime, ISO text, an age like '7d' or epoch seconds; "
+                         f"got a {type(value).__name__}")
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value.timestamp()

@@ -164,7 +164,10 @@ class Memory:
 @dataclass(eq=False)
 class Hit:
     """One recall result: ``score`` is the cosine of the query against the memory's best-matching
-    view (-1..1, higher is closer), in every kind of recall; ``kind`` is the tag of the view shown
+    view (-1..1, higher is closer), in every kind of recall; where a query runs several searches (an
+    image query also searches appearance views), a hit found by another search has its standardised
+    score put on the first search's cosine scale, which can pass 1 a little for a very close match;
+    ``kind`` is the tag of the view shown
     and ``start``/``end`` locate it in time-coded memories. ``fusion`` is set by hybrid recall only:
     the reciprocal-rank fusion of the vector and keyword rankings (sum of 1/(60 + rank), at most
     ~0.033) that orders hybrid results; it is not comparable with a cosine. ``recency`` is set by

@@ -375,13 +375,14 @@ class MemoryStore(StateAttributes):
         self._model()
         check_namespace(namespace)
         modalities = check_recall_args(k, modality)
+        since_s, until_s = timestamp(since, "since"), timestamp(until, "until")  # checked before the encode
         item = to_item(query, purpose="recall")
         if hybrid and self.segment is not None and self.segment.records:
             self.flush()  # the keyword side searches the table's full-text index
         with self.state.lock:
             self.state.refresh_if_stale()
             return run_recall(self, item, k, namespace, modalities, where,
-                              timestamp(since), timestamp(until), hybrid, half_life=half_life,
+                              since_s, until_s, hybrid, half_life=half_life,
                               min_relevance=check_relevance(min_relevance))
 
     def embed(self, x: object) -> np.ndarray:

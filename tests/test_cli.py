@@ -540,3 +540,43 @@ def test_models_download_wav2clip_uses_the_local_copy_and_lists_it(capsys, tmp_p
     monkeypatch.setenv("AIMEMORY_OFFLINE", "1")
     code, _, err = run(capsys, "models", "download", "wav2clip", "--force")  # force: fetch again
     assert code != 0 and "downloads are off" in err and cached.exists()  # the old copy is kept
+
+
+def test_stdin_in_latin1_binary_stdin_and_odd_files_in_a_folder(capsys, enc, files, tmp_path, monkeypatch):
+    """Piped Latin-1 text is decoded as files are; binary stdin is reported, not a traceback; in a
+    folder, a file whose name is not UTF-8 is stored and an unreadable file is skipped, the rest kept."""
+    store = tmp_path / "s"
+    monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=io.BytesIO("café au lait".encode("latin-1"))))
+    code, out, _ = run(capsys, "remember", "-", "--store", store, "--json")
+    assert code == 0 and json.loads(out)["new"] == 1
+    code, out, _ = run(capsys, "recall", "café", "--store", store, "--json", "--modality", "text")
+    assert json.loads(out)[0]["text"] == "café au lait"
+    monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=io.BytesIO(bytes(range(256)) * 4)))
+    code, _, err = run(capsys, "remember", "-", "--store", store)
+    assert code == 1 and "not text" in err
+    (files / os.fsdecode(b"caf\xe9.txt")).write_text("a red cafe")
+    (files / "locked.txt").write_text("a blue secret")
+    real = Path.read_bytes
+
+    def read_bytes(self):  # chmod 000 does not stop root, who runs CI
+        if self.name == "locked.txt":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    code, out, _ = run(capsys, "remember", files, "--store", store, "--json", "--allow-partial")
+    report = json.loads(out)
+    assert code == 0 and report["new"] == 5 and report["skipped"] == 1
+    inputs = {i["input"]: i for i in report["items"]}
+    assert any(name.endswith("caf\\xe9.txt") for name in inputs)
+    assert "permission denied" in json.dumps(report)
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # a subfolder this user may not list
+        if os.fspath(path).endswith("sub"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    code, _, err = run(capsys, "remember", files, "--store", tmp_path / "s2")
+    assert code == 1 and "folder cannot be read (permission denied)" in err

@@ -68,3 +68,92 @@ def test_jpegs_decode_reduced_to_the_side_an_encoder_asks_for(tmp_path):
     assert to_item(tmp_path / "p.png", image_side=150).payload.size == (1600, 1200)  # PNG: no reduced decode
     data = (tmp_path / "p.jpg").read_bytes()
     assert to_item(data, image_side=448).payload.size == (800, 600)
+
+
+def _png(img) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_greyscale_of_more_than_8_bits_is_scaled_not_clipped_white():
+    """PIL's convert("RGB") clips 16-bit samples at 255: such a photo was stored as solid white."""
+    import numpy as np
+    from PIL import Image
+
+    from aimemory.inputs import eight_bit
+
+    grey = np.add.outer(np.arange(48), np.arange(64)).astype(np.uint8) * 2  # (48, 64) 0..220
+    item8 = to_item(_png(Image.fromarray(grey)))
+    item16 = to_item(_png(Image.fromarray(grey.astype(np.uint16) * 257)))
+    assert Image.fromarray(grey.astype(np.uint16) * 257).mode.startswith("I;16")
+    assert item16.payload.mode == "RGB"
+    assert np.abs(np.asarray(item16.payload, np.int16) - np.asarray(item8.payload, np.int16)).max() <= 1
+    floats = eight_bit(Image.fromarray(grey.astype(np.float32) / 255))  # floats in 0..1
+    assert np.abs(np.asarray(floats, np.int16) - grey).max() <= 1
+    signed = np.asarray(eight_bit(Image.fromarray(grey.astype(np.int32) - 1000)))  # another range: stretched
+    assert signed.min() == 0 and signed.max() == 255
+    rgb = Image.new("RGB", (4, 4), (1, 2, 3))
+    assert eight_bit(rgb) is rgb
+
+
+def test_a_file_name_that_is_not_utf8_is_stored_with_escapes(store, tmp_path):
+    import os
+    from pathlib import Path
+
+    name = os.fsdecode(b"caf\xe9 list.txt")  # Latin-1 bytes in a name: a lone surrogate in Python
+    (tmp_path / name).write_text("milk and bread")
+    item = to_item(Path(tmp_path / name))
+    assert item.source.endswith("caf\\xe9 list.txt") and item.source.encode("utf-8")
+    m = store.remember(Path(tmp_path / name))
+    assert store.get(m.id).source == item.source
+    assert to_item("x", source=name).source == "caf\\xe9 list.txt"
+
+
+def test_unreadable_files_and_dead_links_are_typed_errors(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from aimemory.errors import InputError
+
+    locked = tmp_path / "locked.txt"
+    locked.write_text("secret")
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)  # chmod 000 does not stop root, who runs CI
+    with pytest.raises(InputError, match="permission denied"):
+        to_item(locked)
+    monkeypatch.undo()
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(InputError, match="symbolic link"):
+        to_item(tmp_path / "a")
+
+
+def test_text_with_a_lone_surrogate_or_nothing_visible(store):
+    from aimemory.errors import InputError
+
+    with pytest.raises(InputError, match="lone surrogate, U\\+D800, at position 4"):
+        to_item("bad \ud800 x")
+    assert to_item("a \ud800 cat", purpose="recall").payload == "a \\ud800 cat"  # a query still runs
+    store.remember("a cat on the sofa")
+    assert store.recall("a \ud800 cat", k=1)
+    for invisible in ("\u200b\ufeff", "\x00\x00", " \n\t"):
+        with pytest.raises(InputError, match="empty"):
+            to_item(invisible)
+
+
+def test_netpbm_images_are_images_and_text_that_starts_alike_is_text():
+    from PIL import Image
+
+    for mode in ("RGB", "L", "1"):
+        import io
+
+        buf = io.BytesIO()
+        Image.new(mode, (40, 30), "white" if mode == "RGB" else 255 if mode == "L" else 1).save(buf, "PPM")
+        item = to_item(buf.getvalue())  # a white PPM's bytes all decode as Latin-1 text
+        assert item.modality == "image" and item.payload.size == (40, 30)
+    assert to_item(b"P1 is the parking level\n").modality == "text"

@@ -87,3 +87,26 @@ def test_crops_views():
     for bad in (0, MAX_VIEWS + 1):
         with pytest.raises(ValueError):
             crops(photo, 224, bad)
+
+
+def test_a_long_panorama_is_reduced_before_its_padded_canvas(monkeypatch):
+    """The padded view's canvas is the long side squared: a 60000 x 2 image asked for 10 GB."""
+    from aimemory.preprocess import imagenet
+
+    made = []
+    real_new = Image.new
+    monkeypatch.setattr(Image, "new", lambda mode, size, *a: made.append(size) or real_new(mode, size, *a))
+    panorama = real_new("RGB", (60000, 2), (200, 30, 30))
+    views = crops(panorama, 224, 4)
+    assert views.shape == (4, 3, 224, 224) and torch.isfinite(views).all()
+    assert max(max(s) for s in made) <= imagenet.PAD_SIDE_MAX
+    # just over the bound the padded view is still the picture: reduced first, then padded
+    wide = Image.fromarray(np.tile(np.linspace(0, 255, 4100, dtype=np.uint8), (1000, 1))).convert("RGB")
+    made.clear()
+    padded = crops(wide, 224, 4)[3]
+    assert max(max(s) for s in made) <= imagenet.PAD_SIDE_MAX
+    canvas = real_new("RGB", (4100, 4100), tuple(int(round(m)) for m in imagenet.TF_LITE_MEAN))
+    canvas.paste(wide, (0, 1550))
+    resized = np.array(canvas.resize((224, 224), imagenet.RESAMPLE))  # (224, 224, 3)
+    reference = ImageNetPreprocessor(size=224).normalize(resized[None])[0]
+    assert (padded - reference).abs().mean() < 0.01

@@ -119,6 +119,11 @@ def test_time_range(store):
     b = store.remember("red late")
     assert [h.id for h in store.recall("red", since=cut)] == [b.id]
     assert [h.id for h in store.recall("red", until=cut)] == [a.id]
+    assert {h.id for h in store.recall("red", since="1h")} == {a.id, b.id}  # an age, as the CLI takes
+    assert store.recall("red", until="1h") == []
+    for bad in ("yesterday", "", float("nan"), True):
+        with pytest.raises(InputError, match="since"):
+            store.recall("red", since=bad)
 
 
 def test_hybrid_finds_exact_names(store):

@@ -44,17 +44,38 @@ class Tally:
     skipped: list = field(default_factory=list)  # (label, reason)
 
 
-def _walk(folder: Path) -> list[Path]:
-    """Files under ``folder``, sorted, skipping hidden files and folders (.git, .DS_Store...)."""
+def _walk(folder: Path, problems: list[tuple[str, str]]) -> list[Path]:
+    """Files under ``folder``, sorted, skipping hidden files and folders (.git, .DS_Store...); a
+    folder that cannot be listed is added to ``problems``, not passed over in silence."""
+    from ..text_bytes import printable
+
     out = []
-    for root, dirs, files in os.walk(folder):
+
+    def unreadable(exc: OSError) -> None:
+        why = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
+        problems.append((printable(str(exc.filename or folder)), f"folder cannot be read ({why})"))
+
+    for root, dirs, files in os.walk(folder, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         out.extend(Path(root) / f for f in sorted(files) if not f.startswith("."))
     return out
 
 
+def _stdin_text() -> str | None:
+    """What was piped in, decoded as text files are (UTF-8, else Windows-1252 / Latin-1); None when
+    it is not text."""
+    from ..text_bytes import decode_text
+
+    raw = getattr(sys.stdin, "buffer", None)
+    if raw is None:  # a text stream put in place of the console's (an embedding program, a test)
+        return sys.stdin.read()
+    data = raw.read()
+    return decode_text(data) if data else ""
+
+
 def collect(inputs: list[str], texts: list[str]) -> tuple[list[Entry], list[tuple[str, str]]]:
     """Arguments -> entries to remember, plus (label, reason) for arguments that name nothing."""
+    from ..text_bytes import printable
     entries: list[Entry] = []
     problems: list[tuple[str, str]] = []
     seen: set[Path] = set()
@@ -63,16 +84,19 @@ def collect(inputs: list[str], texts: list[str]) -> tuple[list[Entry], list[tupl
         p = p.absolute()
         if p not in seen:
             seen.add(p)
-            entries.append(Entry(p, str(p)))
+            entries.append(Entry(p, printable(str(p))))  # a name's bytes that are not UTF-8 escaped
 
     for arg in inputs:
         if arg == "-":
-            data = sys.stdin.read()
-            entries.append(Entry(data, "<stdin>", "stdin"))
+            data = _stdin_text()
+            if data is None:
+                problems.append(("<stdin>", "not text (binary data?); to remember a file, pass its path"))
+            else:
+                entries.append(Entry(data, "<stdin>", "stdin"))
             continue
         path = Path(arg).expanduser()
         if path.is_dir():
-            for f in _walk(path):
+            for f in _walk(path, problems):
                 add_file(f)
         elif path.is_file():
             add_file(path)
@@ -84,9 +108,11 @@ def collect(inputs: list[str], texts: list[str]) -> tuple[list[Entry], list[tupl
             for f in files:
                 add_file(f)
         elif path.exists():
-            problems.append((arg, "not a regular file"))
+            problems.append((printable(arg), "not a regular file"))
+        elif path.is_symlink():
+            problems.append((printable(arg), "a symbolic link that leads nowhere (missing target, or a loop)"))
         else:
-            problems.append((arg, "no such file or folder"))
+            problems.append((printable(arg), "no such file or folder"))
     for t in texts:
         entries.append(Entry(t, _short(t)))
     return entries, problems

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..inputs import eight_bit
 from ..prefetch import ReadyInputs, decode_threads, thread_map
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -118,6 +119,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL mode -> RGB; transparent pixels become white, like the reference processor."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
+    image = eight_bit(image)
     if "A" in image.getbands() or image.info.get("transparency") is not None:
         rgba = image.convert("RGBA")
         return Image.alpha_composite(Image.new("RGBA", rgba.size, WHITE), rgba).convert("RGB")

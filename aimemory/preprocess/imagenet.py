@@ -37,6 +37,9 @@ CROP_PADDING = 32  # TF's eval crop: size / (size + 32) of the shorter side
 DEFAULT_SIZE = 224
 RESAMPLE = Image.Resampling.BICUBIC
 MAX_VIEWS = 6  # crops(): centre, centre mirrored, squashed, padded, squashed mirrored, padded mirrored
+#: the padded view's square canvas is the long side squared: a 60000 x 2 panorama asked for 10 GB, so
+#: an image longer than this is first reduced (a box filter; a phone's 4032 x 3024 photo is not)
+PAD_SIDE_MAX = 4096
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,9 @@ def crops(image: Image.Image, size: int = DEFAULT_SIZE, n: int = 2, *,
     w, h = image.size
     centre = image.resize((size, size), pre.resample, box=pre.crop_box(w, h))
     squashed = image.resize((size, size), pre.resample)
+    if max(w, h) > PAD_SIDE_MAX:
+        image = image.reduce(-(-max(w, h) // PAD_SIDE_MAX))  # (w, h) / factor, rounded up
+        w, h = image.size
     side = max(w, h)
     grey = tuple(int(round(m)) for m in pre.mean)
     canvas = Image.new("RGB", (side, side), grey)

@@ -91,3 +91,21 @@ def test_center_crop_offsets():
 def test_openai_size_defaults():
     p = ImagePreprocessor.for_size(336)
     assert p([rand_image(400, 500)]).shape == (1, 3, 336, 336)
+
+
+def test_a_panorama_resizes_only_the_box_that_becomes_the_centre_crop(monkeypatch):
+    """A 60000 x 2 image resized to a 224 short side is 6.7M x 224 pixels (4.5 GB): only the source
+    box of the crop is resized, with the pixels the whole resize would have given."""
+    import aimemory.preprocess.image as image_mod
+
+    pre = image_mod.ImagePreprocessor()
+    rng = np.random.default_rng(0)
+    wide = Image.fromarray(rng.integers(0, 256, (20, 1600, 3), dtype=np.uint8))  # resized to 17920 x 224
+    monkeypatch.setattr(image_mod, "RESIZE_MAX_PIXELS", 3_000_000)
+    boxed = pre.to_uint8(wide)
+    monkeypatch.setattr(image_mod, "RESIZE_MAX_PIXELS", 10**12)
+    whole = pre.to_uint8(wide)
+    assert boxed.shape == whole.shape == (224, 224, 3)
+    assert np.abs(boxed.astype(int) - whole.astype(int)).mean() < 1.0
+    monkeypatch.undo()
+    assert pre.to_uint8(Image.new("RGB", (60000, 2), (10, 20, 30))).shape == (224, 224, 3)

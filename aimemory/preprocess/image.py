@@ -27,6 +27,9 @@ DEFAULT_SIZE = 224
 RESCALE = 1 / 255
 PREPROCESSOR_FILE = "preprocessor_config.json"
 WHITE = (255, 255, 255, 255)
+#: past this many pixels after the resize (a 48 MB RGB image; ~320:1 at 224), only the source box of
+#: the centre crop is resized: the same pixels but at the box's edges, where the filter reads no further
+RESIZE_MAX_PIXELS = 16_000_000
 READY = ReadyInputs()  # inputs resized ahead on decoding threads (prepare), taken by to_uint8
 
 
@@ -93,7 +96,15 @@ class ImagePreprocessor:
     def _resized_and_cropped(self, image: Image.Image) -> np.ndarray:
         image = to_rgb(image)
         if self.do_resize:
-            image = image.resize(self.resized_size(*image.size), resample=self.resample)
+            w, h = self.resized_size(*image.size)
+            if self.do_center_crop and w * h > RESIZE_MAX_PIXELS and w >= self.crop_width and h >= self.crop_height:
+                # a panorama's resize would be huge (60000 x 2 -> 6.7M x 224): resize only the source
+                # box that becomes the centre crop
+                top, left = (h - self.crop_height) // 2, (w - self.crop_width) // 2
+                sx, sy = image.width / w, image.height / h
+                box = (left * sx, top * sy, (left + self.crop_width) * sx, (top + self.crop_height) * sy)
+                return np.asarray(image.resize((self.crop_width, self.crop_height), self.resample, box=box))
+            image = image.resize((w, h), resample=self.resample)
         arr = np.asarray(image)  # (h, w, 3)
         return center_crop(arr, self.crop_height, self.crop_width) if self.do_center_crop else arr
 

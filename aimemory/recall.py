@@ -105,6 +105,11 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
     if n_allowed == 0:
         return Hits()
     plans = _plans(store, item)  # vectors not yet computed: the plans' runs compute them side by side
+    # relevance is the hit's own, whatever the query's filters: hits are judged against the
+    # namespace's views (a filter's few views made the same hit read 0.25 or 0.37)
+    filtered = bool(where) or since is not None or until is not None or modalities is not None
+    backdrop = (catalog.mask(namespace), None if catalog.expiring else ("recall", namespace, None, "")) \
+        if filtered else None
     want = k if not hybrid else max(k, 20)
     cosines_of: dict[str, float] = {}
     relevance: dict[str, float] = {}
@@ -113,7 +118,7 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
 
     def best_first(n: int) -> dict[str, tuple[float, int]]:
         """The n best memories: id -> (relevance of a fitted model, else cosine; position), best first."""
-        ranked = _planned_ranking(store, item.modality, plans, mask, n, fixed)
+        ranked = _planned_ranking(store, item.modality, plans, mask, n, fixed, backdrop)
         for mid, (cosine, rel, _) in ranked.items():
             cosines_of[mid], relevance[mid] = cosine, rel
         return {mid: (rel if by_relevance else cosine, p) for mid, (cosine, rel, p) in ranked.items()}
@@ -139,7 +144,7 @@ def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,
         cosines = _best_cosines(store, query, [m for m in list(fused)[:k] if m not in best], namespace, mask)
         best = {mid: (best[mid][0] if mid in best else cosines[mid] * weights.get(mid, 1.0), p)
                 for mid, (_, p) in list(fused.items())[:k]}
-        relevance.update(_keyword_relevance(store, item.modality, plans[0], mask,
+        relevance.update(_keyword_relevance(store, item.modality, plans[0], mask if backdrop is None else backdrop[0],
                                             {m: best[m] for m in cosines}))
     shown = [(mid, score, p) for mid, (score, p) in list(best.items())[:k]
              if min_relevance is None or (relevance.get(mid) is not None and relevance[mid] >= min_relevance)]
@@ -296,7 +301,9 @@ def _plan_mask(store: "MemoryStore", plan: QueryPlan, mask: np.ndarray, start: i
 
 
 def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[QueryPlan], mask: np.ndarray,
-                     k: int, fixed: tuple[Any, ...] | None = None) -> dict[str, tuple[float, float, int]]:
+                     k: int, fixed: tuple[Any, ...] | None = None,
+                     backdrop: tuple[np.ndarray, tuple[Any, ...] | None] | None = None
+                     ) -> dict[str, tuple[float, float, int]]:
     """Run each plan over each view kind it may match -> memory id -> (score, relevance, position),
     best first.
 
@@ -309,22 +316,36 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
     would need to stand the same).
 
     ``fixed``: the cache key of ``mask`` when it depends on the catalog alone (see run_recall);
-    each plan's allowed views and background samples are then reused until the catalog changes."""
+    each plan's allowed views and background samples are then reused until the catalog changes.
+    ``backdrop``: (mask, its cache key) of the views the background samples are drawn from, when not
+    ``mask`` (a filtered query's hits are judged against the whole namespace)."""
     catalog = store.catalog
     kind_codes = catalog.codes_of("kind")[0]
     vkeys = catalog.array("vkey")
     positions_of: list[np.ndarray | None] = []  # per run: its allowed positions when few
 
     def kind_sample(run: int, code: int) -> np.ndarray:
-        plan, allowed, at = ranking.runs[run].plan, ranking.runs[run].allowed, positions_of[run]
+        plan = ranking.runs[run].plan
+        if backdrop is None:
+            allowed, at, back_fixed = ranking.runs[run].allowed, positions_of[run], fixed
+        else:
+            (allowed, _, at), back_fixed = _allowed(store, plan, *backdrop), backdrop[1]
 
         def sample() -> np.ndarray:
-            of_kind: np.ndarray = _derived(catalog, fixed, (_kinds(plan), "of kind", code),
+            of_kind: np.ndarray = _derived(catalog, back_fixed, (_kinds(plan), "of kind", code),
                                            lambda: _of_kind(catalog, at, allowed, code),
                                            lambda start: _of_kind(catalog, at, allowed, code, start))
             picked: np.ndarray = vkeys[sample_keys(of_kind)]  # the spread first: 256 keys gathered, not all
             return picked
-        keys: np.ndarray = _derived(catalog, fixed, (_kinds(plan), "sample", code), sample)
+        keys: np.ndarray = _derived(catalog, back_fixed, (_kinds(plan), "sample", code), sample)
+        return keys
+
+    def keys_of(plan: QueryPlan, allowed_mask: np.ndarray, allowed_at: np.ndarray | None,
+                mask_fixed: tuple[Any, ...] | None) -> np.ndarray:  # (m,) ascending: the views' keys
+        keys: np.ndarray = _derived(
+            catalog, mask_fixed, (_kinds(plan), "vkeys"),
+            lambda: _read_only(vkeys[allowed_mask] if allowed_at is None else vkeys[allowed_at]),
+            lambda start: vkeys[start:][allowed_mask[start:]])
         return keys
 
     def run_plan(plan: QueryPlan) -> tuple[PlanRun, np.ndarray | None, dict[tuple[str, int], tuple[float, int]]] | None:
@@ -335,17 +356,15 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
             return None
         vector = np.asarray(plan.vector, np.float32)  # (dim,): a deferred vector is computed here
 
-        def allowed_keys() -> np.ndarray:  # (m,) ascending: the keys of the views the plan may match
-            keys: np.ndarray = _derived(
-                catalog, fixed, (_kinds(plan), "vkeys"),
-                lambda: _read_only(vkeys[allowed_mask] if allowed_at is None else vkeys[allowed_at]),
-                lambda start: vkeys[start:][allowed_mask[start:]])
-            return keys
-
-        allowed = None if n_allowed == store.index.ntotal else allowed_keys()
+        allowed = None if n_allowed == store.index.ntotal else keys_of(plan, allowed_mask, allowed_at, fixed)
         run = PlanRun(plan, allowed_mask, keys=allowed)
         if len(plans) > 1:  # plans are compared by how far each stands out from its background
-            sims = background(store, None, sample_keys(allowed_keys())) @ vector
+            if backdrop is None:
+                back = keys_of(plan, allowed_mask, allowed_at, fixed)
+            else:
+                back_mask, _, back_at = _allowed(store, plan, *backdrop)
+                back = keys_of(plan, back_mask, back_at, backdrop[1])
+            sims = background(store, None, sample_keys(back)) @ vector
             run = PlanRun(plan, allowed_mask, float(sims.mean()), float(max(sims.std(), 1e-3)), True, allowed)
         overfetch = 1 if _one_kind_of_first_views(catalog, fixed, plan, allowed_mask, allowed_at) else OVERFETCH
         return run, allowed_at, _vector_ranking(store, vector[None, :], k, allowed, n_allowed, kind_codes, overfetch,

@@ -245,3 +245,18 @@ def test_cli_shows_and_filters_relevance(capsys, monkeypatch, tmp_path):
     assert code == 0 and [h["id"] for h in json.loads(out)] == [hits[0]["id"]]
     code, out = run("recall", "red", "--store", store)
     assert code == 0 and "relevance" in out
+
+
+def test_a_hits_relevance_does_not_depend_on_the_querys_filters(store):
+    """Hits are judged against the namespace's views, not the few a filter, a time window or a
+    modality leaves: the same memory keeps its relevance, so one min_relevance keeps it or not."""
+    colours = ["red", "green", "blue", "yellow", "purple", "orange"]
+    texts = [f"{colours[i % 6]} note {i}" for i in range(300)]
+    store.remember_many(texts, metadata=[{"tags": ["warm" if i % 6 in (0, 3, 5) else "cool"]} for i in range(300)])
+    every = {h.id: h.relevance for h in store.recall("red", k=20)}
+    for kwargs in ({"where": {"tags": "warm"}}, {"modality": "text"}, {"since": 0.0},
+                   {"where": {"tags": "warm"}, "until": 4e9}):
+        narrowed = {h.id: h.relevance for h in store.recall("red", k=20, **kwargs)}
+        shared = set(narrowed) & set(every)
+        assert len(shared) >= 10
+        assert all(narrowed[m] == pytest.approx(every[m], abs=1e-6) for m in shared), kwargs

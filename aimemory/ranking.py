@@ -62,9 +62,11 @@ class ViewRanking:
     """Collects the hits of each plan run and ranks their memories (see the module doc)."""
 
     def __init__(self, store: "MemoryStore", calibration: Calibration, query_modality: str,
-                 sample_keys: SampleKeys):
+                 sample_keys: SampleKeys, samples_in_runs: bool = True):
+        """``samples_in_runs``: whether ``sample_keys`` draws from each run's own allowed views (not
+        for a filtered query, whose hits are judged against the whole namespace)."""
         self.store, self.calibration, self.query_modality = store, calibration, query_modality
-        self.sample_keys = sample_keys
+        self.sample_keys, self.samples_in_runs = sample_keys, samples_in_runs
         self.kind_codes, self.kind_names = store.catalog.codes_of("kind")
         self.code_of = {name: code for code, name in enumerate(self.kind_names)}
         self.runs: list[PlanRun] = []
@@ -78,7 +80,8 @@ class ViewRanking:
             plan, keys = plan_run.plan, self.sample_keys(run, code)
             vector = np.asarray(plan.vector, np.float32)
             # a repeated filter's search scored every allowed view, the sample among them
-            sims = None if plan_run.keys is None else self.store.index.scores_of(vector, plan_run.keys, keys)
+            sims = None if plan_run.keys is None or not self.samples_in_runs else \
+                self.store.index.scores_of(vector, plan_run.keys, keys)
             sample = background(self.store, None, keys) if sims is None else None
             self._relevance[(run, code)] = Relevance(self.calibration, plan.modality or self.query_modality,
                                                      self.kind_names[code], vector, sample, plan.penalty, sims)

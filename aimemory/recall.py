@@ -370,7 +370,8 @@ def _planned_ranking(store: "MemoryStore", query_modality: str, plans: list[Quer
         return run, allowed_at, _vector_ranking(store, vector[None, :], k, allowed, n_allowed, kind_codes, overfetch,
                                                 None if allowed is None else allowed_at)
 
-    ranking = ViewRanking(store, load_calibration(store.encoder.model_id), query_modality, kind_sample)
+    ranking = ViewRanking(store, load_calibration(store.encoder.model_id), query_modality, kind_sample,
+                          samples_in_runs=backdrop is None)
     with one_torch_thread(query_modality == "text"):
         runs = side_by_side(run_plan, plans)
     for found in runs:

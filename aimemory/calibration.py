@@ -3,7 +3,8 @@
 A raw cosine means different things per *modality pair* (query modality x view kind): 0.3 is a strong
 image<->text match and an unrelated text<->text one. Each hit's cosine ``s`` is first standardised
 against the store itself, ``z = (s - mean) / std`` over the query's cosines with a spread of up to
-``BACKGROUND_SAMPLE`` stored views of that kind (shrunk towards the model's typical mean and spread
+``BACKGROUND_SAMPLE`` stored views of that kind in the namespace (whatever the query's ``where``,
+time window or modality: a hit's relevance does not change with the filter) (shrunk towards the model's typical mean and spread
 for the pair when the store holds few such views), then mapped by the pair's logistic (Platt)
 ``relevance = 1 / (1 + exp(-(a * z + c * s + b)))``: the probability that a hit with that standing
 and cosine is relevant, fitted on labelled pairs of real photos, sounds and speech, and for notes

@@ -4,12 +4,13 @@ A raw cosine means different things per *modality pair* (query modality x view k
 image<->text match and an unrelated text<->text one. Each hit's cosine ``s`` is first standardised
 against the store itself, ``z = (s - mean) / std`` over the query's cosines with a spread of up to
 ``BACKGROUND_SAMPLE`` stored views of that kind in the namespace (whatever the query's ``where``,
-time window or modality: a hit's relevance does not change with the filter) (shrunk towards the model's typical mean and spread
-for the pair when the store holds few such views), then mapped by the pair's logistic (Platt)
-``relevance = 1 / (1 + exp(-(a * z + c * s + b)))``: the probability that a hit with that standing
-and cosine is relevant, fitted on labelled pairs of real photos, sounds and speech, and for notes
-and voice notes on written searches labelled by what they seek (benchmarks/eval_calibration.py). A
-hit that is itself in the sample is standardised against the rest of it.
+time window or modality: a hit's relevance does not change with the filter; shrunk towards the
+model's typical mean and spread for the pair when the store holds few such views), then mapped by
+the pair's logistic (Platt) ``relevance = 1 / (1 + exp(-(a * z + c * s + b)))``: the probability
+that a hit with that standing and cosine is relevant, fitted on labelled pairs of real photos,
+sounds and speech, and for notes and voice notes on written searches labelled by what they seek
+(benchmarks/eval_calibration.py). A hit that is itself in the sample is standardised against the
+rest of it.
 
 Statistics live in two places:
 - per model, fitted once: ``models/<model>/calibration.json`` (``a``, ``c``, ``b`` and the prior background

@@ -72,15 +72,19 @@ class MigrationReport:
     seconds: float = 0.0
     switched: bool = False
     why_not_switched: str | None = None
+    rollback: bool = False  # back to a kept generation: ``migrated`` counts what changed since the switch
 
     def __str__(self) -> str:
-        lines = [f"migrated {self.migrated} memories to {self.model} in {self.seconds:.1f} s "
-                 f"({self.passes} pass{'es' if self.passes != 1 else ''}); {self.removed} removed"]
+        passes = f"{self.passes} pass{'es' if self.passes != 1 else ''}"
+        lines = [f"rolled back to {self.model} ({self.folder}) in {self.seconds:.1f} s; carried over what "
+                 f"changed since the switch: {self.migrated} re-embedded, {self.removed} forgotten ({passes})"
+                 if self.rollback else f"migrated {self.migrated} memories to {self.model} in {self.seconds:.1f} s "
+                 f"({passes}); {self.removed} removed"]
         if self.not_migrated:
             lines.append(f"{len(self.not_migrated)} could not be re-embedded (content not kept):")
             lines += [f"  {ns}/{mid} ({modality}): {why}" for ns, mid, modality, why in self.not_migrated[:20]]
-        lines.append("switched: the store now opens the new model" if self.switched
-                     else f"not switched: {self.why_not_switched}")
+        lines.append(("switched: the store now opens " + ("it again" if self.rollback else "the new model"))
+                     if self.switched else f"not switched: {self.why_not_switched}")
         return "\n".join(lines)
 
 
@@ -239,15 +243,15 @@ def _copy(source: "MemoryStore", target: "MemoryStore", keys: list[tuple[str, st
 
 
 def _sync(source: "MemoryStore", target: "MemoryStore", batch_size: int, report: MigrationReport,
-          progress: Progress | None) -> int:
-    """One pass: copy what is new or changed in ``source``, remove what it no longer holds.
-    Returns how many memories it wrote or removed."""
+          progress: Progress | None, keep: set | None = None) -> int:
+    """One pass: copy what is new or changed in ``source``, remove what it no longer holds (except
+    the (namespace, id) keys in ``keep``). Returns how many memories it wrote or removed."""
     source.refresh()
     target.refresh()
     want, have = _signatures(source), _signatures(target)
     skipped = {(ns, mid) for ns, mid, *_ in report.not_migrated}
     todo = [k for k, sig in want.items() if k not in skipped and (k not in have or have[k][:-1] != sig[:-1])]
-    gone = [k for k in have if k not in want]
+    gone = [k for k in have if k not in want and k not in (keep or ())]
     done = len(want) - len(todo) - len([k for k in skipped if k in want])
     if progress:
         progress(done, len(want))
@@ -298,7 +302,9 @@ def migrate(store: "MemoryStore", model: "str | os.PathLike | Encoder", *, batch
                 previous = _relative(root, store.path)
                 atomic_write_bytes(root / ACTIVE_FILE, json.dumps(
                     {"folder": state["folder"], "previous": previous, "model": target.model_id,
-                     "switched": datetime.now(timezone.utc).isoformat()}).encode())
+                     "switched": datetime.now(timezone.utc).isoformat(),
+                     # left behind (allow_loss): a rollback keeps them where they still are
+                     "not_migrated": [[ns, mid] for ns, mid, *_ in report.not_migrated]}).encode())
                 (root / STATE_FILE).unlink(missing_ok=True)
                 report.switched = True
     finally:
@@ -326,22 +332,65 @@ def _open_target(root: Path, model: "str | os.PathLike | Encoder", store: "Memor
     return MemoryStore(folder, model=encoder, speech_model=None, **kwargs), folder
 
 
-def rollback(root: str | Path) -> str:
-    """Open the previous generation again; returns its folder. The newer one is kept, so a second
-    rollback switches forward again."""
+def rollback(root: str | Path, model: "str | os.PathLike | Encoder | None" = None, *, batch_size: int = 32,
+             progress: Progress | None = None, max_passes: int = 5, **open_kwargs: Any) -> MigrationReport:
+    """Switch back to the previous generation, carrying over what changed since the switch: memories
+    remembered or updated since are re-embedded with the previous model (``model``: its encoder, by
+    default loaded by the id its manifest names; needed only when there is something to re-embed),
+    and memories forgotten since are forgotten there too. The newer generation is kept, so a second
+    rollback switches forward again. Memories a migration left behind (``allow_loss``) stay where
+    they are. ``open_kwargs`` go to the previous generation's :class:`MemoryStore`."""
+    from .store import MemoryStore
+
     root = Path(root)
     active = _read_json(root / ACTIVE_FILE)
     if not active or not active.get("previous"):
         raise InputError(f"{root} has no previous generation to roll back to (it was never migrated, "
                          "or --drop-old deleted it)")
-    previous = root / active["previous"]
-    manifest = Manifest.read(previous)
-    if manifest is None:
-        raise StoreError(f"the previous generation {active['previous']!r} has no manifest; it cannot be opened")
-    atomic_write_bytes(root / ACTIVE_FILE, json.dumps(
-        {"folder": active["previous"], "previous": active["folder"], "model": manifest.model_id,
-         "switched": datetime.now(timezone.utc).isoformat()}).encode())
-    return active["previous"]
+    previous, manifest = active["previous"], Manifest.read(root / active["previous"])
+    current_manifest = Manifest.read(root / active["folder"])
+    if manifest is None or current_manifest is None:
+        raise StoreError(f"the generation {previous if manifest is None else active['folder']!r} has no "
+                         "manifest; it cannot be opened")
+    started = time.monotonic()
+    report = MigrationReport(model=manifest.model_id, folder=previous, rollback=True)
+    left_behind = {tuple(k) for k in active.get("not_migrated", [])}
+    current = MemoryStore.for_views(root, current_manifest.model_id, current_manifest.dim,
+                                    precision=current_manifest.precision, generation=active["folder"])
+    target = None
+    try:
+        current.flush()  # every memory in its table before it is read
+        target = MemoryStore.for_views(root, manifest.model_id, manifest.dim, precision=manifest.precision,
+                                       generation=previous)
+        if _changed(current, target, left_behind):  # re-embedding needs the previous model
+            target.close()
+            target = MemoryStore(root, model=model if model is not None else manifest.model_id,
+                                 speech_model=None, generation=previous, **open_kwargs)
+        for _ in range(max_passes):
+            if _sync(current, target, batch_size, report, progress, keep=left_behind) <= batch_size:
+                break
+        with current.writing():  # the last pass: no writer slips in between it and the switch
+            _sync(current, target, batch_size, report, progress, keep=left_behind)
+            target.save_index()
+            atomic_write_bytes(root / ACTIVE_FILE, json.dumps(
+                {"folder": previous, "previous": active["folder"], "model": manifest.model_id,
+                 "switched": datetime.now(timezone.utc).isoformat(),
+                 "not_migrated": [[ns, mid] for ns, mid, *_ in report.not_migrated]
+                 + [list(k) for k in left_behind]}).encode())
+            report.switched = True
+    finally:
+        current.close()
+        if target is not None:
+            target.close()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _changed(source: "MemoryStore", target: "MemoryStore", keep: set) -> bool:
+    """Whether a sync of ``target`` from ``source`` has anything to re-embed."""
+    source.refresh()
+    want, have = _signatures(source), _signatures(target)
+    return any(k not in have or have[k][:-1] != sig[:-1] for k, sig in want.items() if k not in keep)
 
 
 def drop_old(root: str | Path) -> int:

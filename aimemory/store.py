@@ -74,13 +74,16 @@ class MemoryStore(StateAttributes):
     ``ocr`` reads text in images (screenshots, receipts, signs) so it is searchable by words and by
     meaning: ``"auto"`` (on when the engine is installed: the ``ocr`` extra),
     False (off), True (on, or an error saying how to install it), or an engine with ``read(image)``.
+    ``generation``: in a migrated store, the set of vectors to open instead of the active one, as
+    ``active.json`` names it (``"."`` or ``"generations/<model>"``; :mod:`aimemory.migrate`).
     """
 
     def __init__(self, path: str | os.PathLike, model: "str | os.PathLike | Encoder" = "auto", *,
                  precision: str = "fp32", keep_content: bool = True,
                  ann_threshold: int = ANN_THRESHOLD, speech_model: object = "auto",
                  sound_model: object = "auto", storage_options: Mapping[str, str] | None = None, index: str = "auto",
-                 device: str = "auto", ocr: object = "auto", write_ahead: bool = True):
+                 device: str = "auto", ocr: object = "auto", write_ahead: bool = True,
+                 generation: str | None = None):
         from .device import resolve_placement
         from .encoders.registry import load_encoder
         from .encoders.sound import attach_sound
@@ -93,7 +96,8 @@ class MemoryStore(StateAttributes):
         self.write_ahead = write_ahead  # small writes go through the segment (see aimemory.write_ahead)
         self.batch_encodes = True  # small text writes share encoder calls (see aimemory.encode_batch)
         self.encode_batcher: EncodeBatcher | None = None  # shares small text writes' encodes, once the encoder loads
-        self.state = StoreState(path, storage_options, index, ann_threshold)
+        # generation: a migrated store's other set of vectors, as active.json names it (a rollback's)
+        self.state = StoreState(path, storage_options, index, ann_threshold, generation)
         self.keep_content = keep_content
         model, manifest = self.state.model_to_load(model, precision)
         # before loading: a missing GPU fails fast. A ready encoder in a process that never imported
@@ -117,7 +121,8 @@ class MemoryStore(StateAttributes):
 
     @classmethod
     def for_views(cls, path: str | os.PathLike, model_id: str, dim: int, *, precision: str = "fp32",
-                  storage_options: Mapping[str, str] | None = None) -> "MemoryStore":
+                  storage_options: Mapping[str, str] | None = None, generation: str | None = None
+                  ) -> "MemoryStore":
         """A store opened without a model, to commit views computed elsewhere with
         :func:`aimemory.write.commit_views` (the Ray ingest's driver). A new store's manifest names
         ``model_id``, ``dim`` and the ``precision`` the views were computed in; an existing store
@@ -125,7 +130,7 @@ class MemoryStore(StateAttributes):
         store = cls.__new__(cls)
         store.write_ahead = True
         store.batch_encodes, store.encode_batcher = False, None  # no model to encode with
-        store.state = StoreState(path, storage_options, "auto", ANN_THRESHOLD)
+        store.state = StoreState(path, storage_options, "auto", ANN_THRESHOLD, generation)
         store.keep_content = True
         manifest = store.state.own_manifest(Manifest.read(store.path), model_id, dim, precision, model_id)
         store.encoder = None  # type: ignore[assignment]

@@ -122,14 +122,16 @@ class StoreState:
     table_version: LoadedOnFirstUse[int] = LoadedOnFirstUse()  # the version the catalog and index reflect
 
     def __init__(self, path: str | os.PathLike, storage_options: Mapping[str, str] | None, index: str,
-                 ann_threshold: int) -> None:
+                 ann_threshold: int, generation: str | None = None) -> None:
         from .storage.remote import store_root
 
         # a folder; for s3:// URIs a local cache folder whose .remote the manifest and table use
         self.root: Path = store_root(path, storage_options)
         self.root.mkdir(parents=True, exist_ok=True)
         # the generation of vectors the store opens (see aimemory.migrate); object stores have one
-        self.path: Path = self.root if getattr(self.root, "remote", None) is not None else active_folder(self.root)
+        # (``generation``: another one, as active.json names it, for a migration or a rollback)
+        self.path: Path = self.root if getattr(self.root, "remote", None) is not None else \
+            active_folder(self.root) if generation is None else self.root / generation
         self.generation_stamp = active_stamp(self.root)
         self.index_choice, self.index_why = choose_index(index, self.path)
         self.lance_index_type = lance_index_type(index)

@@ -140,7 +140,8 @@ def test_rollback_and_drop_old(old_store):
     root = old_store.root
     old_store.migrate(ColourEncoderV2())
     old_store.close()
-    assert rollback(root) == "."
+    report = rollback(root)
+    assert report.switched and report.folder == "." and report.migrated == report.removed == 0
     with MemoryStore(root, model=ColourEncoder(), speech_model=None) as back:
         assert {m.id for m in back.recall("red", k=10)} == ids
     rollback(root)  # and forward again
@@ -154,6 +155,37 @@ def test_rollback_and_drop_old(old_store):
         rollback(root)
     with MemoryStore(root, model=ColourEncoderV2(), speech_model=None) as now:
         assert now.count("default") == 4
+
+
+def test_rollback_carries_what_changed_since_the_switch(tmp_path):
+    """Remembered, updated and forgotten after the switch: a rollback re-embeds the new and changed
+    memories with the previous model and forgets the forgotten there (they came back before); a
+    memory the migration left behind stays; rolling forward again carries the other way."""
+    store = MemoryStore(tmp_path / "s", model=ColourEncoder(), speech_model=None, keep_content=False)
+    behind = store.remember(solid("blue"))  # bytes not kept: left behind by the migration
+    apples = store.remember("a red apple on the table")
+    kept = store.remember("a green note to keep", metadata={"n": 1})
+    assert store.migrate(ColourEncoderV2(), allow_loss=True).switched
+    bananas = store.remember("a yellow banana after the switch")
+    store.forget(apples.id)
+    store.update(kept.id, metadata={"n": 2})
+    root = store.root
+    store.close()
+    with pytest.raises(Exception, match="test-colour-v1"):  # something to re-embed: the old model is needed
+        rollback(root)
+    assert json.loads((root / ACTIVE_FILE).read_text())["model"] == "test-colour-v2"  # nothing switched
+    report = rollback(root, ColourEncoder())
+    assert report.switched and report.migrated == 2 and report.removed == 1, str(report)
+    assert "rolled back to test-colour-v1" in str(report) and "2 re-embedded, 1 forgotten" in str(report)
+    with MemoryStore(root, model=ColourEncoder(), speech_model=None, keep_content=False) as back:
+        assert bananas.id in back and apples.id not in back and behind.id in back
+        assert back.get(kept.id).metadata["n"] == 2
+        assert back.recall("yellow", k=1, modality="text")[0].id == bananas.id
+        later = back.remember("a purple plum after the rollback")
+    forward = rollback(root, ColourEncoderV2())
+    assert forward.switched and forward.migrated == 1 and forward.removed == 0
+    with MemoryStore(root, model=ColourEncoderV2(), speech_model=None, keep_content=False) as again:
+        assert later.id in again and bananas.id in again and behind.id not in again
 
 
 def test_a_writer_on_the_old_generation_is_refused_after_the_switch(old_store, tmp_path):
@@ -240,7 +272,7 @@ def test_cli_migrate_rollback_and_drop_old(tmp_path, capsys, monkeypatch):
     assert main(["recall", "kite", "--store", str(path), "--json"]) == 0
     assert "a red kite" in capsys.readouterr().out
     assert main(["migrate", "--rollback", "--store", str(path)]) == 0
-    assert "'.'" in capsys.readouterr().out
+    assert "rolled back to test-colour-v1 (.)" in capsys.readouterr().out
     assert main(["migrate", "--rollback", "--store", str(path)]) == 0
     assert main(["migrate", "--drop-old", "--store", str(path)]) == 0
     assert "MB freed" in capsys.readouterr().out

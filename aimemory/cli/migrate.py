@@ -19,7 +19,8 @@ def migrate(
         "--allow-loss", help="Switch even if some memories cannot be re-embedded (their images or audio "
         "were not kept); they are listed.")] = False,
     rollback: Annotated[bool, typer.Option(
-        "--rollback", help="Open the previous model's vectors again (while they are kept).")] = False,
+        "--rollback", help="Open the previous model's vectors again (while they are kept), carrying over "
+        "what was remembered, changed or forgotten since the switch.")] = False,
     drop_old: Annotated[bool, typer.Option(
         "--drop-old", help="Delete the previous model's vectors and content to reclaim space (no rollback after).")]
     = False,
@@ -36,8 +37,8 @@ def migrate(
     if rollback or drop_old:
         if model is not None or (rollback and drop_old):
             raise CliError("--rollback and --drop-old take no --model and go one at a time")
-        if rollback:
-            typer.echo(f"the store now opens {migration.rollback(path)!r}")
+        if rollback:  # what changed since the switch is re-embedded with the previous model
+            typer.echo(str(migration.rollback(path, batch_size=batch_size, device=device)))
         else:
             typer.echo(f"dropped the previous model's vectors: {migration.drop_old(path) / 2**20:.1f} MB freed")
         return

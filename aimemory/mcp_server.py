@@ -256,6 +256,9 @@ def serve(store: "MemoryStore | Callable[[], MemoryStore]", namespace: str = "de
         from .pending import PendingStore
 
         store = cast("MemoryStore", PendingStore(store))
+    from .following import FollowingStore
+
+    store = cast("MemoryStore", FollowingStore(store))  # a migration or rollback: the next call reopens
     server = build_server(store, namespace, files_roots)
     try:
         server.run("stdio")

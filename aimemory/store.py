@@ -88,6 +88,7 @@ class MemoryStore(StateAttributes):
         from .encoders.registry import load_encoder
         from .encoders.sound import attach_sound
 
+        self._model_arg = model  # what reopened() opens with: "auto" follows a migration to another model
         # what a migration's switch reopens with
         self._open_args = dict(path=path, precision=precision, keep_content=keep_content,
                                ann_threshold=ann_threshold, speech_model=speech_model, sound_model=sound_model,
@@ -423,6 +424,19 @@ class MemoryStore(StateAttributes):
             args = dict(self._open_args)
             self.__init__(args.pop("path"), model=model, **args)  # type: ignore[misc]
         return report
+
+    def switched(self) -> bool:
+        """Whether a migration or rollback switched the store's folder to another generation since
+        this store opened (it then refuses writes: :meth:`reopened` opens the new one)."""
+        return self.state.switched()
+
+    def reopened(self) -> "MemoryStore":
+        """A new store on the folder's active generation, opened as this one was: with ``model="auto"``
+        it takes the model that generation was made by (a long-lived server follows a migration so,
+        see :mod:`aimemory.following`); with a given model, one the generation was not made by is a
+        :class:`ModelMismatchError`. This store stays open."""
+        args: dict[str, Any] = dict(self._open_args)
+        return MemoryStore(args.pop("path"), model=self._model_arg, **args)
 
     def compact(self) -> None:
         """Delete expired memories, merge table fragments and drop old versions now (the merging

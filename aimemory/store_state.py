@@ -252,9 +252,13 @@ class StoreState:
         with self.lock:
             self.refresh_if_stale()
 
+    def switched(self) -> bool:
+        """Whether a migration or rollback switched the folder away from this generation (one stat)."""
+        return active_stamp(self.root) != self.generation_stamp
+
     def refresh_for_write(self) -> None:
         """A writer first checks that no migration switched the store away from this generation."""
-        if active_stamp(self.root) != self.generation_stamp:
+        if self.switched():
             raise StoreError(f"the store at {self.root} was switched to another model by `aimemory migrate` "
                              "(or a rollback) since it was opened; nothing was written. Reopen it")
         self.refresh_if_changed()
@@ -300,7 +304,9 @@ class StoreState:
         if self.closed:
             return
         unfolded = self.segment is not None and bool(self.segment.records)
-        if unfolded and fold_on_close(self):
+        # a generation a migration switched away from takes no writes: its records stay in its
+        # segment, and an open after a rollback reads them
+        if unfolded and fold_on_close(self) and not self.switched():
             try:  # the segment's records into the table, so the saves below match it
                 fold()
                 unfolded = False

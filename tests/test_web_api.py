@@ -484,3 +484,29 @@ def test_bench_web_smoke(tmp_path):
                       "--reference", "3", "--clients", "4", "--workdir", str(tmp_path)], log=lines.append)
     assert "CPU:" in out["table"] and "recall k=10, round 1" in out["table"]
     assert all(r["errors"] == 0 and r["requests"] > 0 for r in out["results"].values())
+
+
+def test_a_running_server_follows_a_migration_and_a_rollback(tmp_path):
+    """The server holds one store; `aimemory migrate` in another process switches the folder. The
+    next request reopens the active generation: writes are not refused with a 500, and what the
+    other process wrote is found."""
+    from _encoder_v2 import ColourEncoderV2
+
+    from aimemory import MemoryStore
+    from aimemory.migrate import rollback
+    from aimemory.web import create_app
+
+    path = tmp_path / "mem"
+    served = MemoryStore(path, model=ColourEncoder(), speech_model=None)
+    served.remember("a red kite")
+    app = create_app(served)
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=30) as c:
+        with MemoryStore(path, model=ColourEncoder(), speech_model=None) as other:
+            assert other.migrate(ColourEncoderV2()).switched
+            other.remember("a blue boat after the switch")
+        rollback(path, ColourEncoder())  # back to the model the server was opened with
+        r = c.post("/api/memories", json={"text": "a green leaf"})
+        assert r.status_code == 201, r.text
+        found = c.get("/api/recall", params={"q": "blue boat", "k": 1}).json()
+        assert found["hits"][0]["memory"]["text"] == "a blue boat after the switch"
+    app.state.api.handle.close()

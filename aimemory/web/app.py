@@ -136,10 +136,18 @@ class Api:
     """Request handlers bound to one store."""
 
     def __init__(self, store: "MemoryStore", *, token: str | None, max_upload: int, job_threshold: int):
-        self.store, self.token, self.max_upload = store, token, max_upload
+        from ..following import FollowingStore
+
+        self.handle = FollowingStore(store)  # a migration or rollback: the next request reopens
+        self.token, self.max_upload = token, max_upload
         self.job_threshold = job_threshold
         self.jobs = JobQueue()
         self._thumbs: OrderedDict[tuple, bytes] = OrderedDict()
+
+    @property
+    def store(self) -> "MemoryStore":
+        """The store of the folder's active generation (see :mod:`aimemory.following`)."""
+        return self.handle.current()
 
     async def call(self, fn, *args, **kwargs):
         return await to_thread.run_sync(partial(fn, *args, **kwargs))

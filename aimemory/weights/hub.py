@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import CheckpointError, ModelNotAvailableError
+from ..errors import CheckpointError, InputError, ModelNotAvailableError
 
 __all__ = ["download", "fetch_url", "hub_cache_dir", "is_cached", "is_offline", "list_cached", "resolve_checkpoint"]
 
@@ -161,7 +161,7 @@ def download(model_id: str, *, revision: str = DEFAULT_REVISION, progress: bool 
              force: bool = False) -> Path:
     """Fetch the checkpoint files of ``model_id`` into the hub cache; returns the snapshot folder."""
     if _local_folder(model_id) is not None or not _REPO_ID.fullmatch(model_id):
-        raise ModelNotAvailableError(f"{model_id!r} is not a hub repo id like 'openai/clip-vit-base-patch32'")
+        raise InputError(f"{model_id!r} is not a hub repo id like 'openai/clip-vit-base-patch32'")
     if is_offline():
         raise _not_available(model_id, "offline mode is on (HF_HUB_OFFLINE / AIMEMORY_OFFLINE)")
     repo_dir = _repo_dir(model_id)

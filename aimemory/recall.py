@@ -5,13 +5,10 @@ way out, so a bug in one layer cannot leak another tenant's memory."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
@@ -19,9 +16,8 @@ import numpy as np
 from .calibration import Relevance, background, load_calibration, sample_keys
 from .device import one_torch_thread
 from .encoders.base import QueryPlan
-from .errors import InputError
 from .image_text import attach_ocr
-from .inputs import MODALITIES, Item
+from .inputs import Item
 from .lookup import memories_at, memory_at
 from .ranking import PlanRun, ViewRanking
 from .records import Hit, Hits
@@ -35,8 +31,6 @@ OVERFETCH = 4  # views fetched per wanted memory: memories with several views ne
 HIT_COLUMNS = ("namespace", "modality", "kind", "start", "end", "snippet")  # a hit's fields from its view
 SNIPPET_CHARS = 160
 _WORD = re.compile(r"\w+")
-_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")  # since="7d": a week ago, as in the CLI
-_AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack, Clarke & Buettcher, SIGIR 2009)
 FEW_ALLOWED = 8  # allowed views under 1/this of the rows are handled by position, more by mask
 PLAN_THREADS = 2  # threads that run a query's further plans while the calling thread runs its first
@@ -44,45 +38,6 @@ _THREADS_LOCK = threading.Lock()
 _plan_pool: list[ThreadPoolExecutor | None] = [None]
 _T = TypeVar("_T")
 _R = TypeVar("_R")
-
-
-def check_recall_args(k: object, modality: str | Sequence[str] | None) -> list[str] | None:
-    """``k`` must be a positive int; ``modality`` (one or several) -> a list, or None for all."""
-    if not isinstance(k, int) or k < 1:
-        raise InputError(f"k must be a positive int; got {k!r}")
-    if modality is None:
-        return None
-    modalities = [modality] if isinstance(modality, str) else list(modality)
-    bad = [m for m in modalities if m not in MODALITIES]
-    if bad:
-        raise InputError(f"modality={bad[0]!r} is not one of {MODALITIES}")
-    return modalities
-
-
-def timestamp(value: datetime | float | str | None, name: str = "since") -> float | None:
-    """``since=`` / ``until=``: a datetime (naive means UTC), ISO 8601 text (naive: UTC), an age as
-    the CLI takes it ("30m", "2h", "7d", "4w": that long ago) or epoch seconds -> epoch seconds."""
-    if value is None:
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not math.isfinite(value):
-            raise InputError(f"{name}={value!r} is not a time; pass a datetime, ISO text, an age like "
-                             "'7d', or epoch seconds")
-        return float(value)
-    if isinstance(value, str):
-        if age := _AGE.match(value):
-            return time.time() - float(age.group(1)) * _AGE_SECONDS[age.group(2)]
-        try:
-            value = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise InputError(f"{name}={value!r} is not an ISO date (2024-05-01, 2024-05-01T12:00) or "
-                             "an age (30m, 2h, 7d, 4w)") from None
-    if not isinstance(value, datetime):
-        raise InputError(f"{name} takes a datetime, ISO text, an age like '7d' or epoch seconds; "
-                         f"got a {type(value).__name__}")
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.timestamp()
 
 
 def run_recall(store: "MemoryStore", item: Item, k: int, namespace: str,

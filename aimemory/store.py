@@ -375,7 +375,8 @@ class MemoryStore(StateAttributes):
         recency: score (and fusion, and the relevance that orders) x 0.5 ** (age / half_life), given as
         ``hit.recency``; expired
         memories are never returned (see :mod:`aimemory.semantics`)."""
-        from .recall import check_recall_args, run_recall, timestamp
+        from .recall import run_recall
+        from .recall_args import check_recall_args, timestamp
 
         self.check_open()
         self._model()

@@ -177,3 +177,40 @@ def test_doors_carry_the_boxes():
 
     record = hit_json(hit)
     assert record["boxes"] == boxes and record["memory"]["metadata"]["ocr"]["size"] == [10, 10]
+
+
+def test_large_print_passes_the_gate_at_a_smaller_size():
+    """A sign's 64-px letters are too tall for the gate at full size; at half size they pass."""
+    pytest.importorskip("cv2")
+    sign = Image.new("RGB", (600, 400), (200, 20, 20))
+    draw = ImageDraw.Draw(sign)
+    for i, line in enumerate(("NO PARKING", "TOW AWAY ZONE")):
+        draw.text((40, 100 + 100 * i), line, fill="white", font=_font(64))
+    assert not ocr_mod.text_likely(sign)  # full size alone missed it
+    assert any(ocr_mod.text_likely(sign, side) for side in ocr_mod.gate_sides(sign.size))
+    assert ocr_mod.gate_sides((200, 150)) == (ocr_mod.GATE_SIDE,)  # small images: one look
+    for seed in range(3):
+        assert not any(ocr_mod.text_likely(photo(seed), side) for side in ocr_mod.gate_sides((320, 240)))
+
+
+@needs_engine
+def test_a_long_banner_is_read_in_tiles_and_an_engine_failure_loses_nothing(tmp_path, encoder, engine, monkeypatch):
+    """Whole, a 6000 x 100 banner shrinks to 16-px-high text at READ_SIDE and reads as nothing (a
+    narrower one crashed the engine); in tiles every phrase is read, with boxes on the banner."""
+    banner = Image.new("RGB", (6000, 100), "white")
+    draw = ImageDraw.Draw(banner)
+    for i, x in enumerate(range(40, 6000, 1000)):
+        draw.text((x, 15), f"budget item {i}", fill="black", font=_font(56))
+    lines = engine.read(banner).lines
+    assert {f"budget item {i}" for i in range(6)} <= {line.text for line in lines}
+    assert all(0 <= x <= 6000 and 0 <= y <= 100 for line in lines for x, y in line.box)
+    assert max(x for line in lines for x, _ in line.box) > 5000  # the last tile's boxes are shifted
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("resize_w or resize_h is less than or equal to 0")
+
+    monkeypatch.setattr(type(engine), "_lines", lambda self, image: broken())
+    assert engine.read(banner).lines == ()  # an engine failure reads as no text
+    with MemoryStore(tmp_path / "m", model=encoder, ocr=engine, speech_model=None) as store:
+        m = store.remember(banner)
+        assert m.id in store and not m.transcript

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pyarrow as pa
 
+from .errors import InputError
+
 if TYPE_CHECKING:  # pragma: no cover
     from PIL.Image import Image
 
@@ -132,7 +134,7 @@ class Memory:
         from .inputs import open_image
 
         if self.modality != "image" or not isinstance(self.content, (bytes, bytearray)):
-            raise ValueError(f"memory {self.id} is a {self.modality} memory without image content; "
+            raise InputError(f"memory {self.id} is a {self.modality} memory without image content; "
                              "use .content or .text for other memories")
         image: Image = open_image(bytes(self.content), self.source)  # lazy: thumbnail() decodes it reduced
         return image
@@ -142,7 +144,7 @@ class Memory:
         from .inputs import bytes_item
 
         if self.modality != "audio" or not isinstance(self.content, (bytes, bytearray)):
-            raise ValueError(f"memory {self.id} is a {self.modality} memory without audio content; "
+            raise InputError(f"memory {self.id} is a {self.modality} memory without audio content; "
                              "use .content or .text for other memories")
         return bytes_item(bytes(self.content)).payload  # type: ignore[return-value]
 
@@ -151,7 +153,7 @@ class Memory:
         from .preprocess.video import frame_at
 
         if self.modality != "video" or not isinstance(self.content, (bytes, bytearray)):
-            raise ValueError(f"memory {self.id} is a {self.modality} memory without video content; "
+            raise InputError(f"memory {self.id} is a {self.modality} memory without video content; "
                              "frames come from video memories stored with their content")
         return frame_at(bytes(self.content), at)
 

@@ -114,6 +114,20 @@ def test_the_gate_keeps_confident_words():
     assert is_no_speech(0.65, -1.2)  # the reference rule
 
 
+def test_words_unlikely_at_every_temperature_are_dropped():
+    """What Whisper puts on a violin ("Thanks for watching...") stays unlikely at every fallback
+    temperature; a window that got sure at some temperature, or a greedy-only schedule, keeps it."""
+    from aimemory.speech import TEMPERATURES, _Decoded, unlikely_at_every_temperature
+
+    def dec(logprob, temperature):
+        return _Decoded([1, 2], logprob, 0.33, 1.1, temperature)
+
+    assert unlikely_at_every_temperature(dec(-1.26, TEMPERATURES[-1]), TEMPERATURES)
+    assert not unlikely_at_every_temperature(dec(-0.9, TEMPERATURES[-1]), TEMPERATURES)  # sure enough at the end
+    assert not unlikely_at_every_temperature(dec(-1.26, TEMPERATURES[2]), TEMPERATURES)  # stopped early: fine there
+    assert not unlikely_at_every_temperature(dec(-1.26, 0.0), (0.0,))  # no fallback asked for
+
+
 def _containers(src: Path, folder: Path) -> dict[str, Path]:
     out = {"wav": src}
     sox, ffmpeg = shutil.which("sox"), shutil.which("ffmpeg")

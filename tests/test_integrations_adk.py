@@ -118,3 +118,14 @@ def test_namespaces_of_odd_names_are_hashed():
     assert user_namespace("app", "ada@example.com") == "adk:app:ada@example.com"
     odd = user_namespace("my app", "Zoë/1")
     assert odd.startswith("adk:") and len(odd) == 36
+
+
+def test_two_app_user_pairs_never_share_a_namespace():
+    """"a:b" + "c" and "a" + "b:c" were both adk:a:b:c (one tenant read the other's events), and a
+    user named "ada.deleted" read user ada's deleted-event records."""
+    pairs = [("a:b", "c"), ("a", "b:c"), ("app", "ada"), ("app", "ada.deleted"), ("app.deleted", "ada"),
+             ("app", "x:y"), ("app:x", "y")]
+    spaces = [user_namespace(app, user) for app, user in pairs]
+    assert len(set(spaces)) == len(pairs)
+    tombstones = {ns + ".deleted" for ns in spaces}
+    assert not tombstones & set(spaces)

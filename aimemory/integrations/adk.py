@@ -45,12 +45,15 @@ META_KEY = "adk"
 MAX_RESULTS = 10
 UNKNOWN_SESSION = "__unknown_session_id__"
 MEDIA = {"image/": "image", "audio/": "audio"}  # inline_data mime prefix -> aimemory modality
-_SAFE = re.compile(r"^[A-Za-z0-9_.:@-]{1,56}$")
+#: names kept readable in the namespace: no ':' (it joins app and user: "a:b"+"c" would be "a"+"b:c")
+_SAFE = re.compile(r"^[A-Za-z0-9_.@-]{1,56}$")
+TOMBSTONES = ".deleted"  # the suffix of a user's namespace of deleted event ids: no user name holds it
 
 
 def user_namespace(app_name: str, user_id: str) -> str:
-    """The aimemory namespace of one (app, user): readable when both names allow it, else a hash."""
-    if _SAFE.match(app_name) and _SAFE.match(user_id) and ".." not in app_name + user_id:
+    """The aimemory namespace of one (app, user): readable when both names allow it, else a hash;
+    two different pairs never share one (ADK keys users by the pair)."""
+    if all(_SAFE.match(name) and ".." not in name and TOMBSTONES not in name for name in (app_name, user_id)):
         return f"adk:{app_name}:{user_id}"
     digest = hashlib.sha256(f"{app_name}\0{user_id}".encode()).hexdigest()[:32]
     return f"adk:{digest}"
@@ -94,7 +97,7 @@ class AimemoryMemoryService(BaseMemoryService):
         self._write(user_namespace(app_name, user_id), rows, session_id)
 
     def _write(self, namespace: str, rows: list, session_id: str | None) -> None:
-        tombstones = f"{namespace}.deleted"
+        tombstones = f"{namespace}{TOMBSTONES}"
         items, metas, ids = [], [], []
         for event_id, content, author, timestamp, custom in rows:
             if exists(self.store, event_id, tombstones):
@@ -137,7 +140,7 @@ class AimemoryMemoryService(BaseMemoryService):
         ids = [m.id for m in list_memories(self.store, namespace)
                if m.metadata.get(META_KEY, {}).get("event_id") == memory_id]
         forget_present(self.store, ids, namespace)
-        upsert(self.store, [memory_id], [{}], [memory_id], f"{namespace}.deleted")
+        upsert(self.store, [memory_id], [{}], [memory_id], f"{namespace}{TOMBSTONES}")
 
     # -- searching -----------------------------------------------------------------------------
     async def search_memory(self, *, app_name: str, user_id: str, query: str) -> SearchMemoryResponse:

@@ -65,6 +65,9 @@ def test_upsert_delete_missing_and_order_of_get_by_ids(tmp_path):
     assert vs.delete(["2", "nope"]) is True
     assert [d.id for d in vs.get_by_ids(["1", "2", "3"])] == ["1", "3"]
     assert vs.store.count(vs.namespace) == 2
+    vs.store.remember("another namespace's note", namespace="other")
+    assert vs.delete() is True  # ids=None: every document, as LangChain's contract says
+    assert vs.store.count(vs.namespace) == 0 and vs.store.count("other") == 1
     vs.store.close()
 
 

@@ -55,3 +55,18 @@ def test_mem0_adds_searches_updates_and_deletes_through_aimemory(memory):
     assert vs.get_by_ids([ada])[0].page_content == "I like black tea"  # the vector store holds the new text
     m.delete(ada)
     assert m.get(ada) is None and vs.store.count(vs.namespace) == 1
+
+
+def test_mem0_lists_deletes_a_users_memories_and_resets(memory):
+    """get_all and delete_all go through the provider's Chroma-only listing (they raised TypeError);
+    reset deletes through ``delete(ids=None)``, which deleted nothing."""
+    m, vs = memory
+    for text in ("I like green tea", "I walk at dawn"):
+        m.add(text, user_id="ada", infer=False)
+    m.add("Bob likes coffee", user_id="bob", infer=False)
+    listed = m.get_all(filters={"user_id": "ada"})["results"]
+    assert sorted(r["memory"] for r in listed) == ["I like green tea", "I walk at dawn"]
+    m.delete_all(user_id="bob")
+    assert vs.store.count(vs.namespace) == 2 and not m.get_all(filters={"user_id": "bob"})["results"]
+    m.reset()
+    assert vs.store.count(vs.namespace) == 0

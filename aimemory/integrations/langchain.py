@@ -153,11 +153,22 @@ class AimemoryVectorStore(VectorStore):
         return ids
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
-        """Delete by id; ids that are not stored are ignored. ``ids=None`` deletes nothing."""
+        """Delete by id; ids that are not stored are ignored. ``ids=None`` deletes every memory of
+        this store's namespace, as LangChain's contract says (mem0's ``reset()`` relies on it)."""
         if ids is None:
-            return False
+            ids = [m.id for m in list_memories(self.store, self.namespace)]
         forget_present(self.store, ids, self.namespace)
         return True
+
+    def delete_collection(self) -> None:
+        """Delete every memory of this store's namespace (what mem0 calls to reset a collection)."""
+        self.delete(None)
+
+    @property
+    def _collection(self) -> "ChromaStyleListing":
+        """mem0's LangChain provider lists memories (``get_all``, ``delete_all``) only through
+        Chroma's ``_collection.get``: answered here in that form."""
+        return ChromaStyleListing(self)
 
     # -- reading -------------------------------------------------------------------------------
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
@@ -237,3 +248,19 @@ class AimemoryVectorStore(VectorStore):
         vs = cls(store, embedding=embedding, namespace=namespace, **kwargs)
         vs.add_texts(texts, metadatas, ids=ids)
         return vs
+
+
+class ChromaStyleListing:
+    """``get(where=..., limit=...)`` -> ``{"ids", "documents", "metadatas"}`` over an
+    :class:`AimemoryVectorStore`'s namespace, as Chroma's collection answers it."""
+
+    def __init__(self, vectors: AimemoryVectorStore):
+        self.vectors = vectors
+
+    def get(self, where: dict | None = None, limit: int | None = None, **kwargs: Any) -> dict[str, list]:
+        docs = [self.vectors._listed_document(m) for m in list_memories(self.vectors.store, self.vectors.namespace)]
+        if where:
+            docs = [d for d in docs if matches(d.metadata, where)]
+        docs = docs[:limit] if limit else docs
+        return {"ids": [d.id for d in docs], "documents": [d.page_content for d in docs],
+                "metadatas": [d.metadata for d in docs]}

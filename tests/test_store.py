@@ -134,6 +134,21 @@ def test_hybrid_finds_exact_names(store):
     assert hits[0].id == target.id
 
 
+def test_hybrid_takes_quoted_phrases_and_a_second_handle_in_the_process(store, encoder):
+    """A quoted query raised Lance's "position is not found" (phrases need word positions); a second
+    store on the folder in the same process failed every hybrid recall on an index commit conflict."""
+    target = store.remember("invoice ZX-9931 for the green paint", id="x")
+    for query in ('"ZX-9931"', '"green paint"', '""'):
+        assert store.recall(query, k=3, hybrid=True), query
+    assert store.recall('"ZX-9931"', k=1, hybrid=True)[0].id == target.id
+    other = MemoryStore(store.path, model=encoder)
+    try:
+        other.update("x", metadata={"m": 1})
+        assert store.recall("invoice", hybrid=True) and other.recall("invoice", hybrid=True)
+    finally:
+        other.close()
+
+
 def test_hybrid_scores_are_cosines_and_fusion_is_separate(store):
     for i in range(30):
         store.remember(f"red memo {i}")

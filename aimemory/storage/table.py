@@ -337,6 +337,12 @@ class VectorTable:
         """BM25 search over text content and transcripts, restricted to one namespace."""
         from lancedb.expr import col, lit
 
+        # a quoted phrase needs word positions the index does not keep (Lance raised on '"coffee"'):
+        # the words are searched instead
+        query = query.replace('"', " ")
+        if not query.strip():
+            return pa.table({"vkey": pa.array([], pa.int64()), "id": pa.array([], pa.string()),
+                             "_score": pa.array([], pa.float32())})
         self._ensure_fts()
         # ``_score`` is selected explicitly: Lance's automatic projection of it is deprecated and
         # warns on stderr at every query (lancedb's Python API has no opt-out switch)
@@ -440,7 +446,14 @@ class VectorTable:
             stats = self._table.index_stats("text_idx")
             stale = stats is not None and stats.num_unindexed_rows >= FTS_REFRESH_ROWS
         if stale:
-            self._table.create_index("text", config=FTS(), replace=True)
+            try:
+                self._table.create_index("text", config=FTS(), replace=True)
+            except Exception as exc:
+                if "conflict" not in str(exc).lower():
+                    raise
+                # another handle on this table built it first (two stores on one folder in one
+                # process): read its commit
+                self._table.checkout_latest()
 
     def close(self) -> None:
         self._table = None  # type: ignore[assignment]

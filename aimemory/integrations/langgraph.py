@@ -184,7 +184,10 @@ class AimemoryStore(BaseStore):
                                      where={"id": list(by_id)})
             kept = [self._search_item(by_id[h.id], h.score) for h in hits[op.offset:]]
         unscored = [it for it, indexed in found if not indexed]
-        if unscored and len(kept) < op.limit:  # fill the page, as LangGraph's stores do
+        # fill the page, as LangGraph's own InMemoryStore does: unscored items fill a short page
+        # without the offset (so they repeat on later pages there too; the differential test holds us
+        # to its behaviour)
+        if unscored and len(kept) < op.limit:
             kept += [self._search_item(it) for it in unscored[:op.limit - len(kept)]]
         return kept
 

@@ -312,6 +312,8 @@ class MemoryStore(StateAttributes):
 
     def recent(self, n: int = 10, namespace: str = DEFAULT_NAMESPACE) -> list[Memory]:
         """The ``n`` newest memories in ``namespace``, newest first, texts and transcripts attached."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise InputError(f"n must be a whole number of memories, 0 or more; got {n!r}")
         return recent_memories(self, check_namespace(namespace), n)
 
     def __contains__(self, memory_id: object) -> bool:
@@ -331,7 +333,7 @@ class MemoryStore(StateAttributes):
     def forget(self, memory_id: str | Iterable[str], namespace: str = DEFAULT_NAMESPACE) -> int:
         """Delete memories (table and index) by id; returns how many were deleted. Unknown ids
         raise :class:`NotFoundError` and nothing is deleted."""
-        ids = [memory_id] if isinstance(memory_id, str) else list(memory_id)
+        ids = [memory_id] if isinstance(memory_id, str) else list(dict.fromkeys(memory_id))  # each id once
         return forget_memories(self, ids, check_namespace(namespace))
 
     def update(self, memory_id: str, *, metadata: Mapping[str, Any] | None = None,
@@ -452,6 +454,7 @@ class MemoryStore(StateAttributes):
         """Model, sizes, namespaces, view kinds and the index (see :func:`aimemory.export.stats`)."""
         from .export import stats
 
+        self.check_open()  # it reads the table, which a close released
         with self.reading():  # the catalog's arrays must not change mid-read
             return stats(self)
 

@@ -502,3 +502,19 @@ def test_speech_only_store_without_sound_tower(tmp_path):
         with pytest.raises(InputError, match="no speech"):
             s.remember(tone("blue", seconds=1.0))
         assert len(s) == 1
+
+
+def test_forget_counts_each_id_once_recent_checks_n_and_stats_after_close(tmp_path, encoder):
+    from aimemory.errors import StoreClosedError
+
+    store = MemoryStore(tmp_path / "m", model=encoder)
+    a = store.remember("red one")
+    store.remember("red two")
+    assert store.forget([a.id, a.id]) == 1 and store.count() == 1  # it said 2
+    for bad in (-1, 1.5, True, "3"):
+        with pytest.raises(InputError, match="n must be"):
+            store.recent(bad)  # -1 gave all but the last one
+    assert store.recent(0) == []
+    store.close()
+    with pytest.raises(StoreClosedError):
+        store.stats()  # an AttributeError from the released table

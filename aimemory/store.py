@@ -376,7 +376,10 @@ class MemoryStore(StateAttributes):
         (computed for hits that only the keyword side found). ``half_life`` (seconds) weights by
         recency: score (and fusion, and the relevance that orders) x 0.5 ** (age / half_life), given as
         ``hit.recency``; expired
-        memories are never returned (see :mod:`aimemory.semantics`)."""
+        memories are never returned (see :mod:`aimemory.semantics`). ``where={key: value or
+        [values]}`` matches a memory's metadata and ``tags``; the keys ``source``, ``modality``,
+        ``mime`` and ``id`` match the memory's own fields instead (metadata under those names cannot
+        be filtered on)."""
         from .recall import run_recall
         from .recall_args import check_recall_args, timestamp
 

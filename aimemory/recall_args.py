@@ -3,17 +3,13 @@
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import datetime
 from typing import Sequence
 
 from .errors import InputError
 from .inputs import MODALITIES
-from .semantics import epoch_seconds
-
-_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")  # since="7d": a week ago, as in the CLI
-_AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+from .semantics import duration_seconds, epoch_seconds
 
 
 def check_recall_args(k: object, modality: str | Sequence[str] | None) -> list[str] | None:
@@ -34,6 +30,6 @@ def timestamp(value: datetime | float | str | None, name: str = "since") -> floa
     the CLI takes it ("30m", "2h", "7d", "4w": that long ago) or epoch seconds -> epoch seconds."""
     if value is None:
         return None
-    if isinstance(value, str) and (age := _AGE.match(value)):
-        return time.time() - float(age.group(1)) * _AGE_SECONDS[age.group(2)]
+    if isinstance(value, str) and (age := duration_seconds(value)) is not None:
+        return time.time() - age
     return epoch_seconds(value, name)

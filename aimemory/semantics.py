@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -47,6 +48,8 @@ MAX_ID_CHARS = 256
 MAX_CREATED_BY_CHARS = 256
 NEAR_DUPLICATE_MODES = ("report", "merge")
 EPOCH_RANGE = (-62135596800.0, 253402300799.0)  # 0001-01-01 .. 9999-12-31: what datetime can show
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")  # "30m", "2h", "7d", "4w", as the CLI takes them
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 RECENCY_OVERFETCH = 4  # candidates ranked per wanted hit before the recency weights re-order them
 
 
@@ -79,6 +82,12 @@ def check_id(value: Any) -> str:
     if "\0" in value:
         raise InputError("a memory id cannot contain the NUL character")
     return value
+
+
+def duration_seconds(text: str) -> float | None:
+    """A duration as the CLI writes it ("30m", "2h", "7d", "4w") -> seconds; None for other text."""
+    found = DURATION.match(text)
+    return float(found.group(1)) * UNIT_SECONDS[found.group(2)] if found else None
 
 
 def epoch_seconds(value: datetime | float | int | str, name: str) -> float:
@@ -143,10 +152,13 @@ def item_options(n: int, *, ids: Sequence[str | None] | None = None, expires_at:
     is_time = lambda v: isinstance(v, (str, int, float, datetime))  # noqa: E731
     expiry = [None if v is None else epoch_seconds(v, "expires_at")
               for v in each_item(expires_at, n, "expires_at", is_time)]
-    for j, t in enumerate(each_item(ttl, n, "ttl", lambda v: isinstance(v, (int, float)))):
+    for j, t in enumerate(each_item(ttl, n, "ttl", lambda v: isinstance(v, (int, float, str)))):
         if t is not None:
+            if isinstance(t, str) and (seconds := duration_seconds(t)) is not None:
+                t = seconds
             if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
-                raise InputError(f"ttl must be a positive number of seconds; got {t!r}")
+                raise InputError(f"ttl must be a positive number of seconds or a duration like '2h' or "
+                                 f"'7d'; got {t!r}")
             expiry[j] = min(now + float(t), EPOCH_RANGE[1])  # a ttl of centuries: the end of time
     for at in expiry:
         if at is not None and at <= now:

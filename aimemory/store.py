@@ -480,6 +480,8 @@ class MemoryStore(StateAttributes):
         """One row per memory (all namespaces when None); vectors/content opt-in."""
         from .export import to_arrow
 
+        if namespace is not None:
+            check_namespace(namespace)  # a name no namespace can have: an error, not an empty table
         self.flush()
         return to_arrow(self, namespace, vectors, content)
 
@@ -502,6 +504,8 @@ class MemoryStore(StateAttributes):
         """:meth:`to_arrow` as a pandas DataFrame (metadata parsed into dicts)."""
         from .export import to_pandas
 
+        if namespace is not None:
+            check_namespace(namespace)
         self.flush()
         return to_pandas(self, namespace, vectors, content)
 

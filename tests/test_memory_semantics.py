@@ -539,3 +539,24 @@ def test_http_fields_half_life_and_export_import(tmp_path):
         assert mem.get("h1", namespace="copy").content == "blue note"
         bad = client.post("/api/import", content=b"not a tar", headers={"content-type": "application/x-tar"})
         assert bad.status_code == 400
+
+
+def test_ttl_takes_the_clis_durations(store):
+    """ttl="2h" was read as two items ("ttl= has 2 entries for 1 items")."""
+    import time
+
+    m = store.remember("a note for two hours", ttl="2h")
+    assert abs(m.expires_at.timestamp() - (time.time() + 7200)) < 60
+    later = store.update(m.id, ttl="1d")
+    assert abs(later.expires_at.timestamp() - (time.time() + 86400)) < 60
+    for bad in ("2 hours", "-2h", "0h"):
+        with pytest.raises(InputError, match="duration like '2h'"):
+            store.remember("never stored", ttl=bad)
+
+
+def test_tables_of_a_namespace_no_store_can_hold_are_an_error(store):
+    store.remember("a note")
+    for bad in ("a/b", "", ".."):
+        with pytest.raises(InputError, match="namespace"):
+            store.to_arrow(namespace=bad)  # an empty table before
+    assert store.to_arrow(namespace="default").num_rows == 1

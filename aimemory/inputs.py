@@ -448,7 +448,15 @@ def bytes_item(data: bytes, source: str | None = None, progress=None, image_side
         from .preprocess.video import video_item
 
         return video_item(data, mime, source, progress)
-    audio = _decode_audio_bytes(data, mime, source)
+    try:
+        audio = _decode_audio_bytes(data, mime, source)
+    except DecodeError as exc:
+        if mime != "audio/mp4" or data[8:12] in (b"M4A ", b"M4B "):
+            raise
+        # an MP4 that did not open as video either: a video cut short (its index at the end) lands here
+        raise DecodeError(f"{_name('MP4 file', source)} decodes neither as video nor as audio; is the file "
+                          "complete? A recording cut off before its end loses the index MP4 keeps there: "
+                          "re-export or re-download it", item=source) from exc
     return Item("audio", audio.resampled(TARGET_SAMPLE_RATE), data, mime, source, _sha256(data))
 
 

@@ -193,8 +193,8 @@ def test_limits_are_typed_errors(clip_mp4, monkeypatch):
 
 def test_damaged_and_truncated_files_are_decode_errors(folder, clip_mp4):
     data = clip_mp4.read_bytes()
-    with pytest.raises(DecodeError, match="is the file complete"):
-        to_item(data[: len(data) // 2], source="half.mp4")  # the index (moov) is at the end: gone
+    with pytest.raises(DecodeError, match="MP4 file half.mp4 decodes neither as video nor as audio; is the file"):
+        to_item(data[: len(data) // 2], source="half.mp4")  # the index (moov) is at the end: gone (not "audio")
     mkv = write_video(folder / "cut.mkv", _spec(container="mkv")).read_bytes()
     with pytest.raises(DecodeError, match="stops at|does not decode"):
         decode_video(mkv[: len(mkv) // 2], "cut.mkv")

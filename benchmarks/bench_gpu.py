@@ -269,12 +269,17 @@ def main() -> None:
     ap.add_argument("--skip-e2e", action="store_true")
     ap.add_argument("--skip-towers", action="store_true", help="end to end only")
     ap.add_argument("--skip-slow", action="store_true", help="no single-thread and transformers-loop runs")
+    ap.add_argument("--allow-cpu", action="store_true",
+                    help="run on the CPU when there is no accelerator (the CPU figures live in bench_clip.py)")
     args = ap.parse_args()
 
     from aimemory.device import describe, resolve_placement
 
     placement = resolve_placement(args.device)
     print(f"device: {describe(placement)}, compute {placement.compute} ({placement.why})")
+    if placement.is_cpu and not args.allow_cpu:  # it would run for an hour on 2 cores and measure nothing new
+        sys.exit("no CUDA or Apple GPU here: this benchmark is for an accelerator (bench_clip.py measures the "
+                 "CPU); pass --allow-cpu to run it anyway")
     for line in machine_lines():
         print(line)
     args.work.mkdir(parents=True, exist_ok=True)

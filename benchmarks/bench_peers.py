@@ -320,6 +320,8 @@ def main(argv=None, log=print) -> dict:
     args = parse_args(argv)
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)  # a new folder named on the command line
     work = Path(tempfile.mkdtemp(prefix="bench_peers_", dir=args.workdir))
     info = machine_info()
     try:

@@ -255,6 +255,8 @@ def bench_size(kind: str, n: int, args, results: list, ingest: list, log) -> Non
     else:
         add(_row(kind, n, "faiss HNSW32", note=f"skipped (--skip, or n > --hnsw-max {args.hnsw_max:,})"))
 
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)  # a new folder named on the command line
     work = Path(tempfile.mkdtemp(prefix="bench_store_", dir=args.workdir))
     try:
         if "lance" not in args.skip:

@@ -91,6 +91,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(2)
+    if not (args.data / "meta.json").exists():
+        sys.exit(f"no evaluation arrays in {args.data}: build them first with `python training/build_data.py` "
+                 "(see training/README.md), or pass --data")
     meta = json.loads((args.data / "meta.json").read_text())
     concepts = meta["concepts"]
     C = len(concepts)

@@ -250,7 +250,7 @@ def _sync(source: "MemoryStore", target: "MemoryStore", batch_size: int, report:
     target.refresh()
     want, have = _signatures(source), _signatures(target)
     skipped = {(ns, mid) for ns, mid, *_ in report.not_migrated}
-    todo = [k for k, sig in want.items() if k not in skipped and (k not in have or have[k][:-1] != sig[:-1])]
+    todo = _stale(want, have, skipped)
     gone = [k for k in have if k not in want and k not in (keep or ())]
     done = len(want) - len(todo) - len([k for k in skipped if k in want])
     if progress:
@@ -375,8 +375,8 @@ def rollback(root: str | Path, model: "str | os.PathLike | Encoder | None" = Non
             atomic_write_bytes(root / ACTIVE_FILE, json.dumps(
                 {"folder": previous, "previous": active["folder"], "model": manifest.model_id,
                  "switched": datetime.now(timezone.utc).isoformat(),
-                 "not_migrated": [[ns, mid] for ns, mid, *_ in report.not_migrated]
-                 + [list(k) for k in left_behind]}).encode())
+                 "not_migrated": sorted({(ns, mid) for ns, mid, *_ in report.not_migrated} | left_behind)}
+                ).encode())
             report.switched = True
     finally:
         current.close()
@@ -389,8 +389,12 @@ def rollback(root: str | Path, model: "str | os.PathLike | Encoder | None" = Non
 def _changed(source: "MemoryStore", target: "MemoryStore", keep: set) -> bool:
     """Whether a sync of ``target`` from ``source`` has anything to re-embed."""
     source.refresh()
-    want, have = _signatures(source), _signatures(target)
-    return any(k not in have or have[k][:-1] != sig[:-1] for k, sig in want.items() if k not in keep)
+    return bool(_stale(_signatures(source), _signatures(target), keep))
+
+
+def _stale(want: dict, have: dict, skip: set) -> list[tuple[str, str]]:
+    """Keys whose memory ``have`` lacks or holds in another state than ``want`` (``skip`` aside)."""
+    return [k for k, sig in want.items() if k not in skip and (k not in have or have[k][:-1] != sig[:-1])]
 
 
 def drop_old(root: str | Path) -> int:

@@ -264,8 +264,8 @@ def eight_bit(img):
         x = x / 257.0  # the 16-bit range onto the 8-bit one
     elif img.mode == "F" and low >= 0 and high <= 1:
         x = x * 255.0  # floats in 0..1
-    elif low < 0 or high > 255:
-        x = (x - low) * (255.0 / (high - low))  # another range: stretched to fit
+    elif low < 0 or high > 255:  # another range: stretched to fit (one value throughout: mid-grey)
+        x = (x - low) * (255.0 / (high - low)) if high > low else np.full_like(x, 128.0)
     out = Image.fromarray(np.clip(np.rint(x), 0, 255).astype(np.uint8), "L")
     exif = img.getexif()
     if exif:
